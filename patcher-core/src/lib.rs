@@ -5,10 +5,19 @@
 
 #![warn(missing_docs)]
 
+mod cast;
+mod checkpoint;
 pub mod ops;
 mod patcher;
+pub mod pattern;
+pub mod plan;
 mod tensor;
+mod transform;
 
-pub use patcher::ClassReplacement;
+pub use cast::CastError;
+pub use checkpoint::{save_safetensors, Checkpoint, CheckpointError, TensorRef};
 pub use ops::{ConversionOp, Groups, OpContext, OpError};
+pub use patcher::{ClassReplacement, Patcher, PatcherError, UnmatchedClassKey};
+pub use plan::{ConversionPlan, LoadReport, PlanOptions};
 pub use tensor::{DType, HostTensor, TensorMeta};
+pub use transform::{TransformError, WeightConverter, WeightRenaming, WeightTransform};

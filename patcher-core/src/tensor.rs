@@ -133,6 +133,52 @@ impl<'a> HostTensor<'a> {
         self.shape.iter().product()
     }
 
+    /// A tensor from its parts. `bytes` may be borrowed (e.g. from a memory map) or owned.
+    ///
+    /// # Panics
+    ///
+    /// If `bytes.len()` is not `num_elements * dtype size`: that is a bug in the caller, never
+    /// something a checkpoint can cause (the reader validates lengths before building tensors).
+    pub fn new(
+        dtype: DType,
+        shape: impl Into<Vec<usize>>,
+        bytes: impl Into<Cow<'a, [u8]>>,
+    ) -> Self {
+        let shape = shape.into();
+        let bytes = bytes.into();
+        let expected = shape.iter().product::<usize>() * dtype.size_in_bytes();
+        assert_eq!(
+            bytes.len(),
+            expected,
+            "HostTensor::new: {} bytes for a {dtype} tensor of shape {shape:?} (expected {expected})",
+            bytes.len()
+        );
+        Self {
+            dtype,
+            shape,
+            bytes,
+        }
+    }
+
+    /// Number of bytes of data.
+    pub fn num_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the bytes are borrowed (e.g. straight from the memory map) rather than owned.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.bytes, Cow::Borrowed(_))
+    }
+
+    /// A tensor that borrows this one's bytes (no copy).
+    pub fn view(&self) -> HostTensor<'_> {
+        HostTensor {
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            bytes: Cow::Borrowed(&self.bytes),
+        }
+    }
+
     /// A tensor that owns its bytes (copies them if borrowed).
     pub fn into_owned(self) -> HostTensor<'static> {
         HostTensor {

@@ -147,8 +147,11 @@ pub trait ConversionOp: fmt::Debug + Send + Sync {
     }
 
     /// Output shapes and dtypes for the given inputs, with the same errors as `convert`.
-    fn infer(&self, inputs: Groups<TensorMeta>, ctx: &OpContext<'_>)
-        -> Result<Groups<TensorMeta>, OpError>;
+    fn infer(
+        &self,
+        inputs: Groups<TensorMeta>,
+        ctx: &OpContext<'_>,
+    ) -> Result<Groups<TensorMeta>, OpError>;
 
     /// Converts the tensors.
     fn convert<'a>(
@@ -162,3 +165,24 @@ pub trait ConversionOp: fmt::Debug + Send + Sync {
         None
     }
 }
+
+mod check;
+mod concat;
+mod interleave;
+mod layout;
+mod modulelist;
+mod reshape;
+mod rope;
+mod split;
+mod transpose;
+
+#[cfg(test)]
+mod tests;
+
+pub use concat::{Chunk, Concatenate};
+pub use interleave::Interleave;
+pub use modulelist::{MergeModulelist, SplitModulelist};
+pub use reshape::Reshape;
+pub use rope::PermuteForRope;
+pub use split::Split;
+pub use transpose::Transpose;

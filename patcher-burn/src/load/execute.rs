@@ -1,0 +1,119 @@
+//! Runs a load plan: reads each group's sources from the memory map, casts them to the model's
+//! dtype, runs the ops, lays the results out for Burn, and hands them over in bounded waves.
+//!
+//! Groups of a wave convert in parallel (rayon, a few threads: loading is I/O bound); a wave
+//! holds at most `max_bytes_in_flight` of checkpoint bytes (one larger group goes alone), and
+//! its tensors are uploaded before the next wave is read, so the host never holds the whole
+//! converted model.
+
+use std::collections::HashMap;
+
+use burn::tensor::TensorData;
+use patcher_core::plan::PlannedGroup;
+use patcher_core::{Checkpoint, DType, Groups};
+use rayon::prelude::*;
+
+use super::error::LoadError;
+use super::host::{cast_for, to_tensor_data};
+use super::options::{LoadOptions, LoadProgress};
+use super::params::{ParamInfo, ParamKind};
+
+/// Converted tensors of one wave, by Burn path.
+pub(crate) type Wave = HashMap<String, TensorData>;
+
+/// What the executor needs to convert groups.
+pub(crate) struct Executor<'a> {
+    pub(crate) checkpoint: &'a Checkpoint,
+    /// The model's parameters by PyTorch name.
+    pub(crate) params: HashMap<&'a str, &'a ParamInfo>,
+    pub(crate) float: DType,
+}
+
+impl Executor<'_> {
+    fn group_bytes(&self, group: &PlannedGroup) -> u64 {
+        let keys = group.sources.iter().flat_map(|(_, keys)| keys);
+        keys.filter_map(|key| self.checkpoint.meta(key))
+            .map(|meta| meta.num_bytes() as u64)
+            .sum()
+    }
+
+    fn convert(&self, group: &PlannedGroup) -> Result<Vec<(String, TensorData)>, LoadError> {
+        // Every written target of a group is of one kind in practice (a float op chain); the
+        // first decides how the sources are cast.
+        let kind = group
+            .ready_targets()
+            .find_map(|t| self.params.get(t.key.as_str()))
+            .map_or(ParamKind::Float, |p| p.kind);
+        let mut inputs = Groups::new();
+        for (pattern, keys) in group.sources.iter() {
+            let mut tensors = Vec::with_capacity(keys.len());
+            for key in keys {
+                let tensor = self.checkpoint.get(key)?.host();
+                tensors.push(cast_for(tensor, key, kind, self.float)?);
+            }
+            inputs.push(pattern, tensors);
+        }
+        let outputs = group
+            .execute(inputs)
+            .map_err(|source| LoadError::Conversion {
+                key: group.key.clone(),
+                source,
+            })?;
+        outputs
+            .into_iter()
+            .map(|(key, tensor)| {
+                let param = self.params.get(key.as_str()).ok_or_else(|| LoadError::Unsupported {
+                    key: key.clone(),
+                    message: "the plan wrote a parameter the model does not list".into(),
+                })?;
+                Ok((param.burn_path.clone(), to_tensor_data(tensor, param)?))
+            })
+            .collect()
+    }
+
+    /// Converts `groups` wave by wave and gives each wave to `apply`.
+    pub(crate) fn run(
+        &self,
+        groups: &[PlannedGroup],
+        options: &LoadOptions,
+        mut apply: impl FnMut(Wave),
+    ) -> Result<(), LoadError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.thread_count())
+            .build()
+            .map_err(|e| LoadError::Unsupported {
+                key: String::new(),
+                message: format!("could not start the loader threads: {e}"),
+            })?;
+        let sizes: Vec<u64> = groups.iter().map(|g| self.group_bytes(g)).collect();
+        let mut progress = LoadProgress {
+            params_done: 0,
+            params_total: groups.iter().map(|g| g.ready_targets().count()).sum(),
+            bytes_done: 0,
+            bytes_total: sizes.iter().sum(),
+        };
+        let mut start = 0;
+        while start < groups.len() {
+            let mut end = start + 1;
+            let mut bytes = sizes[start];
+            while end < groups.len() && bytes + sizes[end] <= options.bytes_in_flight() {
+                bytes += sizes[end];
+                end += 1;
+            }
+            let wave = &groups[start..end];
+            let converted: Vec<_> =
+                pool.install(|| wave.par_iter().map(|g| self.convert(g)).collect());
+            let mut tensors = Wave::new();
+            for result in converted {
+                let outputs = result?;
+                progress.params_done += outputs.len();
+                tensors.extend(outputs);
+            }
+            apply(tensors);
+            progress.bytes_done += bytes;
+            options.report(&progress);
+            start = end;
+        }
+        Ok(())
+    }
+}

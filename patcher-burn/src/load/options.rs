@@ -1,0 +1,134 @@
+//! How a load runs: strictness, threads, bytes in flight, progress.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Where a load stands, given to the progress callback after each conversion group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadProgress {
+    /// Parameters written so far.
+    pub params_done: usize,
+    /// Parameters the load writes.
+    pub params_total: usize,
+    /// Checkpoint bytes read so far.
+    pub bytes_done: u64,
+    /// Checkpoint bytes the load reads.
+    pub bytes_total: u64,
+}
+
+type ProgressFn = Arc<dyn Fn(&LoadProgress) + Send + Sync>;
+
+/// Options of a load. The default is strict, 4 threads and 512 MiB in flight.
+///
+/// ```
+/// use patcher_burn::LoadOptions;
+///
+/// let options = LoadOptions::default()
+///     .partial()
+///     .threads(2)
+///     .on_progress(|p| eprintln!("{}/{} parameters", p.params_done, p.params_total));
+/// assert!(!options.is_strict());
+/// ```
+#[derive(Clone)]
+pub struct LoadOptions {
+    strict: bool,
+    threads: usize,
+    max_bytes_in_flight: u64,
+    progress: Option<ProgressFn>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            strict: true,
+            // transformers measured 4 loader threads as fastest (PR #42324): loading is I/O bound.
+            threads: 4,
+            max_bytes_in_flight: 512 << 20,
+            progress: None,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Strict loading (the default): any missing parameter, unexpected key, shape mismatch or
+    /// conversion error fails the load with the plan's report.
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
+        self
+    }
+
+    /// Partial loading: load what fits and return the report with the model. Parameters that are
+    /// not loaded keep their initial values.
+    pub fn partial(mut self) -> Self {
+        self.strict = false;
+        self
+    }
+
+    /// Threads converting groups in parallel (at least 1).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Upper bound of converted bytes held on the host before they are uploaded (a single group
+    /// larger than the bound still loads, alone).
+    pub fn max_bytes_in_flight(mut self, bytes: u64) -> Self {
+        self.max_bytes_in_flight = bytes.max(1);
+        self
+    }
+
+    /// Calls `callback` after each conversion group.
+    pub fn on_progress(mut self, callback: impl Fn(&LoadProgress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(callback));
+        self
+    }
+
+    /// Shows an indicatif progress bar on stderr.
+    #[cfg(feature = "progress")]
+    pub fn progress_bar(self) -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} loading [{bar:40}] {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        self.on_progress(move |p| {
+            bar.set_length(p.bytes_total);
+            bar.set_position(p.bytes_done);
+            if p.params_done == p.params_total {
+                bar.finish_and_clear();
+            }
+        })
+    }
+
+    /// Whether loading is strict.
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    pub(crate) fn thread_count(&self) -> usize {
+        self.threads
+    }
+
+    pub(crate) fn bytes_in_flight(&self) -> u64 {
+        self.max_bytes_in_flight
+    }
+
+    pub(crate) fn report(&self, progress: &LoadProgress) {
+        if let Some(callback) = &self.progress {
+            callback(progress);
+        }
+    }
+}
+
+impl fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("strict", &self.strict)
+            .field("threads", &self.threads)
+            .field("max_bytes_in_flight", &self.max_bytes_in_flight)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,149 @@
+//! [`Slot<B, I>`]: a module field whose class is chosen while the model is built.
+
+mod check;
+mod class;
+mod erased;
+mod listing;
+mod module;
+mod record;
+mod route;
+mod visitor;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+
+use burn::tensor::backend::Backend;
+
+pub use check::{load_file_checked, load_record_checked, LoadRecordError, RecordMismatch};
+pub use class::{Implements, InterfaceKey, Patchable, SlotInterface};
+pub use listing::{list_slots, SlotInfo};
+pub use record::{SlotRecord, SlotRecordItem};
+pub use visitor::{TensorKind, MAX_RANK};
+
+use erased::{ErasedModule, Holder};
+use route::{route_from_inner, Routes};
+
+/// A module field that holds the original class or, when the model was built with a
+/// [`Patcher`](patcher_core::Patcher) mapping that class, its replacement.
+///
+/// `I` is the trait object of the interface the parent calls, e.g.
+/// `Slot<B, dyn AttentionLayer<B>>` for a `#[slot_interface]` trait `AttentionLayer`. The slot
+/// dereferences to it, so the parent writes `self.self_attn.forward(x)` whatever class is inside.
+///
+/// A slot is a complete Burn [`Module`](burn::module::Module): parameters keep the paths of the
+/// class inside (`layers.0.self_attn.qkv_proj.weight`), records save the class name with the
+/// parameters and refuse a record of another class, and on an autodiff backend `valid()` gives the
+/// same class on the inner backend (see [`AutodiffModule`](burn::module::AutodiffModule) on
+/// `Slot` for the one limit of `from_inner`).
+///
+/// Slots are made by [`Slot::build`] in a model's constructor, or by [`Slot::new`] from a module.
+pub struct Slot<B: Backend, I: ?Sized + SlotInterface> {
+    module: Box<dyn ErasedModule<B, I::Key>>,
+    /// The class the model asked for (the `class_mapping` key that would replace it).
+    original: &'static str,
+    replaced: bool,
+    _interface: PhantomData<fn() -> Box<I>>,
+}
+
+impl<B: Backend, I: ?Sized + SlotInterface> Slot<B, I> {
+    /// A slot holding `module`, as the original class (no patching).
+    pub fn new<C>(module: C) -> Self
+    where
+        C: Implements<I::Key> + Patchable<Backend = B>,
+    {
+        Self::original::<C>(module.into_with_backend())
+    }
+
+    /// A slot holding a freshly built original module; it learns the route to `Autodiff<B>`.
+    pub(crate) fn original<C: Implements<I::Key>>(module: C::WithBackend<B>) -> Self {
+        Self::from_parts::<C>(module, C::CLASS_NAME, false)
+    }
+
+    /// A slot holding `module` of class `C` in place of `original`.
+    pub(crate) fn from_parts<C: Implements<I::Key>>(
+        module: C::WithBackend<B>,
+        original: &'static str,
+        replaced: bool,
+    ) -> Self {
+        let routes = Routes::default().with::<burn::backend::Autodiff<B>, I::Key>(
+            route_from_inner::<C, I::Key, burn::backend::Autodiff<B>>,
+        );
+        Self {
+            module: Box::new(Holder::<C, B> { module, routes }),
+            original,
+            replaced,
+            _interface: PhantomData,
+        }
+    }
+
+    /// The class of the module inside (the replacement's name when replaced).
+    pub fn class_name(&self) -> &'static str {
+        self.module.class_name()
+    }
+
+    /// The class the model built this slot for.
+    pub fn original_class_name(&self) -> &'static str {
+        self.original
+    }
+
+    /// Whether the module inside replaces the original class.
+    pub fn is_replaced(&self) -> bool {
+        self.replaced
+    }
+
+    /// The name of the slot's interface trait.
+    pub fn interface_name(&self) -> &'static str {
+        <I::Key as InterfaceKey>::NAME
+    }
+
+    /// The same slot as another `Slot` type of the same interface (same key, same representation).
+    pub(crate) fn rebrand<J: ?Sized + SlotInterface<Key = I::Key>>(self) -> Slot<B, J> {
+        Slot {
+            module: self.module,
+            original: self.original,
+            replaced: self.replaced,
+            _interface: PhantomData,
+        }
+    }
+
+    /// The same slot metadata around another erased module (backend moves, valid, from_inner).
+    fn with_module<B2: Backend, I2: ?Sized + SlotInterface>(
+        &self,
+        module: Box<dyn ErasedModule<B2, I2::Key>>,
+    ) -> Slot<B2, I2> {
+        Slot {
+            module,
+            original: self.original,
+            replaced: self.replaced,
+            _interface: PhantomData,
+        }
+    }
+}
+
+impl<B: Backend, I: ?Sized + SlotInterface> Deref for Slot<B, I> {
+    type Target = <I::Key as InterfaceKey>::Dyn<B>;
+
+    fn deref(&self) -> &Self::Target {
+        self.module.interface()
+    }
+}
+
+impl<B: Backend, I: ?Sized + SlotInterface> DerefMut for Slot<B, I> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.module.interface_mut()
+    }
+}
+
+impl<B: Backend, I: ?Sized + SlotInterface> Clone for Slot<B, I> {
+    fn clone(&self) -> Self {
+        self.with_module(self.module.clone_box())
+    }
+}
+
+impl<B: Backend, I: ?Sized + SlotInterface> fmt::Debug for Slot<B, I> {
+    /// The module inside, as its own `Debug` shows it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.module.debug(f)
+    }
+}

@@ -1,0 +1,162 @@
+//! Everything that can go wrong reading or writing a checkpoint, each naming the file (and the
+//! tensor where there is one) and saying how to fix it.
+
+use std::io;
+use std::path::PathBuf;
+
+use safetensors::SafeTensorError;
+
+/// A checkpoint could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A file or folder could not be opened, mapped or read.
+    #[error("cannot read `{path}`: {source}; check that the path exists and is readable")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+
+    /// A folder holds no recognisable checkpoint.
+    #[error(
+        "no checkpoint in folder `{dir}` (found: {found}); it needs `model.safetensors`, \
+         `model.safetensors.index.json`, or exactly one `*.safetensors.index.json` or \
+         `*.safetensors` file; pass the file itself to choose one"
+    )]
+    NoCheckpointInFolder {
+        /// The folder.
+        dir: PathBuf,
+        /// The candidate files found there, or `none`.
+        found: String,
+    },
+
+    /// A safetensors file is truncated or its header is corrupt.
+    #[error(
+        "`{file}` is not a valid safetensors file (truncated or corrupt header: {source}); \
+         re-download or re-export it"
+    )]
+    Header {
+        /// The safetensors file.
+        file: PathBuf,
+        /// What the safetensors parser found wrong.
+        source: SafeTensorError,
+    },
+
+    /// A tensor has a dtype burn-patcher does not read.
+    #[error(
+        "tensor `{key}` in `{file}` has dtype {dtype}, which burn-patcher does not read \
+         (supported: F32, F16, BF16, F64, I64, I32, U8, BOOL); dequantize or convert the \
+         checkpoint first"
+    )]
+    UnsupportedDtype {
+        /// The safetensors file.
+        file: PathBuf,
+        /// The tensor's name.
+        key: String,
+        /// The safetensors dtype name, e.g. `F8_E4M3`.
+        dtype: String,
+    },
+
+    /// The sharded index is not valid JSON or lacks a `weight_map`.
+    #[error(
+        "`{index}` is not a valid safetensors index ({source}); it must be a JSON object with a \
+         `weight_map` object mapping tensor names to shard file names"
+    )]
+    IndexJson {
+        /// The index file.
+        index: PathBuf,
+        /// What the JSON parser found wrong.
+        source: serde_json::Error,
+    },
+
+    /// A shard path in the index points outside the checkpoint folder.
+    #[error(
+        "shard path `{shard}` for tensor `{key}` in `{index}` leaves the checkpoint folder; \
+         shard paths must be relative paths inside the index's folder, without `..` or a root"
+    )]
+    ShardPathEscapes {
+        /// The index file.
+        index: PathBuf,
+        /// A tensor mapped to that shard.
+        key: String,
+        /// The shard path as written in the index.
+        shard: String,
+    },
+
+    /// A shard named in the index does not exist.
+    #[error(
+        "shard `{shard}` named in `{index}` (e.g. for tensor `{key}`) does not exist; download \
+         the missing shard or fix the index"
+    )]
+    MissingShard {
+        /// The index file.
+        index: PathBuf,
+        /// The missing shard file.
+        shard: PathBuf,
+        /// A tensor mapped to that shard.
+        key: String,
+    },
+
+    /// The index maps a tensor to a shard that does not contain it.
+    #[error(
+        "tensor `{key}` is mapped to `{shard}` by `{index}`, but that shard has no such tensor; \
+         the index and the shards do not match, re-download the checkpoint"
+    )]
+    KeyNotInShard {
+        /// The index file.
+        index: PathBuf,
+        /// The shard the index names.
+        shard: PathBuf,
+        /// The tensor's name.
+        key: String,
+    },
+
+    /// The same tensor name is stored in two shards.
+    #[error(
+        "tensor `{key}` is stored twice, in `{first}` and in `{second}`; shards of one checkpoint \
+         must not overlap, remove one copy"
+    )]
+    DuplicateKey {
+        /// The tensor's name.
+        key: String,
+        /// The first shard holding it.
+        first: PathBuf,
+        /// The second shard holding it.
+        second: PathBuf,
+    },
+
+    /// A tensor was asked for that the checkpoint does not have.
+    #[error(
+        "no tensor `{key}` in checkpoint `{path}` ({count} tensors); list the names with \
+         Checkpoint::keys"
+    )]
+    TensorNotFound {
+        /// The checkpoint that was opened.
+        path: PathBuf,
+        /// The requested name.
+        key: String,
+        /// How many tensors the checkpoint has.
+        count: usize,
+    },
+
+    /// A tensor given to the writer is inconsistent or named twice.
+    #[error("cannot save tensor `{key}` to `{path}`: {reason}")]
+    InvalidTensor {
+        /// The file being written.
+        path: PathBuf,
+        /// The tensor's name.
+        key: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+
+    /// Writing the safetensors file failed.
+    #[error("cannot write `{path}`: {source}; check the folder exists and is writable")]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The underlying error.
+        source: SafeTensorError,
+    },
+}

@@ -1,0 +1,110 @@
+//! Finding the checkpoint behind a path, and reading a sharded index
+//! (`model.safetensors.index.json`).
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use super::error::CheckpointError;
+
+/// What a path given to `Checkpoint::open` designates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// One `.safetensors` file.
+    Single(PathBuf),
+    /// A sharded index JSON.
+    Index(PathBuf),
+}
+
+const SINGLE: &str = "model.safetensors";
+const INDEX: &str = "model.safetensors.index.json";
+
+/// Resolves a file (index if it ends in `.json`, safetensors otherwise) or a folder (the
+/// transformers names first, then a lone index, then a lone safetensors file).
+pub(crate) fn resolve(path: &Path) -> Result<Source, CheckpointError> {
+    let io = |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_dir() {
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        return Ok(if is_json {
+            Source::Index(path.to_path_buf())
+        } else {
+            Source::Single(path.to_path_buf())
+        });
+    }
+    // Same order as transformers' `from_pretrained`: `model.safetensors` first, then the index.
+    for (name, make) in [
+        (SINGLE, Source::Single as fn(PathBuf) -> Source),
+        (INDEX, Source::Index),
+    ] {
+        let candidate = path.join(name);
+        if candidate.is_file() {
+            return Ok(make(candidate));
+        }
+    }
+    let mut indexes = Vec::new();
+    let mut singles = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".safetensors.index.json") {
+            indexes.push(entry.path());
+        } else if name.ends_with(".safetensors") {
+            singles.push(entry.path());
+        }
+    }
+    match (indexes.len(), singles.len()) {
+        (1, _) => Ok(Source::Index(indexes.remove(0))),
+        (0, 1) => Ok(Source::Single(singles.remove(0))),
+        _ => {
+            let mut found: Vec<_> = indexes
+                .iter()
+                .chain(&singles)
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            found.sort();
+            let found = if found.is_empty() {
+                "none".to_string()
+            } else {
+                found.join(", ")
+            };
+            Err(CheckpointError::NoCheckpointInFolder {
+                dir: path.to_path_buf(),
+                found,
+            })
+        }
+    }
+}
+
+/// The parts of the index we use; `metadata` (total size) is not needed.
+#[derive(serde::Deserialize)]
+struct IndexFile {
+    weight_map: BTreeMap<String, String>,
+}
+
+/// Reads the `weight_map` of an index: tensor name to shard path as written in the file.
+pub(crate) fn read_weight_map(index: &Path) -> Result<BTreeMap<String, String>, CheckpointError> {
+    let text = std::fs::read(index).map_err(|source| CheckpointError::Io {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let parsed: IndexFile =
+        serde_json::from_slice(&text).map_err(|source| CheckpointError::IndexJson {
+            index: index.to_path_buf(),
+            source,
+        })?;
+    Ok(parsed.weight_map)
+}
+
+/// Whether a shard path from the index stays inside the index's folder. Only the path's
+/// components are checked, not where symlinks lead: the Hugging Face cache links shards to
+/// blobs elsewhere, and that is legitimate.
+pub(crate) fn stays_inside(shard: &str) -> bool {
+    let path = Path::new(shard);
+    !shard.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}

@@ -1,0 +1,180 @@
+//! What a plan found: unexpected keys, missing parameters, shape mismatches, conversion errors and
+//! unused conversions, rendered with collapsed layer indices and "did you mean" hints.
+
+use std::fmt;
+
+use crate::ops::OpError;
+use crate::pattern::closest_name;
+
+use super::collapse::{collapse_keys, collapse_names};
+
+/// A parameter whose checkpoint-derived shape differs from the model's. It is not loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShapeMismatch {
+    /// Full parameter name (PyTorch naming).
+    pub name: String,
+    /// Shape the checkpoint (after conversion) gives.
+    pub checkpoint_shape: Vec<usize>,
+    /// Shape the model expects.
+    pub model_shape: Vec<usize>,
+}
+
+/// A group whose conversion cannot run; its targets are not loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversionError {
+    /// Full name of the (first) target of the group.
+    pub target: String,
+    /// The op that failed, if an op did.
+    pub op: Option<String>,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl From<OpError> for ConversionError {
+    fn from(e: OpError) -> Self {
+        Self {
+            target: e.target,
+            op: Some(e.op),
+            message: e.message,
+        }
+    }
+}
+
+/// A transform of the list that did not take part in loading any parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusedTransform {
+    /// Index in the transform list given to the plan.
+    pub index: usize,
+    /// The transform, as displayed.
+    pub description: String,
+}
+
+/// The outcome of planning a load (or a save), before any byte is read.
+///
+/// Its [`Display`](fmt::Display) gives readable sections, with layer indices collapsed
+/// (`model.layers.{0..23}.mlp.experts.gate_up_proj`) and near names suggested for missing keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Checkpoint keys (after renaming) the model has no parameter for, in natural order.
+    pub unexpected: Vec<String>,
+    /// Model parameters nothing loads into, in natural order.
+    pub missing: Vec<String>,
+    /// Parameters with a shape that differs from the model's, in natural order.
+    pub mismatched: Vec<ShapeMismatch>,
+    /// Groups that cannot be converted (their targets are also missing).
+    pub conversion_errors: Vec<ConversionError>,
+    /// Transforms that loaded nothing (informational: a model's default conversions need not all
+    /// apply to every checkpoint).
+    pub unused_transforms: Vec<UnusedTransform>,
+    /// Number of parameters that will be written.
+    pub loaded: usize,
+}
+
+impl LoadReport {
+    /// Whether every parameter loads and every checkpoint key is used: no unexpected, missing or
+    /// mismatched key and no conversion error. Unused transforms do not count.
+    pub fn is_clean(&self) -> bool {
+        self.unexpected.is_empty()
+            && self.missing.is_empty()
+            && self.mismatched.is_empty()
+            && self.conversion_errors.is_empty()
+    }
+
+    /// The unexpected key closest to `missing` (as collapsed in the report), if one is close.
+    pub fn suggestion_for(&self, missing: &str) -> Option<String> {
+        let candidates = collapse_names(&self.unexpected);
+        closest_name(missing, candidates.iter().map(String::as_str), SIMILARITY).map(str::to_string)
+    }
+}
+
+/// Checkpoint and model shapes of a mismatch.
+type ShapePair = (Vec<usize>, Vec<usize>);
+
+/// How similar (normalized Levenshtein) an unexpected key must be to be suggested.
+const SIMILARITY: f64 = 0.8;
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} loaded, {} unexpected, {} missing, {} mismatched, {} conversion errors, {} unused \
+             conversions",
+            self.loaded,
+            self.unexpected.len(),
+            self.missing.len(),
+            self.mismatched.len(),
+            self.conversion_errors.len(),
+            self.unused_transforms.len(),
+        )?;
+
+        let unexpected = collapse_names(&self.unexpected);
+        section(
+            f,
+            "Unexpected (in the checkpoint, not in the model)",
+            &unexpected,
+            |f, k| write!(f, "{k}"),
+        )?;
+
+        let missing = collapse_names(&self.missing);
+        section(f, "Missing (left as initialized)", &missing, |f, k| {
+            write!(f, "{k}")?;
+            match closest_name(k, unexpected.iter().map(String::as_str), SIMILARITY) {
+                Some(near) => write!(f, "  (did you mean `{near}` from the checkpoint?)"),
+                None => Ok(()),
+            }
+        })?;
+
+        let items: Vec<(String, ShapePair)> = self
+            .mismatched
+            .iter()
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    (m.checkpoint_shape.clone(), m.model_shape.clone()),
+                )
+            })
+            .collect();
+        let mismatched = collapse_keys(&items);
+        section(
+            f,
+            "Shape mismatch (not loaded)",
+            &mismatched,
+            |f, (k, (ckpt, model))| write!(f, "{k}: checkpoint {ckpt:?} vs model {model:?}"),
+        )?;
+
+        section(
+            f,
+            "Conversion errors (not loaded)",
+            &self.conversion_errors,
+            |f, e| {
+                write!(f, "{}: ", e.target)?;
+                if let Some(op) = &e.op {
+                    write!(f, "{op}: ")?;
+                }
+                write!(f, "{}", e.message)
+            },
+        )?;
+
+        section(f, "Unused conversions", &self.unused_transforms, |f, t| {
+            write!(f, "#{} {}", t.index, t.description)
+        })
+    }
+}
+
+fn section<T>(
+    f: &mut fmt::Formatter<'_>,
+    title: &str,
+    items: &[T],
+    mut line: impl FnMut(&mut fmt::Formatter<'_>, &T) -> fmt::Result,
+) -> fmt::Result {
+    if items.is_empty() {
+        return Ok(());
+    }
+    writeln!(f, "{title}:")?;
+    for item in items {
+        f.write_str("  ")?;
+        line(f, item)?;
+        writeln!(f)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! Weight transforms: [`WeightRenaming`] (rename keys) and [`WeightConverter`] (collect the
+//! tensors of several keys and run ops on them), and [`WeightTransform`], either of them.
+//!
+//! Patterns follow transformers' semantics (see [`crate::pattern`]): searched anywhere in the key,
+//! the matched part replaced by the first target pattern, `\1` for the source's first group.
+
+mod error;
+mod shared;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::ops::ConversionOp;
+use crate::pattern::IntoPatterns;
+
+pub use self::error::TransformError;
+use self::shared::TransformCore;
+
+/// Accessors shared by [`WeightRenaming`] and [`WeightConverter`].
+macro_rules! common_methods {
+    () => {
+        /// Restricts the transform to keys under `scope_prefix` (a sub-model such as
+        /// `vision_model`): a key must start with `base_model_prefix.scope_prefix.` or
+        /// `scope_prefix.`; that prefix is stripped before matching and put back after.
+        /// An empty scope matches every key but still strips the base model prefix.
+        pub fn with_scope_prefix(mut self, scope_prefix: impl Into<String>) -> Self {
+            self.core.scope_prefix = Some(scope_prefix.into());
+            self
+        }
+
+        /// The model's base model prefix (e.g. `model`), used by a scoped transform. If unset, the
+        /// [`ConversionPlan`](crate::plan::ConversionPlan) uses its own option.
+        pub fn with_base_model_prefix(mut self, base_model_prefix: impl Into<String>) -> Self {
+            self.core.base_model_prefix = Some(base_model_prefix.into());
+            self
+        }
+
+        /// Source patterns after preprocessing (`\1` filled in, `^`/`$` taken from the paired
+        /// target), in declared order. Ops receive their inputs keyed by these.
+        pub fn source_patterns(&self) -> &[String] {
+            &self.core.sources
+        }
+
+        /// Target patterns after preprocessing (plain replacement text), in declared order.
+        pub fn target_patterns(&self) -> &[String] {
+            &self.core.targets
+        }
+
+        /// Source patterns as given.
+        pub fn original_source_patterns(&self) -> &[String] {
+            &self.core.original_sources
+        }
+
+        /// Target patterns as given.
+        pub fn original_target_patterns(&self) -> &[String] {
+            &self.core.original_targets
+        }
+
+        /// The scope, if any (see `with_scope_prefix`).
+        pub fn scope_prefix(&self) -> Option<&str> {
+            self.core.scope_prefix.as_deref()
+        }
+
+        /// The base model prefix used by the scope, if set.
+        pub fn base_model_prefix(&self) -> Option<&str> {
+            self.core.base_model_prefix.as_deref()
+        }
+
+        /// Renames `key` if a source pattern matches it: the matched part becomes the first target
+        /// pattern. Returns the new key and the (preprocessed) source pattern that matched.
+        pub fn rename_source_key(&self, key: &str) -> Option<(String, &str)> {
+            self.core
+                .rename(key, None)
+                .map(|(renamed, i)| (renamed, self.core.sources[i].as_str()))
+        }
+    };
+}
+
+/// Renames checkpoint keys; the tensor is unchanged.
+///
+/// ```
+/// use patcher_core::WeightRenaming;
+///
+/// let renaming = WeightRenaming::new(".block_sparse_moe.", ".mlp.").unwrap();
+/// let (renamed, _) = renaming
+///     .rename_source_key("model.layers.0.block_sparse_moe.gate.weight")
+///     .unwrap();
+/// assert_eq!(renamed, "model.layers.0.mlp.gate.weight");
+///
+/// // `(...)` in the source and `\1` in the target:
+/// let renaming = WeightRenaming::new(r"^vit\.layers\.(\d+)\.ln1", r"vit.layers.\1.norm1").unwrap();
+/// let (renamed, _) = renaming.rename_source_key("vit.layers.7.ln1.weight").unwrap();
+/// assert_eq!(renamed, "vit.layers.7.norm1.weight");
+/// ```
+#[derive(Debug, Clone)]
+pub struct WeightRenaming {
+    core: TransformCore,
+}
+
+impl WeightRenaming {
+    /// A renaming from `sources` to `targets` (a `&str`, an array, a `Vec`...). Every source is
+    /// replaced by the first target.
+    pub fn new(
+        sources: impl IntoPatterns,
+        targets: impl IntoPatterns,
+    ) -> Result<Self, TransformError> {
+        Ok(Self {
+            core: TransformCore::new(
+                "WeightRenaming",
+                sources.into_patterns(),
+                targets.into_patterns(),
+            )?,
+        })
+    }
+
+    common_methods!();
+
+    /// The renaming the other way round (for saving), scope kept.
+    pub fn reverse(&self) -> Result<Self, TransformError> {
+        Ok(Self {
+            core: self.core.reversed("WeightRenaming")?,
+        })
+    }
+}
+
+/// Collects the tensors whose keys match its source patterns into one group per target key and
+/// runs ops on them (concatenate, chunk, stack experts, ...).
+///
+/// Every matching key is renamed to the same target key (the matched part replaced by the first
+/// target pattern), which is how many keys end up in one group; within a group, tensors are kept
+/// per source pattern in natural key order.
+///
+/// ```
+/// use std::sync::Arc;
+/// use patcher_core::ops::{Concatenate, MergeModulelist};
+/// use patcher_core::WeightConverter;
+///
+/// let converter = WeightConverter::new(
+///     ["mlp.experts.*.gate_proj.weight", "mlp.experts.*.up_proj.weight"],
+///     "mlp.experts.gate_up_proj",
+///     vec![Arc::new(MergeModulelist::new(0)), Arc::new(Concatenate::new(1))],
+/// )
+/// .unwrap();
+/// let (renamed, pattern) = converter
+///     .rename_source_key("model.layers.0.mlp.experts.12.up_proj.weight")
+///     .unwrap();
+/// assert_eq!(renamed, "model.layers.0.mlp.experts.gate_up_proj");
+/// assert_eq!(pattern, "mlp.experts.*.up_proj.weight");
+///
+/// // Saving runs the reverse: SplitModulelist after Chunk.
+/// let reverse = converter.reverse().unwrap();
+/// assert_eq!(reverse.source_patterns(), ["mlp.experts.gate_up_proj"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct WeightConverter {
+    core: TransformCore,
+    ops: Vec<Arc<dyn ConversionOp>>,
+}
+
+impl WeightConverter {
+    /// A converter from `sources` to `targets` running `ops` in order.
+    ///
+    /// Errors if `ops` is empty, or if there are several sources *and* several targets and no op
+    /// [`supports_many_to_many`](ConversionOp::supports_many_to_many).
+    pub fn new(
+        sources: impl IntoPatterns,
+        targets: impl IntoPatterns,
+        ops: Vec<Arc<dyn ConversionOp>>,
+    ) -> Result<Self, TransformError> {
+        let sources = sources.into_patterns();
+        let targets = targets.into_patterns();
+        if ops.is_empty() {
+            return Err(TransformError::NoOperations { sources, targets });
+        }
+        if sources.len() > 1
+            && targets.len() > 1
+            && !ops.iter().any(|op| op.supports_many_to_many())
+        {
+            return Err(TransformError::ManyToMany { sources, targets });
+        }
+        Ok(Self {
+            core: TransformCore::new("WeightConverter", sources, targets)?,
+            ops,
+        })
+    }
+
+    common_methods!();
+
+    /// The ops, in the order they run.
+    pub fn ops(&self) -> &[Arc<dyn ConversionOp>] {
+        &self.ops
+    }
+
+    /// The converter the other way round (for saving): patterns swapped, each op replaced by its
+    /// reverse, in reverse order. Errors, naming the op, if an op has no reverse.
+    pub fn reverse(&self) -> Result<Self, TransformError> {
+        let ops = self
+            .ops
+            .iter()
+            .rev()
+            .map(|op| {
+                op.reverse().ok_or_else(|| TransformError::NotReversible {
+                    transform: self.to_string(),
+                    op: op.name(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            core: self.core.reversed("WeightConverter")?,
+            ops,
+        })
+    }
+}
+
+/// A renaming or a converter: what a model's list of weight conversions holds.
+#[derive(Debug, Clone)]
+pub enum WeightTransform {
+    /// Renames keys.
+    Renaming(WeightRenaming),
+    /// Groups keys and runs ops.
+    Converter(WeightConverter),
+}
+
+impl From<WeightRenaming> for WeightTransform {
+    fn from(renaming: WeightRenaming) -> Self {
+        Self::Renaming(renaming)
+    }
+}
+
+impl From<WeightConverter> for WeightTransform {
+    fn from(converter: WeightConverter) -> Self {
+        Self::Converter(converter)
+    }
+}
+
+impl WeightTransform {
+    fn core(&self) -> &TransformCore {
+        match self {
+            Self::Renaming(r) => &r.core,
+            Self::Converter(c) => &c.core,
+        }
+    }
+
+    /// Whether this is a [`WeightConverter`].
+    pub fn is_converter(&self) -> bool {
+        matches!(self, Self::Converter(_))
+    }
+
+    /// The converter, if this is one.
+    pub fn as_converter(&self) -> Option<&WeightConverter> {
+        match self {
+            Self::Converter(c) => Some(c),
+            Self::Renaming(_) => None,
+        }
+    }
+
+    /// The ops (empty for a renaming).
+    pub fn ops(&self) -> &[Arc<dyn ConversionOp>] {
+        match self {
+            Self::Converter(c) => c.ops(),
+            Self::Renaming(_) => &[],
+        }
+    }
+
+    /// Preprocessed source patterns (see [`WeightConverter::source_patterns`]).
+    pub fn source_patterns(&self) -> &[String] {
+        &self.core().sources
+    }
+
+    /// Preprocessed target patterns.
+    pub fn target_patterns(&self) -> &[String] {
+        &self.core().targets
+    }
+
+    /// Source patterns as given.
+    pub fn original_source_patterns(&self) -> &[String] {
+        &self.core().original_sources
+    }
+
+    /// Target patterns as given.
+    pub fn original_target_patterns(&self) -> &[String] {
+        &self.core().original_targets
+    }
+
+    /// The scope, if any.
+    pub fn scope_prefix(&self) -> Option<&str> {
+        self.core().scope_prefix.as_deref()
+    }
+
+    /// Renames `key` (see [`WeightRenaming::rename_source_key`]).
+    pub fn rename_source_key(&self, key: &str) -> Option<(String, &str)> {
+        let core = self.core();
+        core.rename(key, None)
+            .map(|(renamed, i)| (renamed, core.sources[i].as_str()))
+    }
+
+    /// The transform the other way round (see [`WeightConverter::reverse`]).
+    pub fn reverse(&self) -> Result<Self, TransformError> {
+        Ok(match self {
+            Self::Renaming(r) => Self::Renaming(r.reverse()?),
+            Self::Converter(c) => Self::Converter(c.reverse()?),
+        })
+    }
+
+    /// Renames with `default_base` standing in for an unset base model prefix; returns the
+    /// declared index of the matching source.
+    pub(crate) fn rename_with(
+        &self,
+        key: &str,
+        default_base: Option<&str>,
+    ) -> Option<(String, usize)> {
+        self.core().rename(key, default_base)
+    }
+
+    /// Whether a source pattern matches `key` (within the scope).
+    pub(crate) fn matches_with(&self, key: &str, default_base: Option<&str>) -> bool {
+        self.core().matches(key, default_base)
+    }
+}
+
+fn fmt_patterns(f: &mut fmt::Formatter<'_>, patterns: &[String]) -> fmt::Result {
+    match patterns {
+        [one] => write!(f, "{one:?}"),
+        many => write!(f, "{many:?}"),
+    }
+}
+
+fn fmt_transform(
+    f: &mut fmt::Formatter<'_>,
+    kind: &str,
+    core: &TransformCore,
+    ops: &[Arc<dyn ConversionOp>],
+) -> fmt::Result {
+    write!(f, "{kind}(")?;
+    fmt_patterns(f, &core.original_sources)?;
+    f.write_str(" -> ")?;
+    fmt_patterns(f, &core.original_targets)?;
+    if !ops.is_empty() {
+        let names: Vec<String> = ops.iter().map(|op| op.name()).collect();
+        write!(f, "; {}", names.join(", "))?;
+    }
+    if let Some(scope) = &core.scope_prefix {
+        write!(f, "; scope {scope:?}")?;
+    }
+    f.write_str(")")
+}
+
+impl fmt::Display for WeightRenaming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_transform(f, "WeightRenaming", &self.core, &[])
+    }
+}
+
+impl fmt::Display for WeightConverter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_transform(f, "WeightConverter", &self.core, &self.ops)
+    }
+}
+
+impl fmt::Display for WeightTransform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Renaming(r) => r.fmt(f),
+            Self::Converter(c) => c.fmt(f),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Errors of building or reversing a weight transform.
+
+use crate::pattern::PatternError;
+
+/// A [`WeightRenaming`](crate::WeightRenaming) or [`WeightConverter`](crate::WeightConverter)
+/// could not be built or reversed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransformError {
+    /// A pattern is invalid or missing.
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    /// A converter without ops.
+    #[error(
+        "WeightConverter {sources:?} -> {targets:?} has no operation; give at least one op, \
+         e.g. `Concatenate::new(0)`"
+    )]
+    NoOperations {
+        /// Source patterns as given.
+        sources: Vec<String>,
+        /// Target patterns as given.
+        targets: Vec<String>,
+    },
+    /// Several sources and several targets, and no op that handles that.
+    #[error(
+        "WeightConverter {sources:?} -> {targets:?} maps several sources to several targets; only \
+         one-to-one, one-to-many and many-to-one are supported. Split it into several converters, \
+         or use an op whose `supports_many_to_many()` is true"
+    )]
+    ManyToMany {
+        /// Source patterns as given.
+        sources: Vec<String>,
+        /// Target patterns as given.
+        targets: Vec<String>,
+    },
+    /// Target patterns with different `(...)` groups: the reverse could not tell which to use.
+    #[error(
+        "the target patterns {targets:?} contain different capturing groups {groups:?}; all \
+         target patterns must use the same `(...)` group so the transform can be reversed"
+    )]
+    MultipleCaptureGroups {
+        /// Target patterns as given.
+        targets: Vec<String>,
+        /// The distinct groups found.
+        groups: Vec<String>,
+    },
+    /// A source uses `\1` but no target has a group it could stand for.
+    #[error(
+        "source pattern `{pattern}` contains `\\1`, but no target pattern has a `(...)` group for \
+         it to stand for; add the group to the target pattern"
+    )]
+    BackreferenceWithoutGroup {
+        /// The source pattern.
+        pattern: String,
+    },
+    /// The first target uses `\1` but a source has no group to fill it from.
+    #[error(
+        "target pattern `{target}` uses `\\1`, but source pattern `{source_pattern}` has no `(...)` \
+         group to fill it from; add a capturing group to the source pattern"
+    )]
+    MissingSourceGroup {
+        /// The first target pattern (after preprocessing).
+        target: String,
+        /// The source pattern without a group.
+        source_pattern: String,
+    },
+    /// An op of the converter has no reverse, so saving back cannot undo it.
+    #[error(
+        "cannot reverse {transform}: op `{op}` has no reverse (`ConversionOp::reverse` returned \
+         None), so weights converted by it cannot be saved back in the checkpoint layout; \
+         implement `reverse` for the op, or save the model in its own layout"
+    )]
+    NotReversible {
+        /// The transform, as displayed.
+        transform: String,
+        /// The op without a reverse, as [`ConversionOp::name`](crate::ConversionOp::name) gives it.
+        op: String,
+    },
+}

@@ -1,0 +1,168 @@
+//! What renamings and converters share: processed patterns, the compiled matcher and the scope.
+
+use crate::pattern::{process_source_pattern, process_target_pattern, PatternError, PatternSet};
+
+use super::TransformError;
+
+/// Source/target patterns of one transform, as transformers' `WeightTransform.__init__` prepares
+/// them, plus the optional scope.
+#[derive(Debug, Clone)]
+pub(crate) struct TransformCore {
+    /// Processed sources (`\1` filled in, anchors propagated), in declared order.
+    pub(crate) sources: Vec<String>,
+    /// Processed targets (plain replacement text), in declared order.
+    pub(crate) targets: Vec<String>,
+    pub(crate) original_sources: Vec<String>,
+    pub(crate) original_targets: Vec<String>,
+    compiled: PatternSet,
+    pub(crate) scope_prefix: Option<String>,
+    pub(crate) base_model_prefix: Option<String>,
+}
+
+impl TransformCore {
+    pub(crate) fn new(
+        kind: &str,
+        sources: Vec<String>,
+        targets: Vec<String>,
+    ) -> Result<Self, TransformError> {
+        for (list, side) in [(&sources, "source"), (&targets, "target")] {
+            if list.is_empty() {
+                return Err(PatternError::Empty {
+                    what: format!("the {side} patterns of a {kind}"),
+                }
+                .into());
+            }
+        }
+
+        let mut processed_targets = Vec::with_capacity(targets.len());
+        let mut groups: Vec<String> = Vec::new();
+        for target in &targets {
+            let (pattern, group) = process_target_pattern(target);
+            processed_targets.push(pattern);
+            if let Some(group) = group {
+                if !groups.contains(&group) {
+                    groups.push(group);
+                }
+            }
+        }
+        if groups.len() > 1 {
+            return Err(TransformError::MultipleCaptureGroups {
+                targets: targets.clone(),
+                groups,
+            });
+        }
+        let group = groups.pop();
+
+        let mut processed_sources = Vec::with_capacity(sources.len());
+        for (i, source) in sources.iter().enumerate() {
+            let mut pattern = source.clone();
+            if pattern.contains(r"\1") {
+                let Some(group) = &group else {
+                    return Err(TransformError::BackreferenceWithoutGroup {
+                        pattern: source.clone(),
+                    });
+                };
+                pattern = pattern.replacen(r"\1", group, 1);
+            }
+            // Only for consistent pairs: source i was written for target i.
+            if sources.len() == targets.len() {
+                pattern = process_source_pattern(&pattern, &targets[i]);
+            }
+            processed_sources.push(pattern);
+        }
+
+        let compiled = PatternSet::longest_first(processed_sources.clone())?;
+        if processed_targets[0].contains(r"\1") {
+            if let Some(i) = (0..processed_sources.len()).find(|&i| compiled.capture_count(i) == 0)
+            {
+                return Err(TransformError::MissingSourceGroup {
+                    target: processed_targets[0].clone(),
+                    source_pattern: processed_sources[i].clone(),
+                });
+            }
+        }
+
+        Ok(Self {
+            sources: processed_sources,
+            targets: processed_targets,
+            original_sources: sources,
+            original_targets: targets,
+            compiled,
+            scope_prefix: None,
+            base_model_prefix: None,
+        })
+    }
+
+    /// The same transform the other way round (original patterns swapped, scope kept).
+    pub(crate) fn reversed(&self, kind: &str) -> Result<Self, TransformError> {
+        let mut reversed = Self::new(
+            kind,
+            self.original_targets.clone(),
+            self.original_sources.clone(),
+        )?;
+        reversed.scope_prefix = self.scope_prefix.clone();
+        reversed.base_model_prefix = self.base_model_prefix.clone();
+        Ok(reversed)
+    }
+
+    /// Renames `key`: `(renamed key, declared index of the source that matched)`, or `None`.
+    ///
+    /// With a scope, the key must start with `base.scope.` or `scope.`; that prefix is stripped
+    /// before matching and put back after. `default_base` stands in for an unset
+    /// `base_model_prefix` (the plan passes the model's).
+    pub(crate) fn rename(&self, key: &str, default_base: Option<&str>) -> Option<(String, usize)> {
+        let (prefix, rest) = self.split_scope(key, default_base)?;
+        let found = self.compiled.find(rest)?;
+        let mut replacement = self.targets[0].clone();
+        if replacement.contains(r"\1") {
+            // A group that did not take part (e.g. `(a)?b`) fills in as empty text.
+            replacement = replacement.replace(r"\1", found.first_group.unwrap_or(""));
+        }
+        Some((
+            format!("{prefix}{}", found.replace(&replacement)),
+            found.index,
+        ))
+    }
+
+    /// Whether a source pattern matches `key` (within the scope).
+    pub(crate) fn matches(&self, key: &str, default_base: Option<&str>) -> bool {
+        self.split_scope(key, default_base)
+            .is_some_and(|(_, rest)| self.compiled.is_match(rest))
+    }
+
+    fn split_scope<'k>(
+        &self,
+        key: &'k str,
+        default_base: Option<&str>,
+    ) -> Option<(&'k str, &'k str)> {
+        let Some(scope) = &self.scope_prefix else {
+            return Some(("", key));
+        };
+        let scope = dotted(scope);
+        let base = dotted(
+            self.base_model_prefix
+                .as_deref()
+                .or(default_base)
+                .unwrap_or(""),
+        );
+        let full = format!("{base}{scope}");
+        // The longer prefix first: a `ForXxx` checkpoint carries the base model prefix.
+        let len = if key.starts_with(&full) {
+            full.len()
+        } else if key.starts_with(&scope) {
+            scope.len()
+        } else {
+            return None;
+        };
+        Some(key.split_at(len))
+    }
+}
+
+/// `"a"` -> `"a."`, `""` -> `""`.
+fn dotted(prefix: &str) -> String {
+    if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}.")
+    }
+}

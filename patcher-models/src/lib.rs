@@ -1,0 +1,58 @@
+//! # patcher-models
+//!
+//! Qwen2-MoE and Llama written patch-ready for burn-patcher, matching transformers 5.23's modules
+//! class for class and parameter for parameter (checkpoint keys map 1:1 to Burn parameter paths,
+//! up to Burn's `[in, out]` Linear layout), and the seed's replacement classes.
+//!
+//! - [`qwen2_moe`]: `Qwen2MoeForCausalLM` and its parts; the experts are fused in memory
+//!   (`gate_up_proj [E, 2I, H]`, `down_proj [E, H, I]`) and
+//!   [`qwen2_moe::default_weight_conversions`] merges the checkpoint's per-expert linears, as
+//!   transformers does.
+//! - [`llama`]: `LlamaForCausalLM` and its parts (no default conversions).
+//! - [`replacements`]: [`FusedQKVAttention`](replacements::FusedQKVAttention),
+//!   [`SequentialExperts`](replacements::SequentialExperts), and the patchers that apply them
+//!   ([`qwen2_moe_seed_patcher`](replacements::qwen2_moe_seed_patcher) is the seed's).
+//! - [`common`]: what both families share: RoPE in transformers' rotate-half convention,
+//!   eager grouped-query attention, RMSNorm, `torch.topk`'s CPU tie order, expert dispatch, and
+//!   the forward interfaces of substitutable classes.
+//!
+//! The substitutable fields (each layer's `self_attn`, each sparse block's `experts`) are
+//! [`Slot`](patcher_burn::Slot)s: a model built with a [`Patcher`](patcher_core::Patcher) holds
+//! the replacement there, built from the original's constructor arguments.
+//!
+//! ```
+//! use burn::backend::NdArray;
+//! use burn::prelude::*;
+//! use patcher_burn::list_slots;
+//! use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+//! use patcher_models::replacements::qwen2_moe_seed_patcher;
+//!
+//! type B = NdArray<f32>;
+//! let config = Qwen2MoeConfig::from_json_str(
+//!     r#"{"vocab_size": 32, "hidden_size": 16, "num_hidden_layers": 1,
+//!         "num_attention_heads": 2, "num_key_value_heads": 1, "moe_intermediate_size": 8,
+//!         "shared_expert_intermediate_size": 8, "num_experts": 4, "num_experts_per_tok": 2}"#,
+//! )?;
+//! let device = Default::default();
+//! let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &qwen2_moe_seed_patcher(), &device)?;
+//! for slot in list_slots(&model) {
+//!     println!("{}: {} (was {})", slot.path, slot.class, slot.original_class);
+//! }
+//! let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 2, 3], [1, 3]), &device);
+//! assert_eq!(model.forward(ids).dims(), [1, 3, 32]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Forward passes take `input_ids [batch, seq]` with positions `0..seq` and no padding mask (no
+//! KV cache): `forward` returns the logits, `forward_with_hidden_states` also the hidden states
+//! in transformers' `output_hidden_states` convention (see [`common::CausalLMOutput`]).
+
+#![warn(missing_docs)]
+
+pub mod common;
+mod error;
+pub mod llama;
+pub mod qwen2_moe;
+pub mod replacements;
+
+pub use error::ConfigError;

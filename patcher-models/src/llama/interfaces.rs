@@ -1,0 +1,18 @@
+//! The slot interface of Llama: what its substitutable attention is built from (the original's
+//! constructor arguments, as in transformers) and what it computes ([`DecoderAttention`]).
+
+use burn::prelude::*;
+use patcher_derive::slot_interface;
+
+use super::config::LlamaConfig;
+use crate::common::DecoderAttention;
+
+/// Classes that fill `LlamaDecoderLayer.self_attn`: `LlamaAttention` and its replacements
+/// (e.g. [`FusedQKVAttention`](crate::replacements::FusedQKVAttention)).
+#[slot_interface(crate = "patcher_burn")]
+pub trait LlamaAttentionInterface<B: Backend>: DecoderAttention<B> {
+    /// `Class(config, layer_idx)` on `device`.
+    fn new(config: &LlamaConfig, layer_idx: usize, device: &B::Device) -> Self
+    where
+        Self: Sized;
+}

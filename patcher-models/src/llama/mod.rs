@@ -1,0 +1,18 @@
+//! Llama as transformers 5.23 writes it (`models/llama/modeling_llama.py`): same class names,
+//! same parameter names.
+
+mod attention;
+mod config;
+mod conversions;
+mod decoder_layer;
+mod interfaces;
+mod model;
+mod norm_mlp;
+
+pub use attention::LlamaAttention;
+pub use config::LlamaConfig;
+pub use conversions::default_weight_conversions;
+pub use decoder_layer::LlamaDecoderLayer;
+pub use interfaces::LlamaAttentionInterface;
+pub use model::{LlamaForCausalLM, LlamaModel};
+pub use norm_mlp::{LlamaMLP, LlamaRMSNorm};

@@ -1,0 +1,65 @@
+//! `LlamaRMSNorm` and `LlamaMLP`.
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::prelude::*;
+
+use super::config::LlamaConfig;
+use crate::common::{linear, ones_param, rms_norm, Activation};
+
+/// transformers' `LlamaRMSNorm`: a `weight` (named as in the checkpoint) and an epsilon.
+#[derive(Module, Debug)]
+pub struct LlamaRMSNorm<B: Backend> {
+    /// Scale, `[hidden]`.
+    pub weight: Param<Tensor<B, 1>>,
+    /// `variance_epsilon`.
+    pub variance_epsilon: f64,
+}
+
+impl<B: Backend> LlamaRMSNorm<B> {
+    /// A norm over `hidden_size` features, weight at one.
+    pub fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self {
+        Self {
+            weight: ones_param([hidden_size], device),
+            variance_epsilon: eps,
+        }
+    }
+
+    /// Normalises the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        rms_norm(x, self.weight.val(), self.variance_epsilon)
+    }
+}
+
+/// transformers' `LlamaMLP`: `down(act(gate(x)) * up(x))`, biases when `mlp_bias`.
+#[derive(Module, Debug)]
+pub struct LlamaMLP<B: Backend> {
+    /// `hidden -> intermediate`.
+    pub gate_proj: Linear<B>,
+    /// `hidden -> intermediate`.
+    pub up_proj: Linear<B>,
+    /// `intermediate -> hidden`.
+    pub down_proj: Linear<B>,
+    #[module(skip)]
+    act_fn: Activation,
+}
+
+impl<B: Backend> LlamaMLP<B> {
+    /// `LlamaMLP(config)`.
+    pub fn new(config: &LlamaConfig, device: &B::Device) -> Self {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let (bias, std) = (config.mlp_bias, config.initializer_range);
+        Self {
+            gate_proj: linear(h, i, bias, std, device),
+            up_proj: linear(h, i, bias, std, device),
+            down_proj: linear(i, h, bias, std, device),
+            act_fn: config.hidden_act,
+        }
+    }
+
+    /// Applies the gated MLP to the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let gate = self.act_fn.forward(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}

@@ -1,0 +1,314 @@
+//! `Qwen2MoeConfig`, read from a checkpoint's `config.json` with transformers 5.23's defaults.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::common::{Activation, AttentionSpec, RopeParameters};
+use crate::error::{read_config_file, ConfigError};
+
+/// The attention kind of one layer (`layer_types`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerType {
+    /// `"full_attention"`: causal attention over every previous position.
+    Full,
+    /// `"sliding_attention"`: causal attention over the last `sliding_window` positions.
+    Sliding,
+}
+
+/// The fields of transformers' `Qwen2MoeConfig` that the model reads, resolved and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Qwen2MoeConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Width of the dense MLP (layers in `mlp_only_layers`).
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads.
+    pub num_key_value_heads: usize,
+    /// Head width (`head_dim` if the config has it, else `hidden_size / num_attention_heads`).
+    pub head_dim: usize,
+    /// `hidden_act`.
+    pub hidden_act: Activation,
+    /// `max_position_embeddings`.
+    pub max_position_embeddings: usize,
+    /// Std of the normal weight init.
+    pub initializer_range: f64,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Whether `lm_head` shares `embed_tokens.weight`.
+    pub tie_word_embeddings: bool,
+    /// RoPE parameters.
+    pub rope: RopeParameters,
+    /// Attention kind per layer.
+    pub layer_types: Vec<LayerType>,
+    /// Window of sliding-attention layers (`None` when sliding attention is off).
+    pub sliding_window: Option<usize>,
+    /// Every `decoder_sparse_step`-th layer is sparse.
+    pub decoder_sparse_step: usize,
+    /// Width of each routed expert.
+    pub moe_intermediate_size: usize,
+    /// Width of the shared expert.
+    pub shared_expert_intermediate_size: usize,
+    /// Experts per token (`k`).
+    pub num_experts_per_tok: usize,
+    /// Routed experts.
+    pub num_experts: usize,
+    /// Whether the top-k probabilities are renormalised to sum to 1.
+    pub norm_topk_prob: bool,
+    /// Layers with a dense MLP instead of a sparse block.
+    pub mlp_only_layers: Vec<usize>,
+    /// Whether q/k/v projections have biases.
+    pub qkv_bias: bool,
+}
+
+/// `config.json` as written, with transformers' dataclass defaults.
+#[derive(Deserialize)]
+#[serde(default)]
+struct Raw {
+    model_type: Option<String>,
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    hidden_act: String,
+    max_position_embeddings: usize,
+    initializer_range: f64,
+    rms_norm_eps: f64,
+    tie_word_embeddings: bool,
+    use_sliding_window: bool,
+    sliding_window: Option<usize>,
+    max_window_layers: usize,
+    layer_types: Option<Vec<String>>,
+    decoder_sparse_step: usize,
+    moe_intermediate_size: usize,
+    shared_expert_intermediate_size: usize,
+    num_experts_per_tok: usize,
+    num_experts: usize,
+    norm_topk_prob: bool,
+    mlp_only_layers: Option<Vec<usize>>,
+    qkv_bias: bool,
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        Self {
+            model_type: None,
+            vocab_size: 151936,
+            hidden_size: 2048,
+            intermediate_size: 5632,
+            num_hidden_layers: 24,
+            num_attention_heads: 16,
+            num_key_value_heads: Some(16),
+            head_dim: None,
+            hidden_act: "silu".into(),
+            max_position_embeddings: 32768,
+            initializer_range: 0.02,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: false,
+            use_sliding_window: false,
+            sliding_window: Some(4096),
+            max_window_layers: 28,
+            layer_types: None,
+            decoder_sparse_step: 1,
+            moe_intermediate_size: 1408,
+            shared_expert_intermediate_size: 5632,
+            num_experts_per_tok: 4,
+            num_experts: 60,
+            norm_topk_prob: false,
+            mlp_only_layers: None,
+            qkv_bias: true,
+        }
+    }
+}
+
+impl Qwen2MoeConfig {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::from_json_str(&read_config_file(path.as_ref())?)
+    }
+
+    /// Parses and validates a config JSON string.
+    pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
+        let value: Value = serde_json::from_str(json)?;
+        let Value::Object(root) = &value else {
+            return Err(ConfigError::Invalid("config.json is not a JSON object".into()));
+        };
+        let raw: Raw = serde_json::from_value(value.clone())?;
+        if let Some(model_type) = raw.model_type.as_deref() {
+            if model_type != "qwen2_moe" {
+                return Err(ConfigError::Invalid(format!(
+                    "model_type is `{model_type}`, expected `qwen2_moe`"
+                )));
+            }
+        }
+        let rope = RopeParameters::from_config_json(root, raw.max_position_embeddings)?;
+        let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
+        if raw.num_attention_heads == 0 || raw.hidden_size == 0 {
+            return Err(ConfigError::Invalid(
+                "hidden_size and num_attention_heads must be positive".into(),
+            ));
+        }
+        let head_dim = raw
+            .head_dim
+            .unwrap_or(raw.hidden_size / raw.num_attention_heads);
+        // transformers' Qwen2MoeConfig.__post_init__: sliding window only if enabled, and the
+        // default layer types alternate sliding/full below max_window_layers.
+        let sliding_window = raw
+            .sliding_window
+            .filter(|_| raw.use_sliding_window)
+            .filter(|&w| w > 0);
+        let layer_types = match raw.layer_types {
+            Some(types) => types
+                .iter()
+                .map(|t| match t.as_str() {
+                    "full_attention" => Ok(LayerType::Full),
+                    "sliding_attention" => Ok(LayerType::Sliding),
+                    other => Err(ConfigError::Unsupported(format!("layer type `{other}`"))),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => (0..raw.num_hidden_layers)
+                .map(|i| {
+                    if (i + 1) % 2 == 1 && i < raw.max_window_layers && raw.use_sliding_window {
+                        LayerType::Sliding
+                    } else {
+                        LayerType::Full
+                    }
+                })
+                .collect(),
+        };
+        let config = Self {
+            vocab_size: raw.vocab_size,
+            hidden_size: raw.hidden_size,
+            intermediate_size: raw.intermediate_size,
+            num_hidden_layers: raw.num_hidden_layers,
+            num_attention_heads: raw.num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            hidden_act: Activation::from_name(&raw.hidden_act)?,
+            max_position_embeddings: raw.max_position_embeddings,
+            initializer_range: raw.initializer_range,
+            rms_norm_eps: raw.rms_norm_eps,
+            tie_word_embeddings: raw.tie_word_embeddings,
+            rope,
+            layer_types,
+            sliding_window,
+            decoder_sparse_step: raw.decoder_sparse_step,
+            moe_intermediate_size: raw.moe_intermediate_size,
+            shared_expert_intermediate_size: raw.shared_expert_intermediate_size,
+            num_experts_per_tok: raw.num_experts_per_tok,
+            num_experts: raw.num_experts,
+            norm_topk_prob: raw.norm_topk_prob,
+            mlp_only_layers: raw.mlp_only_layers.unwrap_or_default(),
+            qkv_bias: raw.qkv_bias,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values are consistent and implemented; `from_json_str` calls it, call it again
+    /// after editing fields by hand.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.num_key_value_heads == 0
+            || self.num_attention_heads % self.num_key_value_heads != 0
+        {
+            return invalid(format!(
+                "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            return invalid(format!("head_dim ({}) must be even and positive", self.head_dim));
+        }
+        if self.layer_types.len() != self.num_hidden_layers {
+            return invalid(format!(
+                "layer_types has {} entries for {} layers",
+                self.layer_types.len(),
+                self.num_hidden_layers
+            ));
+        }
+        if self.layer_types.contains(&LayerType::Sliding) && self.sliding_window.is_none() {
+            return invalid("sliding_attention layers without use_sliding_window/sliding_window".into());
+        }
+        if self.num_experts_per_tok == 0 || self.num_experts_per_tok > self.num_experts {
+            return invalid(format!(
+                "num_experts_per_tok ({}) must be in 1..=num_experts ({})",
+                self.num_experts_per_tok, self.num_experts
+            ));
+        }
+        if let Some(dense) = (0..self.num_hidden_layers).find(|&i| !self.is_sparse_layer(i)) {
+            return Err(ConfigError::Unsupported(format!(
+                "layer {dense} would use a dense Qwen2MoeMLP (mlp_only_layers / \
+                 decoder_sparse_step); only all-sparse models are implemented"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether layer `layer_idx` has a sparse MoE block (transformers' `Qwen2MoeDecoderLayer`
+    /// rule).
+    pub fn is_sparse_layer(&self, layer_idx: usize) -> bool {
+        !self.mlp_only_layers.contains(&layer_idx)
+            && self.num_experts > 0
+            && self.decoder_sparse_step > 0
+            && (layer_idx + 1) % self.decoder_sparse_step == 0
+    }
+
+    /// The attention shape of layer `layer_idx`.
+    pub fn attention_spec(&self, layer_idx: usize) -> AttentionSpec {
+        AttentionSpec {
+            hidden_size: self.hidden_size,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            qkv_bias: self.qkv_bias,
+            o_bias: false,
+            initializer_range: self.initializer_range,
+            sliding_window: match self.layer_types.get(layer_idx) {
+                Some(LayerType::Sliding) => self.sliding_window,
+                _ => None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_transformers() {
+        let c = Qwen2MoeConfig::from_json_str(r#"{"num_hidden_layers": 2}"#).unwrap();
+        assert_eq!(c.vocab_size, 151936);
+        assert_eq!(c.head_dim, 128);
+        assert_eq!((c.num_experts, c.num_experts_per_tok), (60, 4));
+        assert_eq!(c.layer_types, vec![LayerType::Full; 2]);
+        assert_eq!(c.sliding_window, None);
+        assert_eq!(c.rope.rope_theta, 10000.0);
+        assert!(c.qkv_bias && !c.norm_topk_prob);
+    }
+
+    #[test]
+    fn typed_errors() {
+        let bad = Qwen2MoeConfig::from_json_str(r#"{"num_attention_heads": 16, "num_key_value_heads": 3}"#);
+        assert!(matches!(bad, Err(ConfigError::Invalid(_))));
+        let dense = Qwen2MoeConfig::from_json_str(r#"{"mlp_only_layers": [0]}"#);
+        assert!(matches!(dense, Err(ConfigError::Unsupported(_))));
+        let wrong = Qwen2MoeConfig::from_json_str(r#"{"model_type": "llama"}"#);
+        assert!(matches!(wrong, Err(ConfigError::Invalid(_))));
+        assert!(matches!(Qwen2MoeConfig::from_json_str("[1]"), Err(ConfigError::Invalid(_))));
+        assert!(matches!(Qwen2MoeConfig::from_json_str("{"), Err(ConfigError::Json(_))));
+        let act = Qwen2MoeConfig::from_json_str(r#"{"hidden_act": "mish"}"#);
+        assert!(matches!(act, Err(ConfigError::Unsupported(_))));
+    }
+}

@@ -1,0 +1,29 @@
+//! The slot interfaces of Qwen2-MoE: what its substitutable classes are built from (the
+//! original's constructor arguments, as in transformers) and what they compute (the shared
+//! forward traits of [`crate::common`]).
+
+use burn::prelude::*;
+use patcher_derive::slot_interface;
+
+use super::config::Qwen2MoeConfig;
+use crate::common::{DecoderAttention, MoeExperts};
+
+/// Classes that fill `Qwen2MoeDecoderLayer.self_attn`: `Qwen2MoeAttention` and its replacements
+/// (e.g. [`FusedQKVAttention`](crate::replacements::FusedQKVAttention)).
+#[slot_interface(crate = "patcher_burn")]
+pub trait Qwen2MoeAttentionInterface<B: Backend>: DecoderAttention<B> {
+    /// `Class(config, layer_idx)` on `device`.
+    fn new(config: &Qwen2MoeConfig, layer_idx: usize, device: &B::Device) -> Self
+    where
+        Self: Sized;
+}
+
+/// Classes that fill `Qwen2MoeSparseMoeBlock.experts`: `Qwen2MoeExperts` and its replacements
+/// (e.g. [`SequentialExperts`](crate::replacements::SequentialExperts)).
+#[slot_interface(crate = "patcher_burn")]
+pub trait Qwen2MoeExpertsInterface<B: Backend>: MoeExperts<B> {
+    /// `Class(config)` on `device`.
+    fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self
+    where
+        Self: Sized;
+}

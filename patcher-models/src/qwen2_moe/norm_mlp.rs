@@ -1,0 +1,64 @@
+//! `Qwen2MoeRMSNorm` and `Qwen2MoeMLP` (the shared expert's class).
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::prelude::*;
+
+use super::config::Qwen2MoeConfig;
+use crate::common::{linear, ones_param, rms_norm, Activation};
+
+/// transformers' `Qwen2MoeRMSNorm`: a `weight` (named as in the checkpoint) and an epsilon.
+#[derive(Module, Debug)]
+pub struct Qwen2MoeRMSNorm<B: Backend> {
+    /// Scale, `[hidden]`.
+    pub weight: Param<Tensor<B, 1>>,
+    /// `variance_epsilon`.
+    pub variance_epsilon: f64,
+}
+
+impl<B: Backend> Qwen2MoeRMSNorm<B> {
+    /// A norm over `hidden_size` features, weight at one.
+    pub fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self {
+        Self {
+            weight: ones_param([hidden_size], device),
+            variance_epsilon: eps,
+        }
+    }
+
+    /// Normalises the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        rms_norm(x, self.weight.val(), self.variance_epsilon)
+    }
+}
+
+/// transformers' `Qwen2MoeMLP`: `down(act(gate(x)) * up(x))`, no biases.
+#[derive(Module, Debug)]
+pub struct Qwen2MoeMLP<B: Backend> {
+    /// `hidden -> intermediate`.
+    pub gate_proj: Linear<B>,
+    /// `hidden -> intermediate`.
+    pub up_proj: Linear<B>,
+    /// `intermediate -> hidden`.
+    pub down_proj: Linear<B>,
+    #[module(skip)]
+    act_fn: Activation,
+}
+
+impl<B: Backend> Qwen2MoeMLP<B> {
+    /// `Qwen2MoeMLP(config, intermediate_size)`.
+    pub fn new(config: &Qwen2MoeConfig, intermediate_size: usize, device: &B::Device) -> Self {
+        let (h, std) = (config.hidden_size, config.initializer_range);
+        Self {
+            gate_proj: linear(h, intermediate_size, false, std, device),
+            up_proj: linear(h, intermediate_size, false, std, device),
+            down_proj: linear(intermediate_size, h, false, std, device),
+            act_fn: config.hidden_act,
+        }
+    }
+
+    /// Applies the gated MLP to the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let gate = self.act_fn.forward(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}

@@ -1,0 +1,103 @@
+//! `FusedQKVAttention`: the seed's replacement for `Qwen2MoeAttention` / `LlamaAttention` with
+//! one `qkv_proj` instead of separate q/k/v projections (what compute-bound quantisation
+//! kernels want).
+//!
+//! `qkv_proj` is sized `(num_attention_heads + 2 * num_key_value_heads) * head_dim`: the rows of
+//! `q_proj`, then `k_proj`, then `v_proj`, which is what `Concatenate(dim=0)` of the three
+//! checkpoint weights produces. (The seed's Python sketch used `3 * num_attention_heads *
+//! head_dim`, wrong for grouped-query attention.)
+
+use burn::nn::Linear;
+use burn::prelude::*;
+
+use patcher_derive::Patchable;
+
+use crate::common::{eager_attention, linear, AttentionSpec, DecoderAttention, PositionEmbeddings};
+use crate::llama::{LlamaAttentionInterface, LlamaConfig};
+use crate::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeConfig};
+
+/// A config that describes attention layers, so one replacement class serves several families.
+pub trait AttentionConfig {
+    /// The attention shape of layer `layer_idx`.
+    fn attention_spec(&self, layer_idx: usize) -> AttentionSpec;
+}
+
+impl AttentionConfig for Qwen2MoeConfig {
+    fn attention_spec(&self, layer_idx: usize) -> AttentionSpec {
+        Qwen2MoeConfig::attention_spec(self, layer_idx)
+    }
+}
+
+impl AttentionConfig for LlamaConfig {
+    fn attention_spec(&self, layer_idx: usize) -> AttentionSpec {
+        LlamaConfig::attention_spec(self, layer_idx)
+    }
+}
+
+/// Attention with fused Q, K, V projections, split after projection. Fills the attention slots
+/// of both Qwen2-MoE and Llama.
+#[derive(Module, Patchable, Debug)]
+#[patchable(
+    crate = "patcher_burn",
+    implements(Qwen2MoeAttentionInterface, LlamaAttentionInterface)
+)]
+pub struct FusedQKVAttention<B: Backend> {
+    /// `hidden -> (heads + 2 * kv_heads) * head_dim`; bias when the config's q/k/v have one.
+    pub qkv_proj: Linear<B>,
+    /// `heads * head_dim -> hidden`.
+    pub o_proj: Linear<B>,
+    #[module(skip)]
+    spec: AttentionSpec,
+}
+
+impl<B: Backend> FusedQKVAttention<B> {
+    /// Built from the same arguments as the attention it replaces (`config`, `layer_idx`).
+    pub fn new<C: AttentionConfig>(config: &C, layer_idx: usize, device: &B::Device) -> Self {
+        Self::from_spec(config.attention_spec(layer_idx), device)
+    }
+
+    /// Built from an attention shape.
+    pub fn from_spec(spec: AttentionSpec, device: &B::Device) -> Self {
+        let (h, std) = (spec.hidden_size, spec.initializer_range);
+        let fused = spec.q_size() + 2 * spec.kv_size();
+        Self {
+            qkv_proj: linear(h, fused, spec.qkv_bias, std, device),
+            o_proj: linear(spec.q_size(), h, spec.o_bias, std, device),
+            spec,
+        }
+    }
+
+    /// The layer's attention shape.
+    pub fn spec(&self) -> &AttentionSpec {
+        &self.spec
+    }
+}
+
+impl<B: Backend> Qwen2MoeAttentionInterface<B> for FusedQKVAttention<B> {
+    fn new(config: &Qwen2MoeConfig, layer_idx: usize, device: &B::Device) -> Self {
+        FusedQKVAttention::new(config, layer_idx, device)
+    }
+}
+
+impl<B: Backend> LlamaAttentionInterface<B> for FusedQKVAttention<B> {
+    fn new(config: &LlamaConfig, layer_idx: usize, device: &B::Device) -> Self {
+        FusedQKVAttention::new(config, layer_idx, device)
+    }
+}
+
+impl<B: Backend> DecoderAttention<B> for FusedQKVAttention<B> {
+    fn forward(
+        &self,
+        hidden_states: Tensor<B, 3>,
+        position_embeddings: &PositionEmbeddings<B>,
+        attention_mask: Option<&Tensor<B, 4, Bool>>,
+    ) -> Tensor<B, 3> {
+        let (q_size, kv_size) = (self.spec.q_size(), self.spec.kv_size());
+        let qkv = self.qkv_proj.forward(hidden_states);
+        let q = qkv.clone().narrow(2, 0, q_size);
+        let k = qkv.clone().narrow(2, q_size, kv_size);
+        let v = qkv.narrow(2, q_size + kv_size, kv_size);
+        let out = eager_attention(&self.spec, q, k, v, position_embeddings, attention_mask);
+        self.o_proj.forward(out)
+    }
+}

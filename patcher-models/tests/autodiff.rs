@@ -1,0 +1,79 @@
+//! The models train: on `Autodiff<NdArray>`, gradients reach every parameter that the forward
+//! uses, through slots, the replacements and the router (whose top-k weights are gathered on the
+//! device, so they stay differentiable as in transformers); `valid()` gives the same outputs.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use burn::backend::{Autodiff, NdArray};
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use common::fixtures;
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::replacements::qwen2_moe_seed_patcher;
+
+type Inner = NdArray<f32>;
+type B = Autodiff<Inner>;
+
+struct WithGrad<'a> {
+    grads: &'a <B as AutodiffBackend>::Gradients,
+    path: Vec<String>,
+    with: BTreeSet<String>,
+    without: BTreeSet<String>,
+}
+
+impl ModuleVisitor<B> for WithGrad<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let path: Vec<&str> = self.path.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
+        let path = path.join(".");
+        if param.val().grad(self.grads).is_some() {
+            self.with.insert(path);
+        } else {
+            self.without.insert(path);
+        }
+    }
+}
+
+#[test]
+fn gradients_reach_patched_parameters_and_the_router() {
+    let device = Default::default();
+    let config = Qwen2MoeConfig::from_file(fixtures().join("qwen2_moe/config.json")).unwrap();
+    let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &qwen2_moe_seed_patcher(), &device).unwrap();
+    let ids = Tensor::<B, 2, Int>::from_data(
+        TensorData::new((0..28).map(|i| (i * 37 % 128) as i64).collect::<Vec<_>>(), [2, 14]),
+        &device,
+    );
+    let logits = model.forward(ids.clone());
+    let grads = logits.clone().sum().backward();
+    let mut visitor = WithGrad { grads: &grads, path: vec![], with: BTreeSet::new(), without: BTreeSet::new() };
+    model.visit(&mut visitor);
+    for expected in [
+        "model.layers.0.mlp.gate.weight",
+        "model.layers.0.self_attn.qkv_proj.weight",
+        "model.layers.0.self_attn.qkv_proj.bias",
+        "model.layers.1.mlp.shared_expert_gate.weight",
+        "model.embed_tokens.weight",
+        "lm_head.weight",
+    ] {
+        assert!(visitor.with.contains(expected), "no gradient for {expected}");
+    }
+    assert!(visitor.with.iter().any(|p| p.starts_with("model.layers.0.mlp.experts.") && p.ends_with("gate_proj.weight")));
+    // Only experts that no token was routed to may lack a gradient.
+    for path in &visitor.without {
+        assert!(path.contains(".mlp.experts."), "no gradient for {path}");
+    }
+
+    let valid = model.valid();
+    let ids_inner = ids.inner();
+    let inner_logits = valid.forward(ids_inner);
+    let diff = (inner_logits - logits.inner()).abs().max().into_scalar();
+    assert!(diff == 0.0, "valid() changed the outputs by {diff}");
+}

@@ -1,0 +1,157 @@
+//! Building the models through slots: parameter paths are transformers' names, the class
+//! listing, and the errors of a wrong mapping.
+
+mod common;
+
+use burn::backend::NdArray;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use common::fixtures;
+use patcher_burn::{list_slots, replacement, BuildError};
+use patcher_core::Patcher;
+use patcher_models::llama::{LlamaAttentionInterface, LlamaConfig, LlamaForCausalLM};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::replacements::{qwen2_moe_seed_patcher, FusedQKVAttention};
+
+type B = NdArray<f32>;
+
+fn param_paths<M: Module<B>>(module: &M) -> Vec<String> {
+    struct Paths {
+        path: Vec<String>,
+        out: Vec<String>,
+    }
+    impl ModuleVisitor<B> for Paths {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, _: &Param<Tensor<B, D>>) {
+            // Slots announce themselves with an empty-named marker: skip empty segments.
+            self.out.push(
+                self.path
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("."),
+            );
+        }
+    }
+    let mut v = Paths {
+        path: vec![],
+        out: vec![],
+    };
+    module.visit(&mut v);
+    v.out
+}
+
+fn qwen_config() -> Qwen2MoeConfig {
+    Qwen2MoeConfig::from_file(fixtures().join("qwen2_moe/config.json")).unwrap()
+}
+
+#[test]
+fn qwen2_moe_parameter_names_are_transformers_names() {
+    let device = Default::default();
+    let model = Qwen2MoeForCausalLM::<B>::new(&qwen_config(), &device);
+    let paths = param_paths(&model);
+    for expected in [
+        "model.embed_tokens.weight",
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.0.self_attn.q_proj.bias",
+        "model.layers.1.self_attn.o_proj.weight",
+        "model.layers.0.mlp.gate.weight",
+        "model.layers.0.mlp.experts.gate_up_proj",
+        "model.layers.0.mlp.experts.down_proj",
+        "model.layers.0.mlp.shared_expert.down_proj.weight",
+        "model.layers.0.mlp.shared_expert_gate.weight",
+        "model.layers.0.input_layernorm.weight",
+        "model.layers.1.post_attention_layernorm.weight",
+        "model.norm.weight",
+        "lm_head.weight",
+    ] {
+        assert!(paths.contains(&expected.to_string()), "{expected} not in {paths:?}");
+    }
+    assert!(!paths.iter().any(|p| p.contains("o_proj.bias")));
+
+    let patched = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &qwen2_moe_seed_patcher(), &device).unwrap();
+    let paths = param_paths(&patched);
+    for expected in [
+        "model.layers.0.self_attn.qkv_proj.weight",
+        "model.layers.0.self_attn.qkv_proj.bias",
+        "model.layers.1.mlp.experts.3.up_proj.weight",
+    ] {
+        assert!(paths.contains(&expected.to_string()), "{expected} not in {paths:?}");
+    }
+    assert_eq!(patched.num_params(), model.num_params());
+}
+
+#[test]
+fn slot_listing() {
+    let device = Default::default();
+    let model = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &qwen2_moe_seed_patcher(), &device).unwrap();
+    let listing: Vec<(String, String, String, bool)> = list_slots(&model)
+        .into_iter()
+        .map(|s| (s.path, s.original_class, s.class, s.replaced))
+        .collect();
+    let row = |p: &str, o: &str, c: &str| (p.to_string(), o.to_string(), c.to_string(), true);
+    assert_eq!(
+        listing,
+        vec![
+            row("model.layers.0.self_attn", "Qwen2MoeAttention", "FusedQKVAttention"),
+            row("model.layers.0.mlp.experts", "Qwen2MoeExperts", "SequentialExperts"),
+            row("model.layers.1.self_attn", "Qwen2MoeAttention", "FusedQKVAttention"),
+            row("model.layers.1.mlp.experts", "Qwen2MoeExperts", "SequentialExperts"),
+        ]
+    );
+}
+
+#[test]
+fn unknown_class_is_an_error_with_the_model_classes() {
+    let device = Default::default();
+    let patcher = Patcher::<B>::new()
+        .class_mapping(
+            "Qwen2MoeAtention",
+            replacement::<FusedQKVAttention<B>, dyn LlamaAttentionInterface<B>>(),
+        )
+        .unwrap();
+    let err = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &patcher, &device).unwrap_err();
+    let message = err.to_string();
+    println!("{message}");
+    assert!(matches!(err, BuildError::UnknownClasses(_)));
+    assert!(message.contains("Qwen2MoeAttention"), "{message}");
+}
+
+#[test]
+fn replacement_of_the_wrong_interface_is_an_error() {
+    let device = Default::default();
+    // FusedQKVAttention registered for Llama's interface, mapped onto Qwen2-MoE's attention.
+    let patcher = Patcher::<B>::new()
+        .class_mapping(
+            "Qwen2MoeAttention",
+            replacement::<FusedQKVAttention<B>, dyn LlamaAttentionInterface<B>>(),
+        )
+        .unwrap();
+    let err = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &patcher, &device).unwrap_err();
+    println!("{err}");
+    assert!(matches!(err, BuildError::WrongInterface { .. }), "{err}");
+}
+
+#[test]
+fn llama_parameter_names_and_tied_embeddings() {
+    let device = Default::default();
+    let config = LlamaConfig::from_file(fixtures().join("llama/config.json")).unwrap();
+    let model = LlamaForCausalLM::<B>::new(&config, &device);
+    let paths = param_paths(&model);
+    assert!(paths.contains(&"model.layers.2.self_attn.q_proj.weight".to_string()));
+    assert!(paths.contains(&"lm_head.weight".to_string()));
+    assert!(!paths.iter().any(|p| p.ends_with(".bias")));
+
+    let mut tied = config.clone();
+    tied.tie_word_embeddings = true;
+    let model = LlamaForCausalLM::<B>::new(&tied, &device);
+    assert!(!param_paths(&model).contains(&"lm_head.weight".to_string()));
+    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 2, 3], [1, 3]), &device);
+    assert_eq!(model.forward(ids).dims(), [1, 3, config.vocab_size]);
+}

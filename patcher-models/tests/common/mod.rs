@@ -1,0 +1,337 @@
+//! Test-only helpers: read the committed fixtures with the `safetensors` crate and assign their
+//! tensors to a model's parameters directly (PyTorch names, Linear weights transposed, experts
+//! stacked, q/k/v concatenated for fused attention). This checks the forward math against
+//! transformers independently of the real loader; it is not part of any public API.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
+use safetensors::{Dtype, SafeTensors};
+
+/// A host tensor in f32.
+#[derive(Debug, Clone)]
+pub struct HostF32 {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// The fixtures directory.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("tests")
+        .join("fixtures")
+}
+
+fn to_f32(view: &safetensors::tensor::TensorView<'_>) -> Vec<f32> {
+    let bytes = view.data();
+    match view.dtype() {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::I64 => bytes
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
+            .collect(),
+        other => panic!("unexpected dtype {other:?}"),
+    }
+}
+
+/// Every tensor of one safetensors file, as f32.
+pub fn read_file(path: &Path) -> BTreeMap<String, HostF32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let t = HostF32 {
+                shape: view.shape().to_vec(),
+                data: to_f32(&view),
+            };
+            (name, t)
+        })
+        .collect()
+}
+
+/// Every weight of a checkpoint directory (one file or shards), as f32.
+pub fn read_checkpoint(dir: &Path) -> BTreeMap<String, HostF32> {
+    let mut all = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".safetensors") && name != "reference.safetensors" {
+            all.extend(read_file(&path));
+        }
+    }
+    all
+}
+
+/// transformers' reference outputs.
+pub struct Reference {
+    pub input_ids: Vec<i64>,
+    pub input_shape: [usize; 2],
+    pub logits: HostF32,
+    pub hidden_states: Vec<HostF32>,
+}
+
+pub fn read_reference(dir: &Path) -> Reference {
+    let path = dir.join("reference.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let ids = st.tensor("input_ids").unwrap();
+    assert_eq!(ids.dtype(), Dtype::I64);
+    let input_ids: Vec<i64> = ids
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let input_shape = [ids.shape()[0], ids.shape()[1]];
+    let all = read_file(&path);
+    let mut hidden_states = Vec::new();
+    while let Some(h) = all.get(&format!("hidden_states.{}", hidden_states.len())) {
+        hidden_states.push(h.clone());
+    }
+    Reference {
+        input_ids,
+        input_shape,
+        logits: all["logits"].clone(),
+        hidden_states,
+    }
+}
+
+pub fn input_ids<B: Backend>(reference: &Reference, device: &B::Device) -> Tensor<B, 2, Int> {
+    Tensor::from_data(
+        TensorData::new(reference.input_ids.clone(), reference.input_shape),
+        device,
+    )
+}
+
+/// Max abs difference between a Burn tensor and a reference, shapes checked.
+pub fn max_abs_diff<B: Backend, const D: usize>(actual: &Tensor<B, D>, expected: &HostF32) -> f32 {
+    assert_eq!(actual.dims().to_vec(), expected.shape, "shape");
+    let actual: Vec<f32> = actual.to_data().iter::<f32>().collect();
+    actual
+        .iter()
+        .zip(&expected.data)
+        .map(|(a, e)| (a - e).abs())
+        .fold(0.0, f32::max)
+}
+
+fn concat_rows(parts: &[&HostF32]) -> HostF32 {
+    let cols: usize = parts[0].shape[1..].iter().product();
+    let mut data = Vec::new();
+    let mut rows = 0;
+    for p in parts {
+        assert_eq!(p.shape[1..].iter().product::<usize>(), cols);
+        rows += p.shape[0];
+        data.extend_from_slice(&p.data);
+    }
+    let mut shape = parts[0].shape.clone();
+    shape[0] = rows;
+    HostF32 { shape, data }
+}
+
+fn stack(parts: &[&HostF32]) -> HostF32 {
+    let mut data = Vec::new();
+    for p in parts {
+        assert_eq!(p.shape, parts[0].shape);
+        data.extend_from_slice(&p.data);
+    }
+    let mut shape = vec![parts.len()];
+    shape.extend_from_slice(&parts[0].shape);
+    HostF32 { shape, data }
+}
+
+fn transpose2(t: &HostF32) -> HostF32 {
+    let [r, c] = [t.shape[0], t.shape[1]];
+    let mut data = vec![0.0; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            data[j * r + i] = t.data[i * c + j];
+        }
+    }
+    HostF32 {
+        shape: vec![c, r],
+        data,
+    }
+}
+
+/// Assigns checkpoint tensors to every float parameter of `module`, looking keys up as
+/// `prefix + burn path` (PyTorch naming), and returns the set of checkpoint keys it used.
+pub struct Assigner<'a, B: Backend> {
+    weights: &'a BTreeMap<String, HostF32>,
+    prefix: String,
+    device: B::Device,
+    path: Vec<String>,
+    containers: Vec<String>,
+    pub used: BTreeSet<String>,
+    pub assigned: Vec<String>,
+}
+
+impl<'a, B: Backend> Assigner<'a, B> {
+    fn get(&mut self, key: &str) -> &'a HostF32 {
+        self.used.insert(key.to_string());
+        self.weights
+            .get(key)
+            .unwrap_or_else(|| panic!("no checkpoint key {key}"))
+    }
+
+    /// The PyTorch-layout tensor for parameter `name` (full key) of a `owner` struct.
+    fn lookup(&mut self, name: &str, owner: &str) -> HostF32 {
+        if self.weights.contains_key(name) {
+            let t = self.get(name).clone();
+            return if owner == "Linear" && name.ends_with(".weight") && t.shape.len() == 2 {
+                transpose2(&t)
+            } else {
+                t
+            };
+        }
+        if let Some(base) = name.strip_suffix("experts.gate_up_proj") {
+            let mut parts = Vec::new();
+            for e in 0.. {
+                let gate = format!("{base}experts.{e}.gate_proj.weight");
+                if !self.weights.contains_key(&gate) {
+                    break;
+                }
+                let g = self.get(&gate);
+                let u = self.get(&format!("{base}experts.{e}.up_proj.weight"));
+                parts.push(concat_rows(&[g, u]));
+            }
+            return stack(&parts.iter().collect::<Vec<_>>());
+        }
+        if let Some(base) = name.strip_suffix("experts.down_proj") {
+            let mut parts = Vec::new();
+            for e in 0.. {
+                let key = format!("{base}experts.{e}.down_proj.weight");
+                if !self.weights.contains_key(&key) {
+                    break;
+                }
+                parts.push(self.get(&key));
+            }
+            return stack(&parts);
+        }
+        for leaf in ["weight", "bias"] {
+            if let Some(base) = name.strip_suffix(&format!("qkv_proj.{leaf}")) {
+                let q = self.get(&format!("{base}q_proj.{leaf}"));
+                let k = self.get(&format!("{base}k_proj.{leaf}"));
+                let v = self.get(&format!("{base}v_proj.{leaf}"));
+                let fused = concat_rows(&[q, k, v]);
+                return if leaf == "weight" { transpose2(&fused) } else { fused };
+            }
+        }
+        panic!("no checkpoint source for parameter {name}");
+    }
+}
+
+impl<B: Backend> ModuleMapper<B> for Assigner<'_, B> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.to_string());
+        self.containers.push(container_type.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.containers.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let name = format!("{}{}", self.prefix, self.path.join("."));
+        let owner = self
+            .containers
+            .last()
+            .and_then(|c| c.strip_prefix("Struct:"))
+            .unwrap_or_default()
+            .to_string();
+        let t = self.lookup(&name, &owner);
+        let expected = param.lazy_shape().to_vec();
+        assert_eq!(t.shape, expected, "shape of {name}");
+        let shape: [usize; D] = t.shape.clone().try_into().unwrap();
+        let tensor = Tensor::<B, D>::from_data(TensorData::new(t.data, shape), &self.device);
+        self.assigned.push(name);
+        let (id, _, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
+
+/// Loads `module`'s parameters from `weights` under `prefix`; returns it and the keys used.
+pub fn assign<B: Backend, M: Module<B>>(
+    module: M,
+    weights: &BTreeMap<String, HostF32>,
+    prefix: &str,
+    device: &B::Device,
+) -> (M, BTreeSet<String>) {
+    let mut assigner = Assigner::<B> {
+        weights,
+        prefix: prefix.to_string(),
+        device: device.clone(),
+        path: Vec::new(),
+        containers: Vec::new(),
+        used: BTreeSet::new(),
+        assigned: Vec::new(),
+    };
+    let module = module.map(&mut assigner);
+    (module, assigner.used)
+}
+
+/// Loads a whole model and checks every checkpoint key was used.
+pub fn assign_all<B: Backend, M: Module<B>>(module: M, dir: &Path, device: &B::Device) -> M {
+    let weights = read_checkpoint(dir);
+    let (module, used) = assign(module, &weights, "", device);
+    let unused: Vec<&String> = weights.keys().filter(|k| !used.contains(*k)).collect();
+    assert!(unused.is_empty(), "unused checkpoint keys: {unused:?}");
+    module
+}
+
+/// Summary of one parity run.
+pub struct Parity {
+    pub logits: f32,
+    pub hidden_states: Vec<f32>,
+}
+
+impl Parity {
+    pub fn max(&self) -> f32 {
+        self.hidden_states.iter().copied().fold(self.logits, f32::max)
+    }
+}
+
+pub fn parity<B: Backend>(
+    logits: &Tensor<B, 3>,
+    hidden_states: &[Tensor<B, 3>],
+    reference: &Reference,
+) -> Parity {
+    assert_eq!(hidden_states.len(), reference.hidden_states.len(), "number of hidden states");
+    Parity {
+        logits: max_abs_diff(logits, &reference.logits),
+        hidden_states: hidden_states
+            .iter()
+            .zip(&reference.hidden_states)
+            .map(|(a, e)| max_abs_diff(a, e))
+            .collect(),
+    }
+}
+
+/// Random `[d0, d1, d2]` input from a fixed seed (a tiny LCG, so no extra dependency).
+pub fn seeded_input<B: Backend>(shape: [usize; 3], seed: u64, device: &B::Device) -> Tensor<B, 3> {
+    let mut state = seed;
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(data, shape), device)
+}

@@ -1,0 +1,131 @@
+//! Forward parity against transformers 5.23 (fp32, eager attention, eager experts) on the
+//! committed fixtures, for the original build and every patched variant, with weights assigned
+//! by the test-only helper in `common/` (the real loader is tested at the workspace level).
+//! Target: max abs difference of the logits and of every hidden state <= 1e-4.
+
+mod common;
+
+use burn::prelude::Backend;
+use common::{assign_all, fixtures, input_ids, parity, read_reference};
+use patcher_burn::list_slots;
+use patcher_models::common::CausalLMOutput;
+use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn check<B: Backend>(name: &str, dir: &str, out: CausalLMOutput<B>) {
+    let reference = read_reference(&fixtures().join(dir));
+    let p = parity(&out.logits, out.hidden_states.as_deref().unwrap(), &reference);
+    println!("{dir} {name}: logits {:.3e}, hidden states {:?}", p.logits, p.hidden_states);
+    assert!(p.max() <= TOLERANCE, "{dir} {name}: max abs diff {} > {TOLERANCE}", p.max());
+}
+
+fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, device: &B::Device) {
+    let path = fixtures().join(dir);
+    let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
+    let patcher = qwen2_moe_patcher::<B>(fused_qkv, sequential_experts);
+    let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, device).unwrap();
+    let slots = list_slots(&model);
+    assert_eq!(slots.len(), 2 * config.num_hidden_layers);
+    for slot in &slots {
+        let expected = match (slot.original_class.as_str(), fused_qkv, sequential_experts) {
+            ("Qwen2MoeAttention", true, _) => "FusedQKVAttention",
+            ("Qwen2MoeExperts", _, true) => "SequentialExperts",
+            (original, _, _) => original,
+        };
+        assert_eq!(slot.class, expected, "{}", slot.path);
+    }
+    let model = assign_all(model, &path, device);
+    let reference = read_reference(&path);
+    let out = model.forward_with_hidden_states(input_ids::<B>(&reference, device));
+    let logits = model.forward(input_ids::<B>(&reference, device));
+    assert_eq!(logits.to_data(), out.logits.to_data(), "forward == forward_with_hidden_states");
+    let name = format!("fused_qkv={fused_qkv} sequential_experts={sequential_experts}");
+    check(&name, dir, out);
+}
+
+fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
+    let path = fixtures().join(dir);
+    let config = LlamaConfig::from_file(path.join("config.json")).unwrap();
+    let model = if fused_qkv {
+        let patcher = llama_fused_qkv_patcher::<B>(&config);
+        LlamaForCausalLM::<B>::with_patcher(&config, &patcher, device).unwrap()
+    } else {
+        LlamaForCausalLM::<B>::new(&config, device)
+    };
+    let slots = list_slots(&model);
+    assert_eq!(slots.len(), config.num_hidden_layers);
+    assert!(slots.iter().all(|s| s.replaced == fused_qkv));
+    let model = assign_all(model, &path, device);
+    let reference = read_reference(&path);
+    let out = model.forward_with_hidden_states(input_ids::<B>(&reference, device));
+    check(&format!("fused_qkv={fused_qkv}"), dir, out);
+}
+
+/// The same checks on one backend.
+macro_rules! parity_tests {
+    ($backend:ty, $device:expr) => {
+        use super::*;
+
+        type B = $backend;
+
+        #[test]
+        fn qwen2_moe_original() {
+            qwen2_moe::<B>("qwen2_moe", false, false, &$device);
+        }
+
+        #[test]
+        fn qwen2_moe_fused_qkv() {
+            qwen2_moe::<B>("qwen2_moe", true, false, &$device);
+        }
+
+        #[test]
+        fn qwen2_moe_sequential_experts() {
+            qwen2_moe::<B>("qwen2_moe", false, true, &$device);
+        }
+
+        #[test]
+        fn qwen2_moe_seed_patch() {
+            qwen2_moe::<B>("qwen2_moe", true, true, &$device);
+        }
+
+        #[test]
+        fn qwen2_moe_sharded() {
+            qwen2_moe::<B>("qwen2_moe_sharded", false, false, &$device);
+            qwen2_moe::<B>("qwen2_moe_sharded", true, true, &$device);
+        }
+
+        #[test]
+        fn qwen2_moe_bf16_weights() {
+            qwen2_moe::<B>("qwen2_moe_bf16", false, false, &$device);
+            qwen2_moe::<B>("qwen2_moe_bf16", true, true, &$device);
+        }
+
+        #[test]
+        fn llama_original() {
+            llama::<B>("llama", false, &$device);
+        }
+
+        #[test]
+        fn llama_fused_qkv() {
+            llama::<B>("llama", true, &$device);
+        }
+
+        #[test]
+        fn llama_sharded() {
+            llama::<B>("llama_sharded", false, &$device);
+            llama::<B>("llama_sharded", true, &$device);
+        }
+    };
+}
+
+mod ndarray {
+    parity_tests!(burn::backend::NdArray<f32>, Default::default());
+}
+
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    parity_tests!(burn::backend::Wgpu, burn::backend::wgpu::WgpuDevice::default());
+}

@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""Generate the tiny test checkpoints and transformers' reference outputs in tests/fixtures/.
+
+Not needed by CI: the generated files are committed. Rerun only to regenerate them, with the
+versions recorded in tests/fixtures/VERSIONS.md (transformers==5.23.0, torch, safetensors).
+
+    python3 scripts/make_fixtures.py
+
+What it writes, per model directory:
+- config.json + model.safetensors (or sharded files + model.safetensors.index.json), written by
+  `save_pretrained`, so the on-disk keys are exactly what hub checkpoints have (per-expert
+  `mlp.experts.{e}.gate_proj.weight` for Qwen2-MoE: transformers 5 reverts its fused in-memory
+  layout on save);
+- reference.safetensors: `input_ids` (I64, [2, 7]), `logits` (F32, [2, 7, vocab]) and
+  `hidden_states.{i}` (F32, [2, 7, hidden]) for i in 0..=num_hidden_layers, computed by reloading
+  the saved checkpoint with `from_pretrained(dtype=float32, attn_implementation="eager",
+  experts_implementation="eager")`, so the reference reflects the bytes on disk.
+
+Initialisation: transformers' default init is too gentle to catch bugs (norm weights all 1,
+biases 0, near-uniform attention and routing), so every parameter is overwritten from a seeded
+generator: norm weights 1 + 0.3*randn, biases 0.2*randn, linear/expert weights std 0.15,
+embeddings std 1, router weights std 0.3 (decisive top-k with a real second expert; the script
+checks the margin between the k-th and (k+1)-th router logit so routing cannot flip under float
+noise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import safetensors
+import torch
+import transformers
+from safetensors import safe_open
+from safetensors.torch import save_file
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+
+BATCH = 2
+SEQ = 7
+INPUT_SEED = 1234
+
+
+def qwen2_moe_config() -> Qwen2MoeConfig:
+    return Qwen2MoeConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,  # dense MLP size, unused: every layer is sparse here
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention, 2 query heads per KV head
+        hidden_act="silu",
+        max_position_embeddings=64,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        # Non-default theta so a model ignoring the config's value fails parity.
+        rope_parameters={"rope_type": "default", "rope_theta": 1000.0},
+        decoder_sparse_step=1,
+        moe_intermediate_size=32,
+        shared_expert_intermediate_size=48,
+        num_experts_per_tok=2,
+        num_experts=4,
+        norm_topk_prob=False,
+        qkv_bias=True,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+
+
+def llama_config() -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=112,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention
+        # head_dim deliberately != hidden_size / num_attention_heads (16): q_proj is 64 -> 96.
+        head_dim=24,
+        hidden_act="silu",
+        max_position_embeddings=64,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 500.0},
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+
+
+def seeded_init(model: torch.nn.Module, seed: int) -> None:
+    """Overwrite every parameter from a seeded generator, by role (see module docstring)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
+            if name.endswith("norm.weight"):
+                value = 1.0 + 0.3 * noise
+            elif name.endswith(".bias"):
+                value = 0.2 * noise
+            elif name.endswith("embed_tokens.weight"):
+                value = noise
+            elif name.endswith("mlp.gate.weight"):
+                value = 0.3 * noise
+            else:
+                value = 0.15 * noise
+            param.copy_(value)
+
+
+def input_ids(vocab: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(INPUT_SEED)
+    return torch.randint(0, vocab, (BATCH, SEQ), generator=gen, dtype=torch.int64)
+
+
+def load_eager(cls, path: Path):
+    model = cls.from_pretrained(
+        path,
+        dtype=torch.float32,
+        attn_implementation="eager",
+        experts_implementation="eager",
+    )
+    model.eval()
+    assert model.config._attn_implementation == "eager", model.config._attn_implementation
+    if hasattr(model.config, "_experts_implementation"):
+        assert model.config._experts_implementation == "eager", model.config._experts_implementation
+    return model
+
+
+def check_hidden_state_convention(model, ids: torch.Tensor, out) -> str:
+    """Work out, with hooks, what `output_hidden_states` returns, and assert it."""
+    captured = {}
+    hooks = []
+    for i, layer in enumerate(model.model.layers):
+        hooks.append(
+            layer.register_forward_hook(lambda _m, _i, o, i=i: captured.__setitem__(f"layer{i}", o))
+        )
+    hooks.append(
+        model.model.embed_tokens.register_forward_hook(lambda _m, _i, o: captured.__setitem__("embed", o))
+    )
+    hooks.append(model.model.norm.register_forward_hook(lambda _m, _i, o: captured.__setitem__("norm", o)))
+    with torch.no_grad():
+        model(input_ids=ids)
+    for h in hooks:
+        h.remove()
+
+    def unwrap(o):
+        return o[0] if isinstance(o, tuple) else o
+
+    hs = out.hidden_states
+    n = len(model.model.layers)
+    assert len(hs) == n + 1, len(hs)
+    assert torch.equal(hs[0], unwrap(captured["embed"])), "hidden_states[0] is not the embedding output"
+    for i in range(1, n):
+        assert torch.equal(hs[i], unwrap(captured[f"layer{i - 1}"])), f"hidden_states[{i}] != layer {i - 1} output"
+    last_is_norm = torch.equal(hs[n], unwrap(captured["norm"]))
+    last_is_raw = torch.equal(hs[n], unwrap(captured[f"layer{n - 1}"]))
+    assert last_is_norm and not last_is_raw, (last_is_norm, last_is_raw)
+    return (
+        f"hidden_states has num_hidden_layers + 1 = {n + 1} entries: [0] = embedding output, "
+        f"[i] for 1 <= i < {n} = output of decoder layer i-1, [{n}] = final norm applied to the "
+        f"last decoder layer's output (the model's last_hidden_state), not the raw layer output"
+    )
+
+
+def routing_gap(model, ids: torch.Tensor) -> tuple[float, float]:
+    """Smallest gap between the k-th and (k+1)-th router logit over all tokens and layers (softmax
+    is monotonic, so this is the margin that float noise would have to overcome to change the
+    selection), and the mean routing weight of the k-th expert (how much it contributes)."""
+    with torch.no_grad():
+        out = model(input_ids=ids, output_router_logits=True)
+    k = model.config.num_experts_per_tok
+    gap = float("inf")
+    weights = []
+    for logits in out.router_logits:
+        top = torch.topk(logits.float(), k + 1, dim=-1).values
+        gap = min(gap, float((top[:, k - 1] - top[:, k]).min()))
+        probs = torch.topk(torch.softmax(logits.float(), dim=-1), k, dim=-1).values
+        weights.append(float(probs[:, k - 1].mean()))
+    return gap, sum(weights) / len(weights)
+
+
+def save_reference(model, ids: torch.Tensor, path: Path) -> str:
+    with torch.no_grad():
+        out = model(input_ids=ids, output_hidden_states=True)
+    convention = check_hidden_state_convention(model, ids, out)
+    tensors = {"input_ids": ids.contiguous(), "logits": out.logits.float().contiguous()}
+    for i, h in enumerate(out.hidden_states):
+        tensors[f"hidden_states.{i}"] = h.float().contiguous()
+    save_file(tensors, str(path / "reference.safetensors"), metadata={"format": "pt"})
+    return convention
+
+
+def on_disk_keys(path: Path) -> list[str]:
+    keys = []
+    for f in sorted(path.glob("*.safetensors")):
+        if f.name == "reference.safetensors":
+            continue
+        with safe_open(str(f), "pt") as handle:
+            keys.extend(handle.keys())
+    return sorted(keys)
+
+
+def fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def shard_of(path: Path, key: str) -> str:
+    index = json.loads((path / "model.safetensors.index.json").read_text())
+    return index["weight_map"][key]
+
+
+def build(cls, config, seed: int):
+    torch.manual_seed(seed)
+    model = cls(config)
+    seeded_init(model, seed)
+    model.eval()
+    return model
+
+
+def main() -> None:
+    torch.use_deterministic_algorithms(True)
+    notes: dict[str, object] = {}
+    conventions = {}
+
+    # --- Qwen2-MoE --------------------------------------------------------------------------
+    qwen = build(Qwen2MoeForCausalLM, qwen2_moe_config(), seed=20260001)
+    ids = input_ids(qwen.config.vocab_size)
+    qdir = fresh_dir(FIXTURES / "qwen2_moe")
+    qwen.save_pretrained(qdir)
+    keys = on_disk_keys(qdir)
+    for expected in (
+        "model.layers.0.mlp.experts.0.gate_proj.weight",
+        "model.layers.0.mlp.experts.3.up_proj.weight",
+        "model.layers.1.mlp.experts.2.down_proj.weight",
+        "model.layers.0.mlp.gate.weight",
+        "model.layers.0.mlp.shared_expert_gate.weight",
+        "model.layers.0.self_attn.q_proj.bias",
+    ):
+        assert expected in keys, f"{expected} not on disk; keys: {keys}"
+    assert not any(k.endswith("experts.gate_up_proj") for k in keys), "fused experts saved as-is"
+    qref = load_eager(Qwen2MoeForCausalLM, qdir)
+    with torch.no_grad():
+        torch.testing.assert_close(qref(input_ids=ids).logits, qwen(input_ids=ids).logits, rtol=0, atol=1e-5)  # the in-memory model may use non-eager kernels
+    gap, weight = routing_gap(qref, ids)
+    print(f"qwen2_moe: smallest top-k router logit margin = {gap:.4g}, mean k-th weight = {weight:.3f}")
+    assert gap > 1e-2, "routing too close to a tie; change the seed"
+    notes["qwen2_moe_min_topk_logit_margin"] = gap
+    conventions["qwen2_moe"] = save_reference(qref, ids, qdir)
+
+    # Sharded copy: small shards so that one layer's expert group spans two files.
+    sdir = fresh_dir(FIXTURES / "qwen2_moe_sharded")
+    qwen.save_pretrained(sdir, max_shard_size="100KB")
+    files = {shard_of(sdir, f"model.layers.0.mlp.experts.{e}.{p}.weight") for e in range(4) for p in ("gate_proj", "up_proj", "down_proj")}
+    print(f"qwen2_moe_sharded: layer 0 experts live in {sorted(files)}")
+    assert len(files) >= 2, "expert group does not span two shards; adjust max_shard_size"
+    sref = load_eager(Qwen2MoeForCausalLM, sdir)
+    conventions["qwen2_moe_sharded"] = save_reference(sref, ids, sdir)
+
+    # bf16 copy for dtype tests; its reference is the bf16 weights upcast to f32 by transformers.
+    bdir = fresh_dir(FIXTURES / "qwen2_moe_bf16")
+    build(Qwen2MoeForCausalLM, qwen2_moe_config(), seed=20260001).to(torch.bfloat16).save_pretrained(bdir)
+    bref = load_eager(Qwen2MoeForCausalLM, bdir)
+    bgap, _ = routing_gap(bref, ids)
+    print(f"qwen2_moe_bf16: smallest top-k router logit margin = {bgap:.4g}")
+    assert bgap > 1e-2, "routing too close to a tie; change the seed"
+    notes["qwen2_moe_bf16_min_topk_logit_margin"] = bgap
+    conventions["qwen2_moe_bf16"] = save_reference(bref, ids, bdir)
+
+    # --- Llama ------------------------------------------------------------------------------
+    llama = build(LlamaForCausalLM, llama_config(), seed=20260002)
+    lids = input_ids(llama.config.vocab_size)
+    ldir = fresh_dir(FIXTURES / "llama")
+    llama.save_pretrained(ldir)
+    lkeys = on_disk_keys(ldir)
+    assert "lm_head.weight" in lkeys and "model.layers.0.self_attn.q_proj.weight" in lkeys
+    assert not any(k.endswith(".bias") for k in lkeys), "llama fixture must have no biases"
+    lref = load_eager(LlamaForCausalLM, ldir)
+    with torch.no_grad():
+        torch.testing.assert_close(lref(input_ids=lids).logits, llama(input_ids=lids).logits, rtol=0, atol=1e-5)  # the in-memory model may use non-eager kernels
+    conventions["llama"] = save_reference(lref, lids, ldir)
+
+    # Sharded copy: q_proj and k_proj/v_proj of one layer in different files (a fused-QKV group
+    # spanning two shards).
+    lsdir = fresh_dir(FIXTURES / "llama_sharded")
+    llama.save_pretrained(lsdir, max_shard_size="60KB")
+    spans = [
+        i
+        for i in range(llama.config.num_hidden_layers)
+        if len({shard_of(lsdir, f"model.layers.{i}.self_attn.{p}_proj.weight") for p in "qkv"}) >= 2
+    ]
+    print(f"llama_sharded: layers whose q/k/v span two shards: {spans}")
+    assert spans, "no q/k/v group spans two shards; adjust max_shard_size"
+    lsref = load_eager(LlamaForCausalLM, lsdir)
+    conventions["llama_sharded"] = save_reference(lsref, lids, lsdir)
+
+    write_op_references()
+
+    # --- Versions and conventions -----------------------------------------------------------
+    for name, text in conventions.items():
+        print(f"{name}: {text}")
+    versions = {
+        "python": platform.python_version(),
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "safetensors": safetensors.__version__,
+        "numpy": __import__("numpy").__version__,
+        "platform": platform.platform(),
+    }
+    (FIXTURES / "versions.json").write_text(json.dumps({**versions, **notes}, indent=2) + "\n")
+    write_versions_md(versions, notes, conventions)
+    total = sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file())
+    print(f"fixtures total: {total / 1024:.1f} KiB")
+
+
+# RoPE variants checked against transformers' own init functions (see patcher-models' tests).
+ROPE_CASES = {
+    "default": dict(head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 1000.0}),
+    "linear": dict(head_dim=64, rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}),
+    "llama3": dict(
+        head_dim=128,
+        rope_parameters={
+            "rope_type": "llama3",
+            "rope_theta": 500000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+    ),
+}
+
+# (num_experts, k) pairs for torch.topk's CPU tie order: both the nth_element path
+# (k * 64 > n) and the partial_sort path (k * 64 <= n).
+TOPK_CASES = [(4, 1), (4, 2), (8, 2), (8, 4), (60, 4), (64, 8), (128, 2), (128, 8), (256, 4), (256, 8)]
+
+
+def write_op_references() -> None:
+    """tests/fixtures/ops/: torch.topk on tie-heavy rows, and RoPE inverse frequencies."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    out = fresh_dir(FIXTURES / "ops")
+    gen = torch.Generator().manual_seed(99)
+    tensors = {}
+    for n, k in TOPK_CASES:
+        rows = 16
+        # Few distinct values so most rows have ties at the k boundary; first row all equal.
+        values = torch.randint(0, 3, (rows, n), generator=gen).float() * 0.25
+        values[0] = 0.5
+        values[1] = torch.softmax(torch.zeros(n), dim=-1)
+        top = torch.topk(values, k, dim=-1)
+        tensors[f"topk.{n}.{k}.values"] = values.contiguous()
+        tensors[f"topk.{n}.{k}.indices"] = top.indices.contiguous()
+    for name, case in ROPE_CASES.items():
+        config = LlamaConfig(
+            hidden_size=case["head_dim"] * 4,
+            num_attention_heads=4,
+            head_dim=case["head_dim"],
+            max_position_embeddings=16384,
+            rope_parameters=dict(case["rope_parameters"]),
+        )
+        rope_type = config.rope_parameters["rope_type"]
+        if rope_type == "default":
+            from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+            inv_freq, _ = LlamaRotaryEmbedding.compute_default_rope_parameters(config)
+        else:
+            inv_freq, _ = ROPE_INIT_FUNCTIONS[rope_type](config, "cpu")
+        tensors[f"rope.{name}.inv_freq"] = inv_freq.float().contiguous()
+    save_file(tensors, str(out / "reference.safetensors"), metadata={"format": "pt"})
+    print(f"ops: {len(TOPK_CASES)} topk cases, {len(ROPE_CASES)} rope cases")
+
+
+def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
+    lines = [
+        "# Test fixtures",
+        "",
+        "Generated by `scripts/make_fixtures.py` (not needed by CI). Versions used:",
+        "",
+    ]
+    lines += [f"- {k}: `{v}`" for k, v in versions.items()]
+    lines += [
+        "",
+        "Reference outputs: fp32, `attn_implementation=\"eager\"`, `experts_implementation=\"eager\"`,",
+        "computed from the checkpoint as saved (reloaded with `from_pretrained`). Inputs: `input_ids`",
+        f"I64 [{BATCH}, {SEQ}], no padding, no attention mask, positions 0..{SEQ - 1}.",
+        "",
+        "## Hidden-state convention (checked with forward hooks by the script)",
+        "",
+        conventions["qwen2_moe"] + ".",
+        "The same holds for Llama.",
+        "",
+        "## Directories",
+        "",
+        "- `qwen2_moe/`: Qwen2-MoE, 2 layers, hidden 64, 4 heads / 2 KV heads, q/k/v biases, 4 experts",
+        "  top-2 (norm_topk_prob false), shared expert with sigmoid gate, vocab 128, rope_theta 1000.",
+        "- `qwen2_moe_sharded/`: the same weights in several shards; layer 0's experts span two files.",
+        "- `qwen2_moe_bf16/`: the same model saved in bf16; its reference is transformers' run of the",
+        "  bf16 weights upcast to fp32.",
+        "- `llama/`: Llama, 3 layers, hidden 64, 4 heads / 2 KV heads, head_dim 24 (!= 64/4), no",
+        "  biases, untied lm_head, rms_norm_eps 1e-5, rope_theta 500.",
+        "- `llama_sharded/`: the same weights in several shards; a layer's q/k/v span two files.",
+        "- `ops/reference.safetensors`: `torch.topk` (CPU) on tie-heavy rows (`topk.{n}.{k}.values`",
+        "  / `.indices`) and RoPE inverse frequencies from transformers' init functions",
+        "  (`rope.{default,linear,llama3}.inv_freq`, parameters in the script's `ROPE_CASES`).",
+        "",
+        f"Smallest margin between the 2nd and 3rd router logit over all tokens and layers: "
+        f"{notes['qwen2_moe_min_topk_logit_margin']:.4g} (f32), {notes['qwen2_moe_bf16_min_topk_logit_margin']:.4g} (bf16),",
+        "so top-k selection is stable under float noise.",
+        "",
+    ]
+    (FIXTURES / "VERSIONS.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

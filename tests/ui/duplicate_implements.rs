@@ -1,0 +1,11 @@
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn_patcher::Patchable;
+
+#[derive(Patchable)]
+#[patchable(implements(AttentionLayer), implements(OtherLayer))]
+struct Attention<B: Backend> {
+    q_proj: Linear<B>,
+}
+
+fn main() {}

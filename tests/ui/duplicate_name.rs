@@ -1,0 +1,12 @@
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn_patcher::Patchable;
+
+#[derive(Patchable)]
+#[patchable(name = "LlamaAttention")]
+#[patchable(name = "MistralAttention")]
+struct Attention<B: Backend> {
+    q_proj: Linear<B>,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use burn::prelude::*;
+use burn_patcher::Patchable;
+
+#[derive(Patchable)]
+struct Block<B: Backend, M> {
+    inner: M,
+    weight: Tensor<B, 2>,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use burn_patcher::Patchable;
+
+#[derive(Patchable)]
+struct Identity;
+
+fn main() {}

@@ -1,0 +1,38 @@
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn_patcher::{slot_interface, BuildContext, Patchable, Slot};
+
+#[slot_interface]
+pub trait MlpLayer<B: Backend> {
+    fn new(hidden: usize, device: &B::Device) -> Self;
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2>;
+}
+
+#[derive(Module, Patchable, Debug)]
+#[patchable(implements(MlpLayer))]
+pub struct Mlp<B: Backend> {
+    up: Linear<B>,
+}
+
+impl<B: Backend> MlpLayer<B> for Mlp<B> {
+    fn new(hidden: usize, device: &B::Device) -> Self {
+        Self { up: LinearConfig::new(hidden, hidden).init(device) }
+    }
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.up.forward(x)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Model<B: Backend> {
+    mlp: Slot<B, dyn MlpLayer<B>>,
+}
+
+impl<B: Backend> Model<B> {
+    pub fn new(ctx: &BuildContext<'_, B>) -> Self {
+        // The interface's constructor takes a `usize`.
+        Self { mlp: Slot::build::<Mlp<B>>(ctx, "eight") }
+    }
+}
+
+fn main() {}
