@@ -10,6 +10,109 @@
 //! - [`patcher_burn`]: substitutable module slots, building with substitutions, loading and saving;
 //! - `patcher_derive` (feature `derive`, on by default): `#[derive(Patchable)]` and
 //!   `#[slot_interface]`.
+//!
+//! ## Patching a model while it is built
+//!
+//! The model author writes the model once, patch-ready: a field that may be substituted is a
+//! [`Slot`] of an interface trait (what the parent calls, and the constructor every class of the
+//! slot is built with); classes are `#[derive(Patchable)]` module structs. A [`Patcher`]'s
+//! `class_mapping` then swaps classes by name while the model is built:
+//!
+//! ```
+//! # #[cfg(feature = "derive")] {
+//! use burn::backend::NdArray;
+//! use burn::nn::{Linear, LinearConfig};
+//! use burn::prelude::*;
+//! use burn::tensor::activation::{gelu, silu};
+//! use burn_patcher::{
+//!     list_slots, replacement, slot_interface, BuildContext, Patchable, Patcher, Slot,
+//! };
+//!
+//! /// What the model calls on its MLP. Every class of the slot is built with `new`.
+//! #[slot_interface]
+//! pub trait MlpLayer<B: Backend> {
+//!     fn new(hidden: usize, device: &B::Device) -> Self;
+//!     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2>;
+//! }
+//!
+//! /// The original class.
+//! #[derive(Module, Patchable, Debug)]
+//! #[patchable(name = "LlamaMlp", implements(MlpLayer))]
+//! pub struct Mlp<B: Backend> {
+//!     up: Linear<B>,
+//!     down: Linear<B>,
+//! }
+//!
+//! impl<B: Backend> MlpLayer<B> for Mlp<B> {
+//!     fn new(hidden: usize, device: &B::Device) -> Self {
+//!         let up = LinearConfig::new(hidden, 4 * hidden).init(device);
+//!         let down = LinearConfig::new(4 * hidden, hidden).init(device);
+//!         Self { up, down }
+//!     }
+//!     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+//!         self.down.forward(gelu(self.up.forward(x)))
+//!     }
+//! }
+//!
+//! /// A replacement, built from the same arguments.
+//! #[derive(Module, Patchable, Debug)]
+//! #[patchable(implements(MlpLayer))]
+//! pub struct GatedMlp<B: Backend> {
+//!     gate_up: Linear<B>,
+//!     down: Linear<B>,
+//! }
+//!
+//! impl<B: Backend> MlpLayer<B> for GatedMlp<B> {
+//!     fn new(hidden: usize, device: &B::Device) -> Self {
+//!         let gate_up = LinearConfig::new(hidden, 8 * hidden).init(device);
+//!         let down = LinearConfig::new(4 * hidden, hidden).init(device);
+//!         Self { gate_up, down }
+//!     }
+//!     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+//!         let [gate, up] = self.gate_up.forward(x).chunk(2, 1).try_into().unwrap();
+//!         self.down.forward(silu(gate) * up)
+//!     }
+//! }
+//!
+//! /// The model: the slot is a full Burn module whatever class it holds.
+//! #[derive(Module, Patchable, Debug)]
+//! pub struct Model<B: Backend> {
+//!     mlp: Slot<B, dyn MlpLayer<B>>,
+//! }
+//!
+//! impl<B: Backend> Model<B> {
+//!     pub fn new(ctx: &BuildContext<'_, B>) -> Self {
+//!         Self { mlp: Slot::build::<Mlp<B>>(ctx, 8) }
+//!     }
+//!     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+//!         self.mlp.forward(x)
+//!     }
+//! }
+//!
+//! type B = NdArray;
+//! let device = Default::default();
+//!
+//! // Unpatched.
+//! let model = Model::<B>::new(&BuildContext::plain(&device));
+//! assert_eq!(model.num_params(), (8 * 32 + 32) + (32 * 8 + 8));
+//!
+//! // `LlamaMlp` swapped for `GatedMlp`.
+//! let patcher = Patcher::<B>::new()
+//!     .class_mapping("LlamaMlp", replacement::<GatedMlp<B>, dyn MlpLayer<B>>())?;
+//! let model = BuildContext::build(&patcher, &device, Model::new)?;
+//! let slot = &list_slots(&model)[0];
+//! assert_eq!((slot.path.as_str(), slot.class.as_str(), slot.replaced), ("mlp", "GatedMlp", true));
+//! assert_eq!(model.num_params(), (8 * 64 + 64) + (32 * 8 + 8));
+//! assert_eq!(model.forward(Tensor::zeros([2, 8], &device)).dims(), [2, 8]);
+//!
+//! // A key that names no slot class of the model is an error, with a did-you-mean.
+//! let typo = Patcher::<B>::new()
+//!     .class_mapping("LlamaMLP", replacement::<GatedMlp<B>, dyn MlpLayer<B>>())?;
+//! let err = BuildContext::build(&typo, &device, Model::new).unwrap_err();
+//! assert!(err.to_string().contains("did you mean `LlamaMlp`?"));
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub use patcher_burn::*;
 pub use patcher_core::*;

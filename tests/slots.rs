@@ -177,13 +177,21 @@ fn expected_slots(swap: Swap) -> Vec<SlotInfo> {
         _ => "TinyMlp",
     };
     let mut slots: Vec<SlotInfo> = (0..LAYERS)
-        .map(|i| {
-            slot(
-                &format!("layers.{i}.self_attn"),
-                attn,
-                "TinyAttention",
-                "AttentionLayer",
-            )
+        .flat_map(|i| {
+            [
+                slot(
+                    &format!("layers.{i}"),
+                    "TinyLayer",
+                    "TinyLayer",
+                    "DecoderLayer",
+                ),
+                slot(
+                    &format!("layers.{i}.self_attn"),
+                    attn,
+                    "TinyAttention",
+                    "AttentionLayer",
+                ),
+            ]
         })
         .collect();
     slots.push(slot("mlp", mlp, "TinyMlp", "MlpLayer"));
@@ -209,19 +217,22 @@ fn structure<B: Backend>(device: &B::Device) {
     assert_eq!(expected_num_params(Swap::Both), 1491);
 
     let model = build::<B>(Swap::Both, device);
-    assert_eq!(model.layers[1].self_attn.class_name(), "FusedAttention");
-    assert_eq!(
-        model.layers[1].self_attn.original_class_name(),
-        "TinyAttention"
-    );
+    assert_eq!(model.layers[1].class_name(), "TinyLayer");
+    assert!(!model.layers[1].is_replaced());
+    assert_eq!(model.mlp.class_name(), "GatedMlp");
+    assert_eq!(model.mlp.original_class_name(), "TinyMlp");
     assert!(model.mlp.is_replaced());
     assert_eq!(model.mlp.interface_name(), "MlpLayer");
 }
 
-/// A regex key replaces every class it is found in; an exact key wins over it.
+/// A regex key replaces every class it is found in; an exact key wins over it (else
+/// `TinyAttention` would get an MLP: a wrong-interface error).
 fn regex_keys<B: Backend>(device: &B::Device) {
     let patcher = Patcher::<B>::new()
-        .class_mapping("^Tiny", replacement::<GatedMlp<B>, dyn MlpLayer<B>>())
+        .class_mapping(
+            "^Tiny(Attention|Mlp)$",
+            replacement::<GatedMlp<B>, dyn MlpLayer<B>>(),
+        )
         .unwrap()
         .class_mapping(
             "TinyAttention",
@@ -293,11 +304,37 @@ fn record_of_other_class<B: Backend>(device: &B::Device) {
     assert_eq!(mismatches.len(), LAYERS, "one per attention slot");
     assert_eq!(
         err.to_string(),
-        "2 slot record(s) do not fit the model:\n  - a slot of interface `AttentionLayer` holds \
+        "2 slot record(s) do not fit the model:\n  - a slot of interface `AttentionLayer` (at \
+         `self_attn` in `TinyLayer`) holds class `FusedAttention`, but its record was saved from \
+         class `TinyAttention`; build the model with the same class_mapping as the model that was \
+         saved\n  - a slot of interface `AttentionLayer` (at `self_attn` in `TinyLayer`) holds \
          class `FusedAttention`, but its record was saved from class `TinyAttention`; build the \
-         model with the same class_mapping as the model that was saved\n  - a slot of interface \
-         `AttentionLayer` holds class `FusedAttention`, but its record was saved from class \
-         `TinyAttention`; build the model with the same class_mapping as the model that was saved"
+         model with the same class_mapping as the model that was saved"
+    );
+}
+
+/// A record of the same classes saved with another configuration is an error too.
+fn record_of_other_shapes<B: Backend>(device: &B::Device) {
+    let wide = TinyConfig {
+        ffn: 2 * FFN,
+        ..TinyConfig::new()
+    };
+    let record = BuildContext::build(&patcher::<B>(Swap::None), device, |ctx| {
+        TinyModel::new(ctx, &wide)
+    })
+    .unwrap()
+    .into_record();
+    let err = load_record_checked(build::<B>(Swap::None, device), record).unwrap_err();
+    let LoadRecordError::Mismatch(mismatches) = &err else {
+        panic!("expected a mismatch, got {err}");
+    };
+    assert_eq!(mismatches.len(), 2, "mlp and final_mlp");
+    assert_eq!(
+        mismatches[0].to_string(),
+        "the record of class `TinyMlp` does not fit the slot's module: missing [], unexpected [], \
+         kind or shape differs for [\"up.weight: Float[8, 16] -> Float[8, 32]\", \"up.bias: \
+         Float[16] -> Float[32]\", \"down.weight: Float[16, 8] -> Float[32, 8]\"]; build the \
+         model with the configuration it was saved with"
     );
 }
 
@@ -392,8 +429,8 @@ fn display<B: Backend>(device: &B::Device) {
     );
     assert!(text.contains("qkv_proj: Linear"), "{text}");
     assert!(text.contains("mlp: TinyMlp {"), "{text}");
-    let slot = &build::<B>(Swap::None, device).layers[0].self_attn;
-    assert!(slot.to_string().starts_with("TinyAttention {"), "{slot}");
+    let slot = &build::<B>(Swap::None, device).mlp;
+    assert!(slot.to_string().starts_with("TinyMlp {"), "{slot}");
 }
 
 /// A class_mapping key that matches no slot class is an error naming the model's classes.
@@ -412,7 +449,7 @@ fn unknown_class<B: Backend>(device: &B::Device) {
     assert_eq!(
         err.to_string(),
         "class mapping key `TinyAtention` matches no class of the model (did you mean \
-         `TinyAttention`?)\nthe model's classes are: TinyAttention, TinyMlp\nUse one of these \
+         `TinyAttention`?)\nthe model's classes are: TinyLayer, TinyAttention, TinyMlp\nUse one of these \
          names, or a regex found in one of them"
     );
 }
@@ -450,7 +487,10 @@ fn wrong_interface<B: Backend>(device: &B::Device) {
 fn plain_context<B: Backend>(device: &B::Device) {
     let ctx = BuildContext::<B>::plain(device);
     let model = TinyModel::new(&ctx, &TinyConfig::new());
-    assert_eq!(ctx.seen_classes(), vec!["TinyAttention", "TinyMlp"]);
+    assert_eq!(
+        ctx.seen_classes(),
+        vec!["TinyLayer", "TinyAttention", "TinyMlp"]
+    );
     assert_eq!(list_slots(&model), expected_slots(Swap::None));
 }
 
@@ -491,6 +531,11 @@ macro_rules! backend_tests {
             #[test]
             fn record_of_another_class_is_an_error() {
                 record_of_other_class::<Be>(&device());
+            }
+
+            #[test]
+            fn record_of_other_shapes_is_an_error() {
+                record_of_other_shapes::<Be>(&device());
             }
 
             #[test]
@@ -548,4 +593,28 @@ fn plain_load_record_of_another_class_panics_with_the_message() {
     let device = Default::default();
     let original = build::<Be>(Swap::None, &device).into_record();
     let _ = build::<Be>(Swap::Attention, &device).load_record(original);
+}
+
+/// The documented limit of `from_inner`: a slot knows the way back to `Autodiff<B>` (built on
+/// `B`) and to the backend a `valid()` came from, not to other autodiff backends.
+#[test]
+#[should_panic(expected = "has no route to the autodiff backend")]
+fn from_inner_without_a_route_panics_with_the_message() {
+    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+    type Be = burn::backend::NdArray;
+    type Balanced = burn::backend::Autodiff<Be, BalancedCheckpointing>;
+    let model = build::<Be>(Swap::Both, &Default::default());
+    let _ = model.train::<Balanced>();
+}
+
+/// Built directly on a checkpointing autodiff backend, `valid()` and back work.
+#[test]
+fn balanced_checkpointing_valid_round_trip() {
+    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+    type Balanced = burn::backend::Autodiff<burn::backend::NdArray, BalancedCheckpointing>;
+    let device = Default::default();
+    let model = build::<Balanced>(Swap::Both, &device);
+    let expected = output(&model, &device);
+    let back = TinyModel::<Balanced>::from_inner(model.valid());
+    assert_eq!(output(&back, &device), expected);
 }

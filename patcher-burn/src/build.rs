@@ -17,7 +17,7 @@ use crate::slot::{Implements, InterfaceKey, Patchable, Slot, SlotInterface};
 /// Builds a replacement's module for a slot of interface `K` from the interface's arguments.
 type BuildFn<B, K> = for<'a> fn(
     <K as InterfaceKey>::Args<'a>,
-    &burn::tensor::Device<B>,
+    &BuildContext<'_, B>,
     &'static str,
 ) -> Slot<B, <K as InterfaceKey>::Dyn<B>>;
 
@@ -59,10 +59,10 @@ where
 
 fn build_replacement<R: Implements<K>, K: InterfaceKey>(
     args: K::Args<'_>,
-    device: &burn::tensor::Device<R::Backend>,
+    ctx: &BuildContext<'_, R::Backend>,
     original: &'static str,
 ) -> Slot<R::Backend, K::Dyn<R::Backend>> {
-    Slot::from_parts::<R>(R::construct::<R::Backend>(args, device), original, true)
+    Slot::from_parts::<R>(R::construct::<R::Backend>(args, ctx), original, true)
 }
 
 /// A class-mapping entry or key that does not fit the model being built.
@@ -195,11 +195,11 @@ impl<B: Backend, I: ?Sized + SlotInterface> Slot<B, I> {
         ctx.note(C::CLASS_NAME);
         if let Some(found) = ctx.patcher.and_then(|p| p.replacement_for(C::CLASS_NAME)) {
             match typed_builder::<B, I::Key>(found, C::CLASS_NAME) {
-                Ok(build) => return rebrand(build(args, &ctx.device, C::CLASS_NAME)),
+                Ok(build) => return rebrand(build(args, ctx, C::CLASS_NAME)),
                 Err(error) => ctx.fail(error),
             }
         }
-        Self::original::<C>(C::construct::<B>(args, &ctx.device))
+        Self::original::<C>(C::construct::<B>(args, ctx))
     }
 }
 

@@ -34,7 +34,10 @@ fn check_layout_and_merge<B: Backend>(device: &B::Device) {
             }
         }
         let bias = tensor_values(&tensors[&format!("layers.{layer}.q_proj.bias")]);
-        assert_eq!(values(m.layers[layer].q_proj.bias.as_ref().unwrap().val()), bias);
+        assert_eq!(
+            values(m.layers[layer].q_proj.bias.as_ref().unwrap().val()),
+            bias
+        );
         let norm = tensor_values(&tensors[&format!("layers.{layer}.norm.weight")]);
         assert_eq!(values(m.layers[layer].norm.gamma.val()), norm);
 
@@ -108,11 +111,19 @@ fn check_half_precision_checkpoints<B: Backend>(device: &B::Device) {
             load_into(&model, dir.path(), &Patcher::new(), &LoadOptions::default()).unwrap();
         // The values are multiples of 1/16 below 8: exact in f16, bf16 and f32.
         let norm = tensor_values(&tensors["layers.1.norm.weight"]);
-        assert_eq!(values(loaded.model.layers[1].norm.gamma.val()), norm, "{dtype}");
+        assert_eq!(
+            values(loaded.model.layers[1].norm.gamma.val()),
+            norm,
+            "{dtype}"
+        );
         let down: Vec<f32> = (0..EXPERTS)
             .flat_map(|e| tensor_values(&tensors[&expert_key(0, e, "down")]))
             .collect();
-        assert_eq!(values(loaded.model.layers[0].experts.down_proj.val()), down, "{dtype}");
+        assert_eq!(
+            values(loaded.model.layers[0].experts.down_proj.val()),
+            down,
+            "{dtype}"
+        );
     }
 }
 
@@ -125,15 +136,21 @@ fn check_sharded_group_across_files<B: Backend>(device: &B::Device) {
         .partition(|(k, _)| k.starts_with("layers.0.experts.0.") || k.starts_with("layers.0.q"));
     let mut weight_map = serde_json::Map::new();
     for (file, part) in [("a.safetensors", &first), ("b.safetensors", &second)] {
-        let part: HashMap<String, HostTensor<'static>> =
-            part.iter().map(|(k, v)| (k.to_string(), (*v).clone())).collect();
+        let part: HashMap<String, HostTensor<'static>> = part
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).clone()))
+            .collect();
         write_checkpoint(&dir.path().join(file), &part);
         for key in part.keys() {
             weight_map.insert(key.clone(), file.into());
         }
     }
     let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
-    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
 
     let model = Tiny::<B>::new(device);
     let loaded = load_into(&model, dir.path(), &Patcher::new(), &LoadOptions::default()).unwrap();
@@ -142,7 +159,10 @@ fn check_sharded_group_across_files<B: Backend>(device: &B::Device) {
         expected.extend(tensor_values(&tensors[&expert_key(0, e, "gate")]));
         expected.extend(tensor_values(&tensors[&expert_key(0, e, "up")]));
     }
-    assert_eq!(values(loaded.model.layers[0].experts.gate_up_proj.val()), expected);
+    assert_eq!(
+        values(loaded.model.layers[0].experts.gate_up_proj.val()),
+        expected
+    );
 }
 
 fn check_save_round_trip<B: Backend>(device: &B::Device) {
@@ -183,9 +203,14 @@ fn check_progress_and_threads<B: Backend>(device: &B::Device) {
         .on_progress(move |p| sink.lock().unwrap().push(*p));
     let model = Tiny::<B>::new(device);
     let checkpoint = Checkpoint::open(dir.path()).unwrap();
-    let loaded =
-        load_checkpoint(&model, &checkpoint, &Tiny::<B>::weight_conversions(), None, &options)
-            .unwrap();
+    let loaded = load_checkpoint(
+        &model,
+        &checkpoint,
+        &Tiny::<B>::weight_conversions(),
+        None,
+        &options,
+    )
+    .unwrap();
     let seen = seen.lock().unwrap();
     let total_bytes: u64 = tensors.values().map(|t| t.num_bytes() as u64).sum();
     let last = seen.last().unwrap();
@@ -201,8 +226,13 @@ fn check_progress_and_threads<B: Backend>(device: &B::Device) {
 
 fn check_missing_checkpoint<B: Backend>(device: &B::Device) {
     let model = Tiny::<B>::new(device);
-    let err = load_into(&model, "/nonexistent/checkpoint", &Patcher::new(), &LoadOptions::default())
-        .unwrap_err();
+    let err = load_into(
+        &model,
+        "/nonexistent/checkpoint",
+        &Patcher::new(),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, LoadError::Checkpoint(_)), "{err}");
     assert!(err.to_string().contains("/nonexistent/checkpoint"), "{err}");
 }
@@ -266,7 +296,11 @@ macro_rules! backend_tests {
 
 backend_tests!(ndarray, burn::backend::NdArray, Default::default());
 #[cfg(feature = "wgpu")]
-backend_tests!(wgpu, burn::backend::Wgpu, burn::backend::wgpu::WgpuDevice::default());
+backend_tests!(
+    wgpu,
+    burn::backend::Wgpu,
+    burn::backend::wgpu::WgpuDevice::default()
+);
 
 #[test]
 fn default_conversions_are_declared() {

@@ -105,9 +105,9 @@ pub fn derive(node: &DeriveInput) -> Result<TokenStream> {
 
                 fn construct<#x: #backend_trait>(
                     args: <#key as #key_trait>::Args<'_>,
-                    device: &#burn::tensor::Device<#x>,
+                    ctx: &#krate::BuildContext<'_, #x>,
                 ) -> Self::WithBackend<#x> {
-                    <dyn #interface<#x> + 'static>::__patcher_new::<#with_x>(args, device)
+                    <dyn #interface<#x> + 'static>::__patcher_new::<#with_x>(args, ctx)
                 }
             }
         }

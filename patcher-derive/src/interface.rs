@@ -20,6 +20,7 @@ pub fn expand(args: TokenStream, mut item: ItemTrait) -> Result<TokenStream> {
     let backend = backend_param(&item)?;
     let new = constructor(&mut item)?;
     let arg_types = constructor_args(&new.sig, &backend)?;
+    let last = takes_context(&new.sig);
 
     let trait_ident = &item.ident;
     let vis = &item.vis;
@@ -68,10 +69,10 @@ pub fn expand(args: TokenStream, mut item: ItemTrait) -> Result<TokenStream> {
             #[doc(hidden)]
             pub fn __patcher_new<__C: #trait_ident #ty_generics>(
                 args: <#key as #krate::InterfaceKey>::Args<'_>,
-                device: &#burn::tensor::Device<#backend>,
+                ctx: &#krate::BuildContext<'_, #backend>,
             ) -> __C {
                 #destructure
-                <__C as #trait_ident #ty_generics>::new(#(#names,)* device)
+                <__C as #trait_ident #ty_generics>::new(#(#names,)* #last)
             }
         }
     })
@@ -195,6 +196,24 @@ fn constructor_args(sig: &Signature, backend: &syn::Ident) -> Result<Vec<Type>> 
             Ok(ty)
         })
         .collect()
+}
+
+/// What `new` gets last: the build context itself when its last parameter is a
+/// `&BuildContext<..>` (the class builds slots of its own), else the device.
+fn takes_context(sig: &Signature) -> TokenStream {
+    let is_context = sig.inputs.last().is_some_and(|arg| match arg {
+        FnArg::Typed(arg) => match &*arg.ty {
+            Type::Reference(r) => matches!(&*r.elem, Type::Path(p)
+                if p.path.segments.last().is_some_and(|s| s.ident == "BuildContext")),
+            _ => false,
+        },
+        FnArg::Receiver(_) => false,
+    });
+    if is_context {
+        quote!(ctx)
+    } else {
+        quote!(ctx.device())
+    }
 }
 
 /// Renames every non-`'static` lifetime, elided ones included, to `'__a`.

@@ -32,3 +32,26 @@ pub(crate) fn read_config_file(path: &std::path::Path) -> Result<String, ConfigE
         source,
     })
 }
+
+/// Why `from_pretrained` failed: the config, or the build and load.
+#[derive(Debug, thiserror::Error)]
+pub enum PretrainedError {
+    /// `config.json` could not be read or is not supported.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The model could not be built or the checkpoint loaded (the error carries the load
+    /// report when keys do not line up).
+    #[error(transparent)]
+    Load(#[from] patcher_burn::LoadError),
+}
+
+/// `config.json` of the checkpoint at `path` (a folder, or a weights file inside one).
+pub(crate) fn config_path(path: &std::path::Path) -> std::path::PathBuf {
+    if path.is_dir() {
+        path.join("config.json")
+    } else {
+        path.parent()
+            .unwrap_or_else(|| std::path::Path::new("."))
+            .join("config.json")
+    }
+}

@@ -4,15 +4,15 @@
 //! class for class and parameter for parameter (checkpoint keys map 1:1 to Burn parameter paths,
 //! up to Burn's `[in, out]` Linear layout), and the seed's replacement classes.
 //!
-//! - [`qwen2_moe`]: `Qwen2MoeForCausalLM` and its parts; the experts are fused in memory
+//! - [`qwen2_moe`] has `Qwen2MoeForCausalLM` and its parts; the experts are fused in memory
 //!   (`gate_up_proj [E, 2I, H]`, `down_proj [E, H, I]`) and
 //!   [`qwen2_moe::default_weight_conversions`] merges the checkpoint's per-expert linears, as
 //!   transformers does.
-//! - [`llama`]: `LlamaForCausalLM` and its parts (no default conversions).
-//! - [`replacements`]: [`FusedQKVAttention`](replacements::FusedQKVAttention),
+//! - [`llama`] has `LlamaForCausalLM` and its parts (no default conversions).
+//! - [`replacements`] has [`FusedQKVAttention`](replacements::FusedQKVAttention),
 //!   [`SequentialExperts`](replacements::SequentialExperts), and the patchers that apply them
 //!   ([`qwen2_moe_seed_patcher`](replacements::qwen2_moe_seed_patcher) is the seed's).
-//! - [`common`]: what both families share: RoPE in transformers' rotate-half convention,
+//! - [`common`] has what both families share: RoPE in transformers' rotate-half convention,
 //!   eager grouped-query attention, RMSNorm, `torch.topk`'s CPU tie order, expert dispatch, and
 //!   the forward interfaces of substitutable classes.
 //!
@@ -34,7 +34,7 @@
 //!         "shared_expert_intermediate_size": 8, "num_experts": 4, "num_experts_per_tok": 2}"#,
 //! )?;
 //! let device = Default::default();
-//! let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &qwen2_moe_seed_patcher(), &device)?;
+//! let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &qwen2_moe_seed_patcher(&config), &device)?;
 //! for slot in list_slots(&model) {
 //!     println!("{}: {} (was {})", slot.path, slot.class, slot.original_class);
 //! }
@@ -55,4 +55,4 @@ pub mod llama;
 pub mod qwen2_moe;
 pub mod replacements;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, PretrainedError};

@@ -32,7 +32,12 @@ impl ModuleVisitor<B> for WithGrad<'_> {
         self.path.pop();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let path: Vec<&str> = self.path.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
+        let path: Vec<&str> = self
+            .path
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
         let path = path.join(".");
         if param.val().grad(self.grads).is_some() {
             self.with.insert(path);
@@ -46,14 +51,24 @@ impl ModuleVisitor<B> for WithGrad<'_> {
 fn gradients_reach_patched_parameters_and_the_router() {
     let device = Default::default();
     let config = Qwen2MoeConfig::from_file(fixtures().join("qwen2_moe/config.json")).unwrap();
-    let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &qwen2_moe_seed_patcher(), &device).unwrap();
+    let model =
+        Qwen2MoeForCausalLM::<B>::with_patcher(&config, &qwen2_moe_seed_patcher(&config), &device)
+            .unwrap();
     let ids = Tensor::<B, 2, Int>::from_data(
-        TensorData::new((0..28).map(|i| (i * 37 % 128) as i64).collect::<Vec<_>>(), [2, 14]),
+        TensorData::new(
+            (0..28).map(|i| (i * 37 % 128) as i64).collect::<Vec<_>>(),
+            [2, 14],
+        ),
         &device,
     );
     let logits = model.forward(ids.clone());
     let grads = logits.clone().sum().backward();
-    let mut visitor = WithGrad { grads: &grads, path: vec![], with: BTreeSet::new(), without: BTreeSet::new() };
+    let mut visitor = WithGrad {
+        grads: &grads,
+        path: vec![],
+        with: BTreeSet::new(),
+        without: BTreeSet::new(),
+    };
     model.visit(&mut visitor);
     for expected in [
         "model.layers.0.mlp.gate.weight",
@@ -63,9 +78,15 @@ fn gradients_reach_patched_parameters_and_the_router() {
         "model.embed_tokens.weight",
         "lm_head.weight",
     ] {
-        assert!(visitor.with.contains(expected), "no gradient for {expected}");
+        assert!(
+            visitor.with.contains(expected),
+            "no gradient for {expected}"
+        );
     }
-    assert!(visitor.with.iter().any(|p| p.starts_with("model.layers.0.mlp.experts.") && p.ends_with("gate_proj.weight")));
+    assert!(visitor
+        .with
+        .iter()
+        .any(|p| p.starts_with("model.layers.0.mlp.experts.") && p.ends_with("gate_proj.weight")));
     // Only experts that no token was routed to may lack a gradient.
     for path in &visitor.without {
         assert!(path.contains(".mlp.experts."), "no gradient for {path}");

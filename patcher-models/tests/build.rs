@@ -71,18 +71,29 @@ fn qwen2_moe_parameter_names_are_transformers_names() {
         "model.norm.weight",
         "lm_head.weight",
     ] {
-        assert!(paths.contains(&expected.to_string()), "{expected} not in {paths:?}");
+        assert!(
+            paths.contains(&expected.to_string()),
+            "{expected} not in {paths:?}"
+        );
     }
     assert!(!paths.iter().any(|p| p.contains("o_proj.bias")));
 
-    let patched = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &qwen2_moe_seed_patcher(), &device).unwrap();
+    let patched = Qwen2MoeForCausalLM::<B>::with_patcher(
+        &qwen_config(),
+        &qwen2_moe_seed_patcher(&qwen_config()),
+        &device,
+    )
+    .unwrap();
     let paths = param_paths(&patched);
     for expected in [
         "model.layers.0.self_attn.qkv_proj.weight",
         "model.layers.0.self_attn.qkv_proj.bias",
         "model.layers.1.mlp.experts.3.up_proj.weight",
     ] {
-        assert!(paths.contains(&expected.to_string()), "{expected} not in {paths:?}");
+        assert!(
+            paths.contains(&expected.to_string()),
+            "{expected} not in {paths:?}"
+        );
     }
     assert_eq!(patched.num_params(), model.num_params());
 }
@@ -90,7 +101,12 @@ fn qwen2_moe_parameter_names_are_transformers_names() {
 #[test]
 fn slot_listing() {
     let device = Default::default();
-    let model = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &qwen2_moe_seed_patcher(), &device).unwrap();
+    let model = Qwen2MoeForCausalLM::<B>::with_patcher(
+        &qwen_config(),
+        &qwen2_moe_seed_patcher(&qwen_config()),
+        &device,
+    )
+    .unwrap();
     let listing: Vec<(String, String, String, bool)> = list_slots(&model)
         .into_iter()
         .map(|s| (s.path, s.original_class, s.class, s.replaced))
@@ -99,10 +115,26 @@ fn slot_listing() {
     assert_eq!(
         listing,
         vec![
-            row("model.layers.0.self_attn", "Qwen2MoeAttention", "FusedQKVAttention"),
-            row("model.layers.0.mlp.experts", "Qwen2MoeExperts", "SequentialExperts"),
-            row("model.layers.1.self_attn", "Qwen2MoeAttention", "FusedQKVAttention"),
-            row("model.layers.1.mlp.experts", "Qwen2MoeExperts", "SequentialExperts"),
+            row(
+                "model.layers.0.self_attn",
+                "Qwen2MoeAttention",
+                "FusedQKVAttention"
+            ),
+            row(
+                "model.layers.0.mlp.experts",
+                "Qwen2MoeExperts",
+                "SequentialExperts"
+            ),
+            row(
+                "model.layers.1.self_attn",
+                "Qwen2MoeAttention",
+                "FusedQKVAttention"
+            ),
+            row(
+                "model.layers.1.mlp.experts",
+                "Qwen2MoeExperts",
+                "SequentialExperts"
+            ),
         ]
     );
 }
@@ -116,7 +148,8 @@ fn unknown_class_is_an_error_with_the_model_classes() {
             replacement::<FusedQKVAttention<B>, dyn LlamaAttentionInterface<B>>(),
         )
         .unwrap();
-    let err = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &patcher, &device).unwrap_err();
+    let err =
+        Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &patcher, &device).unwrap_err();
     let message = err.to_string();
     println!("{message}");
     assert!(matches!(err, BuildError::UnknownClasses(_)));
@@ -133,7 +166,8 @@ fn replacement_of_the_wrong_interface_is_an_error() {
             replacement::<FusedQKVAttention<B>, dyn LlamaAttentionInterface<B>>(),
         )
         .unwrap();
-    let err = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &patcher, &device).unwrap_err();
+    let err =
+        Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &patcher, &device).unwrap_err();
     println!("{err}");
     assert!(matches!(err, BuildError::WrongInterface { .. }), "{err}");
 }

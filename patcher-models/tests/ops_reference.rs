@@ -11,7 +11,10 @@ use patcher_models::common::{torch_topk, RopeParameters, RopeScaling};
 fn topk_tie_order_matches_torch_cpu() {
     let all = read_file(&fixtures().join("ops/reference.safetensors"));
     let mut cases = 0;
-    for (key, values) in all.iter().filter(|(k, _)| k.starts_with("topk.") && k.ends_with(".values")) {
+    for (key, values) in all
+        .iter()
+        .filter(|(k, _)| k.starts_with("topk.") && k.ends_with(".values"))
+    {
         let base = key.strip_suffix(".values").unwrap();
         let indices = &all[&format!("{base}.indices")];
         let [rows, n] = [values.shape[0], values.shape[1]];
@@ -19,7 +22,10 @@ fn topk_tie_order_matches_torch_cpu() {
         for r in 0..rows {
             let row = &values.data[r * n..(r + 1) * n];
             let ours: Vec<usize> = torch_topk(row, k).into_iter().map(|(_, i)| i).collect();
-            let theirs: Vec<usize> = indices.data[r * k..(r + 1) * k].iter().map(|&i| i as usize).collect();
+            let theirs: Vec<usize> = indices.data[r * k..(r + 1) * k]
+                .iter()
+                .map(|&i| i as usize)
+                .collect();
             assert_eq!(ours, theirs, "{base} row {r}");
         }
         cases += 1;
@@ -46,7 +52,10 @@ fn rope_inv_freq_matches_transformers() {
         ),
     ];
     for (name, head_dim, rope_theta, scaling) in cases {
-        let params = RopeParameters { rope_theta, scaling };
+        let params = RopeParameters {
+            rope_theta,
+            scaling,
+        };
         let ours = params.inv_freq(head_dim);
         let theirs = &all[&format!("rope.{name}.inv_freq")];
         assert_eq!(ours.len(), theirs.data.len());

@@ -17,15 +17,26 @@ const TOLERANCE: f32 = 1e-4;
 
 fn check<B: Backend>(name: &str, dir: &str, out: CausalLMOutput<B>) {
     let reference = read_reference(&fixtures().join(dir));
-    let p = parity(&out.logits, out.hidden_states.as_deref().unwrap(), &reference);
-    println!("{dir} {name}: logits {:.3e}, hidden states {:?}", p.logits, p.hidden_states);
-    assert!(p.max() <= TOLERANCE, "{dir} {name}: max abs diff {} > {TOLERANCE}", p.max());
+    let p = parity(
+        &out.logits,
+        out.hidden_states.as_deref().unwrap(),
+        &reference,
+    );
+    println!(
+        "{dir} {name}: logits {:.3e}, hidden states {:?}",
+        p.logits, p.hidden_states
+    );
+    assert!(
+        p.max() <= TOLERANCE,
+        "{dir} {name}: max abs diff {} > {TOLERANCE}",
+        p.max()
+    );
 }
 
 fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, device: &B::Device) {
     let path = fixtures().join(dir);
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
-    let patcher = qwen2_moe_patcher::<B>(fused_qkv, sequential_experts);
+    let patcher = qwen2_moe_patcher::<B>(&config, fused_qkv, sequential_experts);
     let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, device).unwrap();
     let slots = list_slots(&model);
     assert_eq!(slots.len(), 2 * config.num_hidden_layers);
@@ -41,7 +52,11 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
     let reference = read_reference(&path);
     let out = model.forward_with_hidden_states(input_ids::<B>(&reference, device));
     let logits = model.forward(input_ids::<B>(&reference, device));
-    assert_eq!(logits.to_data(), out.logits.to_data(), "forward == forward_with_hidden_states");
+    assert_eq!(
+        logits.to_data(),
+        out.logits.to_data(),
+        "forward == forward_with_hidden_states"
+    );
     let name = format!("fused_qkv={fused_qkv} sequential_experts={sequential_experts}");
     check(&name, dir, out);
 }
@@ -127,5 +142,8 @@ mod ndarray {
 
 #[cfg(feature = "wgpu")]
 mod wgpu {
-    parity_tests!(burn::backend::Wgpu, burn::backend::wgpu::WgpuDevice::default());
+    parity_tests!(
+        burn::backend::Wgpu,
+        burn::backend::wgpu::WgpuDevice::default()
+    );
 }

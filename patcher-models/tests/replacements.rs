@@ -11,7 +11,9 @@ use burn::prelude::*;
 use common::{assign, fixtures, read_checkpoint, seeded_input};
 use patcher_models::common::{causal_mask, DecoderAttention, MoeExperts, RotaryEmbedding};
 use patcher_models::llama::{LlamaAttention, LlamaConfig};
-use patcher_models::qwen2_moe::{Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeExperts, Qwen2MoeTopKRouter};
+use patcher_models::qwen2_moe::{
+    Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeExperts, Qwen2MoeTopKRouter,
+};
 use patcher_models::replacements::{FusedQKVAttention, SequentialExperts};
 
 type B = NdArray<f32>;
@@ -28,8 +30,18 @@ fn fused_qkv_matches_qwen2_moe_attention() {
     let weights = read_checkpoint(&dir);
     for layer in 0..config.num_hidden_layers {
         let prefix = format!("model.layers.{layer}.self_attn.");
-        let (original, _) = assign(Qwen2MoeAttention::<B>::new(&config, layer, &device), &weights, &prefix, &device);
-        let (fused, used) = assign(FusedQKVAttention::<B>::new(&config, layer, &device), &weights, &prefix, &device);
+        let (original, _) = assign(
+            Qwen2MoeAttention::<B>::new(&config, layer, &device),
+            &weights,
+            &prefix,
+            &device,
+        );
+        let (fused, used) = assign(
+            FusedQKVAttention::<B>::new(&config, layer, &device),
+            &weights,
+            &prefix,
+            &device,
+        );
         assert_eq!(used.len(), 7, "q/k/v weight+bias and o_proj: {used:?}");
         assert_eq!(fused.num_params(), original.num_params());
         let [_, fused_out] = fused.qkv_proj.weight.dims();
@@ -53,13 +65,29 @@ fn fused_qkv_matches_llama_attention() {
     let config = LlamaConfig::from_file(dir.join("config.json")).unwrap();
     let weights = read_checkpoint(&dir);
     let prefix = "model.layers.1.self_attn.";
-    let (original, _) = assign(LlamaAttention::<B>::new(&config, 1, &device), &weights, prefix, &device);
-    let (fused, _) = assign(FusedQKVAttention::<B>::new(&config, 1, &device), &weights, prefix, &device);
-    assert!(fused.qkv_proj.bias.is_none(), "llama fixture has no attention bias");
+    let (original, _) = assign(
+        LlamaAttention::<B>::new(&config, 1, &device),
+        &weights,
+        prefix,
+        &device,
+    );
+    let (fused, _) = assign(
+        FusedQKVAttention::<B>::new(&config, 1, &device),
+        &weights,
+        prefix,
+        &device,
+    );
+    assert!(
+        fused.qkv_proj.bias.is_none(),
+        "llama fixture has no attention bias"
+    );
     let x = seeded_input::<B>([2, 5, config.hidden_size], 11, &device);
     let pe = RotaryEmbedding::new(&config.rope, config.head_dim).forward::<B>(5, &device);
     let mask = causal_mask::<B>(5, None, &device);
-    let diff = max_diff(original.forward(x.clone(), &pe, Some(&mask)), fused.forward(x, &pe, Some(&mask)));
+    let diff = max_diff(
+        original.forward(x.clone(), &pe, Some(&mask)),
+        fused.forward(x, &pe, Some(&mask)),
+    );
     println!("llama: fused QKV vs original max abs diff {diff:.3e}");
     assert!(diff <= 1e-5);
 }
@@ -72,10 +100,25 @@ fn sequential_experts_match_fused_experts() {
     let weights = read_checkpoint(&dir);
     for layer in 0..config.num_hidden_layers {
         let prefix = format!("model.layers.{layer}.mlp.");
-        let (router, _) = assign(Qwen2MoeTopKRouter::<B>::new(&config, &device), &weights, &format!("{prefix}gate."), &device);
+        let (router, _) = assign(
+            Qwen2MoeTopKRouter::<B>::new(&config, &device),
+            &weights,
+            &format!("{prefix}gate."),
+            &device,
+        );
         let experts_prefix = format!("{prefix}experts.");
-        let (fused, _) = assign(Qwen2MoeExperts::<B>::new(&config, &device), &weights, &experts_prefix, &device);
-        let (sequential, used) = assign(SequentialExperts::<B>::new(&config, &device), &weights, &experts_prefix, &device);
+        let (fused, _) = assign(
+            Qwen2MoeExperts::<B>::new(&config, &device),
+            &weights,
+            &experts_prefix,
+            &device,
+        );
+        let (sequential, used) = assign(
+            SequentialExperts::<B>::new(&config, &device),
+            &weights,
+            &experts_prefix,
+            &device,
+        );
         assert_eq!(used.len(), 3 * config.num_experts);
         assert!(used.contains(&format!("{experts_prefix}3.down_proj.weight")));
         assert_eq!(sequential.num_params(), fused.num_params());
@@ -83,7 +126,11 @@ fn sequential_experts_match_fused_experts() {
         let x = seeded_input::<B>([1, 40, config.hidden_size], 3 + layer as u64, &device)
             .reshape([40, config.hidden_size]);
         let routing = router.forward(x.clone());
-        let a = fused.forward(x.clone(), routing.top_k_index.clone(), routing.top_k_weights.clone());
+        let a = fused.forward(
+            x.clone(),
+            routing.top_k_index.clone(),
+            routing.top_k_weights.clone(),
+        );
         let b = sequential.forward(x, routing.top_k_index, routing.top_k_weights);
         let diff = max_diff(a, b);
         println!("layer {layer}: sequential vs fused experts max abs diff {diff:.3e}");
@@ -120,7 +167,10 @@ fn param_paths<M: Module<B>>(module: &M) -> Vec<String> {
             self.out.push(self.path.join("."));
         }
     }
-    let mut v = Paths { path: vec![], out: vec![] };
+    let mut v = Paths {
+        path: vec![],
+        out: vec![],
+    };
     module.visit(&mut v);
     v.out
 }

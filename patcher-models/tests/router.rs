@@ -22,7 +22,10 @@ fn ties_follow_torch_topk_on_the_cpu() {
     let config = config(false);
     let mut router = Qwen2MoeTopKRouter::<B>::new(&config, &device);
     // A zero router: every probability is 1/4; torch.topk(k=2) picks experts 2 and 3.
-    router.weight = Param::from_tensor(Tensor::zeros([config.num_experts, config.hidden_size], &device));
+    router.weight = Param::from_tensor(Tensor::zeros(
+        [config.num_experts, config.hidden_size],
+        &device,
+    ));
     let x = Tensor::<B, 2>::ones([3, config.hidden_size], &device);
     let out = router.forward(x);
     let index: Vec<i64> = out.top_k_index.to_data().iter::<i64>().collect();
@@ -34,15 +37,23 @@ fn ties_follow_torch_topk_on_the_cpu() {
 #[test]
 fn norm_topk_prob_renormalises() {
     let device = Default::default();
-    let x = Tensor::<B, 2>::random([5, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let x = Tensor::<B, 2>::random(
+        [5, 64],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     let plain = Qwen2MoeTopKRouter::<B>::new(&config(false), &device);
     let mut normed = Qwen2MoeTopKRouter::<B>::new(&config(true), &device);
-    normed.weight = plain.weight.clone();
+    // A lazy parameter cloned before use would initialise twice: share the value.
+    normed.weight = Param::from_tensor(plain.weight.val());
     let a = plain.forward(x.clone());
     let b = normed.forward(x);
     assert_eq!(a.top_k_index.to_data(), b.top_k_index.to_data());
     let expected = a.top_k_weights.clone() / a.top_k_weights.sum_dim(1);
-    let diff = (expected - b.top_k_weights.clone()).abs().max().into_scalar();
+    let diff = (expected - b.top_k_weights.clone())
+        .abs()
+        .max()
+        .into_scalar();
     assert!(diff < 1e-7);
     let sums: Vec<f32> = b.top_k_weights.sum_dim(1).to_data().iter::<f32>().collect();
     assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-6));

@@ -1,9 +1,10 @@
-//! A small patch-ready model for the slot tests: two slot interfaces at different depths.
+//! A small patch-ready model for the slot tests: slot interfaces at different depths, one slot
+//! class (the decoder layer) holding a slot of its own.
 //!
 //! ```text
 //! TinyModel
 //! ├─ embed: Linear 4 -> 8
-//! ├─ layers: Vec<TinyLayer>          (2 layers)
+//! ├─ layers: Vec<Slot<dyn DecoderLayer>>     TinyLayer (2 layers)
 //! │  └─ self_attn: Slot<dyn AttentionLayer>   TinyAttention | FusedAttention
 //! ├─ mlp: Slot<dyn MlpLayer>                  TinyMlp | GatedMlp
 //! ├─ final_mlp: Option<Slot<dyn MlpLayer>>    (Some)
@@ -171,18 +172,31 @@ impl<B: Backend> MlpLayer<B> for GatedMlp<B> {
     }
 }
 
-/// A decoder layer: the attention slot is two levels down (`layers.<i>.self_attn`).
+/// What the model calls on a decoder layer. Its constructor takes the build context, so layer
+/// classes can hold slots of their own.
+#[slot_interface]
+pub trait DecoderLayer<B: Backend> {
+    fn new(config: &TinyConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self;
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2>;
+}
+
+/// A decoder layer: the attention slot is two levels down (`layers.<i>.self_attn`), inside a
+/// slot.
 #[derive(Module, Patchable, Debug)]
-#[patchable(name = "TinyLayer")]
+#[patchable(name = "TinyLayer", implements(DecoderLayer))]
 pub struct Layer<B: Backend> {
     pub self_attn: Slot<B, dyn AttentionLayer<B>>,
 }
 
-impl<B: Backend> Layer<B> {
-    pub fn new(ctx: &BuildContext<'_, B>, config: &TinyConfig, layer_idx: usize) -> Self {
+impl<B: Backend> DecoderLayer<B> for Layer<B> {
+    fn new(config: &TinyConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
         Self {
             self_attn: Slot::build::<Attention<B>>(ctx, (config, layer_idx)),
         }
+    }
+
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        x.clone() + self.self_attn.forward(x)
     }
 }
 
@@ -190,7 +204,7 @@ impl<B: Backend> Layer<B> {
 #[derive(Module, Patchable, Debug)]
 pub struct TinyModel<B: Backend> {
     pub embed: Linear<B>,
-    pub layers: Vec<Layer<B>>,
+    pub layers: Vec<Slot<B, dyn DecoderLayer<B>>>,
     pub mlp: Slot<B, dyn MlpLayer<B>>,
     pub final_mlp: Option<Slot<B, dyn MlpLayer<B>>>,
     pub head: Linear<B>,
@@ -202,7 +216,7 @@ impl<B: Backend> TinyModel<B> {
         Self {
             embed: linear(INPUT, config.hidden, device),
             layers: (0..config.layers)
-                .map(|i| Layer::new(ctx, config, i))
+                .map(|i| Slot::build::<Layer<B>>(ctx, (config, i)))
                 .collect(),
             mlp: Slot::build::<Mlp<B>>(ctx, config),
             final_mlp: Some(Slot::build::<Mlp<B>>(ctx, config)),
@@ -213,7 +227,7 @@ impl<B: Backend> TinyModel<B> {
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let mut x = self.embed.forward(x);
         for layer in &self.layers {
-            x = x.clone() + layer.self_attn.forward(x);
+            x = layer.forward(x);
         }
         x = x.clone() + self.mlp.forward(x);
         if let Some(mlp) = &self.final_mlp {

@@ -3,8 +3,8 @@
 //!
 //! Groups of a wave convert in parallel (rayon, a few threads: loading is I/O bound); a wave
 //! holds at most `max_bytes_in_flight` of checkpoint bytes (one larger group goes alone), and
-//! its tensors are uploaded before the next wave is read, so the host never holds the whole
-//! converted model.
+//! its tensors are uploaded before the next wave is read and its mapped pages are released, so
+//! the host never holds the whole converted model, nor the whole mapped file.
 
 use std::collections::HashMap;
 
@@ -62,10 +62,13 @@ impl Executor<'_> {
         outputs
             .into_iter()
             .map(|(key, tensor)| {
-                let param = self.params.get(key.as_str()).ok_or_else(|| LoadError::Unsupported {
-                    key: key.clone(),
-                    message: "the plan wrote a parameter the model does not list".into(),
-                })?;
+                let param =
+                    self.params
+                        .get(key.as_str())
+                        .ok_or_else(|| LoadError::Unsupported {
+                            key: key.clone(),
+                            message: "the plan wrote a parameter the model does not list".into(),
+                        })?;
                 Ok((param.burn_path.clone(), to_tensor_data(tensor, param)?))
             })
             .collect()
@@ -110,6 +113,14 @@ impl Executor<'_> {
                 tensors.extend(outputs);
             }
             apply(tensors);
+            // The wave's checkpoint pages are converted and uploaded: drop them from the
+            // resident set, so a load never holds the mapped file and the model at once.
+            for key in wave
+                .iter()
+                .flat_map(|g| g.sources.iter().flat_map(|(_, keys)| keys))
+            {
+                self.checkpoint.release(key);
+            }
             progress.bytes_done += bytes;
             options.report(&progress);
             start = end;

@@ -82,7 +82,10 @@ fn transpose(tensor: HostTensor<'_>, key: &str) -> Result<HostTensor<'static>, L
 }
 
 /// A converted checkpoint tensor as Burn data for `param` (PyTorch layout in, Burn layout out).
-pub(crate) fn to_tensor_data(tensor: HostTensor<'_>, param: &ParamInfo) -> Result<TensorData, LoadError> {
+pub(crate) fn to_tensor_data(
+    tensor: HostTensor<'_>,
+    param: &ParamInfo,
+) -> Result<TensorData, LoadError> {
     let tensor = match param.layout {
         Layout::Same => tensor,
         Layout::Transposed => transpose(tensor, &param.torch_name)?,
@@ -94,8 +97,12 @@ pub(crate) fn to_tensor_data(tensor: HostTensor<'_>, param: &ParamInfo) -> Resul
         }
         (ParamKind::Int, DType::I64) => TensorData::new(values::<i64>(&tensor), shape),
         (ParamKind::Int, DType::I32) => TensorData::new(values::<i32>(&tensor), shape),
-        (ParamKind::Int, _) => TensorData::new(tensor.bytes.iter().map(|&b| b as i64).collect(), shape),
-        (ParamKind::Bool, _) => TensorData::new(tensor.bytes.iter().map(|&b| b != 0).collect(), shape),
+        (ParamKind::Int, _) => {
+            TensorData::new(tensor.bytes.iter().map(|&b| b as i64).collect(), shape)
+        }
+        (ParamKind::Bool, _) => {
+            TensorData::new(tensor.bytes.iter().map(|&b| b != 0).collect(), shape)
+        }
     })
 }
 
@@ -117,7 +124,10 @@ fn burn_float(dtype: DType) -> BurnDType {
 }
 
 /// A parameter's Burn data as a host tensor in the checkpoint (PyTorch) layout, for saving.
-pub(crate) fn from_tensor_data(data: TensorData, param: &ParamInfo) -> Result<HostTensor<'static>, LoadError> {
+pub(crate) fn from_tensor_data(
+    data: TensorData,
+    param: &ParamInfo,
+) -> Result<HostTensor<'static>, LoadError> {
     let unsupported = |dtype: BurnDType| LoadError::Unsupported {
         key: param.burn_path.clone(),
         message: format!("cannot save a parameter of dtype {dtype:?} to safetensors"),

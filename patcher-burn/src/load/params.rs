@@ -122,7 +122,13 @@ impl ParamCollector {
 
 /// The PyTorch name and layout of parameter `leaf` of a module of type `owner`.
 fn torch_leaf<'a>(owner: &str, leaf: &'a str, rank: usize) -> (&'a str, Layout) {
-    const NORMS: [&str; 5] = ["RmsNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "BatchNorm"];
+    const NORMS: [&str; 5] = [
+        "RmsNorm",
+        "LayerNorm",
+        "GroupNorm",
+        "InstanceNorm",
+        "BatchNorm",
+    ];
     match (owner, leaf) {
         ("Linear", "weight") if rank == 2 => ("weight", Layout::Transposed),
         (norm, "gamma") if NORMS.contains(&norm) => ("weight", Layout::Same),

@@ -32,10 +32,13 @@ pub fn save_pretrained<B: Backend, M: Module<B>>(
 
     let mut host: HashMap<&str, HostTensor<'static>> = HashMap::new();
     for param in &params {
-        let data = values.data.remove(&param.burn_path).ok_or_else(|| LoadError::Unsupported {
-            key: param.burn_path.clone(),
-            message: "the model did not visit this parameter twice the same way".into(),
-        })?;
+        let data = values
+            .data
+            .remove(&param.burn_path)
+            .ok_or_else(|| LoadError::Unsupported {
+                key: param.burn_path.clone(),
+                message: "the model did not visit this parameter twice the same way".into(),
+            })?;
         host.insert(param.torch_name.as_str(), from_tensor_data(data, param)?);
     }
     let metas: Vec<_> = params
@@ -55,10 +58,12 @@ pub fn save_pretrained<B: Backend, M: Module<B>>(
                 .collect::<Result<Vec<_>, _>>()?;
             inputs.push(pattern, tensors);
         }
-        let outputs = group.execute(inputs).map_err(|source| LoadError::Conversion {
-            key: group.key.clone(),
-            source,
-        })?;
+        let outputs = group
+            .execute(inputs)
+            .map_err(|source| LoadError::Conversion {
+                key: group.key.clone(),
+                source,
+            })?;
         out.extend(outputs.into_iter().map(|(k, t)| (k, t.into_owned())));
     }
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -66,7 +71,10 @@ pub fn save_pretrained<B: Backend, M: Module<B>>(
     Ok(())
 }
 
-fn take(host: &mut HashMap<&str, HostTensor<'static>>, key: &str) -> Result<HostTensor<'static>, LoadError> {
+fn take(
+    host: &mut HashMap<&str, HostTensor<'static>>,
+    key: &str,
+) -> Result<HostTensor<'static>, LoadError> {
     host.remove(key).ok_or_else(|| LoadError::Unsupported {
         key: key.to_string(),
         message: "the save plan reads a parameter twice or one the model does not have".into(),
@@ -90,15 +98,17 @@ impl<B: Backend> ModuleVisitor<B> for ParamValues {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.data.insert(self.path.join("."), param.val().into_data());
+        self.data
+            .insert(self.path.join("."), param.val().into_data());
     }
 
     fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, Int>>) {
-        self.data.insert(self.path.join("."), param.val().into_data());
+        self.data
+            .insert(self.path.join("."), param.val().into_data());
     }
 
     fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, Bool>>) {
-        self.data.insert(self.path.join("."), param.val().into_data());
+        self.data
+            .insert(self.path.join("."), param.val().into_data());
     }
 }
-

@@ -12,24 +12,29 @@ use burn::module::Module;
 use burn::record::{FileRecorder, RecorderError};
 use burn::tensor::backend::Backend;
 
-use super::record::SlotRecord;
-use super::visitor::TensorKind;
+use super::record::{Expect, SlotRecord};
 
 /// A slot record that does not fit the slot it is loaded into.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordMismatch {
     /// The record was saved from another class.
     #[error(
-        "a slot of interface `{interface}` holds class `{expected}`, but its record was saved from \
-         class `{found}`; build the model with the same class_mapping as the model that was saved"
+        "a slot of interface `{interface}`{} holds class `{expected}`, but its record was saved \
+         from class `{found}`; build the model with the same class_mapping as the model that was \
+         saved",
+        at(.path, .outer)
     )]
     Class {
         /// The slot's interface.
-        interface: &'static str,
+        interface: String,
         /// The class the slot holds.
-        expected: &'static str,
+        expected: String,
         /// The class the record was saved from.
         found: String,
+        /// Where the slot is, relative to the slot whose record is loaded (empty: that slot).
+        path: String,
+        /// The class of the slot whose record is loaded.
+        outer: String,
     },
     /// The record is of the same class but its parameters differ (another configuration).
     #[error(
@@ -58,6 +63,15 @@ pub enum LoadRecordError {
     /// Some slot records do not fit the model's slots; nothing of those slots was loaded.
     #[error("{} slot record(s) do not fit the model:\n{}", .0.len(), render(.0))]
     Mismatch(Vec<RecordMismatch>),
+}
+
+/// ` (at `path` in `Outer`)` for a slot inside a slot's module.
+fn at(path: &str, outer: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!(" (at `{path}` in `{outer}`)")
+    }
 }
 
 fn render(errors: &[RecordMismatch]) -> String {
@@ -95,16 +109,32 @@ pub(crate) fn report(mismatch: RecordMismatch) {
 pub(crate) fn compare<B: Backend>(
     interface: &'static str,
     class: &'static str,
-    expected: &[(String, TensorKind, Vec<usize>)],
+    expect: &Expect,
     record: &SlotRecord<B>,
 ) -> Option<RecordMismatch> {
     if record.class != class {
         return Some(RecordMismatch::Class {
-            interface,
-            expected: class,
+            interface: interface.to_string(),
+            expected: class.to_string(),
             found: record.class.clone(),
+            path: String::new(),
+            outer: class.to_string(),
         });
     }
+    // Slots inside the module (outermost first), before their parameters.
+    for inner in expect.nested() {
+        let found = record.nested.iter().find(|n| n.path == inner.path);
+        if found.map(|n| &n.class) != Some(&inner.class) {
+            return Some(RecordMismatch::Class {
+                interface: inner.interface.clone(),
+                expected: inner.class.clone(),
+                found: found.map_or_else(|| "(none)".to_string(), |n| n.class.clone()),
+                path: inner.path.clone(),
+                outer: class.to_string(),
+            });
+        }
+    }
+    let expected = &expect.params;
     let found = |path: &str| record.params.iter().find(|p| p.path == path);
     let missing: Vec<String> = expected
         .iter()

@@ -17,6 +17,24 @@ pub(crate) fn slot_marker(interface: &str, original: &str, replaced: bool) -> St
     format!("{SLOT_CONTAINER}{interface}:{original}:{state}")
 }
 
+/// A slot's marker, parsed back.
+pub(crate) struct Marker<'a> {
+    pub(crate) interface: &'a str,
+    pub(crate) original: &'a str,
+    pub(crate) replaced: bool,
+}
+
+/// The marker in a container type, if it is one.
+pub(crate) fn parse_marker(container_type: &str) -> Option<Marker<'_>> {
+    let mark = container_type.strip_prefix(SLOT_CONTAINER)?;
+    let mut parts = mark.splitn(3, ':');
+    Some(Marker {
+        interface: parts.next().unwrap_or_default(),
+        original: parts.next().unwrap_or_default(),
+        replaced: parts.next() == Some("replaced"),
+    })
+}
+
 /// One slot of a model, as [`list_slots`] finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotInfo {
@@ -55,17 +73,13 @@ struct Lister {
 
 impl<B: Backend> ModuleVisitor<B> for Lister {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if let Some(mark) = container_type.strip_prefix(SLOT_CONTAINER) {
-            let mut parts = mark.splitn(3, ':');
-            let interface = parts.next().unwrap_or_default().to_string();
-            let original_class = parts.next().unwrap_or_default().to_string();
-            let replaced = parts.next() == Some("replaced");
+        if let Some(marker) = parse_marker(container_type) {
             self.slots.push(SlotInfo {
                 path: self.path.join("."),
                 class: name.to_string(),
-                original_class,
-                replaced,
-                interface,
+                original_class: marker.original.to_string(),
+                replaced: marker.replaced,
+                interface: marker.interface.to_string(),
             });
         }
         // Pushed for marks too: their exit pops it.

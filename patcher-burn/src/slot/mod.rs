@@ -19,7 +19,7 @@ pub use check::{load_file_checked, load_record_checked, LoadRecordError, RecordM
 pub use class::{Implements, InterfaceKey, Patchable, SlotInterface};
 pub use listing::{list_slots, SlotInfo};
 pub use record::{SlotRecord, SlotRecordItem};
-pub use visitor::{TensorKind, MAX_RANK};
+pub use visitor::MAX_RANK;
 
 use erased::{ErasedModule, Holder};
 use route::{route_from_inner, Routes};

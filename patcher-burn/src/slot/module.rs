@@ -85,7 +85,7 @@ impl<B: Backend, I: ?Sized + SlotInterface> Module<B> for Slot<B, I> {
         let mut expect = Expect::new();
         self.module.visit(&mut expect);
         let interface = <I::Key as InterfaceKey>::NAME;
-        if let Some(mismatch) = compare(interface, self.class_name(), &expect.params, &record) {
+        if let Some(mismatch) = compare(interface, self.class_name(), &expect, &record) {
             report(mismatch);
             return self;
         }
@@ -106,10 +106,7 @@ impl<B: Backend, I: ?Sized + SlotInterface> Module<B> for Slot<B, I> {
     fn into_record(self) -> Self::Record {
         let mut collect = Collect::new();
         self.module.visit(&mut collect);
-        SlotRecord {
-            class: self.class_name().to_string(),
-            params: collect.params,
-        }
+        collect.into_record(self.class_name())
     }
 }
 

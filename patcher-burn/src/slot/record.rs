@@ -16,6 +16,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::listing::parse_marker;
 use super::visitor::{with_rank, DynMapper, DynVisitor, TensorKind};
 
 /// The record of a [`Slot`](crate::Slot): the class it held and its parameters (Burn's
@@ -23,6 +24,16 @@ use super::visitor::{with_rank, DynMapper, DynVisitor, TensorKind};
 pub struct SlotRecord<B: Backend> {
     pub(crate) class: String,
     pub(crate) params: Vec<ParamRecord<B>>,
+    /// Slots inside the module (a slot class may hold slots), by relative path.
+    pub(crate) nested: Vec<NestedSlot>,
+}
+
+/// A slot inside a slot's module, as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NestedSlot {
+    pub(crate) path: String,
+    pub(crate) interface: String,
+    pub(crate) class: String,
 }
 
 /// One parameter of a slot record.
@@ -57,6 +68,7 @@ impl<B: Backend> fmt::Debug for SlotRecord<B> {
         f.debug_struct("SlotRecord")
             .field("class", &self.class)
             .field("params", &params)
+            .field("nested", &self.nested)
             .finish()
     }
 }
@@ -72,6 +84,7 @@ type BoolItem<B, S> = <Param<Tensor<B, 1, Bool>> as Record<B>>::Item<S>;
 pub struct SlotRecordItem<B: Backend, S: PrecisionSettings> {
     class: String,
     params: Vec<ParamItem<B, S>>,
+    slots: Vec<NestedSlot>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,6 +109,7 @@ impl<B: Backend, S: PrecisionSettings> Clone for SlotRecordItem<B, S> {
         Self {
             class: self.class.clone(),
             params: self.params.clone(),
+            slots: self.slots.clone(),
         }
     }
 }
@@ -139,6 +153,7 @@ impl<B: Backend> Record<B> for SlotRecord<B> {
         SlotRecordItem {
             class: self.class,
             params,
+            slots: self.nested,
         }
     }
 
@@ -172,6 +187,7 @@ impl<B: Backend> Record<B> for SlotRecord<B> {
         Self {
             class: item.class,
             params,
+            nested: item.slots,
         }
     }
 }
@@ -201,33 +217,32 @@ impl<B: Backend> ParamRecord<B> {
     }
 }
 
-/// Joins a path stack into `a.b.c`.
-fn join(stack: &[String], last: Option<&str>) -> String {
-    let mut path = stack.join(".");
-    if let Some(last) = last {
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(last);
-    }
-    path
+/// Tracks the relative path of what a slot's module visits, and the slots inside it.
+#[derive(Default)]
+struct PathStack {
+    stack: Vec<String>,
+    nested: Vec<NestedSlot>,
 }
 
-/// Tracks the relative path of the parameters a slot's module visits.
-#[derive(Default)]
-struct PathStack(Vec<String>);
-
 impl PathStack {
-    fn enter(&mut self, name: &str) {
-        self.0.push(name.to_string());
+    fn enter(&mut self, name: &str, container_type: &str) {
+        if let Some(marker) = parse_marker(container_type) {
+            self.nested.push(NestedSlot {
+                path: self.current(),
+                interface: marker.interface.to_string(),
+                class: name.to_string(),
+            });
+        }
+        // Pushed for markers too: their exit pops it.
+        self.stack.push(name.to_string());
     }
 
     fn exit(&mut self) {
-        self.0.pop();
+        self.stack.pop();
     }
 
     fn current(&self) -> String {
-        join(&self.0, None)
+        self.stack.join(".")
     }
 }
 
@@ -235,6 +250,17 @@ impl PathStack {
 pub(crate) struct Collect<B: Backend> {
     path: PathStack,
     pub(crate) params: Vec<ParamRecord<B>>,
+}
+
+impl<B: Backend> Collect<B> {
+    /// The record of a module of class `class`, once visited.
+    pub(crate) fn into_record(self, class: &str) -> SlotRecord<B> {
+        SlotRecord {
+            class: class.to_string(),
+            params: self.params,
+            nested: self.path.nested,
+        }
+    }
 }
 
 impl<B: Backend> Collect<B> {
@@ -247,8 +273,8 @@ impl<B: Backend> Collect<B> {
 }
 
 impl<B: Backend> DynVisitor<B> for Collect<B> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
@@ -293,6 +319,13 @@ pub(crate) struct Expect {
 }
 
 impl Expect {
+    /// The slots inside the visited module.
+    pub(crate) fn nested(&self) -> &[NestedSlot] {
+        &self.path.nested
+    }
+}
+
+impl Expect {
     pub(crate) fn new() -> Self {
         Self {
             path: PathStack::default(),
@@ -302,8 +335,8 @@ impl Expect {
 }
 
 impl<B: Backend> DynVisitor<B> for Expect {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
@@ -358,8 +391,8 @@ fn load_param<R: Module<B, Record = R> + 'static, B: Backend>(
 }
 
 impl<B: Backend> DynMapper<B> for Load<B> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// The element kind of a parameter tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum TensorKind {
+pub(crate) enum TensorKind {
     /// `Tensor<B, D>`.
     Float,
     /// `Tensor<B, D, Int>`.

@@ -43,7 +43,10 @@ pub struct Tiny<B: Backend> {
 impl<B: Backend> Tiny<B> {
     pub fn new(device: &B::Device) -> Self {
         let param = |shape: [usize; 3]| {
-            Param::initialized(ParamId::new(), Tensor::random(shape, burn::tensor::Distribution::Default, device))
+            Param::initialized(
+                ParamId::new(),
+                Tensor::random(shape, burn::tensor::Distribution::Default, device),
+            )
         };
         let layers = (0..LAYERS)
             .map(|_| Block {
@@ -68,7 +71,10 @@ impl<B: Backend> PretrainedModel<B> for Tiny<B> {
         let gate_up = WeightConverter::new(
             ["experts.*.gate_proj.weight", "experts.*.up_proj.weight"],
             "experts.gate_up_proj",
-            vec![Arc::new(MergeModulelist::new(0)), Arc::new(Concatenate::new(1))],
+            vec![
+                Arc::new(MergeModulelist::new(0)),
+                Arc::new(Concatenate::new(1)),
+            ],
         );
         let down = WeightConverter::new(
             "experts.*.down_proj.weight",
@@ -92,8 +98,17 @@ fn exact_values(seed: usize, n: usize) -> Vec<f32> {
 
 fn host(dtype: DType, shape: &[usize], values: &[f32]) -> HostTensor<'static> {
     match dtype {
-        DType::F16 => HostTensor::from_f16(shape, &values.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>()),
-        DType::BF16 => HostTensor::from_bf16(shape, &values.iter().map(|&v| bf16::from_f32(v)).collect::<Vec<_>>()),
+        DType::F16 => HostTensor::from_f16(
+            shape,
+            &values.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>(),
+        ),
+        DType::BF16 => HostTensor::from_bf16(
+            shape,
+            &values
+                .iter()
+                .map(|&v| bf16::from_f32(v))
+                .collect::<Vec<_>>(),
+        ),
         _ => HostTensor::from_f32(shape, values),
     }
 }
@@ -151,7 +166,8 @@ impl TempDir {
     pub fn new(name: &str) -> Self {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!("patcher-burn-{name}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("patcher-burn-{name}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap();
         Self(path)
     }

@@ -274,6 +274,19 @@ impl Checkpoint {
             .map(|(name, entry)| self.handle(name, entry))
     }
 
+    /// Tells the kernel that the pages holding `name`'s bytes are no longer needed, so they stop
+    /// counting in the process' resident memory once a loader has converted them. The data stays
+    /// readable: touching it again reads it back from the file. Unknown names are ignored.
+    ///
+    /// Only whole pages inside the tensor's byte range are released. A no-op where the platform
+    /// has no `madvise`.
+    pub fn release(&self, name: &str) {
+        let Some(entry) = self.tensors.get(name) else {
+            return;
+        };
+        shard::release(&self.files[entry.file].mmap, entry.start, entry.end);
+    }
+
     fn handle<'a>(&'a self, name: &'a str, entry: &'a Entry) -> TensorRef<'a> {
         let file = &self.files[entry.file];
         TensorRef {

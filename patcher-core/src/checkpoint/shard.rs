@@ -99,3 +99,24 @@ impl Shard {
         ))
     }
 }
+
+/// Drops the whole pages of `mmap[start..end]` from the resident set (see `Checkpoint::release`).
+#[cfg(unix)]
+pub(crate) fn release(mmap: &Mmap, start: usize, end: usize) {
+    const PAGE: usize = 4096;
+    let first = start.div_ceil(PAGE) * PAGE;
+    let last = end / PAGE * PAGE;
+    if last <= first {
+        return;
+    }
+    // SAFETY: the map is read-only and file-backed: after MADV_DONTNEED the kernel reads the
+    // pages back from the file on the next access, so every outstanding borrow still sees the
+    // same bytes. Failure only means the pages stay resident, which is harmless.
+    let _ = unsafe {
+        mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
+    };
+}
+
+/// Drops the whole pages of `mmap[start..end]` from the resident set (see `Checkpoint::release`).
+#[cfg(not(unix))]
+pub(crate) fn release(_mmap: &Mmap, _start: usize, _end: usize) {}

@@ -138,9 +138,8 @@ impl Concatenate {
         let dtype = common_dtype(self, ctx, inputs)?;
         let mut first: Option<(&str, &TensorMeta)> = None;
         let mut total = 0;
-        for (i, source) in ctx.source_patterns.iter().enumerate() {
-            let tensors = inputs.get(source).unwrap_or_default();
-            for t in tensors {
+        for source in ctx.source_patterns {
+            for t in inputs.get(source).unwrap_or_default() {
                 check_dim(self, ctx, source, &t.shape, self.dim, false)?;
                 match first {
                     None => first = Some((source, t)),
@@ -164,9 +163,6 @@ impl Concatenate {
                 }
                 total += t.shape[self.dim];
             }
-            if let Some(sizes) = &self.sizes {
-                self.check_size(ctx, source, tensors, sizes, sizes[i])?;
-            }
         }
         let (Some((_, f)), Some(dtype)) = (first, dtype) else {
             return Err(OpError::new(
@@ -179,6 +175,12 @@ impl Concatenate {
                 ),
             ));
         };
+        if let Some(sizes) = &self.sizes {
+            for (source, &expected) in ctx.source_patterns.iter().zip(sizes) {
+                let tensors = inputs.get(source).unwrap_or_default();
+                self.check_size(ctx, source, tensors, sizes, expected)?;
+            }
+        }
         let mut shape = f.shape.clone();
         shape[self.dim] = total;
         Ok((target.clone(), TensorMeta::new(dtype, shape)))

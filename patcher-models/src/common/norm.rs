@@ -5,7 +5,11 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 /// `weight * (x / sqrt(mean(x^2, -1) + eps))`, the statistics in f32.
-pub fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, weight: Tensor<B, 1>, eps: f64) -> Tensor<B, D> {
+pub fn rms_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, D> {
     let dtype = x.dtype();
     let x = x.cast(DType::F32);
     let variance = x.clone().square().mean_dim(D - 1);

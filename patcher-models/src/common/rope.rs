@@ -75,7 +75,9 @@ impl RopeParameters {
             match dict.get(key).or_else(|| root.get(key)) {
                 None | Some(Value::Null) => Ok(None),
                 Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-                    ConfigError::Invalid(format!("rope parameter `{key}` must be a number, got {v}"))
+                    ConfigError::Invalid(format!(
+                        "rope parameter `{key}` must be a number, got {v}"
+                    ))
                 }),
             }
         };
@@ -152,8 +154,9 @@ impl RopeParameters {
                         };
                         let smooth = ((old as f32) / wavelen - low_freq_factor as f32)
                             / (high_freq_factor as f32 - low_freq_factor as f32);
-                        let medium = !(f64::from(wavelen) < high_wavelen)
-                            && !(f64::from(wavelen) > low_wavelen);
+                        // transformers' `~(wavelen < high) * ~(wavelen > low)` (no NaN here).
+                        let wavelen64 = f64::from(wavelen);
+                        let medium = wavelen64 >= high_wavelen && wavelen64 <= low_wavelen;
                         if medium {
                             (1.0 - smooth) * scaled / factor + smooth * scaled
                         } else {

@@ -96,7 +96,9 @@ impl LlamaConfig {
     pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
         let value: Value = serde_json::from_str(json)?;
         let Value::Object(root) = &value else {
-            return Err(ConfigError::Invalid("config.json is not a JSON object".into()));
+            return Err(ConfigError::Invalid(
+                "config.json is not a JSON object".into(),
+            ));
         };
         let raw: Raw = serde_json::from_value(value.clone())?;
         if let Some(model_type) = raw.model_type.as_deref() {
@@ -137,8 +139,7 @@ impl LlamaConfig {
     /// Checks the values are consistent; `from_json_str` calls it, call it again after editing
     /// fields by hand.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.num_key_value_heads == 0
-            || self.num_attention_heads % self.num_key_value_heads != 0
+        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0
         {
             return Err(ConfigError::Invalid(format!(
                 "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
@@ -176,7 +177,10 @@ mod tests {
     #[test]
     fn defaults_follow_transformers() {
         let c = LlamaConfig::from_json_str("{}").unwrap();
-        assert_eq!((c.vocab_size, c.hidden_size, c.num_hidden_layers), (32000, 4096, 32));
+        assert_eq!(
+            (c.vocab_size, c.hidden_size, c.num_hidden_layers),
+            (32000, 4096, 32)
+        );
         assert_eq!((c.num_key_value_heads, c.head_dim), (32, 128));
         assert!(!c.attention_bias && !c.mlp_bias && !c.tie_word_embeddings);
         let c = LlamaConfig::from_json_str(r#"{"head_dim": 24, "num_key_value_heads": 8}"#);

@@ -44,7 +44,9 @@ impl<B: Backend> LlamaDecoderLayer<B> {
     ) -> Tensor<B, 3> {
         let residual = hidden_states.clone();
         let x = self.input_layernorm.forward(hidden_states);
-        let x = self.self_attn.forward(x, position_embeddings, attention_mask);
+        let x = self
+            .self_attn
+            .forward(x, position_embeddings, attention_mask);
         let x = residual + x;
         let residual = x.clone();
         let y = self.mlp.forward(self.post_attention_layernorm.forward(x));

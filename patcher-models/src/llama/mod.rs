@@ -8,6 +8,7 @@ mod decoder_layer;
 mod interfaces;
 mod model;
 mod norm_mlp;
+mod pretrained;
 
 pub use attention::LlamaAttention;
 pub use config::LlamaConfig;

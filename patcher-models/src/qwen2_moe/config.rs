@@ -141,7 +141,9 @@ impl Qwen2MoeConfig {
     pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
         let value: Value = serde_json::from_str(json)?;
         let Value::Object(root) = &value else {
-            return Err(ConfigError::Invalid("config.json is not a JSON object".into()));
+            return Err(ConfigError::Invalid(
+                "config.json is not a JSON object".into(),
+            ));
         };
         let raw: Raw = serde_json::from_value(value.clone())?;
         if let Some(model_type) = raw.model_type.as_deref() {
@@ -219,8 +221,7 @@ impl Qwen2MoeConfig {
     /// after editing fields by hand.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.num_key_value_heads == 0
-            || self.num_attention_heads % self.num_key_value_heads != 0
+        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0
         {
             return invalid(format!(
                 "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
@@ -228,7 +229,10 @@ impl Qwen2MoeConfig {
             ));
         }
         if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return invalid(format!("head_dim ({}) must be even and positive", self.head_dim));
+            return invalid(format!(
+                "head_dim ({}) must be even and positive",
+                self.head_dim
+            ));
         }
         if self.layer_types.len() != self.num_hidden_layers {
             return invalid(format!(
@@ -238,7 +242,9 @@ impl Qwen2MoeConfig {
             ));
         }
         if self.layer_types.contains(&LayerType::Sliding) && self.sliding_window.is_none() {
-            return invalid("sliding_attention layers without use_sliding_window/sliding_window".into());
+            return invalid(
+                "sliding_attention layers without use_sliding_window/sliding_window".into(),
+            );
         }
         if self.num_experts_per_tok == 0 || self.num_experts_per_tok > self.num_experts {
             return invalid(format!(
@@ -300,14 +306,22 @@ mod tests {
 
     #[test]
     fn typed_errors() {
-        let bad = Qwen2MoeConfig::from_json_str(r#"{"num_attention_heads": 16, "num_key_value_heads": 3}"#);
+        let bad = Qwen2MoeConfig::from_json_str(
+            r#"{"num_attention_heads": 16, "num_key_value_heads": 3}"#,
+        );
         assert!(matches!(bad, Err(ConfigError::Invalid(_))));
         let dense = Qwen2MoeConfig::from_json_str(r#"{"mlp_only_layers": [0]}"#);
         assert!(matches!(dense, Err(ConfigError::Unsupported(_))));
         let wrong = Qwen2MoeConfig::from_json_str(r#"{"model_type": "llama"}"#);
         assert!(matches!(wrong, Err(ConfigError::Invalid(_))));
-        assert!(matches!(Qwen2MoeConfig::from_json_str("[1]"), Err(ConfigError::Invalid(_))));
-        assert!(matches!(Qwen2MoeConfig::from_json_str("{"), Err(ConfigError::Json(_))));
+        assert!(matches!(
+            Qwen2MoeConfig::from_json_str("[1]"),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Qwen2MoeConfig::from_json_str("{"),
+            Err(ConfigError::Json(_))
+        ));
         let act = Qwen2MoeConfig::from_json_str(r#"{"hidden_act": "mish"}"#);
         assert!(matches!(act, Err(ConfigError::Unsupported(_))));
     }

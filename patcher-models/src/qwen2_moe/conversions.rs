@@ -50,6 +50,8 @@ mod tests {
         let key = "model.layers.0.mlp.experts.0.down_proj.weight";
         let (renamed, _) = table[1].rename_source_key(key).unwrap();
         assert_eq!(renamed, "model.layers.0.mlp.experts.down_proj");
-        assert!(table[0].rename_source_key("model.layers.0.mlp.shared_expert.up_proj.weight").is_none());
+        assert!(table[0]
+            .rename_source_key("model.layers.0.mlp.shared_expert.up_proj.weight")
+            .is_none());
     }
 }

@@ -10,6 +10,7 @@ mod interfaces;
 mod model;
 mod moe;
 mod norm_mlp;
+mod pretrained;
 
 pub use attention::Qwen2MoeAttention;
 pub use config::{LayerType, Qwen2MoeConfig};

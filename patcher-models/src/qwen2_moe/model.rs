@@ -141,7 +141,11 @@ impl<B: Backend> Qwen2MoeForCausalLM<B> {
         self.forward_output(input_ids, true)
     }
 
-    fn forward_output(&self, input_ids: Tensor<B, 2, Int>, output_hidden_states: bool) -> CausalLMOutput<B> {
+    fn forward_output(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        output_hidden_states: bool,
+    ) -> CausalLMOutput<B> {
         let (hidden, hidden_states) = self.model.forward(input_ids, output_hidden_states);
         let logits = match &self.lm_head {
             Some(lm_head) => lm_head.forward(hidden),

@@ -119,9 +119,9 @@ impl<B: Backend> Qwen2MoeSparseMoeBlock<B> {
         let flat = hidden_states.reshape([batch * seq, hidden]);
         let shared = self.shared_expert.forward(flat.clone());
         let routing = self.gate.forward(flat.clone());
-        let experts = self
-            .experts
-            .forward(flat.clone(), routing.top_k_index, routing.top_k_weights);
+        let experts =
+            self.experts
+                .forward(flat.clone(), routing.top_k_index, routing.top_k_weights);
         let shared = sigmoid(self.shared_expert_gate.forward(flat)) * shared;
         (experts + shared).reshape([batch, seq, hidden])
     }

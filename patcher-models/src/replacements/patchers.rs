@@ -1,8 +1,11 @@
 //! Ready-made patchers for the seed's replacements, so examples and tests share one definition.
 //!
-//! [`qwen2_moe_seed_patcher`] is exactly the seed's Python `Patcher`: both class mappings, the
-//! filtered patterns `.gate_up_proj` and `.down_proj`, and the q/k/v weight and bias
-//! concatenations into `qkv_proj`.
+//! [`qwen2_moe_seed_patcher`] is the seed's Python `Patcher`: both class mappings, the filtered
+//! patterns `.gate_up_proj` and `.down_proj`, and the q/k/v weight and bias concatenations into
+//! `qkv_proj`. One addition: the concatenations record the q/k/v sizes
+//! ([`Concatenate::with_split_sizes`]), so that saving the patched model back splits `qkv_proj`
+//! at the right rows under grouped-query attention (transformers' reverse, an equal `Chunk`,
+//! cannot: q has more rows than k and v). Loading is unchanged, plus a check of those sizes.
 
 use std::sync::Arc;
 
@@ -12,12 +15,16 @@ use patcher_core::ops::Concatenate;
 use patcher_core::{Patcher, WeightConverter};
 
 use super::{FusedQKVAttention, SequentialExperts};
+use crate::common::AttentionSpec;
 use crate::llama::{LlamaAttentionInterface, LlamaConfig};
-use crate::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeExpertsInterface};
+use crate::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeConfig, Qwen2MoeExpertsInterface};
 
 /// `q_proj.{leaf}` + `k_proj.{leaf}` + `v_proj.{leaf}` -> `qkv_proj.{leaf}` by
-/// `Concatenate(dim=0)` (rows of q, then k, then v, the layout `FusedQKVAttention` splits).
-pub fn qkv_concatenation(leaf: &str) -> WeightConverter {
+/// `Concatenate(dim=0)` (rows of q, then k, then v, the layout `FusedQKVAttention` splits), with
+/// the sizes `[heads * head_dim, kv_heads * head_dim, kv_heads * head_dim]` of `spec` recorded
+/// for the reverse.
+pub fn qkv_concatenation(leaf: &str, spec: &AttentionSpec) -> WeightConverter {
+    let sizes = [spec.q_size(), spec.kv_size(), spec.kv_size()];
     WeightConverter::new(
         [
             format!("q_proj.{leaf}"),
@@ -25,7 +32,7 @@ pub fn qkv_concatenation(leaf: &str) -> WeightConverter {
             format!("v_proj.{leaf}"),
         ],
         format!("qkv_proj.{leaf}"),
-        vec![Arc::new(Concatenate::new(0))],
+        vec![Arc::new(Concatenate::new(0).with_split_sizes(sizes))],
     )
     // Constant, valid patterns (checked by the tests): construction cannot fail.
     .expect("q/k/v concatenation is a valid converter")
@@ -33,11 +40,15 @@ pub fn qkv_concatenation(leaf: &str) -> WeightConverter {
 
 /// A Qwen2-MoE patcher applying some of the seed's replacements:
 /// - `fused_qkv`: `Qwen2MoeAttention` -> [`FusedQKVAttention`], with the q/k/v weight and bias
-///   concatenations;
+///   concatenations (bias only when `config.qkv_bias`);
 /// - `sequential_experts`: `Qwen2MoeExperts` -> [`SequentialExperts`], with the default
 ///   fused-expert converters filtered out (`.gate_up_proj`, `.down_proj`) so the per-expert
 ///   checkpoint keys load as they are.
-pub fn qwen2_moe_patcher<B: Backend>(fused_qkv: bool, sequential_experts: bool) -> Patcher<B> {
+pub fn qwen2_moe_patcher<B: Backend>(
+    config: &Qwen2MoeConfig,
+    fused_qkv: bool,
+    sequential_experts: bool,
+) -> Patcher<B> {
     let mut patcher = Patcher::new();
     // Class names and filter regexes below are constants: these calls cannot fail.
     if sequential_experts {
@@ -57,28 +68,33 @@ pub fn qwen2_moe_patcher<B: Backend>(fused_qkv: bool, sequential_experts: bool) 
                 replacement::<FusedQKVAttention<B>, dyn Qwen2MoeAttentionInterface<B>>(),
             )
             .expect("constant class name")
-            .extra_weight_conversions([qkv_concatenation("weight"), qkv_concatenation("bias")]);
+            .extra_weight_conversions(qkv_concatenations(&config.attention_spec(0)));
     }
     patcher
 }
 
 /// The seed's patcher: sequential experts and fused QKV attention.
-pub fn qwen2_moe_seed_patcher<B: Backend>() -> Patcher<B> {
-    qwen2_moe_patcher(true, true)
+pub fn qwen2_moe_seed_patcher<B: Backend>(config: &Qwen2MoeConfig) -> Patcher<B> {
+    qwen2_moe_patcher(config, true, true)
+}
+
+/// The weight concatenation, and the bias one when the q/k/v projections have biases.
+fn qkv_concatenations(spec: &AttentionSpec) -> Vec<WeightConverter> {
+    let mut converters = vec![qkv_concatenation("weight", spec)];
+    if spec.qkv_bias {
+        converters.push(qkv_concatenation("bias", spec));
+    }
+    converters
 }
 
 /// `LlamaAttention` -> [`FusedQKVAttention`], with the q/k/v weight concatenation (and the bias
 /// one when `config.attention_bias`).
 pub fn llama_fused_qkv_patcher<B: Backend>(config: &LlamaConfig) -> Patcher<B> {
-    let mut converters = vec![qkv_concatenation("weight")];
-    if config.attention_bias {
-        converters.push(qkv_concatenation("bias"));
-    }
     Patcher::new()
         .class_mapping(
             "LlamaAttention",
             replacement::<FusedQKVAttention<B>, dyn LlamaAttentionInterface<B>>(),
         )
         .expect("constant class name")
-        .extra_weight_conversions(converters)
+        .extra_weight_conversions(qkv_concatenations(&config.attention_spec(0)))
 }

@@ -229,7 +229,11 @@ impl<'a, B: Backend> Assigner<'a, B> {
                 let k = self.get(&format!("{base}k_proj.{leaf}"));
                 let v = self.get(&format!("{base}v_proj.{leaf}"));
                 let fused = concat_rows(&[q, k, v]);
-                return if leaf == "weight" { transpose2(&fused) } else { fused };
+                return if leaf == "weight" {
+                    transpose2(&fused)
+                } else {
+                    fused
+                };
             }
         }
         panic!("no checkpoint source for parameter {name}");
@@ -303,7 +307,10 @@ pub struct Parity {
 
 impl Parity {
     pub fn max(&self) -> f32 {
-        self.hidden_states.iter().copied().fold(self.logits, f32::max)
+        self.hidden_states
+            .iter()
+            .copied()
+            .fold(self.logits, f32::max)
     }
 }
 
@@ -312,7 +319,11 @@ pub fn parity<B: Backend>(
     hidden_states: &[Tensor<B, 3>],
     reference: &Reference,
 ) -> Parity {
-    assert_eq!(hidden_states.len(), reference.hidden_states.len(), "number of hidden states");
+    assert_eq!(
+        hidden_states.len(),
+        reference.hidden_states.len(),
+        "number of hidden states"
+    );
     Parity {
         logits: max_abs_diff(logits, &reference.logits),
         hidden_states: hidden_states
@@ -329,7 +340,9 @@ pub fn seeded_input<B: Backend>(shape: [usize; 3], seed: u64, device: &B::Device
     let n: usize = shape.iter().product();
     let data: Vec<f32> = (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect();

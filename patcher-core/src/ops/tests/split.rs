@@ -186,6 +186,13 @@ fn concatenate_with_sizes_checks_the_sizes() {
         "has 2 sizes [4, 3] for 3 source patterns [`q`, `k`, `v`]; record one size per \
          source, in declared order"
     ));
+    // No tensors at all: the plain Concatenate message.
+    let msg = error(
+        &Concatenate::new(0).with_split_sizes([4, 2, 2]),
+        Groups::new(),
+        &p,
+    );
+    assert!(msg.contains("no tensors for any source pattern [`q`, `k`, `v`]"));
     // The tensors of one pattern count together.
     let p = Patterns::new(&["a", "b"], &["t"]);
     let lists = Groups::new()

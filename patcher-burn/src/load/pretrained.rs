@@ -54,7 +54,13 @@ where
     let checkpoint = Checkpoint::open(path)?;
     let model = BuildContext::build(patcher, device, constructor)?;
     let transforms = patcher.update_weight_conversions(M::weight_conversions());
-    load_checkpoint(&model, &checkpoint, &transforms, M::base_model_prefix(), options)
+    load_checkpoint(
+        &model,
+        &checkpoint,
+        &transforms,
+        M::base_model_prefix(),
+        options,
+    )
 }
 
 /// Loads the checkpoint at `path` into a copy of an already built `model`, with the model's
@@ -71,7 +77,13 @@ where
 {
     let checkpoint = Checkpoint::open(path)?;
     let transforms = patcher.update_weight_conversions(M::weight_conversions());
-    load_checkpoint(&model.clone(), &checkpoint, &transforms, M::base_model_prefix(), options)
+    load_checkpoint(
+        &model.clone(),
+        &checkpoint,
+        &transforms,
+        M::base_model_prefix(),
+        options,
+    )
 }
 
 /// Loads an open `checkpoint` into a copy of `model` through exactly `transforms` (no model
@@ -89,7 +101,10 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
     let float = float_dtype::<B>()?;
     let params = model_params(model);
     let expected: Vec<_> = params.iter().map(|p| p.expected(float)).collect();
-    let expected: Vec<_> = expected.iter().map(|(k, m)| (k.as_str(), &m.shape[..])).collect();
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(k, m)| (k.as_str(), &m.shape[..]))
+        .collect();
     let plan_options =
         PlanOptions::default().base_model_prefix(base_model_prefix.unwrap_or_default());
     let plan = ConversionPlan::new(transforms, &checkpoint.metas(), &expected, &plan_options);
@@ -101,7 +116,10 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
 
     let executor = Executor {
         checkpoint,
-        params: params.iter().map(|p| (p.torch_name.as_str(), p)).collect::<HashMap<_, _>>(),
+        params: params
+            .iter()
+            .map(|p| (p.torch_name.as_str(), p))
+            .collect::<HashMap<_, _>>(),
         float,
     };
     let mut working = Some(model.clone());
