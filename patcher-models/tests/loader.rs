@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use burn::prelude::Backend;
 use common::{fixtures, input_ids, parity, read_reference};
 use patcher_burn::{list_slots, save_pretrained, LoadError, LoadOptions};
-use patcher_core::Patcher;
+use patcher_core::{Checkpoint, Patcher};
 use patcher_models::llama::{LlamaAttentionInterface, LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher, FusedQKVAttention};
@@ -65,6 +65,7 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
         Some("model"),
     )
     .unwrap();
+    assert_same_tensors(&path, &out_dir);
     let reloaded = Qwen2MoeForCausalLM::<B>::from_pretrained(
         &out_dir,
         &Patcher::new(),
@@ -83,6 +84,33 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
     println!("  saved and reloaded unpatched: logits differ by {diff:.3e}");
     assert!(diff <= 1e-6, "reloaded logits differ by {diff}");
     std::fs::remove_dir_all(out_dir).ok();
+}
+
+/// Every tensor of the checkpoint in `saved` equals the one in `original` bit for bit (same
+/// keys, shapes and bytes; a bf16 original is compared after its exact upcast to f32, the
+/// model's dtype, which saving keeps).
+fn assert_same_tensors(original: &std::path::Path, saved: &std::path::Path) {
+    let original = Checkpoint::open(original).unwrap();
+    let saved = Checkpoint::open(saved).unwrap();
+    let keys: Vec<&str> = saved.keys().collect();
+    assert_eq!(keys, original.keys().collect::<Vec<_>>());
+    for key in keys {
+        let (a, b) = (original.get(key).unwrap(), saved.get(key).unwrap());
+        assert_eq!(a.shape(), b.shape(), "{key}");
+        if a.dtype() == b.dtype() {
+            assert!(
+                a.bytes() == b.bytes(),
+                "{key} differs from the original checkpoint"
+            );
+        } else {
+            let (a, b) = (
+                a.host().to_f32_vec().unwrap(),
+                b.host().to_f32_vec().unwrap(),
+            );
+            let same_bits = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same_bits, "{key} differs from the original checkpoint");
+        }
+    }
 }
 
 fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
@@ -110,6 +138,18 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
         p.logits, p.hidden_states
     );
     assert!(p.max() <= TOLERANCE, "max abs diff {}", p.max());
+
+    // Saved back in the checkpoint's layout: the same tensors, bit for bit.
+    let out_dir = scratch(&format!("{dir}-{fused_qkv}"));
+    save_pretrained(
+        &loaded.model,
+        out_dir.join("model.safetensors"),
+        &loaded.conversions,
+        Some("model"),
+    )
+    .unwrap();
+    assert_same_tensors(&path, &out_dir);
+    std::fs::remove_dir_all(out_dir).ok();
 }
 
 fn wrong_patch_fails<B: Backend>(device: &B::Device) {
@@ -143,6 +183,38 @@ fn wrong_patch_fails<B: Backend>(device: &B::Device) {
         }
         other => panic!("expected an incomplete load, got {other}"),
     }
+    // A converter whose target does not exist (a typo): the load fails with the report, and the
+    // report suggests the parameter that was meant.
+    let typo = patcher_core::WeightConverter::new(
+        ["q_proj.weight", "k_proj.weight", "v_proj.weight"],
+        "qkv_projj.weight",
+        vec![std::sync::Arc::new(patcher_core::ops::Concatenate::new(0))],
+    )
+    .unwrap();
+    let patcher = patcher.extra_weight_conversions([typo]);
+    let err = Qwen2MoeForCausalLM::<B>::from_pretrained(
+        fixtures().join("qwen2_moe"),
+        &patcher,
+        device,
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    println!("{message}");
+    let PretrainedError::Load(LoadError::Incomplete { report }) = err else {
+        panic!("expected an incomplete load, got {message}");
+    };
+    assert!(report
+        .unexpected
+        .iter()
+        .any(|u| u.ends_with("self_attn.qkv_projj.weight")));
+    assert!(report
+        .missing
+        .iter()
+        .any(|m| m.ends_with("self_attn.qkv_proj.weight")));
+    assert!(message.contains("qkv_projj"), "{message}");
+    assert!(message.contains("did you mean"), "{message}");
+
     // The same for Llama.
     let patcher = Patcher::<B>::new()
         .class_mapping(

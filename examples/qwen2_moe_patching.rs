@@ -1,0 +1,59 @@
+//! The seed's example in Burn: Qwen2-MoE loaded from a stock (per-expert) transformers
+//! checkpoint, once as written and once patched with fused QKV attention and sequential experts,
+//! with the logits compared to transformers' own.
+//!
+//! ```sh
+//! cargo run --release --example qwen2_moe_patching                   # ndarray
+//! cargo run --release --example qwen2_moe_patching --features wgpu    # wgpu
+//! ```
+//!
+//! The patcher is the seed's `Patcher(class_mapping={"Qwen2MoeExperts": SequentialExperts,
+//! "Qwen2MoeAttention": FusedQKVAttention}, filtered_weight_conversion_patterns=[".gate_up_proj",
+//! ".down_proj"], extra_weight_conversions=[q/k/v weight and bias concatenations])`, defined
+//! once in `patcher_models::replacements::qwen2_moe_seed_patcher`.
+
+mod common;
+
+use burn_patcher::{LoadOptions, Patcher};
+use common::{fixture, print_build, Backend, Reference};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::replacements::qwen2_moe_seed_patcher;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = fixture("qwen2_moe");
+    let device = Default::default();
+    let config = Qwen2MoeConfig::from_file(dir.join("config.json"))?;
+    let reference = Reference::read(&dir)?;
+    println!(
+        "Qwen2-MoE checkpoint {} ({} layers, {} experts top-{}, {} heads / {} KV heads)\n",
+        dir.display(),
+        config.num_hidden_layers,
+        config.num_experts,
+        config.num_experts_per_tok,
+        config.num_attention_heads,
+        config.num_key_value_heads,
+    );
+
+    let builds = [
+        ("unpatched (transformers' classes)", Patcher::new()),
+        (
+            "patched (FusedQKVAttention + SequentialExperts)",
+            qwen2_moe_seed_patcher(&config),
+        ),
+    ];
+    for (title, patcher) in builds {
+        let loaded = Qwen2MoeForCausalLM::<Backend>::from_pretrained(
+            &dir,
+            &patcher,
+            &device,
+            &LoadOptions::default(),
+        )?;
+        print_build(title, &loaded);
+        let logits = loaded.model.forward(reference.input_ids(&device));
+        println!(
+            "  max |logits - transformers| = {:.3e}\n",
+            reference.max_abs_diff(logits)
+        );
+    }
+    Ok(())
+}
