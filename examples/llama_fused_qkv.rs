@@ -42,12 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &device,
             &LoadOptions::default(),
         )?;
-        print_build(title, &loaded);
         let logits = loaded.model.forward(reference.input_ids(&device));
-        println!(
-            "  max |logits - transformers| = {:.3e}\n",
-            reference.max_abs_diff(logits)
-        );
+        print_build(title, &loaded, logits, &reference);
     }
     Ok(())
 }

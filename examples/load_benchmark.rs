@@ -778,6 +778,14 @@ fn run_contender(contender: Contender, args: &Args) -> Result<Measure, Outcome> 
     }
 }
 
+/// The 1-minute load average (`/proc/loadavg`; 0 where unavailable).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
@@ -815,6 +823,7 @@ fn parent(args: &Args) -> Result<(), Error> {
     drop(checkpoint);
     let (file_bytes, warm_seconds) = warm_up(&args.dir.join("model.safetensors"))?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load_before = load_average();
     println!("checkpoint: {}", shape.describe());
     println!(
         "            {tensors} tensors, {:.1} MB of tensor data ({:.1} MB file)",
@@ -849,6 +858,7 @@ fn parent(args: &Args) -> Result<(), Error> {
         }
         eprintln!();
     }
+    let load_after = load_average();
 
     // Every contender must have loaded the same values.
     let reference = outcomes.iter().find_map(|o| match o {
@@ -942,6 +952,10 @@ fn parent(args: &Args) -> Result<(), Error> {
     }
     print!("{table}");
     println!(
+        "(1-minute load average {load_before:.2} before, {load_after:.2} after, on {cores} \
+         cores: times are only comparable on an otherwise idle machine)"
+    );
+    println!(
         "(x memcpy: against the faster memcpy, {:.2} GB/s; x ckpt: against {:.1} MB of tensor \
          data)",
         memcpy_gbps,
@@ -1001,7 +1015,8 @@ fn parent(args: &Args) -> Result<(), Error> {
     // One JSON line for scripts.
     let mut json = format!(
         "{{\"checkpoint_bytes\":{bytes},\"tensors\":{tensors},\"layers\":{},\"threads\":{},\
-         \"rounds\":{},\"memcpy_gbps\":{memcpy_gbps:.4},\"contenders\":{{",
+         \"rounds\":{},\"cores\":{cores},\"load_average\":[{load_before:.2},{load_after:.2}],\
+         \"memcpy_gbps\":{memcpy_gbps:.4},\"contenders\":{{",
         shape.layers, args.threads, args.repeats
     );
     let mut first = true;

@@ -58,6 +58,8 @@ def main() -> int:
         print(f"skipped (no transformers): {error}")
         return 3
 
+    # The "Loading weights" bar would interleave with the benchmark's table.
+    transformers.utils.logging.disable_progress_bar()
     reset_peak()
     baseline = status_kib("VmRSS")
     start = time.perf_counter()

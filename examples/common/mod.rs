@@ -72,11 +72,13 @@ impl Reference {
     }
 }
 
-/// Prints what a build holds: its replaced slots with their paths, the conversions the load
-/// used, the load report and the parameter count.
+/// Prints what a build holds (its replaced slots with their paths, the conversions the load
+/// used, the load report, the parameter count) and how far its `logits` are from transformers'.
 pub fn print_build<B: burn::tensor::backend::Backend, M: Module<B>>(
     title: &str,
     loaded: &Loaded<M>,
+    logits: Tensor<B, 3>,
+    reference: &Reference,
 ) {
     println!("== {title}");
     let slots = list_slots(&loaded.model);
@@ -108,4 +110,6 @@ pub fn print_build<B: burn::tensor::backend::Backend, M: Module<B>>(
         println!("    {line}");
     }
     println!("  parameters: {}", loaded.model.num_params());
+    let diff = reference.max_abs_diff(logits);
+    println!("  max |logits - transformers| = {diff:.3e}\n");
 }

@@ -36,7 +36,7 @@ struct SlotFactory<B: Backend> {
 /// `R` must implement `I` (`#[patchable(implements(Trait))]`), so it takes the same constructor
 /// arguments as every class of `I`; a mismatch is a compile error here.
 ///
-/// ```ignore
+/// ```text
 /// let patcher = Patcher::new()
 ///     .class_mapping("LlamaAttention", replacement::<FusedAttention<B>, dyn AttentionLayer<B>>())?;
 /// ```

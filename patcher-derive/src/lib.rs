@@ -17,9 +17,10 @@ use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput, ItemTrait};
 
 /// Makes a Burn module struct a class addressable by name in a `Patcher`'s `class_mapping`, and
-/// (with `implements(..)`) a class that fills slots of the given interfaces.
+/// (with `implements(..)`) a class that fills slots of the given interfaces. The `burn-patcher`
+/// crate documentation has a complete, tested example; the shape is:
 ///
-/// ```ignore
+/// ```text
 /// #[derive(Module, Patchable, Debug)]
 /// #[patchable(name = "LlamaAttention", implements(AttentionLayer))]
 /// pub struct Attention<B: Backend> { /* ... */ }
@@ -48,7 +49,7 @@ pub fn derive_patchable(input: TokenStream) -> TokenStream {
 /// The trait is generic over the backend only and declares the constructor every class of the
 /// interface is built with, the device last:
 ///
-/// ```ignore
+/// ```text
 /// #[slot_interface]
 /// pub trait AttentionLayer<B: Backend> {
 ///     fn new(config: &Config, layer_idx: usize, device: &B::Device) -> Self where Self: Sized;

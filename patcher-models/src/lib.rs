@@ -13,8 +13,10 @@
 //!   [`SequentialExperts`](replacements::SequentialExperts), and the patchers that apply them
 //!   ([`qwen2_moe_seed_patcher`](replacements::qwen2_moe_seed_patcher) is the seed's).
 //! - [`common`] has what both families share: RoPE in transformers' rotate-half convention,
-//!   eager grouped-query attention, RMSNorm, `torch.topk`'s CPU tie order, expert dispatch, and
-//!   the forward interfaces of substitutable classes.
+//!   eager grouped-query attention, RMSNorm, `torch.topk`'s CPU tie order, expert dispatch, the
+//!   forward interfaces of substitutable classes, and the logic behind the families' same-named
+//!   classes (projections, decoder forward, config core, `from_pretrained`), which keep their
+//!   own structs and parameter names.
 //!
 //! The substitutable fields (each layer's `self_attn`, each sparse block's `experts`) are
 //! [`Slot`](patcher_burn::Slot)s: a model built with a [`Patcher`](patcher_core::Patcher) holds

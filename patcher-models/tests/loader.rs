@@ -4,12 +4,15 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
 
+use burn::module::Module;
 use burn::prelude::Backend;
-use common::{fixtures, input_ids, parity, read_reference};
-use patcher_burn::{list_slots, save_pretrained, LoadError, LoadOptions};
-use patcher_core::{Checkpoint, Patcher};
+use common::parity::assert_parity;
+use common::{fixtures, input_ids, read_reference};
+use patcher_burn::{list_slots, save_pretrained, LoadError, LoadOptions, Loaded};
+use patcher_core::{Checkpoint, LoadReport, Patcher};
 use patcher_models::llama::{LlamaAttentionInterface, LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher, FusedQKVAttention};
@@ -44,28 +47,17 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
     let out = loaded
         .model
         .forward_with_hidden_states(input_ids::<B>(&reference, device));
-    let p = parity(
-        &out.logits,
-        out.hidden_states.as_deref().unwrap(),
-        &reference,
-    );
-    println!(
-        "loader {dir} fused_qkv={fused_qkv} sequential_experts={sequential_experts}: logits {:.3e}, hidden states {:?}",
-        p.logits, p.hidden_states
-    );
-    assert!(p.max() <= TOLERANCE, "max abs diff {}", p.max());
+    let label =
+        format!("loader {dir} fused_qkv={fused_qkv} sequential_experts={sequential_experts}");
+    assert_parity(&label, &out, &reference, TOLERANCE);
 
     // Save the (patched) model back in the checkpoint's layout; it reloads unpatched.
-    let out_dir = scratch(&format!("{dir}-{fused_qkv}-{sequential_experts}"));
+    let out_dir = save_and_compare(
+        &loaded,
+        &path,
+        &format!("{dir}-{fused_qkv}-{sequential_experts}"),
+    );
     std::fs::copy(path.join("config.json"), out_dir.join("config.json")).unwrap();
-    save_pretrained(
-        &loaded.model,
-        out_dir.join("model.safetensors"),
-        &loaded.conversions,
-        Some("model"),
-    )
-    .unwrap();
-    assert_same_tensors(&path, &out_dir);
     let reloaded = Qwen2MoeForCausalLM::<B>::from_pretrained(
         &out_dir,
         &Patcher::new(),
@@ -86,10 +78,30 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
     std::fs::remove_dir_all(out_dir).ok();
 }
 
+/// Saves `loaded.model` back in the checkpoint's layout (through the conversions it was loaded
+/// with) into a scratch folder named after `name`, checks it against the `original` checkpoint
+/// with [`assert_same_tensors`], and returns the folder.
+fn save_and_compare<B: Backend, M: Module<B>>(
+    loaded: &Loaded<M>,
+    original: &Path,
+    name: &str,
+) -> PathBuf {
+    let out_dir = scratch(name);
+    save_pretrained(
+        &loaded.model,
+        out_dir.join("model.safetensors"),
+        &loaded.conversions,
+        Some("model"),
+    )
+    .unwrap();
+    assert_same_tensors(original, &out_dir);
+    out_dir
+}
+
 /// Every tensor of the checkpoint in `saved` equals the one in `original` bit for bit (same
 /// keys, shapes and bytes; a bf16 original is compared after its exact upcast to f32, the
 /// model's dtype, which saving keeps).
-fn assert_same_tensors(original: &std::path::Path, saved: &std::path::Path) {
+fn assert_same_tensors(original: &Path, saved: &Path) {
     let original = Checkpoint::open(original).unwrap();
     let saved = Checkpoint::open(saved).unwrap();
     let keys: Vec<&str> = saved.keys().collect();
@@ -128,28 +140,41 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
     let out = loaded
         .model
         .forward_with_hidden_states(input_ids::<B>(&reference, device));
-    let p = parity(
-        &out.logits,
-        out.hidden_states.as_deref().unwrap(),
+    assert_parity(
+        &format!("loader {dir} fused_qkv={fused_qkv}"),
+        &out,
         &reference,
+        TOLERANCE,
     );
-    println!(
-        "loader {dir} fused_qkv={fused_qkv}: logits {:.3e}, hidden states {:?}",
-        p.logits, p.hidden_states
-    );
-    assert!(p.max() <= TOLERANCE, "max abs diff {}", p.max());
 
     // Saved back in the checkpoint's layout: the same tensors, bit for bit.
-    let out_dir = scratch(&format!("{dir}-{fused_qkv}"));
-    save_pretrained(
-        &loaded.model,
-        out_dir.join("model.safetensors"),
-        &loaded.conversions,
-        Some("model"),
-    )
-    .unwrap();
-    assert_same_tensors(&path, &out_dir);
+    let out_dir = save_and_compare(&loaded, &path, &format!("{dir}-{fused_qkv}"));
     std::fs::remove_dir_all(out_dir).ok();
+}
+
+/// `Qwen2MoeForCausalLM::from_pretrained` of the `qwen2_moe` fixture with `patcher`.
+fn load_qwen2_moe_fixture<B: Backend>(
+    patcher: &Patcher<B>,
+    device: &B::Device,
+) -> Result<Loaded<Qwen2MoeForCausalLM<B>>, PretrainedError> {
+    let path = fixtures().join("qwen2_moe");
+    Qwen2MoeForCausalLM::<B>::from_pretrained(path, patcher, device, &LoadOptions::default())
+}
+
+/// The report and message of a load that must fail for keys that do not line up.
+fn incomplete_load<M: Debug>(result: Result<M, PretrainedError>) -> (Box<LoadReport>, String) {
+    let err = result.unwrap_err();
+    let message = err.to_string();
+    println!("{message}");
+    match err {
+        PretrainedError::Load(LoadError::Incomplete { report }) => (report, message),
+        other => panic!("expected an incomplete load, got {other}"),
+    }
+}
+
+/// Whether some key of `keys` ends with `suffix`.
+fn ends_with_any(keys: &[String], suffix: &str) -> bool {
+    keys.iter().any(|key| key.ends_with(suffix))
 }
 
 fn wrong_patch_fails<B: Backend>(device: &B::Device) {
@@ -161,28 +186,9 @@ fn wrong_patch_fails<B: Backend>(device: &B::Device) {
             patcher_burn::replacement::<FusedQKVAttention<B>, dyn Qwen2MoeAttentionInterface<B>>(),
         )
         .unwrap();
-    let err = Qwen2MoeForCausalLM::<B>::from_pretrained(
-        fixtures().join("qwen2_moe"),
-        &patcher,
-        device,
-        &LoadOptions::default(),
-    )
-    .unwrap_err();
-    let message = err.to_string();
-    println!("{message}");
-    match err {
-        PretrainedError::Load(LoadError::Incomplete { report }) => {
-            assert!(report
-                .missing
-                .iter()
-                .any(|m| m.ends_with("self_attn.qkv_proj.weight")));
-            assert!(report
-                .unexpected
-                .iter()
-                .any(|u| u.ends_with("self_attn.q_proj.weight")));
-        }
-        other => panic!("expected an incomplete load, got {other}"),
-    }
+    let (report, _) = incomplete_load(load_qwen2_moe_fixture(&patcher, device));
+    assert!(ends_with_any(&report.missing, "self_attn.qkv_proj.weight"));
+    assert!(ends_with_any(&report.unexpected, "self_attn.q_proj.weight"));
     // A converter whose target does not exist (a typo): the load fails with the report, and the
     // report suggests the parameter that was meant.
     let typo = patcher_core::WeightConverter::new(
@@ -192,26 +198,12 @@ fn wrong_patch_fails<B: Backend>(device: &B::Device) {
     )
     .unwrap();
     let patcher = patcher.extra_weight_conversions([typo]);
-    let err = Qwen2MoeForCausalLM::<B>::from_pretrained(
-        fixtures().join("qwen2_moe"),
-        &patcher,
-        device,
-        &LoadOptions::default(),
-    )
-    .unwrap_err();
-    let message = err.to_string();
-    println!("{message}");
-    let PretrainedError::Load(LoadError::Incomplete { report }) = err else {
-        panic!("expected an incomplete load, got {message}");
-    };
-    assert!(report
-        .unexpected
-        .iter()
-        .any(|u| u.ends_with("self_attn.qkv_projj.weight")));
-    assert!(report
-        .missing
-        .iter()
-        .any(|m| m.ends_with("self_attn.qkv_proj.weight")));
+    let (report, message) = incomplete_load(load_qwen2_moe_fixture(&patcher, device));
+    assert!(ends_with_any(
+        &report.unexpected,
+        "self_attn.qkv_projj.weight"
+    ));
+    assert!(ends_with_any(&report.missing, "self_attn.qkv_proj.weight"));
     assert!(message.contains("qkv_projj"), "{message}");
     assert!(message.contains("did you mean"), "{message}");
 

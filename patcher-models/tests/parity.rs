@@ -6,32 +6,14 @@
 mod common;
 
 use burn::prelude::Backend;
-use common::{assign_all, fixtures, input_ids, parity, read_reference};
+use common::parity::assert_parity;
+use common::{assign_all, fixtures, input_ids, read_reference};
 use patcher_burn::list_slots;
-use patcher_models::common::CausalLMOutput;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher};
 
 const TOLERANCE: f32 = 1e-4;
-
-fn check<B: Backend>(name: &str, dir: &str, out: CausalLMOutput<B>) {
-    let reference = read_reference(&fixtures().join(dir));
-    let p = parity(
-        &out.logits,
-        out.hidden_states.as_deref().unwrap(),
-        &reference,
-    );
-    println!(
-        "{dir} {name}: logits {:.3e}, hidden states {:?}",
-        p.logits, p.hidden_states
-    );
-    assert!(
-        p.max() <= TOLERANCE,
-        "{dir} {name}: max abs diff {} > {TOLERANCE}",
-        p.max()
-    );
-}
 
 fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, device: &B::Device) {
     let path = fixtures().join(dir);
@@ -57,8 +39,8 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
         out.logits.to_data(),
         "forward == forward_with_hidden_states"
     );
-    let name = format!("fused_qkv={fused_qkv} sequential_experts={sequential_experts}");
-    check(&name, dir, out);
+    let label = format!("{dir} fused_qkv={fused_qkv} sequential_experts={sequential_experts}");
+    assert_parity(&label, &out, &reference, TOLERANCE);
 }
 
 fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
@@ -76,7 +58,8 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
     let model = assign_all(model, &path, device);
     let reference = read_reference(&path);
     let out = model.forward_with_hidden_states(input_ids::<B>(&reference, device));
-    check(&format!("fused_qkv={fused_qkv}"), dir, out);
+    let label = format!("{dir} fused_qkv={fused_qkv}");
+    assert_parity(&label, &out, &reference, TOLERANCE);
 }
 
 /// The same checks on one backend.

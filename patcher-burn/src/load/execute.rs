@@ -74,13 +74,15 @@ impl Executor<'_> {
             .collect()
     }
 
-    /// Converts `groups` wave by wave and gives each wave to `apply`.
-    pub(crate) fn run(
+    /// Converts `groups` wave by wave, folding each wave into `state` with `apply` (which uploads
+    /// it into the model), and returns the final state.
+    pub(crate) fn run<S>(
         &self,
         groups: &[PlannedGroup],
         options: &LoadOptions,
-        mut apply: impl FnMut(Wave),
-    ) -> Result<(), LoadError> {
+        mut state: S,
+        apply: impl Fn(S, Wave) -> S,
+    ) -> Result<S, LoadError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.thread_count())
             .build()
@@ -112,7 +114,7 @@ impl Executor<'_> {
                 progress.params_done += outputs.len();
                 tensors.extend(outputs);
             }
-            apply(tensors);
+            state = apply(state, tensors);
             // The wave's checkpoint pages are converted and uploaded: drop them from the
             // resident set, so a load never holds the mapped file and the model at once.
             for key in wave
@@ -125,6 +127,6 @@ impl Executor<'_> {
             options.report(&progress);
             start = end;
         }
-        Ok(())
+        Ok(state)
     }
 }

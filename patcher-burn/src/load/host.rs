@@ -137,8 +137,12 @@ pub(crate) fn from_tensor_data(
         BurnDType::F16 => (DType::F16, data.into_bytes().to_vec()),
         BurnDType::BF16 => (DType::BF16, data.into_bytes().to_vec()),
         BurnDType::F64 => (DType::F64, data.into_bytes().to_vec()),
-        BurnDType::I64 => (DType::I64, data.into_bytes().to_vec()),
-        BurnDType::I32 => (DType::I32, data.into_bytes().to_vec()),
+        // Integer buffers are saved as PyTorch's integer type, whatever width the backend uses
+        // (wgpu stores i32), so the file matches the checkpoint it came from.
+        BurnDType::I64 | BurnDType::I32 | BurnDType::I16 | BurnDType::I8 => {
+            let values: Vec<i64> = data.iter::<i64>().collect();
+            (DType::I64, bytemuck::cast_slice(&values).to_vec())
+        }
         BurnDType::U8 => (DType::U8, data.into_bytes().to_vec()),
         BurnDType::Bool(_) => {
             let values = data.iter::<bool>().map(u8::from).collect();

@@ -64,7 +64,9 @@ where
 }
 
 /// Loads the checkpoint at `path` into a copy of an already built `model`, with the model's
-/// default conversions as `patcher` changes them. `model` itself is untouched, whatever happens.
+/// default conversions as `patcher` changes them (its filters and extra conversions; its
+/// `class_mapping` played its part when the model was built). `model` itself is untouched,
+/// whatever happens.
 pub fn load_into<B, M>(
     model: &M,
     path: impl AsRef<Path>,
@@ -78,7 +80,7 @@ where
     let checkpoint = Checkpoint::open(path)?;
     let transforms = patcher.update_weight_conversions(M::weight_conversions());
     load_checkpoint(
-        &model.clone(),
+        model,
         &checkpoint,
         &transforms,
         M::base_model_prefix(),
@@ -122,14 +124,13 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
             .collect::<HashMap<_, _>>(),
         float,
     };
-    let mut working = Some(model.clone());
-    executor.run(plan.groups(), options, |wave| {
-        if let Some(module) = working.take() {
-            working = Some(module.map(&mut Applier::new(wave)));
-        }
+    // Work on a copy (parameters are reference-counted: cheap), so a failure midway leaves the
+    // caller's model as it was.
+    let loaded = executor.run(plan.groups(), options, model.clone(), |model, wave| {
+        model.map(&mut Applier::new(wave))
     })?;
     Ok(Loaded {
-        model: working.unwrap_or_else(|| model.clone()),
+        model: loaded,
         report: plan.report().clone(),
         conversions: plan.used_transforms_of(transforms),
     })

@@ -50,9 +50,10 @@ pub struct SlotInfo {
     pub interface: String,
 }
 
-/// The slots of `module`, in Burn's visiting order, with Burn's parameter paths.
+/// The slots of `module`, in Burn's visiting order, with Burn's parameter paths (the
+/// `burn-patcher` crate documentation has a tested example).
 ///
-/// ```ignore
+/// ```text
 /// for slot in list_slots(&model) {
 ///     println!("{} {} {}", slot.path, slot.class, if slot.replaced { "(replaced)" } else { "" });
 /// }

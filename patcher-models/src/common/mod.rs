@@ -1,24 +1,36 @@
 //! Pieces shared by the model families and the replacements: RoPE, attention math, RMSNorm,
 //! activations, top-k routing with PyTorch's tie order, expert dispatch, the interfaces of
-//! substitutable classes, and the forward output.
+//! substitutable classes, and the forward output; and the code the families' classes share
+//! while keeping their own names and fields: the projections of attention and MLP classes, the
+//! decoder forward, the config core and `from_pretrained`.
 
 mod activation;
 mod attention;
+pub(crate) mod config;
+mod decoder;
 mod dispatch;
 mod init;
 mod interfaces;
 mod norm;
 mod output;
+pub(crate) mod pretrained;
+mod projections;
 mod rope;
 mod topk;
 
 pub use activation::Activation;
 pub use attention::{causal_mask, eager_attention, repeat_kv, AttentionSpec};
+pub use decoder::{
+    causal_lm_output, decoder_stack_forward, lm_head, pre_norm_residuals, DecoderLayer,
+};
 pub use dispatch::{ExpertAssignment, ExpertDispatch};
 pub use init::{embedding, linear, normal_param, ones_param};
 pub use interfaces::{DecoderAttention, MoeExperts};
 pub use norm::rms_norm;
 pub use output::CausalLMOutput;
+pub use projections::{
+    attention_projections, gated_mlp, gated_mlp_projections, separate_qkv_attention,
+};
 pub use rope::{
     apply_rotary_pos_emb, rotate_half, PositionEmbeddings, RopeParameters, RopeScaling,
     RotaryEmbedding,

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::Value;
 
+use crate::common::config::{parse_config_json, validate_heads, CoreDefaults, RawCore};
 use crate::common::{Activation, AttentionSpec, RopeParameters};
 use crate::error::{read_config_file, ConfigError};
 
@@ -43,47 +43,28 @@ pub struct LlamaConfig {
     pub mlp_bias: bool,
 }
 
-/// `config.json` as written, with transformers' dataclass defaults.
-#[derive(Deserialize)]
-#[serde(default)]
-struct Raw {
-    model_type: Option<String>,
-    vocab_size: usize,
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    num_key_value_heads: Option<usize>,
-    head_dim: Option<usize>,
-    hidden_act: String,
-    max_position_embeddings: usize,
-    initializer_range: f64,
-    rms_norm_eps: f64,
-    tie_word_embeddings: bool,
-    attention_bias: bool,
-    mlp_bias: bool,
+/// transformers' `LlamaConfig` defaults of the shared fields.
+struct Defaults;
+
+impl CoreDefaults for Defaults {
+    const MODEL_TYPE: &'static str = "llama";
+    const VOCAB_SIZE: usize = 32000;
+    const HIDDEN_SIZE: usize = 4096;
+    const INTERMEDIATE_SIZE: usize = 11008;
+    const NUM_HIDDEN_LAYERS: usize = 32;
+    const NUM_ATTENTION_HEADS: usize = 32;
+    const NUM_KEY_VALUE_HEADS: Option<usize> = None;
+    const MAX_POSITION_EMBEDDINGS: usize = 2048;
 }
 
-impl Default for Raw {
-    fn default() -> Self {
-        Self {
-            model_type: None,
-            vocab_size: 32000,
-            hidden_size: 4096,
-            intermediate_size: 11008,
-            num_hidden_layers: 32,
-            num_attention_heads: 32,
-            num_key_value_heads: None,
-            head_dim: None,
-            hidden_act: "silu".into(),
-            max_position_embeddings: 2048,
-            initializer_range: 0.02,
-            rms_norm_eps: 1e-6,
-            tie_word_embeddings: false,
-            attention_bias: false,
-            mlp_bias: false,
-        }
-    }
+/// `config.json` as written, with transformers' dataclass defaults.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Raw {
+    #[serde(flatten)]
+    core: RawCore<Defaults>,
+    attention_bias: bool,
+    mlp_bias: bool,
 }
 
 impl LlamaConfig {
@@ -94,41 +75,23 @@ impl LlamaConfig {
 
     /// Parses and validates a config JSON string.
     pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
-        let value: Value = serde_json::from_str(json)?;
-        let Value::Object(root) = &value else {
-            return Err(ConfigError::Invalid(
-                "config.json is not a JSON object".into(),
-            ));
-        };
-        let raw: Raw = serde_json::from_value(value.clone())?;
-        if let Some(model_type) = raw.model_type.as_deref() {
-            if model_type != "llama" {
-                return Err(ConfigError::Invalid(format!(
-                    "model_type is `{model_type}`, expected `llama`"
-                )));
-            }
-        }
-        if raw.num_attention_heads == 0 || raw.hidden_size == 0 {
-            return Err(ConfigError::Invalid(
-                "hidden_size and num_attention_heads must be positive".into(),
-            ));
-        }
+        let (root, raw) = parse_config_json::<Raw>(json)?;
+        let core = &raw.core;
+        core.check()?;
         let config = Self {
-            vocab_size: raw.vocab_size,
-            hidden_size: raw.hidden_size,
-            intermediate_size: raw.intermediate_size,
-            num_hidden_layers: raw.num_hidden_layers,
-            num_attention_heads: raw.num_attention_heads,
-            num_key_value_heads: raw.num_key_value_heads.unwrap_or(raw.num_attention_heads),
-            head_dim: raw
-                .head_dim
-                .unwrap_or(raw.hidden_size / raw.num_attention_heads),
-            hidden_act: Activation::from_name(&raw.hidden_act)?,
-            max_position_embeddings: raw.max_position_embeddings,
-            initializer_range: raw.initializer_range,
-            rms_norm_eps: raw.rms_norm_eps,
-            tie_word_embeddings: raw.tie_word_embeddings,
-            rope: RopeParameters::from_config_json(root, raw.max_position_embeddings)?,
+            vocab_size: core.vocab_size,
+            hidden_size: core.hidden_size,
+            intermediate_size: core.intermediate_size,
+            num_hidden_layers: core.num_hidden_layers,
+            num_attention_heads: core.num_attention_heads,
+            num_key_value_heads: core.num_key_value_heads(),
+            head_dim: core.head_dim(),
+            hidden_act: core.hidden_act()?,
+            max_position_embeddings: core.max_position_embeddings,
+            initializer_range: core.initializer_range,
+            rms_norm_eps: core.rms_norm_eps,
+            tie_word_embeddings: core.tie_word_embeddings,
+            rope: core.rope(&root)?,
             attention_bias: raw.attention_bias,
             mlp_bias: raw.mlp_bias,
         };
@@ -139,20 +102,11 @@ impl LlamaConfig {
     /// Checks the values are consistent; `from_json_str` calls it, call it again after editing
     /// fields by hand.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0
-        {
-            return Err(ConfigError::Invalid(format!(
-                "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
-                self.num_attention_heads, self.num_key_value_heads
-            )));
-        }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return Err(ConfigError::Invalid(format!(
-                "head_dim ({}) must be even and positive",
-                self.head_dim
-            )));
-        }
-        Ok(())
+        validate_heads(
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.head_dim,
+        )
     }
 
     /// The attention shape (the same for every layer).

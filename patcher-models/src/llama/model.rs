@@ -8,7 +8,9 @@ use patcher_core::Patcher;
 use super::config::LlamaConfig;
 use super::decoder_layer::LlamaDecoderLayer;
 use super::norm_mlp::LlamaRMSNorm;
-use crate::common::{causal_mask, embedding, linear, CausalLMOutput, RotaryEmbedding};
+use crate::common::{
+    causal_lm_output, decoder_stack_forward, embedding, lm_head, CausalLMOutput, RotaryEmbedding,
+};
 
 /// transformers' `LlamaModel`.
 #[derive(Module, Debug)]
@@ -49,24 +51,15 @@ impl<B: Backend> LlamaModel<B> {
         input_ids: Tensor<B, 2, Int>,
         output_hidden_states: bool,
     ) -> (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>) {
-        let device = input_ids.device();
-        let [_, seq] = input_ids.dims();
-        let mut hidden = self.embed_tokens.forward(input_ids);
-        let position_embeddings = self.rotary_emb.forward::<B>(seq, &device);
-        let mask = causal_mask::<B>(seq, None, &device);
-        let mut all = output_hidden_states.then(Vec::new);
-        for layer in &self.layers {
-            if let Some(all) = all.as_mut() {
-                all.push(hidden.clone());
-            }
-            hidden = layer.forward(hidden, &position_embeddings, Some(&mask));
-        }
-        let hidden = self.norm.forward(hidden);
-        if let Some(all) = all.as_mut() {
-            // transformers replaces the last layer's raw output with the normed one.
-            all.push(hidden.clone());
-        }
-        (hidden, all)
+        decoder_stack_forward(
+            &self.embed_tokens,
+            &self.rotary_emb,
+            &self.layers,
+            std::iter::repeat(None),
+            |hidden| self.norm.forward(hidden),
+            input_ids,
+            output_hidden_states,
+        )
     }
 }
 
@@ -101,18 +94,15 @@ impl<B: Backend> LlamaForCausalLM<B> {
 
     /// The model built through `ctx` (what [`Self::new`] and [`Self::with_patcher`] call).
     pub fn build(config: &LlamaConfig, ctx: &BuildContext<'_, B>) -> Self {
-        let device = ctx.device();
         Self {
             model: LlamaModel::new(config, ctx),
-            lm_head: (!config.tie_word_embeddings).then(|| {
-                linear(
-                    config.hidden_size,
-                    config.vocab_size,
-                    false,
-                    config.initializer_range,
-                    device,
-                )
-            }),
+            lm_head: lm_head(
+                config.tie_word_embeddings,
+                config.hidden_size,
+                config.vocab_size,
+                config.initializer_range,
+                ctx.device(),
+            ),
         }
     }
 
@@ -131,14 +121,11 @@ impl<B: Backend> LlamaForCausalLM<B> {
         input_ids: Tensor<B, 2, Int>,
         output_hidden_states: bool,
     ) -> CausalLMOutput<B> {
-        let (hidden, hidden_states) = self.model.forward(input_ids, output_hidden_states);
-        let logits = match &self.lm_head {
-            Some(lm_head) => lm_head.forward(hidden),
-            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose().unsqueeze()),
-        };
-        CausalLMOutput {
-            logits,
-            hidden_states,
-        }
+        let model_output = self.model.forward(input_ids, output_hidden_states);
+        causal_lm_output(
+            self.lm_head.as_ref(),
+            &self.model.embed_tokens,
+            model_output,
+        )
     }
 }

@@ -5,7 +5,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 use super::config::LlamaConfig;
-use crate::common::{linear, ones_param, rms_norm, Activation};
+use crate::common::{gated_mlp, gated_mlp_projections, ones_param, rms_norm, Activation};
 
 /// transformers' `LlamaRMSNorm`: a `weight` (named as in the checkpoint) and an epsilon.
 #[derive(Module, Debug)]
@@ -47,19 +47,24 @@ pub struct LlamaMLP<B: Backend> {
 impl<B: Backend> LlamaMLP<B> {
     /// `LlamaMLP(config)`.
     pub fn new(config: &LlamaConfig, device: &B::Device) -> Self {
-        let (h, i) = (config.hidden_size, config.intermediate_size);
-        let (bias, std) = (config.mlp_bias, config.initializer_range);
+        let [gate_proj, up_proj, down_proj] = gated_mlp_projections(
+            config.hidden_size,
+            config.intermediate_size,
+            config.mlp_bias,
+            config.initializer_range,
+            device,
+        );
         Self {
-            gate_proj: linear(h, i, bias, std, device),
-            up_proj: linear(h, i, bias, std, device),
-            down_proj: linear(i, h, bias, std, device),
+            gate_proj,
+            up_proj,
+            down_proj,
             act_fn: config.hidden_act,
         }
     }
 
     /// Applies the gated MLP to the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let gate = self.act_fn.forward(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let projections = [&self.gate_proj, &self.up_proj, &self.down_proj];
+        gated_mlp(projections, self.act_fn, x)
     }
 }

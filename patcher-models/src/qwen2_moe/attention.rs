@@ -8,7 +8,10 @@ use patcher_derive::Patchable;
 
 use super::config::Qwen2MoeConfig;
 use super::interfaces::Qwen2MoeAttentionInterface;
-use crate::common::{eager_attention, linear, AttentionSpec, DecoderAttention, PositionEmbeddings};
+use crate::common::{
+    attention_projections, separate_qkv_attention, AttentionSpec, DecoderAttention,
+    PositionEmbeddings,
+};
 
 /// transformers' `Qwen2MoeAttention`.
 #[derive(Module, Patchable, Debug)]
@@ -30,12 +33,12 @@ impl<B: Backend> Qwen2MoeAttention<B> {
     /// `Qwen2MoeAttention(config, layer_idx)`.
     pub fn new(config: &Qwen2MoeConfig, layer_idx: usize, device: &B::Device) -> Self {
         let spec = config.attention_spec(layer_idx);
-        let (h, std) = (spec.hidden_size, spec.initializer_range);
+        let [q_proj, k_proj, v_proj, o_proj] = attention_projections(&spec, device);
         Self {
-            q_proj: linear(h, spec.q_size(), spec.qkv_bias, std, device),
-            k_proj: linear(h, spec.kv_size(), spec.qkv_bias, std, device),
-            v_proj: linear(h, spec.kv_size(), spec.qkv_bias, std, device),
-            o_proj: linear(spec.q_size(), h, spec.o_bias, std, device),
+            q_proj,
+            k_proj,
+            v_proj,
+            o_proj,
             spec,
         }
     }
@@ -59,10 +62,13 @@ impl<B: Backend> DecoderAttention<B> for Qwen2MoeAttention<B> {
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
     ) -> Tensor<B, 3> {
-        let q = self.q_proj.forward(hidden_states.clone());
-        let k = self.k_proj.forward(hidden_states.clone());
-        let v = self.v_proj.forward(hidden_states);
-        let out = eager_attention(&self.spec, q, k, v, position_embeddings, attention_mask);
-        self.o_proj.forward(out)
+        let projections = [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj];
+        separate_qkv_attention(
+            projections,
+            &self.spec,
+            hidden_states,
+            position_embeddings,
+            attention_mask,
+        )
     }
 }

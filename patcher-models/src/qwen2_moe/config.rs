@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::Value;
 
+use crate::common::config::{parse_config_json, validate_heads, CoreDefaults, RawCore};
 use crate::common::{Activation, AttentionSpec, RopeParameters};
 use crate::error::{read_config_file, ConfigError};
 
@@ -68,23 +68,26 @@ pub struct Qwen2MoeConfig {
     pub qkv_bias: bool,
 }
 
+/// transformers' `Qwen2MoeConfig` defaults of the shared fields.
+struct Defaults;
+
+impl CoreDefaults for Defaults {
+    const MODEL_TYPE: &'static str = "qwen2_moe";
+    const VOCAB_SIZE: usize = 151936;
+    const HIDDEN_SIZE: usize = 2048;
+    const INTERMEDIATE_SIZE: usize = 5632;
+    const NUM_HIDDEN_LAYERS: usize = 24;
+    const NUM_ATTENTION_HEADS: usize = 16;
+    const NUM_KEY_VALUE_HEADS: Option<usize> = Some(16);
+    const MAX_POSITION_EMBEDDINGS: usize = 32768;
+}
+
 /// `config.json` as written, with transformers' dataclass defaults.
 #[derive(Deserialize)]
 #[serde(default)]
 struct Raw {
-    model_type: Option<String>,
-    vocab_size: usize,
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    num_key_value_heads: Option<usize>,
-    head_dim: Option<usize>,
-    hidden_act: String,
-    max_position_embeddings: usize,
-    initializer_range: f64,
-    rms_norm_eps: f64,
-    tie_word_embeddings: bool,
+    #[serde(flatten)]
+    core: RawCore<Defaults>,
     use_sliding_window: bool,
     sliding_window: Option<usize>,
     max_window_layers: usize,
@@ -102,19 +105,7 @@ struct Raw {
 impl Default for Raw {
     fn default() -> Self {
         Self {
-            model_type: None,
-            vocab_size: 151936,
-            hidden_size: 2048,
-            intermediate_size: 5632,
-            num_hidden_layers: 24,
-            num_attention_heads: 16,
-            num_key_value_heads: Some(16),
-            head_dim: None,
-            hidden_act: "silu".into(),
-            max_position_embeddings: 32768,
-            initializer_range: 0.02,
-            rms_norm_eps: 1e-6,
-            tie_word_embeddings: false,
+            core: RawCore::default(),
             use_sliding_window: false,
             sliding_window: Some(4096),
             max_window_layers: 28,
@@ -139,30 +130,9 @@ impl Qwen2MoeConfig {
 
     /// Parses and validates a config JSON string.
     pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
-        let value: Value = serde_json::from_str(json)?;
-        let Value::Object(root) = &value else {
-            return Err(ConfigError::Invalid(
-                "config.json is not a JSON object".into(),
-            ));
-        };
-        let raw: Raw = serde_json::from_value(value.clone())?;
-        if let Some(model_type) = raw.model_type.as_deref() {
-            if model_type != "qwen2_moe" {
-                return Err(ConfigError::Invalid(format!(
-                    "model_type is `{model_type}`, expected `qwen2_moe`"
-                )));
-            }
-        }
-        let rope = RopeParameters::from_config_json(root, raw.max_position_embeddings)?;
-        let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if raw.num_attention_heads == 0 || raw.hidden_size == 0 {
-            return Err(ConfigError::Invalid(
-                "hidden_size and num_attention_heads must be positive".into(),
-            ));
-        }
-        let head_dim = raw
-            .head_dim
-            .unwrap_or(raw.hidden_size / raw.num_attention_heads);
+        let (root, raw) = parse_config_json::<Raw>(json)?;
+        let core = &raw.core;
+        core.check()?;
         // transformers' Qwen2MoeConfig.__post_init__: sliding window only if enabled, and the
         // default layer types alternate sliding/full below max_window_layers.
         let sliding_window = raw
@@ -178,7 +148,7 @@ impl Qwen2MoeConfig {
                     other => Err(ConfigError::Unsupported(format!("layer type `{other}`"))),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
-            None => (0..raw.num_hidden_layers)
+            None => (0..core.num_hidden_layers)
                 .map(|i| {
                     if (i + 1) % 2 == 1 && i < raw.max_window_layers && raw.use_sliding_window {
                         LayerType::Sliding
@@ -189,19 +159,19 @@ impl Qwen2MoeConfig {
                 .collect(),
         };
         let config = Self {
-            vocab_size: raw.vocab_size,
-            hidden_size: raw.hidden_size,
-            intermediate_size: raw.intermediate_size,
-            num_hidden_layers: raw.num_hidden_layers,
-            num_attention_heads: raw.num_attention_heads,
-            num_key_value_heads,
-            head_dim,
-            hidden_act: Activation::from_name(&raw.hidden_act)?,
-            max_position_embeddings: raw.max_position_embeddings,
-            initializer_range: raw.initializer_range,
-            rms_norm_eps: raw.rms_norm_eps,
-            tie_word_embeddings: raw.tie_word_embeddings,
-            rope,
+            vocab_size: core.vocab_size,
+            hidden_size: core.hidden_size,
+            intermediate_size: core.intermediate_size,
+            num_hidden_layers: core.num_hidden_layers,
+            num_attention_heads: core.num_attention_heads,
+            num_key_value_heads: core.num_key_value_heads(),
+            head_dim: core.head_dim(),
+            hidden_act: core.hidden_act()?,
+            max_position_embeddings: core.max_position_embeddings,
+            initializer_range: core.initializer_range,
+            rms_norm_eps: core.rms_norm_eps,
+            tie_word_embeddings: core.tie_word_embeddings,
+            rope: core.rope(&root)?,
             layer_types,
             sliding_window,
             decoder_sparse_step: raw.decoder_sparse_step,
@@ -220,20 +190,12 @@ impl Qwen2MoeConfig {
     /// Checks the values are consistent and implemented; `from_json_str` calls it, call it again
     /// after editing fields by hand.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_heads(
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.head_dim,
+        )?;
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0
-        {
-            return invalid(format!(
-                "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
-                self.num_attention_heads, self.num_key_value_heads
-            ));
-        }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return invalid(format!(
-                "head_dim ({}) must be even and positive",
-                self.head_dim
-            ));
-        }
         if self.layer_types.len() != self.num_hidden_layers {
             return invalid(format!(
                 "layer_types has {} entries for {} layers",

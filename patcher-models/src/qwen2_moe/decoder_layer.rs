@@ -8,7 +8,7 @@ use super::config::Qwen2MoeConfig;
 use super::interfaces::Qwen2MoeAttentionInterface;
 use super::moe::Qwen2MoeSparseMoeBlock;
 use super::norm_mlp::Qwen2MoeRMSNorm;
-use crate::common::PositionEmbeddings;
+use crate::common::{pre_norm_residuals, DecoderLayer, PositionEmbeddings};
 
 /// transformers' `Qwen2MoeDecoderLayer`.
 #[derive(Module, Debug)]
@@ -43,14 +43,25 @@ impl<B: Backend> Qwen2MoeDecoderLayer<B> {
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
     ) -> Tensor<B, 3> {
-        let residual = hidden_states.clone();
-        let x = self.input_layernorm.forward(hidden_states);
-        let x = self
-            .self_attn
-            .forward(x, position_embeddings, attention_mask);
-        let x = residual + x;
-        let residual = x.clone();
-        let y = self.mlp.forward(self.post_attention_layernorm.forward(x));
-        residual + y
+        pre_norm_residuals(
+            hidden_states,
+            |x| {
+                let x = self.input_layernorm.forward(x);
+                self.self_attn
+                    .forward(x, position_embeddings, attention_mask)
+            },
+            |x| self.mlp.forward(self.post_attention_layernorm.forward(x)),
+        )
+    }
+}
+
+impl<B: Backend> DecoderLayer<B> for Qwen2MoeDecoderLayer<B> {
+    fn forward(
+        &self,
+        hidden_states: Tensor<B, 3>,
+        position_embeddings: &PositionEmbeddings<B>,
+        attention_mask: Option<&Tensor<B, 4, Bool>>,
+    ) -> Tensor<B, 3> {
+        Qwen2MoeDecoderLayer::forward(self, hidden_states, position_embeddings, attention_mask)
     }
 }

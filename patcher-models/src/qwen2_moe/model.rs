@@ -8,7 +8,9 @@ use patcher_core::Patcher;
 use super::config::{LayerType, Qwen2MoeConfig};
 use super::decoder_layer::Qwen2MoeDecoderLayer;
 use super::norm_mlp::Qwen2MoeRMSNorm;
-use crate::common::{causal_mask, embedding, linear, CausalLMOutput, RotaryEmbedding};
+use crate::common::{
+    causal_lm_output, decoder_stack_forward, embedding, lm_head, CausalLMOutput, RotaryEmbedding,
+};
 
 /// transformers' `Qwen2MoeModel`.
 #[derive(Module, Debug)]
@@ -60,28 +62,15 @@ impl<B: Backend> Qwen2MoeModel<B> {
         input_ids: Tensor<B, 2, Int>,
         output_hidden_states: bool,
     ) -> (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>) {
-        let device = input_ids.device();
-        let [_, seq] = input_ids.dims();
-        let mut hidden = self.embed_tokens.forward(input_ids);
-        let position_embeddings = self.rotary_emb.forward::<B>(seq, &device);
-        let full_mask = causal_mask::<B>(seq, None, &device);
-        let mut all = output_hidden_states.then(Vec::new);
-        for (layer, window) in self.layers.iter().zip(&self.windows) {
-            if let Some(all) = all.as_mut() {
-                all.push(hidden.clone());
-            }
-            let mask = match window {
-                None => full_mask.clone(),
-                Some(w) => causal_mask::<B>(seq, Some(*w), &device),
-            };
-            hidden = layer.forward(hidden, &position_embeddings, Some(&mask));
-        }
-        let hidden = self.norm.forward(hidden);
-        if let Some(all) = all.as_mut() {
-            // transformers replaces the last layer's raw output with the normed one.
-            all.push(hidden.clone());
-        }
-        (hidden, all)
+        decoder_stack_forward(
+            &self.embed_tokens,
+            &self.rotary_emb,
+            &self.layers,
+            self.windows.iter().copied(),
+            |hidden| self.norm.forward(hidden),
+            input_ids,
+            output_hidden_states,
+        )
     }
 }
 
@@ -116,18 +105,15 @@ impl<B: Backend> Qwen2MoeForCausalLM<B> {
 
     /// The model built through `ctx` (what [`Self::new`] and [`Self::with_patcher`] call).
     pub fn build(config: &Qwen2MoeConfig, ctx: &BuildContext<'_, B>) -> Self {
-        let device = ctx.device();
         Self {
             model: Qwen2MoeModel::new(config, ctx),
-            lm_head: (!config.tie_word_embeddings).then(|| {
-                linear(
-                    config.hidden_size,
-                    config.vocab_size,
-                    false,
-                    config.initializer_range,
-                    device,
-                )
-            }),
+            lm_head: lm_head(
+                config.tie_word_embeddings,
+                config.hidden_size,
+                config.vocab_size,
+                config.initializer_range,
+                ctx.device(),
+            ),
         }
     }
 
@@ -146,14 +132,11 @@ impl<B: Backend> Qwen2MoeForCausalLM<B> {
         input_ids: Tensor<B, 2, Int>,
         output_hidden_states: bool,
     ) -> CausalLMOutput<B> {
-        let (hidden, hidden_states) = self.model.forward(input_ids, output_hidden_states);
-        let logits = match &self.lm_head {
-            Some(lm_head) => lm_head.forward(hidden),
-            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose().unsqueeze()),
-        };
-        CausalLMOutput {
-            logits,
-            hidden_states,
-        }
+        let model_output = self.model.forward(input_ids, output_hidden_states);
+        causal_lm_output(
+            self.lm_head.as_ref(),
+            &self.model.embed_tokens,
+            model_output,
+        )
     }
 }

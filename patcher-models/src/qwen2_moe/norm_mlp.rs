@@ -5,7 +5,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 use super::config::Qwen2MoeConfig;
-use crate::common::{linear, ones_param, rms_norm, Activation};
+use crate::common::{gated_mlp, gated_mlp_projections, ones_param, rms_norm, Activation};
 
 /// transformers' `Qwen2MoeRMSNorm`: a `weight` (named as in the checkpoint) and an epsilon.
 #[derive(Module, Debug)]
@@ -48,17 +48,19 @@ impl<B: Backend> Qwen2MoeMLP<B> {
     /// `Qwen2MoeMLP(config, intermediate_size)`.
     pub fn new(config: &Qwen2MoeConfig, intermediate_size: usize, device: &B::Device) -> Self {
         let (h, std) = (config.hidden_size, config.initializer_range);
+        let [gate_proj, up_proj, down_proj] =
+            gated_mlp_projections(h, intermediate_size, false, std, device);
         Self {
-            gate_proj: linear(h, intermediate_size, false, std, device),
-            up_proj: linear(h, intermediate_size, false, std, device),
-            down_proj: linear(intermediate_size, h, false, std, device),
+            gate_proj,
+            up_proj,
+            down_proj,
             act_fn: config.hidden_act,
         }
     }
 
     /// Applies the gated MLP to the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let gate = self.act_fn.forward(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let projections = [&self.gate_proj, &self.up_proj, &self.down_proj];
+        gated_mlp(projections, self.act_fn, x)
     }
 }

@@ -4,36 +4,18 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use patcher_burn::{LoadOptions, Loaded, PretrainedModel};
-use patcher_core::{Patcher, WeightTransform};
+use patcher_burn::{LoadOptions, Loaded};
+use patcher_core::Patcher;
 
 use super::config::Qwen2MoeConfig;
 use super::model::{Qwen2MoeForCausalLM, Qwen2MoeModel};
-use crate::error::{config_path, PretrainedError};
+use crate::common::pretrained::{self, impl_pretrained_model};
+use crate::error::PretrainedError;
 
-impl<B: Backend> PretrainedModel<B> for Qwen2MoeForCausalLM<B> {
-    /// transformers' `qwen2_moe` conversions (per-expert linears merged into the fused experts).
-    fn weight_conversions() -> Vec<WeightTransform> {
-        super::conversions::default_weight_conversions()
-    }
-
-    /// `"model"`, as transformers' `Qwen2MoePreTrainedModel.base_model_prefix`.
-    fn base_model_prefix() -> Option<&'static str> {
-        Some("model")
-    }
-}
-
-impl<B: Backend> PretrainedModel<B> for Qwen2MoeModel<B> {
-    /// transformers' `qwen2_moe` conversions (per-expert linears merged into the fused experts).
-    fn weight_conversions() -> Vec<WeightTransform> {
-        super::conversions::default_weight_conversions()
-    }
-
-    /// `"model"`: a causal-LM checkpoint's `model.` keys load into the bare model.
-    fn base_model_prefix() -> Option<&'static str> {
-        Some("model")
-    }
-}
+// The causal LM loads a checkpoint as is; the bare model loads its `model.` keys.
+impl_pretrained_model!(
+    super::conversions::default_weight_conversions => Qwen2MoeForCausalLM, Qwen2MoeModel
+);
 
 impl<B: Backend> Qwen2MoeForCausalLM<B> {
     /// transformers' `Qwen2MoeForCausalLM.from_pretrained(path, patcher=patcher)`: reads
@@ -49,15 +31,13 @@ impl<B: Backend> Qwen2MoeForCausalLM<B> {
         device: &B::Device,
         options: &LoadOptions,
     ) -> Result<Loaded<Self>, PretrainedError> {
-        let path = path.as_ref();
-        let config = Qwen2MoeConfig::from_file(config_path(path))?;
-        let loaded = patcher_burn::from_pretrained(
-            path,
+        pretrained::from_pretrained(
+            path.as_ref(),
             patcher,
             device,
-            |ctx| Self::build(&config, ctx),
             options,
-        )?;
-        Ok(loaded)
+            Qwen2MoeConfig::from_file,
+            Self::build,
+        )
     }
 }

@@ -19,7 +19,7 @@ use burn::tensor::IndexingUpdateOp;
 
 use patcher_derive::Patchable;
 
-use crate::common::{linear, Activation, ExpertDispatch, MoeExperts};
+use crate::common::{gated_mlp, gated_mlp_projections, Activation, ExpertDispatch, MoeExperts};
 use crate::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeExpertsInterface};
 
 /// One expert: `down(act(gate(x)) * up(x))`, no biases (the seed's `ExpertMLP`).
@@ -39,19 +39,20 @@ impl<B: Backend> ExpertMLP<B> {
     /// One routed expert of `config`.
     pub fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self {
         let (h, i) = (config.hidden_size, config.moe_intermediate_size);
-        let std = config.initializer_range;
+        let [gate_proj, up_proj, down_proj] =
+            gated_mlp_projections(h, i, false, config.initializer_range, device);
         Self {
-            gate_proj: linear(h, i, false, std, device),
-            up_proj: linear(h, i, false, std, device),
-            down_proj: linear(i, h, false, std, device),
+            gate_proj,
+            up_proj,
+            down_proj,
             act_fn: config.hidden_act,
         }
     }
 
     /// `[n, hidden] -> [n, hidden]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let gate = self.act_fn.forward(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let projections = [&self.gate_proj, &self.up_proj, &self.down_proj];
+        gated_mlp(projections, self.act_fn, x)
     }
 }
 

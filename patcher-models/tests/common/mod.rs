@@ -12,6 +12,8 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
+pub mod parity;
+
 /// A host tensor in f32.
 #[derive(Debug, Clone)]
 pub struct HostF32 {
@@ -297,41 +299,6 @@ pub fn assign_all<B: Backend, M: Module<B>>(module: M, dir: &Path, device: &B::D
     let unused: Vec<&String> = weights.keys().filter(|k| !used.contains(*k)).collect();
     assert!(unused.is_empty(), "unused checkpoint keys: {unused:?}");
     module
-}
-
-/// Summary of one parity run.
-pub struct Parity {
-    pub logits: f32,
-    pub hidden_states: Vec<f32>,
-}
-
-impl Parity {
-    pub fn max(&self) -> f32 {
-        self.hidden_states
-            .iter()
-            .copied()
-            .fold(self.logits, f32::max)
-    }
-}
-
-pub fn parity<B: Backend>(
-    logits: &Tensor<B, 3>,
-    hidden_states: &[Tensor<B, 3>],
-    reference: &Reference,
-) -> Parity {
-    assert_eq!(
-        hidden_states.len(),
-        reference.hidden_states.len(),
-        "number of hidden states"
-    );
-    Parity {
-        logits: max_abs_diff(logits, &reference.logits),
-        hidden_states: hidden_states
-            .iter()
-            .zip(&reference.hidden_states)
-            .map(|(a, e)| max_abs_diff(a, e))
-            .collect(),
-    }
 }
 
 /// Random `[d0, d1, d2]` input from a fixed seed (a tiny LCG, so no extra dependency).

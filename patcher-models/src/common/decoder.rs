@@ -1,0 +1,110 @@
+//! The decoder-only forward every family shares: a layer's two pre-norm residual branches, the
+//! stack of layers between the embedding and the final norm, and the LM head (untied or tied to
+//! the embedding). The model classes hold the parts as their own fields and pass them in.
+
+use burn::nn::{Embedding, Linear};
+use burn::prelude::*;
+
+use super::attention::causal_mask;
+use super::init::linear;
+use super::output::CausalLMOutput;
+use super::rope::{PositionEmbeddings, RotaryEmbedding};
+
+/// A decoder layer (`LlamaDecoderLayer`, `Qwen2MoeDecoderLayer`), as
+/// [`decoder_stack_forward`] runs it.
+pub trait DecoderLayer<B: Backend> {
+    /// `hidden_states [batch, seq, hidden]` to `[batch, seq, hidden]`; `attention_mask` is
+    /// `true` where attention is forbidden.
+    fn forward(
+        &self,
+        hidden_states: Tensor<B, 3>,
+        position_embeddings: &PositionEmbeddings<B>,
+        attention_mask: Option<&Tensor<B, 4, Bool>>,
+    ) -> Tensor<B, 3>;
+}
+
+/// A decoder layer's body: `h = x + attention(x)`, then `h + mlp(h)`. Each branch applies its own
+/// pre-norm (`input_layernorm`, `post_attention_layernorm`) first.
+pub fn pre_norm_residuals<B: Backend>(
+    hidden_states: Tensor<B, 3>,
+    attention: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
+    mlp: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    let residual = hidden_states.clone();
+    let x = residual + attention(hidden_states);
+    let residual = x.clone();
+    residual + mlp(x)
+}
+
+/// `XxxModel.forward`: `input_ids [batch, seq]` (positions `0..seq`, no padding) through the
+/// embedding, `layers` and `final_norm`, to the final-normed hidden states, and all hidden states
+/// when asked (see [`CausalLMOutput::hidden_states`]).
+///
+/// `sliding_windows` gives each layer's window in order (`None`: full causal attention); the
+/// layers run as far as it goes, so a model without sliding attention passes `repeat(None)`.
+pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
+    embed_tokens: &Embedding<B>,
+    rotary_emb: &RotaryEmbedding,
+    layers: &[L],
+    sliding_windows: impl IntoIterator<Item = Option<usize>>,
+    final_norm: impl Fn(Tensor<B, 3>) -> Tensor<B, 3>,
+    input_ids: Tensor<B, 2, Int>,
+    output_hidden_states: bool,
+) -> (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>) {
+    let device = input_ids.device();
+    let [_, seq] = input_ids.dims();
+    let mut hidden = embed_tokens.forward(input_ids);
+    let position_embeddings = rotary_emb.forward::<B>(seq, &device);
+    let full_mask = causal_mask::<B>(seq, None, &device);
+    let mut all = output_hidden_states.then(Vec::new);
+    for (layer, window) in layers.iter().zip(sliding_windows) {
+        if let Some(all) = all.as_mut() {
+            all.push(hidden.clone());
+        }
+        let sliding_mask;
+        let mask = match window {
+            None => &full_mask,
+            Some(w) => {
+                sliding_mask = causal_mask::<B>(seq, Some(w), &device);
+                &sliding_mask
+            }
+        };
+        hidden = layer.forward(hidden, &position_embeddings, Some(mask));
+    }
+    let hidden = final_norm(hidden);
+    if let Some(all) = all.as_mut() {
+        // transformers replaces the last layer's raw output with the normed one.
+        all.push(hidden.clone());
+    }
+    (hidden, all)
+}
+
+/// `lm_head`: `hidden -> vocab`, no bias; `None` when `tie_word_embeddings` (the logits then use
+/// the embedding matrix, and a checkpoint has no `lm_head.weight` to load).
+pub fn lm_head<B: Backend>(
+    tie_word_embeddings: bool,
+    hidden_size: usize,
+    vocab_size: usize,
+    initializer_range: f64,
+    device: &B::Device,
+) -> Option<Linear<B>> {
+    (!tie_word_embeddings)
+        .then(|| linear(hidden_size, vocab_size, false, initializer_range, device))
+}
+
+/// `XxxForCausalLM.forward` after its model: the logits of the final hidden states through
+/// `lm_head`, or through `embed_tokens.weight` when tied, with the model's hidden states.
+pub fn causal_lm_output<B: Backend>(
+    lm_head: Option<&Linear<B>>,
+    embed_tokens: &Embedding<B>,
+    (hidden, hidden_states): (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>),
+) -> CausalLMOutput<B> {
+    let logits = match lm_head {
+        Some(lm_head) => lm_head.forward(hidden),
+        None => hidden.matmul(embed_tokens.weight.val().transpose().unsqueeze()),
+    };
+    CausalLMOutput {
+        logits,
+        hidden_states,
+    }
+}

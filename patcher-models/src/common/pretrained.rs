@@ -1,0 +1,47 @@
+//! What every family's loading code shares: `from_pretrained` (config, build, load) and the
+//! `PretrainedModel` impls of its causal LM and bare model.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use patcher_burn::{BuildContext, LoadOptions, Loaded, PretrainedModel};
+use patcher_core::Patcher;
+
+use crate::error::{config_path, ConfigError, PretrainedError};
+
+/// `XxxForCausalLM.from_pretrained`: reads the `config.json` next to the weights at `path` with
+/// `read_config`, then builds the model with `build` (and `patcher`'s substitutions) and loads
+/// the weights through its default conversions as `patcher` changes them.
+pub(crate) fn from_pretrained<B: Backend, M: PretrainedModel<B>, C>(
+    path: &Path,
+    patcher: &Patcher<B>,
+    device: &B::Device,
+    options: &LoadOptions,
+    read_config: impl FnOnce(PathBuf) -> Result<C, ConfigError>,
+    build: impl FnOnce(&C, &BuildContext<'_, B>) -> M,
+) -> Result<Loaded<M>, PretrainedError> {
+    let config = read_config(config_path(path))?;
+    let loaded =
+        patcher_burn::from_pretrained(path, patcher, device, |ctx| build(&config, ctx), options)?;
+    Ok(loaded)
+}
+
+/// `PretrainedModel` for a family's `XxxForCausalLM` and `XxxModel`: the family's default
+/// conversions, and `"model"` as the base model prefix (transformers'
+/// `XxxPreTrainedModel.base_model_prefix`; on the bare model, it lets a causal-LM checkpoint's
+/// `model.` keys load). A macro because the impls are of a foreign trait, one per type.
+macro_rules! impl_pretrained_model {
+    ($conversions:path => $($model:ident),+) => {$(
+        impl<B: burn::prelude::Backend> patcher_burn::PretrainedModel<B> for $model<B> {
+            fn weight_conversions() -> Vec<patcher_core::WeightTransform> {
+                $conversions()
+            }
+
+            fn base_model_prefix() -> Option<&'static str> {
+                Some("model")
+            }
+        }
+    )+};
+}
+
+pub(crate) use impl_pretrained_model;

@@ -1,0 +1,68 @@
+//! The linear projections that several classes hold as their own fields (separate q/k/v/o
+//! attention, gated MLPs): built and run here, once. The classes keep the linears as fields so
+//! that their parameter paths stay transformers' (`self_attn.q_proj.weight`, `mlp.up_proj.weight`).
+
+use burn::nn::Linear;
+use burn::prelude::*;
+
+use super::activation::Activation;
+use super::attention::{eager_attention, AttentionSpec};
+use super::init::linear;
+use super::rope::PositionEmbeddings;
+
+/// `[q_proj, k_proj, v_proj, o_proj]` of an attention class with separate q/k/v projections,
+/// shaped and biased by `spec`.
+pub fn attention_projections<B: Backend>(
+    spec: &AttentionSpec,
+    device: &B::Device,
+) -> [Linear<B>; 4] {
+    let (h, std) = (spec.hidden_size, spec.initializer_range);
+    [
+        linear(h, spec.q_size(), spec.qkv_bias, std, device),
+        linear(h, spec.kv_size(), spec.qkv_bias, std, device),
+        linear(h, spec.kv_size(), spec.qkv_bias, std, device),
+        linear(spec.q_size(), h, spec.o_bias, std, device),
+    ]
+}
+
+/// The forward of an attention class with separate projections `[q_proj, k_proj, v_proj,
+/// o_proj]`: project, [`eager_attention`], project out (`hidden_states [batch, seq, hidden]` to
+/// `[batch, seq, hidden]`).
+pub fn separate_qkv_attention<B: Backend>(
+    [q_proj, k_proj, v_proj, o_proj]: [&Linear<B>; 4],
+    spec: &AttentionSpec,
+    hidden_states: Tensor<B, 3>,
+    position_embeddings: &PositionEmbeddings<B>,
+    attention_mask: Option<&Tensor<B, 4, Bool>>,
+) -> Tensor<B, 3> {
+    let q = q_proj.forward(hidden_states.clone());
+    let k = k_proj.forward(hidden_states.clone());
+    let v = v_proj.forward(hidden_states);
+    let out = eager_attention(spec, q, k, v, position_embeddings, attention_mask);
+    o_proj.forward(out)
+}
+
+/// `[gate_proj, up_proj, down_proj]` of a gated MLP from `hidden` to `intermediate` and back.
+pub fn gated_mlp_projections<B: Backend>(
+    hidden: usize,
+    intermediate: usize,
+    bias: bool,
+    std: f64,
+    device: &B::Device,
+) -> [Linear<B>; 3] {
+    [
+        linear(hidden, intermediate, bias, std, device),
+        linear(hidden, intermediate, bias, std, device),
+        linear(intermediate, hidden, bias, std, device),
+    ]
+}
+
+/// `down(act(gate(x)) * up(x))` over the last dimension (transformers' `XxxMLP.forward`).
+pub fn gated_mlp<B: Backend, const D: usize>(
+    [gate_proj, up_proj, down_proj]: [&Linear<B>; 3],
+    act_fn: Activation,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let gate = act_fn.forward(gate_proj.forward(x.clone()));
+    down_proj.forward(gate * up_proj.forward(x))
+}
