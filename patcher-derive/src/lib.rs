@@ -4,8 +4,8 @@
 //! `burn_patcher::slot_interface`); the generated code names `::burn_patcher`, or the path given
 //! with `crate = "..."` (e.g. `patcher_burn` inside the workspace).
 //!
-//! The derive is organized like thiserror's: [`ast`] parses the struct, [`attr`] its
-//! `#[patchable(...)]` attributes, [`valid`] checks both, and [`expand`] generates the code.
+//! The derive is organized like thiserror's: `ast` parses the struct, `attr` its
+//! `#[patchable(...)]` attributes, `valid` checks both, and `expand` generates the code.
 
 mod ast;
 mod attr;
