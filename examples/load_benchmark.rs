@@ -53,6 +53,11 @@
 //!   and still held after the call (the model);
 //! - `x transformers`: load time over transformers' (below 1.00 is faster).
 //!
+//! Run it on an idle machine: the load average is printed, with a warning when it is high.
+//! Other busy processes distort the times unevenly (two CPU hogs on 2 cores slowed transformers,
+//! whose torch threads spin, about 4x and burn-patcher about 1.2x); the memory figures do not
+//! depend on it.
+//!
 //! The issue's targets are then checked for burn-patcher (both rows): load time at most
 //! transformers', throughput at least 0.8x memcpy, peak RSS added at most 1.1x the checkpoint.
 //! The last line, `SUMMARY {...}`, is the same figures as one JSON object.
@@ -351,7 +356,7 @@ impl Shape {
 
     fn describe(&self) -> String {
         format!(
-            "Qwen2-MoE f32: {} layers, hidden {}, {} heads / {} KV heads, {} experts x {} (top-{}), \
+            "Qwen2-MoE f32: {} layer(s), hidden {}, {} heads / {} KV heads, {} experts x {} (top-{}), \
              shared expert {}, vocab {}",
             self.layers,
             self.hidden,
@@ -734,7 +739,9 @@ enum Outcome {
     Failed(String),
 }
 
-fn run_contender(contender: Contender, args: &Args) -> Result<Measure, Outcome> {
+/// Runs one round of `contender` in a child process; also returns the child's first line of
+/// output when it is not the result (transformers' versions).
+fn run_contender(contender: Contender, args: &Args) -> Result<(Measure, Option<String>), Outcome> {
     let mut command = match contender {
         Contender::Transformers => {
             let script =
@@ -769,7 +776,10 @@ fn run_contender(contender: Contender, args: &Args) -> Result<Measure, Outcome> 
         return Err(Outcome::Skipped("skipped (no transformers)".into()));
     }
     match Measure::parse(&stdout) {
-        Some(measure) if output.status.success() => Ok(measure),
+        Some(measure) if output.status.success() => {
+            let info = stdout.lines().next().filter(|l| !l.starts_with("RESULT"));
+            Ok((measure, info.map(str::to_string)))
+        }
         _ => Err(Outcome::Failed(format!(
             "{} ({})",
             output.status,
@@ -844,6 +854,7 @@ fn parent(args: &Args) -> Result<(), Error> {
         .filter(|&c| args.transformers || c != Contender::Transformers)
         .collect();
     let mut outcomes: Vec<Outcome> = contenders.iter().map(|_| Outcome::Done(vec![])).collect();
+    let mut info: Option<String> = None;
     for round in 0..args.repeats {
         eprint!("round {}/{}:", round + 1, args.repeats);
         for (contender, outcome) in contenders.iter().zip(outcomes.iter_mut()) {
@@ -852,13 +863,15 @@ fn parent(args: &Args) -> Result<(), Error> {
             };
             eprint!(" {}", contender.key());
             match run_contender(*contender, args) {
-                Ok(measure) => measures.push(measure),
+                Ok((measure, line)) => {
+                    measures.push(measure);
+                    info = info.or(line);
+                }
                 Err(other) => *outcome = other,
             }
         }
         eprintln!();
     }
-    let load_after = load_average();
 
     // Every contender must have loaded the same values.
     let reference = outcomes.iter().find_map(|o| match o {
@@ -951,10 +964,22 @@ fn parent(args: &Args) -> Result<(), Error> {
         }
     }
     print!("{table}");
+    if let Some(info) = &info {
+        println!("({info})");
+    }
     println!(
-        "(1-minute load average {load_before:.2} before, {load_after:.2} after, on {cores} \
-         cores: times are only comparable on an otherwise idle machine)"
+        "(1-minute load average before the run {load_before:.2}, on {cores} cores: times are \
+         only comparable on an otherwise idle machine)"
     );
+    // Only the load before the run tells of other processes: the run itself raises it.
+    if load_before > 0.5 * cores.max(1) as f64 {
+        // Measured: two busy processes on 2 cores slow transformers (torch's OpenMP threads)
+        // about 4x and burn-patcher about 1.2x, so the time ratios are not to be trusted.
+        println!(
+            "WARNING: the machine was busy during the run; rerun on an idle machine before \
+             comparing times (memory figures are unaffected)"
+        );
+    }
     println!(
         "(x memcpy: against the faster memcpy, {:.2} GB/s; x ckpt: against {:.1} MB of tensor \
          data)",
@@ -1015,7 +1040,7 @@ fn parent(args: &Args) -> Result<(), Error> {
     // One JSON line for scripts.
     let mut json = format!(
         "{{\"checkpoint_bytes\":{bytes},\"tensors\":{tensors},\"layers\":{},\"threads\":{},\
-         \"rounds\":{},\"cores\":{cores},\"load_average\":[{load_before:.2},{load_after:.2}],\
+         \"rounds\":{},\"cores\":{cores},\"load_average_before\":{load_before:.2},\
          \"memcpy_gbps\":{memcpy_gbps:.4},\"contenders\":{{",
         shape.layers, args.threads, args.repeats
     );
