@@ -1,27 +1,28 @@
 //! Puts converted tensors into a model's parameters, by Burn path, keeping parameter ids,
 //! devices, gradient settings and load mappers (through `Param::transform_for_load`).
 
-use std::collections::HashMap;
-
 use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
+
+use super::execute::Wave;
+use super::params::Layout;
 
 /// A mapper that replaces the parameters named in `tensors` and leaves the others as they are
 /// (lazy parameters that are not replaced stay uninitialised).
 pub(crate) struct Applier {
     path: Vec<String>,
-    tensors: HashMap<String, TensorData>,
+    tensors: Wave,
 }
 
 impl Applier {
-    pub(crate) fn new(tensors: HashMap<String, TensorData>) -> Self {
+    pub(crate) fn new(tensors: Wave) -> Self {
         Self {
             path: Vec::new(),
             tensors,
         }
     }
 
-    fn take(&mut self) -> Option<TensorData> {
+    fn take(&mut self) -> Option<(TensorData, Layout)> {
         if self.tensors.is_empty() {
             return None;
         }
@@ -40,8 +41,14 @@ impl<B: Backend> ModuleMapper<B> for Applier {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         match self.take() {
-            Some(data) => {
+            Some((data, layout)) => {
                 let tensor = Tensor::from_data(data, &param.lazy_device());
+                // The data is in the checkpoint's layout; a Linear weight becomes Burn's
+                // `[in, out]` as a strided view, without copying it again.
+                let tensor = match layout {
+                    Layout::Same => tensor,
+                    Layout::Transposed => tensor.transpose(),
+                };
                 let id = param.id;
                 param.transform_for_load(tensor, id)
             }
@@ -54,7 +61,8 @@ impl<B: Backend> ModuleMapper<B> for Applier {
         param: Param<Tensor<B, D, Int>>,
     ) -> Param<Tensor<B, D, Int>> {
         match self.take() {
-            Some(data) => {
+            // Only Linear weights are transposed, and they are float.
+            Some((data, _)) => {
                 let tensor = Tensor::from_data(data, &param.lazy_device());
                 let id = param.id;
                 param.transform_for_load(tensor, id)
@@ -68,7 +76,8 @@ impl<B: Backend> ModuleMapper<B> for Applier {
         param: Param<Tensor<B, D, Bool>>,
     ) -> Param<Tensor<B, D, Bool>> {
         match self.take() {
-            Some(data) => {
+            // Only Linear weights are transposed, and they are float.
+            Some((data, _)) => {
                 let tensor = Tensor::from_data(data, &param.lazy_device());
                 let id = param.id;
                 param.transform_for_load(tensor, id)

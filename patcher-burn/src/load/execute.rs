@@ -3,8 +3,9 @@
 //!
 //! Groups of a wave convert in parallel (rayon, a few threads: loading is I/O bound); a wave
 //! holds at most `max_bytes_in_flight` of checkpoint bytes (one larger group goes alone), and
-//! its tensors are uploaded before the next wave is read and its mapped pages are released, so
-//! the host never holds the whole converted model, nor the whole mapped file.
+//! its tensors are uploaded before the next wave is read. Each group releases its mapped pages
+//! as soon as its outputs own their bytes, so the host never holds the whole converted model,
+//! nor the whole mapped file.
 
 use std::collections::HashMap;
 
@@ -16,10 +17,11 @@ use rayon::prelude::*;
 use super::error::LoadError;
 use super::host::{cast_for, to_tensor_data};
 use super::options::{LoadOptions, LoadProgress};
-use super::params::{ParamInfo, ParamKind};
+use super::params::{Layout, ParamInfo, ParamKind};
 
-/// Converted tensors of one wave, by Burn path.
-pub(crate) type Wave = HashMap<String, TensorData>;
+/// Converted tensors of one wave, by Burn path, in the checkpoint's layout with the layout step
+/// still to apply.
+pub(crate) type Wave = HashMap<String, (TensorData, Layout)>;
 
 /// What the executor needs to convert groups.
 pub(crate) struct Executor<'a> {
@@ -37,7 +39,10 @@ impl Executor<'_> {
             .sum()
     }
 
-    fn convert(&self, group: &PlannedGroup) -> Result<Vec<(String, TensorData)>, LoadError> {
+    fn convert(
+        &self,
+        group: &PlannedGroup,
+    ) -> Result<Vec<(String, (TensorData, Layout))>, LoadError> {
         // Every written target of a group is of one kind in practice (a float op chain); the
         // first decides how the sources are cast.
         let kind = group
@@ -59,7 +64,7 @@ impl Executor<'_> {
                 key: group.key.clone(),
                 source,
             })?;
-        outputs
+        let converted = outputs
             .into_iter()
             .map(|(key, tensor)| {
                 let param =
@@ -69,9 +74,16 @@ impl Executor<'_> {
                             key: key.clone(),
                             message: "the plan wrote a parameter the model does not list".into(),
                         })?;
-                Ok((param.burn_path.clone(), to_tensor_data(tensor, param)?))
+                let data = to_tensor_data(tensor, param)?;
+                Ok((param.burn_path.clone(), (data, param.layout)))
             })
-            .collect()
+            .collect::<Result<Vec<_>, LoadError>>()?;
+        // The outputs own their bytes now: the sources' mapped pages can leave the resident set
+        // before the next group is read.
+        for key in group.sources.iter().flat_map(|(_, keys)| keys) {
+            self.checkpoint.release(key);
+        }
+        Ok(converted)
     }
 
     /// Converts `groups` wave by wave, folding each wave into `state` with `apply` (which uploads
@@ -115,14 +127,6 @@ impl Executor<'_> {
                 tensors.extend(outputs);
             }
             state = apply(state, tensors);
-            // The wave's checkpoint pages are converted and uploaded: drop them from the
-            // resident set, so a load never holds the mapped file and the model at once.
-            for key in wave
-                .iter()
-                .flat_map(|g| g.sources.iter().flat_map(|(_, keys)| keys))
-            {
-                self.checkpoint.release(key);
-            }
             progress.bytes_done += bytes;
             options.report(&progress);
             start = end;

@@ -81,46 +81,40 @@ fn transpose(tensor: HostTensor<'_>, key: &str) -> Result<HostTensor<'static>, L
     Ok(tensor.into_owned())
 }
 
-/// A converted checkpoint tensor as Burn data for `param` (PyTorch layout in, Burn layout out).
+/// A converted checkpoint tensor as Burn data for `param`, still in the checkpoint's layout: a
+/// [`Layout::Transposed`] parameter is transposed as a view when it is put in the model
+/// (`Applier`), so the bytes are copied once here and never again.
+///
+/// The values go into a `Vec` of the element type: Burn's backends take such a buffer as it is,
+/// where a byte buffer (alignment 1) would be copied twice more on the way in.
 pub(crate) fn to_tensor_data(
     tensor: HostTensor<'_>,
     param: &ParamInfo,
 ) -> Result<TensorData, LoadError> {
-    let tensor = match param.layout {
-        Layout::Same => tensor,
-        Layout::Transposed => transpose(tensor, &param.torch_name)?,
-    };
-    let shape = param.burn_shape.clone();
+    let shape = tensor.shape.clone();
+    let bytes = &tensor.bytes[..];
     Ok(match (param.kind, tensor.dtype) {
-        (ParamKind::Float, dtype) => {
-            TensorData::from_bytes_vec(tensor.bytes.into_owned(), shape, burn_float(dtype))
+        (ParamKind::Float, DType::F32) => TensorData::new(aligned::<f32>(bytes), shape),
+        (ParamKind::Float, DType::F16) => TensorData::new(aligned::<half::f16>(bytes), shape),
+        (ParamKind::Float, DType::BF16) => TensorData::new(aligned::<half::bf16>(bytes), shape),
+        (ParamKind::Float, DType::F64) => TensorData::new(aligned::<f64>(bytes), shape),
+        (ParamKind::Float, other) => {
+            return Err(LoadError::Unsupported {
+                key: param.torch_name.clone(),
+                message: format!("a float parameter cannot hold {other} values"),
+            })
         }
-        (ParamKind::Int, DType::I64) => TensorData::new(values::<i64>(&tensor), shape),
-        (ParamKind::Int, DType::I32) => TensorData::new(values::<i32>(&tensor), shape),
-        (ParamKind::Int, _) => {
-            TensorData::new(tensor.bytes.iter().map(|&b| b as i64).collect(), shape)
-        }
-        (ParamKind::Bool, _) => {
-            TensorData::new(tensor.bytes.iter().map(|&b| b != 0).collect(), shape)
-        }
+        (ParamKind::Int, DType::I64) => TensorData::new(aligned::<i64>(bytes), shape),
+        (ParamKind::Int, DType::I32) => TensorData::new(aligned::<i32>(bytes), shape),
+        (ParamKind::Int, _) => TensorData::new(bytes.iter().map(|&b| b as i64).collect(), shape),
+        (ParamKind::Bool, _) => TensorData::new(bytes.iter().map(|&b| b != 0).collect(), shape),
     })
 }
 
-fn values<T: bytemuck::Pod>(tensor: &HostTensor<'_>) -> Vec<T> {
-    tensor
-        .bytes
-        .chunks_exact(std::mem::size_of::<T>())
-        .map(bytemuck::pod_read_unaligned)
-        .collect()
-}
-
-fn burn_float(dtype: DType) -> BurnDType {
-    match dtype {
-        DType::F16 => BurnDType::F16,
-        DType::BF16 => BurnDType::BF16,
-        DType::F64 => BurnDType::F64,
-        _ => BurnDType::F32,
-    }
+/// The little-endian values in `bytes` (any alignment) as a `Vec<T>`, written once (the
+/// zeroed allocation of a large buffer costs no write).
+fn aligned<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
+    bytemuck::pod_collect_to_vec(bytes)
 }
 
 /// A parameter's Burn data as a host tensor in the checkpoint (PyTorch) layout, for saving.
