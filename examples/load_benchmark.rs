@@ -27,9 +27,11 @@
 //!    - `burn-patcher, seed patcher`: `patcher_burn::from_pretrained` with the seed's patcher
 //!      (q/k/v concatenated into `FusedQKVAttention`, experts as `SequentialExperts`) into
 //!      `patcher-models`' `Qwen2MoeForCausalLM` on NdArray f32.
-//!    - `burn-patcher, unpatched`: the same call with an empty patcher: the model's default
-//!      conversions merge the per-expert linears into the fused `gate_up_proj [E, 2I, H]` and
-//!      `down_proj [E, H, I]` (`MergeModulelist` + `Concatenate`), as transformers does.
+//!    - `burn-patcher, fused QKV + merged experts`: the same call patching only the attention:
+//!      q/k/v are concatenated into `qkv_proj`, and the model's default conversions merge the
+//!      per-expert linears into the fused `gate_up_proj [E, 2I, H]` and `down_proj [E, H, I]`
+//!      (`MergeModulelist` + `Concatenate`), as transformers does: expert merging and QKV fusion
+//!      in one load.
 //!    - `burn-store SafetensorsStore`: burn-store 0.21 with its `PyTorchToBurnAdapter` loading
 //!      the same file with no conversion into a model whose parameters match the checkpoint's
 //!      keys one to one (the Qwen2-MoE model with `SequentialExperts` and separate q/k/v).
@@ -72,8 +74,8 @@ use std::time::Instant;
 use burn::backend::NdArray;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
+use burn_patcher::LoadOptions;
 use burn_patcher::{from_pretrained, save_safetensors, Checkpoint, DType, HostTensor};
-use burn_patcher::{LoadOptions, Patcher};
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{qwen2_moe_patcher, qwen2_moe_seed_patcher};
@@ -605,11 +607,11 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             measure.count = count;
             measure
         }
-        "patcher-seed" | "patcher-unpatched" => {
+        "patcher-seed" | "patcher-merged" => {
             let patcher = if mode == "patcher-seed" {
                 qwen2_moe_seed_patcher::<B>(&config)
             } else {
-                Patcher::<B>::new()
+                qwen2_moe_patcher::<B>(&config, true, false)
             };
             let (loaded, mut measure) = measured(|| {
                 Ok(from_pretrained(
@@ -692,7 +694,7 @@ enum Contender {
     Memcpy1,
     MemcpyN,
     PatcherSeed,
-    PatcherUnpatched,
+    PatcherMerged,
     BurnStore,
     Transformers,
 }
@@ -703,7 +705,7 @@ impl Contender {
             Self::Memcpy1,
             Self::MemcpyN,
             Self::PatcherSeed,
-            Self::PatcherUnpatched,
+            Self::PatcherMerged,
             Self::BurnStore,
             Self::Transformers,
         ]
@@ -714,7 +716,7 @@ impl Contender {
             Self::Memcpy1 => "memcpy, 1 thread".into(),
             Self::MemcpyN => format!("memcpy, {threads} threads"),
             Self::PatcherSeed => "burn-patcher, seed patcher (QKV+SeqExperts)".into(),
-            Self::PatcherUnpatched => "burn-patcher, unpatched (merge experts)".into(),
+            Self::PatcherMerged => "burn-patcher, fused QKV + merged experts".into(),
             Self::BurnStore => "burn-store SafetensorsStore (1:1 keys)".into(),
             Self::Transformers => "transformers from_pretrained".into(),
         }
@@ -725,7 +727,7 @@ impl Contender {
             Self::Memcpy1 => "memcpy-1",
             Self::MemcpyN => "memcpy-n",
             Self::PatcherSeed => "patcher-seed",
-            Self::PatcherUnpatched => "patcher-unpatched",
+            Self::PatcherMerged => "patcher-merged",
             Self::BurnStore => "burn-store",
             Self::Transformers => "transformers",
         }
@@ -990,7 +992,7 @@ fn parent(args: &Args) -> Result<(), Error> {
     // The targets of issue 4, item 7.
     println!("\ntargets (issue 4, item 7) for burn-patcher:");
     let mut targets = Vec::new();
-    for contender in [Contender::PatcherSeed, Contender::PatcherUnpatched] {
+    for contender in [Contender::PatcherSeed, Contender::PatcherMerged] {
         let Some(r) = row_of(contender) else {
             continue;
         };

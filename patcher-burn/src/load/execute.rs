@@ -15,6 +15,7 @@ use patcher_core::{Checkpoint, DType, Groups};
 use rayon::prelude::*;
 
 use super::error::LoadError;
+use super::gather::merge_chain;
 use super::host::{cast_for, to_tensor_data};
 use super::options::{LoadOptions, LoadProgress};
 use super::params::{Layout, ParamInfo, ParamKind};
@@ -58,6 +59,12 @@ impl Executor<'_> {
             }
             inputs.push(pattern, tensors);
         }
+        let release = |key: &str| self.checkpoint.release(key);
+        if let Some((key, data)) = merge_chain(group, &inputs, &release) {
+            let param = self.param(&key)?;
+            self.release_sources(group);
+            return Ok(vec![(param.burn_path.clone(), (data, param.layout))]);
+        }
         let outputs = group
             .execute(inputs)
             .map_err(|source| LoadError::Conversion {
@@ -67,23 +74,31 @@ impl Executor<'_> {
         let converted = outputs
             .into_iter()
             .map(|(key, tensor)| {
-                let param =
-                    self.params
-                        .get(key.as_str())
-                        .ok_or_else(|| LoadError::Unsupported {
-                            key: key.clone(),
-                            message: "the plan wrote a parameter the model does not list".into(),
-                        })?;
+                let param = self.param(&key)?;
                 let data = to_tensor_data(tensor, param)?;
                 Ok((param.burn_path.clone(), (data, param.layout)))
             })
             .collect::<Result<Vec<_>, LoadError>>()?;
-        // The outputs own their bytes now: the sources' mapped pages can leave the resident set
-        // before the next group is read.
+        self.release_sources(group);
+        Ok(converted)
+    }
+
+    fn param(&self, key: &str) -> Result<&ParamInfo, LoadError> {
+        self.params
+            .get(key)
+            .copied()
+            .ok_or_else(|| LoadError::Unsupported {
+                key: key.to_string(),
+                message: "the plan wrote a parameter the model does not list".into(),
+            })
+    }
+
+    /// Once a group's outputs own their bytes, its sources' mapped pages can leave the resident
+    /// set before the next group is read.
+    fn release_sources(&self, group: &PlannedGroup) {
         for key in group.sources.iter().flat_map(|(_, keys)| keys) {
             self.checkpoint.release(key);
         }
-        Ok(converted)
     }
 
     /// Converts `groups` wave by wave, folding each wave into `state` with `apply` (which uploads

@@ -3,6 +3,7 @@
 mod apply;
 mod error;
 mod execute;
+mod gather;
 mod host;
 mod model;
 mod options;

@@ -223,6 +223,10 @@ impl Concatenate {
 }
 
 impl ConversionOp for Concatenate {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> String {
         match &self.sizes {
             None => format!("Concatenate(dim={})", self.dim),

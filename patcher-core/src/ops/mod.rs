@@ -164,6 +164,13 @@ pub trait ConversionOp: fmt::Debug + Send + Sync {
     fn reverse(&self) -> Option<Arc<dyn ConversionOp>> {
         None
     }
+
+    /// The op as `Any`, so an executor can recognise built-in ops and run a chain of them as a
+    /// single copy (the loader gathers `MergeModulelist` + `Concatenate` straight into the
+    /// parameter's buffer). `None` (the default) always takes the general path.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 mod check;

@@ -109,6 +109,10 @@ impl MergeModulelist {
 }
 
 impl ConversionOp for MergeModulelist {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> String {
         format!("MergeModulelist(dim={})", self.dim)
     }
