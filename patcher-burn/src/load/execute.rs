@@ -20,9 +20,12 @@ use super::host::{cast_for, to_tensor_data};
 use super::options::{LoadOptions, LoadProgress};
 use super::params::{Layout, ParamInfo, ParamKind};
 
-/// Converted tensors of one wave, by Burn path, in the checkpoint's layout with the layout step
-/// still to apply.
-pub(crate) type Wave = HashMap<String, (TensorData, Layout)>;
+/// A converted parameter: its data in the checkpoint's layout, and the layout step still to
+/// apply when it is put in the model.
+pub(crate) type Converted = (TensorData, Layout);
+
+/// Converted parameters of one wave, by Burn path.
+pub(crate) type Wave = HashMap<String, Converted>;
 
 /// What the executor needs to convert groups.
 pub(crate) struct Executor<'a> {
@@ -40,10 +43,7 @@ impl Executor<'_> {
             .sum()
     }
 
-    fn convert(
-        &self,
-        group: &PlannedGroup,
-    ) -> Result<Vec<(String, (TensorData, Layout))>, LoadError> {
+    fn convert(&self, group: &PlannedGroup) -> Result<Vec<(String, Converted)>, LoadError> {
         // Every written target of a group is of one kind in practice (a float op chain); the
         // first decides how the sources are cast.
         let kind = group
