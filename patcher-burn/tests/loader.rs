@@ -302,6 +302,20 @@ backend_tests!(
     burn::backend::wgpu::WgpuDevice::default()
 );
 
+/// The indicatif bar (feature `progress`) drives a real load to the end.
+#[cfg(feature = "progress")]
+#[test]
+fn progress_bar_load() {
+    let dir = TempDir::new("bar");
+    let tensors = tiny_checkpoint(DType::F32);
+    write_checkpoint(&dir.path().join("model.safetensors"), &tensors);
+    let model = Tiny::<burn::backend::NdArray>::new(&Default::default());
+    let options = LoadOptions::default().progress_bar();
+    let loaded = load_into(&model, dir.path(), &Patcher::new(), &options).unwrap();
+    let norm = tensor_values(&tensors["layers.1.norm.weight"]);
+    assert_eq!(values(loaded.model.layers[1].norm.gamma.val()), norm);
+}
+
 #[test]
 fn default_conversions_are_declared() {
     let conversions: Vec<WeightTransform> = Tiny::<burn::backend::NdArray>::weight_conversions();
