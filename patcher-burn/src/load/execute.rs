@@ -59,10 +59,10 @@ impl Executor<'_> {
             }
             inputs.push(pattern, tensors);
         }
+        // Merge chains are gathered in one copy, releasing each source as it goes.
         let release = |key: &str| self.checkpoint.release(key);
         if let Some((key, data)) = merge_chain(group, &inputs, &release) {
             let param = self.param(&key)?;
-            self.release_sources(group);
             return Ok(vec![(param.burn_path.clone(), (data, param.layout))]);
         }
         let outputs = group
