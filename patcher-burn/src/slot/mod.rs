@@ -107,6 +107,20 @@ impl<B: Backend, I: ?Sized + SlotInterface> Slot<B, I> {
         }
     }
 
+    /// The same slot with its module passed through `f` (fork, device moves, map, load).
+    pub(crate) fn map_module(
+        self,
+        f: impl FnOnce(Box<dyn ErasedModule<B, I::Key>>) -> Box<dyn ErasedModule<B, I::Key>>,
+    ) -> Self {
+        let module = f(self.module);
+        Self {
+            module,
+            original: self.original,
+            replaced: self.replaced,
+            _interface: PhantomData,
+        }
+    }
+
     /// The same slot metadata around another erased module (backend moves, valid, from_inner).
     fn with_module<B2: Backend, I2: ?Sized + SlotInterface>(
         &self,

@@ -24,33 +24,11 @@ impl<B: Backend, I: ?Sized + SlotInterface> Module<B> for Slot<B, I> {
     }
 
     fn fork(self, device: &B::Device) -> Self {
-        let Self {
-            module,
-            original,
-            replaced,
-            _interface,
-        } = self;
-        Self {
-            module: module.fork(device),
-            original,
-            replaced,
-            _interface,
-        }
+        self.map_module(|module| module.fork(device))
     }
 
     fn to_device(self, device: &B::Device) -> Self {
-        let Self {
-            module,
-            original,
-            replaced,
-            _interface,
-        } = self;
-        Self {
-            module: module.to_device(device),
-            original,
-            replaced,
-            _interface,
-        }
+        self.map_module(|module| module.to_device(device))
     }
 
     fn num_params(&self) -> usize {
@@ -67,18 +45,7 @@ impl<B: Backend, I: ?Sized + SlotInterface> Module<B> for Slot<B, I> {
     }
 
     fn map<M: ModuleMapper<B>>(self, mapper: &mut M) -> Self {
-        let Self {
-            module,
-            original,
-            replaced,
-            _interface,
-        } = self;
-        Self {
-            module: module.map(&mut ToDynMapper(mapper)),
-            original,
-            replaced,
-            _interface,
-        }
+        self.map_module(|module| module.map(&mut ToDynMapper(mapper)))
     }
 
     fn load_record(self, record: Self::Record) -> Self {
@@ -89,18 +56,7 @@ impl<B: Backend, I: ?Sized + SlotInterface> Module<B> for Slot<B, I> {
             report(mismatch);
             return self;
         }
-        let Self {
-            module,
-            original,
-            replaced,
-            _interface,
-        } = self;
-        Self {
-            module: module.map(&mut Load::new(record.params)),
-            original,
-            replaced,
-            _interface,
-        }
+        self.map_module(|module| module.map(&mut Load::new(record.params)))
     }
 
     fn into_record(self) -> Self::Record {
