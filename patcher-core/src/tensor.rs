@@ -48,6 +48,25 @@ impl DType {
         matches!(self, DType::F32 | DType::F16 | DType::BF16 | DType::F64)
     }
 
+    /// Whether a checkpoint tensor of this dtype loads into a parameter of dtype `param`: any
+    /// float into a float (it is cast), an integer (I64, I32, U8) into an integer, Bool or U8
+    /// into a Bool.
+    ///
+    /// ```
+    /// use patcher_core::DType;
+    /// assert!(DType::BF16.loads_into(DType::F32));
+    /// assert!(!DType::F32.loads_into(DType::I64));
+    /// ```
+    pub fn loads_into(self, param: DType) -> bool {
+        use DType::*;
+        match param {
+            F32 | F16 | BF16 | F64 => self.is_float(),
+            I64 | I32 => matches!(self, I64 | I32 | U8),
+            U8 => matches!(self, U8),
+            Bool => matches!(self, Bool | U8),
+        }
+    }
+
     /// The safetensors name of the dtype (`"F32"`, `"BF16"`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

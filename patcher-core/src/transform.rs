@@ -194,6 +194,20 @@ impl WeightConverter {
         &self.ops
     }
 
+    /// This converter with the ops a load plan pinned (`None` keeps the op as declared).
+    pub(crate) fn with_pinned_ops(&self, pinned: Vec<Option<Arc<dyn ConversionOp>>>) -> Self {
+        let ops = self
+            .ops
+            .iter()
+            .zip(pinned.into_iter().chain(std::iter::repeat(None)))
+            .map(|(op, pin)| pin.unwrap_or_else(|| op.clone()))
+            .collect();
+        Self {
+            core: self.core.clone(),
+            ops,
+        }
+    }
+
     /// The converter the other way round (for saving): patterns swapped, each op replaced by its
     /// reverse, in reverse order. Errors, naming the op, if an op has no reverse.
     pub fn reverse(&self) -> Result<Self, TransformError> {

@@ -227,6 +227,32 @@ impl ConversionOp for Concatenate {
         Some(self)
     }
 
+    fn pinned(
+        &self,
+        inputs: &Groups<TensorMeta>,
+        ctx: &OpContext<'_>,
+    ) -> Option<Arc<dyn ConversionOp>> {
+        if self.sizes.is_some() {
+            return None;
+        }
+        let sizes = ctx
+            .source_patterns
+            .iter()
+            .map(|source| {
+                let tensors = inputs.get(source).filter(|t| !t.is_empty())?;
+                tensors
+                    .iter()
+                    .map(|t| t.shape.get(self.dim).copied())
+                    .sum::<Option<usize>>()
+            })
+            .collect::<Option<Vec<usize>>>()?;
+        // Even sizes: the plain reverse (an even Chunk) already splits them right.
+        if sizes.windows(2).all(|w| w[0] == w[1]) {
+            return None;
+        }
+        Some(Arc::new(self.clone().with_split_sizes(sizes)))
+    }
+
     fn name(&self) -> String {
         match &self.sizes {
             None => format!("Concatenate(dim={})", self.dim),

@@ -165,6 +165,19 @@ pub trait ConversionOp: fmt::Debug + Send + Sync {
         None
     }
 
+    /// This op with what its reverse needs fixed from the inputs the plan saw, or `None` if the
+    /// inputs change nothing. A load plan records it, so that saving undoes exactly what loading
+    /// did: [`Concatenate`] without split sizes returns itself with the sizes it was given, and
+    /// its reverse then splits a grouped-query fused QKV back into q, k and v of their own sizes
+    /// instead of even chunks.
+    fn pinned(
+        &self,
+        _inputs: &Groups<TensorMeta>,
+        _ctx: &OpContext<'_>,
+    ) -> Option<Arc<dyn ConversionOp>> {
+        None
+    }
+
     /// The op as `Any`, so an executor can recognise built-in ops and run a chain of them as a
     /// single copy (the loader gathers `MergeModulelist` + `Concatenate` straight into the
     /// parameter's buffer). `None` (the default) always takes the general path.

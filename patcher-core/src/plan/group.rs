@@ -1,10 +1,10 @@
 //! One unit of work of a plan: the checkpoint keys that make some parameters, and how.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::ops::{ConversionOp, Groups, OpContext, OpError};
-use crate::tensor::{HostTensor, TensorMeta};
+use crate::tensor::{DType, HostTensor, TensorMeta};
 use crate::transform::WeightTransform;
 
 /// Whether a planned target is written.
@@ -19,6 +19,12 @@ pub enum TargetStatus {
     },
     /// The model has no such parameter: not loaded (reported as unexpected).
     NotInModel,
+    /// The model's parameter holds another kind of value (a float tensor for an int buffer): not
+    /// loaded (reported).
+    DTypeMismatch {
+        /// The model's dtype.
+        model_dtype: DType,
+    },
 }
 
 /// One output of a group.
@@ -38,9 +44,14 @@ pub struct PlannedTarget {
 /// needed, and pass them to [`execute`](Self::execute).
 #[derive(Debug, Clone)]
 pub struct PlannedGroup {
-    /// Index of the converter in the transform list, or `None` for a key that is only renamed
-    /// (or kept as is).
+    /// Index of the converter in the transform list (in [`PlanOptions::reversible`] when
+    /// [`backwards`](Self::backwards)), or `None` for a key that is only renamed (or kept as is).
+    ///
+    /// [`PlanOptions::reversible`]: super::PlanOptions::reversible
     pub transform: Option<usize>,
+    /// Whether the converter runs backwards: the checkpoint holds its targets and the model
+    /// wants its sources. [`ops`](Self::ops) are then the reversed ops.
+    pub backwards: bool,
     /// Ops to run in order (empty for a pass-through key).
     pub ops: Vec<Arc<dyn ConversionOp>>,
     /// The converter's source patterns (for a pass-through key: the checkpoint key).
@@ -57,11 +68,16 @@ pub struct PlannedGroup {
     pub(crate) post_renamings: Option<PostRenames>,
 }
 
+/// What [`PlannedGroup::infer_pinned`] found per op.
+pub(crate) type PinnedOps = Vec<Option<Arc<dyn ConversionOp>>>;
+
 /// Reversed renamings run on a reversed converter's outputs, with the base model prefix in use.
 #[derive(Debug, Clone)]
 pub(crate) struct PostRenames {
     pub(crate) steps: Arc<[RenameStep]>,
     pub(crate) base: Option<String>,
+    /// Keys of the checkpoint the model was loaded from, if known (see [`PostRenames::apply`]).
+    pub(crate) source_keys: Arc<HashSet<String>>,
 }
 
 /// A reversed renaming for saving, with its forward form for the "already in source form" guard.
@@ -71,19 +87,39 @@ pub(crate) struct RenameStep {
     pub(crate) forward: WeightTransform,
 }
 
-/// Applies reversed renamings in order. A step is skipped for a key its forward renaming would
-/// match: that key is already in checkpoint form (transformers #46650 renamed such keys twice).
-pub(crate) fn apply_renames(steps: &[RenameStep], key: &str, base: Option<&str>) -> String {
-    let mut key = key.to_string();
-    for step in steps {
-        if step.forward.matches_with(&key, base) {
-            continue;
+impl PostRenames {
+    /// Applies the reversed renamings in order. A step is skipped for a key its forward renaming
+    /// would match: that key is already in checkpoint form (transformers #46650 renamed such keys
+    /// twice). The guard is wrong for a renaming whose source pattern also matches its own
+    /// output (`\.experts\.(\d+)\.` -> `.experts.experts.\1.`, or an unescaped `attention.self.`
+    /// that matches `attention.self_attn.`); when the loaded checkpoint's keys are known, the
+    /// unguarded result wins if it is one of them and the guarded one is not.
+    pub(crate) fn apply(&self, key: &str) -> String {
+        let guarded = self.run(key, true);
+        if self.source_keys.is_empty() || self.source_keys.contains(&guarded) {
+            return guarded;
         }
-        if let Some((renamed, _)) = step.reversed.rename_with(&key, base) {
-            key = renamed;
+        let unguarded = self.run(key, false);
+        if self.source_keys.contains(&unguarded) {
+            unguarded
+        } else {
+            guarded
         }
     }
-    key
+
+    fn run(&self, key: &str, guard: bool) -> String {
+        let base = self.base.as_deref();
+        let mut key = key.to_string();
+        for step in self.steps.iter() {
+            if guard && step.forward.matches_with(&key, base) {
+                continue;
+            }
+            if let Some((renamed, _)) = step.reversed.rename_with(&key, base) {
+                key = renamed;
+            }
+        }
+        key
+    }
 }
 
 impl PlannedGroup {
@@ -145,6 +181,20 @@ impl PlannedGroup {
         self.run(inputs, |op, data, ctx| op.infer(data, ctx))
     }
 
+    /// [`infer`](Self::infer), and each op [`pinned`](ConversionOp::pinned) on the inputs it got
+    /// (`None` where pinning changes nothing), in op order.
+    pub(crate) fn infer_pinned(
+        &self,
+        inputs: Groups<TensorMeta>,
+    ) -> Result<(Vec<(String, TensorMeta)>, PinnedOps), OpError> {
+        let pins = std::cell::RefCell::new(Vec::with_capacity(self.ops.len()));
+        let outputs = self.run(inputs, |op, data, ctx| {
+            pins.borrow_mut().push(op.pinned(&data, ctx));
+            op.infer(data, ctx)
+        })?;
+        Ok((outputs, pins.into_inner()))
+    }
+
     /// Runs `step` for each op (or passes the single input through) and names the outputs.
     fn run<T>(
         &self,
@@ -195,7 +245,7 @@ impl PlannedGroup {
                 None => pattern,
             };
             let key = match &self.post_renamings {
-                Some(post) => apply_renames(&post.steps, &key, post.base.as_deref()),
+                Some(post) => post.apply(&key),
                 None => key,
             };
             named.push((key, value));

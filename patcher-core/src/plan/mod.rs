@@ -8,6 +8,7 @@
 mod collapse;
 mod group;
 mod load;
+mod options;
 mod pending;
 mod report;
 mod save;
@@ -17,20 +18,34 @@ mod tests;
 
 pub use group::{PlannedGroup, PlannedTarget, TargetStatus};
 pub use load::rename_source_key;
-pub use report::{ConversionError, LoadReport, ShapeMismatch, UnusedTransform};
+pub use options::PlanOptions;
+pub use report::{
+    ConversionError, ConverterOutput, DTypeMismatch, LoadReport, ShapeMismatch, UnusedTransform,
+};
 
-use crate::tensor::TensorMeta;
+use crate::tensor::{DType, TensorMeta};
 use crate::transform::{TransformError, WeightTransform};
 
 /// Anything that gives a parameter's shape: a [`TensorMeta`], a `Vec<usize>`, an array.
 pub trait ParamShape {
     /// The shape, outermost dimension first (PyTorch order).
     fn param_shape(&self) -> &[usize];
+
+    /// The dtype the parameter holds once loaded, if known (a [`TensorMeta`] knows it): the plan
+    /// then reports a checkpoint tensor of another kind (a float tensor for an int buffer) as a
+    /// [`DTypeMismatch`]. Default: unknown, not checked.
+    fn param_dtype(&self) -> Option<DType> {
+        None
+    }
 }
 
 impl ParamShape for TensorMeta {
     fn param_shape(&self) -> &[usize] {
         &self.shape
+    }
+
+    fn param_dtype(&self) -> Option<DType> {
+        Some(self.dtype)
     }
 }
 
@@ -48,26 +63,6 @@ impl ParamShape for &[usize] {
 
 impl<const N: usize> ParamShape for [usize; N] {
     fn param_shape(&self) -> &[usize] {
-        self
-    }
-}
-
-/// Options of a plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PlanOptions {
-    /// The model's base model prefix (transformers' `base_model_prefix`, e.g. `model`): a key is
-    /// stripped of it, or gets it, when that makes it a model key, so a `ForCausalLM` model loads
-    /// a base-model checkpoint and the reverse. Scoped transforms without their own base model
-    /// prefix use this one.
-    pub base_model_prefix: Option<String>,
-}
-
-impl PlanOptions {
-    /// Sets the base model prefix (an empty prefix means none).
-    pub fn base_model_prefix(mut self, prefix: impl Into<String>) -> Self {
-        let prefix = prefix.into();
-        self.base_model_prefix = (!prefix.is_empty()).then_some(prefix);
         self
     }
 }
@@ -144,6 +139,7 @@ pub struct ConversionPlan {
     groups: Vec<PlannedGroup>,
     report: LoadReport,
     used: Vec<usize>,
+    conversions: Vec<WeightTransform>,
 }
 
 impl ConversionPlan {
@@ -170,16 +166,11 @@ impl ConversionPlan {
     {
         let checkpoint: Vec<(&str, &TensorMeta)> =
             checkpoint.iter().map(|(k, m)| (k.as_ref(), m)).collect();
-        let expected: Vec<(&str, &[usize])> = expected
+        let expected: Vec<(&str, load::Expected<'_>)> = expected
             .iter()
-            .map(|(k, s)| (k.as_ref(), s.param_shape()))
+            .map(|(k, s)| (k.as_ref(), (s.param_shape(), s.param_dtype())))
             .collect();
-        load::plan_load(
-            transforms,
-            &checkpoint,
-            &expected,
-            options.base_model_prefix.as_deref(),
-        )
+        load::plan_load(transforms, &checkpoint, &expected, options)
     }
 
     /// Plans saving a model's parameters (`params`: PyTorch names, dtypes and shapes) back in the
@@ -189,8 +180,8 @@ impl ConversionPlan {
     /// Per parameter, in natural order: the first reversed converter that matches (transforms
     /// taken last to first) claims it, and its outputs then go through the reversed renamings;
     /// otherwise the reversed renamings rename it. A reversed renaming is skipped for a key its
-    /// forward renaming would match: the key is already in checkpoint form. Errors if a
-    /// transform cannot be reversed.
+    /// forward renaming would match: the key is already in checkpoint form, unless
+    /// [`PlanOptions::source_keys`] says otherwise. Errors if a transform cannot be reversed.
     pub fn for_save<K: AsRef<str>>(
         transforms: &[WeightTransform],
         params: &[(K, TensorMeta)],
@@ -198,7 +189,12 @@ impl ConversionPlan {
     ) -> Result<Self, TransformError> {
         let params: Vec<(&str, &TensorMeta)> =
             params.iter().map(|(k, m)| (k.as_ref(), m)).collect();
-        save::plan_save(transforms, &params, options.base_model_prefix.as_deref())
+        save::plan_save(
+            transforms,
+            &params,
+            options.base_model_prefix.as_deref(),
+            &options.source_keys,
+        )
     }
 
     /// Load or save.
@@ -232,7 +228,16 @@ impl ConversionPlan {
         &self.used
     }
 
-    /// The used transforms out of the list the plan was made with: what to save back with.
+    /// What a load used, ready to save back with: the transforms that took part (a converter's
+    /// ops pinned to the shapes it saw, see [`ConversionOp::pinned`](crate::ConversionOp::pinned)),
+    /// then the [reversible](PlanOptions::reversible) converters that ran backwards, reversed. Empty
+    /// for a save plan.
+    pub fn used_conversions(&self) -> &[WeightTransform] {
+        &self.conversions
+    }
+
+    /// The used transforms out of the list the plan was made with, as declared (see
+    /// [`used_conversions`](Self::used_conversions) for what to save back with).
     pub fn used_transforms_of(&self, transforms: &[WeightTransform]) -> Vec<WeightTransform> {
         self.used
             .iter()

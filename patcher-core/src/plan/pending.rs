@@ -157,6 +157,7 @@ impl<'t, 'c> PendingGroups<'t, 'c> {
                         }
                         let group = PlannedGroup {
                             transform: Some(index),
+                            backwards: false,
                             ops: converter.ops().to_vec(),
                             source_patterns: patterns.to_vec(),
                             target_patterns: converter.target_patterns().to_vec(),
@@ -170,6 +171,7 @@ impl<'t, 'c> PendingGroups<'t, 'c> {
                     Source::Key((key_in, meta)) => {
                         let group = PlannedGroup {
                             transform: None,
+                            backwards: false,
                             ops: Vec::new(),
                             source_patterns: vec![key_in.to_string()],
                             target_patterns: vec![pending.key.clone()],

@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::ops::OpError;
 use crate::pattern::closest_name;
+use crate::tensor::DType;
 
 use super::collapse::{collapse_keys, collapse_names};
 
@@ -17,6 +18,29 @@ pub struct ShapeMismatch {
     pub checkpoint_shape: Vec<usize>,
     /// Shape the model expects.
     pub model_shape: Vec<usize>,
+}
+
+/// A key a converter produced that no parameter of the model takes (not loaded). The checkpoint
+/// does not hold this key: the converter made it from [`sources`](Self::sources).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConverterOutput {
+    /// The produced key.
+    pub key: String,
+    /// The converter, as displayed.
+    pub conversion: String,
+    /// How many checkpoint tensors it was made from.
+    pub sources: usize,
+}
+
+/// A tensor whose kind (float, int, bool) does not fit its parameter. It is not loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DTypeMismatch {
+    /// Full parameter name (PyTorch naming).
+    pub name: String,
+    /// The dtype the checkpoint (after conversion) gives.
+    pub checkpoint_dtype: DType,
+    /// The dtype of the model's parameter.
+    pub model_dtype: DType,
 }
 
 /// A group whose conversion cannot run; its targets are not loaded.
@@ -57,15 +81,30 @@ pub struct UnusedTransform {
 pub struct LoadReport {
     /// Checkpoint keys (after renaming) the model has no parameter for, in natural order.
     pub unexpected: Vec<String>,
+    /// Keys made by a converter that no parameter takes, in natural order.
+    pub unexpected_outputs: Vec<ConverterOutput>,
+    /// Checkpoint keys that match an ignore pattern (a model's keys to ignore on load, or
+    /// [`PlanOptions::ignore_unexpected`](super::PlanOptions::ignore_unexpected)): present, not
+    /// parameters, and not an error. In natural order.
+    pub ignored: Vec<String>,
     /// Model parameters nothing loads into, in natural order.
     pub missing: Vec<String>,
     /// Parameters with a shape that differs from the model's, in natural order.
     pub mismatched: Vec<ShapeMismatch>,
+    /// Tensors of a dtype their parameter cannot take (a float tensor for an int buffer).
+    pub dtype_mismatches: Vec<DTypeMismatch>,
     /// Groups that cannot be converted (their targets are also missing).
     pub conversion_errors: Vec<ConversionError>,
     /// Transforms that loaded nothing (informational: a model's default conversions need not all
     /// apply to every checkpoint).
     pub unused_transforms: Vec<UnusedTransform>,
+    /// Converters that ran backwards because the checkpoint is in their converted layout (a
+    /// fused-experts checkpoint loaded into a model with one linear per expert), as displayed
+    /// (forward form). Saving writes that layout back.
+    pub reversed: Vec<String>,
+    /// Patterns of a patcher's `filtered_weight_conversion_patterns` that removed no conversion
+    /// (informational: probably a typo). Filled in by the loader.
+    pub unused_filters: Vec<String>,
     /// Number of parameters that will be written.
     pub loaded: usize,
 }
@@ -75,8 +114,10 @@ impl LoadReport {
     /// mismatched key and no conversion error. Unused transforms do not count.
     pub fn is_clean(&self) -> bool {
         self.unexpected.is_empty()
+            && self.unexpected_outputs.is_empty()
             && self.missing.is_empty()
             && self.mismatched.is_empty()
+            && self.dtype_mismatches.is_empty()
             && self.conversion_errors.is_empty()
     }
 
@@ -100,11 +141,24 @@ impl fmt::Display for LoadReport {
             "{} loaded, {} unexpected, {} missing, {} mismatched, {} conversion errors, {} unused \
              conversions",
             self.loaded,
-            self.unexpected.len(),
+            self.unexpected.len() + self.unexpected_outputs.len(),
             self.missing.len(),
-            self.mismatched.len(),
+            self.mismatched.len() + self.dtype_mismatches.len(),
             self.conversion_errors.len(),
             self.unused_transforms.len(),
+        )?;
+        if !self.ignored.is_empty() {
+            writeln!(
+                f,
+                "{} checkpoint keys ignored (declared as not parameters)",
+                self.ignored.len()
+            )?;
+        }
+        section(
+            f,
+            "Conversions run in reverse (the checkpoint is in their converted layout)",
+            &self.reversed,
+            |f, t| write!(f, "{t}"),
         )?;
 
         let unexpected = collapse_names(&self.unexpected);
@@ -113,6 +167,18 @@ impl fmt::Display for LoadReport {
             "Unexpected (in the checkpoint, not in the model)",
             &unexpected,
             |f, k| write!(f, "{k}"),
+        )?;
+
+        let outputs: Vec<(String, String)> = self
+            .unexpected_outputs
+            .iter()
+            .map(|o| (o.key.clone(), o.conversion.clone()))
+            .collect();
+        section(
+            f,
+            "Produced by a conversion, not in the model (not loaded)",
+            &collapse_keys(&outputs),
+            |f, (k, conversion)| write!(f, "{k}  (made by {conversion})"),
         )?;
 
         let missing = collapse_names(&self.missing);
@@ -142,6 +208,18 @@ impl fmt::Display for LoadReport {
             |f, (k, (ckpt, model))| write!(f, "{k}: checkpoint {ckpt:?} vs model {model:?}"),
         )?;
 
+        let dtypes: Vec<(String, (DType, DType))> = self
+            .dtype_mismatches
+            .iter()
+            .map(|m| (m.name.clone(), (m.checkpoint_dtype, m.model_dtype)))
+            .collect();
+        section(
+            f,
+            "Dtype mismatch (not loaded)",
+            &collapse_keys(&dtypes),
+            |f, (k, (ckpt, model))| write!(f, "{k}: checkpoint {ckpt} vs model {model}"),
+        )?;
+
         section(
             f,
             "Conversion errors (not loaded)",
@@ -157,7 +235,13 @@ impl fmt::Display for LoadReport {
 
         section(f, "Unused conversions", &self.unused_transforms, |f, t| {
             write!(f, "#{} {}", t.index, t.description)
-        })
+        })?;
+        section(
+            f,
+            "Unused conversion filters (removed no conversion)",
+            &self.unused_filters,
+            |f, p| write!(f, "{p:?}"),
+        )
     }
 }
 

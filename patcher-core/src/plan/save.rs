@@ -7,7 +7,7 @@ use crate::pattern::natural_key_cmp;
 use crate::tensor::TensorMeta;
 use crate::transform::{TransformError, WeightTransform};
 
-use super::group::{apply_renames, PlannedTarget, PostRenames, RenameStep, TargetStatus};
+use super::group::{PlannedTarget, PostRenames, RenameStep, TargetStatus};
 use super::pending::PendingGroups;
 use super::report::{ConversionError, LoadReport};
 use super::{ConversionPlan, Direction};
@@ -17,6 +17,7 @@ pub(crate) fn plan_save(
     transforms: &[WeightTransform],
     params: &[(&str, &TensorMeta)],
     base: Option<&str>,
+    source_keys: &HashSet<String>,
 ) -> Result<ConversionPlan, TransformError> {
     // Undo in reverse order: the last transform applied on load is the first undone.
     let mut steps = Vec::new();
@@ -35,6 +36,7 @@ pub(crate) fn plan_save(
     let post = PostRenames {
         steps: Arc::from(steps),
         base: base.map(str::to_string),
+        source_keys: Arc::new(source_keys.clone()),
     };
 
     let mut inputs: Vec<(&str, &TensorMeta)> = params.to_vec();
@@ -51,7 +53,7 @@ pub(crate) fn plan_save(
             Some((i, converter, key, source)) => {
                 pending.add_converted(key, i, converter, source, input)
             }
-            None => pending.add_key(apply_renames(&post.steps, input.0, base), input),
+            None => pending.add_key(post.apply(input.0), input),
         }
     }
 
@@ -98,5 +100,6 @@ pub(crate) fn plan_save(
         groups,
         report,
         used: (0..transforms.len()).collect(),
+        conversions: Vec::new(),
     })
 }

@@ -273,7 +273,7 @@ fn interleaved_renaming_and_converter_round_trip() {
 }
 
 #[test]
-fn converter_group_outside_the_model_reports_all_targets() {
+fn converter_group_outside_the_model_reports_its_outputs() {
     let raw = dict(&[("layers.3.qkv.weight", &[3, 2], &[0.0; 6])]);
     let transforms: Vec<WeightTransform> = vec![WeightConverter::new(
         "qkv.weight",
@@ -284,14 +284,31 @@ fn converter_group_outside_the_model_reports_all_targets() {
     .into()];
     let model = shapes(&[("layers.0.q.weight", &[1, 2])]);
     let plan = ConversionPlan::new(&transforms, &metas(&raw), &model, &PlanOptions::default());
+    // transformers lists them as unexpected; they are not in the checkpoint, the converter made
+    // them, and the report says so.
+    assert!(plan.report().unexpected.is_empty());
+    let outputs: Vec<&str> = plan
+        .report()
+        .unexpected_outputs
+        .iter()
+        .map(|o| o.key.as_str())
+        .collect();
     assert_eq!(
-        plan.report().unexpected,
+        outputs,
         [
             "layers.3.k.weight",
             "layers.3.q.weight",
             "layers.3.v.weight"
         ]
     );
+    assert!(plan.report().unexpected_outputs[0]
+        .conversion
+        .contains("Chunk(dim=0)"));
+    assert!(!plan.is_clean());
+    assert!(plan
+        .report()
+        .to_string()
+        .contains("made by WeightConverter"));
     assert_eq!(plan.report().unused_transforms.len(), 1);
     assert!(plan.groups().is_empty());
 }

@@ -1,6 +1,7 @@
 //! Plan tests: transformers' `TestConvertAndLoadStateDict` (keys, shapes and exact values), the
 //! save direction, prefixes, scopes and the report. This file holds the shared fixtures.
 
+mod directions;
 mod hf_matrix;
 mod prefixes;
 mod report;

@@ -1,0 +1,110 @@
+//! What a plan takes besides the transforms, the checkpoint and the model: the base model prefix,
+//! the conversions it may run backwards, the keys to ignore and the model's float dtype.
+
+use std::collections::HashSet;
+
+use regex::Regex;
+
+use crate::pattern::PatternError;
+use crate::tensor::DType;
+use crate::transform::WeightTransform;
+
+/// Options of a plan.
+///
+/// ```
+/// use patcher_core::plan::PlanOptions;
+/// use patcher_core::DType;
+///
+/// let options = PlanOptions::default()
+///     .base_model_prefix("model")
+///     .float_dtype(DType::F32)
+///     .ignore_unexpected([r"rotary_emb\.inv_freq$", r"\.position_ids$"])
+///     .unwrap();
+/// assert!(options.is_ignored("model.layers.0.self_attn.rotary_emb.inv_freq"));
+/// assert!(!options.is_ignored("model.layers.0.self_attn.q_proj.weight"));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PlanOptions {
+    /// The model's base model prefix (transformers' `base_model_prefix`, e.g. `model`): a key is
+    /// stripped of it, or gets it, when that makes it a model key, so a `ForCausalLM` model loads
+    /// a base-model checkpoint and the reverse. Scoped transforms without their own base model
+    /// prefix use this one.
+    pub base_model_prefix: Option<String>,
+    /// Converters the plan may run backwards, when the checkpoint holds a converter's targets
+    /// and the model wants its sources (a checkpoint saved in transformers 5's fused expert
+    /// layout loaded into a model with one linear per expert). Usually the model's default
+    /// conversions, before a patcher filters them. See [`ConversionPlan::new`](super::ConversionPlan::new).
+    pub reversible: Vec<WeightTransform>,
+    /// Patterns (regexes, searched anywhere in the key) of checkpoint keys that may be present
+    /// without being parameters (transformers' `_keys_to_ignore_on_load_unexpected`). They are
+    /// reported as ignored, never as unexpected.
+    pub ignore_unexpected: Vec<Regex>,
+    /// The model's float dtype: float checkpoint tensors are cast to it before the ops run (the
+    /// loader does so), so converter sources of mixed float dtypes plan like the cast tensors.
+    pub float_dtype: Option<DType>,
+    /// Save direction: the keys of the checkpoint the model was loaded from, if known. A reversed
+    /// renaming is skipped for a key that is already in checkpoint form (transformers #46650),
+    /// unless that guard gives a key the checkpoint did not have and the unguarded renaming gives
+    /// one it had (a renaming whose pattern also matches its own output).
+    pub source_keys: HashSet<String>,
+}
+
+impl PlanOptions {
+    /// Sets the base model prefix (an empty prefix means none).
+    pub fn base_model_prefix(mut self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        self.base_model_prefix = (!prefix.is_empty()).then_some(prefix);
+        self
+    }
+
+    /// Sets the converters the plan may run backwards (renamings and converters without a
+    /// reverse among them are skipped).
+    pub fn reversible(mut self, transforms: impl IntoIterator<Item = WeightTransform>) -> Self {
+        self.reversible = transforms.into_iter().collect();
+        self
+    }
+
+    /// Adds patterns of checkpoint keys to ignore. Errors, naming the pattern, if one is empty or
+    /// not a valid regex.
+    pub fn ignore_unexpected<S: AsRef<str>>(
+        mut self,
+        patterns: impl IntoIterator<Item = S>,
+    ) -> Result<Self, PatternError> {
+        for pattern in patterns {
+            self.ignore_unexpected
+                .push(compile_ignore(pattern.as_ref())?);
+        }
+        Ok(self)
+    }
+
+    /// Sets the model's float dtype.
+    pub fn float_dtype(mut self, dtype: DType) -> Self {
+        self.float_dtype = Some(dtype);
+        self
+    }
+
+    /// Sets the keys of the checkpoint the model was loaded from (save direction).
+    pub fn source_keys<S: Into<String>>(mut self, keys: impl IntoIterator<Item = S>) -> Self {
+        self.source_keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether `key` matches an ignore pattern.
+    pub fn is_ignored(&self, key: &str) -> bool {
+        self.ignore_unexpected.iter().any(|re| re.is_match(key))
+    }
+}
+
+/// Compiles one ignore pattern.
+fn compile_ignore(pattern: &str) -> Result<Regex, PatternError> {
+    if pattern.is_empty() {
+        return Err(PatternError::Empty {
+            what: "an ignore-unexpected pattern (it would ignore every key)".into(),
+        });
+    }
+    Regex::new(pattern).map_err(|e| PatternError::InvalidRegex {
+        pattern: pattern.to_string(),
+        message: e.to_string(),
+    })
+}
