@@ -26,13 +26,15 @@
 
 mod build;
 mod load;
+mod save;
 mod slot;
 
 pub use build::{replacement, BuildContext, BuildError};
 pub use load::{
-    from_pretrained, load_checkpoint, load_into, model_params, save_pretrained, Layout, LoadError,
-    LoadOptions, LoadProgress, Loaded, ParamInfo, ParamKind, PretrainedModel,
+    from_pretrained, load_checkpoint, load_into, load_with, model_params, Layout, LoadError,
+    LoadOptions, LoadProgress, LoadSpec, Loaded, ParamInfo, ParamKind, PretrainedModel,
 };
+pub use save::{save_model, save_pretrained, save_pretrained_with, SaveOptions};
 pub use slot::{
     list_slots, load_file_checked, load_record_checked, Implements, InterfaceKey, LoadRecordError,
     Patchable, RecordMismatch, Slot, SlotInfo, SlotInterface, SlotRecord, SlotRecordItem, MAX_RANK,

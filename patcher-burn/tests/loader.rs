@@ -174,7 +174,7 @@ fn check_save_round_trip<B: Backend>(device: &B::Device) {
     let model = Tiny::<B>::new(device);
     let loaded = load_into(&model, &original, &Patcher::new(), &LoadOptions::default()).unwrap();
     let saved = dir.path().join("saved.safetensors");
-    save_pretrained(&loaded.model, &saved, &loaded.conversions, None).unwrap();
+    save_pretrained(&loaded, &saved).unwrap();
 
     let original = Checkpoint::open(&original).unwrap();
     let saved = Checkpoint::open(&saved).unwrap();

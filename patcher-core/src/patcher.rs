@@ -225,16 +225,23 @@ impl<B: Backend> Patcher<B> {
 
     /// Whether a filter regex is found in one of `transform`'s (preprocessed) patterns.
     pub fn is_filtered(&self, transform: &WeightTransform) -> bool {
-        let Some(filters) = &self.filters else {
-            return false;
-        };
-        let patterns = transform
-            .source_patterns()
+        self.filters
             .iter()
-            .chain(transform.target_patterns());
-        patterns
-            .flat_map(|p| filters.iter().map(move |f| (f, p)))
-            .any(|(f, p)| f.is_match(p))
+            .flatten()
+            .any(|filter| filter_removes(filter, transform))
+    }
+
+    /// The filter patterns that remove none of `defaults` (probably a typo; the load report lists
+    /// them as unused filters).
+    pub fn unused_filters(&self, defaults: &[WeightTransform]) -> Vec<String> {
+        let Some(filters) = &self.filters else {
+            return Vec::new();
+        };
+        filters
+            .iter()
+            .filter(|f| !defaults.iter().any(|t| filter_removes(f, t)))
+            .map(|f| f.as_str().to_string())
+            .collect()
     }
 
     /// The model's conversions with this patcher applied: `defaults` without the filtered ones,
@@ -370,4 +377,13 @@ fn render_unknown_classes(unmatched: &[UnmatchedClassKey], model_classes: &[Stri
         model_classes.join(", ")
     ));
     out
+}
+
+/// Whether `filter` is found in one of `transform`'s (preprocessed) patterns.
+fn filter_removes(filter: &Regex, transform: &WeightTransform) -> bool {
+    transform
+        .source_patterns()
+        .iter()
+        .chain(transform.target_patterns())
+        .any(|p| filter.is_match(p))
 }

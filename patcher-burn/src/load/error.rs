@@ -1,5 +1,6 @@
 //! Why a load or a save failed.
 
+use patcher_core::pattern::PatternError;
 use patcher_core::{CastError, CheckpointError, LoadReport, OpError, TransformError};
 
 use crate::build::BuildError;
@@ -47,8 +48,45 @@ pub enum LoadError {
         /// What is not supported and what to do.
         message: String,
     },
+    /// A key pattern of the load (an ignore pattern) is empty or not a valid regex.
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    /// The file a save would write does not load back into the same model, bit for bit, through
+    /// the same conversions, in the layout that was loaded. Nothing was written.
+    #[error(
+        "refusing to save: {message}{}{}\nThe file would not load back into this model as it \
+         is; fix the conversion (for a fused QKV under grouped-query attention give \
+         `Concatenate::with_split_sizes`; anchor and escape renaming patterns so that a pattern \
+         does not match its own output)",
+        conversion.as_ref().map(|c| format!("\n  conversion: {c}")).unwrap_or_default(),
+        keys_line(keys)
+    )]
+    SaveMismatch {
+        /// What does not line up.
+        message: String,
+        /// The conversion at fault, if one is.
+        conversion: Option<String>,
+        /// The keys concerned (at most a few are shown in the message).
+        keys: Vec<String>,
+    },
     /// A conversion used for loading cannot be reversed, so the model cannot be saved in the
     /// checkpoint's layout.
     #[error("cannot save in the checkpoint layout: {0}")]
     Transform(#[from] TransformError),
+}
+
+/// `"\n  keys: a, b, c and N more"`, or nothing.
+fn keys_line(keys: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if keys.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = keys.iter().take(SHOWN).map(String::as_str).collect();
+    let more = keys.len().saturating_sub(SHOWN);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("\n  keys: {}{tail}", shown.join(", "))
 }

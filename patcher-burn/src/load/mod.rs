@@ -9,11 +9,10 @@ mod model;
 mod options;
 mod params;
 mod pretrained;
-mod save;
 
 pub use error::LoadError;
 pub use model::PretrainedModel;
 pub use options::{LoadOptions, LoadProgress};
 pub use params::{model_params, Layout, ParamInfo, ParamKind};
-pub use pretrained::{from_pretrained, load_checkpoint, load_into, Loaded};
-pub use save::save_pretrained;
+pub(crate) use host::from_tensor_data;
+pub use pretrained::{from_pretrained, load_checkpoint, load_into, load_with, LoadSpec, Loaded};

@@ -36,6 +36,14 @@ pub trait PretrainedModel<B: Backend>: Module<B> {
         Vec::new()
     }
 
+    /// Checkpoint keys that may be present and are not parameters (transformers'
+    /// `_keys_to_ignore_on_load_unexpected`), as regexes searched anywhere in the key: BERT's
+    /// `embeddings.position_ids`, an old checkpoint's `rotary_emb.inv_freq`. A load reports them
+    /// as ignored, never as unexpected. Default: none.
+    fn keys_to_ignore_on_load_unexpected() -> Vec<String> {
+        Vec::new()
+    }
+
     /// transformers' `base_model_prefix` (e.g. `"model"`): a checkpoint key is stripped of it, or
     /// gets it, when that makes it a parameter of this model. Default: none.
     fn base_model_prefix() -> Option<&'static str> {

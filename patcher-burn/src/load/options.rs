@@ -35,6 +35,7 @@ pub struct LoadOptions {
     threads: usize,
     max_bytes_in_flight: u64,
     progress: Option<ProgressFn>,
+    ignore_unexpected: Vec<String>,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +46,7 @@ impl Default for LoadOptions {
             threads: 4,
             max_bytes_in_flight: 512 << 20,
             progress: None,
+            ignore_unexpected: Vec::new(),
         }
     }
 }
@@ -74,6 +76,20 @@ impl LoadOptions {
     /// larger than the bound still loads, alone).
     pub fn max_bytes_in_flight(mut self, bytes: u64) -> Self {
         self.max_bytes_in_flight = bytes.max(1);
+        self
+    }
+
+    /// Checkpoint keys that may be present without being parameters, as regexes searched
+    /// anywhere in the key, in addition to the model's
+    /// ([`PretrainedModel::keys_to_ignore_on_load_unexpected`](crate::PretrainedModel::keys_to_ignore_on_load_unexpected)).
+    /// They are reported as ignored, never as unexpected; strictness stays on for everything
+    /// else. An empty or invalid pattern fails the load with [`LoadError::Pattern`](crate::LoadError::Pattern).
+    pub fn ignore_unexpected<S: Into<String>>(
+        mut self,
+        patterns: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.ignore_unexpected
+            .extend(patterns.into_iter().map(Into::into));
         self
     }
 
@@ -107,6 +123,10 @@ impl LoadOptions {
         self.strict
     }
 
+    pub(crate) fn ignore_patterns(&self) -> &[String] {
+        &self.ignore_unexpected
+    }
+
     pub(crate) fn thread_count(&self) -> usize {
         self.threads
     }
@@ -129,6 +149,7 @@ impl fmt::Debug for LoadOptions {
             .field("threads", &self.threads)
             .field("max_bytes_in_flight", &self.max_bytes_in_flight)
             .field("progress", &self.progress.is_some())
+            .field("ignore_unexpected", &self.ignore_unexpected)
             .finish()
     }
 }

@@ -1,12 +1,14 @@
 //! Loading a checkpoint into a model: plan, check, execute, apply.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use patcher_core::plan::PlanOptions;
-use patcher_core::{Checkpoint, ConversionPlan, LoadReport, Patcher, WeightTransform};
+use patcher_core::{
+    Checkpoint, ConversionPlan, LoadReport, Patcher, TensorMeta, WeightTransform,
+};
 
 use super::apply::Applier;
 use super::error::LoadError;
@@ -17,17 +19,57 @@ use super::options::LoadOptions;
 use super::params::model_params;
 use crate::build::BuildContext;
 
-/// A loaded model, with what the load found and the conversions it used.
+/// A loaded model, with what the load found and what saving it back needs.
 #[derive(Debug)]
 pub struct Loaded<M> {
     /// The model with the checkpoint's weights.
     pub model: M,
     /// What did not line up (empty for a strict load that succeeded, apart from unused
-    /// conversions).
+    /// conversions and ignored keys).
     pub report: LoadReport,
-    /// The conversions that took part: give them to [`save_pretrained`](crate::save_pretrained)
-    /// to write the model back in the checkpoint's layout.
+    /// The conversions that took part, ready to save back with: the used transforms (a
+    /// converter's ops pinned to the shapes it saw), then the converters that ran backwards,
+    /// reversed. [`save_pretrained`](crate::save_pretrained) reverses them.
     pub conversions: Vec<WeightTransform>,
+    /// The model's base model prefix used by the load.
+    pub base_model_prefix: Option<String>,
+    /// The checkpoint keys the load read, with their dtypes and shapes on disk: the layout a save
+    /// writes back, and checks it writes.
+    pub source_layout: Vec<(String, TensorMeta)>,
+}
+
+/// What a load takes besides the model and the checkpoint: the conversions, what may run
+/// backwards, the base model prefix and the keys to ignore.
+#[derive(Debug, Clone, Default)]
+pub struct LoadSpec {
+    /// The conversions, in order (the model's defaults after a patcher, or your own).
+    pub transforms: Vec<WeightTransform>,
+    /// Converters that may run backwards when the checkpoint is in their converted layout
+    /// (usually the model's default conversions, before a patcher filters them).
+    pub reversible: Vec<WeightTransform>,
+    /// transformers' `base_model_prefix`.
+    pub base_model_prefix: Option<String>,
+    /// Patterns of checkpoint keys to ignore (the model's; [`LoadOptions::ignore_unexpected`]
+    /// adds more).
+    pub ignore_unexpected: Vec<String>,
+    /// Patcher filter patterns that removed no conversion (reported).
+    pub unused_filters: Vec<String>,
+}
+
+impl LoadSpec {
+    /// The spec of a [`PretrainedModel`] loaded through `patcher`: its default conversions with
+    /// the patcher's filters and extra conversions, the defaults also reversible, its base model
+    /// prefix and keys to ignore.
+    pub fn for_model<B: Backend, M: PretrainedModel<B>>(patcher: &Patcher<B>) -> Self {
+        let defaults = M::weight_conversions();
+        Self {
+            transforms: patcher.update_weight_conversions(defaults.clone()),
+            unused_filters: patcher.unused_filters(&defaults),
+            reversible: defaults,
+            base_model_prefix: M::base_model_prefix().map(str::to_string),
+            ignore_unexpected: M::keys_to_ignore_on_load_unexpected(),
+        }
+    }
 }
 
 /// Builds a patch-ready model with `patcher`'s substitutions and loads the safetensors checkpoint
@@ -38,7 +80,9 @@ pub struct Loaded<M> {
 /// [`BuildContext`]. The conversions are the model's defaults
 /// ([`PretrainedModel::weight_conversions`]) minus the patcher's filtered patterns, after its
 /// extra conversions; then renamings, converters and the PyTorch-to-Burn layout step run in
-/// that order.
+/// that order. A checkpoint in a default converter's converted layout (transformers 5's fused
+/// experts, say) also loads into a model that wants the converter's sources: the converter runs
+/// backwards (see [`LoadReport::reversed`]).
 pub fn from_pretrained<B, M>(
     path: impl AsRef<Path>,
     patcher: &Patcher<B>,
@@ -53,14 +97,7 @@ where
     // Open first: a missing checkpoint should not cost a model build.
     let checkpoint = Checkpoint::open(path)?;
     let model = BuildContext::build(patcher, device, constructor)?;
-    let transforms = patcher.update_weight_conversions(M::weight_conversions());
-    load_checkpoint(
-        &model,
-        &checkpoint,
-        &transforms,
-        M::base_model_prefix(),
-        options,
-    )
+    load_with(&model, &checkpoint, &LoadSpec::for_model::<B, M>(patcher), options)
 }
 
 /// Loads the checkpoint at `path` into a copy of an already built `model`, with the model's
@@ -78,21 +115,11 @@ where
     M: PretrainedModel<B>,
 {
     let checkpoint = Checkpoint::open(path)?;
-    let transforms = patcher.update_weight_conversions(M::weight_conversions());
-    load_checkpoint(
-        model,
-        &checkpoint,
-        &transforms,
-        M::base_model_prefix(),
-        options,
-    )
+    load_with(model, &checkpoint, &LoadSpec::for_model::<B, M>(patcher), options)
 }
 
 /// Loads an open `checkpoint` into a copy of `model` through exactly `transforms` (no model
-/// defaults, no patcher): the building block of [`from_pretrained`] and [`load_into`].
-///
-/// Strict by default: if the plan finds unexpected keys, missing parameters, shape mismatches
-/// or conversion errors, nothing is loaded and the error carries the report.
+/// defaults, no patcher, nothing run backwards): the simplest form of [`load_with`].
 pub fn load_checkpoint<B: Backend, M: Module<B>>(
     model: &M,
     checkpoint: &Checkpoint,
@@ -100,19 +127,41 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
     base_model_prefix: Option<&str>,
     options: &LoadOptions,
 ) -> Result<Loaded<M>, LoadError> {
+    let spec = LoadSpec {
+        transforms: transforms.to_vec(),
+        base_model_prefix: base_model_prefix.map(str::to_string),
+        ..LoadSpec::default()
+    };
+    load_with(model, checkpoint, &spec, options)
+}
+
+/// Loads an open `checkpoint` into a copy of `model` as `spec` says: the building block of
+/// [`from_pretrained`] and [`load_into`].
+///
+/// Strict by default: if the plan finds unexpected keys, missing parameters, shape or dtype
+/// mismatches or conversion errors, nothing is loaded and the error carries the report. With
+/// [`LoadOptions::partial`] what fits is loaded and the rest is reported.
+pub fn load_with<B: Backend, M: Module<B>>(
+    model: &M,
+    checkpoint: &Checkpoint,
+    spec: &LoadSpec,
+    options: &LoadOptions,
+) -> Result<Loaded<M>, LoadError> {
     let float = float_dtype::<B>()?;
     let params = model_params(model);
     let expected: Vec<_> = params.iter().map(|p| p.expected(float)).collect();
-    let expected: Vec<_> = expected
-        .iter()
-        .map(|(k, m)| (k.as_str(), &m.shape[..]))
-        .collect();
-    let plan_options =
-        PlanOptions::default().base_model_prefix(base_model_prefix.unwrap_or_default());
-    let plan = ConversionPlan::new(transforms, &checkpoint.metas(), &expected, &plan_options);
+    let plan_options = PlanOptions::default()
+        .base_model_prefix(spec.base_model_prefix.clone().unwrap_or_default())
+        .reversible(spec.reversible.iter().cloned())
+        .float_dtype(float)
+        .ignore_unexpected(spec.ignore_unexpected.iter().chain(options.ignore_patterns()))?;
+    let metas = checkpoint.metas();
+    let plan = ConversionPlan::new(&spec.transforms, &metas, &expected, &plan_options);
+    let mut report = plan.report().clone();
+    report.unused_filters = spec.unused_filters.clone();
     if options.is_strict() && !plan.is_clean() {
         return Err(LoadError::Incomplete {
-            report: Box::new(plan.report().clone()),
+            report: Box::new(report),
         });
     }
 
@@ -129,9 +178,20 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
     let loaded = executor.run(plan.groups(), options, model.clone(), |model, wave| {
         model.map(&mut Applier::new(wave))
     })?;
+    let read: HashSet<&str> = plan
+        .groups()
+        .iter()
+        .flat_map(|g| g.sources.iter().flat_map(|(_, keys)| keys))
+        .map(String::as_str)
+        .collect();
     Ok(Loaded {
         model: loaded,
-        report: plan.report().clone(),
-        conversions: plan.used_transforms_of(transforms),
+        report,
+        conversions: plan.used_conversions().to_vec(),
+        base_model_prefix: spec.base_model_prefix.clone(),
+        source_layout: metas
+            .into_iter()
+            .filter(|(k, _)| read.contains(k.as_str()))
+            .collect(),
     })
 }

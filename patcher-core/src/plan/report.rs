@@ -182,8 +182,14 @@ impl fmt::Display for LoadReport {
         )?;
 
         let missing = collapse_names(&self.missing);
+        let made: Vec<String> = outputs.iter().map(|(k, _)| k.clone()).collect();
+        let made = collapse_names(&made);
         section(f, "Missing (left as initialized)", &missing, |f, k| {
             write!(f, "{k}")?;
+            // A conversion's output first: a typo in a converter's target is the likely cause.
+            if let Some(near) = closest_name(k, made.iter().map(String::as_str), SIMILARITY) {
+                return write!(f, "  (did you mean `{near}`, made by a conversion?)");
+            }
             match closest_name(k, unexpected.iter().map(String::as_str), SIMILARITY) {
                 Some(near) => write!(f, "  (did you mean `{near}` from the checkpoint?)"),
                 None => Ok(()),

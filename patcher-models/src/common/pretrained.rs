@@ -40,6 +40,12 @@ macro_rules! impl_pretrained_model {
             fn base_model_prefix() -> Option<&'static str> {
                 Some("model")
             }
+
+            fn keys_to_ignore_on_load_unexpected() -> Vec<String> {
+                // Older checkpoints kept RoPE's inverse frequencies as a buffer; ours are
+                // computed from the config.
+                vec![r"rotary_emb\.inv_freq$".to_string()]
+            }
         }
     )+};
 }

@@ -1,31 +1,28 @@
-//! Saving a (patched) model in its checkpoint's original layout: the conversions used when
-//! loading run in reverse (converters first, then renamings), then the layout step is undone.
+//! The save plan run on a model's values: parameters in PyTorch layout through the reversed
+//! conversions, as host tensors in checkpoint naming.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use patcher_core::plan::PlanOptions;
-use patcher_core::{save_safetensors, ConversionPlan, Groups, HostTensor, WeightTransform};
+use patcher_core::{ConversionPlan, Groups, HostTensor, TensorMeta, WeightTransform};
 
-use super::error::LoadError;
-use super::host::from_tensor_data;
-use super::params::model_params;
+use crate::load::{from_tensor_data, model_params, LoadError};
 
-/// Writes `model` to the safetensors file `path` in the layout of the checkpoint it was loaded
-/// from: the parameters in PyTorch layout, through the reverse of `conversions` (the ones the
-/// load used, [`Loaded::conversions`](crate::Loaded::conversions)). A transformers model of the
-/// original class loads the file.
-///
-/// Errors if a conversion cannot be reversed (an op without a reverse) or the file cannot be
-/// written.
-pub fn save_pretrained<B: Backend, M: Module<B>>(
+/// The tensors a save writes, in checkpoint naming and plan order, and the model's parameters
+/// as a load expects them (PyTorch names, dtypes and shapes), to verify against.
+pub(crate) struct Collected {
+    pub(crate) tensors: Vec<(String, HostTensor<'static>)>,
+    pub(crate) params: Vec<(String, TensorMeta)>,
+}
+
+/// Runs the reverse of `conversions` on `model`'s parameters.
+pub(crate) fn collect<B: Backend, M: Module<B>>(
     model: &M,
-    path: impl AsRef<Path>,
     conversions: &[WeightTransform],
-    base_model_prefix: Option<&str>,
-) -> Result<(), LoadError> {
+    options: &PlanOptions,
+) -> Result<Collected, LoadError> {
     let params = model_params(model);
     let mut values = ParamValues::default();
     model.visit(&mut values);
@@ -41,22 +38,31 @@ pub fn save_pretrained<B: Backend, M: Module<B>>(
             })?;
         host.insert(param.torch_name.as_str(), from_tensor_data(data, param)?);
     }
-    let metas: Vec<_> = params
+    let metas: Vec<(String, TensorMeta)> = params
         .iter()
         .map(|p| (p.torch_name.clone(), host[p.torch_name.as_str()].meta()))
         .collect();
-    let options = PlanOptions::default().base_model_prefix(base_model_prefix.unwrap_or_default());
-    let plan = ConversionPlan::for_save(conversions, &metas, &options)?;
+    let plan = ConversionPlan::for_save(conversions, &metas, options)?;
+    if let Some(error) = plan.report().conversion_errors.first() {
+        return Err(LoadError::SaveMismatch {
+            message: format!(
+                "the reversed conversions cannot run: {}",
+                error.message
+            ),
+            conversion: error.op.clone(),
+            keys: vec![error.target.clone()],
+        });
+    }
 
-    let mut out: Vec<(String, HostTensor<'static>)> = Vec::with_capacity(params.len());
+    let mut tensors = Vec::with_capacity(params.len());
     for group in plan.groups() {
         let mut inputs = Groups::new();
         for (pattern, keys) in group.sources.iter() {
-            let tensors = keys
+            let taken = keys
                 .iter()
                 .map(|key| take(&mut host, key))
                 .collect::<Result<Vec<_>, _>>()?;
-            inputs.push(pattern, tensors);
+            inputs.push(pattern, taken);
         }
         let outputs = group
             .execute(inputs)
@@ -64,11 +70,12 @@ pub fn save_pretrained<B: Backend, M: Module<B>>(
                 key: group.key.clone(),
                 source,
             })?;
-        out.extend(outputs.into_iter().map(|(k, t)| (k, t.into_owned())));
+        tensors.extend(outputs.into_iter().map(|(k, t)| (k, t.into_owned())));
     }
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    save_safetensors(path.as_ref(), out, Some(metadata))?;
-    Ok(())
+    Ok(Collected {
+        tensors,
+        params: metas,
+    })
 }
 
 fn take(

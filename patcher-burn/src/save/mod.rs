@@ -1,0 +1,119 @@
+//! Saving a (patched) model in the layout of the checkpoint it was loaded from: the conversions
+//! the load used run in reverse, the layout step is undone, the result is checked to load back
+//! (metadata only) and then written atomically, in one file or in shards with an index.
+
+mod collect;
+mod files;
+mod verify;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use patcher_core::plan::PlanOptions;
+use patcher_core::{TensorMeta, WeightTransform};
+
+use crate::load::{LoadError, Loaded};
+
+/// How a save writes.
+///
+/// ```
+/// use patcher_burn::SaveOptions;
+/// let options = SaveOptions::default().max_shard_size(5 << 30);
+/// assert_eq!(options.shard_bytes(), Some(5 << 30));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaveOptions {
+    max_shard_size: Option<u64>,
+}
+
+impl SaveOptions {
+    /// Splits the file into shards of at most `bytes` of tensor data each (a larger tensor gets
+    /// a shard of its own), with a `*.safetensors.index.json`, as transformers'
+    /// `save_pretrained(max_shard_size=...)`. Default: one file.
+    pub fn max_shard_size(mut self, bytes: u64) -> Self {
+        self.max_shard_size = Some(bytes.max(1));
+        self
+    }
+
+    /// The shard size, if set.
+    pub fn shard_bytes(&self) -> Option<u64> {
+        self.max_shard_size
+    }
+}
+
+/// Saves a loaded model in the layout it was loaded from: `loaded.conversions` run in reverse
+/// (a converter that ran backwards on load runs forward again), with its base model prefix.
+///
+/// `path` is a `.safetensors` file, or a folder that gets `model.safetensors` (or shards and
+/// `model.safetensors.index.json`, see [`SaveOptions::max_shard_size`]). Returns the files
+/// written.
+///
+/// Nothing is written unless the file would load back into the same model bit for bit through
+/// the same conversions and hold the keys and shapes that were loaded
+/// ([`LoadError::SaveMismatch`] otherwise). Each file is written to a temporary name in the
+/// target folder, synced and renamed: a failed save leaves no partial file.
+pub fn save_pretrained<B: Backend, M: Module<B>>(
+    loaded: &Loaded<M>,
+    path: impl AsRef<Path>,
+) -> Result<Vec<PathBuf>, LoadError> {
+    save_pretrained_with(loaded, path, &SaveOptions::default())
+}
+
+/// [`save_pretrained`] with options (shards).
+pub fn save_pretrained_with<B: Backend, M: Module<B>>(
+    loaded: &Loaded<M>,
+    path: impl AsRef<Path>,
+    options: &SaveOptions,
+) -> Result<Vec<PathBuf>, LoadError> {
+    save(
+        &loaded.model,
+        path.as_ref(),
+        &loaded.conversions,
+        loaded.base_model_prefix.as_deref(),
+        &loaded.source_layout,
+        options,
+    )
+}
+
+/// Saves `model` through the reverse of `conversions` (for a model that was not loaded by this
+/// library, or with conversions of your own). Verified like [`save_pretrained`], except that
+/// without a loaded layout only the load back is checked.
+pub fn save_model<B: Backend, M: Module<B>>(
+    model: &M,
+    path: impl AsRef<Path>,
+    conversions: &[WeightTransform],
+    base_model_prefix: Option<&str>,
+    options: &SaveOptions,
+) -> Result<Vec<PathBuf>, LoadError> {
+    save(model, path.as_ref(), conversions, base_model_prefix, &[], options)
+}
+
+fn save<B: Backend, M: Module<B>>(
+    model: &M,
+    path: &Path,
+    conversions: &[WeightTransform],
+    base_model_prefix: Option<&str>,
+    source_layout: &[(String, TensorMeta)],
+    options: &SaveOptions,
+) -> Result<Vec<PathBuf>, LoadError> {
+    let plan_options = PlanOptions::default()
+        .base_model_prefix(base_model_prefix.unwrap_or_default())
+        .source_keys(source_layout.iter().map(|(k, _)| k.clone()));
+    let collected = collect::collect(model, conversions, &plan_options)?;
+    let written: Vec<(String, TensorMeta)> = collected
+        .tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.meta()))
+        .collect();
+    verify::verify(
+        &written,
+        &collected.params,
+        conversions,
+        &plan_options,
+        source_layout,
+    )?;
+    let file = files::target_file(path)?;
+    let shards = files::shard(collected.tensors, options.max_shard_size);
+    files::write(&file, shards)
+}
