@@ -267,6 +267,19 @@ def main() -> None:
     sref = load_eager(Qwen2MoeForCausalLM, sdir)
     conventions["qwen2_moe_sharded"] = save_reference(sref, ids, sdir)
 
+    # transformers 5's fused expert layout (`save_original_format=False`): the runtime params
+    # `mlp.experts.gate_up_proj [E, 2I, H]` and `mlp.experts.down_proj [E, H, I]` as they are.
+    fdir = fresh_dir(FIXTURES / "qwen2_moe_fused")
+    qwen.save_pretrained(fdir, save_original_format=False)
+    fkeys = on_disk_keys(fdir)
+    for expected in ("model.layers.0.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj"):
+        assert expected in fkeys, f"{expected} not on disk; keys: {fkeys}"
+    assert not any(".experts.0." in k for k in fkeys), "per-expert keys in the fused layout"
+    fref = load_eager(Qwen2MoeForCausalLM, fdir)
+    with torch.no_grad():
+        torch.testing.assert_close(fref(input_ids=ids).logits, qref(input_ids=ids).logits, rtol=0, atol=0)
+    conventions["qwen2_moe_fused"] = save_reference(fref, ids, fdir)
+
     # bf16 copy for dtype tests; its reference is the bf16 weights upcast to f32 by transformers.
     bdir = fresh_dir(FIXTURES / "qwen2_moe_bf16")
     build(Qwen2MoeForCausalLM, qwen2_moe_config(), seed=20260001).to(torch.bfloat16).save_pretrained(bdir)
@@ -405,6 +418,9 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
         "- `qwen2_moe/`: Qwen2-MoE, 2 layers, hidden 64, 4 heads / 2 KV heads, q/k/v biases, 4 experts",
         "  top-2 (norm_topk_prob false), shared expert with sigmoid gate, vocab 128, rope_theta 1000.",
         "- `qwen2_moe_sharded/`: the same weights in several shards; layer 0's experts span two files.",
+        "- `qwen2_moe_fused/`: the same weights in transformers 5's fused expert layout",
+        "  (`save_pretrained(save_original_format=False)`: `mlp.experts.gate_up_proj [E, 2I, H]`,",
+        "  `mlp.experts.down_proj [E, H, I]`).",
         "- `qwen2_moe_bf16/`: the same model saved in bf16; its reference is transformers' run of the",
         "  bf16 weights upcast to fp32.",
         "- `llama/`: Llama, 3 layers, hidden 64, 4 heads / 2 KV heads, head_dim 24 (!= 64/4), no",

@@ -34,6 +34,15 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
         Qwen2MoeForCausalLM::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
             .unwrap();
     assert!(loaded.report.missing.is_empty() && loaded.report.unexpected.is_empty());
+    // transformers 5's fused expert layout into per-expert linears: the model's default expert
+    // converters run backwards (the seed patcher filtered them out of the forward list).
+    let backwards = dir.ends_with("_fused") && sequential_experts;
+    assert_eq!(
+        loaded.report.reversed.len(),
+        if backwards { 2 } else { 0 },
+        "{}",
+        loaded.report
+    );
     let replaced = list_slots(&loaded.model)
         .iter()
         .filter(|s| s.replaced)
@@ -194,7 +203,11 @@ fn wrong_patch_fails<B: Backend>(device: &B::Device) {
     let patcher = patcher.extra_weight_conversions([typo]);
     let (report, message) = incomplete_load(load_qwen2_moe_fixture(&patcher, device));
     // The checkpoint does not hold `qkv_projj`: the report names the converter that made it.
-    let outputs: Vec<String> = report.unexpected_outputs.iter().map(|o| o.key.clone()).collect();
+    let outputs: Vec<String> = report
+        .unexpected_outputs
+        .iter()
+        .map(|o| o.key.clone())
+        .collect();
     assert!(ends_with_any(&outputs, "self_attn.qkv_projj.weight"));
     assert!(
         message.contains("did you mean `model.layers.{0,1}.self_attn.qkv_projj.weight`"),
@@ -234,6 +247,14 @@ macro_rules! loader_tests {
             for (fused, sequential) in [(false, false), (true, false), (false, true), (true, true)]
             {
                 qwen2_moe::<B>("qwen2_moe", fused, sequential, &$device);
+            }
+        }
+
+        #[test]
+        fn qwen2_moe_fused_layout_variants() {
+            for (fused, sequential) in [(false, false), (true, false), (false, true), (true, true)]
+            {
+                qwen2_moe::<B>("qwen2_moe_fused", fused, sequential, &$device);
             }
         }
 

@@ -11,8 +11,8 @@ mod params;
 mod pretrained;
 
 pub use error::LoadError;
+pub(crate) use host::from_tensor_data;
 pub use model::PretrainedModel;
 pub use options::{LoadOptions, LoadProgress};
 pub use params::{model_params, Layout, ParamInfo, ParamKind};
-pub(crate) use host::from_tensor_data;
 pub use pretrained::{from_pretrained, load_checkpoint, load_into, load_with, LoadSpec, Loaded};

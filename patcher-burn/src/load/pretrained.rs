@@ -6,9 +6,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use patcher_core::plan::PlanOptions;
-use patcher_core::{
-    Checkpoint, ConversionPlan, LoadReport, Patcher, TensorMeta, WeightTransform,
-};
+use patcher_core::{Checkpoint, ConversionPlan, LoadReport, Patcher, TensorMeta, WeightTransform};
 
 use super::apply::Applier;
 use super::error::LoadError;
@@ -97,7 +95,12 @@ where
     // Open first: a missing checkpoint should not cost a model build.
     let checkpoint = Checkpoint::open(path)?;
     let model = BuildContext::build(patcher, device, constructor)?;
-    load_with(&model, &checkpoint, &LoadSpec::for_model::<B, M>(patcher), options)
+    load_with(
+        &model,
+        &checkpoint,
+        &LoadSpec::for_model::<B, M>(patcher),
+        options,
+    )
 }
 
 /// Loads the checkpoint at `path` into a copy of an already built `model`, with the model's
@@ -115,7 +118,12 @@ where
     M: PretrainedModel<B>,
 {
     let checkpoint = Checkpoint::open(path)?;
-    load_with(model, &checkpoint, &LoadSpec::for_model::<B, M>(patcher), options)
+    load_with(
+        model,
+        &checkpoint,
+        &LoadSpec::for_model::<B, M>(patcher),
+        options,
+    )
 }
 
 /// Loads an open `checkpoint` into a copy of `model` through exactly `transforms` (no model
@@ -154,7 +162,11 @@ pub fn load_with<B: Backend, M: Module<B>>(
         .base_model_prefix(spec.base_model_prefix.clone().unwrap_or_default())
         .reversible(spec.reversible.iter().cloned())
         .float_dtype(float)
-        .ignore_unexpected(spec.ignore_unexpected.iter().chain(options.ignore_patterns()))?;
+        .ignore_unexpected(
+            spec.ignore_unexpected
+                .iter()
+                .chain(options.ignore_patterns()),
+        )?;
     let metas = checkpoint.metas();
     let plan = ConversionPlan::new(&spec.transforms, &metas, &expected, &plan_options);
     let mut report = plan.report().clone();

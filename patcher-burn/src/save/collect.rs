@@ -45,10 +45,7 @@ pub(crate) fn collect<B: Backend, M: Module<B>>(
     let plan = ConversionPlan::for_save(conversions, &metas, options)?;
     if let Some(error) = plan.report().conversion_errors.first() {
         return Err(LoadError::SaveMismatch {
-            message: format!(
-                "the reversed conversions cannot run: {}",
-                error.message
-            ),
+            message: format!("the reversed conversions cannot run: {}", error.message),
             conversion: error.op.clone(),
             keys: vec![error.target.clone()],
         });

@@ -86,7 +86,14 @@ pub fn save_model<B: Backend, M: Module<B>>(
     base_model_prefix: Option<&str>,
     options: &SaveOptions,
 ) -> Result<Vec<PathBuf>, LoadError> {
-    save(model, path.as_ref(), conversions, base_model_prefix, &[], options)
+    save(
+        model,
+        path.as_ref(),
+        conversions,
+        base_model_prefix,
+        &[],
+        options,
+    )
 }
 
 fn save<B: Backend, M: Module<B>>(
