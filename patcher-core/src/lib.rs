@@ -20,4 +20,7 @@ pub use ops::{ConversionOp, Groups, OpContext, OpError};
 pub use patcher::{ClassReplacement, Patcher, PatcherError, UnmatchedClassKey};
 pub use plan::{ConversionPlan, LoadReport, PlanOptions};
 pub use tensor::{DType, HostTensor, TensorMeta};
-pub use transform::{TransformError, WeightConverter, WeightRenaming, WeightTransform};
+pub use transform::{
+    GroupWeightRename, PrefixChange, TransformError, WeightConverter, WeightRenaming,
+    WeightTransform,
+};

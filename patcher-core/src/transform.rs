@@ -6,6 +6,7 @@
 
 mod error;
 mod shared;
+mod special;
 
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,7 @@ use crate::pattern::IntoPatterns;
 
 pub use self::error::TransformError;
 use self::shared::TransformCore;
+pub use self::special::{GroupWeightRename, PrefixChange};
 
 /// Accessors shared by [`WeightRenaming`] and [`WeightConverter`].
 macro_rules! common_methods {
@@ -236,6 +238,10 @@ pub enum WeightTransform {
     Renaming(WeightRenaming),
     /// Groups keys and runs ops.
     Converter(WeightConverter),
+    /// Adds or removes a name part after the model prefix.
+    PrefixChange(PrefixChange),
+    /// Paired renamings switched on by a guard.
+    GroupRename(GroupWeightRename),
 }
 
 impl From<WeightRenaming> for WeightTransform {
@@ -250,14 +256,19 @@ impl From<WeightConverter> for WeightTransform {
     }
 }
 
-impl WeightTransform {
-    fn core(&self) -> &TransformCore {
-        match self {
-            Self::Renaming(r) => &r.core,
-            Self::Converter(c) => &c.core,
-        }
+impl From<PrefixChange> for WeightTransform {
+    fn from(change: PrefixChange) -> Self {
+        Self::PrefixChange(change)
     }
+}
 
+impl From<GroupWeightRename> for WeightTransform {
+    fn from(group: GroupWeightRename) -> Self {
+        Self::GroupRename(group)
+    }
+}
+
+impl WeightTransform {
     /// Whether this is a [`WeightConverter`].
     pub fn is_converter(&self) -> bool {
         matches!(self, Self::Converter(_))
@@ -267,7 +278,15 @@ impl WeightTransform {
     pub fn as_converter(&self) -> Option<&WeightConverter> {
         match self {
             Self::Converter(c) => Some(c),
-            Self::Renaming(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The group rename, if this is one.
+    pub fn as_group_rename(&self) -> Option<&GroupWeightRename> {
+        match self {
+            Self::GroupRename(g) => Some(g),
+            _ => None,
         }
     }
 
@@ -275,40 +294,63 @@ impl WeightTransform {
     pub fn ops(&self) -> &[Arc<dyn ConversionOp>] {
         match self {
             Self::Converter(c) => c.ops(),
-            Self::Renaming(_) => &[],
+            _ => &[],
         }
     }
 
-    /// Preprocessed source patterns (see [`WeightConverter::source_patterns`]).
+    /// Preprocessed source patterns (see [`WeightConverter::source_patterns`]; a
+    /// [`PrefixChange`] gives transformers' regex).
     pub fn source_patterns(&self) -> &[String] {
-        &self.core().sources
+        match self {
+            Self::Renaming(r) => &r.core.sources,
+            Self::Converter(c) => &c.core.sources,
+            Self::PrefixChange(p) => std::slice::from_ref(p.source_pattern()),
+            Self::GroupRename(g) => g.source_patterns(),
+        }
     }
 
     /// Preprocessed target patterns.
     pub fn target_patterns(&self) -> &[String] {
-        &self.core().targets
+        match self {
+            Self::Renaming(r) => &r.core.targets,
+            Self::Converter(c) => &c.core.targets,
+            Self::PrefixChange(p) => std::slice::from_ref(p.target_pattern()),
+            Self::GroupRename(g) => g.target_patterns(),
+        }
     }
 
     /// Source patterns as given.
     pub fn original_source_patterns(&self) -> &[String] {
-        &self.core().original_sources
+        match self {
+            Self::Renaming(r) => &r.core.original_sources,
+            Self::Converter(c) => &c.core.original_sources,
+            _ => self.source_patterns(),
+        }
     }
 
     /// Target patterns as given.
     pub fn original_target_patterns(&self) -> &[String] {
-        &self.core().original_targets
+        match self {
+            Self::Renaming(r) => &r.core.original_targets,
+            Self::Converter(c) => &c.core.original_targets,
+            _ => self.target_patterns(),
+        }
     }
 
     /// The scope, if any.
     pub fn scope_prefix(&self) -> Option<&str> {
-        self.core().scope_prefix.as_deref()
+        match self {
+            Self::Renaming(r) => r.core.scope_prefix.as_deref(),
+            Self::Converter(c) => c.core.scope_prefix.as_deref(),
+            _ => None,
+        }
     }
 
-    /// Renames `key` (see [`WeightRenaming::rename_source_key`]).
+    /// Renames `key` (see [`WeightRenaming::rename_source_key`]). Returns the new key and the
+    /// source pattern that matched.
     pub fn rename_source_key(&self, key: &str) -> Option<(String, &str)> {
-        let core = self.core();
-        core.rename(key, None)
-            .map(|(renamed, i)| (renamed, core.sources[i].as_str()))
+        let (renamed, i) = self.rename_with(key, None)?;
+        Some((renamed, self.source_patterns()[i].as_str()))
     }
 
     /// The transform the other way round (see [`WeightConverter::reverse`]).
@@ -316,6 +358,8 @@ impl WeightTransform {
         Ok(match self {
             Self::Renaming(r) => Self::Renaming(r.reverse()?),
             Self::Converter(c) => Self::Converter(c.reverse()?),
+            Self::PrefixChange(p) => Self::PrefixChange(p.reverse()),
+            Self::GroupRename(g) => Self::GroupRename(g.reverse()?),
         })
     }
 
@@ -326,12 +370,22 @@ impl WeightTransform {
         key: &str,
         default_base: Option<&str>,
     ) -> Option<(String, usize)> {
-        self.core().rename(key, default_base)
+        match self {
+            Self::Renaming(r) => r.core.rename(key, default_base),
+            Self::Converter(c) => c.core.rename(key, default_base),
+            Self::PrefixChange(p) => p.rename(key).map(|k| (k, 0)),
+            Self::GroupRename(g) => g.rename_with(key, default_base),
+        }
     }
 
     /// Whether a source pattern matches `key` (within the scope).
     pub(crate) fn matches_with(&self, key: &str, default_base: Option<&str>) -> bool {
-        self.core().matches(key, default_base)
+        match self {
+            Self::Renaming(r) => r.core.matches(key, default_base),
+            Self::Converter(c) => c.core.matches(key, default_base),
+            Self::PrefixChange(p) => p.rename(key).is_some(),
+            Self::GroupRename(g) => g.matches_with(key, default_base),
+        }
     }
 }
 
@@ -379,6 +433,8 @@ impl fmt::Display for WeightTransform {
         match self {
             Self::Renaming(r) => r.fmt(f),
             Self::Converter(c) => c.fmt(f),
+            Self::PrefixChange(p) => p.fmt(f),
+            Self::GroupRename(g) => g.fmt(f),
         }
     }
 }

@@ -111,7 +111,10 @@ impl PostRenames {
         let base = self.base.as_deref();
         let mut key = key.to_string();
         for step in self.steps.iter() {
-            if guard && step.forward.matches_with(&key, base) {
+            // A group rename chains its pairs (`norm0 -> norm1 -> norm2`) by design: its own
+            // guard decided on load, so it is always undone.
+            let grouped = step.forward.as_group_rename().is_some();
+            if guard && !grouped && step.forward.matches_with(&key, base) {
                 continue;
             }
             if let Some((renamed, _)) = step.reversed.rename_with(&key, base) {

@@ -69,12 +69,21 @@ pub(crate) fn plan_load(
         .filter_map(|(j, t)| t.reverse().ok().map(|r| (j, r)))
         .collect();
 
+    // A group rename is on only if its guard matches a checkpoint key (transformers switches it
+    // on when the guard is first seen in key order; checking every key first is order-free).
+    let inactive: HashSet<usize> = transforms
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.as_group_rename().map(|g| (i, g)))
+        .filter(|(_, g)| !inputs.iter().any(|(key, _)| g.is_guard(key)))
+        .map(|(i, _)| i)
+        .collect();
     let mut pending = PendingGroups::default();
     let mut unexpected: Vec<(String, &str)> = Vec::new();
     // Per checkpoint key: its name after renaming and the transforms that renamed it.
     let mut renamed: HashMap<&str, (String, Vec<usize>)> = HashMap::new();
     for input in inputs {
-        let resolved = resolve(transforms, input.0, base, &model);
+        let resolved = resolve(transforms, &inactive, input.0, base, &model);
         renamed.insert(input.0, (resolved.key.clone(), resolved.matched.clone()));
         if let Some((i, source)) = resolved.converter {
             // The outputs decide: a converter with `*` targets names them only when its ops run.
@@ -348,7 +357,7 @@ pub fn rename_source_key<'t>(
     transforms: &'t [WeightTransform],
     key: &str,
 ) -> (String, Option<&'t str>) {
-    let (key, converter, _) = rename_chain(transforms, key, None);
+    let (key, converter, _) = rename_chain(transforms, &HashSet::new(), key, None);
     let pattern = converter.map(|(i, s)| transforms[i].source_patterns()[s].as_str());
     (key, pattern)
 }
@@ -356,6 +365,7 @@ pub fn rename_source_key<'t>(
 /// Renamings (chained), then the first matching converter: `(key, converter, matched)`.
 fn rename_chain(
     transforms: &[WeightTransform],
+    inactive: &HashSet<usize>,
     original: &str,
     base: Option<&str>,
 ) -> (String, Option<(usize, usize)>, Vec<usize>) {
@@ -364,7 +374,7 @@ fn rename_chain(
     for (i, t) in transforms
         .iter()
         .enumerate()
-        .filter(|(_, t)| !t.is_converter())
+        .filter(|(i, t)| !t.is_converter() && !inactive.contains(i))
     {
         if let Some((renamed, _)) = t.rename_with(&key, base) {
             key = renamed;
@@ -391,11 +401,12 @@ fn rename_chain(
 /// a model key.
 fn resolve(
     transforms: &[WeightTransform],
+    inactive: &HashSet<usize>,
     original: &str,
     base: Option<&str>,
     model: &HashMap<&str, Expected<'_>>,
 ) -> Resolved {
-    let (key, converter, matched) = rename_chain(transforms, original, base);
+    let (key, converter, matched) = rename_chain(transforms, inactive, original, base);
     let key = fix_base_prefix(key, base, model);
     if !model.contains_key(key.as_str()) && model.contains_key(original) {
         // The renames led nowhere but the key loads as it is (transformers 5.3+), e.g. a default

@@ -9,6 +9,24 @@ pub enum TransformError {
     /// A pattern is invalid or missing.
     #[error(transparent)]
     Pattern(#[from] PatternError),
+    /// A [`PrefixChange`](crate::PrefixChange) without exactly one prefix to add or remove.
+    #[error("PrefixChange: {message}")]
+    PrefixChange {
+        /// What is wrong.
+        message: String,
+    },
+    /// A [`GroupWeightRename`](crate::GroupWeightRename) whose source and target lists differ in
+    /// length (or are empty).
+    #[error(
+        "GroupWeightRename requires N:N length matching, but found {sources} source and \
+         {targets} target patterns; give one target per source"
+    )]
+    GroupLength {
+        /// Number of source patterns.
+        sources: usize,
+        /// Number of target patterns.
+        targets: usize,
+    },
     /// A converter without ops.
     #[error(
         "WeightConverter {sources:?} -> {targets:?} has no operation; give at least one op, \

@@ -332,3 +332,84 @@ fn a_tensor_of_the_wrong_kind_is_a_dtype_mismatch() {
         .iter()
         .all(|g| g.targets.iter().all(|t| t.status == TargetStatus::Ready)));
 }
+
+#[test]
+fn prefix_change_loads_and_saves_back_and_is_dropped_when_unused() {
+    use crate::PrefixChange;
+    let transforms: Vec<WeightTransform> =
+        vec![PrefixChange::add("language_model", "model").unwrap().into()];
+    let raw = dict(&[
+        ("model.layers.0.w", &[1], &[1.0]),
+        ("lm_head.weight", &[1], &[2.0]),
+    ]);
+    let model = shapes(&[
+        ("model.language_model.layers.0.w", &[1]),
+        ("lm_head.weight", &[1]),
+    ]);
+    let plan = ConversionPlan::new(&transforms, &metas(&raw), &model, &PlanOptions::default());
+    assert!(plan.is_clean(), "{}", plan.report());
+    let loaded = execute(&plan, &raw);
+    let save = ConversionPlan::for_save(
+        plan.used_conversions(),
+        &metas(&loaded),
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(execute(&save, &loaded), raw);
+
+    // A checkpoint already in the model's layout: the change never applies, is not used, and
+    // saving does not remove the part.
+    let plan = ConversionPlan::new(
+        &transforms,
+        &metas(&loaded),
+        &model,
+        &PlanOptions::default(),
+    );
+    assert!(plan.is_clean(), "{}", plan.report());
+    assert!(plan.used_conversions().is_empty());
+    assert!(matches!(
+        PrefixChange::new(Some("a"), Some("b"), None),
+        Err(crate::TransformError::PrefixChange { .. })
+    ));
+}
+
+#[test]
+fn group_rename_is_switched_on_by_its_guard() {
+    use crate::GroupWeightRename;
+    let transforms: Vec<WeightTransform> =
+        vec![
+            GroupWeightRename::new(["norm0.", "norm1."], ["norm1.", "norm2."])
+                .unwrap()
+                .into(),
+        ];
+    let model = shapes(&[("a.norm1.w", &[1]), ("a.norm2.w", &[1])]);
+    // An old checkpoint (norm0, norm1): both renamed, and saved back.
+    let old = dict(&[("a.norm0.w", &[1], &[1.0]), ("a.norm1.w", &[1], &[2.0])]);
+    let plan = ConversionPlan::new(&transforms, &metas(&old), &model, &PlanOptions::default());
+    assert!(plan.is_clean(), "{}", plan.report());
+    let loaded = execute(&plan, &old);
+    assert_eq!(loaded["a.norm2.w"].1, [2.0]);
+    let save = ConversionPlan::for_save(
+        plan.used_conversions(),
+        &metas(&loaded),
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(execute(&save, &loaded), old);
+    // An already converted checkpoint (norm1, norm2, no guard): nothing is renamed again.
+    let plan = ConversionPlan::new(
+        &transforms,
+        &metas(&loaded),
+        &model,
+        &PlanOptions::default(),
+    );
+    assert!(plan.is_clean(), "{}", plan.report());
+    assert_eq!(execute(&plan, &loaded), loaded);
+    assert!(matches!(
+        GroupWeightRename::new(["a"], ["b", "c"]),
+        Err(crate::TransformError::GroupLength {
+            sources: 1,
+            targets: 2
+        })
+    ));
+}
