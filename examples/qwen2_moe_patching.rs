@@ -1,6 +1,8 @@
 //! The seed's example in Burn: Qwen2-MoE loaded from a stock (per-expert) transformers
 //! checkpoint, once as written and once patched with fused QKV attention and sequential experts,
-//! with the logits compared to transformers' own.
+//! with the logits compared to transformers' own; then the same weights saved in transformers 5's
+//! fused expert layout (`save_pretrained(save_original_format=False)`) loaded into the patched
+//! model (the model's expert converters run backwards) and saved back in that layout.
 //!
 //! ```sh
 //! cargo run --release --example qwen2_moe_patching                   # ndarray
@@ -51,5 +53,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let logits = loaded.model.forward(reference.input_ids(&device));
         print_build(title, &loaded, logits, &reference);
     }
+
+    // Any on-disk layout into any patched class: the fused checkpoint into sequential experts.
+    let fused = fixture("qwen2_moe_fused");
+    let loaded = Qwen2MoeForCausalLM::<Backend>::from_pretrained(
+        &fused,
+        &qwen2_moe_seed_patcher(&config),
+        &device,
+        &LoadOptions::default(),
+    )?;
+    let logits = loaded.model.forward(reference.input_ids(&device));
+    print_build(
+        "patched, from the fused-experts layout (tests/fixtures/qwen2_moe_fused)",
+        &loaded,
+        logits,
+        &reference,
+    );
+    let out = std::env::temp_dir().join(format!("qwen2-moe-fused-{}", std::process::id()));
+    let written = burn_patcher::save_pretrained(&loaded, &out)?;
+    let same = std::fs::read(fused.join("model.safetensors"))? == std::fs::read(&written[0])?;
+    println!(
+        "  saved back to {} in the layout it was loaded from: {}",
+        written[0].display(),
+        if same {
+            "byte-identical to the fused checkpoint"
+        } else {
+            "DIFFERS from the fused checkpoint"
+        }
+    );
+    std::fs::remove_dir_all(&out)?;
     Ok(())
 }
