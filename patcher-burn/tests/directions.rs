@@ -484,6 +484,14 @@ fn sharded_save_writes_an_index_and_cleans_up_the_previous_layout() {
         .map(|t| t.bytes().len() as u64)
         .sum();
     assert_eq!(index["metadata"]["total_size"], total);
+    let elements: usize = Checkpoint::open(&original)
+        .unwrap()
+        .iter()
+        .map(|t| t.shape().iter().product::<usize>())
+        .sum();
+    assert_eq!(index["metadata"]["total_parameters"], elements);
+    let keys = Checkpoint::open(&original).unwrap().len();
+    assert_eq!(index["weight_map"].as_object().unwrap().len(), keys);
 
     // One file into the same folder: the shards and the index go, so the folder opens as the
     // new file.

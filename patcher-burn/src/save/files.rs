@@ -67,18 +67,21 @@ pub(crate) fn write(
     let mut written = Vec::with_capacity(count + 1);
     let mut weight_map = BTreeMap::new();
     let mut total_size = 0u64;
+    let mut total_parameters = 0usize;
     for (i, tensors) in shards.into_iter().enumerate() {
         let name = format!("{stem}-{:05}-of-{count:05}.safetensors", i + 1);
         for (key, tensor) in &tensors {
             weight_map.insert(key.clone(), name.clone());
             total_size += tensor.bytes.len() as u64;
+            total_parameters += tensor.num_elements();
         }
         let path = folder.join(&name);
         save_safetensors(&path, tensors, Some(metadata.clone()))?;
         written.push(path);
     }
+    // As transformers writes it: keys sorted, two-space indent, a final newline.
     let index = serde_json::json!({
-        "metadata": { "total_size": total_size },
+        "metadata": { "total_parameters": total_parameters, "total_size": total_size },
         "weight_map": weight_map,
     });
     let index_path = folder.join(format!("{stem}.safetensors.index.json"));
@@ -86,7 +89,7 @@ pub(crate) fn write(
         key: index_path.display().to_string(),
         message: format!("could not serialise the index: {e}"),
     })?;
-    write_atomic(&index_path, text.as_bytes())?;
+    write_atomic(&index_path, format!("{text}\n").as_bytes())?;
     written.push(index_path);
     remove_stale(&folder, &stem, &written);
     Ok(written)
