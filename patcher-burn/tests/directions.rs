@@ -275,20 +275,24 @@ fn write_qkv(path: &Path, rows: [[usize; 3]; 2]) {
     write_checkpoint(path, &tensors);
 }
 
+/// Writes q/k/v of `rows` per layer to `dir/model.safetensors` and loads them through a plain
+/// `Concatenate`.
+fn load_qkv(
+    dir: &TempDir,
+    rows: [[usize; 3]; 2],
+) -> (std::path::PathBuf, patcher_burn::Loaded<Gqa<B>>) {
+    let original = dir.path().join("model.safetensors");
+    write_qkv(&original, rows);
+    let checkpoint = Checkpoint::open(&original).unwrap();
+    let options = LoadOptions::default();
+    let loaded = load_checkpoint(&gqa_model(), &checkpoint, &plain_qkv(), None, &options);
+    (original, loaded.unwrap())
+}
+
 #[test]
 fn a_plain_concatenate_under_gqa_saves_q_k_v_back_at_their_sizes() {
     let dir = TempDir::new("gqa");
-    let original = dir.path().join("model.safetensors");
-    write_qkv(&original, [[4, 2, 2], [4, 2, 2]]);
-    let checkpoint = Checkpoint::open(&original).unwrap();
-    let loaded = load_checkpoint(
-        &gqa_model(),
-        &checkpoint,
-        &plain_qkv(),
-        None,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let (original, loaded) = load_qkv(&dir, [[4, 2, 2], [4, 2, 2]]);
     assert_eq!(
         loaded.conversions[0].ops()[0].name(),
         "Concatenate(dim=0, sizes=[4, 2, 2])"
@@ -303,17 +307,7 @@ fn a_save_that_would_split_q_k_v_evenly_is_refused_and_writes_nothing() {
     // The layers disagree on the sizes (4/2/2 and 2/4/2), so no sizes can be pinned: the plain
     // reverse would write even chunks, which the save refuses.
     let dir = TempDir::new("gqa-refused");
-    let original = dir.path().join("model.safetensors");
-    write_qkv(&original, [[4, 2, 2], [2, 4, 2]]);
-    let checkpoint = Checkpoint::open(&original).unwrap();
-    let loaded = load_checkpoint(
-        &gqa_model(),
-        &checkpoint,
-        &plain_qkv(),
-        None,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let (_, loaded) = load_qkv(&dir, [[4, 2, 2], [2, 4, 2]]);
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let err = save_pretrained(&loaded, &out).unwrap_err();

@@ -37,29 +37,6 @@ fn per_expert_model() -> Vec<(String, Vec<usize>)> {
     model
 }
 
-/// The default conversions of a fused-experts model (per-expert checkpoint -> fused).
-fn fuse_experts() -> Vec<WeightTransform> {
-    vec![
-        WeightConverter::new(
-            [
-                "mlp.experts.*.gate_proj.weight",
-                "mlp.experts.*.up_proj.weight",
-            ],
-            "mlp.experts.gate_up_proj",
-            vec![op(MergeModulelist::new(0)), op(Concatenate::new(1))],
-        )
-        .unwrap()
-        .into(),
-        WeightConverter::new(
-            "mlp.experts.*.down_proj.weight",
-            "mlp.experts.down_proj",
-            vec![op(MergeModulelist::new(0))],
-        )
-        .unwrap()
-        .into(),
-    ]
-}
-
 /// Expert `e`'s gate and up rows of `fused_checkpoint`: gate_up is `[E, 2I, H]` with I = H = 2.
 fn expert_rows(e: usize, up: bool) -> Vec<f32> {
     let start = e * 8 + if up { 4 } else { 0 };
@@ -109,7 +86,7 @@ fn the_checkpoints_fused_layout_runs_the_models_converter_backwards() {
     let raw = fused_checkpoint();
     let model = per_expert_model();
     // A patched model filtered the fusing converters out; the model still declares them.
-    let options = PlanOptions::default().reversible(fuse_experts());
+    let options = PlanOptions::default().reversible(fused_experts_conversions());
     let plan = ConversionPlan::new(&[], &metas(&raw), &model, &options);
     assert!(plan.is_clean(), "{}", plan.report());
     assert_eq!(plan.report().reversed.len(), 2);
@@ -146,7 +123,7 @@ fn a_per_expert_checkpoint_still_loads_forward_when_backwards_is_possible() {
             &[],
             &metas(&fused_checkpoint()),
             &per_expert_model(),
-            &PlanOptions::default().reversible(fuse_experts()),
+            &PlanOptions::default().reversible(fused_experts_conversions()),
         ),
         &fused_checkpoint(),
     ) {
@@ -156,8 +133,13 @@ fn a_per_expert_checkpoint_still_loads_forward_when_backwards_is_possible() {
         ("model.layers.0.mlp.experts.gate_up_proj", &[2, 4, 2]),
         ("model.layers.0.mlp.experts.down_proj", &[2, 2, 2]),
     ]);
-    let options = PlanOptions::default().reversible(fuse_experts());
-    let plan = ConversionPlan::new(&fuse_experts(), &metas(&raw), &fused_model, &options);
+    let options = PlanOptions::default().reversible(fused_experts_conversions());
+    let plan = ConversionPlan::new(
+        &fused_experts_conversions(),
+        &metas(&raw),
+        &fused_model,
+        &options,
+    );
     assert!(plan.is_clean(), "{}", plan.report());
     assert!(plan.report().reversed.is_empty());
     assert_eq!(execute(&plan, &raw), fused_checkpoint());
@@ -281,7 +263,7 @@ fn mixed_float_sources_stack_once_cast_to_the_model_dtype() {
         "mlp.experts.down_proj".to_string(),
         TensorMeta::new(DType::F32, vec![3, 2, 2]),
     )];
-    let transforms = &fuse_experts()[1..];
+    let transforms = &fused_experts_conversions()[1..];
     let plan = ConversionPlan::new(transforms, &checkpoint, &model, &PlanOptions::default());
     assert_eq!(
         plan.report().conversion_errors.len(),
@@ -333,6 +315,23 @@ fn a_tensor_of_the_wrong_kind_is_a_dtype_mismatch() {
         .all(|g| g.targets.iter().all(|t| t.status == TargetStatus::Ready)));
 }
 
+/// Loads `raw` into `model` through `transforms` (the plan must be clean), checks that saving
+/// with the conversions the load used writes `raw` back, and returns what was loaded and the
+/// plan's used conversions.
+fn load_and_save_back(
+    transforms: &[WeightTransform],
+    raw: &Dict,
+    model: &[(String, Vec<usize>)],
+) -> (Dict, Vec<WeightTransform>) {
+    let plan = ConversionPlan::new(transforms, &metas(raw), model, &PlanOptions::default());
+    assert!(plan.is_clean(), "{}", plan.report());
+    let loaded = execute(&plan, raw);
+    let used = plan.used_conversions().to_vec();
+    let save = ConversionPlan::for_save(&used, &metas(&loaded), &PlanOptions::default()).unwrap();
+    assert_eq!(&execute(&save, &loaded), raw);
+    (loaded, used)
+}
+
 #[test]
 fn prefix_change_loads_and_saves_back_and_is_dropped_when_unused() {
     use crate::PrefixChange;
@@ -346,27 +345,12 @@ fn prefix_change_loads_and_saves_back_and_is_dropped_when_unused() {
         ("model.language_model.layers.0.w", &[1]),
         ("lm_head.weight", &[1]),
     ]);
-    let plan = ConversionPlan::new(&transforms, &metas(&raw), &model, &PlanOptions::default());
-    assert!(plan.is_clean(), "{}", plan.report());
-    let loaded = execute(&plan, &raw);
-    let save = ConversionPlan::for_save(
-        plan.used_conversions(),
-        &metas(&loaded),
-        &PlanOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(execute(&save, &loaded), raw);
-
-    // A checkpoint already in the model's layout: the change never applies, is not used, and
+    let (loaded, used) = load_and_save_back(&transforms, &raw, &model);
+    assert_eq!(used.len(), 1);
+    // A checkpoint already in the model's layout: the change never applies and is not used, so
     // saving does not remove the part.
-    let plan = ConversionPlan::new(
-        &transforms,
-        &metas(&loaded),
-        &model,
-        &PlanOptions::default(),
-    );
-    assert!(plan.is_clean(), "{}", plan.report());
-    assert!(plan.used_conversions().is_empty());
+    let (_, used) = load_and_save_back(&transforms, &loaded, &model);
+    assert!(used.is_empty());
     assert!(matches!(
         PrefixChange::new(Some("a"), Some("b"), None),
         Err(crate::TransformError::PrefixChange { .. })
@@ -376,35 +360,18 @@ fn prefix_change_loads_and_saves_back_and_is_dropped_when_unused() {
 #[test]
 fn group_rename_is_switched_on_by_its_guard() {
     use crate::GroupWeightRename;
-    let transforms: Vec<WeightTransform> =
-        vec![
-            GroupWeightRename::new(["norm0.", "norm1."], ["norm1.", "norm2."])
-                .unwrap()
-                .into(),
-        ];
+    let group = GroupWeightRename::new(["norm0.", "norm1."], ["norm1.", "norm2."]).unwrap();
+    let transforms: Vec<WeightTransform> = vec![group.into()];
     let model = shapes(&[("a.norm1.w", &[1]), ("a.norm2.w", &[1])]);
     // An old checkpoint (norm0, norm1): both renamed, and saved back.
     let old = dict(&[("a.norm0.w", &[1], &[1.0]), ("a.norm1.w", &[1], &[2.0])]);
-    let plan = ConversionPlan::new(&transforms, &metas(&old), &model, &PlanOptions::default());
-    assert!(plan.is_clean(), "{}", plan.report());
-    let loaded = execute(&plan, &old);
+    let (loaded, used) = load_and_save_back(&transforms, &old, &model);
     assert_eq!(loaded["a.norm2.w"].1, [2.0]);
-    let save = ConversionPlan::for_save(
-        plan.used_conversions(),
-        &metas(&loaded),
-        &PlanOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(execute(&save, &loaded), old);
+    assert_eq!(used.len(), 1);
     // An already converted checkpoint (norm1, norm2, no guard): nothing is renamed again.
-    let plan = ConversionPlan::new(
-        &transforms,
-        &metas(&loaded),
-        &model,
-        &PlanOptions::default(),
-    );
-    assert!(plan.is_clean(), "{}", plan.report());
-    assert_eq!(execute(&plan, &loaded), loaded);
+    let (again, used) = load_and_save_back(&transforms, &loaded, &model);
+    assert_eq!(again, loaded);
+    assert!(used.is_empty());
     assert!(matches!(
         GroupWeightRename::new(["a"], ["b", "c"]),
         Err(crate::TransformError::GroupLength {

@@ -70,6 +70,29 @@ pub(super) fn execute(plan: &ConversionPlan, input: &Dict) -> Dict {
     out
 }
 
+/// Qwen2-MoE's default conversions: per-expert checkpoint keys merged into fused experts.
+pub(super) fn fused_experts_conversions() -> Vec<WeightTransform> {
+    vec![
+        WeightConverter::new(
+            [
+                "mlp.experts.*.gate_proj.weight",
+                "mlp.experts.*.up_proj.weight",
+            ],
+            "mlp.experts.gate_up_proj",
+            vec![op(MergeModulelist::new(0)), op(Concatenate::new(1))],
+        )
+        .unwrap()
+        .into(),
+        WeightConverter::new(
+            "mlp.experts.*.down_proj.weight",
+            "mlp.experts.down_proj",
+            vec![op(MergeModulelist::new(0))],
+        )
+        .unwrap()
+        .into(),
+    ]
+}
+
 pub(super) fn op(op: impl ConversionOp + 'static) -> Arc<dyn ConversionOp> {
     Arc::new(op)
 }

@@ -5,28 +5,6 @@ use burn::backend::NdArray;
 use super::*;
 use crate::{ClassReplacement, Patcher};
 
-fn qwen2_moe_defaults() -> Vec<WeightTransform> {
-    vec![
-        WeightConverter::new(
-            [
-                "mlp.experts.*.gate_proj.weight",
-                "mlp.experts.*.up_proj.weight",
-            ],
-            "mlp.experts.gate_up_proj",
-            vec![op(MergeModulelist::new(0)), op(Concatenate::new(1))],
-        )
-        .unwrap()
-        .into(),
-        WeightConverter::new(
-            "mlp.experts.*.down_proj.weight",
-            "mlp.experts.down_proj",
-            vec![op(MergeModulelist::new(0))],
-        )
-        .unwrap()
-        .into(),
-    ]
-}
-
 fn seed_patcher(filter: bool) -> Patcher<NdArray> {
     let mut patcher = Patcher::<NdArray>::new()
         .class_mapping(
@@ -107,7 +85,7 @@ fn patched_model() -> Vec<(String, Vec<usize>)> {
 #[test]
 fn seed_patch_loads_cleanly_and_saves_back() {
     let raw = checkpoint();
-    let transforms = seed_patcher(true).update_weight_conversions(qwen2_moe_defaults());
+    let transforms = seed_patcher(true).update_weight_conversions(fused_experts_conversions());
     assert_eq!(
         transforms.len(),
         2,
@@ -154,7 +132,7 @@ fn without_the_filter_the_fallback_still_loads_the_experts() {
     // transformers 5.3+: the fused converter renames expert keys to `gate_up_proj`, which the
     // patched model lacks, so each key falls back to its original name.
     let raw = checkpoint();
-    let transforms = seed_patcher(false).update_weight_conversions(qwen2_moe_defaults());
+    let transforms = seed_patcher(false).update_weight_conversions(fused_experts_conversions());
     assert_eq!(transforms.len(), 4);
     let plan = ConversionPlan::new(
         &transforms,
