@@ -57,6 +57,13 @@ pub(crate) fn plan_load(
             }
             continue;
         }
+        // `experts.7` when the model has 4 experts: not part of the stack.
+        if let Some((i, _)) = resolved.converter {
+            if super::experts::index_out_of_range(&transforms[i], &resolved.key, input.0, &model) {
+                unexpected.push(input.0.to_string());
+                continue;
+            }
+        }
         for &i in &resolved.matched {
             used[i] = true;
         }
