@@ -31,7 +31,7 @@ mod slot;
 pub use build::{replacement, BuildContext, BuildError};
 pub use load::{
     from_pretrained, load_checkpoint, load_into, model_params, save_pretrained, Layout, LoadError,
-    LoadOptions, LoadProgress, Loaded, ParamInfo, ParamKind, PretrainedModel,
+    LoadOptions, LoadProgress, Loaded, NonFiniteCount, ParamInfo, ParamKind, PretrainedModel,
 };
 pub use slot::{
     list_slots, load_file_checked, load_record_checked, Implements, InterfaceKey, LoadRecordError,

@@ -3,6 +3,7 @@
 mod apply;
 mod error;
 mod execute;
+mod finite;
 mod gather;
 mod host;
 mod model;
@@ -12,6 +13,7 @@ mod pretrained;
 mod save;
 
 pub use error::LoadError;
+pub use finite::NonFiniteCount;
 pub use model::PretrainedModel;
 pub use options::{LoadOptions, LoadProgress};
 pub use params::{model_params, Layout, ParamInfo, ParamKind};

@@ -5,12 +5,14 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
+use patcher_core::pattern::natural_key_cmp;
 use patcher_core::plan::PlanOptions;
 use patcher_core::{Checkpoint, ConversionPlan, LoadReport, Patcher, WeightTransform};
 
 use super::apply::Applier;
 use super::error::LoadError;
 use super::execute::Executor;
+use super::finite::NonFiniteCount;
 use super::host::float_dtype;
 use super::model::PretrainedModel;
 use super::options::LoadOptions;
@@ -28,6 +30,9 @@ pub struct Loaded<M> {
     /// The conversions that took part: give them to [`save_pretrained`](crate::save_pretrained)
     /// to write the model back in the checkpoint's layout.
     pub conversions: Vec<WeightTransform>,
+    /// Checkpoint tensors holding NaN or infinite values, in natural key order, with their
+    /// counts; only filled when the load ran with [`LoadOptions::check_finite`], else empty.
+    pub non_finite: Vec<NonFiniteCount>,
 }
 
 /// Builds a patch-ready model with `patcher`'s substitutions and loads the safetensors checkpoint
@@ -123,15 +128,22 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
             .map(|p| (p.torch_name.as_str(), p))
             .collect::<HashMap<_, _>>(),
         float,
+        non_finite: options.checks_finite().then(Default::default),
     };
     // Work on a copy (parameters are reference-counted: cheap), so a failure midway leaves the
     // caller's model as it was.
     let loaded = executor.run(plan.groups(), options, model.clone(), |model, wave| {
         model.map(&mut Applier::new(wave))
     })?;
+    let mut non_finite = executor
+        .non_finite
+        .map(|found| found.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .unwrap_or_default();
+    non_finite.sort_by(|a, b| natural_key_cmp(&a.key, &b.key));
     Ok(Loaded {
         model: loaded,
         report: plan.report().clone(),
         conversions: plan.used_transforms_of(transforms),
+        non_finite,
     })
 }

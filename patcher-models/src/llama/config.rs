@@ -4,7 +4,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{parse_config_json, validate_heads, CoreDefaults, RawCore};
+use crate::common::config::{parse_config_json, validate_core, CoreDefaults, CoreFields, RawCore};
+use crate::common::limits::{self, ModelSize, ParamCount, SizedConfig, MAX_DIMENSION};
 use crate::common::{Activation, AttentionSpec, RopeParameters};
 use crate::error::{read_config_file, ConfigError};
 
@@ -101,12 +102,24 @@ impl LlamaConfig {
 
     /// Checks the values are consistent; `from_json_str` calls it, call it again after editing
     /// fields by hand.
+    ///
+    /// Every size and float is checked against [`limits`](crate::common::limits), so no
+    /// config can make building the model abort; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_heads(
-            self.num_attention_heads,
-            self.num_key_value_heads,
-            self.head_dim,
-        )
+        validate_core(&CoreFields {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            max_position_embeddings: self.max_position_embeddings,
+            initializer_range: self.initializer_range,
+            rms_norm_eps: self.rms_norm_eps,
+        })?;
+        limits::size("intermediate_size", self.intermediate_size, MAX_DIMENSION)?;
+        self.rope.validate()?;
+        self.model_size().map(drop)
     }
 
     /// The attention shape (the same for every layer).
@@ -121,6 +134,42 @@ impl LlamaConfig {
             initializer_range: self.initializer_range,
             sliding_window: None,
         }
+    }
+}
+
+impl SizedConfig for LlamaConfig {
+    fn model_size(&self) -> Result<ModelSize, ConfigError> {
+        let (h, l) = (self.hidden_size, self.num_hidden_layers);
+        let hidden = ("hidden_size", h);
+        let (heads, kv) = (
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+        );
+        let head_dim = ("head_dim", self.head_dim);
+        let inter = ("intermediate_size", self.intermediate_size);
+        let mut p = ParamCount::default();
+        let embed = [("vocab_size", self.vocab_size), hidden];
+        p.add(if self.tie_word_embeddings { 1 } else { 2 }, &embed)?;
+        p.add(1 + 2 * l, &[hidden])?; // final norm, two norms per layer
+        p.add(2 * l, &[heads, head_dim, hidden])?; // q, o
+        p.add(2 * l, &[kv, head_dim, hidden])?; // k, v
+        p.add(3 * l, &[inter, hidden])?; // gate, up, down
+        if self.attention_bias {
+            p.add(l, &[heads, head_dim])?;
+            p.add(2 * l, &[kv, head_dim])?;
+            p.add(l, &[hidden])?;
+        }
+        if self.mlp_bias {
+            p.add(2 * l, &[inter])?;
+            p.add(l, &[hidden])?;
+        }
+        Ok(ModelSize {
+            parameters: p.finish(l)?,
+            vocab_size: self.vocab_size,
+            hidden_size: h,
+            num_hidden_layers: l,
+            num_experts: None,
+        })
     }
 }
 
@@ -144,7 +193,9 @@ mod tests {
     #[test]
     fn typed_errors() {
         let bad = LlamaConfig::from_json_str(r#"{"num_key_value_heads": 5}"#);
-        assert!(matches!(bad, Err(ConfigError::Invalid(_))));
+        assert!(
+            matches!(bad, Err(ConfigError::Field { field, .. }) if field == "num_key_value_heads")
+        );
         let bad = LlamaConfig::from_json_str(r#"{"vocab_size": "many"}"#);
         assert!(matches!(bad, Err(ConfigError::Json(_))));
         let missing = LlamaConfig::from_file("/nonexistent/config.json");

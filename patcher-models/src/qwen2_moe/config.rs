@@ -4,7 +4,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{parse_config_json, validate_heads, CoreDefaults, RawCore};
+use crate::common::config::{parse_config_json, validate_core, CoreDefaults, CoreFields, RawCore};
+use crate::common::limits::{self, ModelSize, ParamCount, SizedConfig, MAX_DIMENSION, MAX_EXPERTS};
 use crate::common::{Activation, AttentionSpec, RopeParameters};
 use crate::error::{read_config_file, ConfigError};
 
@@ -189,12 +190,33 @@ impl Qwen2MoeConfig {
 
     /// Checks the values are consistent and implemented; `from_json_str` calls it, call it again
     /// after editing fields by hand.
+    ///
+    /// Every size and float is checked against [`limits`](crate::common::limits), so no
+    /// config can make building the model abort; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_heads(
-            self.num_attention_heads,
-            self.num_key_value_heads,
-            self.head_dim,
-        )?;
+        validate_core(&CoreFields {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            max_position_embeddings: self.max_position_embeddings,
+            initializer_range: self.initializer_range,
+            rms_norm_eps: self.rms_norm_eps,
+        })?;
+        limits::size("num_experts", self.num_experts, MAX_EXPERTS)?;
+        for (field, value) in [
+            ("intermediate_size", self.intermediate_size),
+            ("moe_intermediate_size", self.moe_intermediate_size),
+            (
+                "shared_expert_intermediate_size",
+                self.shared_expert_intermediate_size,
+            ),
+        ] {
+            limits::size(field, value, MAX_DIMENSION)?;
+        }
+        self.rope.validate()?;
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.layer_types.len() != self.num_hidden_layers {
             return invalid(format!(
@@ -220,7 +242,7 @@ impl Qwen2MoeConfig {
                  decoder_sparse_step); only all-sparse models are implemented"
             )));
         }
-        Ok(())
+        self.model_size().map(drop)
     }
 
     /// Whether layer `layer_idx` has a sparse MoE block (transformers' `Qwen2MoeDecoderLayer`
@@ -250,6 +272,45 @@ impl Qwen2MoeConfig {
     }
 }
 
+impl SizedConfig for Qwen2MoeConfig {
+    fn model_size(&self) -> Result<ModelSize, ConfigError> {
+        let (h, l) = (self.hidden_size, self.num_hidden_layers);
+        let hidden = ("hidden_size", h);
+        let (heads, kv) = (
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+        );
+        let head_dim = ("head_dim", self.head_dim);
+        let experts = ("num_experts", self.num_experts);
+        let moe = ("moe_intermediate_size", self.moe_intermediate_size);
+        let shared = (
+            "shared_expert_intermediate_size",
+            self.shared_expert_intermediate_size,
+        );
+        let mut p = ParamCount::default();
+        let embed = [("vocab_size", self.vocab_size), hidden];
+        p.add(if self.tie_word_embeddings { 1 } else { 2 }, &embed)?;
+        // Final norm; per layer two norms and the shared expert's gate.
+        p.add(1 + 3 * l, &[hidden])?;
+        p.add(2 * l, &[heads, head_dim, hidden])?; // q, o
+        p.add(2 * l, &[kv, head_dim, hidden])?; // k, v
+        if self.qkv_bias {
+            p.add(l, &[heads, head_dim])?;
+            p.add(2 * l, &[kv, head_dim])?;
+        }
+        p.add(l, &[experts, hidden])?; // router
+        p.add(3 * l, &[experts, moe, hidden])?; // experts' gate, up, down
+        p.add(3 * l, &[shared, hidden])?; // shared expert
+        Ok(ModelSize {
+            parameters: p.finish(l)?,
+            vocab_size: self.vocab_size,
+            hidden_size: h,
+            num_hidden_layers: l,
+            num_experts: Some(self.num_experts),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,7 +332,9 @@ mod tests {
         let bad = Qwen2MoeConfig::from_json_str(
             r#"{"num_attention_heads": 16, "num_key_value_heads": 3}"#,
         );
-        assert!(matches!(bad, Err(ConfigError::Invalid(_))));
+        assert!(
+            matches!(bad, Err(ConfigError::Field { field, .. }) if field == "num_key_value_heads")
+        );
         let dense = Qwen2MoeConfig::from_json_str(r#"{"mlp_only_layers": [0]}"#);
         assert!(matches!(dense, Err(ConfigError::Unsupported(_))));
         let wrong = Qwen2MoeConfig::from_json_str(r#"{"model_type": "llama"}"#);
