@@ -50,8 +50,12 @@ pub fn save_safetensors<'a>(
     let mut seen = HashSet::new();
     let mut views = Vec::new();
     for (name, tensor) in tensors {
-        let expected = tensor.num_elements() * tensor.dtype.size_in_bytes();
-        if tensor.bytes.len() != expected {
+        let expected = tensor
+            .shape
+            .iter()
+            .try_fold(tensor.dtype.size_in_bytes(), |n, &d| n.checked_mul(d));
+        if expected != Some(tensor.bytes.len()) {
+            let expected = expected.map_or("more than usize::MAX".into(), |n| n.to_string());
             return Err(CheckpointError::InvalidTensor {
                 path: path.to_path_buf(),
                 reason: format!(
