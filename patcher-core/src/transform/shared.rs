@@ -193,24 +193,25 @@ fn check_other_backreferences(
     sources: &[String],
     compiled: &PatternSet,
 ) -> Result<(), TransformError> {
-    for target in targets {
-        for group in backreferences(target).filter(|&g| g != 1) {
-            let short = (0..sources.len()).find(|&i| compiled.capture_count(i) < group);
-            return Err(match short {
-                Some(i) => TransformError::MissingSourceGroup {
-                    target: target.clone(),
-                    source_pattern: sources[i].clone(),
-                    group,
-                    available: compiled.capture_count(i),
-                },
-                None => TransformError::UnsupportedBackreference {
-                    target: target.clone(),
-                    group,
-                },
-            });
-        }
-    }
-    Ok(())
+    let other = targets
+        .iter()
+        .find_map(|t| backreferences(t).find(|&g| g != 1).map(|g| (t, g)));
+    let Some((target, group)) = other else {
+        return Ok(());
+    };
+    let short = (0..sources.len()).find(|&i| compiled.capture_count(i) < group);
+    Err(match short {
+        Some(i) => TransformError::MissingSourceGroup {
+            target: target.clone(),
+            source_pattern: sources[i].clone(),
+            group,
+            available: compiled.capture_count(i),
+        },
+        None => TransformError::UnsupportedBackreference {
+            target: target.clone(),
+            group,
+        },
+    })
 }
 
 /// The group numbers of the `\N` references in `text` (saturating on absurdly long numbers).

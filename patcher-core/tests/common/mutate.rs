@@ -277,7 +277,7 @@ fn rebuild(header: &str, data: &[u8]) -> Vec<u8> {
 pub fn mutate_json(original: &str, rng: &mut Rng) -> (String, String) {
     let mut text = original.to_string();
     match rng.below(6) {
-        0 | 1 | 2 => {
+        0..=2 => {
             // Replace one number with a nasty one.
             let digits: Vec<usize> = text
                 .char_indices()
