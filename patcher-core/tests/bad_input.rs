@@ -10,8 +10,8 @@ use patcher_core::ops::MergeModulelist;
 use patcher_core::pattern::{PatternError, PatternSet};
 use patcher_core::plan::{ConversionPlan, PlanOptions, MAX_LINE_BYTES, MAX_SECTION_LINES};
 use patcher_core::{
-    save_safetensors, Checkpoint, CheckpointError, DType, HostTensor, LoadReport, TensorMeta,
-    TransformError, WeightConverter, WeightRenaming, WeightTransform,
+    save_safetensors, write_atomic, Checkpoint, CheckpointError, DType, HostTensor, LoadReport,
+    TensorMeta, TransformError, WeightConverter, WeightRenaming, WeightTransform,
 };
 
 /// A fresh folder under the system temp dir, removed on drop.
@@ -449,6 +449,17 @@ fn a_save_removes_temporary_files_of_dead_writers_only() {
             .len(),
         1
     );
+    // Other files of the folder are written the same way, and clean up the same way.
+    std::fs::write(dir.path(dead), b"partial").unwrap();
+    write_atomic(dir.path("model.safetensors.index.json"), b"{}").unwrap();
+    assert_eq!(
+        std::fs::read(dir.path("model.safetensors.index.json")).unwrap(),
+        b"{}"
+    );
+    if Path::new("/proc/self").exists() {
+        assert!(!dir.names().contains(&dead.to_string()));
+    }
+    assert!(!dir.names().iter().any(|n| n.contains(".index.json.tmp-")));
 }
 
 #[test]

@@ -21,7 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use error::CheckpointError;
-pub use write::save_safetensors;
+pub use write::{save_safetensors, write_atomic};
 
 use crate::tensor::{DType, HostTensor, TensorMeta};
 use index::Source;

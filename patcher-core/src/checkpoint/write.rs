@@ -78,6 +78,26 @@ pub fn save_safetensors<'a>(
         views.push((name, Out(tensor)));
     }
 
+    write_through_temporary(path, |temporary| {
+        safetensors::serialize_to_file(views, metadata, temporary)
+    })
+}
+
+/// Writes `bytes` to `path` atomically, as [`save_safetensors`] writes its files (temporary file
+/// `.<name>.tmp-<pid>-<n>` in the same folder, synced, renamed over `path`, folder synced; no
+/// temporary file left on an error; stale temporary files of dead writers removed first). For
+/// the other files of a checkpoint folder, such as a sharded index.
+pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), CheckpointError> {
+    write_through_temporary(path.as_ref(), |temporary| {
+        std::fs::write(temporary, bytes).map_err(safetensors::SafeTensorError::IoError)
+    })
+}
+
+/// Runs `write` on a temporary path beside `path`, then syncs and renames it over `path`.
+fn write_through_temporary(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), safetensors::SafeTensorError>,
+) -> Result<(), CheckpointError> {
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -88,7 +108,7 @@ pub fn save_safetensors<'a>(
         path: path.to_path_buf(),
         source: safetensors::SafeTensorError::IoError(source),
     };
-    let result = safetensors::serialize_to_file(views, metadata, &temporary)
+    let result = write(&temporary)
         .map_err(|source| CheckpointError::Write {
             path: path.to_path_buf(),
             source,

@@ -80,11 +80,11 @@ impl LoadReport {
             && self.conversion_errors.is_empty()
     }
 
-    /// An unexpected key close to `missing`, if one is: `missing` (a key, or a line of the
-    /// report such as `model.layers.{0..3}.x`) is compared with the report's collapsed lines
-    /// of unexpected keys, and the first key of the closest line is returned, so the suggestion
-    /// is always a key of [`unexpected`](Self::unexpected). Bounded: long keys get no
-    /// suggestion.
+    /// An unexpected key close to `missing`, if one is. `missing` is compared with the report's
+    /// collapsed lines of unexpected keys; for a plain key the first key of the closest line is
+    /// returned, so the suggestion is a key of [`unexpected`](Self::unexpected); for a collapsed
+    /// line such as `model.layers.{0..3}.x` the closest collapsed line is, which stands only for
+    /// keys of `unexpected`. Bounded: keys over 256 characters get no suggestion.
     pub fn suggestion_for(&self, missing: &str) -> Option<String> {
         let candidates = collapse_names_with_first(&self.unexpected);
         let single = !missing.contains('{');
