@@ -8,7 +8,6 @@
 mod mutate;
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -124,14 +123,8 @@ fn run(
         std::fs::write(target, &bytes).unwrap();
         // Files are mapped, not read: 64 MiB plus a few times the file's size is plenty.
         let bound = (64 << 20) + 4 * bytes.len();
-        let base = ALLOC.reset();
-        let outcome = catch_unwind(AssertUnwindSafe(|| exercise(open, model)))
-            .unwrap_or_else(|_| panic!("{label} #{i} (seed {seed:#x}): {what}: panicked"));
-        let peak = ALLOC.peak().saturating_sub(base);
-        assert!(
-            peak <= bound,
-            "{label} #{i} (seed {seed:#x}): {what}: allocated {peak} bytes"
-        );
+        let context = || format!("{label} #{i} (seed {seed:#x}): {what}");
+        let outcome = ALLOC.checked(bound, context, || exercise(open, model));
         *outcomes.entry(outcome).or_default() += 1;
     }
     outcomes

@@ -8,7 +8,6 @@
 mod mutate;
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use burn::backend::NdArray;
@@ -95,14 +94,8 @@ fn run(
         let (bytes, what) = mutate(&mut rng);
         std::fs::write(dir.join(target), &bytes).unwrap();
         let patcher = &patchers[i % 2];
-        let base = ALLOC.reset();
-        let outcome = catch_unwind(AssertUnwindSafe(|| load(dir, patcher)))
-            .unwrap_or_else(|_| panic!("{label} #{i} (seed {seed:#x}): {what}: panicked"));
-        let peak = ALLOC.peak().saturating_sub(base);
-        assert!(
-            peak <= BOUND,
-            "{label} #{i} (seed {seed:#x}): {what}: allocated {peak} bytes"
-        );
+        let context = || format!("{label} #{i} (seed {seed:#x}): {what}");
+        let outcome = ALLOC.checked(BOUND, context, || load(dir, patcher));
         *outcomes.entry(outcome).or_default() += 1;
     }
     outcomes

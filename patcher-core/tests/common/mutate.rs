@@ -32,6 +32,31 @@ impl CountingAlloc {
         live
     }
 
+    /// Counts `bytes` more live if `ptr` is an allocation; returns `ptr`.
+    fn grew(&self, ptr: *mut u8, bytes: usize) -> *mut u8 {
+        if !ptr.is_null() {
+            let live = self.live.fetch_add(bytes, Ordering::SeqCst) + bytes;
+            self.peak.fetch_max(live, Ordering::SeqCst);
+        }
+        ptr
+    }
+
+    /// Runs `f`, failing with `context()` if it panics or if the live bytes rise more than
+    /// `bound` above where they were.
+    pub fn checked<T>(
+        &self,
+        bound: usize,
+        context: impl Fn() -> String,
+        f: impl FnOnce() -> T,
+    ) -> T {
+        let base = self.reset();
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|_| panic!("{}: panicked", context()));
+        let peak = self.peak().saturating_sub(base);
+        assert!(peak <= bound, "{}: allocated {peak} bytes", context());
+        out
+    }
+
     /// Highest live bytes since the last reset.
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::SeqCst)
@@ -41,22 +66,12 @@ impl CountingAlloc {
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded to the system allocator with the caller's layout.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = self.live.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
-            self.peak.fetch_max(live, Ordering::SeqCst);
-        }
-        ptr
+        self.grew(unsafe { System.alloc(layout) }, layout.size())
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as `alloc`.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            let live = self.live.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
-            self.peak.fetch_max(live, Ordering::SeqCst);
-        }
-        ptr
+        self.grew(unsafe { System.alloc_zeroed(layout) }, layout.size())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -68,15 +83,12 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as `alloc`/`dealloc`.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if new_size >= layout.size() {
+            return self.grew(new, new_size - layout.size());
+        }
         if !new.is_null() {
-            if new_size >= layout.size() {
-                let grow = new_size - layout.size();
-                let live = self.live.fetch_add(grow, Ordering::SeqCst) + grow;
-                self.peak.fetch_max(live, Ordering::SeqCst);
-            } else {
-                self.live
-                    .fetch_sub(layout.size() - new_size, Ordering::SeqCst);
-            }
+            self.live
+                .fetch_sub(layout.size() - new_size, Ordering::SeqCst);
         }
         new
     }

@@ -162,6 +162,25 @@ pub(crate) struct CoreFields {
     pub(crate) rms_norm_eps: f64,
 }
 
+/// The [`CoreFields`] of a resolved family config (the families name them alike).
+macro_rules! core_fields {
+    ($config:expr) => {
+        $crate::common::config::CoreFields {
+            vocab_size: $config.vocab_size,
+            hidden_size: $config.hidden_size,
+            num_hidden_layers: $config.num_hidden_layers,
+            num_attention_heads: $config.num_attention_heads,
+            num_key_value_heads: $config.num_key_value_heads,
+            head_dim: $config.head_dim,
+            max_position_embeddings: $config.max_position_embeddings,
+            initializer_range: $config.initializer_range,
+            rms_norm_eps: $config.rms_norm_eps,
+        }
+    };
+}
+
+pub(crate) use core_fields;
+
 /// The checks every family's `validate` starts with: each shared size positive and within
 /// [`limits`](super::limits), the floats finite and in range, the heads consistent.
 pub(crate) fn validate_core(c: &CoreFields) -> Result<(), ConfigError> {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{parse_config_json, validate_core, CoreDefaults, CoreFields, RawCore};
+use crate::common::config::{core_fields, parse_config_json, validate_core, CoreDefaults, RawCore};
 use crate::common::limits::{self, ModelSize, ParamCount, SizedConfig, MAX_DIMENSION};
 use crate::common::{Activation, AttentionSpec, RopeParameters};
 use crate::error::{read_config_file, ConfigError};
@@ -106,17 +106,7 @@ impl LlamaConfig {
     /// Every size and float is checked against [`limits`](crate::common::limits), so no
     /// config can make building the model abort; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_core(&CoreFields {
-            vocab_size: self.vocab_size,
-            hidden_size: self.hidden_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            num_key_value_heads: self.num_key_value_heads,
-            head_dim: self.head_dim,
-            max_position_embeddings: self.max_position_embeddings,
-            initializer_range: self.initializer_range,
-            rms_norm_eps: self.rms_norm_eps,
-        })?;
+        validate_core(&core_fields!(self))?;
         limits::size("intermediate_size", self.intermediate_size, MAX_DIMENSION)?;
         self.rope.validate()?;
         self.model_size().map(drop)

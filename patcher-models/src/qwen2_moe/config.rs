@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{parse_config_json, validate_core, CoreDefaults, CoreFields, RawCore};
+use crate::common::config::{core_fields, parse_config_json, validate_core, CoreDefaults, RawCore};
 use crate::common::limits::{self, ModelSize, ParamCount, SizedConfig, MAX_DIMENSION, MAX_EXPERTS};
 use crate::common::{Activation, AttentionSpec, RopeParameters};
 use crate::error::{read_config_file, ConfigError};
@@ -194,17 +194,7 @@ impl Qwen2MoeConfig {
     /// Every size and float is checked against [`limits`](crate::common::limits), so no
     /// config can make building the model abort; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_core(&CoreFields {
-            vocab_size: self.vocab_size,
-            hidden_size: self.hidden_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            num_key_value_heads: self.num_key_value_heads,
-            head_dim: self.head_dim,
-            max_position_embeddings: self.max_position_embeddings,
-            initializer_range: self.initializer_range,
-            rms_norm_eps: self.rms_norm_eps,
-        })?;
+        validate_core(&core_fields!(self))?;
         limits::size("num_experts", self.num_experts, MAX_EXPERTS)?;
         for (field, value) in [
             ("intermediate_size", self.intermediate_size),
