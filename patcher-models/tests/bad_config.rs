@@ -266,3 +266,42 @@ fn nan_and_inf_weights_are_counted_when_asked() {
     .unwrap();
     assert!(plain.non_finite.is_empty());
 }
+
+#[test]
+fn model_size_counts_the_parameters_the_model_builds() {
+    use patcher_burn::model_params;
+    use patcher_models::common::limits::SizedConfig;
+    use patcher_models::llama::LlamaForCausalLM;
+
+    let count = |params: Vec<patcher_burn::ParamInfo>| -> u64 {
+        params
+            .iter()
+            .map(|p| p.torch_shape.iter().product::<usize>() as u64)
+            .sum()
+    };
+    let device = Default::default();
+    let qwen = Qwen2MoeConfig::from_file(fixture("qwen2_moe/config.json")).unwrap();
+    for sequential in [false, true] {
+        let patcher = qwen2_moe_patcher::<B>(&qwen, true, sequential);
+        let model = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen, &patcher, &device).unwrap();
+        assert_eq!(
+            count(model_params(&model)),
+            qwen.model_size().unwrap().parameters
+        );
+    }
+    for json in [
+        r#"{"vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2}"#,
+        r#"{"vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 1,
+            "num_attention_heads": 4, "attention_bias": true, "mlp_bias": true,
+            "tie_word_embeddings": true}"#,
+    ] {
+        let llama = LlamaConfig::from_json_str(json).unwrap();
+        let model = LlamaForCausalLM::<B>::with_patcher(&llama, &Patcher::new(), &device).unwrap();
+        assert_eq!(
+            count(model_params(&model)),
+            llama.model_size().unwrap().parameters,
+            "{json}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::common::config::{core_fields, parse_config_json, validate_core, CoreDefaults, RawCore};
-use crate::common::limits::{self, ModelSize, ParamCount, SizedConfig, MAX_DIMENSION};
+use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
 use crate::common::{Activation, AttentionSpec, RopeParameters};
 use crate::error::{read_config_file, ConfigError};
 
@@ -129,37 +129,19 @@ impl LlamaConfig {
 
 impl SizedConfig for LlamaConfig {
     fn model_size(&self) -> Result<ModelSize, ConfigError> {
-        let (h, l) = (self.hidden_size, self.num_hidden_layers);
-        let hidden = ("hidden_size", h);
-        let (heads, kv) = (
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.num_key_value_heads),
-        );
-        let head_dim = ("head_dim", self.head_dim);
+        let core = core_fields!(self);
+        let mut p = decoder_params(&core, self.tie_word_embeddings, self.attention_bias)?;
+        let (l, hidden) = (self.num_hidden_layers, ("hidden_size", self.hidden_size));
         let inter = ("intermediate_size", self.intermediate_size);
-        let mut p = ParamCount::default();
-        let embed = [("vocab_size", self.vocab_size), hidden];
-        p.add(if self.tie_word_embeddings { 1 } else { 2 }, &embed)?;
-        p.add(1 + 2 * l, &[hidden])?; // final norm, two norms per layer
-        p.add(2 * l, &[heads, head_dim, hidden])?; // q, o
-        p.add(2 * l, &[kv, head_dim, hidden])?; // k, v
         p.add(3 * l, &[inter, hidden])?; // gate, up, down
         if self.attention_bias {
-            p.add(l, &[heads, head_dim])?;
-            p.add(2 * l, &[kv, head_dim])?;
-            p.add(l, &[hidden])?;
+            p.add(l, &[hidden])?; // o
         }
         if self.mlp_bias {
             p.add(2 * l, &[inter])?;
             p.add(l, &[hidden])?;
         }
-        Ok(ModelSize {
-            parameters: p.finish(l)?,
-            vocab_size: self.vocab_size,
-            hidden_size: h,
-            num_hidden_layers: l,
-            num_experts: None,
-        })
+        p.finish(&core, None)
     }
 }
 

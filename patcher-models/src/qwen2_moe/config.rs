@@ -5,7 +5,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::common::config::{core_fields, parse_config_json, validate_core, CoreDefaults, RawCore};
-use crate::common::limits::{self, ModelSize, ParamCount, SizedConfig, MAX_DIMENSION, MAX_EXPERTS};
+use crate::common::limits::{
+    self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION, MAX_EXPERTS,
+};
 use crate::common::{Activation, AttentionSpec, RopeParameters};
 use crate::error::{read_config_file, ConfigError};
 
@@ -264,40 +266,20 @@ impl Qwen2MoeConfig {
 
 impl SizedConfig for Qwen2MoeConfig {
     fn model_size(&self) -> Result<ModelSize, ConfigError> {
-        let (h, l) = (self.hidden_size, self.num_hidden_layers);
-        let hidden = ("hidden_size", h);
-        let (heads, kv) = (
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.num_key_value_heads),
-        );
-        let head_dim = ("head_dim", self.head_dim);
+        let core = core_fields!(self);
+        let mut p = decoder_params(&core, self.tie_word_embeddings, self.qkv_bias)?;
+        let (l, hidden) = (self.num_hidden_layers, ("hidden_size", self.hidden_size));
         let experts = ("num_experts", self.num_experts);
         let moe = ("moe_intermediate_size", self.moe_intermediate_size);
         let shared = (
             "shared_expert_intermediate_size",
             self.shared_expert_intermediate_size,
         );
-        let mut p = ParamCount::default();
-        let embed = [("vocab_size", self.vocab_size), hidden];
-        p.add(if self.tie_word_embeddings { 1 } else { 2 }, &embed)?;
-        // Final norm; per layer two norms and the shared expert's gate.
-        p.add(1 + 3 * l, &[hidden])?;
-        p.add(2 * l, &[heads, head_dim, hidden])?; // q, o
-        p.add(2 * l, &[kv, head_dim, hidden])?; // k, v
-        if self.qkv_bias {
-            p.add(l, &[heads, head_dim])?;
-            p.add(2 * l, &[kv, head_dim])?;
-        }
+        p.add(l, &[hidden])?; // the shared expert's gate
         p.add(l, &[experts, hidden])?; // router
         p.add(3 * l, &[experts, moe, hidden])?; // experts' gate, up, down
         p.add(3 * l, &[shared, hidden])?; // shared expert
-        Ok(ModelSize {
-            parameters: p.finish(l)?,
-            vocab_size: self.vocab_size,
-            hidden_size: h,
-            num_hidden_layers: l,
-            num_experts: Some(self.num_experts),
-        })
+        p.finish(&core, Some(self.num_experts))
     }
 }
 
