@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
     let (Some(source), Some(target)) = (parts.next(), parts.next()) else {
         return;
     };
-    let key = parts.next().unwrap_or("model.layers.0.mlp.experts.3.w1.weight");
+    let key = parts
+        .next()
+        .unwrap_or("model.layers.0.mlp.experts.3.w1.weight");
     if let Ok(set) = PatternSet::longest_first([source, target]) {
         if let Some(found) = set.find(key) {
             let _ = found.replace(target);

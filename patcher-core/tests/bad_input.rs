@@ -522,3 +522,17 @@ fn suggestions_name_unexpected_keys_only() {
         .to_string()
         .contains("model.norm.weight  (did you mean `model.nrom.weight` from the checkpoint?)"));
 }
+
+#[test]
+fn a_folder_of_many_candidates_is_named_briefly() {
+    let dir = TempDir::new();
+    for i in 0..40 {
+        std::fs::write(dir.path(&format!("part{i:02}.safetensors")), b"").unwrap();
+    }
+    match open_err(&dir.0) {
+        CheckpointError::NoCheckpointInFolder { found, .. } => {
+            assert!(found.ends_with("and 24 more"), "{found}");
+        }
+        other => panic!("{other}"),
+    }
+}

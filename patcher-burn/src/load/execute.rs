@@ -93,6 +93,9 @@ impl Executor<'_> {
             return;
         };
         let (nan, inf) = count_non_finite(tensor);
+        // The count touched every page of the tensor; let them go until the conversion reads
+        // them again (from the page cache), so a group's sources are not all resident at once.
+        self.checkpoint.release(key);
         if nan + inf > 0 {
             let count = NonFiniteCount {
                 key: key.to_string(),

@@ -68,10 +68,14 @@ pub(crate) fn resolve(path: &Path) -> Result<Source, CheckpointError> {
                 .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .collect();
             found.sort();
-            let found = if found.is_empty() {
-                "none".to_string()
-            } else {
-                found.join(", ")
+            // A folder may hold thousands of candidates: the message names the first few.
+            const SHOWN: usize = 16;
+            let more = found.len().saturating_sub(SHOWN);
+            found.truncate(SHOWN);
+            let found = match (found.is_empty(), more) {
+                (true, _) => "none".to_string(),
+                (false, 0) => found.join(", "),
+                (false, more) => format!("{} and {more} more", found.join(", ")),
             };
             Err(CheckpointError::NoCheckpointInFolder {
                 dir: path.to_path_buf(),

@@ -175,7 +175,9 @@ pub(crate) fn temporary_owner(name: &str) -> Option<u32> {
 
 /// Removes the temporary files in `folder` that a save left when its process was killed: those
 /// whose writer process no longer exists. Only where that can be told (Linux' `/proc`); a
-/// temporary file of a live process, this one included, is never touched. Best effort.
+/// temporary file of a live process, this one included, is never touched. Best effort. (A
+/// writer in another PID namespace, e.g. another container sharing the folder, cannot be seen
+/// and counts as gone.)
 fn remove_stale_temporaries(folder: &Path) {
     let proc = Path::new("/proc");
     if !proc.join("self").exists() {
