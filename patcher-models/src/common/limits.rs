@@ -17,6 +17,10 @@
 //!
 //! Each failure is a [`ConfigError::Field`] or [`ConfigError::CheckpointMismatch`] naming the
 //! field.
+//!
+//! The second step also applies to partial loads. To load part of a checkpoint (say one shard)
+//! into a larger model on purpose, build the model yourself (`with_patcher`, after `validate`)
+//! and load with `patcher_burn::load_into`.
 
 use patcher_core::Checkpoint;
 
