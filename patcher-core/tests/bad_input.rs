@@ -64,6 +64,15 @@ fn valid_file(path: &Path) {
     );
 }
 
+/// Asserts that opening `path` fails with a [`CheckpointError`] matching `pattern`.
+macro_rules! assert_open_err {
+    ($path:expr, $pattern:pat $(if $guard:expr)?, $($context:tt)+) => {{
+        let error = open_err($path);
+        let context = format!($($context)+);
+        assert!(matches!(&error, $pattern $(if $guard)?), "{context}: got {error}");
+    }};
+}
+
 fn open_err(path: impl AsRef<Path>) -> CheckpointError {
     Checkpoint::open(path).expect_err("the checkpoint must be rejected")
 }
@@ -88,19 +97,17 @@ fn truncated_files_are_header_errors() {
     for len in [0, 4, 7, 8, 20, bytes.len() - 9, bytes.len() - 1] {
         let cut = dir.path("cut.safetensors");
         std::fs::write(&cut, &bytes[..len]).unwrap();
-        assert!(
-            matches!(open_err(&cut), CheckpointError::Header { .. }),
-            "truncated to {len}"
-        );
+        assert_open_err!(&cut, CheckpointError::Header { .. }, "truncated to {len}");
     }
     // A header length past the end of the file.
     let mut long = bytes.clone();
     long[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     std::fs::write(dir.path("long.safetensors"), &long).unwrap();
-    assert!(matches!(
-        open_err(dir.path("long.safetensors")),
-        CheckpointError::Header { .. }
-    ));
+    assert_open_err!(
+        dir.path("long.safetensors"),
+        CheckpointError::Header { .. },
+        ""
+    );
 }
 
 #[test]
@@ -123,10 +130,7 @@ fn bad_and_overlapping_offsets_are_header_errors() {
     for header in cases {
         let file = dir.path("bad.safetensors");
         raw_file(&file, header, &[0u8; 16]);
-        assert!(
-            matches!(open_err(&file), CheckpointError::Header { .. }),
-            "{header}"
-        );
+        assert_open_err!(&file, CheckpointError::Header { .. }, "{header}");
     }
 }
 
@@ -154,16 +158,13 @@ fn wrong_dtypes_are_typed_errors() {
         r#"{"a":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}"#,
         &[0u8; 2],
     );
-    assert!(matches!(
-        open_err(&file),
-        CheckpointError::UnsupportedDtype { .. }
-    ));
+    assert_open_err!(&file, CheckpointError::UnsupportedDtype { .. }, "");
     raw_file(
         &file,
         r#"{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#,
         &[0u8; 8],
     );
-    assert!(matches!(open_err(&file), CheckpointError::Header { .. }));
+    assert_open_err!(&file, CheckpointError::Header { .. }, "");
 }
 
 #[cfg(unix)]
@@ -225,10 +226,11 @@ fn devices_and_folders_are_not_files() {
         r#"{"weight_map":{"a":"shard.safetensors"}}"#,
     )
     .unwrap();
-    assert!(matches!(
-        open_err(dir.path("model.safetensors.index.json")),
-        CheckpointError::NotAFile { .. }
-    ));
+    assert_open_err!(
+        dir.path("model.safetensors.index.json"),
+        CheckpointError::NotAFile { .. },
+        ""
+    );
 }
 
 #[test]
@@ -243,8 +245,9 @@ fn shard_names_that_leave_the_folder_are_refused() {
         let index = dir.path("model.safetensors.index.json");
         let json = serde_json::json!({ "weight_map": { "a": shard } });
         std::fs::write(&index, json.to_string()).unwrap();
-        assert!(
-            matches!(open_err(&index), CheckpointError::ShardPathEscapes { .. }),
+        assert_open_err!(
+            &index,
+            CheckpointError::ShardPathEscapes { .. },
             "{shard:?}"
         );
     }
@@ -265,37 +268,22 @@ fn malformed_indexes_are_typed_errors() {
         r#"{"weight_map": {"a": "shard.safetensors"}"#,
     ] {
         std::fs::write(&index, json).unwrap();
-        assert!(
-            matches!(open_err(&index), CheckpointError::IndexJson { .. }),
-            "{json}"
-        );
+        assert_open_err!(&index, CheckpointError::IndexJson { .. }, "{json}");
     }
     std::fs::write(
         &index,
         r#"{"weight_map": {"a": "shard.safetensors", "a": "other.safetensors"}}"#,
     )
     .unwrap();
-    assert!(matches!(
-        open_err(&index),
-        CheckpointError::DuplicateIndexKey { key, .. } if key == "a"
-    ));
+    assert_open_err!(&index, CheckpointError::DuplicateIndexKey { key, .. } if key == "a", "");
     std::fs::write(&index, r#"{"weight_map": {"zz": "shard.safetensors"}}"#).unwrap();
-    assert!(matches!(
-        open_err(&index),
-        CheckpointError::KeyNotInShard { .. }
-    ));
+    assert_open_err!(&index, CheckpointError::KeyNotInShard { .. }, "");
     std::fs::write(&index, r#"{"weight_map": {"a": "gone.safetensors"}}"#).unwrap();
-    assert!(matches!(
-        open_err(&index),
-        CheckpointError::MissingShard { .. }
-    ));
+    assert_open_err!(&index, CheckpointError::MissingShard { .. }, "");
     // Larger than any index (sparse: no disk used).
     let file = std::fs::File::create(&index).unwrap();
     file.set_len((256 << 20) + 1).unwrap();
-    assert!(matches!(
-        open_err(&index),
-        CheckpointError::IndexTooLarge { .. }
-    ));
+    assert_open_err!(&index, CheckpointError::IndexTooLarge { .. }, "");
 }
 
 #[test]
