@@ -32,6 +32,8 @@
 //!      per-expert linears into the fused `gate_up_proj [E, 2I, H]` and `down_proj [E, H, I]`
 //!      (`MergeModulelist` + `Concatenate`), as transformers does: expert merging and QKV fusion
 //!      in one load.
+//!    - `the same + check_finite`: that load with `LoadOptions::check_finite` (NaN/Inf counted
+//!      per tensor on the host bytes), to measure the check's cost.
 //!    - `burn-store SafetensorsStore`: burn-store 0.21 with its `PyTorchToBurnAdapter` loading
 //!      the same file with no conversion into a model whose parameters match the checkpoint's
 //!      keys one to one (the Qwen2-MoE model with `SequentialExperts` and separate q/k/v).
@@ -607,7 +609,12 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             measure.count = count;
             measure
         }
-        "patcher-seed" | "patcher-merged" => {
+        "patcher-seed" | "patcher-merged" | "patcher-finite" => {
+            let options = if mode == "patcher-finite" {
+                options.clone().check_finite()
+            } else {
+                options.clone()
+            };
             let patcher = if mode == "patcher-seed" {
                 qwen2_moe_seed_patcher::<B>(&config)
             } else {
@@ -695,17 +702,20 @@ enum Contender {
     MemcpyN,
     PatcherSeed,
     PatcherMerged,
+    /// `PatcherMerged` with `LoadOptions::check_finite` (NaN/Inf counts, issue 12).
+    PatcherFinite,
     BurnStore,
     Transformers,
 }
 
 impl Contender {
-    fn all() -> [Self; 6] {
+    fn all() -> [Self; 7] {
         [
             Self::Memcpy1,
             Self::MemcpyN,
             Self::PatcherSeed,
             Self::PatcherMerged,
+            Self::PatcherFinite,
             Self::BurnStore,
             Self::Transformers,
         ]
@@ -717,6 +727,7 @@ impl Contender {
             Self::MemcpyN => format!("memcpy, {threads} threads"),
             Self::PatcherSeed => "burn-patcher, seed patcher (QKV+SeqExperts)".into(),
             Self::PatcherMerged => "burn-patcher, fused QKV + merged experts".into(),
+            Self::PatcherFinite => "  the same + check_finite (NaN/Inf counts)".into(),
             Self::BurnStore => "burn-store SafetensorsStore (1:1 keys)".into(),
             Self::Transformers => "transformers from_pretrained".into(),
         }
@@ -728,6 +739,7 @@ impl Contender {
             Self::MemcpyN => "memcpy-n",
             Self::PatcherSeed => "patcher-seed",
             Self::PatcherMerged => "patcher-merged",
+            Self::PatcherFinite => "patcher-finite",
             Self::BurnStore => "burn-store",
             Self::Transformers => "transformers",
         }

@@ -32,7 +32,8 @@ mod slot;
 pub use build::{replacement, BuildContext, BuildError};
 pub use load::{
     from_pretrained, load_checkpoint, load_into, load_with, model_params, Layout, LoadError,
-    LoadOptions, LoadProgress, LoadSpec, Loaded, ParamInfo, ParamKind, PretrainedModel,
+    LoadOptions, LoadProgress, LoadSpec, Loaded, NonFiniteCount, ParamInfo, ParamKind,
+    PretrainedModel,
 };
 pub use save::{save_model, save_pretrained, save_pretrained_with, SaveOptions};
 pub use slot::{

@@ -15,7 +15,7 @@ mod tensor;
 mod transform;
 
 pub use cast::CastError;
-pub use checkpoint::{save_safetensors, Checkpoint, CheckpointError, TensorRef};
+pub use checkpoint::{save_safetensors, write_atomic, Checkpoint, CheckpointError, TensorRef};
 pub use ops::{ConversionOp, Groups, OpContext, OpError};
 pub use patcher::{ClassReplacement, Patcher, PatcherError, UnmatchedClassKey};
 pub use plan::{ConversionPlan, LoadReport, PlanOptions};

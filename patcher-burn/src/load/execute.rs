@@ -8,13 +8,15 @@
 //! nor the whole mapped file.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use burn::tensor::TensorData;
 use patcher_core::plan::PlannedGroup;
-use patcher_core::{Checkpoint, DType, Groups};
+use patcher_core::{Checkpoint, DType, Groups, HostTensor};
 use rayon::prelude::*;
 
 use super::error::LoadError;
+use super::finite::{count_non_finite, NonFiniteCount};
 use super::gather::merge_chain;
 use super::host::{cast_for, to_tensor_data};
 use super::options::{LoadOptions, LoadProgress};
@@ -33,6 +35,8 @@ pub(crate) struct Executor<'a> {
     /// The model's parameters by PyTorch name.
     pub(crate) params: HashMap<&'a str, &'a ParamInfo>,
     pub(crate) float: DType,
+    /// NaN/Inf counts per checkpoint tensor, when [`LoadOptions::check_finite`] is on.
+    pub(crate) non_finite: Option<Mutex<Vec<NonFiniteCount>>>,
 }
 
 impl Executor<'_> {
@@ -55,6 +59,7 @@ impl Executor<'_> {
             let mut tensors = Vec::with_capacity(keys.len());
             for key in keys {
                 let tensor = self.checkpoint.get(key)?.host();
+                self.count_non_finite(key, &tensor);
                 tensors.push(cast_for(tensor, key, kind, self.float)?);
             }
             inputs.push(pattern, tensors);
@@ -81,6 +86,24 @@ impl Executor<'_> {
             .collect::<Result<Vec<_>, LoadError>>()?;
         self.release_sources(group);
         Ok(converted)
+    }
+
+    fn count_non_finite(&self, key: &str, tensor: &HostTensor<'_>) {
+        let Some(found) = &self.non_finite else {
+            return;
+        };
+        let (nan, inf) = count_non_finite(tensor);
+        // The count touched every page of the tensor; let them go until the conversion reads
+        // them again (from the page cache), so a group's sources are not all resident at once.
+        self.checkpoint.release(key);
+        if nan + inf > 0 {
+            let count = NonFiniteCount {
+                key: key.to_string(),
+                nan,
+                inf,
+            };
+            found.lock().unwrap_or_else(|e| e.into_inner()).push(count);
+        }
     }
 
     fn param(&self, key: &str) -> Result<&ParamInfo, LoadError> {

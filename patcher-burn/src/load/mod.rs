@@ -3,6 +3,7 @@
 mod apply;
 mod error;
 mod execute;
+mod finite;
 mod gather;
 mod host;
 mod model;
@@ -11,6 +12,7 @@ mod params;
 mod pretrained;
 
 pub use error::LoadError;
+pub use finite::NonFiniteCount;
 pub(crate) use host::from_tensor_data;
 pub use model::PretrainedModel;
 pub use options::{LoadOptions, LoadProgress};

@@ -36,6 +36,7 @@ pub struct LoadOptions {
     max_bytes_in_flight: u64,
     progress: Option<ProgressFn>,
     ignore_unexpected: Vec<String>,
+    check_finite: bool,
 }
 
 impl Default for LoadOptions {
@@ -47,6 +48,7 @@ impl Default for LoadOptions {
             max_bytes_in_flight: 512 << 20,
             progress: None,
             ignore_unexpected: Vec::new(),
+            check_finite: false,
         }
     }
 }
@@ -118,6 +120,21 @@ impl LoadOptions {
         })
     }
 
+    /// Counts NaN and infinite values in every checkpoint tensor the load reads, and lists the
+    /// tensors that have some in [`Loaded::non_finite`](crate::Loaded::non_finite) (the load
+    /// itself goes on: such weights are loaded as they are). Off by default; the counting runs
+    /// on the host bytes in the loader's threads, one read pass per tensor (see
+    /// `docs/benchmarks.md` for its cost).
+    pub fn check_finite(mut self) -> Self {
+        self.check_finite = true;
+        self
+    }
+
+    /// Whether [`check_finite`](Self::check_finite) is on.
+    pub fn checks_finite(&self) -> bool {
+        self.check_finite
+    }
+
     /// Whether loading is strict.
     pub fn is_strict(&self) -> bool {
         self.strict
@@ -150,6 +167,7 @@ impl fmt::Debug for LoadOptions {
             .field("max_bytes_in_flight", &self.max_bytes_in_flight)
             .field("progress", &self.progress.is_some())
             .field("ignore_unexpected", &self.ignore_unexpected)
+            .field("check_finite", &self.check_finite)
             .finish()
     }
 }

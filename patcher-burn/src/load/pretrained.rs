@@ -5,12 +5,14 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
+use patcher_core::pattern::natural_key_cmp;
 use patcher_core::plan::PlanOptions;
 use patcher_core::{Checkpoint, ConversionPlan, LoadReport, Patcher, TensorMeta, WeightTransform};
 
 use super::apply::Applier;
 use super::error::LoadError;
 use super::execute::Executor;
+use super::finite::NonFiniteCount;
 use super::host::float_dtype;
 use super::model::PretrainedModel;
 use super::options::LoadOptions;
@@ -34,6 +36,9 @@ pub struct Loaded<M> {
     /// The checkpoint keys the load read, with their dtypes and shapes on disk: the layout a save
     /// writes back, and checks it writes.
     pub source_layout: Vec<(String, TensorMeta)>,
+    /// Checkpoint tensors holding NaN or infinite values, in natural key order, with their
+    /// counts; only filled when the load ran with [`LoadOptions::check_finite`], else empty.
+    pub non_finite: Vec<NonFiniteCount>,
 }
 
 /// What a load takes besides the model and the checkpoint: the conversions, what may run
@@ -184,12 +189,18 @@ pub fn load_with<B: Backend, M: Module<B>>(
             .map(|p| (p.torch_name.as_str(), p))
             .collect::<HashMap<_, _>>(),
         float,
+        non_finite: options.checks_finite().then(Default::default),
     };
     // Work on a copy (parameters are reference-counted: cheap), so a failure midway leaves the
     // caller's model as it was.
     let loaded = executor.run(plan.groups(), options, model.clone(), |model, wave| {
         model.map(&mut Applier::new(wave))
     })?;
+    let mut non_finite = executor
+        .non_finite
+        .map(|found| found.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .unwrap_or_default();
+    non_finite.sort_by(|a, b| natural_key_cmp(&a.key, &b.key));
     let read: HashSet<&str> = plan
         .groups()
         .iter()
@@ -200,6 +211,7 @@ pub fn load_with<B: Backend, M: Module<B>>(
         model: loaded,
         report,
         conversions: plan.used_conversions().to_vec(),
+        non_finite,
         base_model_prefix: spec.base_model_prefix.clone(),
         source_layout: metas
             .into_iter()

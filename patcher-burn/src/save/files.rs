@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use patcher_core::{save_safetensors, CheckpointError, HostTensor};
+use patcher_core::{save_safetensors, write_atomic, CheckpointError, HostTensor};
 
 use crate::load::LoadError;
 
@@ -140,22 +140,6 @@ fn is_shard_of(name: &str, stem: &str) -> bool {
         && parts
             .iter()
             .all(|p| p.len() == 5 && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`; the
-/// temporary file is removed on any error.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
-    use std::io::Write;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    let temporary = path.with_file_name(name);
-    let result = std::fs::File::create(&temporary)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&temporary, path));
-    result.map_err(|source| {
-        let _ = std::fs::remove_file(&temporary);
-        io_error(path, source)
-    })
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> LoadError {

@@ -18,6 +18,58 @@ pub enum CheckpointError {
         source: io::Error,
     },
 
+    /// A path that must be a regular file is something else (a FIFO, a socket, a device, a
+    /// folder where a file is expected): reading it could block forever or never end.
+    #[error(
+        "`{path}` is a {kind}, not a regular file; a checkpoint, an index and their shards must \
+         be regular files (or links to regular files)"
+    )]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead, e.g. `FIFO (named pipe)`.
+        kind: String,
+    },
+
+    /// A safetensors header names the same tensor twice (the JSON parser would silently keep the
+    /// last one).
+    #[error(
+        "`{file}` names tensor `{key}` twice in its header; the file is corrupt or was edited by \
+         hand, re-download or re-export it"
+    )]
+    DuplicateHeaderKey {
+        /// The safetensors file.
+        file: PathBuf,
+        /// The tensor named twice.
+        key: String,
+    },
+
+    /// A sharded index's `weight_map` names the same tensor twice.
+    #[error(
+        "`{index}` maps tensor `{key}` twice in its `weight_map`; each tensor must be listed \
+         once, fix or re-download the index"
+    )]
+    DuplicateIndexKey {
+        /// The index file.
+        index: PathBuf,
+        /// The tensor named twice.
+        key: String,
+    },
+
+    /// A sharded index is larger than any real index (it lists names, not data).
+    #[error(
+        "`{index}` is {size} bytes, more than the {max} bytes an index may have; an index only \
+         maps tensor names to shard files, so this is not an index"
+    )]
+    IndexTooLarge {
+        /// The index file.
+        index: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The largest size read.
+        max: u64,
+    },
+
     /// A folder holds no recognisable checkpoint.
     #[error(
         "no checkpoint in folder `{dir}` (found: {found}); it needs `model.safetensors`, \

@@ -2,9 +2,11 @@
 //! (`model.safetensors.index.json`).
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use super::error::CheckpointError;
+use super::keys::first_duplicate_in_weight_map;
 
 /// What a path given to `Checkpoint::open` designates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,7 @@ pub(crate) fn resolve(path: &Path) -> Result<Source, CheckpointError> {
     };
     let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_dir() {
+        check_regular(path)?;
         let is_json = path.extension().is_some_and(|e| e == "json");
         return Ok(if is_json {
             Source::Index(path.to_path_buf())
@@ -65,10 +68,14 @@ pub(crate) fn resolve(path: &Path) -> Result<Source, CheckpointError> {
                 .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .collect();
             found.sort();
-            let found = if found.is_empty() {
-                "none".to_string()
-            } else {
-                found.join(", ")
+            // A folder may hold thousands of candidates: the message names the first few.
+            const SHOWN: usize = 16;
+            let more = found.len().saturating_sub(SHOWN);
+            found.truncate(SHOWN);
+            let found = match (found.is_empty(), more) {
+                (true, _) => "none".to_string(),
+                (false, 0) => found.join(", "),
+                (false, more) => format!("{} and {more} more", found.join(", ")),
             };
             Err(CheckpointError::NoCheckpointInFolder {
                 dir: path.to_path_buf(),
@@ -78,6 +85,52 @@ pub(crate) fn resolve(path: &Path) -> Result<Source, CheckpointError> {
     }
 }
 
+/// Fails with [`CheckpointError::NotAFile`] unless `path` is a regular file (links followed).
+/// Checked before a file is opened: opening a FIFO for reading blocks until a writer comes, and
+/// a character device may never end.
+pub(crate) fn check_regular(path: &Path) -> Result<(), CheckpointError> {
+    let meta = std::fs::metadata(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(CheckpointError::NotAFile {
+        path: path.to_path_buf(),
+        kind: file_kind(&meta.file_type()).to_string(),
+    })
+}
+
+/// A word for a file type that is not a regular file.
+fn file_kind(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "FIFO (named pipe)";
+        }
+        if file_type.is_socket() {
+            return "socket";
+        }
+        if file_type.is_block_device() {
+            return "block device";
+        }
+        if file_type.is_char_device() {
+            return "character device";
+        }
+    }
+    if file_type.is_dir() {
+        "folder"
+    } else {
+        "special file"
+    }
+}
+
+/// The largest index read (256 MiB): a real index lists tensor names and shard names only,
+/// a few MiB for the largest published models.
+pub(crate) const MAX_INDEX_BYTES: u64 = 256 << 20;
+
 /// The parts of the index we use; `metadata` (total size) is not needed.
 #[derive(serde::Deserialize)]
 struct IndexFile {
@@ -85,16 +138,39 @@ struct IndexFile {
 }
 
 /// Reads the `weight_map` of an index: tensor name to shard path as written in the file.
+///
+/// The file must be a regular file of at most [`MAX_INDEX_BYTES`], and its `weight_map` must not
+/// name a tensor twice.
 pub(crate) fn read_weight_map(index: &Path) -> Result<BTreeMap<String, String>, CheckpointError> {
-    let text = std::fs::read(index).map_err(|source| CheckpointError::Io {
+    check_regular(index)?;
+    let io = |source| CheckpointError::Io {
         path: index.to_path_buf(),
         source,
-    })?;
+    };
+    let size = std::fs::metadata(index).map_err(io)?.len();
+    if size > MAX_INDEX_BYTES {
+        return Err(CheckpointError::IndexTooLarge {
+            index: index.to_path_buf(),
+            size,
+            max: MAX_INDEX_BYTES,
+        });
+    }
+    let mut text = Vec::new();
+    // `take`: the file may have grown since it was measured.
+    std::fs::File::open(index)
+        .and_then(|file| file.take(MAX_INDEX_BYTES + 1).read_to_end(&mut text))
+        .map_err(io)?;
     let parsed: IndexFile =
         serde_json::from_slice(&text).map_err(|source| CheckpointError::IndexJson {
             index: index.to_path_buf(),
             source,
         })?;
+    if let Some(key) = first_duplicate_in_weight_map(&text) {
+        return Err(CheckpointError::DuplicateIndexKey {
+            index: index.to_path_buf(),
+            key,
+        });
+    }
     Ok(parsed.weight_map)
 }
 

@@ -8,6 +8,7 @@
 mod dtype;
 mod error;
 mod index;
+mod keys;
 mod shard;
 mod write;
 
@@ -20,7 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use error::CheckpointError;
-pub use write::save_safetensors;
+pub use write::{save_safetensors, write_atomic};
 
 use crate::tensor::{DType, HostTensor, TensorMeta};
 use index::Source;
@@ -124,6 +125,7 @@ impl Checkpoint {
     }
 
     fn open_single(file: PathBuf) -> Result<Self, CheckpointError> {
+        index::check_regular(&file)?;
         let mmap = Shard::map(&file).map_err(|source| CheckpointError::Io {
             path: file.clone(),
             source,
@@ -159,6 +161,9 @@ impl Checkpoint {
         let mut file_of_name: HashMap<&str, usize> = HashMap::new();
         for (file_index, (&shard, &key)) in shard_names.iter().enumerate() {
             let path = folder.join(shard);
+            if path.exists() {
+                index::check_regular(&path)?;
+            }
             let mmap = Shard::map(&path).map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound => CheckpointError::MissingShard {
                     index: index_path.clone(),

@@ -10,6 +10,7 @@ use safetensors::SafeTensors;
 
 use super::dtype::from_safetensors;
 use super::error::CheckpointError;
+use super::keys::first_duplicate_key;
 use crate::tensor::DType;
 
 /// Where one tensor's bytes are: a file of the checkpoint and a byte range of its map.
@@ -33,7 +34,8 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    /// Maps `path`; `Err(io::Error)` of kind `NotFound` is left to the caller to name.
+    /// Maps `path`; `Err(io::Error)` of kind `NotFound` is left to the caller to name. Check
+    /// that it is a regular file first ([`super::index::check_regular`]).
     pub(crate) fn map(path: &Path) -> io::Result<Mmap> {
         let file = File::open(path)?;
         // SAFETY: the map is read-only and lives as long as the `Checkpoint`. Like every mmap
@@ -56,6 +58,16 @@ impl Shard {
         // Validates the header JSON, that offsets are contiguous and match dtype * shape, and
         // that the data ends exactly at the end of the file (so truncation is caught here).
         let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(header_error)?;
+        // serde keeps the last of two equal keys: a tensor named twice must not load either copy.
+        let header = mmap
+            .get(8..8usize.saturating_add(header_len))
+            .unwrap_or(&[]);
+        if let Some(key) = first_duplicate_key(header) {
+            return Err(CheckpointError::DuplicateHeaderKey {
+                file: path.clone(),
+                key,
+            });
+        }
         let data_start = 8 + header_len;
         let mut entries = Vec::new();
         let mut infos: Vec<_> = metadata.tensors().into_iter().collect();

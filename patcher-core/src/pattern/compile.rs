@@ -134,6 +134,9 @@ impl PatternSet {
                 what: "a pattern set".into(),
             });
         }
+        if let Some(position) = patterns.iter().position(String::is_empty) {
+            return Err(PatternError::EmptyPattern { position });
+        }
         // Compile each pattern alone first, so an error names the pattern at fault.
         let mut bodies = Vec::with_capacity(patterns.len());
         let mut capture_counts = Vec::with_capacity(patterns.len());

@@ -50,6 +50,15 @@ pub enum PatternError {
         /// The regex compiler's message.
         message: String,
     },
+    /// A pattern is the empty string, which matches every key.
+    #[error(
+        "key pattern #{position} (counting from 0) is empty; an empty pattern matches every key. \
+         Write the part of the key to match (`^` if you really mean the start of every key)"
+    )]
+    EmptyPattern {
+        /// Position of the pattern in the list given.
+        position: usize,
+    },
     /// No pattern was given where at least one is needed.
     #[error("no key pattern given: {what} needs at least one pattern")]
     Empty {

@@ -3,9 +3,21 @@
 //! Keys that differ in one numeric part only (and carry the same value, e.g. the same shapes) are
 //! merged, one part at a time, so the result is always an exact product: a merged line never
 //! stands for a key that is not in the input.
+//!
+//! The cost is bounded whatever the keys: a key longer than [`MAX_KEY_BYTES`] or with more than
+//! [`MAX_PARTS`] dot-separated parts is kept as it is (never merged), only positions holding a
+//! number are tried, and at most [`MAX_PASSES`] passes are made. So collapsing is linear in the
+//! total length of the keys (a 200 KB key costs one scan).
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
+
+/// Keys longer than this are not merged (their parts are not even split).
+pub(crate) const MAX_KEY_BYTES: usize = 512;
+/// Keys with more dot-separated parts than this are not merged.
+pub(crate) const MAX_PARTS: usize = 64;
+/// Passes over the positions; real keys need two or three (experts, then layers).
+const MAX_PASSES: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
@@ -13,22 +25,57 @@ enum Part {
     Numbers(BTreeSet<u64>),
 }
 
+/// One line being built: its parts, its value, and the index of the first input key it stands
+/// for (a key that exists, for "did you mean").
+type Entry<V> = (Vec<Part>, V, usize);
+
 /// Merges keys that differ in numeric parts only; keeps the order of first appearance.
 pub(crate) fn collapse_keys<V: Clone + Eq + Hash>(items: &[(String, V)]) -> Vec<(String, V)> {
-    let mut entries: Vec<(Vec<Part>, V)> = items
+    collapse(items)
+        .into_iter()
+        .map(|(key, value, _)| (key, value))
+        .collect()
+}
+
+/// Collapses plain keys (for report sections that need no suggestion).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn collapse_names(keys: &[String]) -> Vec<String> {
+    collapse_names_with_first(keys)
+        .into_iter()
+        .map(|(line, _)| line)
+        .collect()
+}
+
+/// Collapses plain keys; each line comes with the first input key it stands for.
+pub(crate) fn collapse_names_with_first(keys: &[String]) -> Vec<(String, &str)> {
+    let items: Vec<(String, ())> = keys.iter().map(|k| (k.clone(), ())).collect();
+    collapse(&items)
+        .into_iter()
+        .map(|(line, (), first)| (line, keys[first].as_str()))
+        .collect()
+}
+
+fn collapse<V: Clone + Eq + Hash>(items: &[(String, V)]) -> Vec<(String, V, usize)> {
+    let mut entries: Vec<Entry<V>> = items
         .iter()
-        .map(|(key, value)| (parse(key), value.clone()))
+        .enumerate()
+        .map(|(i, (key, value))| (parse(key), value.clone(), i))
         .collect();
     let max_len = entries
         .iter()
-        .map(|(parts, _)| parts.len())
+        .map(|(parts, _, _)| parts.len())
         .max()
         .unwrap_or(0);
     // Right to left, so experts merge within a layer before layers merge; repeat until stable.
-    loop {
+    for _ in 0..MAX_PASSES {
         let before = entries.len();
         for position in (0..max_len).rev() {
-            entries = merge_at(entries, position);
+            let numeric = entries
+                .iter()
+                .any(|(parts, _, _)| matches!(parts.get(position), Some(Part::Numbers(_))));
+            if numeric {
+                entries = merge_at(entries, position);
+            }
         }
         if entries.len() == before {
             break;
@@ -36,17 +83,14 @@ pub(crate) fn collapse_keys<V: Clone + Eq + Hash>(items: &[(String, V)]) -> Vec<
     }
     entries
         .into_iter()
-        .map(|(parts, value)| (render(&parts), value))
+        .map(|(parts, value, first)| (render(&parts), value, first))
         .collect()
 }
 
-/// Collapses plain keys.
-pub(crate) fn collapse_names(keys: &[String]) -> Vec<String> {
-    let items: Vec<(String, ())> = keys.iter().map(|k| (k.clone(), ())).collect();
-    collapse_keys(&items).into_iter().map(|(k, ())| k).collect()
-}
-
 fn parse(key: &str) -> Vec<Part> {
+    if key.len() > MAX_KEY_BYTES || key.bytes().filter(|&b| b == b'.').count() >= MAX_PARTS {
+        return vec![Part::Text(key.to_string())];
+    }
     key.split('.')
         .map(|part| {
             let numeric = !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
@@ -59,15 +103,12 @@ fn parse(key: &str) -> Vec<Part> {
         .collect()
 }
 
-fn merge_at<V: Clone + Eq + Hash>(
-    entries: Vec<(Vec<Part>, V)>,
-    position: usize,
-) -> Vec<(Vec<Part>, V)> {
-    let mut out: Vec<(Vec<Part>, V)> = Vec::with_capacity(entries.len());
+fn merge_at<V: Clone + Eq + Hash>(entries: Vec<Entry<V>>, position: usize) -> Vec<Entry<V>> {
+    let mut out: Vec<Entry<V>> = Vec::with_capacity(entries.len());
     let mut index: HashMap<(String, V), usize> = HashMap::new();
-    for (parts, value) in entries {
+    for (parts, value, first) in entries {
         let Some(Part::Numbers(numbers)) = parts.get(position) else {
-            out.push((parts, value));
+            out.push((parts, value, first));
             continue;
         };
         let signature = (signature(&parts, position), value.clone());
@@ -79,7 +120,7 @@ fn merge_at<V: Clone + Eq + Hash>(
             }
             None => {
                 index.insert(signature, out.len());
-                out.push((parts, value));
+                out.push((parts, value, first));
             }
         }
     }
@@ -174,6 +215,16 @@ mod tests {
         assert_eq!(out, ["l.0.e.{0,1}.w", "l.1.e.2.w"]);
         let out = names(&["l.0.e.0.w", "l.0.e.1.w", "l.1.e.0.w", "l.1.e.1.w"]);
         assert_eq!(out, ["l.{0,1}.e.{0,1}.w"]);
+    }
+
+    #[test]
+    fn long_keys_are_kept_and_cost_one_scan() {
+        let long = format!("a.{}.w", "x.1.".repeat(100_000));
+        let keys = vec![long.clone(), "l.0.w".into(), "l.1.w".into()];
+        assert_eq!(collapse_names(&keys), [long, "l.{0,1}.w".to_string()]);
+        let keys = ["l.3.w".to_string(), "l.1.w".to_string()];
+        let with_first = collapse_names_with_first(&keys);
+        assert_eq!(with_first, [("l.{1,3}.w".to_string(), "l.3.w")]);
     }
 
     #[test]

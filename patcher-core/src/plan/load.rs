@@ -86,6 +86,12 @@ pub(crate) fn plan_load(
         let resolved = resolve(transforms, &inactive, input.0, base, &model);
         renamed.insert(input.0, (resolved.key.clone(), resolved.matched.clone()));
         if let Some((i, source)) = resolved.converter {
+            // `experts.7` when the model has 4 experts: not part of the stack.
+            let target = model.get(resolved.key.as_str()).map(|(shape, _)| *shape);
+            if super::experts::index_out_of_range(&transforms[i], &resolved.key, input.0, target) {
+                unexpected.push((input.0.to_string(), input.0));
+                continue;
+            }
             // The outputs decide: a converter with `*` targets names them only when its ops run.
             if let Some(converter) = transforms[i].as_converter() {
                 pending.add_converted(resolved.key, i, converter, source, input);

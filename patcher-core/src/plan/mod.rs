@@ -6,6 +6,8 @@
 //! loader executes a plan group by group with [`PlannedGroup::execute`].
 
 mod collapse;
+mod display;
+mod experts;
 mod group;
 mod load;
 mod options;
@@ -16,6 +18,7 @@ mod save;
 #[cfg(test)]
 mod tests;
 
+pub use display::{elide, MAX_LINE_BYTES, MAX_SECTION_LINES};
 pub use group::{PlannedGroup, PlannedTarget, TargetStatus};
 pub use load::rename_source_key;
 pub use options::PlanOptions;

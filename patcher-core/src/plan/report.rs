@@ -1,13 +1,13 @@
 //! What a plan found: unexpected keys, missing parameters, shape mismatches, conversion errors and
 //! unused conversions, rendered with collapsed layer indices and "did you mean" hints.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use crate::ops::OpError;
 use crate::pattern::closest_name;
 use crate::tensor::DType;
 
-use super::collapse::{collapse_keys, collapse_names};
+use super::collapse::{collapse_keys, collapse_names_with_first};
 
 /// A parameter whose checkpoint-derived shape differs from the model's. It is not loaded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -121,10 +121,15 @@ impl LoadReport {
             && self.conversion_errors.is_empty()
     }
 
-    /// The unexpected key closest to `missing` (as collapsed in the report), if one is close.
+    /// An unexpected key close to `missing`, if one is. `missing` is compared with the report's
+    /// collapsed lines of unexpected keys; for a plain key the first key of the closest line is
+    /// returned, so the suggestion is a key of [`unexpected`](Self::unexpected); for a collapsed
+    /// line such as `model.layers.{0..3}.x` the closest collapsed line is, which stands only for
+    /// keys of `unexpected`. Bounded: keys over 256 characters get no suggestion.
     pub fn suggestion_for(&self, missing: &str) -> Option<String> {
-        let candidates = collapse_names(&self.unexpected);
-        closest_name(missing, candidates.iter().map(String::as_str), SIMILARITY).map(str::to_string)
+        let candidates = collapse_names_with_first(&self.unexpected);
+        let single = !missing.contains('{');
+        suggest(missing, single, &candidates).map(str::to_string)
     }
 }
 
@@ -133,6 +138,15 @@ type ShapePair = (Vec<usize>, Vec<usize>);
 
 /// How similar (normalized Levenshtein) an unexpected key must be to be suggested.
 const SIMILARITY: f64 = 0.8;
+
+/// The collapsed line of unexpected keys closest to `missing`, which names only keys of the
+/// report: the line itself for a collapsed `missing` line (`layers.{0,1}.x` for
+/// `model.layers.{0,1}.x`), else the line's first key (one key for one key).
+fn suggest<'a>(missing: &str, single: bool, lines: &'a [(String, &'a str)]) -> Option<&'a str> {
+    let near = closest_name(missing, lines.iter().map(|(l, _)| l.as_str()), SIMILARITY)?;
+    let (line, first) = lines.iter().find(|(l, _)| l == near)?;
+    Some(if single { first } else { line.as_str() })
+}
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -161,12 +175,12 @@ impl fmt::Display for LoadReport {
             |f, t| write!(f, "{t}"),
         )?;
 
-        let unexpected = collapse_names(&self.unexpected);
+        let unexpected = collapse_names_with_first(&self.unexpected);
         section(
             f,
             "Unexpected (in the checkpoint, not in the model)",
             &unexpected,
-            |f, k| write!(f, "{k}"),
+            |f, (k, _)| write!(f, "{k}"),
         )?;
 
         let outputs: Vec<(String, String)> = self
@@ -181,20 +195,29 @@ impl fmt::Display for LoadReport {
             |f, (k, conversion)| write!(f, "{k}  (made by {conversion})"),
         )?;
 
-        let missing = collapse_names(&self.missing);
-        let made: Vec<String> = outputs.iter().map(|(k, _)| k.clone()).collect();
-        let made = collapse_names(&made);
-        section(f, "Missing (left as initialized)", &missing, |f, k| {
-            write!(f, "{k}")?;
-            // A conversion's output first: a typo in a converter's target is the likely cause.
-            if let Some(near) = closest_name(k, made.iter().map(String::as_str), SIMILARITY) {
-                return write!(f, "  (did you mean `{near}`, made by a conversion?)");
-            }
-            match closest_name(k, unexpected.iter().map(String::as_str), SIMILARITY) {
-                Some(near) => write!(f, "  (did you mean `{near}` from the checkpoint?)"),
-                None => Ok(()),
-            }
-        })?;
+        let missing = collapse_names_with_first(&self.missing);
+        let made: Vec<String> = self
+            .unexpected_outputs
+            .iter()
+            .map(|o| o.key.clone())
+            .collect();
+        let made = collapse_names_with_first(&made);
+        section(
+            f,
+            "Missing (left as initialized)",
+            &missing,
+            |f, (k, first)| {
+                write!(f, "{k}")?;
+                // A conversion's output first: a typo in a converter's target is the likely cause.
+                if let Some(near) = suggest(k, k == first, &made) {
+                    return write!(f, "  (did you mean `{near}`, made by a conversion?)");
+                }
+                match suggest(k, k == first, &unexpected) {
+                    Some(near) => write!(f, "  (did you mean `{near}` from the checkpoint?)"),
+                    None => Ok(()),
+                }
+            },
+        )?;
 
         let items: Vec<(String, ShapePair)> = self
             .mismatched
@@ -255,16 +278,7 @@ fn section<T>(
     f: &mut fmt::Formatter<'_>,
     title: &str,
     items: &[T],
-    mut line: impl FnMut(&mut fmt::Formatter<'_>, &T) -> fmt::Result,
+    line: impl FnMut(&mut String, &T) -> fmt::Result,
 ) -> fmt::Result {
-    if items.is_empty() {
-        return Ok(());
-    }
-    writeln!(f, "{title}:")?;
-    for item in items {
-        f.write_str("  ")?;
-        line(f, item)?;
-        writeln!(f)?;
-    }
-    Ok(())
+    super::display::write_section(f, title, items, line)
 }

@@ -70,16 +70,35 @@ pub enum TransformError {
         /// The source pattern.
         pattern: String,
     },
-    /// The first target uses `\1` but a source has no group to fill it from.
+    /// A target uses `\N` but a source has fewer than `N` groups to fill it from (`\2` with one
+    /// group would otherwise be written literally into the key).
     #[error(
-        "target pattern `{target}` uses `\\1`, but source pattern `{source_pattern}` has no `(...)` \
-         group to fill it from; add a capturing group to the source pattern"
+        "target pattern `{target}` uses `\\{group}`, but source pattern `{source_pattern}` has \
+         {available} `(...)` group(s) to fill it from; add capturing groups to the source pattern \
+         or fix the reference"
     )]
     MissingSourceGroup {
-        /// The first target pattern (after preprocessing).
+        /// The target pattern (after preprocessing).
         target: String,
-        /// The source pattern without a group.
+        /// The source pattern without enough groups.
         source_pattern: String,
+        /// The group the target refers to (`1` for `\1`).
+        group: usize,
+        /// How many groups the source pattern has.
+        available: usize,
+    },
+    /// A target refers to a group other than `\1`: as in transformers' `rename_source_key`,
+    /// only the first group can be used in a renaming target.
+    #[error(
+        "target pattern `{target}` uses `\\{group}`, but only `\\1` (the source's first `(...)` \
+         group) is supported in a target, as in transformers; capture everything you need in the \
+         first group, or split the renaming in two"
+    )]
+    UnsupportedBackreference {
+        /// The target pattern (after preprocessing).
+        target: String,
+        /// The group referred to.
+        group: usize,
     },
     /// An op of the converter has no reverse, so saving back cannot undo it.
     #[error(

@@ -20,7 +20,22 @@ pub(crate) struct TransformCore {
 }
 
 impl TransformCore {
+    /// A transform as the user writes it: an empty source pattern is an error (it would match
+    /// every key).
     pub(crate) fn new(
+        kind: &str,
+        sources: Vec<String>,
+        targets: Vec<String>,
+    ) -> Result<Self, TransformError> {
+        if let Some(position) = sources.iter().position(String::is_empty) {
+            return Err(PatternError::EmptyPattern { position }.into());
+        }
+        Self::build(kind, sources, targets)
+    }
+
+    /// [`Self::new`] without the empty-source check: the reverse of a renaming whose target is
+    /// empty (e.g. `^model\.` -> ``) gets an anchored `^` source, which is what it needs.
+    fn build(
         kind: &str,
         sources: Vec<String>,
         targets: Vec<String>,
@@ -78,9 +93,12 @@ impl TransformCore {
                 return Err(TransformError::MissingSourceGroup {
                     target: processed_targets[0].clone(),
                     source_pattern: processed_sources[i].clone(),
+                    group: 1,
+                    available: 0,
                 });
             }
         }
+        check_other_backreferences(&processed_targets, &processed_sources, &compiled)?;
 
         Ok(Self {
             sources: processed_sources,
@@ -95,7 +113,7 @@ impl TransformCore {
 
     /// The same transform the other way round (original patterns swapped, scope kept).
     pub(crate) fn reversed(&self, kind: &str) -> Result<Self, TransformError> {
-        let mut reversed = Self::new(
+        let mut reversed = Self::build(
             kind,
             self.original_targets.clone(),
             self.original_sources.clone(),
@@ -165,4 +183,48 @@ fn dotted(prefix: &str) -> String {
     } else {
         format!("{prefix}.")
     }
+}
+
+/// `\N` other than `\1` in a target would be written literally into the key (only `\1` is
+/// replaced, as in transformers): an error naming the source that lacks the group, or saying
+/// that only `\1` is supported.
+fn check_other_backreferences(
+    targets: &[String],
+    sources: &[String],
+    compiled: &PatternSet,
+) -> Result<(), TransformError> {
+    let other = targets
+        .iter()
+        .find_map(|t| backreferences(t).find(|&g| g != 1).map(|g| (t, g)));
+    let Some((target, group)) = other else {
+        return Ok(());
+    };
+    let short = (0..sources.len()).find(|&i| compiled.capture_count(i) < group);
+    Err(match short {
+        Some(i) => TransformError::MissingSourceGroup {
+            target: target.clone(),
+            source_pattern: sources[i].clone(),
+            group,
+            available: compiled.capture_count(i),
+        },
+        None => TransformError::UnsupportedBackreference {
+            target: target.clone(),
+            group,
+        },
+    })
+}
+
+/// The group numbers of the `\N` references in `text` (saturating on absurdly long numbers).
+fn backreferences(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.match_indices('\\').filter_map(move |(at, _)| {
+        let digits: &str = &text[at + 1..];
+        let end = digits
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(digits.len());
+        (end > 0).then(|| {
+            digits[..end].bytes().fold(0usize, |n, d| {
+                n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+            })
+        })
+    })
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::activation::Activation;
+use super::limits::{self, MAX_DIMENSION, MAX_HEADS, MAX_LAYERS};
 use super::rope::RopeParameters;
 use crate::error::ConfigError;
 
@@ -80,8 +81,9 @@ impl<D: CoreDefaults> Default for RawCore<D> {
 }
 
 impl<D: CoreDefaults> RawCore<D> {
-    /// Checks `model_type` and the sizes [`Self::head_dim`] divides; call it before the
-    /// resolving getters.
+    /// Checks `model_type` and every shared size and float (see [`limits`](super::limits)),
+    /// before anything is computed from them (e.g. a family's per-layer lists); call it before
+    /// the resolving getters.
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         if let Some(model_type) = self.model_type.as_deref() {
             if model_type != D::MODEL_TYPE {
@@ -91,12 +93,19 @@ impl<D: CoreDefaults> RawCore<D> {
                 )));
             }
         }
-        if self.num_attention_heads == 0 || self.hidden_size == 0 {
-            return Err(ConfigError::Invalid(
-                "hidden_size and num_attention_heads must be positive".into(),
-            ));
-        }
-        Ok(())
+        // `head_dim()` divides by it.
+        limits::size("num_attention_heads", self.num_attention_heads, MAX_HEADS)?;
+        validate_core(&CoreFields {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads(),
+            head_dim: self.head_dim(),
+            max_position_embeddings: self.max_position_embeddings,
+            initializer_range: self.initializer_range,
+            rms_norm_eps: self.rms_norm_eps,
+        })
     }
 
     /// `num_key_value_heads`, else `num_attention_heads`.
@@ -104,10 +113,14 @@ impl<D: CoreDefaults> RawCore<D> {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
-    /// `head_dim`, else `hidden_size / num_attention_heads`.
+    /// `head_dim`, else `hidden_size / num_attention_heads` (0 with no heads; [`Self::check`]
+    /// rejects that).
     pub(crate) fn head_dim(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads)
+        self.head_dim.unwrap_or_else(|| {
+            self.hidden_size
+                .checked_div(self.num_attention_heads)
+                .unwrap_or(0)
+        })
     }
 
     /// `hidden_act`, parsed.
@@ -136,23 +149,78 @@ pub(crate) fn parse_config_json<R: DeserializeOwned>(
     Ok((root.clone(), raw))
 }
 
-/// The checks every family's `validate` starts with: grouped-query heads divide evenly, and the
-/// head width suits rotate-half RoPE.
-pub(crate) fn validate_heads(
+/// The shared fields of a resolved config, for [`validate_core`].
+pub(crate) struct CoreFields {
+    pub(crate) vocab_size: usize,
+    pub(crate) hidden_size: usize,
+    pub(crate) num_hidden_layers: usize,
+    pub(crate) num_attention_heads: usize,
+    pub(crate) num_key_value_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) max_position_embeddings: usize,
+    pub(crate) initializer_range: f64,
+    pub(crate) rms_norm_eps: f64,
+}
+
+/// The [`CoreFields`] of a resolved family config (the families name them alike).
+macro_rules! core_fields {
+    ($config:expr) => {
+        $crate::common::config::CoreFields {
+            vocab_size: $config.vocab_size,
+            hidden_size: $config.hidden_size,
+            num_hidden_layers: $config.num_hidden_layers,
+            num_attention_heads: $config.num_attention_heads,
+            num_key_value_heads: $config.num_key_value_heads,
+            head_dim: $config.head_dim,
+            max_position_embeddings: $config.max_position_embeddings,
+            initializer_range: $config.initializer_range,
+            rms_norm_eps: $config.rms_norm_eps,
+        }
+    };
+}
+
+pub(crate) use core_fields;
+
+/// The checks every family's `validate` starts with: each shared size positive and within
+/// [`limits`](super::limits), the floats finite and in range, the heads consistent.
+pub(crate) fn validate_core(c: &CoreFields) -> Result<(), ConfigError> {
+    limits::size("vocab_size", c.vocab_size, MAX_DIMENSION)?;
+    limits::size("hidden_size", c.hidden_size, MAX_DIMENSION)?;
+    limits::size("num_hidden_layers", c.num_hidden_layers, MAX_LAYERS)?;
+    limits::size("num_attention_heads", c.num_attention_heads, MAX_HEADS)?;
+    limits::size("num_key_value_heads", c.num_key_value_heads, MAX_HEADS)?;
+    limits::size("head_dim", c.head_dim, MAX_DIMENSION)?;
+    limits::size(
+        "max_position_embeddings",
+        c.max_position_embeddings,
+        usize::MAX,
+    )?;
+    limits::float("rms_norm_eps", c.rms_norm_eps, true)?;
+    limits::float("initializer_range", c.initializer_range, false)?;
+    validate_heads(c.num_attention_heads, c.num_key_value_heads, c.head_dim)
+}
+
+/// Grouped-query heads divide evenly, and the head width suits rotate-half RoPE.
+fn validate_heads(
     num_attention_heads: usize,
     num_key_value_heads: usize,
     head_dim: usize,
 ) -> Result<(), ConfigError> {
     if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
-        return Err(ConfigError::Invalid(format!(
-            "num_attention_heads ({num_attention_heads}) must be a positive multiple of \
-             num_key_value_heads ({num_key_value_heads})"
-        )));
+        return Err(ConfigError::Field {
+            field: "num_key_value_heads".into(),
+            value: num_key_value_heads.to_string(),
+            reason: format!(
+                "num_attention_heads ({num_attention_heads}) must be a positive multiple of it"
+            ),
+        });
     }
     if head_dim == 0 || head_dim % 2 != 0 {
-        return Err(ConfigError::Invalid(format!(
-            "head_dim ({head_dim}) must be even and positive"
-        )));
+        return Err(ConfigError::Field {
+            field: "head_dim".into(),
+            value: head_dim.to_string(),
+            reason: "must be even and positive (rotate-half RoPE)".into(),
+        });
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod decoder;
 mod dispatch;
 mod init;
 mod interfaces;
+pub mod limits;
 mod norm;
 mod output;
 pub(crate) mod pretrained;

@@ -5,14 +5,18 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use patcher_burn::{BuildContext, LoadOptions, Loaded, PretrainedModel};
-use patcher_core::Patcher;
+use patcher_core::{Checkpoint, Patcher};
+
+use super::limits::{check_fits, SizedConfig};
 
 use crate::error::{config_path, ConfigError, PretrainedError};
 
 /// `XxxForCausalLM.from_pretrained`: reads the `config.json` next to the weights at `path` with
 /// `read_config`, then builds the model with `build` (and `patcher`'s substitutions) and loads
 /// the weights through its default conversions as `patcher` changes them.
-pub(crate) fn from_pretrained<B: Backend, M: PretrainedModel<B>, C>(
+///
+/// The config must fit the checkpoint ([`check_fits`]) before the model is built.
+pub(crate) fn from_pretrained<B: Backend, M: PretrainedModel<B>, C: SizedConfig>(
     path: &Path,
     patcher: &Patcher<B>,
     device: &B::Device,
@@ -21,6 +25,11 @@ pub(crate) fn from_pretrained<B: Backend, M: PretrainedModel<B>, C>(
     build: impl FnOnce(&C, &BuildContext<'_, B>) -> M,
 ) -> Result<Loaded<M>, PretrainedError> {
     let config = read_config(config_path(path))?;
+    // Plan, then build: the config's sizes are compared with the checkpoint's header before
+    // anything of the model's size is allocated.
+    let checkpoint = Checkpoint::open(path).map_err(patcher_burn::LoadError::from)?;
+    check_fits(&config.model_size()?, &checkpoint)?;
+    drop(checkpoint);
     let loaded =
         patcher_burn::from_pretrained(path, patcher, device, |ctx| build(&config, ctx), options)?;
     Ok(loaded)

@@ -117,10 +117,47 @@ impl RopeParameters {
                 )))
             }
         };
-        Ok(Self {
+        let params = Self {
             rope_theta,
             scaling,
-        })
+        };
+        params.validate()?;
+        Ok(params)
+    }
+
+    /// Checks the values give finite frequencies: `rope_theta` and every factor finite and
+    /// positive, and llama3's `high_freq_factor` above its `low_freq_factor`.
+    /// [`from_config_json`](Self::from_config_json) calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use super::limits::float;
+        float("rope_theta", self.rope_theta, true)?;
+        match self.scaling {
+            RopeScaling::Default => {}
+            RopeScaling::Linear { factor } => float("rope_parameters.factor", factor, true)?,
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                float("rope_parameters.factor", factor, true)?;
+                float("rope_parameters.low_freq_factor", low_freq_factor, true)?;
+                float("rope_parameters.high_freq_factor", high_freq_factor, true)?;
+                float(
+                    "rope_parameters.original_max_position_embeddings",
+                    original_max_position_embeddings,
+                    true,
+                )?;
+                if high_freq_factor <= low_freq_factor {
+                    return Err(ConfigError::Field {
+                        field: "rope_parameters.high_freq_factor".into(),
+                        value: high_freq_factor.to_string(),
+                        reason: format!("must be greater than low_freq_factor ({low_freq_factor})"),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The inverse frequencies for a head dimension `dim`, computed in f32 step by step as

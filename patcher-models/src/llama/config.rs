@@ -4,7 +4,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{parse_config_json, validate_heads, CoreDefaults, RawCore};
+use crate::common::config::{core_fields, parse_config_json, validate_core, CoreDefaults, RawCore};
+use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
 use crate::common::{Activation, AttentionSpec, RopeParameters};
 use crate::error::{read_config_file, ConfigError};
 
@@ -101,12 +102,14 @@ impl LlamaConfig {
 
     /// Checks the values are consistent; `from_json_str` calls it, call it again after editing
     /// fields by hand.
+    ///
+    /// Every size and float is checked against [`limits`](crate::common::limits), so no
+    /// config can make building the model abort; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_heads(
-            self.num_attention_heads,
-            self.num_key_value_heads,
-            self.head_dim,
-        )
+        validate_core(&core_fields!(self))?;
+        limits::size("intermediate_size", self.intermediate_size, MAX_DIMENSION)?;
+        self.rope.validate()?;
+        self.model_size().map(drop)
     }
 
     /// The attention shape (the same for every layer).
@@ -121,6 +124,24 @@ impl LlamaConfig {
             initializer_range: self.initializer_range,
             sliding_window: None,
         }
+    }
+}
+
+impl SizedConfig for LlamaConfig {
+    fn model_size(&self) -> Result<ModelSize, ConfigError> {
+        let core = core_fields!(self);
+        let mut p = decoder_params(&core, self.tie_word_embeddings, self.attention_bias)?;
+        let (l, hidden) = (self.num_hidden_layers, ("hidden_size", self.hidden_size));
+        let inter = ("intermediate_size", self.intermediate_size);
+        p.add(3 * l, &[inter, hidden])?; // gate, up, down
+        if self.attention_bias {
+            p.add(l, &[hidden])?; // o
+        }
+        if self.mlp_bias {
+            p.add(2 * l, &[inter])?;
+            p.add(l, &[hidden])?;
+        }
+        p.finish(&core, None)
     }
 }
 
@@ -144,7 +165,9 @@ mod tests {
     #[test]
     fn typed_errors() {
         let bad = LlamaConfig::from_json_str(r#"{"num_key_value_heads": 5}"#);
-        assert!(matches!(bad, Err(ConfigError::Invalid(_))));
+        assert!(
+            matches!(bad, Err(ConfigError::Field { field, .. }) if field == "num_key_value_heads")
+        );
         let bad = LlamaConfig::from_json_str(r#"{"vocab_size": "many"}"#);
         assert!(matches!(bad, Err(ConfigError::Json(_))));
         let missing = LlamaConfig::from_file("/nonexistent/config.json");

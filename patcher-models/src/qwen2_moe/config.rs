@@ -4,7 +4,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{parse_config_json, validate_heads, CoreDefaults, RawCore};
+use crate::common::config::{core_fields, parse_config_json, validate_core, CoreDefaults, RawCore};
+use crate::common::limits::{
+    self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION, MAX_EXPERTS,
+};
 use crate::common::{Activation, AttentionSpec, RopeParameters};
 use crate::error::{read_config_file, ConfigError};
 
@@ -189,12 +192,23 @@ impl Qwen2MoeConfig {
 
     /// Checks the values are consistent and implemented; `from_json_str` calls it, call it again
     /// after editing fields by hand.
+    ///
+    /// Every size and float is checked against [`limits`](crate::common::limits), so no
+    /// config can make building the model abort; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_heads(
-            self.num_attention_heads,
-            self.num_key_value_heads,
-            self.head_dim,
-        )?;
+        validate_core(&core_fields!(self))?;
+        limits::size("num_experts", self.num_experts, MAX_EXPERTS)?;
+        for (field, value) in [
+            ("intermediate_size", self.intermediate_size),
+            ("moe_intermediate_size", self.moe_intermediate_size),
+            (
+                "shared_expert_intermediate_size",
+                self.shared_expert_intermediate_size,
+            ),
+        ] {
+            limits::size(field, value, MAX_DIMENSION)?;
+        }
+        self.rope.validate()?;
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.layer_types.len() != self.num_hidden_layers {
             return invalid(format!(
@@ -220,7 +234,7 @@ impl Qwen2MoeConfig {
                  decoder_sparse_step); only all-sparse models are implemented"
             )));
         }
-        Ok(())
+        self.model_size().map(drop)
     }
 
     /// Whether layer `layer_idx` has a sparse MoE block (transformers' `Qwen2MoeDecoderLayer`
@@ -250,6 +264,25 @@ impl Qwen2MoeConfig {
     }
 }
 
+impl SizedConfig for Qwen2MoeConfig {
+    fn model_size(&self) -> Result<ModelSize, ConfigError> {
+        let core = core_fields!(self);
+        let mut p = decoder_params(&core, self.tie_word_embeddings, self.qkv_bias)?;
+        let (l, hidden) = (self.num_hidden_layers, ("hidden_size", self.hidden_size));
+        let experts = ("num_experts", self.num_experts);
+        let moe = ("moe_intermediate_size", self.moe_intermediate_size);
+        let shared = (
+            "shared_expert_intermediate_size",
+            self.shared_expert_intermediate_size,
+        );
+        p.add(l, &[hidden])?; // the shared expert's gate
+        p.add(l, &[experts, hidden])?; // router
+        p.add(3 * l, &[experts, moe, hidden])?; // experts' gate, up, down
+        p.add(3 * l, &[shared, hidden])?; // shared expert
+        p.finish(&core, Some(self.num_experts))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,7 +304,9 @@ mod tests {
         let bad = Qwen2MoeConfig::from_json_str(
             r#"{"num_attention_heads": 16, "num_key_value_heads": 3}"#,
         );
-        assert!(matches!(bad, Err(ConfigError::Invalid(_))));
+        assert!(
+            matches!(bad, Err(ConfigError::Field { field, .. }) if field == "num_key_value_heads")
+        );
         let dense = Qwen2MoeConfig::from_json_str(r#"{"mlp_only_layers": [0]}"#);
         assert!(matches!(dense, Err(ConfigError::Unsupported(_))));
         let wrong = Qwen2MoeConfig::from_json_str(r#"{"model_type": "llama"}"#);
