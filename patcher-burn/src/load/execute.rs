@@ -18,10 +18,10 @@ use super::error::LoadError;
 use super::gather::merge_chain;
 use super::host::{cast_for, to_tensor_data};
 use super::options::{LoadOptions, LoadProgress};
-use super::params::{Layout, ParamInfo, ParamKind};
+use super::params::{Layout, LinearLayout, ParamInfo, ParamKind};
 
-/// A converted parameter: its data in the checkpoint's layout, and the layout step still to
-/// apply when it is put in the model.
+/// A converted parameter: its data, and the layout step still to apply when it is put in the
+/// model (a transposed view for [`LinearLayout::TransposedView`]).
 pub(crate) type Converted = (TensorData, Layout);
 
 /// Converted parameters of one wave, by Burn path.
@@ -33,6 +33,8 @@ pub(crate) struct Executor<'a> {
     /// The model's parameters by PyTorch name.
     pub(crate) params: HashMap<&'a str, &'a ParamInfo>,
     pub(crate) float: DType,
+    /// How Linear weights are laid out.
+    pub(crate) linear_layout: LinearLayout,
 }
 
 impl Executor<'_> {
@@ -75,8 +77,8 @@ impl Executor<'_> {
             .into_iter()
             .map(|(key, tensor)| {
                 let param = self.param(&key)?;
-                let data = to_tensor_data(tensor, param)?;
-                Ok((param.burn_path.clone(), (data, param.layout)))
+                let converted = to_tensor_data(tensor, param, self.linear_layout)?;
+                Ok((param.burn_path.clone(), converted))
             })
             .collect::<Result<Vec<_>, LoadError>>()?;
         self.release_sources(group);

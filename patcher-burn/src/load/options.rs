@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::params::LinearLayout;
+
 /// Where a load stands, given to the progress callback after each conversion group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadProgress {
@@ -36,6 +38,7 @@ pub struct LoadOptions {
     max_bytes_in_flight: u64,
     progress: Option<ProgressFn>,
     ignore_unexpected: Vec<String>,
+    linear_layout: LinearLayout,
 }
 
 impl Default for LoadOptions {
@@ -47,6 +50,7 @@ impl Default for LoadOptions {
             max_bytes_in_flight: 512 << 20,
             progress: None,
             ignore_unexpected: Vec::new(),
+            linear_layout: LinearLayout::default(),
         }
     }
 }
@@ -93,6 +97,14 @@ impl LoadOptions {
         self
     }
 
+    /// How Linear weights are laid out in the loaded model (default
+    /// [`LinearLayout::Contiguous`]: transposed during the load's one copy, the fastest layout
+    /// for Burn's matmuls).
+    pub fn linear_layout(mut self, layout: LinearLayout) -> Self {
+        self.linear_layout = layout;
+        self
+    }
+
     /// Calls `callback` after each conversion group.
     pub fn on_progress(mut self, callback: impl Fn(&LoadProgress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(callback));
@@ -127,6 +139,10 @@ impl LoadOptions {
         &self.ignore_unexpected
     }
 
+    pub(crate) fn linear_layout_choice(&self) -> LinearLayout {
+        self.linear_layout
+    }
+
     pub(crate) fn thread_count(&self) -> usize {
         self.threads
     }
@@ -150,6 +166,7 @@ impl fmt::Debug for LoadOptions {
             .field("max_bytes_in_flight", &self.max_bytes_in_flight)
             .field("progress", &self.progress.is_some())
             .field("ignore_unexpected", &self.ignore_unexpected)
+            .field("linear_layout", &self.linear_layout)
             .finish()
     }
 }

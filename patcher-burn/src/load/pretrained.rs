@@ -184,6 +184,7 @@ pub fn load_with<B: Backend, M: Module<B>>(
             .map(|p| (p.torch_name.as_str(), p))
             .collect::<HashMap<_, _>>(),
         float,
+        linear_layout: options.linear_layout_choice(),
     };
     // Work on a copy (parameters are reference-counted: cheap), so a failure midway leaves the
     // caller's model as it was.
