@@ -75,7 +75,10 @@ fn output<B: Backend>(model: &TinyModel<B>, device: &B::Device) -> Vec<f32> {
 fn assert_same_outputs(actual: &[f32], expected: &[f32]) {
     assert_eq!(actual.len(), expected.len());
     for (a, e) in actual.iter().zip(expected) {
-        assert!((a - e).abs() <= 1e-5 * e.abs().max(1.0), "{actual:?} vs {expected:?}");
+        assert!(
+            (a - e).abs() <= 1e-5 * e.abs().max(1.0),
+            "{actual:?} vs {expected:?}"
+        );
     }
 }
 

@@ -210,6 +210,15 @@ pub(crate) fn from_tensor_data(
             let values = data.iter::<bool>().map(u8::from).collect();
             (DType::Bool, values)
         }
+        BurnDType::QFloat(_) => {
+            return Err(LoadError::Unsupported {
+                key: param.burn_path.clone(),
+                message: "the parameter is quantized, and safetensors checkpoints hold full \
+                          precision: save the model loaded without `LoadOptions::quantize` (or \
+                          dequantize its parameters first)"
+                    .into(),
+            })
+        }
         other => return Err(unsupported(other)),
     };
     let tensor = HostTensor::new(dtype, param.burn_shape.clone(), Cow::Owned(bytes));

@@ -9,6 +9,7 @@ mod model;
 mod options;
 mod params;
 mod pretrained;
+mod quantize;
 
 pub use error::LoadError;
 pub(crate) use host::from_tensor_data;
@@ -16,3 +17,4 @@ pub use model::PretrainedModel;
 pub use options::{LoadOptions, LoadProgress};
 pub use params::{model_params, Layout, LinearLayout, ParamInfo, ParamKind};
 pub use pretrained::{from_pretrained, load_checkpoint, load_into, load_with, LoadSpec, Loaded};
+pub use quantize::{Quantization, QuantizeTargets};

@@ -3,7 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use burn::tensor::quantization::QuantScheme;
+
 use super::params::LinearLayout;
+use super::quantize::{Quantization, QuantizeTargets};
 
 /// Where a load stands, given to the progress callback after each conversion group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,7 @@ pub struct LoadOptions {
     progress: Option<ProgressFn>,
     ignore_unexpected: Vec<String>,
     linear_layout: LinearLayout,
+    quantization: Option<Quantization>,
 }
 
 impl Default for LoadOptions {
@@ -51,6 +55,7 @@ impl Default for LoadOptions {
             progress: None,
             ignore_unexpected: Vec::new(),
             linear_layout: LinearLayout::default(),
+            quantization: None,
         }
     }
 }
@@ -105,6 +110,33 @@ impl LoadOptions {
         self
     }
 
+    /// Quantizes the weights of every `nn::Linear` with `scheme` as they are loaded: the
+    /// full-precision model is never resident (only the bytes in flight are). The result is bit
+    /// for bit what Burn's `quantize_weights` with `Calibration::MinMax` gives on those
+    /// parameters after a full-precision load. A quantized model cannot be saved back to
+    /// safetensors (the save refuses with an error); load it again in full precision to save.
+    ///
+    /// ```
+    /// use burn::tensor::quantization::QuantScheme;
+    /// use patcher_burn::LoadOptions;
+    ///
+    /// let options = LoadOptions::default().quantize(QuantScheme::default());
+    /// ```
+    pub fn quantize(self, scheme: QuantScheme) -> Self {
+        self.quantization(Quantization {
+            scheme,
+            targets: QuantizeTargets::LinearWeights,
+        })
+    }
+
+    /// Quantizes the parameters `quantization` selects as they are loaded (see
+    /// [`LoadOptions::quantize`]). An invalid pattern fails the load with
+    /// [`LoadError::Pattern`](crate::LoadError::Pattern).
+    pub fn quantization(mut self, quantization: Quantization) -> Self {
+        self.quantization = Some(quantization);
+        self
+    }
+
     /// Calls `callback` after each conversion group.
     pub fn on_progress(mut self, callback: impl Fn(&LoadProgress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(callback));
@@ -143,6 +175,10 @@ impl LoadOptions {
         self.linear_layout
     }
 
+    pub(crate) fn quantization_choice(&self) -> Option<&Quantization> {
+        self.quantization.as_ref()
+    }
+
     pub(crate) fn thread_count(&self) -> usize {
         self.threads
     }
@@ -167,6 +203,7 @@ impl fmt::Debug for LoadOptions {
             .field("progress", &self.progress.is_some())
             .field("ignore_unexpected", &self.ignore_unexpected)
             .field("linear_layout", &self.linear_layout)
+            .field("quantization", &self.quantization)
             .finish()
     }
 }
