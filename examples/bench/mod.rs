@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each benchmark uses a part
 
 pub mod checkpoint;
+pub mod cli;
 pub mod stats;
 
 /// Any error of a benchmark, printed as it is.

@@ -38,6 +38,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use bench::checkpoint::{ensure_checkpoint, Shape};
+use bench::cli::{default_checkpoint_dir, unknown, Cli};
 use bench::stats::{load_average, median};
 use bench::Error;
 use burn::module::{Module, ModuleMapper, Param};
@@ -68,7 +69,7 @@ impl Args {
     fn parse() -> Result<Self, Error> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut args = Self {
-            dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-checkpoint"),
+            dir: default_checkpoint_dir(),
             size_mb: 600,
             rounds: 3,
             shapes: vec![(1, 128), (4, 512)],
@@ -76,16 +77,16 @@ impl Args {
             threads: cores,
             transformers: true,
         };
-        let mut it = std::env::args().skip(1);
-        while let Some(arg) = it.next() {
-            let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-            match arg.as_str() {
-                "--dir" => args.dir = value("--dir")?.into(),
-                "--size-mb" => args.size_mb = value("--size-mb")?.parse()?,
-                "--rounds" => args.rounds = value("--rounds")?.parse::<usize>()?.max(1),
-                "--threads" => args.threads = value("--threads")?.parse::<usize>()?.max(1),
+        let mut cli = Cli::new();
+        while let Some(flag) = cli.flag() {
+            match flag.as_str() {
+                "--dir" => args.dir = cli.value(&flag)?.into(),
+                "--size-mb" => args.size_mb = cli.parsed(&flag)?,
+                "--rounds" => args.rounds = cli.count(&flag)?,
+                "--threads" => args.threads = cli.count(&flag)?,
                 "--shapes" => {
-                    args.shapes = value("--shapes")?
+                    args.shapes = cli
+                        .value(&flag)?
                         .split(',')
                         .map(|s| -> Result<(usize, usize), Error> {
                             let (b, t) = s
@@ -96,7 +97,7 @@ impl Args {
                         .collect::<Result<_, _>>()?
                 }
                 "--backends" => {
-                    args.backends = value("--backends")?.split(',').map(Into::into).collect()
+                    args.backends = cli.value(&flag)?.split(',').map(Into::into).collect()
                 }
                 "--no-transformers" => args.transformers = false,
                 "-h" | "--help" => {
@@ -107,7 +108,7 @@ impl Args {
                     );
                     std::process::exit(0);
                 }
-                other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+                other => return Err(unknown(other)),
             }
         }
         Ok(args)

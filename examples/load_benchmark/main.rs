@@ -1,4 +1,4 @@
-//! Speed and memory of loading a transformers checkpoint (issue 4, item 7).
+//! Speed and memory of loading a transformers checkpoint (issue 4, item 7; issue 11).
 //!
 //! ```text
 //! cargo run --release --example load_benchmark -- [--dir DIR] [--size-mb N] [--repeats N]
@@ -32,6 +32,14 @@
 //!      per-expert linears into the fused `gate_up_proj [E, 2I, H]` and `down_proj [E, H, I]`
 //!      (`MergeModulelist` + `Concatenate`), as transformers does: expert merging and QKV fusion
 //!      in one load.
+//!    - `burn-patcher, seed, Linear as views`: the seed patcher's load with
+//!      `LinearLayout::TransposedView` (the checkpoint's `[out, in]` bytes kept, as before issue
+//!      11): what the default tiled transpose into contiguous `[in, out]` costs at load time.
+//!    - `burn-patcher, seed, 8-bit Linear weights`: the seed patcher's load with
+//!      `LoadOptions::quantize` (8-bit symmetric per tensor, native store): every Linear weight
+//!      (each expert's too) is quantized as it is loaded; its peak RSS added is compared with the
+//!      quantized model's bytes; at most 64 MiB in flight. Its values differ from the
+//!      checkpoint's by design (no checksum).
 //!    - `burn-store SafetensorsStore`: burn-store 0.21 with its `PyTorchToBurnAdapter` loading
 //!      the same file with no conversion into a model whose parameters match the checkpoint's
 //!      keys one to one (the Qwen2-MoE model with `SequentialExperts` and separate q/k/v).
@@ -75,13 +83,15 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use bench::checkpoint::{ensure_checkpoint, tensor_bytes, Shape};
+use bench::cli::{default_checkpoint_dir, unknown, Cli};
 use bench::stats::{load_average, median};
 use bench::Error;
 use burn::backend::NdArray;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use burn_patcher::LoadOptions;
+use burn::tensor::quantization::{QuantScheme, QuantStore};
 use burn_patcher::{from_pretrained, Checkpoint};
+use burn_patcher::{LinearLayout, LoadOptions};
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{qwen2_moe_patcher, qwen2_moe_seed_patcher};
@@ -90,6 +100,9 @@ type B = NdArray<f32>;
 
 /// The loader's default thread count (`LoadOptions::default()`).
 const DEFAULT_THREADS: usize = 4;
+/// The bytes in flight of the 8-bit load: a quantized load holds at most this much full-precision
+/// data at a time, so a small bound keeps its peak near the quantized model's size.
+const Q8_IN_FLIGHT: u64 = 64 << 20;
 
 fn main() {
     if let Err(error) = run() {
@@ -121,23 +134,22 @@ struct Args {
 impl Args {
     fn parse() -> Result<Self, Error> {
         let mut args = Self {
-            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-checkpoint"),
+            dir: default_checkpoint_dir(),
             size_mb: 600,
             repeats: 3,
             threads: DEFAULT_THREADS,
             transformers: true,
             mode: None,
         };
-        let mut it = std::env::args().skip(1);
-        while let Some(arg) = it.next() {
-            let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-            match arg.as_str() {
-                "--dir" => args.dir = value("--dir")?.into(),
-                "--size-mb" => args.size_mb = value("--size-mb")?.parse()?,
-                "--repeats" => args.repeats = value("--repeats")?.parse::<usize>()?.max(1),
-                "--threads" => args.threads = value("--threads")?.parse::<usize>()?.max(1),
+        let mut cli = Cli::new();
+        while let Some(flag) = cli.flag() {
+            match flag.as_str() {
+                "--dir" => args.dir = cli.value(&flag)?.into(),
+                "--size-mb" => args.size_mb = cli.parsed(&flag)?,
+                "--repeats" => args.repeats = cli.count(&flag)?,
+                "--threads" => args.threads = cli.count(&flag)?,
                 "--no-transformers" => args.transformers = false,
-                "--mode" => args.mode = Some(value("--mode")?),
+                "--mode" => args.mode = Some(cli.value(&flag)?),
                 "-h" | "--help" => {
                     println!(
                         "usage: load_benchmark [--dir DIR] [--size-mb N] [--repeats N] \
@@ -146,7 +158,7 @@ impl Args {
                     );
                     std::process::exit(0);
                 }
-                other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+                other => return Err(unknown(other)),
             }
         }
         if args.size_mb < 100 {
@@ -183,13 +195,21 @@ struct Measure {
     rss_kept: u64,
     checksum: f64,
     count: u64,
+    /// Bytes of the loaded parameters as the backend holds them (burn-patcher loads only).
+    model_bytes: u64,
 }
 
 impl Measure {
     fn line(&self) -> String {
         format!(
-            "RESULT seconds={:.6} rss_added={} rss_kept={} checksum={:.17e} count={}",
-            self.seconds, self.rss_added, self.rss_kept, self.checksum, self.count
+            "RESULT seconds={:.6} rss_added={} rss_kept={} checksum={:.17e} count={} \
+             model_bytes={}",
+            self.seconds,
+            self.rss_added,
+            self.rss_kept,
+            self.checksum,
+            self.count,
+            self.model_bytes
         )
     }
 
@@ -206,6 +226,10 @@ impl Measure {
             rss_kept: fields.get("rss_kept")?.parse().ok()?,
             checksum: fields.get("checksum")?.parse().ok()?,
             count: fields.get("count")?.parse().ok()?,
+            model_bytes: fields
+                .get("model_bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         })
     }
 }
@@ -240,26 +264,30 @@ fn measured<T>(load: impl FnOnce() -> Result<T, Error>) -> Result<(T, Measure), 
     Ok((out, measure))
 }
 
-/// Sums every float parameter of a module in f64 (and counts the elements).
+/// Sums every float parameter of a module in f64 (and counts the elements), and the bytes the
+/// backend holds them in (quantized parameters count their bytes only).
 #[derive(Default)]
 struct Checksum {
     sum: f64,
     count: u64,
+    bytes: u64,
 }
 
 impl<Bk: Backend> ModuleVisitor<Bk> for Checksum {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Bk, D>>) {
         let data = param.val().into_data();
-        let values = data.as_slice::<f32>().expect("the benchmark runs on f32");
-        self.sum += values.iter().map(|&v| v as f64).sum::<f64>();
-        self.count += values.len() as u64;
+        self.bytes += data.bytes.len() as u64;
+        if let Ok(values) = data.as_slice::<f32>() {
+            self.sum += values.iter().map(|&v| v as f64).sum::<f64>();
+            self.count += values.len() as u64;
+        }
     }
 }
 
-fn checksum_of<M: Module<B>>(model: &M) -> (f64, u64) {
+fn checksum_of<M: Module<B>>(model: &M) -> (f64, u64, u64) {
     let mut checksum = Checksum::default();
     model.visit(&mut checksum);
-    (checksum.sum, checksum.count)
+    (checksum.sum, checksum.count, checksum.bytes)
 }
 
 fn child(mode: &str, args: &Args) -> Result<(), Error> {
@@ -283,11 +311,19 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             measure.count = count;
             measure
         }
-        "patcher-seed" | "patcher-merged" => {
-            let patcher = if mode == "patcher-seed" {
-                qwen2_moe_seed_patcher::<B>(&config)
-            } else {
+        "patcher-seed" | "patcher-merged" | "patcher-views" | "patcher-q8" => {
+            let patcher = if mode == "patcher-merged" {
                 qwen2_moe_patcher::<B>(&config, true, false)
+            } else {
+                qwen2_moe_seed_patcher::<B>(&config)
+            };
+            let options = match mode {
+                "patcher-views" => options.linear_layout(LinearLayout::TransposedView),
+                // 8-bit symmetric per-tensor Linear weights, in the store NdArray implements.
+                "patcher-q8" => options
+                    .quantize(QuantScheme::default().with_store(QuantStore::Native))
+                    .max_bytes_in_flight(Q8_IN_FLIGHT),
+                _ => options,
             };
             let (loaded, mut measure) = measured(|| {
                 Ok(from_pretrained(
@@ -302,7 +338,7 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             if !report.missing.is_empty() || !report.unexpected.is_empty() {
                 return Err(format!("the load was not clean:\n{report}").into());
             }
-            (measure.checksum, measure.count) = checksum_of(&loaded.model);
+            (measure.checksum, measure.count, measure.model_bytes) = checksum_of(&loaded.model);
             measure
         }
         "burn-store" => {
@@ -318,7 +354,7 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
                 }
                 Ok(model)
             })?;
-            (measure.checksum, measure.count) = checksum_of(&model);
+            (measure.checksum, measure.count, measure.model_bytes) = checksum_of(&model);
             measure
         }
         other => return Err(format!("unknown mode `{other}`").into()),
@@ -371,17 +407,21 @@ enum Contender {
     MemcpyN,
     PatcherSeed,
     PatcherMerged,
+    PatcherViews,
+    PatcherQ8,
     BurnStore,
     Transformers,
 }
 
 impl Contender {
-    fn all() -> [Self; 6] {
+    fn all() -> [Self; 8] {
         [
             Self::Memcpy1,
             Self::MemcpyN,
             Self::PatcherSeed,
             Self::PatcherMerged,
+            Self::PatcherViews,
+            Self::PatcherQ8,
             Self::BurnStore,
             Self::Transformers,
         ]
@@ -393,6 +433,8 @@ impl Contender {
             Self::MemcpyN => format!("memcpy, {threads} threads"),
             Self::PatcherSeed => "burn-patcher, seed patcher (QKV+SeqExperts)".into(),
             Self::PatcherMerged => "burn-patcher, fused QKV + merged experts".into(),
+            Self::PatcherViews => "burn-patcher, seed, Linear as views (no transp.)".into(),
+            Self::PatcherQ8 => "burn-patcher, seed, 8-bit Linear weights".into(),
             Self::BurnStore => "burn-store SafetensorsStore (1:1 keys)".into(),
             Self::Transformers => "transformers from_pretrained".into(),
         }
@@ -404,6 +446,8 @@ impl Contender {
             Self::MemcpyN => "memcpy-n",
             Self::PatcherSeed => "patcher-seed",
             Self::PatcherMerged => "patcher-merged",
+            Self::PatcherViews => "patcher-views",
+            Self::PatcherQ8 => "patcher-q8",
             Self::BurnStore => "burn-store",
             Self::Transformers => "transformers",
         }
@@ -544,6 +588,10 @@ fn parent(args: &Args) -> Result<(), Error> {
             let Outcome::Done(measures) = outcome else {
                 continue;
             };
+            // A quantized load holds other values than the checkpoint's, by design.
+            if *contender == Contender::PatcherQ8 {
+                continue;
+            }
             for m in measures {
                 let tolerance = 1e-6 * (1.0 + reference.checksum.abs());
                 if m.count != reference.count || (m.checksum - reference.checksum).abs() > tolerance
@@ -624,6 +672,24 @@ fn parent(args: &Args) -> Result<(), Error> {
         }
     }
     print!("{table}");
+    if let Some(q8) = row_of(Contender::PatcherQ8) {
+        let model_bytes = match &outcomes[contenders
+            .iter()
+            .position(|&c| c == Contender::PatcherQ8)
+            .unwrap_or_default()]
+        {
+            Outcome::Done(m) if !m.is_empty() => m[0].model_bytes as f64,
+            _ => 0.0,
+        };
+        println!(
+            "8-bit load: the quantized model holds {:.1} MB; peak RSS added {:.1} MB = {:.2}x \
+             it (the bound: 1.1x plus the 64 MiB in flight, {:.1} MB)",
+            model_bytes / 1e6,
+            q8.rss_added / 1e6,
+            q8.rss_added / model_bytes.max(1.0),
+            (1.1 * model_bytes + Q8_IN_FLIGHT as f64) / 1e6
+        );
+    }
     if let Some(info) = &info {
         println!("({info})");
     }
