@@ -69,6 +69,19 @@ fn output<B: Backend>(model: &TinyModel<B>, device: &B::Device) -> Vec<f32> {
     values(model.forward(input(device)))
 }
 
+/// Outputs of the same parameters on a backend and on `Autodiff` of it: equal up to rounding
+/// (Autodiff over Flex reaches some of Flex's kernels through other paths that sum in another
+/// order: up to 5e-7 apart measured; NdArray gives equal bits).
+fn assert_same_outputs(actual: &[f32], expected: &[f32]) {
+    assert_eq!(actual.len(), expected.len());
+    for (a, e) in actual.iter().zip(expected) {
+        assert!(
+            (a - e).abs() <= 1e-5 * e.abs().max(1.0),
+            "{actual:?} vs {expected:?}"
+        );
+    }
+}
+
 /// `(path, id, values)` of every float parameter, with Burn's paths.
 #[derive(Default)]
 struct Params {
@@ -369,10 +382,10 @@ fn autodiff_step<B: Backend>(device: &B::Device) {
     // valid() is the same model on the inner backend; from_inner comes back.
     let expected = output(&model, device);
     let inner: TinyModel<B> = model.valid();
-    assert_eq!(output(&inner, device), expected);
+    assert_same_outputs(&output(&inner, device), &expected);
     assert_eq!(list_slots(&inner), expected_slots(Swap::Both));
     let back = TinyModel::<AD<B>>::from_inner(inner);
-    assert_eq!(output(&back, device), expected);
+    assert_same_outputs(&output(&back, device), &expected);
     assert!(is_require_grad(&back, path));
 }
 
@@ -402,9 +415,9 @@ fn train_from_inner<B: Backend>(device: &B::Device) {
     let model = build::<B>(Swap::Both, device);
     let expected = output(&model, device);
     let trained = model.train::<AD<B>>();
-    assert_eq!(output(&trained, device), expected);
+    assert_same_outputs(&output(&trained, device), &expected);
     assert!(is_require_grad(&trained, "mlp.gate_up.weight"));
-    assert_eq!(output(&trained.valid(), device), expected);
+    assert_same_outputs(&output(&trained.valid(), device), &expected);
 }
 
 /// Device moves keep the model: to_device, fork, devices.
@@ -578,6 +591,8 @@ macro_rules! backend_tests {
 
 backend_tests!(ndarray, burn::backend::NdArray, Default::default());
 
+#[cfg(feature = "flex")]
+backend_tests!(flex, burn::backend::Flex, Default::default());
 #[cfg(feature = "wgpu")]
 backend_tests!(wgpu, burn::backend::Wgpu, Default::default());
 

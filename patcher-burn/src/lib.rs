@@ -31,9 +31,9 @@ mod slot;
 
 pub use build::{replacement, BuildContext, BuildError};
 pub use load::{
-    from_pretrained, load_checkpoint, load_into, load_with, model_params, Layout, LoadError,
-    LoadOptions, LoadProgress, LoadSpec, Loaded, NonFiniteCount, ParamInfo, ParamKind,
-    PretrainedModel,
+    from_pretrained, load_checkpoint, load_into, load_with, model_params, Layout, LinearLayout,
+    LoadError, LoadOptions, LoadProgress, LoadSpec, Loaded, NonFiniteCount, ParamInfo, ParamKind,
+    PretrainedModel, Quantization, QuantizeTargets,
 };
 pub use save::{save_model, save_pretrained, save_pretrained_with, SaveOptions};
 pub use slot::{

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use burn::prelude::*;
 use common::*;
 use patcher_burn::{
-    load_checkpoint, load_into, save_pretrained, LoadError, LoadOptions, PretrainedModel,
+    load_checkpoint, load_into, save_pretrained, LinearLayout, LoadError, LoadOptions,
+    PretrainedModel,
 };
 use patcher_core::{Checkpoint, DType, HostTensor, Patcher, WeightTransform};
 
@@ -19,11 +20,18 @@ fn check_layout_and_merge<B: Backend>(device: &B::Device) {
     let tensors = tiny_checkpoint(DType::F32);
     write_checkpoint(&dir.path().join("model.safetensors"), &tensors);
 
-    let model = Tiny::<B>::new(device);
-    let loaded = load_into(&model, dir.path(), &Patcher::new(), &LoadOptions::default()).unwrap();
-    assert!(loaded.report.is_clean(), "{}", loaded.report);
-    let m = &loaded.model;
+    // Both Linear layouts hold the same values: transposed during the copy (the default) or
+    // uploaded as the checkpoint's bytes and transposed as a view.
+    for layout in [LinearLayout::Contiguous, LinearLayout::TransposedView] {
+        let model = Tiny::<B>::new(device);
+        let options = LoadOptions::default().linear_layout(layout);
+        let loaded = load_into(&model, dir.path(), &Patcher::new(), &options).unwrap();
+        assert!(loaded.report.is_clean(), "{}", loaded.report);
+        check_tiny_values(&loaded.model, &tensors);
+    }
+}
 
+fn check_tiny_values<B: Backend>(m: &Tiny<B>, tensors: &HashMap<String, HostTensor<'static>>) {
     for layer in 0..LAYERS {
         let q = tensor_values(&tensors[&format!("layers.{layer}.q_proj.weight")]);
         // Burn's Linear stores [in, out]: element (i, o) is PyTorch's (o, i).
@@ -295,6 +303,8 @@ macro_rules! backend_tests {
 }
 
 backend_tests!(ndarray, burn::backend::NdArray, Default::default());
+#[cfg(feature = "flex")]
+backend_tests!(flex, burn::backend::Flex, Default::default());
 #[cfg(feature = "wgpu")]
 backend_tests!(
     wgpu,

@@ -83,7 +83,10 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
         },
     );
     println!("  saved and reloaded unpatched: logits differ by {diff:.3e}");
-    assert!(diff <= 1e-6, "reloaded logits differ by {diff}");
+    // Rounding only: the reloaded model is unpatched, and a fused projection's matmul sums in
+    // another order than three separate ones on some backends (Flex's gemm blocks by width:
+    // 1.4e-6 measured).
+    assert!(diff <= 1e-5, "reloaded logits differ by {diff}");
     std::fs::remove_dir_all(out_dir).ok();
 }
 
@@ -280,6 +283,11 @@ macro_rules! loader_tests {
 
 mod ndarray {
     loader_tests!(burn::backend::NdArray<f32>, Default::default());
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    loader_tests!(burn::backend::Flex, Default::default());
 }
 
 #[cfg(feature = "wgpu")]

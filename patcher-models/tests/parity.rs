@@ -123,6 +123,11 @@ mod ndarray {
     parity_tests!(burn::backend::NdArray<f32>, Default::default());
 }
 
+#[cfg(feature = "flex")]
+mod flex {
+    parity_tests!(burn::backend::Flex, Default::default());
+}
+
 #[cfg(feature = "wgpu")]
 mod wgpu {
     parity_tests!(

@@ -4,8 +4,9 @@
 use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 
-use super::execute::Wave;
+use super::execute::{Converted, Wave};
 use super::params::Layout;
+use super::quantize::quantize;
 
 /// A mapper that replaces the parameters named in `tensors` and leaves the others as they are
 /// (lazy parameters that are not replaced stay uninitialised).
@@ -22,7 +23,7 @@ impl Applier {
         }
     }
 
-    fn take(&mut self) -> Option<(TensorData, Layout)> {
+    fn take(&mut self) -> Option<Converted> {
         if self.tensors.is_empty() {
             return None;
         }
@@ -41,13 +42,18 @@ impl<B: Backend> ModuleMapper<B> for Applier {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         match self.take() {
-            Some((data, layout)) => {
+            Some((data, layout, scheme)) => {
                 let tensor = Tensor::from_data(data, &param.lazy_device());
-                // The data is in the checkpoint's layout; a Linear weight becomes Burn's
-                // `[in, out]` as a strided view, without copying it again.
+                // A Linear weight still in the checkpoint's layout becomes Burn's `[in, out]` as a
+                // strided view, without copying it again.
                 let tensor = match layout {
                     Layout::Same => tensor,
                     Layout::Transposed => tensor.transpose(),
+                };
+                // Quantized now, so the full-precision tensor is dropped before the next wave.
+                let tensor = match scheme {
+                    Some(scheme) => quantize(tensor, &scheme),
+                    None => tensor,
                 };
                 let id = param.id;
                 param.transform_for_load(tensor, id)
@@ -62,7 +68,7 @@ impl<B: Backend> ModuleMapper<B> for Applier {
     ) -> Param<Tensor<B, D, Int>> {
         match self.take() {
             // Only Linear weights are transposed, and they are float.
-            Some((data, _)) => {
+            Some((data, _, _)) => {
                 let tensor = Tensor::from_data(data, &param.lazy_device());
                 let id = param.id;
                 param.transform_for_load(tensor, id)
@@ -77,7 +83,7 @@ impl<B: Backend> ModuleMapper<B> for Applier {
     ) -> Param<Tensor<B, D, Bool>> {
         match self.take() {
             // Only Linear weights are transposed, and they are float.
-            Some((data, _)) => {
+            Some((data, _, _)) => {
                 let tensor = Tensor::from_data(data, &param.lazy_device());
                 let id = param.id;
                 param.transform_for_load(tensor, id)

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use burn::tensor::quantization::QuantScheme;
 use burn::tensor::TensorData;
 use patcher_core::plan::PlannedGroup;
 use patcher_core::{Checkpoint, DType, Groups, HostTensor};
@@ -20,11 +21,13 @@ use super::finite::{count_non_finite, NonFiniteCount};
 use super::gather::merge_chain;
 use super::host::{cast_for, to_tensor_data};
 use super::options::{LoadOptions, LoadProgress};
-use super::params::{Layout, ParamInfo, ParamKind};
+use super::params::{Layout, LinearLayout, ParamInfo, ParamKind};
+use super::quantize::QuantizeSelector;
 
-/// A converted parameter: its data in the checkpoint's layout, and the layout step still to
-/// apply when it is put in the model.
-pub(crate) type Converted = (TensorData, Layout);
+/// A converted parameter: its data, the layout step still to apply when it is put in the model
+/// (a transposed view for [`LinearLayout::TransposedView`]), and the scheme to quantize it with
+/// once uploaded, if any.
+pub(crate) type Converted = (TensorData, Layout, Option<QuantScheme>);
 
 /// Converted parameters of one wave, by Burn path.
 pub(crate) type Wave = HashMap<String, Converted>;
@@ -37,6 +40,10 @@ pub(crate) struct Executor<'a> {
     pub(crate) float: DType,
     /// NaN/Inf counts per checkpoint tensor, when [`LoadOptions::check_finite`] is on.
     pub(crate) non_finite: Option<Mutex<Vec<NonFiniteCount>>>,
+    /// How Linear weights are laid out.
+    pub(crate) linear_layout: LinearLayout,
+    /// Which parameters are quantized as they are loaded.
+    pub(crate) quantize: Option<QuantizeSelector>,
 }
 
 impl Executor<'_> {
@@ -68,7 +75,11 @@ impl Executor<'_> {
         let release = |key: &str| self.checkpoint.release(key);
         if let Some((key, data)) = merge_chain(group, &inputs, &release) {
             let param = self.param(&key)?;
-            return Ok(vec![(param.burn_path.clone(), (data, param.layout))]);
+            let scheme = self.scheme_for(param);
+            return Ok(vec![(
+                param.burn_path.clone(),
+                (data, param.layout, scheme),
+            )]);
         }
         let outputs = group
             .execute(inputs)
@@ -80,8 +91,9 @@ impl Executor<'_> {
             .into_iter()
             .map(|(key, tensor)| {
                 let param = self.param(&key)?;
-                let data = to_tensor_data(tensor, param)?;
-                Ok((param.burn_path.clone(), (data, param.layout)))
+                let (data, layout) = to_tensor_data(tensor, param, self.linear_layout)?;
+                let scheme = self.scheme_for(param);
+                Ok((param.burn_path.clone(), (data, layout, scheme)))
             })
             .collect::<Result<Vec<_>, LoadError>>()?;
         self.release_sources(group);
@@ -104,6 +116,10 @@ impl Executor<'_> {
             };
             found.lock().unwrap_or_else(|e| e.into_inner()).push(count);
         }
+    }
+
+    fn scheme_for(&self, param: &ParamInfo) -> Option<QuantScheme> {
+        self.quantize.as_ref().and_then(|q| q.scheme_for(param))
     }
 
     fn param(&self, key: &str) -> Result<&ParamInfo, LoadError> {

@@ -3,6 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use burn::tensor::quantization::QuantScheme;
+
+use super::params::LinearLayout;
+use super::quantize::{Quantization, QuantizeTargets};
+
 /// Where a load stands, given to the progress callback after each conversion group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadProgress {
@@ -37,6 +42,8 @@ pub struct LoadOptions {
     progress: Option<ProgressFn>,
     ignore_unexpected: Vec<String>,
     check_finite: bool,
+    linear_layout: LinearLayout,
+    quantization: Option<Quantization>,
 }
 
 impl Default for LoadOptions {
@@ -49,6 +56,8 @@ impl Default for LoadOptions {
             progress: None,
             ignore_unexpected: Vec::new(),
             check_finite: false,
+            linear_layout: LinearLayout::default(),
+            quantization: None,
         }
     }
 }
@@ -92,6 +101,41 @@ impl LoadOptions {
     ) -> Self {
         self.ignore_unexpected
             .extend(patterns.into_iter().map(Into::into));
+        self
+    }
+
+    /// How Linear weights are laid out in the loaded model (default
+    /// [`LinearLayout::Contiguous`]: transposed during the load's one copy, the fastest layout
+    /// for Burn's matmuls).
+    pub fn linear_layout(mut self, layout: LinearLayout) -> Self {
+        self.linear_layout = layout;
+        self
+    }
+
+    /// Quantizes the weights of every `nn::Linear` with `scheme` as they are loaded: the
+    /// full-precision model is never resident (only the bytes in flight are). The result is bit
+    /// for bit what Burn's `quantize_weights` with `Calibration::MinMax` gives on those
+    /// parameters after a full-precision load. A quantized model cannot be saved back to
+    /// safetensors (the save refuses with an error); load it again in full precision to save.
+    ///
+    /// ```
+    /// use burn::tensor::quantization::QuantScheme;
+    /// use patcher_burn::LoadOptions;
+    ///
+    /// let options = LoadOptions::default().quantize(QuantScheme::default());
+    /// ```
+    pub fn quantize(self, scheme: QuantScheme) -> Self {
+        self.quantization(Quantization {
+            scheme,
+            targets: QuantizeTargets::LinearWeights,
+        })
+    }
+
+    /// Quantizes the parameters `quantization` selects as they are loaded (see
+    /// [`LoadOptions::quantize`]). An invalid pattern fails the load with
+    /// [`LoadError::Pattern`](crate::LoadError::Pattern).
+    pub fn quantization(mut self, quantization: Quantization) -> Self {
+        self.quantization = Some(quantization);
         self
     }
 
@@ -144,6 +188,14 @@ impl LoadOptions {
         &self.ignore_unexpected
     }
 
+    pub(crate) fn linear_layout_choice(&self) -> LinearLayout {
+        self.linear_layout
+    }
+
+    pub(crate) fn quantization_choice(&self) -> Option<&Quantization> {
+        self.quantization.as_ref()
+    }
+
     pub(crate) fn thread_count(&self) -> usize {
         self.threads
     }
@@ -168,6 +220,8 @@ impl fmt::Debug for LoadOptions {
             .field("progress", &self.progress.is_some())
             .field("ignore_unexpected", &self.ignore_unexpected)
             .field("check_finite", &self.check_finite)
+            .field("linear_layout", &self.linear_layout)
+            .field("quantization", &self.quantization)
             .finish()
     }
 }

@@ -20,6 +20,25 @@ pub enum Layout {
     Transposed,
 }
 
+/// How a load lays out Linear weights (`[out, in]` in the checkpoint, `[in, out]` in Burn).
+///
+/// Measured on the 189M-parameter Qwen2-MoE benchmark checkpoint (f32, 2 cores, Burn 0.21
+/// with `simd` and threads): a Linear forward on a transposed view runs 1.5 to 2.8 times
+/// slower than on contiguous `[in, out]` weights for a 1 x 128 prefill, on NdArray and Flex
+/// alike, and within noise of it for 4 x 512; the transpose fused into the load's one copy costs
+/// little. Hence [`Contiguous`](Self::Contiguous) by default, on every backend; see
+/// `docs/benchmarks.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinearLayout {
+    /// Transposed on the host during the load's single copy: contiguous `[in, out]` tensors,
+    /// the layout Burn's matmuls are fastest with (the default).
+    #[default]
+    Contiguous,
+    /// The checkpoint's `[out, in]` bytes uploaded as they are and transposed as a strided view
+    /// (no transpose at load time; slower forwards on the CPU backends).
+    TransposedView,
+}
+
 /// The element kind of a parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamKind {

@@ -17,6 +17,7 @@ use super::host::float_dtype;
 use super::model::PretrainedModel;
 use super::options::LoadOptions;
 use super::params::model_params;
+use super::quantize::{check_supported, QuantizeSelector};
 use crate::build::BuildContext;
 
 /// A loaded model, with what the load found and what saving it back needs.
@@ -182,6 +183,10 @@ pub fn load_with<B: Backend, M: Module<B>>(
         });
     }
 
+    if let Some(quantization) = options.quantization_choice() {
+        let device = model.devices().into_iter().next().unwrap_or_default();
+        check_supported::<B>(&quantization.scheme, &device)?;
+    }
     let executor = Executor {
         checkpoint,
         params: params
@@ -190,6 +195,8 @@ pub fn load_with<B: Backend, M: Module<B>>(
             .collect::<HashMap<_, _>>(),
         float,
         non_finite: options.checks_finite().then(Default::default),
+        linear_layout: options.linear_layout_choice(),
+        quantize: QuantizeSelector::new(options.quantization_choice())?,
     };
     // Work on a copy (parameters are reference-counted: cheap), so a failure midway leaves the
     // caller's model as it was.

@@ -1,4 +1,4 @@
-//! Speed and memory of loading a transformers checkpoint (issue 4, item 7).
+//! Speed and memory of loading a transformers checkpoint (issue 4, item 7; issue 11).
 //!
 //! ```text
 //! cargo run --release --example load_benchmark -- [--dir DIR] [--size-mb N] [--repeats N]
@@ -34,6 +34,14 @@
 //!      in one load.
 //!    - `the same + check_finite`: that load with `LoadOptions::check_finite` (NaN/Inf counted
 //!      per tensor on the host bytes), to measure the check's cost.
+//!    - `burn-patcher, seed, Linear as views`: the seed patcher's load with
+//!      `LinearLayout::TransposedView` (the checkpoint's `[out, in]` bytes kept, as before issue
+//!      11): what the default tiled transpose into contiguous `[in, out]` costs at load time.
+//!    - `burn-patcher, seed, 8-bit Linear weights`: the seed patcher's load with
+//!      `LoadOptions::quantize` (8-bit symmetric per tensor, native store): every Linear weight
+//!      (each expert's too) is quantized as it is loaded; its peak RSS added is compared with the
+//!      quantized model's bytes; at most 64 MiB in flight. Its values differ from the
+//!      checkpoint's by design (no checksum).
 //!    - `burn-store SafetensorsStore`: burn-store 0.21 with its `PyTorchToBurnAdapter` loading
 //!      the same file with no conversion into a model whose parameters match the checkpoint's
 //!      keys one to one (the Qwen2-MoE model with `SequentialExperts` and separate q/k/v).
@@ -66,6 +74,9 @@
 //! transformers', throughput at least 0.8x memcpy, peak RSS added at most 1.1x the checkpoint.
 //! The last line, `SUMMARY {...}`, is the same figures as one JSON object.
 
+#[path = "../bench/mod.rs"]
+mod bench;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Read;
@@ -73,23 +84,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use bench::checkpoint::{ensure_checkpoint, tensor_bytes, Shape};
+use bench::cli::{default_checkpoint_dir, unknown, Cli};
+use bench::stats::{load_average, median};
+use bench::Error;
 use burn::backend::NdArray;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use burn_patcher::LoadOptions;
-use burn_patcher::{from_pretrained, save_safetensors, Checkpoint, DType, HostTensor};
+use burn::tensor::quantization::{QuantScheme, QuantStore};
+use burn_patcher::{from_pretrained, Checkpoint};
+use burn_patcher::{LinearLayout, LoadOptions};
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{qwen2_moe_patcher, qwen2_moe_seed_patcher};
 
 type B = NdArray<f32>;
-type Error = Box<dyn std::error::Error>;
 
-/// Bumped whenever the generated values or layout change, so old folders are regenerated.
-const GENERATOR: &str = "load_benchmark generator v1, seed 0x5eed";
-const SEED: u64 = 0x5eed;
 /// The loader's default thread count (`LoadOptions::default()`).
 const DEFAULT_THREADS: usize = 4;
+/// The bytes in flight of the 8-bit load: a quantized load holds at most this much full-precision
+/// data at a time, so a small bound keeps its peak near the quantized model's size.
+const Q8_IN_FLIGHT: u64 = 64 << 20;
 
 fn main() {
     if let Err(error) = run() {
@@ -121,23 +136,22 @@ struct Args {
 impl Args {
     fn parse() -> Result<Self, Error> {
         let mut args = Self {
-            dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-checkpoint"),
+            dir: default_checkpoint_dir(),
             size_mb: 600,
             repeats: 3,
             threads: DEFAULT_THREADS,
             transformers: true,
             mode: None,
         };
-        let mut it = std::env::args().skip(1);
-        while let Some(arg) = it.next() {
-            let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-            match arg.as_str() {
-                "--dir" => args.dir = value("--dir")?.into(),
-                "--size-mb" => args.size_mb = value("--size-mb")?.parse()?,
-                "--repeats" => args.repeats = value("--repeats")?.parse::<usize>()?.max(1),
-                "--threads" => args.threads = value("--threads")?.parse::<usize>()?.max(1),
+        let mut cli = Cli::new();
+        while let Some(flag) = cli.flag() {
+            match flag.as_str() {
+                "--dir" => args.dir = cli.value(&flag)?.into(),
+                "--size-mb" => args.size_mb = cli.parsed(&flag)?,
+                "--repeats" => args.repeats = cli.count(&flag)?,
+                "--threads" => args.threads = cli.count(&flag)?,
                 "--no-transformers" => args.transformers = false,
-                "--mode" => args.mode = Some(value("--mode")?),
+                "--mode" => args.mode = Some(cli.value(&flag)?),
                 "-h" | "--help" => {
                     println!(
                         "usage: load_benchmark [--dir DIR] [--size-mb N] [--repeats N] \
@@ -146,7 +160,7 @@ impl Args {
                     );
                     std::process::exit(0);
                 }
-                other => return Err(format!("unknown argument `{other}` (try --help)").into()),
+                other => return Err(unknown(other)),
             }
         }
         if args.size_mb < 100 {
@@ -154,332 +168,6 @@ impl Args {
         }
         Ok(args)
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The generated checkpoint
-
-/// The benchmark model's shape: Qwen2-MoE-like proportions, scaled so the file is easy to make.
-struct Shape {
-    vocab: usize,
-    hidden: usize,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
-    moe_inter: usize,
-    shared_inter: usize,
-    experts: usize,
-    top_k: usize,
-    layers: usize,
-}
-
-/// How a generated tensor is filled.
-#[derive(Clone, Copy)]
-enum Fill {
-    /// Uniform with standard deviation 0.02 (transformers' `initializer_range`).
-    Weight,
-    /// `1 +` uniform noise of standard deviation 0.02 (norm weights).
-    Norm,
-}
-
-impl Shape {
-    /// The fixed width, with as many layers as bring the file to at least `size_mb` MB.
-    fn for_size(size_mb: u64) -> Self {
-        let mut shape = Self {
-            vocab: 8192,
-            hidden: 1024,
-            heads: 16,
-            kv_heads: 4,
-            head_dim: 64,
-            moe_inter: 512,
-            shared_inter: 2048,
-            experts: 16,
-            top_k: 2,
-            layers: 1,
-        };
-        let fixed = shape.bytes_with_layers(0);
-        let per_layer = shape.bytes_with_layers(1) - fixed;
-        let wanted = size_mb * 1_000_000;
-        shape.layers = wanted.saturating_sub(fixed).div_ceil(per_layer).max(1) as usize;
-        shape
-    }
-
-    fn bytes_with_layers(&self, layers: usize) -> u64 {
-        let one = Self { layers, ..*self };
-        one.tensors()
-            .iter()
-            .map(|(_, shape, _)| shape.iter().product::<usize>() as u64 * 4)
-            .sum()
-    }
-
-    /// Every tensor of the checkpoint, as transformers 5.23 saves a `Qwen2MoeForCausalLM`.
-    fn tensors(&self) -> Vec<(String, Vec<usize>, Fill)> {
-        let (h, q, kv) = (
-            self.hidden,
-            self.heads * self.head_dim,
-            self.kv_heads * self.head_dim,
-        );
-        let mut out = vec![
-            (
-                "model.embed_tokens.weight".into(),
-                vec![self.vocab, h],
-                Fill::Weight,
-            ),
-            ("model.norm.weight".into(), vec![h], Fill::Norm),
-            ("lm_head.weight".into(), vec![self.vocab, h], Fill::Weight),
-        ];
-        for l in 0..self.layers {
-            let p = format!("model.layers.{l}");
-            let mut push = |name: String, shape: Vec<usize>, fill| out.push((name, shape, fill));
-            push(format!("{p}.input_layernorm.weight"), vec![h], Fill::Norm);
-            push(
-                format!("{p}.post_attention_layernorm.weight"),
-                vec![h],
-                Fill::Norm,
-            );
-            for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
-                push(
-                    format!("{p}.self_attn.{proj}.weight"),
-                    vec![rows, h],
-                    Fill::Weight,
-                );
-                push(
-                    format!("{p}.self_attn.{proj}.bias"),
-                    vec![rows],
-                    Fill::Weight,
-                );
-            }
-            push(
-                format!("{p}.self_attn.o_proj.weight"),
-                vec![h, q],
-                Fill::Weight,
-            );
-            push(
-                format!("{p}.mlp.gate.weight"),
-                vec![self.experts, h],
-                Fill::Weight,
-            );
-            for e in 0..self.experts {
-                let x = format!("{p}.mlp.experts.{e}");
-                push(
-                    format!("{x}.gate_proj.weight"),
-                    vec![self.moe_inter, h],
-                    Fill::Weight,
-                );
-                push(
-                    format!("{x}.up_proj.weight"),
-                    vec![self.moe_inter, h],
-                    Fill::Weight,
-                );
-                push(
-                    format!("{x}.down_proj.weight"),
-                    vec![h, self.moe_inter],
-                    Fill::Weight,
-                );
-            }
-            let s = format!("{p}.mlp.shared_expert");
-            push(
-                format!("{s}.gate_proj.weight"),
-                vec![self.shared_inter, h],
-                Fill::Weight,
-            );
-            push(
-                format!("{s}.up_proj.weight"),
-                vec![self.shared_inter, h],
-                Fill::Weight,
-            );
-            push(
-                format!("{s}.down_proj.weight"),
-                vec![h, self.shared_inter],
-                Fill::Weight,
-            );
-            push(
-                format!("{p}.mlp.shared_expert_gate.weight"),
-                vec![1, h],
-                Fill::Weight,
-            );
-        }
-        out
-    }
-
-    /// `config.json`, in the form transformers 5.23's `save_pretrained` writes for Qwen2-MoE.
-    fn config_json(&self) -> String {
-        let layer_types = vec!["\"full_attention\""; self.layers].join(", ");
-        format!(
-            r#"{{
-  "architectures": ["Qwen2MoeForCausalLM"],
-  "attention_dropout": 0.0,
-  "bos_token_id": 1,
-  "decoder_sparse_step": 1,
-  "dtype": "float32",
-  "eos_token_id": 2,
-  "head_dim": {head_dim},
-  "hidden_act": "silu",
-  "hidden_size": {hidden},
-  "initializer_range": 0.02,
-  "intermediate_size": {shared_inter},
-  "layer_types": [{layer_types}],
-  "max_position_embeddings": 4096,
-  "max_window_layers": 28,
-  "mlp_only_layers": [],
-  "model_type": "qwen2_moe",
-  "moe_intermediate_size": {moe_inter},
-  "norm_topk_prob": false,
-  "num_attention_heads": {heads},
-  "num_experts": {experts},
-  "num_experts_per_tok": {top_k},
-  "num_hidden_layers": {layers},
-  "num_key_value_heads": {kv_heads},
-  "output_router_logits": false,
-  "pad_token_id": null,
-  "qkv_bias": true,
-  "rms_norm_eps": 1e-06,
-  "rope_parameters": {{"rope_theta": 1000000.0, "rope_type": "default"}},
-  "router_aux_loss_coef": 0.001,
-  "shared_expert_intermediate_size": {shared_inter},
-  "sliding_window": 0,
-  "tie_word_embeddings": false,
-  "transformers_version": "5.23.0",
-  "use_cache": true,
-  "use_sliding_window": false,
-  "vocab_size": {vocab}
-}}
-"#,
-            head_dim = self.head_dim,
-            hidden = self.hidden,
-            shared_inter = self.shared_inter,
-            moe_inter = self.moe_inter,
-            heads = self.heads,
-            experts = self.experts,
-            top_k = self.top_k,
-            layers = self.layers,
-            kv_heads = self.kv_heads,
-            vocab = self.vocab,
-        )
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "Qwen2-MoE f32: {} layer(s), hidden {}, {} heads / {} KV heads, {} experts x {} (top-{}), \
-             shared expert {}, vocab {}",
-            self.layers,
-            self.hidden,
-            self.heads,
-            self.kv_heads,
-            self.experts,
-            self.moe_inter,
-            self.top_k,
-            self.shared_inter,
-            self.vocab
-        )
-    }
-}
-
-/// SplitMix64: a fast, well-mixed deterministic generator.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// FNV-1a, to give every tensor its own stream (independent of generation order).
-fn name_seed(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325 ^ SEED, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// The little-endian f32 bytes of a tensor of `elements` values.
-fn fill_bytes(name: &str, elements: usize, fill: Fill) -> Vec<u8> {
-    // Uniform on [-a, a] has standard deviation a / sqrt(3).
-    let half_width = 0.02 * 3f32.sqrt();
-    let offset = match fill {
-        Fill::Weight => 0.0,
-        Fill::Norm => 1.0,
-    };
-    let mut rng = SplitMix(name_seed(name));
-    let mut bytes = vec![0u8; elements * 4];
-    let to_f32 = |bits: u32| offset + half_width * ((bits >> 8) as f32 / (1u32 << 23) as f32 - 1.0);
-    let mut pairs = bytes.chunks_exact_mut(8);
-    for pair in &mut pairs {
-        let r = rng.next();
-        pair[..4].copy_from_slice(&to_f32(r as u32).to_le_bytes());
-        pair[4..].copy_from_slice(&to_f32((r >> 32) as u32).to_le_bytes());
-    }
-    let rest = pairs.into_remainder();
-    if !rest.is_empty() {
-        rest.copy_from_slice(&to_f32(rng.next() as u32).to_le_bytes());
-    }
-    bytes
-}
-
-/// Generates the checkpoint in `dir`, or reuses it when its `bench.key` matches `shape`.
-fn ensure_checkpoint(dir: &Path, shape: &Shape) -> Result<(), Error> {
-    let config = shape.config_json();
-    let key = format!("{GENERATOR}\n{config}");
-    let weights = dir.join("model.safetensors");
-    let expected_bytes = shape.bytes_with_layers(shape.layers);
-    let reusable = std::fs::read_to_string(dir.join("bench.key")).is_ok_and(|k| k == key)
-        && Checkpoint::open(&weights)
-            .is_ok_and(|c| c.len() == shape.tensors().len() && tensor_bytes(&c) == expected_bytes);
-    if reusable {
-        println!("checkpoint: reusing {}", dir.display());
-        return Ok(());
-    }
-
-    let start = Instant::now();
-    std::fs::create_dir_all(dir)?;
-    // Invalidate first, so an interrupted generation is never taken for a finished one.
-    let _ = std::fs::remove_file(dir.join("bench.key"));
-    let specs = shape.tensors();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut generated: Vec<Option<Vec<u8>>> = vec![None; specs.len()];
-    std::thread::scope(|scope| {
-        let chunks: Vec<_> = generated
-            .chunks_mut(specs.len().div_ceil(threads))
-            .zip(specs.chunks(specs.len().div_ceil(threads)))
-            .map(|(out, specs)| {
-                scope.spawn(move || {
-                    for (slot, (name, shape, fill)) in out.iter_mut().zip(specs) {
-                        *slot = Some(fill_bytes(name, shape.iter().product(), *fill));
-                    }
-                })
-            })
-            .collect();
-        for handle in chunks {
-            handle.join().expect("generator thread panicked");
-        }
-    });
-    let tensors = specs
-        .iter()
-        .zip(generated)
-        .map(|((name, shape, _), bytes)| {
-            let bytes = bytes.expect("every tensor was generated");
-            (
-                name.clone(),
-                HostTensor::new(DType::F32, shape.clone(), bytes),
-            )
-        });
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    save_safetensors(&weights, tensors, Some(metadata))?;
-    std::fs::write(dir.join("config.json"), &config)?;
-    std::fs::write(dir.join("bench.key"), &key)?;
-    println!(
-        "checkpoint: generated {} in {:.1} s",
-        dir.display(),
-        start.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-fn tensor_bytes(checkpoint: &Checkpoint) -> u64 {
-    checkpoint.iter().map(|t| t.bytes().len() as u64).sum()
 }
 
 /// Reads the whole file once (page cache warm-up); returns its size and the seconds it took.
@@ -509,13 +197,21 @@ struct Measure {
     rss_kept: u64,
     checksum: f64,
     count: u64,
+    /// Bytes of the loaded parameters as the backend holds them (burn-patcher loads only).
+    model_bytes: u64,
 }
 
 impl Measure {
     fn line(&self) -> String {
         format!(
-            "RESULT seconds={:.6} rss_added={} rss_kept={} checksum={:.17e} count={}",
-            self.seconds, self.rss_added, self.rss_kept, self.checksum, self.count
+            "RESULT seconds={:.6} rss_added={} rss_kept={} checksum={:.17e} count={} \
+             model_bytes={}",
+            self.seconds,
+            self.rss_added,
+            self.rss_kept,
+            self.checksum,
+            self.count,
+            self.model_bytes
         )
     }
 
@@ -532,6 +228,10 @@ impl Measure {
             rss_kept: fields.get("rss_kept")?.parse().ok()?,
             checksum: fields.get("checksum")?.parse().ok()?,
             count: fields.get("count")?.parse().ok()?,
+            model_bytes: fields
+                .get("model_bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         })
     }
 }
@@ -566,26 +266,30 @@ fn measured<T>(load: impl FnOnce() -> Result<T, Error>) -> Result<(T, Measure), 
     Ok((out, measure))
 }
 
-/// Sums every float parameter of a module in f64 (and counts the elements).
+/// Sums every float parameter of a module in f64 (and counts the elements), and the bytes the
+/// backend holds them in (quantized parameters count their bytes only).
 #[derive(Default)]
 struct Checksum {
     sum: f64,
     count: u64,
+    bytes: u64,
 }
 
 impl<Bk: Backend> ModuleVisitor<Bk> for Checksum {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Bk, D>>) {
         let data = param.val().into_data();
-        let values = data.as_slice::<f32>().expect("the benchmark runs on f32");
-        self.sum += values.iter().map(|&v| v as f64).sum::<f64>();
-        self.count += values.len() as u64;
+        self.bytes += data.bytes.len() as u64;
+        if let Ok(values) = data.as_slice::<f32>() {
+            self.sum += values.iter().map(|&v| v as f64).sum::<f64>();
+            self.count += values.len() as u64;
+        }
     }
 }
 
-fn checksum_of<M: Module<B>>(model: &M) -> (f64, u64) {
+fn checksum_of<M: Module<B>>(model: &M) -> (f64, u64, u64) {
     let mut checksum = Checksum::default();
     model.visit(&mut checksum);
-    (checksum.sum, checksum.count)
+    (checksum.sum, checksum.count, checksum.bytes)
 }
 
 fn child(mode: &str, args: &Args) -> Result<(), Error> {
@@ -609,16 +313,20 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             measure.count = count;
             measure
         }
-        "patcher-seed" | "patcher-merged" | "patcher-finite" => {
-            let options = if mode == "patcher-finite" {
-                options.clone().check_finite()
-            } else {
-                options.clone()
-            };
-            let patcher = if mode == "patcher-seed" {
-                qwen2_moe_seed_patcher::<B>(&config)
-            } else {
+        "patcher-seed" | "patcher-merged" | "patcher-finite" | "patcher-views" | "patcher-q8" => {
+            let patcher = if matches!(mode, "patcher-merged" | "patcher-finite") {
                 qwen2_moe_patcher::<B>(&config, true, false)
+            } else {
+                qwen2_moe_seed_patcher::<B>(&config)
+            };
+            let options = match mode {
+                "patcher-views" => options.linear_layout(LinearLayout::TransposedView),
+                "patcher-finite" => options.check_finite(),
+                // 8-bit symmetric per-tensor Linear weights, in the store NdArray implements.
+                "patcher-q8" => options
+                    .quantize(QuantScheme::default().with_store(QuantStore::Native))
+                    .max_bytes_in_flight(Q8_IN_FLIGHT),
+                _ => options,
             };
             let (loaded, mut measure) = measured(|| {
                 Ok(from_pretrained(
@@ -633,7 +341,7 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             if !report.missing.is_empty() || !report.unexpected.is_empty() {
                 return Err(format!("the load was not clean:\n{report}").into());
             }
-            (measure.checksum, measure.count) = checksum_of(&loaded.model);
+            (measure.checksum, measure.count, measure.model_bytes) = checksum_of(&loaded.model);
             measure
         }
         "burn-store" => {
@@ -649,7 +357,7 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
                 }
                 Ok(model)
             })?;
-            (measure.checksum, measure.count) = checksum_of(&model);
+            (measure.checksum, measure.count, measure.model_bytes) = checksum_of(&model);
             measure
         }
         other => return Err(format!("unknown mode `{other}`").into()),
@@ -704,18 +412,22 @@ enum Contender {
     PatcherMerged,
     /// `PatcherMerged` with `LoadOptions::check_finite` (NaN/Inf counts, issue 12).
     PatcherFinite,
+    PatcherViews,
+    PatcherQ8,
     BurnStore,
     Transformers,
 }
 
 impl Contender {
-    fn all() -> [Self; 7] {
+    fn all() -> [Self; 9] {
         [
             Self::Memcpy1,
             Self::MemcpyN,
             Self::PatcherSeed,
             Self::PatcherMerged,
             Self::PatcherFinite,
+            Self::PatcherViews,
+            Self::PatcherQ8,
             Self::BurnStore,
             Self::Transformers,
         ]
@@ -728,6 +440,8 @@ impl Contender {
             Self::PatcherSeed => "burn-patcher, seed patcher (QKV+SeqExperts)".into(),
             Self::PatcherMerged => "burn-patcher, fused QKV + merged experts".into(),
             Self::PatcherFinite => "  the same + check_finite (NaN/Inf counts)".into(),
+            Self::PatcherViews => "burn-patcher, seed, Linear as views (no transp.)".into(),
+            Self::PatcherQ8 => "burn-patcher, seed, 8-bit Linear weights".into(),
             Self::BurnStore => "burn-store SafetensorsStore (1:1 keys)".into(),
             Self::Transformers => "transformers from_pretrained".into(),
         }
@@ -740,6 +454,8 @@ impl Contender {
             Self::PatcherSeed => "patcher-seed",
             Self::PatcherMerged => "patcher-merged",
             Self::PatcherFinite => "patcher-finite",
+            Self::PatcherViews => "patcher-views",
+            Self::PatcherQ8 => "patcher-q8",
             Self::BurnStore => "burn-store",
             Self::Transformers => "transformers",
         }
@@ -799,24 +515,6 @@ fn run_contender(contender: Contender, args: &Args) -> Result<(Measure, Option<S
             output.status,
             stdout.lines().last().unwrap_or("no output")
         ))),
-    }
-}
-
-/// The 1-minute load average (`/proc/loadavg`; 0 where unavailable).
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
 
@@ -898,6 +596,10 @@ fn parent(args: &Args) -> Result<(), Error> {
             let Outcome::Done(measures) = outcome else {
                 continue;
             };
+            // A quantized load holds other values than the checkpoint's, by design.
+            if *contender == Contender::PatcherQ8 {
+                continue;
+            }
             for m in measures {
                 let tolerance = 1e-6 * (1.0 + reference.checksum.abs());
                 if m.count != reference.count || (m.checksum - reference.checksum).abs() > tolerance
@@ -978,6 +680,24 @@ fn parent(args: &Args) -> Result<(), Error> {
         }
     }
     print!("{table}");
+    if let Some(q8) = row_of(Contender::PatcherQ8) {
+        let model_bytes = match &outcomes[contenders
+            .iter()
+            .position(|&c| c == Contender::PatcherQ8)
+            .unwrap_or_default()]
+        {
+            Outcome::Done(m) if !m.is_empty() => m[0].model_bytes as f64,
+            _ => 0.0,
+        };
+        println!(
+            "8-bit load: the quantized model holds {:.1} MB; peak RSS added {:.1} MB = {:.2}x \
+             it (the bound: 1.1x plus the 64 MiB in flight, {:.1} MB)",
+            model_bytes / 1e6,
+            q8.rss_added / 1e6,
+            q8.rss_added / model_bytes.max(1.0),
+            (1.1 * model_bytes + Q8_IN_FLIGHT as f64) / 1e6
+        );
+    }
     if let Some(info) = &info {
         println!("({info})");
     }

@@ -1,0 +1,403 @@
+//! Speed of a prefill forward after a load (issue 11): ours on the CPU backends, in each Linear
+//! layout and with the seed's patches, beside transformers' eager forward.
+//!
+//! ```text
+//! cargo run --release --example forward_benchmark --features flex -- [--dir DIR] [--size-mb N]
+//!     [--rounds N] [--shapes 1x128,4x512] [--backends ndarray,flex] [--threads N]
+//!     [--no-transformers]
+//! ```
+//!
+//! One run does everything, in one process per side (ours, then transformers), so every ratio
+//! compares figures measured minutes apart on the same machine:
+//!
+//! 1. **Checkpoint.** The load benchmark's generated Qwen2-MoE checkpoint (`--size-mb`, default
+//!    600 MB, under `target/bench-checkpoint/`), generated once and reused.
+//! 2. **Linear layouts.** One Linear forward (`[b, s, 1024] x [1024, n]`) per backend and prefill
+//!    shape, with the weight as a contiguous `[in, out]` tensor and as a transposed view of the
+//!    checkpoint's `[out, in]`: why the loader transposes during its copy.
+//! 3. **Models**, per backend: `from_pretrained` unpatched (default contiguous layout), unpatched
+//!    with `LinearLayout::TransposedView` (the layout before issue 11), fused QKV, and the seed
+//!    patcher (fused QKV + `SequentialExperts`), plus the unpatched model after every parameter
+//!    is copied into a fresh contiguous tensor (the "native" reference of the issue). For each
+//!    prefill shape, one warm-up forward each, then `--rounds` interleaved rounds (default 3);
+//!    the medians are reported. Inputs are deterministic token ids; each forward reads its logits
+//!    back (the work is done). The variants' logits are compared with the unpatched model's.
+//! 4. **transformers**: `scripts/bench_transformers_forward.py DIR`, `attn_implementation` and
+//!    `experts_implementation` `"eager"`, `torch.set_num_threads(--threads)` (default: the
+//!    cores Burn's thread pools use), same shapes and rounds; skipped when Python lacks it.
+//!
+//! Columns: `time s` median seconds of one forward; `tok/s` prefill tokens per second;
+//! `x native` time over the native-copy model's (1.00 = as fast as contiguous weights; the
+//! issue's target is within 1.02); `x transformers` our tokens/s over transformers' (the target
+//! is at least 1.00).
+
+#[path = "../bench/mod.rs"]
+mod bench;
+
+use std::process::Command;
+use std::time::Instant;
+
+use bench::checkpoint::{ensure_checkpoint, Shape};
+use bench::cli::{default_checkpoint_dir, unknown, Cli};
+use bench::stats::{load_average, median};
+use bench::Error;
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
+use burn::tensor::module::linear;
+use burn_patcher::{LinearLayout, LoadOptions, Patcher};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::replacements::{qwen2_moe_patcher, qwen2_moe_seed_patcher};
+
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+}
+
+struct Args {
+    dir: std::path::PathBuf,
+    size_mb: u64,
+    rounds: usize,
+    shapes: Vec<(usize, usize)>,
+    backends: Vec<String>,
+    threads: usize,
+    transformers: bool,
+}
+
+impl Args {
+    fn parse() -> Result<Self, Error> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut args = Self {
+            dir: default_checkpoint_dir(),
+            size_mb: 600,
+            rounds: 3,
+            shapes: vec![(1, 128), (4, 512)],
+            backends: vec!["ndarray".into(), "flex".into()],
+            threads: cores,
+            transformers: true,
+        };
+        let mut cli = Cli::new();
+        while let Some(flag) = cli.flag() {
+            match flag.as_str() {
+                "--dir" => args.dir = cli.value(&flag)?.into(),
+                "--size-mb" => args.size_mb = cli.parsed(&flag)?,
+                "--rounds" => args.rounds = cli.count(&flag)?,
+                "--threads" => args.threads = cli.count(&flag)?,
+                "--shapes" => {
+                    args.shapes = cli
+                        .value(&flag)?
+                        .split(',')
+                        .map(|s| -> Result<(usize, usize), Error> {
+                            let (b, t) = s
+                                .split_once('x')
+                                .ok_or(format!("a shape is BATCHxTOKENS, like 1x128, not `{s}`"))?;
+                            Ok((b.parse()?, t.parse()?))
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+                "--backends" => {
+                    args.backends = cli.value(&flag)?.split(',').map(Into::into).collect()
+                }
+                "--no-transformers" => args.transformers = false,
+                "-h" | "--help" => {
+                    println!(
+                        "usage: forward_benchmark [--dir DIR] [--size-mb N] [--rounds N] \
+                         [--shapes 1x128,4x512] [--backends ndarray,flex] [--threads N] \
+                         [--no-transformers]"
+                    );
+                    std::process::exit(0);
+                }
+                other => return Err(unknown(other)),
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// A prefill shape: `(batch, tokens)`.
+type Prefill = (usize, usize);
+
+/// `(backend, prefill, n, contiguous seconds, view seconds)` of one Linear forward.
+type LayoutRow = (String, Prefill, usize, f64, f64);
+
+/// One measured row.
+struct Row {
+    backend: String,
+    what: String,
+    shape: (usize, usize),
+    seconds: f64,
+    /// Time over the reference row's (the native copy, or the contiguous Linear).
+    x_reference: f64,
+    /// Largest logit difference from the unpatched model (models only).
+    diff: Option<f32>,
+}
+
+fn run() -> Result<(), Error> {
+    let args = Args::parse()?;
+    let shape = Shape::for_size(args.size_mb);
+    ensure_checkpoint(&args.dir, &shape)?;
+    println!("model: {}", shape.describe());
+    println!(
+        "threads: {} (Burn's thread pools use every core); load average {:.2}",
+        args.threads,
+        load_average()
+    );
+    let mut layouts = Vec::new();
+    let mut rows = Vec::new();
+    for backend in &args.backends {
+        match backend.as_str() {
+            "ndarray" => {
+                let device = Default::default();
+                layouts.extend(linear_layouts::<burn::backend::NdArray>(
+                    "ndarray", &args, &device,
+                ));
+                rows.extend(models::<burn::backend::NdArray>("ndarray", &args, &device)?);
+            }
+            #[cfg(feature = "flex")]
+            "flex" => {
+                let device = Default::default();
+                layouts.extend(linear_layouts::<burn::backend::Flex>(
+                    "flex", &args, &device,
+                ));
+                rows.extend(models::<burn::backend::Flex>("flex", &args, &device)?);
+            }
+            other => {
+                return Err(format!(
+                    "backend `{other}` is not built in (ndarray; flex with `--features flex`)"
+                )
+                .into())
+            }
+        }
+    }
+    let transformers = if args.transformers {
+        transformers(&args)?
+    } else {
+        Vec::new()
+    };
+
+    println!("\nOne Linear forward, weight [1024, n], by layout (x contiguous: view time over contiguous):\n");
+    println!(
+        "| backend | prefill | n | contiguous GFLOP/s | transposed view GFLOP/s | x contiguous |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (backend, (b, s), n, contiguous, view) in &layouts {
+        let flops = 2.0 * (b * s * 1024 * n) as f64;
+        println!(
+            "| {backend} | {b}x{s} | {n} | {:.1} | {:.1} | {:.2} |",
+            flops / contiguous / 1e9,
+            flops / view / 1e9,
+            view / contiguous
+        );
+    }
+    println!(
+        "\nPrefill forward of the loaded model, medians of {} rounds:\n",
+        args.rounds
+    );
+    println!("| backend | model | prefill | time s | tok/s | x native | x transformers | max logit diff |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for row in &rows {
+        let tokens = (row.shape.0 * row.shape.1) as f64;
+        let theirs = transformers
+            .iter()
+            .find(|(s, _)| *s == row.shape)
+            .map(|(_, t)| format!("{:.2}", t / row.seconds))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "| {} | {} | {}x{} | {:.3} | {:.0} | {:.2} | {} | {} |",
+            row.backend,
+            row.what,
+            row.shape.0,
+            row.shape.1,
+            row.seconds,
+            tokens / row.seconds,
+            row.x_reference,
+            theirs,
+            row.diff.map_or("-".into(), |d| format!("{d:.1e}")),
+        );
+    }
+    for ((b, s), seconds) in &transformers {
+        println!(
+            "| torch | transformers 5.23 eager | {b}x{s} | {seconds:.3} | {:.0} | - | 1.00 | - |",
+            (b * s) as f64 / seconds
+        );
+    }
+    println!("\nload average after: {:.2}", load_average());
+    Ok(())
+}
+
+/// Seconds of `f`, its result dropped after.
+fn timed<T>(f: impl FnOnce() -> T) -> f64 {
+    let start = Instant::now();
+    let out = f();
+    let seconds = start.elapsed().as_secs_f64();
+    drop(out);
+    seconds
+}
+
+/// `(backend, shape, n, contiguous s, view s)` of one Linear forward per layout.
+fn linear_layouts<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Vec<LayoutRow> {
+    let mut out = Vec::new();
+    for &(b, s) in &args.shapes {
+        for n in [1024, 512, 8192] {
+            let x =
+                Tensor::<B, 3>::random([b, s, 1024], burn::tensor::Distribution::Default, device);
+            let torch =
+                Tensor::<B, 2>::random([n, 1024], burn::tensor::Distribution::Default, device);
+            let view = torch.clone().transpose();
+            let contiguous = Tensor::<B, 2>::from_data(view.clone().into_data(), device);
+            let run = |w: &Tensor<B, 2>| timed(|| linear(x.clone(), w.clone(), None).into_data());
+            run(&view);
+            run(&contiguous);
+            let (mut tc, mut tv) = (Vec::new(), Vec::new());
+            for _ in 0..args.rounds.max(5) {
+                tc.push(run(&contiguous));
+                tv.push(run(&view));
+            }
+            out.push((name.to_string(), (b, s), n, median(tc), median(tv)));
+        }
+    }
+    out
+}
+
+/// Copies every float parameter into a fresh contiguous tensor (the issue's "native" model).
+struct Contiguous;
+
+impl<B: Backend> ModuleMapper<B> for Contiguous {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let device = tensor.device();
+        Param::from_mapped_value(id, Tensor::from_data(tensor.into_data(), &device), mapper)
+    }
+}
+
+fn input_ids<B: Backend>(
+    batch: usize,
+    tokens: usize,
+    vocab: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    let mut rng = bench::checkpoint::SplitMix(0x1d5);
+    let ids: Vec<i64> = (0..batch * tokens)
+        .map(|_| (rng.next() % vocab as u64) as i64)
+        .collect();
+    Tensor::from_data(TensorData::new(ids, [batch, tokens]), device)
+}
+
+fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec<Row>, Error> {
+    let config = Qwen2MoeConfig::from_file(args.dir.join("config.json"))?;
+    let load = |patcher: &Patcher<B>, layout: LinearLayout| {
+        Qwen2MoeForCausalLM::<B>::from_pretrained(
+            &args.dir,
+            patcher,
+            device,
+            &LoadOptions::default().linear_layout(layout),
+        )
+        .map(|loaded| loaded.model)
+    };
+    let unpatched = load(&Patcher::new(), LinearLayout::Contiguous)?;
+    let native = unpatched.clone().map(&mut Contiguous);
+    let models = vec![
+        ("native copy (reference)", native),
+        ("unpatched", unpatched),
+        (
+            "unpatched, transposed views",
+            load(&Patcher::new(), LinearLayout::TransposedView)?,
+        ),
+        (
+            "fused QKV",
+            load(
+                &qwen2_moe_patcher(&config, true, false),
+                LinearLayout::Contiguous,
+            )?,
+        ),
+        (
+            "seed patcher",
+            load(&qwen2_moe_seed_patcher(&config), LinearLayout::Contiguous)?,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for &(b, s) in &args.shapes {
+        let ids = input_ids::<B>(b, s, config.vocab_size, device);
+        let forward = |model: &Qwen2MoeForCausalLM<B>| model.forward(ids.clone()).into_data();
+        let reference = forward(&models[1].1);
+        let reference: Vec<f32> = reference.iter::<f32>().collect();
+        let mut diffs = Vec::new();
+        for (_, model) in &models {
+            let logits: Vec<f32> = forward(model).iter::<f32>().collect();
+            let diff = logits
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            diffs.push(diff);
+        }
+        let mut times = vec![Vec::new(); models.len()];
+        for _ in 0..args.rounds {
+            for (i, (_, model)) in models.iter().enumerate() {
+                times[i].push(timed(|| forward(model)));
+            }
+        }
+        let medians: Vec<f64> = times.into_iter().map(median).collect();
+        for (i, (what, _)) in models.iter().enumerate() {
+            rows.push(Row {
+                backend: name.to_string(),
+                what: what.to_string(),
+                shape: (b, s),
+                seconds: medians[i],
+                x_reference: medians[i] / medians[0],
+                diff: Some(diffs[i]),
+            });
+        }
+        eprintln!("{name} {b}x{s}: done");
+    }
+    Ok(rows)
+}
+
+/// transformers' eager forward: `(shape, median seconds)`, empty when Python lacks it.
+fn transformers(args: &Args) -> Result<Vec<(Prefill, f64)>, Error> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts/bench_transformers_forward.py");
+    let shapes: Vec<String> = args
+        .shapes
+        .iter()
+        .map(|(b, s)| format!("{b}x{s}"))
+        .collect();
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(&args.dir)
+        .args(["--threads", &args.threads.to_string()])
+        .args(["--rounds", &args.rounds.to_string()])
+        .args(["--shapes", &shapes.join(",")])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if output.status.code() == Some(3) {
+        println!("transformers: {}", stdout.trim());
+        return Ok(Vec::new());
+    }
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("RESULT ") else {
+            continue;
+        };
+        let field = |name: &str| {
+            rest.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(str::to_string)
+        };
+        let (Some(shape), Some(seconds)) = (field("shape"), field("seconds")) else {
+            continue;
+        };
+        let (b, s) = shape.split_once('x').ok_or("bad RESULT line")?;
+        out.push(((b.parse()?, s.parse()?), seconds.parse()?));
+    }
+    Ok(out)
+}

@@ -1,0 +1,98 @@
+//! Quantizing while loading: each selected parameter is quantized as soon as it is uploaded, so
+//! the full-precision model is never resident (at most one wave of it, the bytes in flight).
+
+use burn::prelude::*;
+use burn::tensor::quantization::{compute_q_params, compute_range, Calibration, QuantScheme};
+use patcher_core::pattern::PatternSet;
+
+use super::error::LoadError;
+use super::params::{Layout, ParamInfo, ParamKind};
+
+/// Which parameters a quantized load quantizes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum QuantizeTargets {
+    /// The weights of `nn::Linear` modules (the default): every projection, experts included
+    /// when they are `Linear`s (`SequentialExperts`); embeddings, norms, biases and bare `Param`s
+    /// (fused expert tensors) stay in full precision.
+    #[default]
+    LinearWeights,
+    /// Every float parameter whose checkpoint (PyTorch) name matches one of these key patterns
+    /// (the conversions' syntax: regexes searched anywhere in the name, `*` for an index).
+    Matching(Vec<String>),
+}
+
+/// A load's quantization: Burn's [`QuantScheme`] and the parameters it applies to.
+///
+/// Each parameter is quantized exactly as Burn's `Module::quantize_weights` with a
+/// `Quantizer { calibration: Calibration::MinMax, scheme }` quantizes it, so a quantized load
+/// gives the same bits as quantizing after a full-precision load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantization {
+    /// How values are quantized (`QuantScheme::default()`: 8-bit, symmetric, per tensor).
+    pub scheme: QuantScheme,
+    /// Which parameters are quantized.
+    pub targets: QuantizeTargets,
+}
+
+/// [`Quantization`] ready to decide per parameter (patterns compiled).
+pub(crate) struct QuantizeSelector {
+    scheme: QuantScheme,
+    patterns: Option<PatternSet>,
+}
+
+impl QuantizeSelector {
+    pub(crate) fn new(quantization: Option<&Quantization>) -> Result<Option<Self>, LoadError> {
+        let Some(quantization) = quantization else {
+            return Ok(None);
+        };
+        let patterns = match &quantization.targets {
+            QuantizeTargets::LinearWeights => None,
+            QuantizeTargets::Matching(patterns) => Some(PatternSet::new(patterns.clone())?),
+        };
+        Ok(Some(Self {
+            scheme: quantization.scheme,
+            patterns,
+        }))
+    }
+
+    /// The scheme `param` is quantized with, if it is selected.
+    pub(crate) fn scheme_for(&self, param: &ParamInfo) -> Option<QuantScheme> {
+        let selected = param.kind == ParamKind::Float
+            && match &self.patterns {
+                None => param.layout == Layout::Transposed,
+                Some(patterns) => patterns.is_match(&param.torch_name),
+            };
+        selected.then_some(self.scheme)
+    }
+}
+
+/// `tensor` quantized as Burn's `Quantizer` (min-max calibration) quantizes a parameter.
+pub(crate) fn quantize<B: Backend, const D: usize>(
+    tensor: Tensor<B, D>,
+    scheme: &QuantScheme,
+) -> Tensor<B, D> {
+    let range = compute_range(scheme, &tensor, &Calibration::MinMax);
+    let qparams = compute_q_params(scheme, range);
+    tensor.quantize(scheme, qparams)
+}
+
+/// Fails with a clear error, before anything is loaded, when the backend cannot quantize with
+/// `scheme` (Burn's backends panic on a scheme they do not implement, e.g. NdArray on the default
+/// packed store): a small tensor is quantized first, and a panic becomes [`LoadError`].
+pub(crate) fn check_supported<B: Backend>(
+    scheme: &QuantScheme,
+    device: &B::Device,
+) -> Result<(), LoadError> {
+    let probe = Tensor::<B, 2>::ones([2, 512], device);
+    let quantized = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        quantize(probe, scheme).into_data()
+    }));
+    quantized.map(|_| ()).map_err(|_| LoadError::Unsupported {
+        key: String::new(),
+        message: format!(
+            "the {} backend cannot quantize with {scheme:?}; choose a scheme it implements (the \
+             CPU backends take `QuantScheme::default().with_store(QuantStore::Native)`)",
+            B::name(device)
+        ),
+    })
+}

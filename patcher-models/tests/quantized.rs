@@ -1,0 +1,240 @@
+//! Quantizing while loading (`LoadOptions::quantize`): the same bits as Burn's
+//! `quantize_weights` after a full-precision load, logits close to transformers', Linear weights
+//! only by default (experts included through `SequentialExperts`), patterns otherwise, and a
+//! quantized model refusing to be saved.
+
+mod common;
+
+use std::collections::HashSet;
+
+use burn::module::{Module, ModuleMapper, Param, Quantizer};
+use burn::prelude::*;
+use burn::tensor::quantization::{Calibration, QuantScheme, QuantStore};
+use burn::tensor::DType as BurnDType;
+use common::{fixtures, input_ids, max_abs_diff, read_reference};
+use patcher_burn::{
+    model_params, save_pretrained, Layout, LoadError, LoadOptions, Quantization, QuantizeTargets,
+};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::replacements::qwen2_moe_patcher;
+use patcher_models::PretrainedError;
+
+/// Largest logit difference from transformers' full-precision reference allowed for 8-bit
+/// per-tensor symmetric Linear weights on the tiny fixture (0.11 measured; the test prints it).
+const QUANTIZED_TOLERANCE: f32 = 0.2;
+
+/// 8-bit, symmetric, per tensor, one value per byte (`QuantStore::Native`: the store every CPU
+/// backend supports; NdArray refuses the default packed store).
+fn scheme() -> QuantScheme {
+    QuantScheme::default().with_store(QuantStore::Native)
+}
+
+/// Applies Burn's `Quantizer` (what `Module::quantize_weights` maps with) to the parameters at
+/// `paths` only.
+struct QuantizeSome {
+    quantizer: Quantizer,
+    paths: HashSet<String>,
+    path: Vec<String>,
+}
+
+impl<B: Backend> ModuleMapper<B> for QuantizeSome {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if self.paths.contains(&self.path.join(".")) {
+            <Quantizer as ModuleMapper<B>>::map_float(&mut self.quantizer, param)
+        } else {
+            param
+        }
+    }
+}
+
+/// Burn paths and dtypes of every float parameter.
+fn dtypes<B: Backend, M: Module<B>>(model: &M) -> Vec<(String, BurnDType)> {
+    struct Dtypes(Vec<String>, Vec<(String, BurnDType)>);
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Dtypes {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.1.push((self.0.join("."), param.val().dtype()));
+        }
+    }
+    let mut visitor = Dtypes(Vec::new(), Vec::new());
+    model.visit(&mut visitor);
+    visitor.1
+}
+
+fn load<B: Backend>(
+    sequential_experts: bool,
+    options: &LoadOptions,
+    device: &B::Device,
+) -> Qwen2MoeForCausalLM<B> {
+    let path = fixtures().join("qwen2_moe");
+    let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
+    let patcher = qwen2_moe_patcher::<B>(&config, true, sequential_experts);
+    Qwen2MoeForCausalLM::<B>::from_pretrained(&path, &patcher, device, options)
+        .unwrap()
+        .model
+}
+
+fn quantized_load_matches_quantize_weights<B: Backend>(device: &B::Device) {
+    let scheme = scheme();
+    let reference = read_reference(&fixtures().join("qwen2_moe"));
+    let ids = input_ids::<B>(&reference, device);
+    for sequential_experts in [false, true] {
+        let quantized = load::<B>(
+            sequential_experts,
+            &LoadOptions::default().quantize(scheme),
+            device,
+        );
+        // Linear weights only: experts too when they are Linears, never norms or embeddings.
+        let linear: HashSet<String> = model_params(&quantized)
+            .into_iter()
+            .filter(|p| p.layout == Layout::Transposed)
+            .map(|p| p.burn_path)
+            .collect();
+        assert!(linear.iter().any(|p| p.contains("qkv_proj")));
+        assert_eq!(
+            linear.iter().any(|p| p.contains(".experts.")),
+            sequential_experts
+        );
+        for (path, dtype) in dtypes(&quantized) {
+            let is_quantized = matches!(dtype, BurnDType::QFloat(_));
+            assert_eq!(is_quantized, linear.contains(&path), "{path}: {dtype:?}");
+        }
+
+        let full = load::<B>(sequential_experts, &LoadOptions::default(), device);
+        let after = full.map(&mut QuantizeSome {
+            quantizer: Quantizer {
+                calibration: Calibration::MinMax,
+                scheme,
+            },
+            paths: linear,
+            path: Vec::new(),
+        });
+        let ours = quantized.forward(ids.clone());
+        let theirs = after.forward(ids.clone());
+        // Bit for bit.
+        assert_eq!(
+            ours.to_data().as_slice::<f32>().unwrap(),
+            theirs.to_data().as_slice::<f32>().unwrap(),
+            "sequential_experts={sequential_experts}"
+        );
+        let diff = max_abs_diff(&ours, &reference.logits);
+        println!(
+            "qwen2_moe 8-bit (sequential_experts={sequential_experts}): logits within {diff:.3e} \
+             of transformers' full precision"
+        );
+        assert!(diff <= QUANTIZED_TOLERANCE, "{diff}");
+    }
+}
+
+fn patterns_select_parameters<B: Backend>(device: &B::Device) {
+    let quantization = Quantization {
+        scheme: scheme(),
+        targets: QuantizeTargets::Matching(vec![r"mlp\.experts\.".into()]),
+    };
+    let model = load::<B>(
+        true,
+        &LoadOptions::default().quantization(quantization),
+        device,
+    );
+    for (path, dtype) in dtypes(&model) {
+        let expected = path.contains(".experts.");
+        assert_eq!(matches!(dtype, BurnDType::QFloat(_)), expected, "{path}");
+    }
+    let bad = Quantization {
+        scheme: scheme(),
+        targets: QuantizeTargets::Matching(vec!["(".into()]),
+    };
+    let path = fixtures().join("qwen2_moe");
+    let err = Qwen2MoeForCausalLM::<B>::from_pretrained(
+        &path,
+        &patcher_core::Patcher::new(),
+        device,
+        &LoadOptions::default().quantization(bad),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, PretrainedError::Load(LoadError::Pattern(_))),
+        "{err}"
+    );
+}
+
+fn unsupported_schemes_are_an_error<B: Backend>(device: &B::Device) {
+    // NdArray implements only the native store; the packed default is refused before loading.
+    let packed = QuantScheme::default();
+    let path = fixtures().join("qwen2_moe");
+    let result = Qwen2MoeForCausalLM::<B>::from_pretrained(
+        &path,
+        &patcher_core::Patcher::new(),
+        device,
+        &LoadOptions::default().quantize(packed),
+    );
+    assert_eq!(result.is_err(), B::name(device) == "ndarray");
+    if let Err(err) = result {
+        let message = err.to_string();
+        assert!(message.contains("QuantStore::Native"), "{message}");
+    }
+}
+
+fn saving_a_quantized_model_is_refused<B: Backend>(device: &B::Device) {
+    let path = fixtures().join("qwen2_moe");
+    let loaded = Qwen2MoeForCausalLM::<B>::from_pretrained(
+        &path,
+        &patcher_core::Patcher::new(),
+        device,
+        &LoadOptions::default().quantize(scheme()),
+    )
+    .unwrap();
+    let out = std::env::temp_dir().join(format!("patcher-quantized-{}", std::process::id()));
+    let err = save_pretrained(&loaded, &out).unwrap_err();
+    assert!(err.to_string().contains("quantized"), "{err}");
+    assert!(!out.join("model.safetensors").exists());
+    std::fs::remove_dir_all(out).ok();
+}
+
+macro_rules! quantized_tests {
+    ($backend:ty, $device:expr) => {
+        use super::*;
+
+        type B = $backend;
+
+        #[test]
+        fn quantized_load_is_quantize_weights_after_a_full_load() {
+            quantized_load_matches_quantize_weights::<B>(&$device);
+        }
+
+        #[test]
+        fn patterns_choose_what_is_quantized() {
+            patterns_select_parameters::<B>(&$device);
+        }
+
+        #[test]
+        fn unsupported_scheme_is_an_error_not_a_panic() {
+            unsupported_schemes_are_an_error::<B>(&$device);
+        }
+
+        #[test]
+        fn a_quantized_model_is_not_saved() {
+            saving_a_quantized_model_is_refused::<B>(&$device);
+        }
+    };
+}
+
+mod ndarray {
+    quantized_tests!(burn::backend::NdArray<f32>, Default::default());
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    quantized_tests!(burn::backend::Flex, Default::default());
+}
