@@ -189,8 +189,8 @@ fn transpose_into<T: bytemuck::Pod>(src: &[T], dst: &mut [T], rows: usize, cols:
                     }
                     for j in 0..BLOCK {
                         let at = (c + j) * rows + r;
-                        for (i, value) in dst[at..at + BLOCK].iter_mut().enumerate() {
-                            *value = block[i][j];
+                        for (value, row) in dst[at..at + BLOCK].iter_mut().zip(&block) {
+                            *value = row[j];
                         }
                     }
                 }
