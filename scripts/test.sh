@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's tests on a fresh machine: installs what they need (Mesa's lavapipe Vulkan driver,
+# so the wgpu backend runs on the CPU), runs every test on the ndarray, flex and wgpu backends
+# (doc tests, derive UI tests and the progress bar included), and checks that the `cuda`
+# feature compiles (CUDA itself is loaded at run time, so no toolkit is needed to build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1
+fi
+
+cargo test --workspace --features wgpu,flex,progress
+cargo check --features cuda
