@@ -1,6 +1,7 @@
 //! Why a load or a save failed.
 
 use patcher_core::pattern::PatternError;
+use patcher_core::plan::PlannedGroup;
 use patcher_core::{CastError, CheckpointError, LoadReport, OpError, TransformError};
 
 use crate::build::BuildError;
@@ -73,6 +74,16 @@ pub enum LoadError {
     /// checkpoint's layout.
     #[error("cannot save in the checkpoint layout: {0}")]
     Transform(#[from] TransformError),
+}
+
+impl LoadError {
+    /// Wraps an op's error with the group it failed on (loading or saving).
+    pub(crate) fn converting(group: &PlannedGroup) -> impl FnOnce(OpError) -> Self + '_ {
+        move |source| Self::Conversion {
+            key: group.key.clone(),
+            source,
+        }
+    }
 }
 
 /// `"\n  keys: a, b, c and N more"`, or nothing.

@@ -83,10 +83,7 @@ impl Executor<'_> {
         }
         let outputs = group
             .execute(inputs)
-            .map_err(|source| LoadError::Conversion {
-                key: group.key.clone(),
-                source,
-            })?;
+            .map_err(LoadError::converting(group))?;
         let converted = outputs
             .into_iter()
             .map(|(key, tensor)| {

@@ -63,10 +63,7 @@ pub(crate) fn collect<B: Backend, M: Module<B>>(
         }
         let outputs = group
             .execute(inputs)
-            .map_err(|source| LoadError::Conversion {
-                key: group.key.clone(),
-                source,
-            })?;
+            .map_err(LoadError::converting(group))?;
         tensors.extend(outputs.into_iter().map(|(k, t)| (k, t.into_owned())));
     }
     Ok(Collected {
