@@ -51,34 +51,41 @@ pub(crate) fn verify(
 
     let written: HashMap<&str, &TensorMeta> =
         written.iter().map(|(k, m)| (k.as_str(), m)).collect();
-    let wrong: Vec<String> = source_layout
+    let wrong: Vec<(&str, String)> = source_layout
         .iter()
-        .filter(|(key, meta)| {
-            written
-                .get(key.as_str())
-                .is_none_or(|w| w.shape != meta.shape)
-        })
-        .map(|(key, meta)| match written.get(key.as_str()) {
-            Some(w) => format!("{key} (loaded {:?}, would write {:?})", meta.shape, w.shape),
-            None => format!("{key} (loaded, would not be written)"),
+        .filter_map(|(key, meta)| match written.get(key.as_str()) {
+            Some(w) if w.shape == meta.shape => None,
+            Some(w) => Some((
+                key.as_str(),
+                format!("{key} (loaded {:?}, would write {:?})", meta.shape, w.shape),
+            )),
+            None => Some((
+                key.as_str(),
+                format!("{key} (loaded, would not be written)"),
+            )),
         })
         .collect();
-    if !wrong.is_empty() {
-        return Err(LoadError::SaveMismatch {
-            message: format!(
-                "the file would not have the layout that was loaded ({} keys differ)",
-                wrong.len()
-            ),
-            conversion: conversion_of(conversions, &wrong),
-            keys: wrong,
-        });
-    }
-    Ok(())
+    let Some((first, _)) = wrong.first() else {
+        return Ok(());
+    };
+    let shown: Vec<&str> = wrong
+        .iter()
+        .take(3)
+        .map(|(_, line)| line.as_str())
+        .collect();
+    Err(LoadError::SaveMismatch {
+        message: format!(
+            "the file would not have the layout that was loaded ({} keys differ; {})",
+            wrong.len(),
+            shown.join("; ")
+        ),
+        conversion: conversion_of(conversions, first),
+        keys: wrong.iter().map(|(key, _)| key.to_string()).collect(),
+    })
 }
 
-/// The conversion whose patterns match the first wrong key, if one does.
-fn conversion_of(conversions: &[WeightTransform], wrong: &[String]) -> Option<String> {
-    let key = wrong.first()?.split(' ').next()?;
+/// The conversion whose patterns match the checkpoint key `key`, if one does.
+fn conversion_of(conversions: &[WeightTransform], key: &str) -> Option<String> {
     conversions
         .iter()
         .find(|t| t.rename_source_key(key).is_some())
