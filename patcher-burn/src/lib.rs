@@ -1,21 +1,25 @@
 //! # patcher-burn
 //!
-//! The Burn side of burn-patcher: substitutable module slots, building a model with a
-//! [`Patcher`](patcher_core::Patcher)'s substitutions, and loading converted safetensors weights.
+//! The Burn side of burn-patcher: substitutable module slots, the [`Patcher`] that decides what
+//! fills them while a model is built, and loading (and saving) converted safetensors weights.
 //!
 //! ## Slots
 //!
 //! - A model author declares an interface with `#[slot_interface]` on a trait generic over the
-//!   backend: the methods the parent calls, and `fn new(<args>, device) -> Self`, the constructor
-//!   every class of the interface is built with.
+//!   backend: what the parent calls (methods or supertraits), and `fn new(<args>, device) ->
+//!   Self;`, the constructor every class of the interface has (each class writes it once, as its
+//!   own inherent `new`).
 //! - Classes are Burn module structs with `#[derive(Module, Patchable)]`; a class that fills
-//!   slots says so with `#[patchable(implements(Trait))]` (checked at compile time: it implements
-//!   the trait on every backend, so it takes the same constructor arguments).
+//!   slots says so with `#[patchable(implements(Trait))]` (checked at compile time: it
+//!   implements the trait on every backend and its `new` takes the interface's arguments). A
+//!   list-shaped class whose items sit at its own path is `#[patchable(transparent)]`.
 //! - A field `Slot<B, dyn Trait<B>>` is built in the model's constructor with
-//!   [`Slot::build::<Original<B>>(ctx, args)`](Slot::build) from a [`BuildContext`]; with a
-//!   [`replacement`] mapped to the original's class name, the replacement is built instead.
-//! - [`BuildContext::build`] runs the constructor and checks the mapping (an unknown key is an
-//!   error listing the model's slot classes); [`list_slots`] lists `(path, class, replaced)`.
+//!   [`Slot::build::<Original<B>>(ctx, args)`](Slot::build) from a [`BuildContext`]. The Burn
+//!   layers models use most have ready interfaces in [`layers`] (`LinearSlot<B>`, ...).
+//! - [`Patcher::replace::<Original<B>, Replacement<B>>()`](Patcher::replace) maps a class by
+//!   type; names, regexes and slot paths are mapped by the other [`Patcher`] calls.
+//!   [`BuildContext::build`] runs the constructor and reports every mapping error at once;
+//!   [`list_slots`] lists path, class, original class and interface.
 //!
 //! A slot is a complete Burn module: parameter paths of the class inside, records with the class
 //! name (checked on load: [`load_record_checked`]), device moves, and autodiff (`valid()` and
@@ -24,12 +28,13 @@
 
 #![warn(missing_docs)]
 
-mod build;
+pub mod layers;
 mod load;
+mod patcher;
 mod save;
 mod slot;
 
-pub use build::{replacement, BuildContext, BuildError};
+pub use patcher::Patcher;
 pub use load::{
     from_pretrained, load_checkpoint, load_into, load_with, model_params, Layout, LinearLayout,
     LoadError, LoadOptions, LoadProgress, LoadSpec, Loaded, NonFiniteCount, ParamInfo, ParamKind,
@@ -37,9 +42,13 @@ pub use load::{
 };
 pub use save::{save_model, save_pretrained, save_pretrained_with, SaveOptions};
 pub use slot::{
-    list_slots, load_file_checked, load_record_checked, Implements, InterfaceKey, LoadRecordError,
-    Patchable, RecordMismatch, Slot, SlotInfo, SlotInterface, SlotRecord, SlotRecordItem, MAX_RANK,
+    list_slots, load_file_checked, load_record_checked, replacement, BuildContext, BuildError,
+    ClassReplacement, Implements, InterfaceKey, LoadRecordError, OriginalClass, Patchable,
+    RecordMismatch, Slot, SlotInfo, SlotInterface, SlotRecord, SlotRecordItem, MAX_RANK,
 };
+/// `#[derive(Patchable)]` and `#[slot_interface]` (use `crate = "patcher_burn"` when naming this
+/// crate directly rather than the `burn-patcher` facade).
+pub use patcher_derive::{slot_interface, Patchable};
 
 /// What `#[derive(Patchable)]` and `#[slot_interface]` expand to refers to; not a public API.
 #[doc(hidden)]

@@ -151,14 +151,14 @@ fn wildcard_targets_load_a_fused_checkpoint_per_expert_and_save_it_back() {
     // A user's converter with `*` in its targets, as transformers writes one-to-many.
     let model = per_expert_model();
     let transforms: Vec<WeightTransform> = vec![
-        WeightConverter::new(
+        WeightConverter::try_new(
             "experts.gate_up_proj",
             ["experts.*.gate_proj.weight", "experts.*.up_proj.weight"],
             vec![Arc::new(Chunk::new(1)), Arc::new(SplitModulelist::new(0))],
         )
         .unwrap()
         .into(),
-        WeightConverter::new(
+        WeightConverter::try_new(
             "experts.down_proj",
             "experts.*.down_proj.weight",
             vec![Arc::new(SplitModulelist::new(0))],
@@ -252,7 +252,7 @@ fn gqa_model() -> Gqa<B> {
 }
 
 fn plain_qkv() -> Vec<WeightTransform> {
-    vec![WeightConverter::new(
+    vec![WeightConverter::try_new(
         ["q_proj.weight", "k_proj.weight", "v_proj.weight"],
         "qkv_proj.weight",
         vec![Arc::new(Concatenate::new(0))],

@@ -1,14 +1,16 @@
 //! # patcher-core
 //!
 //! The backend-independent half of burn-patcher: the checkpoint reader, the key-pattern engine,
-//! weight renamings and converters with their ops, the [`Patcher`] and the conversion plan.
+//! weight renamings and converters with their ops, the weight half of a patcher ([`WeightPatch`])
+//! and the conversion plan. The `Patcher` itself, with its class mapping, is `patcher-burn`'s:
+//! class mappings are typed by the slots they fill.
 
 #![warn(missing_docs)]
 
 mod cast;
 mod checkpoint;
 pub mod ops;
-mod patcher;
+mod patch;
 pub mod pattern;
 pub mod plan;
 mod tensor;
@@ -17,7 +19,7 @@ mod transform;
 pub use cast::CastError;
 pub use checkpoint::{save_safetensors, write_atomic, Checkpoint, CheckpointError, TensorRef};
 pub use ops::{ConversionOp, Groups, OpContext, OpError};
-pub use patcher::{ClassReplacement, Patcher, PatcherError, UnmatchedClassKey};
+pub use patch::{PatcherError, PatcherErrors, UnmatchedKey, WeightPatch};
 pub use plan::{ConversionPlan, LoadReport, PlanOptions};
 pub use tensor::{DType, HostTensor, TensorMeta};
 pub use transform::{

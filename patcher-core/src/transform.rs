@@ -135,17 +135,23 @@ impl WeightRenaming {
 /// target pattern), which is how many keys end up in one group; within a group, tensors are kept
 /// per source pattern in natural key order.
 ///
+/// Built like transformers' `WeightConverter(sources, targets, operations=[..])`: [`new`](Self::new)
+/// then one [`op`](Self::op) per operation. Neither returns a `Result`: a converter that is not
+/// valid (a bad pattern, no op, several sources and several targets) keeps its error, matches no
+/// key, and is reported by [`validate`](Self::validate), which the `Patcher` and every load and
+/// save call before using it. [`try_new`](Self::try_new) checks at once.
+///
 /// ```
-/// use std::sync::Arc;
 /// use patcher_core::ops::{Concatenate, MergeModulelist};
 /// use patcher_core::WeightConverter;
 ///
 /// let converter = WeightConverter::new(
 ///     ["mlp.experts.*.gate_proj.weight", "mlp.experts.*.up_proj.weight"],
 ///     "mlp.experts.gate_up_proj",
-///     vec![Arc::new(MergeModulelist::new(0)), Arc::new(Concatenate::new(1))],
 /// )
-/// .unwrap();
+/// .op(MergeModulelist::new(0))
+/// .op(Concatenate::new(1));
+/// assert!(converter.validate().is_ok());
 /// let (renamed, pattern) = converter
 ///     .rename_source_key("model.layers.0.mlp.experts.12.up_proj.weight")
 ///     .unwrap();
@@ -155,38 +161,88 @@ impl WeightRenaming {
 /// // Saving runs the reverse: SplitModulelist after Chunk.
 /// let reverse = converter.reverse().unwrap();
 /// assert_eq!(reverse.source_patterns(), ["mlp.experts.gate_up_proj"]);
+///
+/// // A converter without ops is kept, and reported.
+/// assert!(WeightConverter::new("a", "b").validate().is_err());
 /// ```
 #[derive(Debug, Clone)]
 pub struct WeightConverter {
     core: TransformCore,
     ops: Vec<Arc<dyn ConversionOp>>,
+    /// Why the patterns did not compile (the core then matches nothing).
+    invalid: Option<TransformError>,
 }
 
 impl WeightConverter {
-    /// A converter from `sources` to `targets` running `ops` in order.
-    ///
-    /// Errors if `ops` is empty, or if there are several sources *and* several targets and no op
-    /// [`supports_many_to_many`](ConversionOp::supports_many_to_many).
-    pub fn new(
+    /// A converter from `sources` to `targets` (a `&str`, an array, a `Vec`...), without ops yet:
+    /// add them in the order they run with [`op`](Self::op).
+    pub fn new(sources: impl IntoPatterns, targets: impl IntoPatterns) -> Self {
+        let sources = sources.into_patterns();
+        let targets = targets.into_patterns();
+        match TransformCore::new("WeightConverter", sources.clone(), targets.clone()) {
+            Ok(core) => Self {
+                core,
+                ops: Vec::new(),
+                invalid: None,
+            },
+            Err(error) => Self {
+                core: TransformCore::unmatchable(sources, targets),
+                ops: Vec::new(),
+                invalid: Some(error),
+            },
+        }
+    }
+
+    /// This converter with `op` run after the ops before it.
+    pub fn op(mut self, op: impl ConversionOp + 'static) -> Self {
+        self.ops.push(Arc::new(op));
+        self
+    }
+
+    /// This converter with an already shared op run after the ops before it.
+    pub fn op_shared(mut self, op: Arc<dyn ConversionOp>) -> Self {
+        self.ops.push(op);
+        self
+    }
+
+    /// A converter from `sources` to `targets` running `ops` in order, checked at once (see
+    /// [`validate`](Self::validate)).
+    pub fn try_new(
         sources: impl IntoPatterns,
         targets: impl IntoPatterns,
         ops: Vec<Arc<dyn ConversionOp>>,
     ) -> Result<Self, TransformError> {
-        let sources = sources.into_patterns();
-        let targets = targets.into_patterns();
-        if ops.is_empty() {
-            return Err(TransformError::NoOperations { sources, targets });
+        let converter = ops
+            .into_iter()
+            .fold(Self::new(sources, targets), Self::op_shared);
+        converter.validate()?;
+        Ok(converter)
+    }
+
+    /// Whether the converter can run: its patterns compiled, it has ops, and it is not
+    /// many-to-many unless an op [`supports_many_to_many`](ConversionOp::supports_many_to_many).
+    pub fn validate(&self) -> Result<(), TransformError> {
+        if let Some(error) = &self.invalid {
+            return Err(error.clone());
         }
-        if sources.len() > 1
-            && targets.len() > 1
-            && !ops.iter().any(|op| op.supports_many_to_many())
+        let sources = || self.core.original_sources.clone();
+        let targets = || self.core.original_targets.clone();
+        if self.ops.is_empty() {
+            return Err(TransformError::NoOperations {
+                sources: sources(),
+                targets: targets(),
+            });
+        }
+        if self.core.sources.len() > 1
+            && self.core.targets.len() > 1
+            && !self.ops.iter().any(|op| op.supports_many_to_many())
         {
-            return Err(TransformError::ManyToMany { sources, targets });
+            return Err(TransformError::ManyToMany {
+                sources: sources(),
+                targets: targets(),
+            });
         }
-        Ok(Self {
-            core: TransformCore::new("WeightConverter", sources, targets)?,
-            ops,
-        })
+        Ok(())
     }
 
     common_methods!();
@@ -207,12 +263,14 @@ impl WeightConverter {
         Self {
             core: self.core.clone(),
             ops,
+            invalid: self.invalid.clone(),
         }
     }
 
     /// The converter the other way round (for saving): patterns swapped, each op replaced by its
     /// reverse, in reverse order. Errors, naming the op, if an op has no reverse.
     pub fn reverse(&self) -> Result<Self, TransformError> {
+        self.validate()?;
         let ops = self
             .ops
             .iter()
@@ -227,6 +285,7 @@ impl WeightConverter {
         Ok(Self {
             core: self.core.reversed("WeightConverter")?,
             ops,
+            invalid: None,
         })
     }
 }
@@ -351,6 +410,15 @@ impl WeightTransform {
     pub fn rename_source_key(&self, key: &str) -> Option<(String, &str)> {
         let (renamed, i) = self.rename_with(key, None)?;
         Some((renamed, self.source_patterns()[i].as_str()))
+    }
+
+    /// Whether the transform can run (see [`WeightConverter::validate`]; the other kinds are
+    /// checked when built).
+    pub fn validate(&self) -> Result<(), TransformError> {
+        match self {
+            Self::Converter(c) => c.validate(),
+            _ => Ok(()),
+        }
     }
 
     /// The transform the other way round (see [`WeightConverter::reverse`]).

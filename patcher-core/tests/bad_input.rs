@@ -301,7 +301,7 @@ fn an_empty_pattern_is_an_error() {
         Err(TransformError::Pattern(PatternError::EmptyPattern { .. }))
     ));
     let converter =
-        WeightConverter::new(["a.*.w", ""], "b", vec![Arc::new(MergeModulelist::new(0))]);
+        WeightConverter::try_new(["a.*.w", ""], "b", vec![Arc::new(MergeModulelist::new(0))]);
     assert!(matches!(
         converter,
         Err(TransformError::Pattern(PatternError::EmptyPattern {
@@ -343,7 +343,7 @@ fn meta(shape: &[usize]) -> TensorMeta {
 
 #[test]
 fn expert_indices_outside_the_model_are_unexpected() {
-    let merge = WeightConverter::new(
+    let merge = WeightConverter::try_new(
         "experts.*.w",
         "experts.w",
         vec![Arc::new(MergeModulelist::new(0))],

@@ -40,7 +40,7 @@ struct Model {
 
 impl Model {
     fn of(checkpoint: &Checkpoint) -> Self {
-        let merge = WeightConverter::new(
+        let merge = WeightConverter::try_new(
             "mlp.experts.*.down_proj.weight",
             "mlp.experts.down_proj",
             vec![Arc::new(MergeModulelist::new(0))],

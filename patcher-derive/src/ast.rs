@@ -14,6 +14,7 @@ pub struct Input<'a> {
 
 /// One named field.
 pub struct Field<'a> {
+    pub ident: &'a Ident,
     pub ty: &'a Type,
     /// `#[module(skip)]`: Burn does not treat the field as a module.
     pub skip: bool,
@@ -76,6 +77,7 @@ impl<'a> Field<'a> {
             }
         });
         Self {
+            ident: field.ident.as_ref().expect("named fields have names"),
             ty: &field.ty,
             skip,
         }

@@ -13,6 +13,8 @@ pub struct Attrs {
     implements_seen: bool,
     /// `crate = "path"`.
     pub krate: Option<Path>,
+    /// `transparent`: the class is its one module field, at the class's own path.
+    pub transparent: Option<Path>,
 }
 
 pub fn parse(attrs: &[Attribute]) -> Result<Attrs> {
@@ -46,6 +48,15 @@ pub fn parse(attrs: &[Attribute]) -> Result<Attrs> {
                     out.implements.push(inner.path);
                     Ok(())
                 })
+            } else if meta.path.is_ident("transparent") {
+                if out.transparent.is_some() {
+                    return Err(meta.error("duplicate `transparent` attribute"));
+                }
+                if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                    return Err(meta.error("`transparent` takes no value"));
+                }
+                out.transparent = Some(meta.path);
+                Ok(())
             } else if meta.path.is_ident("crate") {
                 let lit: LitStr = meta.value()?.parse()?;
                 if out.krate.is_some() {
@@ -60,8 +71,8 @@ pub fn parse(attrs: &[Attribute]) -> Result<Attrs> {
                 Ok(())
             } else {
                 Err(meta.error(
-                    "unknown patchable attribute; expected `name = \"..\"`, `implements(..)` or \
-                     `crate = \"..\"`",
+                    "unknown patchable attribute; expected `name = \"..\"`, `implements(..)`, \
+                     `transparent` or `crate = \"..\"`",
                 ))
             }
         })?;

@@ -107,15 +107,37 @@ pub fn derive(node: &DeriveInput) -> Result<TokenStream> {
                     args: <#key as #key_trait>::Args<'_>,
                     ctx: &#krate::BuildContext<'_, #x>,
                 ) -> Self::WithBackend<#x> {
-                    <dyn #interface<#x> + 'static>::__patcher_new::<#with_x>(args, ctx)
+                    // The class's own `new`, checked against the interface's arguments.
+                    <dyn #interface<#x> + 'static>::__patcher_new(args, ctx, <#with_x>::new)
                 }
             }
         }
     });
 
+    // A class of exactly one interface is the original of that interface's slots.
+    let original = match input.attrs.implements.as_slice() {
+        [interface] => {
+            let span = interface.span();
+            quote_spanned! {span=>
+                #[automatically_derived]
+                impl #impl_generics #krate::OriginalClass for #ident #ty_generics #where_tokens {
+                    type Interface = <dyn #interface<#backend> + 'static as #krate::SlotInterface>::Key;
+                }
+            }
+        }
+        _ => TokenStream::new(),
+    };
+
+    let transparent = match &input.attrs.transparent {
+        Some(attr) => crate::transparent::expand(&input, attr, &backend, &krate, &class_name)?,
+        None => TokenStream::new(),
+    };
+
     Ok(quote! {
         #patchable
         #(#implements)*
+        #original
+        #transparent
     })
 }
 

@@ -11,6 +11,7 @@ mod ast;
 mod attr;
 mod expand;
 mod interface;
+mod transparent;
 mod valid;
 
 use proc_macro::TokenStream;

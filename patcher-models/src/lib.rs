@@ -19,7 +19,7 @@
 //!   own structs and parameter names.
 //!
 //! The substitutable fields (each layer's `self_attn`, each sparse block's `experts`) are
-//! [`Slot`](patcher_burn::Slot)s: a model built with a [`Patcher`](patcher_core::Patcher) holds
+//! [`Slot`](patcher_burn::Slot)s: a model built with a [`Patcher`](patcher_burn::Patcher) holds
 //! the replacement there, built from the original's constructor arguments.
 //!
 //! ```

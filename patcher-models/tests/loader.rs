@@ -197,7 +197,7 @@ fn wrong_patch_fails<B: Backend>(device: &B::Device) {
     assert!(ends_with_any(&report.unexpected, "self_attn.q_proj.weight"));
     // A converter whose target does not exist (a typo): the load fails with the report, and the
     // report suggests the parameter that was meant.
-    let typo = patcher_core::WeightConverter::new(
+    let typo = patcher_core::WeightConverter::try_new(
         ["q_proj.weight", "k_proj.weight", "v_proj.weight"],
         "qkv_projj.weight",
         vec![std::sync::Arc::new(patcher_core::ops::Concatenate::new(0))],

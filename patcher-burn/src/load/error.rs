@@ -4,7 +4,7 @@ use patcher_core::pattern::PatternError;
 use patcher_core::plan::PlannedGroup;
 use patcher_core::{CastError, CheckpointError, LoadReport, OpError, TransformError};
 
-use crate::build::BuildError;
+use crate::slot::BuildError;
 
 /// A load or save that did not happen. The caller's model is untouched.
 #[derive(Debug, thiserror::Error)]

@@ -210,7 +210,7 @@ mod tests {
         expect_fast: bool,
     ) {
         let patterns: Vec<&str> = sources.iter().map(|(p, _)| *p).collect();
-        let converter = WeightConverter::new(patterns, "experts.fused", ops).unwrap();
+        let converter = WeightConverter::try_new(patterns, "experts.fused", ops).unwrap();
         let transforms: Vec<WeightTransform> = vec![converter.into()];
         let mut checkpoint = Vec::new();
         let mut tensors = std::collections::HashMap::new();

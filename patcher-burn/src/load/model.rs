@@ -7,7 +7,7 @@ use patcher_core::WeightTransform;
 /// A Burn model that loads transformers checkpoints.
 ///
 /// Like transformers' per-model conversion table (`conversion_mapping.py`), the model declares
-/// the conversions its stock checkpoints need. A [`Patcher`](patcher_core::Patcher) then filters
+/// the conversions its stock checkpoints need. A [`Patcher`](crate::Patcher) then filters
 /// them (`filtered_weight_conversion_patterns`) and prepends its own
 /// (`extra_weight_conversions`), so `[".gate_up_proj", ".down_proj"]` means what it means there.
 ///

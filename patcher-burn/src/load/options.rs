@@ -41,6 +41,7 @@ pub struct LoadOptions {
     max_bytes_in_flight: u64,
     progress: Option<ProgressFn>,
     ignore_unexpected: Vec<String>,
+    ignore_missing: Vec<String>,
     check_finite: bool,
     linear_layout: LinearLayout,
     quantization: Option<Quantization>,
@@ -55,6 +56,7 @@ impl Default for LoadOptions {
             max_bytes_in_flight: 512 << 20,
             progress: None,
             ignore_unexpected: Vec::new(),
+            ignore_missing: Vec::new(),
             check_finite: false,
             linear_layout: LinearLayout::default(),
             quantization: None,
@@ -100,6 +102,18 @@ impl LoadOptions {
         patterns: impl IntoIterator<Item = S>,
     ) -> Self {
         self.ignore_unexpected
+            .extend(patterns.into_iter().map(Into::into));
+        self
+    }
+
+    /// Parameters checkpoints need not hold (a LoRA adapter's `lora_a`/`lora_b`, say), as
+    /// regexes searched anywhere in the parameter's checkpoint name. They keep their initial
+    /// values and are reported under
+    /// [`LoadReport::missing_ignored`](patcher_core::LoadReport::missing_ignored), never as
+    /// missing; strictness stays on for everything else. An empty or invalid pattern fails the
+    /// load with [`LoadError::Pattern`](crate::LoadError::Pattern).
+    pub fn ignore_missing<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
+        self.ignore_missing
             .extend(patterns.into_iter().map(Into::into));
         self
     }
@@ -188,6 +202,10 @@ impl LoadOptions {
         &self.ignore_unexpected
     }
 
+    pub(crate) fn ignore_missing_patterns(&self) -> &[String] {
+        &self.ignore_missing
+    }
+
     pub(crate) fn linear_layout_choice(&self) -> LinearLayout {
         self.linear_layout
     }
@@ -219,6 +237,7 @@ impl fmt::Debug for LoadOptions {
             .field("max_bytes_in_flight", &self.max_bytes_in_flight)
             .field("progress", &self.progress.is_some())
             .field("ignore_unexpected", &self.ignore_unexpected)
+            .field("ignore_missing", &self.ignore_missing)
             .field("check_finite", &self.check_finite)
             .field("linear_layout", &self.linear_layout)
             .field("quantization", &self.quantization)

@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use patcher_core::pattern::natural_key_cmp;
 use patcher_core::plan::PlanOptions;
-use patcher_core::{Checkpoint, ConversionPlan, LoadReport, Patcher, TensorMeta, WeightTransform};
+use patcher_core::{Checkpoint, ConversionPlan, LoadReport, TensorMeta, WeightTransform};
 
 use super::apply::Applier;
 use super::error::LoadError;
@@ -18,7 +18,8 @@ use super::model::PretrainedModel;
 use super::options::LoadOptions;
 use super::params::model_params;
 use super::quantize::{check_supported, QuantizeSelector};
-use crate::build::BuildContext;
+use crate::slot::BuildContext;
+use crate::Patcher;
 
 /// A loaded model, with what the load found and what saving it back needs.
 #[derive(Debug)]
@@ -68,7 +69,7 @@ impl LoadSpec {
         let defaults = M::weight_conversions();
         Self {
             transforms: patcher.update_weight_conversions(defaults.clone()),
-            unused_filters: patcher.unused_filters(&defaults),
+            unused_filters: patcher.weights().unused_filters(&defaults),
             reversible: defaults,
             base_model_prefix: M::base_model_prefix().map(str::to_string),
             ignore_unexpected: M::keys_to_ignore_on_load_unexpected(),
@@ -91,7 +92,7 @@ pub fn from_pretrained<B, M>(
     path: impl AsRef<Path>,
     patcher: &Patcher<B>,
     device: &B::Device,
-    constructor: impl FnOnce(&BuildContext<'_, B>) -> M,
+    constructor: impl Fn(&BuildContext<'_, B>) -> M,
     options: &LoadOptions,
 ) -> Result<Loaded<M>, LoadError>
 where
@@ -172,7 +173,11 @@ pub fn load_with<B: Backend, M: Module<B>>(
             spec.ignore_unexpected
                 .iter()
                 .chain(options.ignore_patterns()),
-        )?;
+        )?
+        .ignore_missing(options.ignore_missing_patterns())?;
+    for transform in &spec.transforms {
+        transform.validate()?;
+    }
     let metas = checkpoint.metas();
     let plan = ConversionPlan::new(&spec.transforms, &metas, &expected, &plan_options);
     let mut report = plan.report().clone();

@@ -1,16 +1,27 @@
-//! The object-safe module trait behind a slot, and its one implementation, [`Holder`].
+//! The object-safe module trait behind a slot ([`ErasedModule`]; its one implementation is
+//! [`Holder`](super::holder::Holder)), and the routes it carries back from the inner backend.
+//!
+//! `from_inner` receives a module on `AB::InnerBackend` behind a trait object and must produce the
+//! same class on `AB`; only code instantiated with both the class and `AB` can do that. A slot
+//! therefore carries a small table of such functions, keyed by the autodiff backend:
+//! - `valid()` adds the route back to the backend it came from (so `valid` then `from_inner`
+//!   always works, whatever the autodiff backend);
+//! - building a slot on `B` adds the route to `Autodiff<B>` (so `model.train::<Autodiff<B>>()`
+//!   works on a model built on the inner backend).
+//!
+//! Any other pair (e.g. `Autodiff<B, BalancedCheckpointing>` for a model built on `B`) has no
+//! route; `from_inner` then panics with a message saying so, as Burn's signature leaves no error
+//! channel. Build the model on that autodiff backend directly instead.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::fmt;
+use std::sync::Arc;
 
-use burn::module::{
-    Content, Devices, DisplaySettings, Module, ModuleDisplay, ModuleDisplayDefault,
-};
+use burn::module::{Content, Devices, DisplaySettings};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
-use super::class::{Implements, InterfaceKey, Patchable};
-use super::route::{route_from_inner, Routes};
-use super::visitor::{AsModuleMapper, AsModuleVisitor, DynMapper, DynVisitor};
+use super::class::InterfaceKey;
+use super::visitor::{DynMapper, DynVisitor};
 
 /// A module of some class filling a slot of interface `K` on backend `B`.
 ///
@@ -39,110 +50,34 @@ pub(crate) trait ErasedModule<B: Backend, K: InterfaceKey>: Send + Sync + 'stati
         B: AutodiffBackend;
 }
 
-/// The module of class `C` on backend `B`, with the routes it knows back to autodiff backends.
-pub(crate) struct Holder<C: Patchable, B: Backend> {
-    pub(crate) module: C::WithBackend<B>,
-    pub(crate) routes: Routes,
-}
+/// Brings a module of the route's class from `AB::InnerBackend` to `AB`; `None` if the module is
+/// of another class (cannot happen: a route travels with its own class's modules).
+pub(crate) type RouteFn<AB, K> = fn(
+    Box<dyn ErasedModule<<AB as AutodiffBackend>::InnerBackend, K>>,
+) -> Option<Box<dyn ErasedModule<AB, K>>>;
 
-impl<C: Patchable, B: Backend> Holder<C, B> {
-    fn with_module(&self, module: C::WithBackend<B>) -> Self {
-        Self {
-            module,
-            routes: self.routes.clone(),
+/// The routes a module knows, keyed by the autodiff backend they lead to.
+#[derive(Clone, Default)]
+pub(crate) struct Routes(Arc<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>);
+
+impl Routes {
+    /// These routes plus `route` to `AB` (shared, not copied, when it is already known).
+    pub(crate) fn with<AB: AutodiffBackend, K: InterfaceKey>(&self, route: RouteFn<AB, K>) -> Self {
+        let key = TypeId::of::<AB>();
+        if self.0.iter().any(|(k, _)| *k == key) {
+            return self.clone();
         }
-    }
-}
-
-impl<B, K, C> ErasedModule<B, K> for Holder<C, B>
-where
-    B: Backend,
-    K: InterfaceKey,
-    C: Implements<K>,
-{
-    fn class_name(&self) -> &'static str {
-        C::CLASS_NAME
+        let mut table = (*self.0).clone();
+        table.push((key, Arc::new(route)));
+        Self(Arc::new(table))
     }
 
-    fn interface(&self) -> &K::Dyn<B> {
-        C::as_interface::<B>(&self.module)
-    }
-
-    fn interface_mut(&mut self) -> &mut K::Dyn<B> {
-        C::as_interface_mut::<B>(&mut self.module)
-    }
-
-    fn clone_box(&self) -> Box<dyn ErasedModule<B, K>> {
-        Box::new(self.with_module(self.module.clone()))
-    }
-
-    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.module, f)
-    }
-
-    fn display_content(&self, content: Content) -> Option<Content> {
-        ModuleDisplayDefault::content(&self.module, content)
-    }
-
-    fn display_custom_content(&self, content: Content) -> Option<Content> {
-        ModuleDisplay::custom_content(&self.module, content)
-    }
-
-    fn display_custom_settings(&self) -> Option<DisplaySettings> {
-        ModuleDisplay::custom_settings(&self.module)
-    }
-
-    fn num_params(&self) -> usize {
-        Module::num_params(&self.module)
-    }
-
-    fn collect_devices(&self, devices: Devices<B>) -> Devices<B> {
-        self.module.collect_devices(devices)
-    }
-
-    fn visit(&self, visitor: &mut dyn DynVisitor<B>) {
-        self.module.visit(&mut AsModuleVisitor(visitor));
-    }
-
-    fn map(self: Box<Self>, mapper: &mut dyn DynMapper<B>) -> Box<dyn ErasedModule<B, K>> {
-        let Holder { module, routes } = *self;
-        let module = module.map(&mut AsModuleMapper(mapper));
-        Box::new(Holder::<C, B> { module, routes })
-    }
-
-    fn to_device(self: Box<Self>, device: &B::Device) -> Box<dyn ErasedModule<B, K>> {
-        let Holder { module, routes } = *self;
-        Box::new(Holder::<C, B> {
-            module: module.to_device(device),
-            routes,
-        })
-    }
-
-    fn fork(self: Box<Self>, device: &B::Device) -> Box<dyn ErasedModule<B, K>> {
-        let Holder { module, routes } = *self;
-        Box::new(Holder::<C, B> {
-            module: module.fork(device),
-            routes,
-        })
-    }
-
-    fn routes(&self) -> &Routes {
-        &self.routes
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-
-    fn valid(&self) -> Box<dyn ErasedModule<B::InnerBackend, K>>
-    where
-        B: AutodiffBackend,
-    {
-        // The inner module remembers how to come back to exactly this backend.
-        let routes = self.routes.with::<B, K>(route_from_inner::<C, K, B>);
-        Box::new(Holder::<C, B::InnerBackend> {
-            module: C::valid::<B>(&self.module),
-            routes,
-        })
+    /// The route to `AB`, if known.
+    pub(crate) fn get<AB: AutodiffBackend, K: InterfaceKey>(&self) -> Option<RouteFn<AB, K>> {
+        let key = TypeId::of::<AB>();
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, route)| route.downcast_ref::<RouteFn<AB, K>>().copied())
     }
 }

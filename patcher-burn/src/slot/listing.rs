@@ -8,13 +8,14 @@
 use burn::module::{Module, ModuleVisitor};
 use burn::tensor::backend::Backend;
 
-/// Prefix of the container type a slot's marker uses: `Slot:<interface>:<original>:<state>`.
+/// Prefix of the container type a slot's marker uses:
+/// `Slot:<interface>:<original>:<state>:<build position>`.
 const SLOT_CONTAINER: &str = "Slot:";
 
 /// The container type of a slot's marker.
-pub(crate) fn slot_marker(interface: &str, original: &str, replaced: bool) -> String {
+pub(crate) fn slot_marker(interface: &str, original: &str, replaced: bool, position: &str) -> String {
     let state = if replaced { "replaced" } else { "original" };
-    format!("{SLOT_CONTAINER}{interface}:{original}:{state}")
+    format!("{SLOT_CONTAINER}{interface}:{original}:{state}:{position}")
 }
 
 /// A slot's marker, parsed back.
@@ -22,16 +23,18 @@ pub(crate) struct Marker<'a> {
     pub(crate) interface: &'a str,
     pub(crate) original: &'a str,
     pub(crate) replaced: bool,
+    pub(crate) position: &'a str,
 }
 
 /// The marker in a container type, if it is one.
 pub(crate) fn parse_marker(container_type: &str) -> Option<Marker<'_>> {
     let mark = container_type.strip_prefix(SLOT_CONTAINER)?;
-    let mut parts = mark.splitn(3, ':');
+    let mut parts = mark.splitn(4, ':');
     Some(Marker {
         interface: parts.next().unwrap_or_default(),
         original: parts.next().unwrap_or_default(),
         replaced: parts.next() == Some("replaced"),
+        position: parts.next().unwrap_or_default(),
     })
 }
 
@@ -48,6 +51,8 @@ pub struct SlotInfo {
     pub replaced: bool,
     /// The slot's interface trait.
     pub interface: String,
+    /// Where the model's constructor built it (how a build with path keys finds its path).
+    pub(crate) build_position: String,
 }
 
 /// The slots of `module`, in Burn's visiting order, with Burn's parameter paths (the
@@ -81,6 +86,7 @@ impl<B: Backend> ModuleVisitor<B> for Lister {
                 original_class: marker.original.to_string(),
                 replaced: marker.replaced,
                 interface: marker.interface.to_string(),
+                build_position: marker.position.to_string(),
             });
         }
         // Pushed for marks too: their exit pops it.

@@ -1,12 +1,15 @@
 //! [`Slot<B, I>`]: a module field whose class is chosen while the model is built.
 
+mod build;
 mod check;
 mod class;
+mod context;
 mod erased;
+mod holder;
 mod listing;
+mod mapping;
 mod module;
 mod record;
-mod route;
 mod visitor;
 
 use std::fmt;
@@ -16,16 +19,20 @@ use std::ops::{Deref, DerefMut};
 use burn::tensor::backend::Backend;
 
 pub use check::{load_file_checked, load_record_checked, LoadRecordError, RecordMismatch};
-pub use class::{Implements, InterfaceKey, Patchable, SlotInterface};
+pub use class::{Implements, InterfaceKey, OriginalClass, Patchable, SlotInterface};
+pub use context::{BuildContext, BuildError};
+pub use mapping::{replacement, ClassReplacement};
 pub use listing::{list_slots, SlotInfo};
 pub use record::{SlotRecord, SlotRecordItem};
 pub use visitor::MAX_RANK;
 
-use erased::{ErasedModule, Holder};
-use route::{route_from_inner, Routes};
+pub(crate) use mapping::{ClassMapping, Selector};
+
+use erased::{ErasedModule, Routes};
+use holder::{route_from_inner, Holder};
 
 /// A module field that holds the original class or, when the model was built with a
-/// [`Patcher`](patcher_core::Patcher) mapping that class, its replacement.
+/// [`Patcher`](crate::Patcher) mapping that class, its replacement.
 ///
 /// `I` is the trait object of the interface the parent calls, e.g.
 /// `Slot<B, dyn AttentionLayer<B>>` for a `#[slot_interface]` trait `AttentionLayer`. The slot
@@ -43,6 +50,9 @@ pub struct Slot<B: Backend, I: ?Sized + SlotInterface> {
     /// The class the model asked for (the `class_mapping` key that would replace it).
     original: &'static str,
     replaced: bool,
+    /// Where [`Slot::build`] built it among the model's slots (`3`, `3.0`; empty for
+    /// [`Slot::new`]): how a build with path keys finds the slot's path.
+    position: String,
     _interface: PhantomData<fn() -> Box<I>>,
 }
 
@@ -73,8 +83,15 @@ impl<B: Backend, I: ?Sized + SlotInterface> Slot<B, I> {
             module: Box::new(Holder::<C, B> { module, routes }),
             original,
             replaced,
+            position: String::new(),
             _interface: PhantomData,
         }
+    }
+
+    /// The same slot, built at `position`.
+    pub(crate) fn at_position(mut self, position: String) -> Self {
+        self.position = position;
+        self
     }
 
     /// The class of the module inside (the replacement's name when replaced).
@@ -103,6 +120,7 @@ impl<B: Backend, I: ?Sized + SlotInterface> Slot<B, I> {
             module: self.module,
             original: self.original,
             replaced: self.replaced,
+            position: self.position,
             _interface: PhantomData,
         }
     }
@@ -117,6 +135,7 @@ impl<B: Backend, I: ?Sized + SlotInterface> Slot<B, I> {
             module,
             original: self.original,
             replaced: self.replaced,
+            position: self.position,
             _interface: PhantomData,
         }
     }
@@ -130,6 +149,7 @@ impl<B: Backend, I: ?Sized + SlotInterface> Slot<B, I> {
             module,
             original: self.original,
             replaced: self.replaced,
+            position: self.position.clone(),
             _interface: PhantomData,
         }
     }

@@ -38,7 +38,12 @@ impl<B: Backend, I: ?Sized + SlotInterface> Module<B> for Slot<B, I> {
     fn visit<V: ModuleVisitor<B>>(&self, visitor: &mut V) {
         // An empty enter/exit pair tells listing visitors that a slot is here (path-tracking
         // visitors push and pop it with no parameter in between).
-        let marker = slot_marker(<I::Key as InterfaceKey>::NAME, self.original, self.replaced);
+        let marker = slot_marker(
+            <I::Key as InterfaceKey>::NAME,
+            self.original,
+            self.replaced,
+            &self.position,
+        );
         visitor.enter_module(self.class_name(), &marker);
         visitor.exit_module(self.class_name(), &marker);
         self.module.visit(&mut ToDynVisitor(visitor));
@@ -82,6 +87,7 @@ impl<B: AutodiffBackend, I: ?Sized + SlotInterface> AutodiffModule<B> for Slot<B
             module,
             original,
             replaced,
+            position,
             ..
         } = module;
         let class = module.class_name();
@@ -91,6 +97,7 @@ impl<B: AutodiffBackend, I: ?Sized + SlotInterface> AutodiffModule<B> for Slot<B
                 module,
                 original,
                 replaced,
+                position,
                 _interface: PhantomData,
             },
             None => panic!(

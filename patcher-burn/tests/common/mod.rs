@@ -68,7 +68,7 @@ impl<B: Backend> Tiny<B> {
 
 impl<B: Backend> PretrainedModel<B> for Tiny<B> {
     fn weight_conversions() -> Vec<WeightTransform> {
-        let gate_up = WeightConverter::new(
+        let gate_up = WeightConverter::try_new(
             ["experts.*.gate_proj.weight", "experts.*.up_proj.weight"],
             "experts.gate_up_proj",
             vec![
@@ -76,7 +76,7 @@ impl<B: Backend> PretrainedModel<B> for Tiny<B> {
                 Arc::new(Concatenate::new(1)),
             ],
         );
-        let down = WeightConverter::new(
+        let down = WeightConverter::try_new(
             "experts.*.down_proj.weight",
             "experts.down_proj",
             vec![Arc::new(MergeModulelist::new(0))],

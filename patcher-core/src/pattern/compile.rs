@@ -201,17 +201,29 @@ impl PatternSet {
         })
     }
 
+    /// A set that matches no key (stands in for the patterns of a transform that did not
+    /// compile; that transform reports its error when validated).
+    pub(crate) fn empty() -> Self {
+        Self {
+            patterns: Vec::new(),
+            // `[^\s\S]` matches no character, so nothing.
+            regex: Regex::new(r"[^\s\S]").expect("a constant, valid regex"),
+            branches: Vec::new(),
+            capture_counts: Vec::new(),
+        }
+    }
+
     /// The patterns, as given.
     pub fn patterns(&self) -> &[String] {
         &self.patterns
     }
 
-    /// Number of patterns (never zero).
+    /// Number of patterns (zero only for the set of a transform that did not compile).
     pub fn len(&self) -> usize {
         self.patterns.len()
     }
 
-    /// Always false: a set has at least one pattern.
+    /// Whether the set has no pattern (only that of a transform that did not compile).
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }

@@ -32,7 +32,7 @@ mod tests;
 
 pub use compile::{PatternMatch, PatternSet};
 pub use natural::{natural_key_cmp, natural_key_order, NaturalKey};
-pub(crate) use suggest::closest_name;
+pub use suggest::closest_name;
 pub use target::{process_source_pattern, process_target_pattern};
 
 /// A key pattern could not be used.

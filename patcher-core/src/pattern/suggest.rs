@@ -15,7 +15,7 @@ pub(crate) const BUDGET: usize = 4_000_000;
 /// The candidate most similar to `name` (normalized Levenshtein), if at least `min_similarity`
 /// (0.0 to 1.0). Ties go to the earlier candidate; `name` itself is never suggested, and only
 /// one of `candidates` is ever returned.
-pub(crate) fn closest_name<'a>(
+pub fn closest_name<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
     min_similarity: f64,

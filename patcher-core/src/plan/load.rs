@@ -248,7 +248,11 @@ pub(crate) fn plan_load(
         .filter(|k| !covered.contains(k))
         .collect();
     natural_key_order(&mut missing);
+    let (ignored_missing, missing) = missing
+        .into_iter()
+        .partition(|k| options.is_ignored_missing(k));
     report.missing = missing;
+    report.missing_ignored = ignored_missing;
     report
         .mismatched
         .sort_by(|a, b| natural_key_cmp(&a.name, &b.name));

@@ -88,7 +88,7 @@ pub enum Direction {
 /// use patcher_core::{DType, HostTensor, TensorMeta, WeightConverter, WeightTransform};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let transforms: Vec<WeightTransform> = vec![WeightConverter::new(
+/// let transforms: Vec<WeightTransform> = vec![WeightConverter::try_new(
 ///     ["q_proj.weight", "k_proj.weight", "v_proj.weight"],
 ///     "qkv_proj.weight",
 ///     vec![Arc::new(Concatenate::new(0))],
@@ -148,7 +148,7 @@ pub struct ConversionPlan {
 impl ConversionPlan {
     /// Plans loading `checkpoint` (key, dtype and shape of every tensor) into a model whose
     /// parameters are `expected` (PyTorch names and shapes), through `transforms` (the model's
-    /// conversions, after a [`Patcher`](crate::Patcher) if any).
+    /// conversions, after a patcher's [`WeightPatch`](crate::WeightPatch) if any).
     ///
     /// Keys are taken in natural order. Each goes through every renaming in order (chained), then
     /// the first converter whose pattern matches claims it, then the base model prefix is added

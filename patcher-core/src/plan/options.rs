@@ -40,6 +40,11 @@ pub struct PlanOptions {
     /// without being parameters (transformers' `_keys_to_ignore_on_load_unexpected`). They are
     /// reported as ignored, never as unexpected.
     pub ignore_unexpected: Vec<Regex>,
+    /// Patterns (regexes, searched anywhere in the parameter's checkpoint name) of parameters
+    /// that checkpoints need not hold (transformers' `_keys_to_ignore_on_load_missing`: adapters
+    /// such as LoRA's, buffers computed at build time). Nothing loaded into them is reported as
+    /// [`missing_ignored`](super::LoadReport::missing_ignored), never as missing.
+    pub ignore_missing: Vec<Regex>,
     /// The model's float dtype: float checkpoint tensors are cast to it before the ops run (the
     /// loader does so), so converter sources of mixed float dtypes plan like the cast tensors.
     pub float_dtype: Option<DType>,
@@ -76,6 +81,23 @@ impl PlanOptions {
                 .push(compile_ignore(pattern.as_ref())?);
         }
         Ok(self)
+    }
+
+    /// Adds patterns of parameters checkpoints need not hold. Errors, naming the pattern, if one
+    /// is empty or not a valid regex.
+    pub fn ignore_missing<S: AsRef<str>>(
+        mut self,
+        patterns: impl IntoIterator<Item = S>,
+    ) -> Result<Self, PatternError> {
+        for pattern in patterns {
+            self.ignore_missing.push(compile_ignore(pattern.as_ref())?);
+        }
+        Ok(self)
+    }
+
+    /// Whether parameter `name` matches an ignore-missing pattern.
+    pub fn is_ignored_missing(&self, name: &str) -> bool {
+        self.ignore_missing.iter().any(|re| re.is_match(name))
     }
 
     /// Sets the model's float dtype.

@@ -89,6 +89,10 @@ pub struct LoadReport {
     pub ignored: Vec<String>,
     /// Model parameters nothing loads into, in natural order.
     pub missing: Vec<String>,
+    /// Parameters nothing loads into that match an ignore-missing pattern
+    /// ([`PlanOptions::ignore_missing`](super::PlanOptions::ignore_missing)): they keep their
+    /// initial values, and are not an error. In natural order.
+    pub missing_ignored: Vec<String>,
     /// Parameters with a shape that differs from the model's, in natural order.
     pub mismatched: Vec<ShapeMismatch>,
     /// Tensors of a dtype their parameter cannot take (a float tensor for an int buffer).
@@ -166,6 +170,13 @@ impl fmt::Display for LoadReport {
                 f,
                 "{} checkpoint keys ignored (declared as not parameters)",
                 self.ignored.len()
+            )?;
+        }
+        if !self.missing_ignored.is_empty() {
+            writeln!(
+                f,
+                "{} parameters kept as initialized (declared as not in checkpoints)",
+                self.missing_ignored.len()
             )?;
         }
         section(

@@ -33,6 +33,20 @@ impl TransformCore {
         Self::build(kind, sources, targets)
     }
 
+    /// A core that matches no key, for a transform whose patterns did not compile (it keeps its
+    /// error and reports it when validated).
+    pub(crate) fn unmatchable(sources: Vec<String>, targets: Vec<String>) -> Self {
+        Self {
+            sources: sources.clone(),
+            targets: targets.clone(),
+            original_sources: sources,
+            original_targets: targets,
+            compiled: PatternSet::empty(),
+            scope_prefix: None,
+            base_model_prefix: None,
+        }
+    }
+
     /// [`Self::new`] without the empty-source check: the reverse of a renaming whose target is
     /// empty (e.g. `^model\.` -> ``) gets an anchored `^` source, which is what it needs.
     fn build(

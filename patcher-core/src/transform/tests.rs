@@ -45,18 +45,18 @@ fn identity(many_to_many: bool) -> Vec<Arc<dyn ConversionOp>> {
 
 #[test]
 fn converter_needs_an_op() {
-    let err = WeightConverter::new("a", "b", vec![]).unwrap_err();
+    let err = WeightConverter::try_new("a", "b", vec![]).unwrap_err();
     assert!(matches!(err, TransformError::NoOperations { .. }));
     assert!(err.to_string().contains("at least one op"), "{err}");
 }
 
 #[test]
 fn many_to_many_needs_a_supporting_op() {
-    let err = WeightConverter::new(["a", "b"], ["c", "d"], identity(false)).unwrap_err();
+    let err = WeightConverter::try_new(["a", "b"], ["c", "d"], identity(false)).unwrap_err();
     assert!(matches!(err, TransformError::ManyToMany { .. }));
-    assert!(WeightConverter::new(["a", "b"], ["c", "d"], identity(true)).is_ok());
-    assert!(WeightConverter::new(["a", "b"], "c", identity(false)).is_ok());
-    assert!(WeightConverter::new("a", ["c", "d"], identity(false)).is_ok());
+    assert!(WeightConverter::try_new(["a", "b"], ["c", "d"], identity(true)).is_ok());
+    assert!(WeightConverter::try_new(["a", "b"], "c", identity(false)).is_ok());
+    assert!(WeightConverter::try_new("a", ["c", "d"], identity(false)).is_ok());
 }
 
 #[test]
@@ -76,15 +76,15 @@ fn patterns_are_required_and_valid() {
 #[test]
 fn accepts_strings_arrays_and_vectors() {
     let owned: Vec<String> = vec!["a.weight".into(), "b.weight".into()];
-    let c = WeightConverter::new(owned, "c.weight".to_string(), identity(false)).unwrap();
+    let c = WeightConverter::try_new(owned, "c.weight".to_string(), identity(false)).unwrap();
     assert_eq!(c.source_patterns(), ["a.weight", "b.weight"]);
-    let c = WeightConverter::new(["a"], vec!["x", "y"], identity(false)).unwrap();
+    let c = WeightConverter::try_new(["a"], vec!["x", "y"], identity(false)).unwrap();
     assert_eq!(c.target_patterns(), ["x", "y"]);
 }
 
 #[test]
 fn rename_replaces_the_matched_part_with_the_first_target() {
-    let c = WeightConverter::new(
+    let c = WeightConverter::try_new(
         "self_attn.qkv_proj.weight",
         ["self_attn.q_proj.weight", "self_attn.k_proj.weight"],
         vec![Arc::new(Chunk::new(0))],
@@ -166,13 +166,13 @@ fn anchors_of_paired_targets_propagate_to_sources() {
     assert!(r.rename_source_key("x.decoder.w").is_none());
     assert_eq!(r.rename_source_key("decoder.w").unwrap().0, "encoder.w");
     // Unpaired lists (3 -> 1) are left alone.
-    let c = WeightConverter::new(["a", "b", "c"], "^d", identity(false)).unwrap();
+    let c = WeightConverter::try_new(["a", "b", "c"], "^d", identity(false)).unwrap();
     assert_eq!(c.source_patterns(), ["a", "b", "c"]);
 }
 
 #[test]
 fn reverse_swaps_patterns_and_reverses_ops() {
-    let c = WeightConverter::new(
+    let c = WeightConverter::try_new(
         ["experts.*.w1.weight", "experts.*.w3.weight"],
         "experts.gate_up_proj.weight",
         vec![
@@ -199,7 +199,7 @@ fn reverse_swaps_patterns_and_reverses_ops() {
 
 #[test]
 fn reverse_without_reverse_op_names_the_op() {
-    let c = WeightConverter::new("a", "b", identity(false)).unwrap();
+    let c = WeightConverter::try_new("a", "b", identity(false)).unwrap();
     let err = c.reverse().unwrap_err();
     match &err {
         TransformError::NotReversible { op, transform } => {
@@ -234,7 +234,7 @@ fn scope_restricts_and_keeps_the_prefix() {
 
 #[test]
 fn display_names_patterns_ops_and_scope() {
-    let c = WeightConverter::new(["a", "b"], "c", vec![Arc::new(Concatenate::new(1))])
+    let c = WeightConverter::try_new(["a", "b"], "c", vec![Arc::new(Concatenate::new(1))])
         .unwrap()
         .with_scope_prefix("enc");
     assert_eq!(

@@ -2,11 +2,12 @@
 //! stack of layers between the embedding and the final norm, and the LM head (untied or tied to
 //! the embedding). The model classes hold the parts as their own fields and pass them in.
 
-use burn::nn::{Embedding, Linear};
+use burn::nn::{Embedding, LinearConfig};
 use burn::prelude::*;
+use patcher_burn::layers::LinearLayer;
 
 use super::attention::causal_mask;
-use super::init::linear;
+use super::init::linear_config;
 use super::output::CausalLMOutput;
 use super::rope::{PositionEmbeddings, RotaryEmbedding};
 
@@ -79,23 +80,22 @@ pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
     (hidden, all)
 }
 
-/// `lm_head`: `hidden -> vocab`, no bias; `None` when `tie_word_embeddings` (the logits then use
-/// the embedding matrix, and a checkpoint has no `lm_head.weight` to load).
-pub fn lm_head<B: Backend>(
+/// The config of `lm_head`: `hidden -> vocab`, no bias; `None` when `tie_word_embeddings` (the
+/// logits then use the embedding matrix, and a checkpoint has no `lm_head.weight` to load).
+pub fn lm_head(
     tie_word_embeddings: bool,
     hidden_size: usize,
     vocab_size: usize,
     initializer_range: f64,
-    device: &B::Device,
-) -> Option<Linear<B>> {
+) -> Option<LinearConfig> {
     (!tie_word_embeddings)
-        .then(|| linear(hidden_size, vocab_size, false, initializer_range, device))
+        .then(|| linear_config(hidden_size, vocab_size, false, initializer_range))
 }
 
 /// `XxxForCausalLM.forward` after its model: the logits of the final hidden states through
 /// `lm_head`, or through `embed_tokens.weight` when tied, with the model's hidden states.
 pub fn causal_lm_output<B: Backend>(
-    lm_head: Option<&Linear<B>>,
+    lm_head: Option<&dyn LinearLayer<B>>,
     embed_tokens: &Embedding<B>,
     (hidden, hidden_states): (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>),
 ) -> CausalLMOutput<B> {

@@ -14,10 +14,15 @@ pub fn linear<B: Backend>(
     std: f64,
     device: &B::Device,
 ) -> Linear<B> {
+    linear_config(d_in, d_out, bias, std).init(device)
+}
+
+/// The config of `nn.Linear(d_in, d_out, bias)`, normal-initialised: `.init(device)` builds a
+/// `Linear`, `.init_slot(ctx)` a substitutable one.
+pub fn linear_config(d_in: usize, d_out: usize, bias: bool, std: f64) -> LinearConfig {
     LinearConfig::new(d_in, d_out)
         .with_bias(bias)
         .with_initializer(normal(std))
-        .init(device)
 }
 
 /// `nn.Embedding(n, d)`.

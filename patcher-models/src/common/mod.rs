@@ -25,7 +25,7 @@ pub use decoder::{
     causal_lm_output, decoder_stack_forward, lm_head, pre_norm_residuals, DecoderLayer,
 };
 pub use dispatch::{ExpertAssignment, ExpertDispatch};
-pub use init::{embedding, linear, normal_param, ones_param};
+pub use init::{embedding, linear, linear_config, normal_param, ones_param};
 pub use interfaces::{DecoderAttention, MoeExperts};
 pub use norm::rms_norm;
 pub use output::CausalLMOutput;

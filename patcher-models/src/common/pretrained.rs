@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use patcher_burn::{BuildContext, LoadOptions, Loaded, PretrainedModel};
-use patcher_core::{Checkpoint, Patcher};
+use patcher_burn::Patcher;
+use patcher_core::Checkpoint;
 
 use super::limits::{check_fits, SizedConfig};
 
@@ -22,7 +23,7 @@ pub(crate) fn from_pretrained<B: Backend, M: PretrainedModel<B>, C: SizedConfig>
     device: &B::Device,
     options: &LoadOptions,
     read_config: impl FnOnce(PathBuf) -> Result<C, ConfigError>,
-    build: impl FnOnce(&C, &BuildContext<'_, B>) -> M,
+    build: impl Fn(&C, &BuildContext<'_, B>) -> M,
 ) -> Result<Loaded<M>, PretrainedError> {
     let config = read_config(config_path(path))?;
     // Plan, then build: the config's sizes are compared with the checkpoint's header before

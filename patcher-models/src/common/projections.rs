@@ -1,27 +1,28 @@
 //! The linear projections that several classes hold as their own fields (separate q/k/v/o
 //! attention, gated MLPs): built and run here, once. The classes keep the linears as fields so
 //! that their parameter paths stay transformers' (`self_attn.q_proj.weight`, `mlp.up_proj.weight`).
+//!
+//! They take the projections as `&dyn LinearLayer<B>`, so a class may hold Burn `Linear`s or
+//! substitutable [`LinearSlot`](patcher_burn::layers::LinearSlot)s.
 
-use burn::nn::Linear;
+use burn::nn::LinearConfig;
 use burn::prelude::*;
+use patcher_burn::layers::LinearLayer;
 
 use super::activation::Activation;
 use super::attention::{eager_attention, AttentionSpec};
-use super::init::linear;
+use super::init::linear_config;
 use super::rope::PositionEmbeddings;
 
-/// `[q_proj, k_proj, v_proj, o_proj]` of an attention class with separate q/k/v projections,
-/// shaped and biased by `spec`.
-pub fn attention_projections<B: Backend>(
-    spec: &AttentionSpec,
-    device: &B::Device,
-) -> [Linear<B>; 4] {
+/// The configs of `[q_proj, k_proj, v_proj, o_proj]` of an attention class with separate q/k/v
+/// projections, shaped and biased by `spec` (`.init(device)` each, or `.init_slot(ctx)`).
+pub fn attention_projections(spec: &AttentionSpec) -> [LinearConfig; 4] {
     let (h, std) = (spec.hidden_size, spec.initializer_range);
     [
-        linear(h, spec.q_size(), spec.qkv_bias, std, device),
-        linear(h, spec.kv_size(), spec.qkv_bias, std, device),
-        linear(h, spec.kv_size(), spec.qkv_bias, std, device),
-        linear(spec.q_size(), h, spec.o_bias, std, device),
+        linear_config(h, spec.q_size(), spec.qkv_bias, std),
+        linear_config(h, spec.kv_size(), spec.qkv_bias, std),
+        linear_config(h, spec.kv_size(), spec.qkv_bias, std),
+        linear_config(spec.q_size(), h, spec.o_bias, std),
     ]
 }
 
@@ -29,7 +30,7 @@ pub fn attention_projections<B: Backend>(
 /// o_proj]`: project, [`eager_attention`], project out (`hidden_states [batch, seq, hidden]` to
 /// `[batch, seq, hidden]`).
 pub fn separate_qkv_attention<B: Backend>(
-    [q_proj, k_proj, v_proj, o_proj]: [&Linear<B>; 4],
+    [q_proj, k_proj, v_proj, o_proj]: [&dyn LinearLayer<B>; 4],
     spec: &AttentionSpec,
     hidden_states: Tensor<B, 3>,
     position_embeddings: &PositionEmbeddings<B>,
@@ -42,24 +43,24 @@ pub fn separate_qkv_attention<B: Backend>(
     o_proj.forward(out)
 }
 
-/// `[gate_proj, up_proj, down_proj]` of a gated MLP from `hidden` to `intermediate` and back.
-pub fn gated_mlp_projections<B: Backend>(
+/// The configs of `[gate_proj, up_proj, down_proj]` of a gated MLP from `hidden` to
+/// `intermediate` and back.
+pub fn gated_mlp_projections(
     hidden: usize,
     intermediate: usize,
     bias: bool,
     std: f64,
-    device: &B::Device,
-) -> [Linear<B>; 3] {
+) -> [LinearConfig; 3] {
     [
-        linear(hidden, intermediate, bias, std, device),
-        linear(hidden, intermediate, bias, std, device),
-        linear(intermediate, hidden, bias, std, device),
+        linear_config(hidden, intermediate, bias, std),
+        linear_config(hidden, intermediate, bias, std),
+        linear_config(intermediate, hidden, bias, std),
     ]
 }
 
 /// `down(act(gate(x)) * up(x))` over the last dimension (transformers' `XxxMLP.forward`).
 pub fn gated_mlp<B: Backend, const D: usize>(
-    [gate_proj, up_proj, down_proj]: [&Linear<B>; 3],
+    [gate_proj, up_proj, down_proj]: [&dyn LinearLayer<B>; 3],
     act_fn: Activation,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {

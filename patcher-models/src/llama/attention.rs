@@ -1,8 +1,9 @@
 //! `LlamaAttention`: separate q/k/v/o projections (biases when `attention_bias`), RoPE,
 //! grouped-query eager attention.
 
-use burn::nn::Linear;
 use burn::prelude::*;
+use patcher_burn::layers::{InitSlot, LinearSlot};
+use patcher_burn::BuildContext;
 
 use patcher_derive::Patchable;
 
@@ -18,22 +19,22 @@ use crate::common::{
 #[patchable(crate = "patcher_burn", implements(LlamaAttentionInterface))]
 pub struct LlamaAttention<B: Backend> {
     /// `hidden -> heads * head_dim`.
-    pub q_proj: Linear<B>,
+    pub q_proj: LinearSlot<B>,
     /// `hidden -> kv_heads * head_dim`.
-    pub k_proj: Linear<B>,
+    pub k_proj: LinearSlot<B>,
     /// `hidden -> kv_heads * head_dim`.
-    pub v_proj: Linear<B>,
+    pub v_proj: LinearSlot<B>,
     /// `heads * head_dim -> hidden`.
-    pub o_proj: Linear<B>,
+    pub o_proj: LinearSlot<B>,
     #[module(skip)]
     spec: AttentionSpec,
 }
 
 impl<B: Backend> LlamaAttention<B> {
     /// `LlamaAttention(config, layer_idx)`.
-    pub fn new(config: &LlamaConfig, layer_idx: usize, device: &B::Device) -> Self {
+    pub fn new(config: &LlamaConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
         let spec = config.attention_spec(layer_idx);
-        let [q_proj, k_proj, v_proj, o_proj] = attention_projections(&spec, device);
+        let [q_proj, k_proj, v_proj, o_proj] = attention_projections(&spec).map(|c| c.init_slot(ctx));
         Self {
             q_proj,
             k_proj,
@@ -49,12 +50,6 @@ impl<B: Backend> LlamaAttention<B> {
     }
 }
 
-impl<B: Backend> LlamaAttentionInterface<B> for LlamaAttention<B> {
-    fn new(config: &LlamaConfig, layer_idx: usize, device: &B::Device) -> Self {
-        LlamaAttention::new(config, layer_idx, device)
-    }
-}
-
 impl<B: Backend> DecoderAttention<B> for LlamaAttention<B> {
     fn forward(
         &self,
@@ -62,7 +57,7 @@ impl<B: Backend> DecoderAttention<B> for LlamaAttention<B> {
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
     ) -> Tensor<B, 3> {
-        let projections = [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj];
+        let projections = [&*self.q_proj, &*self.k_proj, &*self.v_proj, &*self.o_proj];
         separate_qkv_attention(
             projections,
             &self.spec,

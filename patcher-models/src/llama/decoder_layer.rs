@@ -29,7 +29,7 @@ impl<B: Backend> LlamaDecoderLayer<B> {
         let norm = || LlamaRMSNorm::new(config.hidden_size, config.rms_norm_eps, device);
         Self {
             self_attn: Slot::build::<LlamaAttention<B>>(ctx, (config, layer_idx)),
-            mlp: LlamaMLP::new(config, device),
+            mlp: LlamaMLP::new(config, ctx),
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
         }

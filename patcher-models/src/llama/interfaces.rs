@@ -2,6 +2,7 @@
 //! constructor arguments, as in transformers) and what it computes ([`DecoderAttention`]).
 
 use burn::prelude::*;
+use patcher_burn::BuildContext;
 use patcher_derive::slot_interface;
 
 use super::config::LlamaConfig;
@@ -11,8 +12,7 @@ use crate::common::DecoderAttention;
 /// (e.g. [`FusedQKVAttention`](crate::replacements::FusedQKVAttention)).
 #[slot_interface(crate = "patcher_burn")]
 pub trait LlamaAttentionInterface<B: Backend>: DecoderAttention<B> {
-    /// `Class(config, layer_idx)` on `device`.
-    fn new(config: &LlamaConfig, layer_idx: usize, device: &B::Device) -> Self
-    where
-        Self: Sized;
+    /// `Class::new(config, layer_idx, ctx)`: the context builds the class's own slots (its
+    /// linears, say) and knows the device.
+    fn new(config: &LlamaConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self;
 }

@@ -1,9 +1,9 @@
 //! `LlamaModel` (embeddings, layers, final norm) and `LlamaForCausalLM` (plus `lm_head`).
 
-use burn::nn::{Embedding, Linear};
+use burn::nn::Embedding;
 use burn::prelude::*;
-use patcher_burn::{BuildContext, BuildError};
-use patcher_core::Patcher;
+use patcher_burn::layers::{InitSlot, LinearSlot};
+use patcher_burn::{BuildContext, BuildError, Patcher};
 
 use super::config::LlamaConfig;
 use super::decoder_layer::LlamaDecoderLayer;
@@ -70,7 +70,7 @@ pub struct LlamaForCausalLM<B: Backend> {
     pub model: LlamaModel<B>,
     /// `hidden -> vocab`, no bias; `None` when `tie_word_embeddings` (the logits then use
     /// `model.embed_tokens.weight`, and the checkpoint has no `lm_head.weight` to load).
-    pub lm_head: Option<Linear<B>>,
+    pub lm_head: Option<LinearSlot<B>>,
 }
 
 impl<B: Backend> LlamaForCausalLM<B> {
@@ -101,8 +101,8 @@ impl<B: Backend> LlamaForCausalLM<B> {
                 config.hidden_size,
                 config.vocab_size,
                 config.initializer_range,
-                ctx.device(),
-            ),
+            )
+            .map(|c| c.init_slot(ctx)),
         }
     }
 
@@ -123,7 +123,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
     ) -> CausalLMOutput<B> {
         let model_output = self.model.forward(input_ids, output_hidden_states);
         causal_lm_output(
-            self.lm_head.as_ref(),
+            self.lm_head.as_deref(),
             &self.model.embed_tokens,
             model_output,
         )

@@ -1,8 +1,9 @@
 //! `LlamaRMSNorm` and `LlamaMLP`.
 
 use burn::module::Param;
-use burn::nn::Linear;
 use burn::prelude::*;
+use patcher_burn::layers::{InitSlot, LinearSlot};
+use patcher_burn::BuildContext;
 
 use super::config::LlamaConfig;
 use crate::common::{gated_mlp, gated_mlp_projections, ones_param, rms_norm, Activation};
@@ -35,25 +36,25 @@ impl<B: Backend> LlamaRMSNorm<B> {
 #[derive(Module, Debug)]
 pub struct LlamaMLP<B: Backend> {
     /// `hidden -> intermediate`.
-    pub gate_proj: Linear<B>,
+    pub gate_proj: LinearSlot<B>,
     /// `hidden -> intermediate`.
-    pub up_proj: Linear<B>,
+    pub up_proj: LinearSlot<B>,
     /// `intermediate -> hidden`.
-    pub down_proj: Linear<B>,
+    pub down_proj: LinearSlot<B>,
     #[module(skip)]
     act_fn: Activation,
 }
 
 impl<B: Backend> LlamaMLP<B> {
-    /// `LlamaMLP(config)`.
-    pub fn new(config: &LlamaConfig, device: &B::Device) -> Self {
+    /// `LlamaMLP(config)`, its linears built through `ctx`.
+    pub fn new(config: &LlamaConfig, ctx: &BuildContext<'_, B>) -> Self {
         let [gate_proj, up_proj, down_proj] = gated_mlp_projections(
             config.hidden_size,
             config.intermediate_size,
             config.mlp_bias,
             config.initializer_range,
-            device,
-        );
+        )
+        .map(|c| c.init_slot(ctx));
         Self {
             gate_proj,
             up_proj,
@@ -64,7 +65,7 @@ impl<B: Backend> LlamaMLP<B> {
 
     /// Applies the gated MLP to the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let projections = [&self.gate_proj, &self.up_proj, &self.down_proj];
+        let projections = [&*self.gate_proj, &*self.up_proj, &*self.down_proj];
         gated_mlp(projections, self.act_fn, x)
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use patcher_burn::{LoadOptions, Loaded};
-use patcher_core::Patcher;
+use patcher_burn::Patcher;
 
 use super::config::LlamaConfig;
 use super::model::{LlamaForCausalLM, LlamaModel};

@@ -3,6 +3,8 @@
 
 use burn::nn::Linear;
 use burn::prelude::*;
+use patcher_burn::layers::LinearLayer;
+use patcher_burn::BuildContext;
 
 use patcher_derive::Patchable;
 
@@ -31,9 +33,10 @@ pub struct Qwen2MoeAttention<B: Backend> {
 
 impl<B: Backend> Qwen2MoeAttention<B> {
     /// `Qwen2MoeAttention(config, layer_idx)`.
-    pub fn new(config: &Qwen2MoeConfig, layer_idx: usize, device: &B::Device) -> Self {
+    pub fn new(config: &Qwen2MoeConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
         let spec = config.attention_spec(layer_idx);
-        let [q_proj, k_proj, v_proj, o_proj] = attention_projections(&spec, device);
+        let [q_proj, k_proj, v_proj, o_proj] =
+            attention_projections(&spec).map(|c| c.init(ctx.device()));
         Self {
             q_proj,
             k_proj,
@@ -49,12 +52,6 @@ impl<B: Backend> Qwen2MoeAttention<B> {
     }
 }
 
-impl<B: Backend> Qwen2MoeAttentionInterface<B> for Qwen2MoeAttention<B> {
-    fn new(config: &Qwen2MoeConfig, layer_idx: usize, device: &B::Device) -> Self {
-        Qwen2MoeAttention::new(config, layer_idx, device)
-    }
-}
-
 impl<B: Backend> DecoderAttention<B> for Qwen2MoeAttention<B> {
     fn forward(
         &self,
@@ -62,7 +59,8 @@ impl<B: Backend> DecoderAttention<B> for Qwen2MoeAttention<B> {
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
     ) -> Tensor<B, 3> {
-        let projections = [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj];
+        let projections: [&dyn LinearLayer<B>; 4] =
+            [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj];
         separate_qkv_attention(
             projections,
             &self.spec,

@@ -2,8 +2,6 @@
 //! declares them for `qwen2_moe`: the checkpoint's per-expert linears are merged into the fused
 //! `Qwen2MoeExperts` parameters.
 
-use std::sync::Arc;
-
 use patcher_core::ops::{Concatenate, MergeModulelist};
 use patcher_core::{WeightConverter, WeightTransform};
 
@@ -13,25 +11,17 @@ use patcher_core::{WeightConverter, WeightTransform};
 ///   (`[E, I, H]` + `[E, I, H]` -> `[E, 2I, H]`);
 /// - `mlp.experts.*.down_proj.weight` -> `mlp.experts.down_proj` by `MergeModulelist(dim=0)`.
 pub fn default_weight_conversions() -> Vec<WeightTransform> {
-    // The patterns are constants checked by this crate's tests, so construction cannot fail.
     let gate_up = WeightConverter::new(
         [
             "mlp.experts.*.gate_proj.weight",
             "mlp.experts.*.up_proj.weight",
         ],
         "mlp.experts.gate_up_proj",
-        vec![
-            Arc::new(MergeModulelist::new(0)),
-            Arc::new(Concatenate::new(1)),
-        ],
     )
-    .expect("constant qwen2_moe gate_up_proj converter is valid");
-    let down = WeightConverter::new(
-        "mlp.experts.*.down_proj.weight",
-        "mlp.experts.down_proj",
-        vec![Arc::new(MergeModulelist::new(0))],
-    )
-    .expect("constant qwen2_moe down_proj converter is valid");
+    .op(MergeModulelist::new(0))
+    .op(Concatenate::new(1));
+    let down = WeightConverter::new("mlp.experts.*.down_proj.weight", "mlp.experts.down_proj")
+        .op(MergeModulelist::new(0));
     vec![gate_up.into(), down.into()]
 }
 
@@ -44,6 +34,7 @@ mod tests {
         let table = default_weight_conversions();
         assert_eq!(table.len(), 2);
         assert!(table.iter().all(WeightTransform::is_converter));
+        assert!(table.iter().all(|t| t.validate().is_ok()));
         let key = "model.layers.1.mlp.experts.3.up_proj.weight";
         let (renamed, _) = table[0].rename_source_key(key).unwrap();
         assert_eq!(renamed, "model.layers.1.mlp.experts.gate_up_proj");

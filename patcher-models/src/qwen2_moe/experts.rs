@@ -41,12 +41,6 @@ impl<B: Backend> Qwen2MoeExperts<B> {
     }
 }
 
-impl<B: Backend> Qwen2MoeExpertsInterface<B> for Qwen2MoeExperts<B> {
-    fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self {
-        Qwen2MoeExperts::new(config, device)
-    }
-}
-
 impl<B: Backend> MoeExperts<B> for Qwen2MoeExperts<B> {
     /// transformers' eager loop: for each expert that was hit, its tokens go through
     /// `down(act(gate) * up)`, are scaled by their routing weight and added to the output.

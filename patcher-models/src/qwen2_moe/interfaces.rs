@@ -3,6 +3,7 @@
 //! forward traits of [`crate::common`]).
 
 use burn::prelude::*;
+use patcher_burn::BuildContext;
 use patcher_derive::slot_interface;
 
 use super::config::Qwen2MoeConfig;
@@ -12,18 +13,15 @@ use crate::common::{DecoderAttention, MoeExperts};
 /// (e.g. [`FusedQKVAttention`](crate::replacements::FusedQKVAttention)).
 #[slot_interface(crate = "patcher_burn")]
 pub trait Qwen2MoeAttentionInterface<B: Backend>: DecoderAttention<B> {
-    /// `Class(config, layer_idx)` on `device`.
-    fn new(config: &Qwen2MoeConfig, layer_idx: usize, device: &B::Device) -> Self
-    where
-        Self: Sized;
+    /// `Class::new(config, layer_idx, ctx)`: the context builds the class's own slots and knows
+    /// the device.
+    fn new(config: &Qwen2MoeConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self;
 }
 
 /// Classes that fill `Qwen2MoeSparseMoeBlock.experts`: `Qwen2MoeExperts` and its replacements
 /// (e.g. [`SequentialExperts`](crate::replacements::SequentialExperts)).
 #[slot_interface(crate = "patcher_burn")]
 pub trait Qwen2MoeExpertsInterface<B: Backend>: MoeExperts<B> {
-    /// `Class(config)` on `device`.
-    fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self
-    where
-        Self: Sized;
+    /// `Class::new(config, device)`.
+    fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self;
 }

@@ -2,8 +2,9 @@
 
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
+use patcher_burn::layers::LinearLayer;
 use patcher_burn::{BuildContext, BuildError};
-use patcher_core::Patcher;
+use patcher_burn::Patcher;
 
 use super::config::{LayerType, Qwen2MoeConfig};
 use super::decoder_layer::Qwen2MoeDecoderLayer;
@@ -112,8 +113,8 @@ impl<B: Backend> Qwen2MoeForCausalLM<B> {
                 config.hidden_size,
                 config.vocab_size,
                 config.initializer_range,
-                ctx.device(),
-            ),
+            )
+            .map(|c| c.init(ctx.device())),
         }
     }
 
@@ -134,7 +135,7 @@ impl<B: Backend> Qwen2MoeForCausalLM<B> {
     ) -> CausalLMOutput<B> {
         let model_output = self.model.forward(input_ids, output_hidden_states);
         causal_lm_output(
-            self.lm_head.as_ref(),
+            self.lm_head.as_ref().map(|l| l as &dyn LinearLayer<B>),
             &self.model.embed_tokens,
             model_output,
         )

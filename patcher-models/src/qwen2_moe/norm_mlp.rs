@@ -3,6 +3,7 @@
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
+use patcher_burn::layers::LinearLayer;
 
 use super::config::Qwen2MoeConfig;
 use crate::common::{gated_mlp, gated_mlp_projections, ones_param, rms_norm, Activation};
@@ -49,7 +50,7 @@ impl<B: Backend> Qwen2MoeMLP<B> {
     pub fn new(config: &Qwen2MoeConfig, intermediate_size: usize, device: &B::Device) -> Self {
         let (h, std) = (config.hidden_size, config.initializer_range);
         let [gate_proj, up_proj, down_proj] =
-            gated_mlp_projections(h, intermediate_size, false, std, device);
+            gated_mlp_projections(h, intermediate_size, false, std).map(|c| c.init(device));
         Self {
             gate_proj,
             up_proj,
@@ -60,7 +61,7 @@ impl<B: Backend> Qwen2MoeMLP<B> {
 
     /// Applies the gated MLP to the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let projections = [&self.gate_proj, &self.up_proj, &self.down_proj];
+        let projections: [&dyn LinearLayer<B>; 3] = [&self.gate_proj, &self.up_proj, &self.down_proj];
         gated_mlp(projections, self.act_fn, x)
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use patcher_burn::{LoadOptions, Loaded};
-use patcher_core::Patcher;
+use patcher_burn::Patcher;
 
 use super::config::Qwen2MoeConfig;
 use super::model::{Qwen2MoeForCausalLM, Qwen2MoeModel};

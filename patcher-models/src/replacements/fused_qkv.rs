@@ -7,12 +7,13 @@
 //! checkpoint weights produces. (The seed's Python sketch used `3 * num_attention_heads *
 //! head_dim`, wrong for grouped-query attention.)
 
-use burn::nn::Linear;
 use burn::prelude::*;
+use patcher_burn::layers::{InitSlot, LinearSlot};
+use patcher_burn::BuildContext;
 
 use patcher_derive::Patchable;
 
-use crate::common::{eager_attention, linear, AttentionSpec, DecoderAttention, PositionEmbeddings};
+use crate::common::{eager_attention, linear_config, AttentionSpec, DecoderAttention, PositionEmbeddings};
 use crate::llama::{LlamaAttentionInterface, LlamaConfig};
 use crate::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeConfig};
 
@@ -43,26 +44,27 @@ impl AttentionConfig for LlamaConfig {
 )]
 pub struct FusedQKVAttention<B: Backend> {
     /// `hidden -> (heads + 2 * kv_heads) * head_dim`; bias when the config's q/k/v have one.
-    pub qkv_proj: Linear<B>,
+    pub qkv_proj: LinearSlot<B>,
     /// `heads * head_dim -> hidden`.
-    pub o_proj: Linear<B>,
+    pub o_proj: LinearSlot<B>,
     #[module(skip)]
     spec: AttentionSpec,
 }
 
 impl<B: Backend> FusedQKVAttention<B> {
-    /// Built from the same arguments as the attention it replaces (`config`, `layer_idx`).
-    pub fn new<C: AttentionConfig>(config: &C, layer_idx: usize, device: &B::Device) -> Self {
-        Self::from_spec(config.attention_spec(layer_idx), device)
+    /// Built from the same arguments as the attention it replaces (`config`, `layer_idx`), its
+    /// linears through `ctx` (so they are substitutable too).
+    pub fn new<C: AttentionConfig>(config: &C, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
+        Self::from_spec(config.attention_spec(layer_idx), ctx)
     }
 
     /// Built from an attention shape.
-    pub fn from_spec(spec: AttentionSpec, device: &B::Device) -> Self {
+    pub fn from_spec(spec: AttentionSpec, ctx: &BuildContext<'_, B>) -> Self {
         let (h, std) = (spec.hidden_size, spec.initializer_range);
         let fused = spec.q_size() + 2 * spec.kv_size();
         Self {
-            qkv_proj: linear(h, fused, spec.qkv_bias, std, device),
-            o_proj: linear(spec.q_size(), h, spec.o_bias, std, device),
+            qkv_proj: linear_config(h, fused, spec.qkv_bias, std).init_slot(ctx),
+            o_proj: linear_config(spec.q_size(), h, spec.o_bias, std).init_slot(ctx),
             spec,
         }
     }
@@ -70,18 +72,6 @@ impl<B: Backend> FusedQKVAttention<B> {
     /// The layer's attention shape.
     pub fn spec(&self) -> &AttentionSpec {
         &self.spec
-    }
-}
-
-impl<B: Backend> Qwen2MoeAttentionInterface<B> for FusedQKVAttention<B> {
-    fn new(config: &Qwen2MoeConfig, layer_idx: usize, device: &B::Device) -> Self {
-        FusedQKVAttention::new(config, layer_idx, device)
-    }
-}
-
-impl<B: Backend> LlamaAttentionInterface<B> for FusedQKVAttention<B> {
-    fn new(config: &LlamaConfig, layer_idx: usize, device: &B::Device) -> Self {
-        FusedQKVAttention::new(config, layer_idx, device)
     }
 }
 

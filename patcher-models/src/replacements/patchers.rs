@@ -7,17 +7,15 @@
 //! at the right rows under grouped-query attention (transformers' reverse, an equal `Chunk`,
 //! cannot: q has more rows than k and v). Loading is unchanged, plus a check of those sizes.
 
-use std::sync::Arc;
-
 use burn::prelude::*;
-use patcher_burn::replacement;
+use patcher_burn::Patcher;
 use patcher_core::ops::Concatenate;
-use patcher_core::{Patcher, WeightConverter};
+use patcher_core::WeightConverter;
 
 use super::{FusedQKVAttention, SequentialExperts};
 use crate::common::AttentionSpec;
-use crate::llama::{LlamaAttentionInterface, LlamaConfig};
-use crate::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeConfig, Qwen2MoeExpertsInterface};
+use crate::llama::{LlamaAttention, LlamaConfig};
+use crate::qwen2_moe::{Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeExperts};
 
 /// `q_proj.{leaf}` + `k_proj.{leaf}` + `v_proj.{leaf}` -> `qkv_proj.{leaf}` by
 /// `Concatenate(dim=0)` (rows of q, then k, then v, the layout `FusedQKVAttention` splits), with
@@ -32,10 +30,8 @@ pub fn qkv_concatenation(leaf: &str, spec: &AttentionSpec) -> WeightConverter {
             format!("v_proj.{leaf}"),
         ],
         format!("qkv_proj.{leaf}"),
-        vec![Arc::new(Concatenate::new(0).with_split_sizes(sizes))],
     )
-    // Constant, valid patterns (checked by the tests): construction cannot fail.
-    .expect("q/k/v concatenation is a valid converter")
+    .op(Concatenate::new(0).with_split_sizes(sizes))
 }
 
 /// A Qwen2-MoE patcher applying some of the seed's replacements:
@@ -50,24 +46,14 @@ pub fn qwen2_moe_patcher<B: Backend>(
     sequential_experts: bool,
 ) -> Patcher<B> {
     let mut patcher = Patcher::new();
-    // Class names and filter regexes below are constants: these calls cannot fail.
     if sequential_experts {
         patcher = patcher
-            .class_mapping(
-                "Qwen2MoeExperts",
-                replacement::<SequentialExperts<B>, dyn Qwen2MoeExpertsInterface<B>>(),
-            )
-            .expect("constant class name")
-            .filtered_weight_conversion_patterns([".gate_up_proj", ".down_proj"])
-            .expect("constant filter patterns");
+            .replace::<Qwen2MoeExperts<B>, SequentialExperts<B>>()
+            .filtered_weight_conversion_patterns([".gate_up_proj", ".down_proj"]);
     }
     if fused_qkv {
         patcher = patcher
-            .class_mapping(
-                "Qwen2MoeAttention",
-                replacement::<FusedQKVAttention<B>, dyn Qwen2MoeAttentionInterface<B>>(),
-            )
-            .expect("constant class name")
+            .replace::<Qwen2MoeAttention<B>, FusedQKVAttention<B>>()
             .extra_weight_conversions(qkv_concatenations(&config.attention_spec(0)));
     }
     patcher
@@ -91,10 +77,6 @@ fn qkv_concatenations(spec: &AttentionSpec) -> Vec<WeightConverter> {
 /// one when `config.attention_bias`).
 pub fn llama_fused_qkv_patcher<B: Backend>(config: &LlamaConfig) -> Patcher<B> {
     Patcher::new()
-        .class_mapping(
-            "LlamaAttention",
-            replacement::<FusedQKVAttention<B>, dyn LlamaAttentionInterface<B>>(),
-        )
-        .expect("constant class name")
+        .replace::<LlamaAttention<B>, FusedQKVAttention<B>>()
         .extra_weight_conversions(qkv_concatenations(&config.attention_spec(0)))
 }

@@ -47,7 +47,7 @@ fn expert_rows(e: usize, up: bool) -> Vec<f32> {
 fn wildcard_targets_expand_from_the_ops_outputs() {
     // One-to-many: `*` in the targets is filled in by SplitModulelist, as in transformers.
     let transforms: Vec<WeightTransform> = vec![
-        WeightConverter::new(
+        WeightConverter::try_new(
             "mlp.experts.gate_up_proj",
             [
                 "mlp.experts.*.gate_proj.weight",
@@ -57,7 +57,7 @@ fn wildcard_targets_expand_from_the_ops_outputs() {
         )
         .unwrap()
         .into(),
-        WeightConverter::new(
+        WeightConverter::try_new(
             "mlp.experts.down_proj",
             "mlp.experts.*.down_proj.weight",
             vec![op(SplitModulelist::new(0))],
@@ -149,7 +149,7 @@ fn a_per_expert_checkpoint_still_loads_forward_when_backwards_is_possible() {
 fn a_plain_concatenate_under_gqa_saves_q_k_v_at_their_own_sizes() {
     // q has 4 rows, k and v 2 each: the plain reverse (an even Chunk) would write three
     // tensors of 8/3 rows. The plan pins the sizes it saw.
-    let transforms: Vec<WeightTransform> = vec![WeightConverter::new(
+    let transforms: Vec<WeightTransform> = vec![WeightConverter::try_new(
         ["q_proj.weight", "k_proj.weight", "v_proj.weight"],
         "qkv_proj.weight",
         vec![op(Concatenate::new(0))],

@@ -116,7 +116,7 @@ fn groups_keep_sources_per_pattern_in_natural_order() {
         }
     }
     let raw: Dict = entries.into_iter().map(|(k, s, v)| (k, (s, v))).collect();
-    let transforms: Vec<WeightTransform> = vec![WeightConverter::new(
+    let transforms: Vec<WeightTransform> = vec![WeightConverter::try_new(
         [
             "mlp.experts.*.gate_proj.weight",
             "mlp.experts.*.up_proj.weight",
@@ -241,7 +241,7 @@ fn interleaved_renaming_and_converter_round_trip() {
     ]);
     let transforms: Vec<WeightTransform> = vec![
         WeightRenaming::new("^decoder", "encoder").unwrap().into(),
-        WeightConverter::new(
+        WeightConverter::try_new(
             "^attn.qkv_proj.weight",
             [
                 "attn.q_proj.weight",
@@ -275,7 +275,7 @@ fn interleaved_renaming_and_converter_round_trip() {
 #[test]
 fn converter_group_outside_the_model_reports_its_outputs() {
     let raw = dict(&[("layers.3.qkv.weight", &[3, 2], &[0.0; 6])]);
-    let transforms: Vec<WeightTransform> = vec![WeightConverter::new(
+    let transforms: Vec<WeightTransform> = vec![WeightConverter::try_new(
         "qkv.weight",
         ["q.weight", "k.weight", "v.weight"],
         vec![op(Chunk::new(0))],

@@ -73,7 +73,7 @@ pub(super) fn execute(plan: &ConversionPlan, input: &Dict) -> Dict {
 /// Qwen2-MoE's default conversions: per-expert checkpoint keys merged into fused experts.
 pub(super) fn fused_experts_conversions() -> Vec<WeightTransform> {
     vec![
-        WeightConverter::new(
+        WeightConverter::try_new(
             [
                 "mlp.experts.*.gate_proj.weight",
                 "mlp.experts.*.up_proj.weight",
@@ -83,7 +83,7 @@ pub(super) fn fused_experts_conversions() -> Vec<WeightTransform> {
         )
         .unwrap()
         .into(),
-        WeightConverter::new(
+        WeightConverter::try_new(
             "mlp.experts.*.down_proj.weight",
             "mlp.experts.down_proj",
             vec![op(MergeModulelist::new(0))],
@@ -190,21 +190,21 @@ pub(super) fn raw_moe_checkpoint() -> Dict {
 
 pub(super) fn moe_mapping(qkv_source: &str, qkv_targets: [&str; 3]) -> Vec<WeightTransform> {
     vec![
-        WeightConverter::new(
+        WeightConverter::try_new(
             ["experts.*.w1.weight", "experts.*.w3.weight"],
             "experts.gate_up_proj.weight",
             vec![op(MergeModulelist::new(0)), op(Concatenate::new(1))],
         )
         .unwrap()
         .into(),
-        WeightConverter::new(
+        WeightConverter::try_new(
             "experts.*.w2.weight",
             "experts.down_proj.weight",
             vec![op(MergeModulelist::new(0))],
         )
         .unwrap()
         .into(),
-        WeightConverter::new(qkv_source, qkv_targets, vec![op(Chunk::new(0))])
+        WeightConverter::try_new(qkv_source, qkv_targets, vec![op(Chunk::new(0))])
             .unwrap()
             .into(),
         WeightRenaming::new("mlp.w2.weight", "mlp.down_proj.weight")
@@ -230,5 +230,5 @@ fn plans_and_transforms_can_cross_threads() {
     send_sync::<ConversionPlan>();
     send_sync::<PlannedGroup>();
     send_sync::<WeightTransform>();
-    send_sync::<crate::Patcher<burn::backend::NdArray>>();
+    send_sync::<crate::WeightPatch>();
 }

@@ -87,7 +87,7 @@ fn falls_back_to_the_original_key() {
         ("model.layers.0.mlp.experts.0.gate_proj.weight", &[1, 2]),
         ("model.layers.0.mlp.experts.1.gate_proj.weight", &[1, 2]),
     ]);
-    let transforms: Vec<WeightTransform> = vec![WeightConverter::new(
+    let transforms: Vec<WeightTransform> = vec![WeightConverter::try_new(
         "mlp.experts.*.gate_proj.weight",
         "mlp.experts.gate_proj",
         vec![op(MergeModulelist::new(0))],

@@ -8,7 +8,7 @@ fn a_missing_expert_is_a_shape_mismatch() {
         ("layers.0.experts.0.w2.weight", &[2, 2], &[0.0; 4]),
         ("layers.0.experts.1.w2.weight", &[2, 2], &[0.0; 4]),
     ]);
-    let transforms: Vec<WeightTransform> = vec![WeightConverter::new(
+    let transforms: Vec<WeightTransform> = vec![WeightConverter::try_new(
         "experts.*.w2.weight",
         "experts.down_proj",
         vec![op(MergeModulelist::new(0))],
@@ -40,7 +40,7 @@ fn a_missing_expert_is_a_shape_mismatch() {
 #[test]
 fn an_op_that_cannot_convert_is_a_conversion_error() {
     let raw = dict(&[("attn.qkv.weight", &[4, 2], &[0.0; 8])]);
-    let transforms: Vec<WeightTransform> = vec![WeightConverter::new(
+    let transforms: Vec<WeightTransform> = vec![WeightConverter::try_new(
         "qkv.weight",
         ["q.weight", "k.weight", "v.weight"],
         vec![op(Chunk::new(0))],
@@ -173,7 +173,7 @@ impl ConversionOp for Liar {
 #[test]
 fn execute_checks_convert_against_infer() {
     let raw = dict(&[("a.x", &[2], &[1.0, 2.0])]);
-    let transforms: Vec<WeightTransform> = vec![WeightConverter::new("x", "y", vec![op(Liar)])
+    let transforms: Vec<WeightTransform> = vec![WeightConverter::try_new("x", "y", vec![op(Liar)])
         .unwrap()
         .into()];
     let plan = ConversionPlan::new(

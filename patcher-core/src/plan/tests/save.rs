@@ -29,7 +29,7 @@ fn reversed_converter_outputs_get_the_reversed_renamings() {
         WeightRenaming::new(".block_sparse_moe.", ".mlp.")
             .unwrap()
             .into(),
-        WeightConverter::new(
+        WeightConverter::try_new(
             ".experts.*.w2.weight",
             ".experts.down_proj",
             vec![op(MergeModulelist::new(0))],
@@ -107,7 +107,7 @@ impl ConversionOp for OneWay {
 
 #[test]
 fn an_op_without_reverse_is_a_typed_error() {
-    let transforms: Vec<WeightTransform> = vec![WeightConverter::new("a", "b", vec![op(OneWay)])
+    let transforms: Vec<WeightTransform> = vec![WeightConverter::try_new("a", "b", vec![op(OneWay)])
         .unwrap()
         .into()];
     let err = ConversionPlan::for_save(

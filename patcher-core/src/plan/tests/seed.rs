@@ -1,23 +1,16 @@
-//! The seed scenario: Qwen2-MoE with sequential experts and fused q/k/v, through a `Patcher`.
-
-use burn::backend::NdArray;
+//! The seed scenario: Qwen2-MoE with sequential experts and fused q/k/v, through the weight half
+//! of the seed's `Patcher`.
 
 use super::*;
-use crate::{ClassReplacement, Patcher};
+use crate::WeightPatch;
 
-fn seed_patcher(filter: bool) -> Patcher<NdArray> {
-    let mut patcher = Patcher::<NdArray>::new()
-        .class_mapping(
-            "Qwen2MoeExperts",
-            ClassReplacement::from_factory("SequentialExperts", ()),
-        )
-        .unwrap();
+/// The weight half of the seed's patcher (its class half is `patcher-burn`'s).
+fn seed_patcher(filter: bool) -> WeightPatch {
+    let mut patch = WeightPatch::new();
     if filter {
-        patcher = patcher
-            .filtered_weight_conversion_patterns([".gate_up_proj", ".down_proj"])
-            .unwrap();
+        patch = patch.filtered_weight_conversion_patterns([".gate_up_proj", ".down_proj"]);
     }
-    patcher.extra_weight_conversions(["weight", "bias"].map(|kind| {
+    patch.extra_weight_conversions(["weight", "bias"].map(|kind| {
         WeightConverter::new(
             [
                 format!("q_proj.{kind}"),
@@ -25,9 +18,8 @@ fn seed_patcher(filter: bool) -> Patcher<NdArray> {
                 format!("v_proj.{kind}"),
             ],
             format!("qkv_proj.{kind}"),
-            vec![op(Concatenate::new(0))],
         )
-        .unwrap()
+        .op(Concatenate::new(0))
     }))
 }
 

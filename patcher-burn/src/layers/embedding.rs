@@ -1,0 +1,24 @@
+//! The slot interface of `Embedding`: [`EmbeddingLayer`].
+
+use burn::nn::{Embedding, EmbeddingConfig};
+use burn::prelude::*;
+use patcher_derive::slot_interface;
+
+/// What an embedding computes: `[batch, seq]` token ids to `[batch, seq, d_model]`.
+pub trait EmbeddingForward<B: Backend> {
+    /// `[batch, seq] -> [batch, seq, d_model]`, like `Embedding::forward`.
+    fn forward(&self, input: Tensor<B, 2, Int>) -> Tensor<B, 3>;
+}
+
+/// Classes that fill `Embedding` slots ([`EmbeddingSlot`](super::EmbeddingSlot)).
+#[slot_interface(crate = "crate")]
+pub trait EmbeddingLayer<B: Backend>: EmbeddingForward<B> {
+    /// `Class::new(config, device)`.
+    fn new(config: &EmbeddingConfig, device: &B::Device) -> Self;
+}
+
+impl<B: Backend> EmbeddingForward<B> for Embedding<B> {
+    fn forward(&self, input: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        Embedding::forward(self, input)
+    }
+}
