@@ -28,6 +28,7 @@ mod build;
 mod load;
 mod save;
 mod slot;
+mod visit;
 
 pub use build::{replacement, BuildContext, BuildError};
 pub use load::{
@@ -35,6 +36,7 @@ pub use load::{
     LoadError, LoadOptions, LoadProgress, LoadSpec, Loaded, NonFiniteCount, ParamInfo, ParamKind,
     PretrainedModel, Quantization, QuantizeTargets,
 };
+pub use load::{model_params_with, TorchLayout, TorchLayouts};
 pub use save::{save_model, save_pretrained, save_pretrained_with, SaveOptions};
 pub use slot::{
     list_slots, load_file_checked, load_record_checked, Implements, InterfaceKey, LoadRecordError,
