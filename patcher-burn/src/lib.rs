@@ -33,6 +33,7 @@ mod load;
 mod patcher;
 mod save;
 mod slot;
+mod visit;
 
 pub use patcher::Patcher;
 pub use load::{
@@ -40,6 +41,7 @@ pub use load::{
     LoadError, LoadOptions, LoadProgress, LoadSpec, Loaded, NonFiniteCount, ParamInfo, ParamKind,
     PretrainedModel, Quantization, QuantizeTargets,
 };
+pub use load::{model_params_with, TorchLayout, TorchLayouts};
 pub use save::{save_model, save_pretrained, save_pretrained_with, SaveOptions};
 pub use slot::{
     list_slots, load_file_checked, load_record_checked, replacement, BuildContext, BuildError,

@@ -33,7 +33,7 @@ pub fn expand(args: TokenStream, mut item: ItemTrait) -> Result<TokenStream> {
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
     let burn = quote!(#krate::__private::burn);
     let backend_trait = quote!(#burn::tensor::backend::Backend);
-    let (last_ty, last_arg) = last_argument(&new.sig, &krate, &backend);
+    let (last_ty, last_arg) = last_argument(&new.sig)?;
 
     let args_ty = match arg_types.as_slice() {
         [single] => quote!(#single),
@@ -107,23 +107,50 @@ fn blanket_impl(item: &ItemTrait, backend: &syn::Ident) -> TokenStream {
 
 /// What `new` takes last, as the helper's closure type and argument: the build context itself
 /// when the declared last parameter is a `&BuildContext<..>` (the class builds slots of its
-/// own), else the device.
-fn last_argument(sig: &Signature, krate: &Path, backend: &syn::Ident) -> (TokenStream, TokenStream) {
-    let is_context = sig.inputs.last().is_some_and(|arg| match arg {
-        FnArg::Typed(arg) => match &*arg.ty {
-            Type::Reference(r) => matches!(&*r.elem, Type::Path(p)
-                if p.path.segments.last().is_some_and(|s| s.ident == "BuildContext")),
-            _ => false,
-        },
-        FnArg::Receiver(_) => false,
-    });
-    if is_context {
-        (
-            quote!(&'__c #krate::BuildContext<'__p, #backend>),
-            quote!(ctx),
-        )
+/// own), else the device. The type is the one written (so its imports stay used), with the
+/// reference's lifetime named `'__c` and any other `'__p`.
+fn last_argument(sig: &Signature) -> Result<(Type, TokenStream)> {
+    let Some(FnArg::Typed(last)) = sig.inputs.last() else {
+        return Err(Error::new_spanned(
+            sig,
+            "the slot constructor `new` takes the device last: `fn new(<args>, device: &B::Device)`",
+        ));
+    };
+    let mut ty = (*last.ty).clone();
+    let Type::Reference(reference) = &mut ty else {
+        return Err(Error::new_spanned(
+            &last.ty,
+            "the slot constructor's last parameter is a reference: `device: &B::Device`, or \
+             `ctx: &BuildContext<'_, B>` for a class that builds slots of its own",
+        ));
+    };
+    reference.lifetime = Some(Lifetime::new("'__c", Span::call_site()));
+    let is_context = matches!(&*reference.elem, Type::Path(p)
+        if p.path.segments.last().is_some_and(|s| s.ident == "BuildContext"));
+    RenameLifetimesTo("'__p").visit_type_mut(&mut reference.elem);
+    let arg = if is_context {
+        quote!(ctx)
     } else {
-        (quote!(&'__c #backend::Device), quote!(ctx.device()))
+        quote!(ctx.device())
+    };
+    Ok((ty, arg))
+}
+
+/// Renames every non-`'static` lifetime, elided ones included, to the one given.
+struct RenameLifetimesTo(&'static str);
+
+impl VisitMut for RenameLifetimesTo {
+    fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+        if lifetime.ident != "static" {
+            *lifetime = Lifetime::new(self.0, Span::call_site());
+        }
+    }
+
+    fn visit_type_reference_mut(&mut self, reference: &mut syn::TypeReference) {
+        if reference.lifetime.is_none() {
+            reference.lifetime = Some(Lifetime::new(self.0, Span::call_site()));
+        }
+        syn::visit_mut::visit_type_reference_mut(self, reference);
     }
 }
 
@@ -240,27 +267,8 @@ fn constructor_args(sig: &Signature, backend: &syn::Ident) -> Result<Vec<Type>> 
                 ));
             }
             let mut ty = (*arg.ty).clone();
-            RenameLifetimes.visit_type_mut(&mut ty);
+            RenameLifetimesTo("'__a").visit_type_mut(&mut ty);
             Ok(ty)
         })
         .collect()
 }
-
-/// Renames every non-`'static` lifetime, elided ones included, to `'__a`.
-struct RenameLifetimes;
-
-impl VisitMut for RenameLifetimes {
-    fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
-        if lifetime.ident != "static" {
-            *lifetime = Lifetime::new("'__a", Span::call_site());
-        }
-    }
-
-    fn visit_type_reference_mut(&mut self, reference: &mut syn::TypeReference) {
-        if reference.lifetime.is_none() {
-            reference.lifetime = Some(Lifetime::new("'__a", Span::call_site()));
-        }
-        syn::visit_mut::visit_type_reference_mut(self, reference);
-    }
-}
-

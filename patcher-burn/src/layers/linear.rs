@@ -30,7 +30,7 @@ pub trait LinearLayer<B: Backend>: LinearForward<B> {
     fn new(config: &LinearConfig, device: &B::Device) -> Self;
 }
 
-impl<B: Backend> dyn LinearLayer<B> {
+impl<B: Backend> dyn LinearLayer<B> + '_ {
     /// `[.., d_input] -> [.., d_output]`, like `Linear::forward`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         any_rank(x, |x| self.forward_2d(x), |x| self.forward_3d(x))

@@ -38,7 +38,7 @@ pub trait RmsNormLayer<B: Backend>: NormForward<B> {
 /// The any-rank `forward` of a norm slot's trait object.
 macro_rules! any_rank_forward {
     ($interface:ident) => {
-        impl<B: Backend> dyn $interface<B> {
+        impl<B: Backend> dyn $interface<B> + '_ {
             /// `[.., d_model] -> [.., d_model]`, like the Burn norm's `forward`.
             pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
                 any_rank(x, |x| self.forward_2d(x), |x| self.forward_3d(x))

@@ -20,8 +20,9 @@ use super::error::LoadError;
 use super::finite::{count_non_finite, NonFiniteCount};
 use super::gather::merge_chain;
 use super::host::{cast_for, to_tensor_data};
+use super::layout::Layout;
 use super::options::{LoadOptions, LoadProgress};
-use super::params::{Layout, LinearLayout, ParamInfo, ParamKind};
+use super::params::{LinearLayout, ParamInfo, ParamKind};
 use super::quantize::QuantizeSelector;
 
 /// A converted parameter: its data, the layout step still to apply when it is put in the model

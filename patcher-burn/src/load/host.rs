@@ -9,7 +9,8 @@ use patcher_core::ops::Transpose;
 use patcher_core::{ConversionOp, DType, Groups, HostTensor, OpContext};
 
 use super::error::LoadError;
-use super::params::{Layout, LinearLayout, ParamInfo, ParamKind};
+use super::layout::Layout;
+use super::params::{LinearLayout, ParamInfo, ParamKind};
 
 /// The checkpoint dtype of the backend's float type.
 pub(crate) fn float_dtype<B: Backend>() -> Result<DType, LoadError> {

@@ -4,6 +4,8 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use patcher_core::WeightTransform;
 
+use super::layout::TorchLayouts;
+
 /// A Burn model that loads transformers checkpoints.
 ///
 /// Like transformers' per-model conversion table (`conversion_mapping.py`), the model declares
@@ -48,5 +50,54 @@ pub trait PretrainedModel<B: Backend>: Module<B> {
     /// gets it, when that makes it a parameter of this model. Default: none.
     fn base_model_prefix() -> Option<&'static str> {
         None
+    }
+
+    /// How the model's module types lay out their parameters in its checkpoints: Burn's layers
+    /// by default; add your own modules with [`TorchLayouts::with`] (see
+    /// [`TorchLayout`](crate::TorchLayout)). Loads through the model and saves of what they
+    /// loaded use them.
+    ///
+    /// ```
+    /// use burn::module::Param;
+    /// use burn::nn::Linear;
+    /// use burn::prelude::*;
+    /// use patcher_burn::{Layout, PretrainedModel, TorchLayout, TorchLayouts};
+    ///
+    /// /// A norm whose PyTorch twin calls its parameters `weight` and `bias`.
+    /// #[derive(Module, Debug)]
+    /// struct ScaleShift<B: Backend> {
+    ///     scale: Param<Tensor<B, 1>>,
+    ///     shift: Param<Tensor<B, 1>>,
+    /// }
+    ///
+    /// impl<B: Backend> TorchLayout for ScaleShift<B> {
+    ///     const MODULE_NAME: &'static str = "ScaleShift";
+    ///
+    ///     fn torch_param(field: &str, _rank: usize) -> Option<(&'static str, Layout)> {
+    ///         match field {
+    ///             "scale" => Some(("weight", Layout::Same)),
+    ///             "shift" => Some(("bias", Layout::Same)),
+    ///             _ => None,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// #[derive(Module, Debug)]
+    /// struct Block<B: Backend> {
+    ///     proj: Linear<B>,
+    ///     norm: ScaleShift<B>,
+    /// }
+    ///
+    /// impl<B: Backend> PretrainedModel<B> for Block<B> {
+    ///     fn torch_layouts() -> TorchLayouts {
+    ///         TorchLayouts::default().with::<ScaleShift<B>>()
+    ///     }
+    /// }
+    ///
+    /// let layouts = <Block<burn::backend::NdArray> as PretrainedModel<_>>::torch_layouts();
+    /// assert_eq!(layouts.torch_param("ScaleShift", "shift", 1), Some(("bias", Layout::Same)));
+    /// ```
+    fn torch_layouts() -> TorchLayouts {
+        TorchLayouts::default()
     }
 }

@@ -1,26 +1,15 @@
-//! The model's parameters as a checkpoint names them: PyTorch names, shapes and layout.
-//!
-//! Burn and PyTorch disagree in two places, and this is the only file that knows it:
-//! - `burn::nn::Linear` stores its weight `[in, out]`, PyTorch `[out, in]`;
-//! - Burn's norms call their parameters `gamma`/`beta`, PyTorch `weight`/`bias`.
-//!
-//! Everything else (embeddings, bare `Param`s such as fused expert tensors) has the same name and
-//! layout on both sides.
+//! The model's parameters as a checkpoint names them: PyTorch names, shapes and layout, as the
+//! [`TorchLayouts`] registry says (`layout.rs`).
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::prelude::*;
 use patcher_core::{DType, TensorMeta};
 
-/// How a parameter's bytes go from the checkpoint (PyTorch) layout to Burn's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// Same shape and element order.
-    Same,
-    /// A 2-D matrix whose two dimensions are swapped (`nn::Linear` weights).
-    Transposed,
-}
+use super::layout::{Layout, TorchLayouts};
+use crate::visit::{self, Leaf, ModulePath, VisitParams};
 
-/// How a load lays out Linear weights (`[out, in]` in the checkpoint, `[in, out]` in Burn).
+/// How a load lays out Linear weights (`[out, in]` in the checkpoint, `[in, out]` in Burn), and
+/// any parameter a [`TorchLayout`](crate::TorchLayout) says is [`Layout::Transposed`].
 ///
 /// Measured on the 189M-parameter Qwen2-MoE benchmark checkpoint (f32, 2 cores, Burn 0.21
 /// with `simd` and threads): a Linear forward on a transposed view runs 1.5 to 2.8 times
@@ -83,7 +72,8 @@ impl ParamInfo {
     }
 }
 
-/// Lists every parameter of `module` (without initialising lazy parameters), in visit order.
+/// Lists every parameter of `module` (without initialising lazy parameters), in visit order,
+/// with the PyTorch names and layouts of Burn's layers ([`TorchLayouts::default`]).
 ///
 /// ```
 /// use burn::backend::NdArray;
@@ -98,84 +88,61 @@ impl ParamInfo {
 /// assert_eq!(params[0].layout, Layout::Transposed);
 /// ```
 pub fn model_params<B: Backend, M: Module<B>>(module: &M) -> Vec<ParamInfo> {
-    let mut collector = ParamCollector::default();
-    module.visit(&mut collector);
-    collector.params
+    model_params_with(module, &TorchLayouts::default())
 }
 
-#[derive(Default)]
-struct ParamCollector {
-    path: Vec<String>,
-    containers: Vec<String>,
+/// [`model_params`] with the PyTorch names and layouts `layouts` registers (see
+/// [`TorchLayout`](crate::TorchLayout) for an example).
+///
+/// ```
+/// use burn::backend::NdArray;
+/// use burn::nn::LinearConfig;
+/// use patcher_burn::{model_params_with, Layout, TorchLayouts};
+///
+/// let linear = LinearConfig::new(3, 2).init::<NdArray>(&Default::default());
+/// // A checkpoint that stores linear weights `[in, out]`, as Burn does.
+/// let params = model_params_with(&linear, &TorchLayouts::empty());
+/// assert_eq!(params[0].torch_shape, vec![3, 2]);
+/// assert_eq!(params[0].layout, Layout::Same);
+/// ```
+pub fn model_params_with<B: Backend, M: Module<B>>(
+    module: &M,
+    layouts: &TorchLayouts,
+) -> Vec<ParamInfo> {
+    let collector = ParamCollector {
+        layouts,
+        params: Vec::new(),
+    };
+    visit::visit(module, collector).params
+}
+
+struct ParamCollector<'a> {
+    layouts: &'a TorchLayouts,
     params: Vec<ParamInfo>,
 }
 
-impl ParamCollector {
-    fn push(&mut self, shape: Vec<usize>, kind: ParamKind) {
-        let burn_path = self.path.join(".");
-        let leaf = self.path.last().map(String::as_str).unwrap_or_default();
-        let owner = self
-            .containers
-            .last()
-            .and_then(|c| c.strip_prefix("Struct:"))
-            .unwrap_or_default();
-        let (torch_leaf, layout) = torch_leaf(owner, leaf, shape.len());
-        let mut torch_path = self.path.clone();
-        if let Some(last) = torch_path.last_mut() {
-            *last = torch_leaf.to_string();
-        }
-        let torch_shape = match layout {
-            Layout::Same => shape.clone(),
-            Layout::Transposed => vec![shape[1], shape[0]],
+impl<B: Backend> VisitParams<B> for ParamCollector<'_> {
+    fn param<P: Leaf<B>>(&mut self, at: &ModulePath, param: &P) {
+        let shape = param.shape();
+        let leaf = at.leaf();
+        let (torch_leaf, layout) = at
+            .owner()
+            .and_then(|owner| self.layouts.torch_param(owner, leaf, shape.len()))
+            .unwrap_or((leaf, Layout::Same));
+        // Only a float matrix can be transposed (a user's layout may say otherwise).
+        let (layout, torch_shape) = match (layout, P::KIND, shape.as_slice()) {
+            (Layout::Transposed, ParamKind::Float, &[rows, cols]) => {
+                (Layout::Transposed, vec![cols, rows])
+            }
+            _ => (Layout::Same, shape.clone()),
         };
         self.params.push(ParamInfo {
-            burn_path,
-            torch_name: torch_path.join("."),
+            burn_path: at.key(),
+            torch_name: at.renamed(torch_leaf),
             burn_shape: shape,
             torch_shape,
             layout,
-            kind,
+            kind: P::KIND,
         });
-    }
-}
-
-/// The PyTorch name and layout of parameter `leaf` of a module of type `owner`.
-fn torch_leaf<'a>(owner: &str, leaf: &'a str, rank: usize) -> (&'a str, Layout) {
-    const NORMS: [&str; 5] = [
-        "RmsNorm",
-        "LayerNorm",
-        "GroupNorm",
-        "InstanceNorm",
-        "BatchNorm",
-    ];
-    match (owner, leaf) {
-        ("Linear", "weight") if rank == 2 => ("weight", Layout::Transposed),
-        (norm, "gamma") if NORMS.contains(&norm) => ("weight", Layout::Same),
-        (norm, "beta") if NORMS.contains(&norm) => ("bias", Layout::Same),
-        _ => (leaf, Layout::Same),
-    }
-}
-
-impl<B: Backend> ModuleVisitor<B> for ParamCollector {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_string());
-        self.containers.push(container_type.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-        self.containers.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.push(param.lazy_shape().to_vec(), ParamKind::Float);
-    }
-
-    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, Int>>) {
-        self.push(param.lazy_shape().to_vec(), ParamKind::Int);
-    }
-
-    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, Bool>>) {
-        self.push(param.lazy_shape().to_vec(), ParamKind::Bool);
     }
 }

@@ -14,11 +14,13 @@ use super::error::LoadError;
 use super::execute::Executor;
 use super::finite::NonFiniteCount;
 use super::host::float_dtype;
+use super::layout::TorchLayouts;
 use super::model::PretrainedModel;
 use super::options::LoadOptions;
-use super::params::model_params;
+use super::params::model_params_with;
 use super::quantize::{check_supported, QuantizeSelector};
 use crate::slot::BuildContext;
+use crate::visit;
 use crate::Patcher;
 
 /// A loaded model, with what the load found and what saving it back needs.
@@ -41,6 +43,9 @@ pub struct Loaded<M> {
     /// Checkpoint tensors holding NaN or infinite values, in natural key order, with their
     /// counts; only filled when the load ran with [`LoadOptions::check_finite`], else empty.
     pub non_finite: Vec<NonFiniteCount>,
+    /// The PyTorch layouts the load used ([`LoadSpec::layouts`]): a save lays the model out
+    /// with them again.
+    pub layouts: TorchLayouts,
 }
 
 /// What a load takes besides the model and the checkpoint: the conversions, what may run
@@ -59,12 +64,15 @@ pub struct LoadSpec {
     pub ignore_unexpected: Vec<String>,
     /// Patcher filter patterns that removed no conversion (reported).
     pub unused_filters: Vec<String>,
+    /// How the model's module types lay out their parameters in the checkpoint (the PyTorch
+    /// layout step; default: Burn's layers).
+    pub layouts: TorchLayouts,
 }
 
 impl LoadSpec {
     /// The spec of a [`PretrainedModel`] loaded through `patcher`: its default conversions with
     /// the patcher's filters and extra conversions, the defaults also reversible, its base model
-    /// prefix and keys to ignore.
+    /// prefix, keys to ignore and PyTorch layouts.
     pub fn for_model<B: Backend, M: PretrainedModel<B>>(patcher: &Patcher<B>) -> Self {
         let defaults = M::weight_conversions();
         Self {
@@ -73,6 +81,7 @@ impl LoadSpec {
             reversible: defaults,
             base_model_prefix: M::base_model_prefix().map(str::to_string),
             ignore_unexpected: M::keys_to_ignore_on_load_unexpected(),
+            layouts: M::torch_layouts(),
         }
     }
 }
@@ -163,7 +172,7 @@ pub fn load_with<B: Backend, M: Module<B>>(
     options: &LoadOptions,
 ) -> Result<Loaded<M>, LoadError> {
     let float = float_dtype::<B>()?;
-    let params = model_params(model);
+    let params = model_params_with(model, &spec.layouts);
     let expected: Vec<_> = params.iter().map(|p| p.expected(float)).collect();
     let plan_options = PlanOptions::default()
         .base_model_prefix(spec.base_model_prefix.clone().unwrap_or_default())
@@ -206,7 +215,7 @@ pub fn load_with<B: Backend, M: Module<B>>(
     // Work on a copy (parameters are reference-counted: cheap), so a failure midway leaves the
     // caller's model as it was.
     let loaded = executor.run(plan.groups(), options, model.clone(), |model, wave| {
-        model.map(&mut Applier::new(wave))
+        visit::map(model, Applier::new(wave))
     })?;
     let mut non_finite = executor
         .non_finite
@@ -225,6 +234,7 @@ pub fn load_with<B: Backend, M: Module<B>>(
         conversions: plan.used_conversions().to_vec(),
         non_finite,
         base_model_prefix: spec.base_model_prefix.clone(),
+        layouts: spec.layouts.clone(),
         source_layout: metas
             .into_iter()
             .filter(|(k, _)| read.contains(k.as_str()))

@@ -6,7 +6,8 @@ use burn::tensor::quantization::{compute_q_params, compute_range, Calibration, Q
 use patcher_core::pattern::PatternSet;
 
 use super::error::LoadError;
-use super::params::{Layout, ParamInfo, ParamKind};
+use super::layout::Layout;
+use super::params::{ParamInfo, ParamKind};
 
 /// Which parameters a quantized load quantizes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

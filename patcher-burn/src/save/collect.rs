@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::prelude::*;
 use patcher_core::plan::PlanOptions;
 use patcher_core::{ConversionPlan, Groups, HostTensor, TensorMeta, WeightTransform};
 
-use crate::load::{from_tensor_data, model_params, LoadError};
+use crate::load::{from_tensor_data, model_params_with, LoadError, TorchLayouts};
+use crate::visit::{self, Leaf, ModulePath, VisitParams};
 
 /// The tensors a save writes, in checkpoint naming and plan order, and the model's parameters
 /// as a load expects them (PyTorch names, dtypes and shapes), to verify against.
@@ -17,15 +18,16 @@ pub(crate) struct Collected {
     pub(crate) params: Vec<(String, TensorMeta)>,
 }
 
-/// Runs the reverse of `conversions` on `model`'s parameters.
+/// Runs the reverse of `conversions` on `model`'s parameters, laid out in PyTorch's layout as
+/// `layouts` says.
 pub(crate) fn collect<B: Backend, M: Module<B>>(
     model: &M,
     conversions: &[WeightTransform],
     options: &PlanOptions,
+    layouts: &TorchLayouts,
 ) -> Result<Collected, LoadError> {
-    let params = model_params(model);
-    let mut values = ParamValues::default();
-    model.visit(&mut values);
+    let params = model_params_with(model, layouts);
+    let mut values = visit::visit(model, ParamValues::default());
 
     let mut host: HashMap<&str, HostTensor<'static>> = HashMap::new();
     for param in &params {
@@ -85,31 +87,11 @@ fn take(
 /// Collects every parameter's data by Burn path.
 #[derive(Default)]
 struct ParamValues {
-    path: Vec<String>,
     data: HashMap<String, TensorData>,
 }
 
-impl<B: Backend> ModuleVisitor<B> for ParamValues {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.data
-            .insert(self.path.join("."), param.val().into_data());
-    }
-
-    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, Int>>) {
-        self.data
-            .insert(self.path.join("."), param.val().into_data());
-    }
-
-    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, Bool>>) {
-        self.data
-            .insert(self.path.join("."), param.val().into_data());
+impl<B: Backend> VisitParams<B> for ParamValues {
+    fn param<P: Leaf<B>>(&mut self, at: &ModulePath, param: &P) {
+        self.data.insert(at.key(), param.data());
     }
 }

@@ -13,7 +13,7 @@ use burn::prelude::*;
 use patcher_core::plan::PlanOptions;
 use patcher_core::{TensorMeta, WeightTransform};
 
-use crate::load::{LoadError, Loaded};
+use crate::load::{LoadError, Loaded, TorchLayouts};
 
 /// How a save writes.
 ///
@@ -25,6 +25,7 @@ use crate::load::{LoadError, Loaded};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SaveOptions {
     max_shard_size: Option<u64>,
+    torch_layouts: Option<TorchLayouts>,
 }
 
 impl SaveOptions {
@@ -40,10 +41,30 @@ impl SaveOptions {
     pub fn shard_bytes(&self) -> Option<u64> {
         self.max_shard_size
     }
+
+    /// Lays the model's parameters out in PyTorch's layout as `layouts` says. Default: the
+    /// layouts the model was loaded with ([`Loaded::layouts`]) for [`save_pretrained`], Burn's
+    /// layers ([`TorchLayouts::default`]) for [`save_model`].
+    ///
+    /// ```
+    /// use patcher_burn::{SaveOptions, TorchLayouts};
+    /// let options = SaveOptions::default().torch_layouts(TorchLayouts::empty());
+    /// assert_eq!(options.torch_layouts_choice(), Some(&TorchLayouts::empty()));
+    /// ```
+    pub fn torch_layouts(mut self, layouts: TorchLayouts) -> Self {
+        self.torch_layouts = Some(layouts);
+        self
+    }
+
+    /// The layouts set with [`torch_layouts`](Self::torch_layouts), if any.
+    pub fn torch_layouts_choice(&self) -> Option<&TorchLayouts> {
+        self.torch_layouts.as_ref()
+    }
 }
 
 /// Saves a loaded model in the layout it was loaded from: `loaded.conversions` run in reverse
-/// (a converter that ran backwards on load runs forward again), with its base model prefix.
+/// (a converter that ran backwards on load runs forward again), with its base model prefix and
+/// the PyTorch layouts of its module types (`loaded.layouts`).
 ///
 /// `path` is a `.safetensors` file, or a folder that gets `model.safetensors` (or shards and
 /// `model.safetensors.index.json`, see [`SaveOptions::max_shard_size`]). Returns the files
@@ -66,19 +87,22 @@ pub fn save_pretrained_with<B: Backend, M: Module<B>>(
     path: impl AsRef<Path>,
     options: &SaveOptions,
 ) -> Result<Vec<PathBuf>, LoadError> {
+    let layouts = options.torch_layouts_choice().unwrap_or(&loaded.layouts);
     save(
         &loaded.model,
         path.as_ref(),
         &loaded.conversions,
         loaded.base_model_prefix.as_deref(),
         &loaded.source_layout,
+        layouts,
         options,
     )
 }
 
 /// Saves `model` through the reverse of `conversions` (for a model that was not loaded by this
 /// library, or with conversions of your own). Verified like [`save_pretrained`], except that
-/// without a loaded layout only the load back is checked.
+/// without a loaded layout only the load back is checked. The parameters are laid out with
+/// Burn's layers' PyTorch layouts unless [`SaveOptions::torch_layouts`] says otherwise.
 pub fn save_model<B: Backend, M: Module<B>>(
     model: &M,
     path: impl AsRef<Path>,
@@ -86,12 +110,15 @@ pub fn save_model<B: Backend, M: Module<B>>(
     base_model_prefix: Option<&str>,
     options: &SaveOptions,
 ) -> Result<Vec<PathBuf>, LoadError> {
+    let defaults = TorchLayouts::default();
+    let layouts = options.torch_layouts_choice().unwrap_or(&defaults);
     save(
         model,
         path.as_ref(),
         conversions,
         base_model_prefix,
         &[],
+        layouts,
         options,
     )
 }
@@ -102,12 +129,13 @@ fn save<B: Backend, M: Module<B>>(
     conversions: &[WeightTransform],
     base_model_prefix: Option<&str>,
     source_layout: &[(String, TensorMeta)],
+    layouts: &TorchLayouts,
     options: &SaveOptions,
 ) -> Result<Vec<PathBuf>, LoadError> {
     let plan_options = PlanOptions::default()
         .base_model_prefix(base_model_prefix.unwrap_or_default())
         .source_keys(source_layout.iter().map(|(k, _)| k.clone()));
-    let collected = collect::collect(model, conversions, &plan_options)?;
+    let collected = collect::collect(model, conversions, &plan_options, layouts)?;
     let written: Vec<(String, TensorMeta)> = collected
         .tensors
         .iter()

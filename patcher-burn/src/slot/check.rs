@@ -122,7 +122,7 @@ pub(crate) fn compare<B: Backend>(
         });
     }
     // Slots inside the module (outermost first), before their parameters.
-    for inner in expect.nested() {
+    for inner in &expect.nested {
         let found = record.nested.iter().find(|n| n.path == inner.path);
         if found.map(|n| &n.class) != Some(&inner.class) {
             return Some(RecordMismatch::Class {

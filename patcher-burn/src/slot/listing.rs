@@ -1,42 +1,12 @@
 //! Listing a model's slots with Burn's parameter paths.
 //!
-//! A slot announces itself to visitors with an empty `enter_module`/`exit_module` pair whose
-//! container type starts with [`SLOT_CONTAINER`]; [`list_slots`] runs a visitor that tracks Burn's
-//! path (through structs, `Vec`s, arrays, tuples and `Option`s, as Burn names them) and records
-//! those marks.
+//! A slot announces itself to visitors with a marker (see `crate::visit`); [`list_slots`] records
+//! those marks where the path-tracking visitor finds them.
 
-use burn::module::{Module, ModuleVisitor};
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 
-/// Prefix of the container type a slot's marker uses:
-/// `Slot:<interface>:<original>:<state>:<build position>`.
-const SLOT_CONTAINER: &str = "Slot:";
-
-/// The container type of a slot's marker.
-pub(crate) fn slot_marker(interface: &str, original: &str, replaced: bool, position: &str) -> String {
-    let state = if replaced { "replaced" } else { "original" };
-    format!("{SLOT_CONTAINER}{interface}:{original}:{state}:{position}")
-}
-
-/// A slot's marker, parsed back.
-pub(crate) struct Marker<'a> {
-    pub(crate) interface: &'a str,
-    pub(crate) original: &'a str,
-    pub(crate) replaced: bool,
-    pub(crate) position: &'a str,
-}
-
-/// The marker in a container type, if it is one.
-pub(crate) fn parse_marker(container_type: &str) -> Option<Marker<'_>> {
-    let mark = container_type.strip_prefix(SLOT_CONTAINER)?;
-    let mut parts = mark.splitn(4, ':');
-    Some(Marker {
-        interface: parts.next().unwrap_or_default(),
-        original: parts.next().unwrap_or_default(),
-        replaced: parts.next() == Some("replaced"),
-        position: parts.next().unwrap_or_default(),
-    })
-}
+use crate::visit::{self, ModulePath, SlotMark, VisitParams};
 
 /// One slot of a model, as [`list_slots`] finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,36 +34,20 @@ pub struct SlotInfo {
 /// }
 /// ```
 pub fn list_slots<B: Backend, M: Module<B>>(module: &M) -> Vec<SlotInfo> {
-    let mut lister = Lister {
-        path: Vec::new(),
-        slots: Vec::new(),
-    };
-    module.visit(&mut lister);
-    lister.slots
+    visit::visit(module, Lister(Vec::new())).0
 }
 
-struct Lister {
-    path: Vec<String>,
-    slots: Vec<SlotInfo>,
-}
+struct Lister(Vec<SlotInfo>);
 
-impl<B: Backend> ModuleVisitor<B> for Lister {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        if let Some(marker) = parse_marker(container_type) {
-            self.slots.push(SlotInfo {
-                path: self.path.join("."),
-                class: name.to_string(),
-                original_class: marker.original.to_string(),
-                replaced: marker.replaced,
-                interface: marker.interface.to_string(),
-                build_position: marker.position.to_string(),
-            });
-        }
-        // Pushed for marks too: their exit pops it.
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+impl<B: Backend> VisitParams<B> for Lister {
+    fn slot(&mut self, at: &ModulePath, slot: &SlotMark<'_>) {
+        self.0.push(SlotInfo {
+            path: at.key(),
+            class: slot.class.to_string(),
+            original_class: slot.original.to_string(),
+            replaced: slot.replaced,
+            interface: slot.interface.to_string(),
+            build_position: slot.position.to_string(),
+        });
     }
 }

@@ -11,10 +11,10 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use super::check::{compare, report};
 use super::class::{InterfaceKey, SlotInterface};
-use super::listing::slot_marker;
 use super::record::{Collect, Expect, Load, SlotRecord};
 use super::visitor::{ToDynMapper, ToDynVisitor};
 use super::Slot;
+use crate::visit::{slot_marker, Tracked};
 
 impl<B: Backend, I: ?Sized + SlotInterface> Module<B> for Slot<B, I> {
     type Record = SlotRecord<B>;
@@ -54,20 +54,21 @@ impl<B: Backend, I: ?Sized + SlotInterface> Module<B> for Slot<B, I> {
     }
 
     fn load_record(self, record: Self::Record) -> Self {
-        let mut expect = Expect::new();
-        self.module.visit(&mut expect);
+        let mut expect = Tracked::new(Expect::default());
+        self.module.visit(&mut ToDynVisitor(&mut expect));
         let interface = <I::Key as InterfaceKey>::NAME;
-        if let Some(mismatch) = compare(interface, self.class_name(), &expect, &record) {
+        if let Some(mismatch) = compare(interface, self.class_name(), &expect.inner, &record) {
             report(mismatch);
             return self;
         }
-        self.map_module(|module| module.map(&mut Load::new(record.params)))
+        let mut load = Tracked::new(Load::new(record.params));
+        self.map_module(|module| module.map(&mut ToDynMapper(&mut load)))
     }
 
     fn into_record(self) -> Self::Record {
-        let mut collect = Collect::new();
-        self.module.visit(&mut collect);
-        collect.into_record(self.class_name())
+        let mut collect = Tracked::new(Collect::new());
+        self.module.visit(&mut ToDynVisitor(&mut collect));
+        collect.inner.into_record(self.class_name())
     }
 }
 

@@ -10,14 +10,15 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use burn::module::{Module, Param};
+use burn::module::Param;
 use burn::record::{PrecisionSettings, Record};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::listing::parse_marker;
-use super::visitor::{with_rank, DynMapper, DynVisitor, TensorKind};
+use super::visitor::with_rank;
+use crate::load::ParamKind;
+use crate::visit::{Leaf, MapParams, ModulePath, SlotMark, VisitParams};
 
 /// The record of a [`Slot`](crate::Slot): the class it held and its parameters (Burn's
 /// parameter records) by path relative to the slot, e.g. `qkv_proj.weight`.
@@ -39,7 +40,7 @@ pub(crate) struct NestedSlot {
 /// One parameter of a slot record.
 pub(crate) struct ParamRecord<B: Backend> {
     pub(crate) path: String,
-    pub(crate) kind: TensorKind,
+    pub(crate) kind: ParamKind,
     pub(crate) shape: Vec<usize>,
     /// A `Param<Tensor<B, shape.len(), kind>>`.
     pub(crate) param: Box<dyn Any + Send>,
@@ -60,7 +61,7 @@ impl<B: Backend> SlotRecord<B> {
 
 impl<B: Backend> fmt::Debug for SlotRecord<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let params: BTreeMap<&str, (&TensorKind, &Vec<usize>)> = self
+        let params: BTreeMap<&str, (&ParamKind, &Vec<usize>)> = self
             .params
             .iter()
             .map(|p| (p.path.as_str(), (&p.kind, &p.shape)))
@@ -139,9 +140,9 @@ impl<B: Backend> Record<B> for SlotRecord<B> {
                 let rank = p.shape.len();
                 let any = p.param;
                 let value = with_rank!(rank, D => match p.kind {
-                    TensorKind::Float => ParamValue::Float(into_item::<Param<Tensor<B, D>>, B, S>(any)),
-                    TensorKind::Int => ParamValue::Int(into_item::<Param<Tensor<B, D, Int>>, B, S>(any)),
-                    TensorKind::Bool => ParamValue::Bool(into_item::<Param<Tensor<B, D, Bool>>, B, S>(any)),
+                    ParamKind::Float => ParamValue::Float(into_item::<Param<Tensor<B, D>>, B, S>(any)),
+                    ParamKind::Int => ParamValue::Int(into_item::<Param<Tensor<B, D, Int>>, B, S>(any)),
+                    ParamKind::Bool => ParamValue::Bool(into_item::<Param<Tensor<B, D, Bool>>, B, S>(any)),
                 });
                 ParamItem {
                     path: p.path,
@@ -163,22 +164,22 @@ impl<B: Backend> Record<B> for SlotRecord<B> {
             .into_iter()
             .filter(|p| (1..=super::visitor::MAX_RANK).contains(&p.rank))
             .map(|p| {
-                let (kind, param, shape): (TensorKind, Box<dyn Any + Send>, Vec<usize>) =
+                let (kind, param, shape): (ParamKind, Box<dyn Any + Send>, Vec<usize>) =
                     with_rank!(p.rank, D => match p.value {
                         ParamValue::Float(v) => {
                             let param = Param::<Tensor<B, D>>::from_item::<S>(v, device);
                             let shape = param.lazy_shape().to_vec();
-                            (TensorKind::Float, Box::new(param), shape)
+                            (ParamKind::Float, Box::new(param), shape)
                         }
                         ParamValue::Int(v) => {
                             let param = Param::<Tensor<B, D, Int>>::from_item::<S>(v, device);
                             let shape = param.lazy_shape().to_vec();
-                            (TensorKind::Int, Box::new(param), shape)
+                            (ParamKind::Int, Box::new(param), shape)
                         }
                         ParamValue::Bool(v) => {
                             let param = Param::<Tensor<B, D, Bool>>::from_item::<S>(v, device);
                             let shape = param.lazy_shape().to_vec();
-                            (TensorKind::Bool, Box::new(param), shape)
+                            (ParamKind::Bool, Box::new(param), shape)
                         }
                     });
                 ParamRecord::new(p.path, kind, shape, param)
@@ -206,7 +207,7 @@ where
 }
 
 impl<B: Backend> ParamRecord<B> {
-    fn new(path: String, kind: TensorKind, shape: Vec<usize>, param: Box<dyn Any + Send>) -> Self {
+    fn new(path: String, kind: ParamKind, shape: Vec<usize>, param: Box<dyn Any + Send>) -> Self {
         Self {
             path,
             kind,
@@ -217,196 +218,92 @@ impl<B: Backend> ParamRecord<B> {
     }
 }
 
-/// Tracks the relative path of what a slot's module visits, and the slots inside it.
-#[derive(Default)]
-struct PathStack {
-    stack: Vec<String>,
-    nested: Vec<NestedSlot>,
-}
-
-impl PathStack {
-    fn enter(&mut self, name: &str, container_type: &str) {
-        if let Some(marker) = parse_marker(container_type) {
-            self.nested.push(NestedSlot {
-                path: self.current(),
-                interface: marker.interface.to_string(),
-                class: name.to_string(),
-            });
+impl NestedSlot {
+    /// The slot `slot`, at `at` relative to the visited slot's module.
+    fn at(at: &ModulePath, slot: &SlotMark<'_>) -> Self {
+        Self {
+            path: at.key(),
+            interface: slot.interface.to_string(),
+            class: slot.class.to_string(),
         }
-        // Pushed for markers too: their exit pops it.
-        self.stack.push(name.to_string());
-    }
-
-    fn exit(&mut self) {
-        self.stack.pop();
-    }
-
-    fn current(&self) -> String {
-        self.stack.join(".")
     }
 }
 
 /// Collects a slot module's parameters as Burn's parameter records (`transform_for_save`).
+/// Run through the slot's trait object with `ToDynVisitor(&mut Tracked::new(..))`.
 pub(crate) struct Collect<B: Backend> {
-    path: PathStack,
-    pub(crate) params: Vec<ParamRecord<B>>,
+    params: Vec<ParamRecord<B>>,
+    nested: Vec<NestedSlot>,
 }
 
 impl<B: Backend> Collect<B> {
+    pub(crate) fn new() -> Self {
+        Self {
+            params: Vec::new(),
+            nested: Vec::new(),
+        }
+    }
+
     /// The record of a module of class `class`, once visited.
     pub(crate) fn into_record(self, class: &str) -> SlotRecord<B> {
         SlotRecord {
             class: class.to_string(),
             params: self.params,
-            nested: self.path.nested,
+            nested: self.nested,
         }
     }
 }
 
-impl<B: Backend> Collect<B> {
-    pub(crate) fn new() -> Self {
-        Self {
-            path: PathStack::default(),
-            params: Vec::new(),
-        }
+impl<B: Backend> VisitParams<B> for Collect<B> {
+    fn param<P: Leaf<B>>(&mut self, at: &ModulePath, param: &P) {
+        let saved = param.for_save();
+        let shape = saved.shape();
+        let record = ParamRecord::new(at.key(), P::KIND, shape, Box::new(saved));
+        self.params.push(record);
+    }
+
+    fn slot(&mut self, at: &ModulePath, slot: &SlotMark<'_>) {
+        self.nested.push(NestedSlot::at(at, slot));
     }
 }
 
-impl<B: Backend> DynVisitor<B> for Collect<B> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn visit(&mut self, kind: TensorKind, rank: usize, param: &dyn Any) {
-        let saved: Option<(Box<dyn Any + Send>, Vec<usize>)> = with_rank!(rank, D => match kind {
-            TensorKind::Float => param
-                .downcast_ref::<Param<Tensor<B, D>>>()
-                .map(|p| {
-                    let p = p.transform_for_save();
-                    let shape = p.lazy_shape().to_vec();
-                    (Box::new(p) as Box<dyn Any + Send>, shape)
-                }),
-            TensorKind::Int => param
-                .downcast_ref::<Param<Tensor<B, D, Int>>>()
-                .map(|p| {
-                    let p = p.transform_for_save();
-                    let shape = p.lazy_shape().to_vec();
-                    (Box::new(p) as Box<dyn Any + Send>, shape)
-                }),
-            TensorKind::Bool => param
-                .downcast_ref::<Param<Tensor<B, D, Bool>>>()
-                .map(|p| {
-                    let p = p.transform_for_save();
-                    let shape = p.lazy_shape().to_vec();
-                    (Box::new(p) as Box<dyn Any + Send>, shape)
-                }),
-        });
-        if let Some((param, shape)) = saved {
-            self.params
-                .push(ParamRecord::new(self.path.current(), kind, shape, param));
-        }
-    }
-}
-
-/// What a slot module expects of a record: `(path, kind, shape)` per parameter.
+/// What a slot module expects of a record: `(path, kind, shape)` per parameter, and the slots
+/// inside it.
+#[derive(Default)]
 pub(crate) struct Expect {
-    path: PathStack,
-    pub(crate) params: Vec<(String, TensorKind, Vec<usize>)>,
+    pub(crate) params: Vec<(String, ParamKind, Vec<usize>)>,
+    pub(crate) nested: Vec<NestedSlot>,
 }
 
-impl Expect {
-    /// The slots inside the visited module.
-    pub(crate) fn nested(&self) -> &[NestedSlot] {
-        &self.path.nested
-    }
-}
-
-impl Expect {
-    pub(crate) fn new() -> Self {
-        Self {
-            path: PathStack::default(),
-            params: Vec::new(),
-        }
-    }
-}
-
-impl<B: Backend> DynVisitor<B> for Expect {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
+impl<B: Backend> VisitParams<B> for Expect {
+    fn param<P: Leaf<B>>(&mut self, at: &ModulePath, param: &P) {
+        self.params.push((at.key(), P::KIND, param.shape()));
     }
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn visit(&mut self, kind: TensorKind, rank: usize, param: &dyn Any) {
-        let shape: Option<Vec<usize>> = with_rank!(rank, D => match kind {
-            TensorKind::Float => param
-                .downcast_ref::<Param<Tensor<B, D>>>()
-                .map(|p| p.lazy_shape().to_vec()),
-            TensorKind::Int => param
-                .downcast_ref::<Param<Tensor<B, D, Int>>>()
-                .map(|p| p.lazy_shape().to_vec()),
-            TensorKind::Bool => param
-                .downcast_ref::<Param<Tensor<B, D, Bool>>>()
-                .map(|p| p.lazy_shape().to_vec()),
-        });
-        if let Some(shape) = shape {
-            self.params.push((self.path.current(), kind, shape));
-        }
+    fn slot(&mut self, at: &ModulePath, slot: &SlotMark<'_>) {
+        self.nested.push(NestedSlot::at(at, slot));
     }
 }
 
 /// Loads a checked record's parameters into a slot module (Burn's `Param::load_record`).
-pub(crate) struct Load<B: Backend> {
-    path: PathStack,
+pub(crate) struct Load {
     params: BTreeMap<String, Box<dyn Any + Send>>,
-    _backend: std::marker::PhantomData<fn() -> B>,
 }
 
-impl<B: Backend> Load<B> {
-    pub(crate) fn new(params: Vec<ParamRecord<B>>) -> Self {
+impl Load {
+    pub(crate) fn new<B: Backend>(params: Vec<ParamRecord<B>>) -> Self {
         Self {
-            path: PathStack::default(),
             params: params.into_iter().map(|p| (p.path, p.param)).collect(),
-            _backend: std::marker::PhantomData,
         }
     }
 }
 
-/// Loads the record in `record` (an `R`) into the `Option<R>` in `slot`.
-fn load_param<R: Module<B, Record = R> + 'static, B: Backend>(
-    slot: &mut dyn Any,
-    record: Box<dyn Any + Send>,
-) {
-    if let (Some(opt), Ok(record)) = (slot.downcast_mut::<Option<R>>(), record.downcast::<R>()) {
-        if let Some(param) = opt.take() {
-            *opt = Some(param.load_record(*record));
+impl<B: Backend> MapParams<B> for Load {
+    fn map<P: Leaf<B>>(&mut self, at: &ModulePath, param: P) -> P {
+        // The record was checked against the module: same paths, kinds and ranks.
+        match self.params.remove(&at.key()).map(|r| r.downcast::<P>()) {
+            Some(Ok(record)) => param.load_record(*record),
+            _ => param,
         }
-    }
-}
-
-impl<B: Backend> DynMapper<B> for Load<B> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn map(&mut self, kind: TensorKind, rank: usize, slot: &mut dyn Any) {
-        let Some(record) = self.params.remove(&self.path.current()) else {
-            return;
-        };
-        with_rank!(rank, D => match kind {
-            TensorKind::Float => load_param::<Param<Tensor<B, D>>, B>(slot, record),
-            TensorKind::Int => load_param::<Param<Tensor<B, D, Int>>, B>(slot, record),
-            TensorKind::Bool => load_param::<Param<Tensor<B, D, Bool>>, B>(slot, record),
-        })
     }
 }

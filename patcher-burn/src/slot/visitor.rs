@@ -12,18 +12,8 @@ use std::any::Any;
 use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
-use serde::{Deserialize, Serialize};
 
-/// The element kind of a parameter tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub(crate) enum TensorKind {
-    /// `Tensor<B, D>`.
-    Float,
-    /// `Tensor<B, D, Int>`.
-    Int,
-    /// `Tensor<B, D, Bool>`.
-    Bool,
-}
+use crate::load::ParamKind;
 
 /// The highest parameter rank a slot can carry.
 pub const MAX_RANK: usize = 8;
@@ -59,7 +49,7 @@ pub(crate) trait DynVisitor<B: Backend> {
     fn enter_module(&mut self, name: &str, container_type: &str);
     fn exit_module(&mut self, name: &str, container_type: &str);
     /// `param` is a `&Param<Tensor<B, rank, kind>>`.
-    fn visit(&mut self, kind: TensorKind, rank: usize, param: &dyn Any);
+    fn visit(&mut self, kind: ParamKind, rank: usize, param: &dyn Any);
 }
 
 /// Object-safe module mapper: what crosses a slot's trait object.
@@ -67,7 +57,7 @@ pub(crate) trait DynMapper<B: Backend> {
     fn enter_module(&mut self, name: &str, container_type: &str);
     fn exit_module(&mut self, name: &str, container_type: &str);
     /// `param` is a `&mut Option<Param<Tensor<B, rank, kind>>>`: take it, map it, put it back.
-    fn map(&mut self, kind: TensorKind, rank: usize, param: &mut dyn Any);
+    fn map(&mut self, kind: ParamKind, rank: usize, param: &mut dyn Any);
 }
 
 /// A caller's generic visitor, seen as a [`DynVisitor`].
@@ -82,20 +72,20 @@ impl<B: Backend, V: ModuleVisitor<B>> DynVisitor<B> for ToDynVisitor<'_, V> {
         self.0.exit_module(name, container_type);
     }
 
-    fn visit(&mut self, kind: TensorKind, rank: usize, param: &dyn Any) {
+    fn visit(&mut self, kind: ParamKind, rank: usize, param: &dyn Any) {
         // The downcasts cannot fail: AsModuleVisitor passed exactly this type for (kind, rank).
         with_rank!(rank, D => match kind {
-            TensorKind::Float => {
+            ParamKind::Float => {
                 if let Some(p) = param.downcast_ref::<Param<Tensor<B, D>>>() {
                     self.0.visit_float(p)
                 }
             }
-            TensorKind::Int => {
+            ParamKind::Int => {
                 if let Some(p) = param.downcast_ref::<Param<Tensor<B, D, Int>>>() {
                     self.0.visit_int(p)
                 }
             }
-            TensorKind::Bool => {
+            ParamKind::Bool => {
                 if let Some(p) = param.downcast_ref::<Param<Tensor<B, D, Bool>>>() {
                     self.0.visit_bool(p)
                 }
@@ -118,17 +108,17 @@ impl<B: Backend> ModuleVisitor<B> for AsModuleVisitor<'_, B> {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         const { assert_rank::<D>() };
-        self.0.visit(TensorKind::Float, D, param);
+        self.0.visit(ParamKind::Float, D, param);
     }
 
     fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, Int>>) {
         const { assert_rank::<D>() };
-        self.0.visit(TensorKind::Int, D, param);
+        self.0.visit(ParamKind::Int, D, param);
     }
 
     fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, Bool>>) {
         const { assert_rank::<D>() };
-        self.0.visit(TensorKind::Bool, D, param);
+        self.0.visit(ParamKind::Bool, D, param);
     }
 }
 
@@ -153,16 +143,16 @@ impl<B: Backend, M: ModuleMapper<B>> DynMapper<B> for ToDynMapper<'_, M> {
         self.0.exit_module(name, container_type);
     }
 
-    fn map(&mut self, kind: TensorKind, rank: usize, param: &mut dyn Any) {
+    fn map(&mut self, kind: ParamKind, rank: usize, param: &mut dyn Any) {
         let mapper = &mut *self.0;
         with_rank!(rank, D => match kind {
-            TensorKind::Float => {
+            ParamKind::Float => {
                 map_in_place::<Param<Tensor<B, D>>>(param, |p| mapper.map_float(p))
             }
-            TensorKind::Int => {
+            ParamKind::Int => {
                 map_in_place::<Param<Tensor<B, D, Int>>>(param, |p| mapper.map_int(p))
             }
-            TensorKind::Bool => {
+            ParamKind::Bool => {
                 map_in_place::<Param<Tensor<B, D, Bool>>>(param, |p| mapper.map_bool(p))
             }
         })
@@ -173,7 +163,7 @@ impl<B: Backend, M: ModuleMapper<B>> DynMapper<B> for ToDynMapper<'_, M> {
 pub(crate) struct AsModuleMapper<'a, B: Backend>(pub &'a mut dyn DynMapper<B>);
 
 impl<B: Backend> AsModuleMapper<'_, B> {
-    fn cross<T: 'static>(&mut self, kind: TensorKind, rank: usize, param: T) -> T {
+    fn cross<T: 'static>(&mut self, kind: ParamKind, rank: usize, param: T) -> T {
         let mut slot = Some(param);
         self.0.map(kind, rank, &mut slot);
         slot.expect("a DynMapper puts the mapped parameter back")
@@ -191,7 +181,7 @@ impl<B: Backend> ModuleMapper<B> for AsModuleMapper<'_, B> {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         const { assert_rank::<D>() };
-        self.cross(TensorKind::Float, D, param)
+        self.cross(ParamKind::Float, D, param)
     }
 
     fn map_int<const D: usize>(
@@ -199,7 +189,7 @@ impl<B: Backend> ModuleMapper<B> for AsModuleMapper<'_, B> {
         param: Param<Tensor<B, D, Int>>,
     ) -> Param<Tensor<B, D, Int>> {
         const { assert_rank::<D>() };
-        self.cross(TensorKind::Int, D, param)
+        self.cross(ParamKind::Int, D, param)
     }
 
     fn map_bool<const D: usize>(
@@ -207,6 +197,6 @@ impl<B: Backend> ModuleMapper<B> for AsModuleMapper<'_, B> {
         param: Param<Tensor<B, D, Bool>>,
     ) -> Param<Tensor<B, D, Bool>> {
         const { assert_rank::<D>() };
-        self.cross(TensorKind::Bool, D, param)
+        self.cross(ParamKind::Bool, D, param)
     }
 }
