@@ -5,18 +5,20 @@
 //! a restructured model (fused QKV attention, experts as a list of linears, experimental variants).
 //!
 //! This facade re-exports the three crates of the workspace:
-//! - [`patcher_core`]: checkpoint reader, key patterns, weight conversions, the [`Patcher`] and the
-//!   conversion plan;
-//! - [`patcher_burn`]: substitutable module slots, building with substitutions, loading and saving;
+//! - [`patcher_core`]: checkpoint reader, key patterns, weight conversions, the weight half of a
+//!   patcher ([`WeightPatch`]) and the conversion plan;
+//! - [`patcher_burn`]: substitutable module slots (with ready ones for Burn's `Linear`, norms and
+//!   `Embedding` in [`layers`]), the typed [`Patcher`], building with substitutions, loading and
+//!   saving;
 //! - `patcher_derive` (feature `derive`, on by default): `#[derive(Patchable)]` and
 //!   `#[slot_interface]`.
 //!
 //! ## Patching a model while it is built
 //!
 //! The model author writes the model once, patch-ready: a field that may be substituted is a
-//! [`Slot`] of an interface trait (what the parent calls, and the constructor every class of the
-//! slot is built with); classes are `#[derive(Patchable)]` module structs. A [`Patcher`]'s
-//! `class_mapping` then swaps classes by name while the model is built:
+//! [`Slot`] of an interface trait (what the parent calls, and the arguments of the constructor
+//! every class of the slot has); classes are `#[derive(Patchable)]` module structs with their own
+//! `new`. A [`Patcher`] then swaps classes, by type, name or path, while the model is built:
 //!
 //! ```
 //! # #[cfg(feature = "derive")] {
@@ -28,7 +30,8 @@
 //!     list_slots, replacement, slot_interface, BuildContext, Patchable, Patcher, Slot,
 //! };
 //!
-//! /// What the model calls on its MLP. Every class of the slot is built with `new`.
+//! /// What the model calls on its MLP. Every class of the slot has a `new` taking these
+//! /// arguments (checked at compile time).
 //! #[slot_interface]
 //! pub trait MlpLayer<B: Backend> {
 //!     fn new(hidden: usize, device: &B::Device) -> Self;
@@ -43,12 +46,15 @@
 //!     down: Linear<B>,
 //! }
 //!
-//! impl<B: Backend> MlpLayer<B> for Mlp<B> {
-//!     fn new(hidden: usize, device: &B::Device) -> Self {
+//! impl<B: Backend> Mlp<B> {
+//!     pub fn new(hidden: usize, device: &B::Device) -> Self {
 //!         let up = LinearConfig::new(hidden, 4 * hidden).init(device);
 //!         let down = LinearConfig::new(4 * hidden, hidden).init(device);
 //!         Self { up, down }
 //!     }
+//! }
+//!
+//! impl<B: Backend> MlpLayer<B> for Mlp<B> {
 //!     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
 //!         self.down.forward(gelu(self.up.forward(x)))
 //!     }
@@ -62,12 +68,15 @@
 //!     down: Linear<B>,
 //! }
 //!
-//! impl<B: Backend> MlpLayer<B> for GatedMlp<B> {
-//!     fn new(hidden: usize, device: &B::Device) -> Self {
+//! impl<B: Backend> GatedMlp<B> {
+//!     pub fn new(hidden: usize, device: &B::Device) -> Self {
 //!         let gate_up = LinearConfig::new(hidden, 8 * hidden).init(device);
 //!         let down = LinearConfig::new(4 * hidden, hidden).init(device);
 //!         Self { gate_up, down }
 //!     }
+//! }
+//!
+//! impl<B: Backend> MlpLayer<B> for GatedMlp<B> {
 //!     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
 //!         let [gate, up] = self.gate_up.forward(x).chunk(2, 1).try_into().unwrap();
 //!         self.down.forward(silu(gate) * up)
@@ -96,18 +105,18 @@
 //! let model = Model::<B>::new(&BuildContext::plain(&device));
 //! assert_eq!(model.num_params(), (8 * 32 + 32) + (32 * 8 + 8));
 //!
-//! // `LlamaMlp` swapped for `GatedMlp`.
-//! let patcher = Patcher::<B>::new()
-//!     .class_mapping("LlamaMlp", replacement::<GatedMlp<B>, dyn MlpLayer<B>>())?;
+//! // `LlamaMlp` swapped for `GatedMlp`: by type, so a class of another interface would not
+//! // compile here.
+//! let patcher = Patcher::<B>::new().replace::<Mlp<B>, GatedMlp<B>>();
 //! let model = BuildContext::build(&patcher, &device, Model::new)?;
 //! let slot = &list_slots(&model)[0];
 //! assert_eq!((slot.path.as_str(), slot.class.as_str(), slot.replaced), ("mlp", "GatedMlp", true));
 //! assert_eq!(model.num_params(), (8 * 64 + 64) + (32 * 8 + 8));
 //! assert_eq!(model.forward(Tensor::zeros([2, 8], &device)).dims(), [2, 8]);
 //!
-//! // A key that names no slot class of the model is an error, with a did-you-mean.
+//! // By name, a key that names no slot class of the model is an error, with a did-you-mean.
 //! let typo = Patcher::<B>::new()
-//!     .class_mapping("LlamaMLP", replacement::<GatedMlp<B>, dyn MlpLayer<B>>())?;
+//!     .class_mapping("LlamaMLP", replacement::<GatedMlp<B>, dyn MlpLayer<B>>());
 //! let err = BuildContext::build(&typo, &device, Model::new).unwrap_err();
 //! assert!(err.to_string().contains("did you mean `LlamaMlp`?"));
 //! # }

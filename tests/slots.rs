@@ -13,7 +13,7 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn_patcher::{
     list_slots, load_file_checked, load_record_checked, replacement, BuildContext, BuildError,
-    LoadRecordError, Patcher, SlotInfo,
+    LoadRecordError, Patcher, PatcherError, PatcherErrors, SlotInfo,
 };
 use slot_model::*;
 
@@ -32,20 +32,10 @@ fn patcher<B: Backend>(swap: Swap) -> Patcher<B> {
     let patcher = Patcher::new();
     match swap {
         Swap::None => patcher,
-        Swap::Attention => patcher
-            .class_mapping(
-                "TinyAttention",
-                replacement::<FusedAttention<B>, dyn AttentionLayer<B>>(),
-            )
-            .unwrap(),
+        Swap::Attention => patcher.replace::<Attention<B>, FusedAttention<B>>(),
         Swap::Both => patcher
-            .class_mapping(
-                "TinyAttention",
-                replacement::<FusedAttention<B>, dyn AttentionLayer<B>>(),
-            )
-            .unwrap()
-            .class_mapping("TinyMlp", replacement::<GatedMlp<B>, dyn MlpLayer<B>>())
-            .unwrap(),
+            .replace::<Attention<B>, FusedAttention<B>>()
+            .class_mapping("TinyMlp", replacement::<GatedMlp<B>, dyn MlpLayer<B>>()),
     }
 }
 
@@ -242,16 +232,14 @@ fn structure<B: Backend>(device: &B::Device) {
 /// `TinyAttention` would get an MLP: a wrong-interface error).
 fn regex_keys<B: Backend>(device: &B::Device) {
     let patcher = Patcher::<B>::new()
-        .class_mapping(
+        .class_mapping_regex(
             "^Tiny(Attention|Mlp)$",
             replacement::<GatedMlp<B>, dyn MlpLayer<B>>(),
         )
-        .unwrap()
         .class_mapping(
             "TinyAttention",
             replacement::<FusedAttention<B>, dyn AttentionLayer<B>>(),
-        )
-        .unwrap();
+        );
     let model = BuildContext::build(&patcher, device, |ctx| {
         TinyModel::new(ctx, &TinyConfig::new())
     })
@@ -448,33 +436,33 @@ fn display<B: Backend>(device: &B::Device) {
 
 /// A class_mapping key that matches no slot class is an error naming the model's classes.
 fn unknown_class<B: Backend>(device: &B::Device) {
-    let patcher = Patcher::<B>::new()
-        .class_mapping(
-            "TinyAtention",
-            replacement::<FusedAttention<B>, dyn AttentionLayer<B>>(),
-        )
-        .unwrap();
+    let patcher = Patcher::<B>::new().class_mapping(
+        "TinyAtention",
+        replacement::<FusedAttention<B>, dyn AttentionLayer<B>>(),
+    );
     let err = BuildContext::build(&patcher, device, |ctx| {
         TinyModel::new(ctx, &TinyConfig::new())
     })
     .unwrap_err();
-    assert!(matches!(err, BuildError::UnknownClasses(_)));
+    assert!(matches!(
+        &err,
+        BuildError::Patcher(PatcherErrors(errors))
+            if matches!(errors.as_slice(), [PatcherError::UnknownClasses { .. }])
+    ));
     assert_eq!(
         err.to_string(),
         "class mapping key `TinyAtention` matches no class of the model (did you mean \
-         `TinyAttention`?)\nthe model's classes are: TinyLayer, TinyAttention, TinyMlp\nUse one of these \
-         names, or a regex found in one of them"
+         `TinyAttention`?)\nthe model's classes are: TinyLayer, TinyAttention, TinyMlp\nUse one of \
+         these names exactly, or the regex call"
     );
 }
 
 /// A replacement for another interface is an error naming both interfaces.
 fn wrong_interface<B: Backend>(device: &B::Device) {
-    let patcher = Patcher::<B>::new()
-        .class_mapping(
-            "TinyAttention",
-            replacement::<GatedMlp<B>, dyn MlpLayer<B>>(),
-        )
-        .unwrap();
+    let patcher = Patcher::<B>::new().class_mapping(
+        "TinyAttention",
+        replacement::<GatedMlp<B>, dyn MlpLayer<B>>(),
+    );
     let err = BuildContext::build(&patcher, device, |ctx| {
         TinyModel::new(ctx, &TinyConfig::new())
     })
@@ -483,6 +471,7 @@ fn wrong_interface<B: Backend>(device: &B::Device) {
         err,
         BuildError::WrongInterface {
             original: "TinyAttention",
+            path: None,
             replacement: "GatedMlp",
             slot_interface: "AttentionLayer",
             replacement_interface: "MlpLayer",
@@ -490,9 +479,9 @@ fn wrong_interface<B: Backend>(device: &B::Device) {
     );
     assert_eq!(
         err.to_string(),
-        "class_mapping maps `TinyAttention` to `GatedMlp`, which implements `MlpLayer`, but \
-         `TinyAttention` fills slots of interface `AttentionLayer`; map it to a class with \
-         #[patchable(implements(AttentionLayer))] (built from the same arguments)"
+        "the patcher maps `TinyAttention` to `GatedMlp`, which fills slots of interface \
+         `MlpLayer`, but that slot has interface `AttentionLayer`; map it to a class with \
+         #[patchable(implements(AttentionLayer))]"
     );
 }
 

@@ -35,22 +35,22 @@ mod save;
 mod slot;
 mod visit;
 
-pub use patcher::Patcher;
 pub use load::{
     from_pretrained, load_checkpoint, load_into, load_with, model_params, Layout, LinearLayout,
     LoadError, LoadOptions, LoadProgress, LoadSpec, Loaded, NonFiniteCount, ParamInfo, ParamKind,
     PretrainedModel, Quantization, QuantizeTargets,
 };
 pub use load::{model_params_with, TorchLayout, TorchLayouts};
+pub use patcher::Patcher;
+/// `#[derive(Patchable)]` and `#[slot_interface]` (use `crate = "patcher_burn"` when naming this
+/// crate directly rather than the `burn-patcher` facade).
+pub use patcher_derive::{slot_interface, Patchable};
 pub use save::{save_model, save_pretrained, save_pretrained_with, SaveOptions};
 pub use slot::{
     list_slots, load_file_checked, load_record_checked, replacement, BuildContext, BuildError,
     ClassReplacement, Implements, InterfaceKey, LoadRecordError, OriginalClass, Patchable,
     RecordMismatch, Slot, SlotInfo, SlotInterface, SlotRecord, SlotRecordItem, MAX_RANK,
 };
-/// `#[derive(Patchable)]` and `#[slot_interface]` (use `crate = "patcher_burn"` when naming this
-/// crate directly rather than the `burn-patcher` facade).
-pub use patcher_derive::{slot_interface, Patchable};
 
 /// What `#[derive(Patchable)]` and `#[slot_interface]` expand to refers to; not a public API.
 #[doc(hidden)]

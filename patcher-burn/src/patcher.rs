@@ -9,9 +9,7 @@ use patcher_core::pattern::IntoPatterns;
 use patcher_core::{PatcherError, WeightPatch, WeightTransform};
 use regex::Regex;
 
-use crate::slot::{
-    ClassMapping, ClassReplacement, Implements, OriginalClass, Patchable, Selector,
-};
+use crate::slot::{ClassMapping, ClassReplacement, Implements, OriginalClass, Patchable, Selector};
 
 /// Which module classes to swap while a model is built, and how the model's default weight
 /// conversions change to match: drop the ones a filter regex is found in, then put extra ones
@@ -92,7 +90,7 @@ use crate::slot::{
 ///
 /// // A key that is not a class of the model, with a did-you-mean:
 /// let patcher = Patcher::<B>::new()
-///     .class_mapping("Linaer", patcher_burn::replacement::<Doubled<B>, dyn LinearLayer<B>>());
+///     .class_mapping("Linearr", patcher_burn::replacement::<Doubled<B>, dyn LinearLayer<B>>());
 /// let err = BuildContext::build(&patcher, &device, Mlp::new).unwrap_err();
 /// assert!(err.to_string().contains("did you mean `Linear`?"));
 /// ```
@@ -264,7 +262,10 @@ impl<B: Backend> fmt::Debug for Patcher<B> {
                 "filtered_weight_conversion_patterns",
                 &self.weights.filter_patterns().collect::<Vec<_>>(),
             )
-            .field("extra_weight_conversions", &self.weights.extra_conversions())
+            .field(
+                "extra_weight_conversions",
+                &self.weights.extra_conversions(),
+            )
             .field("errors", &self.errors())
             .finish()
     }

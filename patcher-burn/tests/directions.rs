@@ -14,13 +14,14 @@ use burn::backend::NdArray;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use common::*;
+use patcher_burn::Patcher;
 use patcher_burn::{
     load_checkpoint, load_into, load_with, save_model, save_pretrained, save_pretrained_with,
     LoadError, LoadOptions, LoadSpec, SaveOptions,
 };
 use patcher_core::ops::{Chunk, Concatenate, SplitModulelist};
 use patcher_core::{
-    Checkpoint, DType, HostTensor, Patcher, WeightConverter, WeightRenaming, WeightTransform,
+    Checkpoint, DType, HostTensor, WeightConverter, WeightRenaming, WeightTransform,
 };
 
 type B = NdArray;

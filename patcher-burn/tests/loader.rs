@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use common::*;
+use patcher_burn::Patcher;
 use patcher_burn::{
     load_checkpoint, load_into, save_pretrained, LinearLayout, LoadError, LoadOptions,
     PretrainedModel,
 };
-use patcher_core::{Checkpoint, DType, HostTensor, Patcher, WeightTransform};
+use patcher_core::{Checkpoint, DType, HostTensor, WeightTransform};
 
 fn check_layout_and_merge<B: Backend>(device: &B::Device) {
     let dir = TempDir::new("layout");

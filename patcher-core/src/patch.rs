@@ -197,7 +197,7 @@ pub enum PatcherError {
         error: TransformError,
     },
     /// Class keys that match no slot class of the model.
-    #[error("{}", render_unmatched("class mapping key", "class", unmatched, known))]
+    #[error("{}", render_unmatched("class mapping key", ("class", "classes"), unmatched, known))]
     UnknownClasses {
         /// The keys, with a near class name when there is one.
         unmatched: Vec<UnmatchedKey>,
@@ -205,7 +205,7 @@ pub enum PatcherError {
         known: Vec<String>,
     },
     /// Path keys that match no slot path of the model.
-    #[error("{}", render_unmatched("slot path key", "slot path", unmatched, known))]
+    #[error("{}", render_unmatched("slot path key", ("slot path", "slot paths"), unmatched, known))]
     UnknownPaths {
         /// The keys, with a near slot path when there is one.
         unmatched: Vec<UnmatchedKey>,
@@ -214,10 +214,18 @@ pub enum PatcherError {
     },
 }
 
-fn render_unmatched(what: &str, kind: &str, unmatched: &[UnmatchedKey], known: &[String]) -> String {
+fn render_unmatched(
+    what: &str,
+    (kind, kinds): (&str, &str),
+    unmatched: &[UnmatchedKey],
+    known: &[String],
+) -> String {
     let mut out = String::new();
     for u in unmatched {
-        out.push_str(&format!("{what} `{}` matches no {kind} of the model", u.key));
+        out.push_str(&format!(
+            "{what} `{}` matches no {kind} of the model",
+            u.key
+        ));
         if let Some(s) = &u.suggestion {
             out.push_str(&format!(" (did you mean `{s}`?)"));
         }
@@ -225,12 +233,17 @@ fn render_unmatched(what: &str, kind: &str, unmatched: &[UnmatchedKey], known: &
     }
     // A listing capped like the load report's: a huge model should not flood the message.
     const SHOWN: usize = 32;
-    let mut listed = known.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    let mut listed = known
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if known.len() > SHOWN {
         listed.push_str(&format!(", ... ({} more)", known.len() - SHOWN));
     }
     out.push_str(&format!(
-        "the model's {kind}s are: {listed}\nUse one of these names exactly, or the regex call"
+        "the model's {kinds} are: {listed}\nUse one of these names exactly, or the regex call"
     ));
     out
 }

@@ -73,9 +73,7 @@ pub fn expand(
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
 
     // `Self { field: f(self.field), skipped: self.skipped }`.
-    let rebuild = |value: TokenStream| {
-        quote!(Self { #name: #value, #(#skipped: self.#skipped,)* })
-    };
+    let rebuild = |value: TokenStream| quote!(Self { #name: #value, #(#skipped: self.#skipped,)* });
     let fork = rebuild(quote!(#module::Module::<#backend>::fork(self.#name, device)));
     let to_device = rebuild(quote!(#module::Module::<#backend>::to_device(self.#name, device)));
     let map = rebuild(quote!(#module::Module::<#backend>::map(self.#name, mapper)));

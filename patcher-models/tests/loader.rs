@@ -11,10 +11,11 @@ use burn::module::Module;
 use burn::prelude::Backend;
 use common::parity::assert_parity;
 use common::{fixtures, input_ids, read_reference};
+use patcher_burn::Patcher;
 use patcher_burn::{list_slots, save_pretrained, LoadError, LoadOptions, Loaded};
-use patcher_core::{Checkpoint, LoadReport, Patcher};
-use patcher_models::llama::{LlamaAttentionInterface, LlamaConfig, LlamaForCausalLM};
-use patcher_models::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_core::{Checkpoint, LoadReport};
+use patcher_models::llama::{LlamaAttention, LlamaConfig, LlamaForCausalLM};
+use patcher_models::qwen2_moe::{Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher, FusedQKVAttention};
 use patcher_models::PretrainedError;
 
@@ -186,23 +187,17 @@ fn ends_with_any(keys: &[String], suffix: &str) -> bool {
 fn wrong_patch_fails<B: Backend>(device: &B::Device) {
     // Fused QKV attention without the q/k/v concatenations: `qkv_proj` has no source, and the
     // checkpoint's q/k/v keys have no parameter.
-    let patcher = Patcher::<B>::new()
-        .class_mapping(
-            "Qwen2MoeAttention",
-            patcher_burn::replacement::<FusedQKVAttention<B>, dyn Qwen2MoeAttentionInterface<B>>(),
-        )
-        .unwrap();
+    let patcher = Patcher::<B>::new().replace::<Qwen2MoeAttention<B>, FusedQKVAttention<B>>();
     let (report, _) = incomplete_load(load_qwen2_moe_fixture(&patcher, device));
     assert!(ends_with_any(&report.missing, "self_attn.qkv_proj.weight"));
     assert!(ends_with_any(&report.unexpected, "self_attn.q_proj.weight"));
     // A converter whose target does not exist (a typo): the load fails with the report, and the
     // report suggests the parameter that was meant.
-    let typo = patcher_core::WeightConverter::try_new(
+    let typo = patcher_core::WeightConverter::new(
         ["q_proj.weight", "k_proj.weight", "v_proj.weight"],
         "qkv_projj.weight",
-        vec![std::sync::Arc::new(patcher_core::ops::Concatenate::new(0))],
     )
-    .unwrap();
+    .op(patcher_core::ops::Concatenate::new(0));
     let patcher = patcher.extra_weight_conversions([typo]);
     let (report, message) = incomplete_load(load_qwen2_moe_fixture(&patcher, device));
     // The checkpoint does not hold `qkv_projj`: the report names the converter that made it.
@@ -221,12 +216,7 @@ fn wrong_patch_fails<B: Backend>(device: &B::Device) {
     assert!(message.contains("did you mean"), "{message}");
 
     // The same for Llama.
-    let patcher = Patcher::<B>::new()
-        .class_mapping(
-            "LlamaAttention",
-            patcher_burn::replacement::<FusedQKVAttention<B>, dyn LlamaAttentionInterface<B>>(),
-        )
-        .unwrap();
+    let patcher = Patcher::<B>::new().replace::<LlamaAttention<B>, FusedQKVAttention<B>>();
     let err = LlamaForCausalLM::<B>::from_pretrained(
         fixtures().join("llama"),
         &patcher,

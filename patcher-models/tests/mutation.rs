@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use burn::backend::NdArray;
 use mutate::{mutate_json, mutate_safetensors, settings, CountingAlloc, Rng};
 use patcher_burn::LoadOptions;
-use patcher_core::Patcher;
+use patcher_burn::Patcher;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::qwen2_moe_patcher;
 use patcher_models::PretrainedError;

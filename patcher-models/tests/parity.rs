@@ -20,8 +20,13 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
     let patcher = qwen2_moe_patcher::<B>(&config, fused_qkv, sequential_experts);
     let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, device).unwrap();
-    let slots = list_slots(&model);
+    let (linears, slots): (Vec<_>, Vec<_>) = list_slots(&model)
+        .into_iter()
+        .partition(|s| s.original_class == "Linear");
     assert_eq!(slots.len(), 2 * config.num_hidden_layers);
+    // Qwen2-MoE's own attention holds plain linears; the fused one, qkv_proj and o_proj slots.
+    let per_layer = if fused_qkv { 2 } else { 0 };
+    assert_eq!(linears.len(), per_layer * config.num_hidden_layers);
     for slot in &slots {
         let expected = match (slot.original_class.as_str(), fused_qkv, sequential_experts) {
             ("Qwen2MoeAttention", true, _) => "FusedQKVAttention",
@@ -52,9 +57,15 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
     } else {
         LlamaForCausalLM::<B>::new(&config, device)
     };
-    let slots = list_slots(&model);
+    let (linears, slots): (Vec<_>, Vec<_>) = list_slots(&model)
+        .into_iter()
+        .partition(|s| s.original_class == "Linear");
     assert_eq!(slots.len(), config.num_hidden_layers);
     assert!(slots.iter().all(|s| s.replaced == fused_qkv));
+    // Every linear is a slot: q, k, v, o (or qkv, o) and the MLP's three per layer, and lm_head.
+    let per_layer = if fused_qkv { 5 } else { 7 };
+    assert_eq!(linears.len(), per_layer * config.num_hidden_layers + 1);
+    assert!(linears.iter().all(|s| !s.replaced && s.class == "Linear"));
     let model = assign_all(model, &path, device);
     let reference = read_reference(&path);
     let out = model.forward_with_hidden_states(input_ids::<B>(&reference, device));

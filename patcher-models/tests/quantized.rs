@@ -158,7 +158,7 @@ fn patterns_select_parameters<B: Backend>(device: &B::Device) {
     let path = fixtures().join("qwen2_moe");
     let err = Qwen2MoeForCausalLM::<B>::from_pretrained(
         &path,
-        &patcher_core::Patcher::new(),
+        &patcher_burn::Patcher::new(),
         device,
         &LoadOptions::default().quantization(bad),
     )
@@ -175,7 +175,7 @@ fn unsupported_schemes_are_an_error<B: Backend>(device: &B::Device) {
     let path = fixtures().join("qwen2_moe");
     let result = Qwen2MoeForCausalLM::<B>::from_pretrained(
         &path,
-        &patcher_core::Patcher::new(),
+        &patcher_burn::Patcher::new(),
         device,
         &LoadOptions::default().quantize(packed),
     );
@@ -190,7 +190,7 @@ fn saving_a_quantized_model_is_refused<B: Backend>(device: &B::Device) {
     let path = fixtures().join("qwen2_moe");
     let loaded = Qwen2MoeForCausalLM::<B>::from_pretrained(
         &path,
-        &patcher_core::Patcher::new(),
+        &patcher_burn::Patcher::new(),
         device,
         &LoadOptions::default().quantize(scheme()),
     )

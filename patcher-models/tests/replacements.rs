@@ -9,6 +9,7 @@ use burn::backend::NdArray;
 use burn::module::Module;
 use burn::prelude::*;
 use common::{assign, fixtures, read_checkpoint, seeded_input};
+use patcher_burn::{model_params, BuildContext};
 use patcher_models::common::{causal_mask, DecoderAttention, MoeExperts, RotaryEmbedding};
 use patcher_models::llama::{LlamaAttention, LlamaConfig};
 use patcher_models::qwen2_moe::{
@@ -18,6 +19,15 @@ use patcher_models::replacements::{FusedQKVAttention, SequentialExperts};
 
 type B = NdArray<f32>;
 
+/// Burn's shape of the parameter at `path`.
+fn burn_shape<M: Module<B>>(module: &M, path: &str) -> Vec<usize> {
+    model_params(module)
+        .into_iter()
+        .find(|p| p.burn_path == path)
+        .map(|p| p.burn_shape)
+        .unwrap_or_else(|| panic!("no parameter {path}"))
+}
+
 fn max_diff<const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
     (a - b).abs().max().into_scalar()
 }
@@ -25,26 +35,29 @@ fn max_diff<const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
 #[test]
 fn fused_qkv_matches_qwen2_moe_attention() {
     let device = Default::default();
+    let ctx = BuildContext::plain(&device);
     let dir = fixtures().join("qwen2_moe");
     let config = Qwen2MoeConfig::from_file(dir.join("config.json")).unwrap();
     let weights = read_checkpoint(&dir);
     for layer in 0..config.num_hidden_layers {
         let prefix = format!("model.layers.{layer}.self_attn.");
         let (original, _) = assign(
-            Qwen2MoeAttention::<B>::new(&config, layer, &device),
+            Qwen2MoeAttention::<B>::new(&config, layer, &ctx),
             &weights,
             &prefix,
             &device,
         );
         let (fused, used) = assign(
-            FusedQKVAttention::<B>::new(&config, layer, &device),
+            FusedQKVAttention::<B>::new(&config, layer, &ctx),
             &weights,
             &prefix,
             &device,
         );
         assert_eq!(used.len(), 7, "q/k/v weight+bias and o_proj: {used:?}");
         assert_eq!(fused.num_params(), original.num_params());
-        let [_, fused_out] = fused.qkv_proj.weight.dims();
+        let [_, fused_out] = burn_shape(&fused, "qkv_proj.weight")[..] else {
+            panic!("qkv_proj.weight is 2-D")
+        };
         assert_eq!(fused_out, (4 + 2 * 2) * 16, "(H + 2*KV) * head_dim");
 
         let x = seeded_input::<B>([2, 7, config.hidden_size], 7 + layer as u64, &device);
@@ -61,24 +74,27 @@ fn fused_qkv_matches_qwen2_moe_attention() {
 #[test]
 fn fused_qkv_matches_llama_attention() {
     let device = Default::default();
+    let ctx = BuildContext::plain(&device);
     let dir = fixtures().join("llama");
     let config = LlamaConfig::from_file(dir.join("config.json")).unwrap();
     let weights = read_checkpoint(&dir);
     let prefix = "model.layers.1.self_attn.";
     let (original, _) = assign(
-        LlamaAttention::<B>::new(&config, 1, &device),
+        LlamaAttention::<B>::new(&config, 1, &ctx),
         &weights,
         prefix,
         &device,
     );
     let (fused, _) = assign(
-        FusedQKVAttention::<B>::new(&config, 1, &device),
+        FusedQKVAttention::<B>::new(&config, 1, &ctx),
         &weights,
         prefix,
         &device,
     );
     assert!(
-        fused.qkv_proj.bias.is_none(),
+        !model_params(&fused)
+            .iter()
+            .any(|p| p.burn_path == "qkv_proj.bias"),
         "llama fixture has no attention bias"
     );
     let x = seeded_input::<B>([2, 5, config.hidden_size], 11, &device);

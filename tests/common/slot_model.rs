@@ -1,3 +1,4 @@
+#![allow(dead_code)] // The shared test model: each test file uses a part of it.
 //! A small patch-ready model for the slot tests: slot interfaces at different depths, one slot
 //! class (the decoder layer) holding a slot of its own.
 //!
@@ -51,9 +52,7 @@ pub trait AttentionLayer<B: Backend> {
 /// What the model calls on its MLPs.
 #[slot_interface]
 pub trait MlpLayer<B: Backend> {
-    fn new(config: &TinyConfig, device: &B::Device) -> Self
-    where
-        Self: Sized;
+    fn new(config: &TinyConfig, device: &B::Device) -> Self;
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2>;
 }
 
@@ -78,8 +77,8 @@ pub struct Attention<B: Backend> {
     pub layer_idx: usize,
 }
 
-impl<B: Backend> AttentionLayer<B> for Attention<B> {
-    fn new(config: &TinyConfig, layer_idx: usize, device: &B::Device) -> Self {
+impl<B: Backend> Attention<B> {
+    pub fn new(config: &TinyConfig, layer_idx: usize, device: &B::Device) -> Self {
         let h = config.hidden;
         Self {
             q_proj: linear(h, h, device),
@@ -89,7 +88,9 @@ impl<B: Backend> AttentionLayer<B> for Attention<B> {
             layer_idx,
         }
     }
+}
 
+impl<B: Backend> AttentionLayer<B> for Attention<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let out = attend(
             self.q_proj.forward(x.clone()),
@@ -108,15 +109,17 @@ pub struct FusedAttention<B: Backend> {
     pub o_proj: Linear<B>,
 }
 
-impl<B: Backend> AttentionLayer<B> for FusedAttention<B> {
-    fn new(config: &TinyConfig, _layer_idx: usize, device: &B::Device) -> Self {
+impl<B: Backend> FusedAttention<B> {
+    pub fn new(config: &TinyConfig, _layer_idx: usize, device: &B::Device) -> Self {
         let h = config.hidden;
         Self {
             qkv_proj: linear(h, 3 * h, device),
             o_proj: linear(h, h, device),
         }
     }
+}
 
+impl<B: Backend> AttentionLayer<B> for FusedAttention<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let mut qkv = self.qkv_proj.forward(x).chunk(3, 1).into_iter();
         let (q, k, v) = (
@@ -136,14 +139,16 @@ pub struct Mlp<B: Backend> {
     pub down: Linear<B>,
 }
 
-impl<B: Backend> MlpLayer<B> for Mlp<B> {
-    fn new(config: &TinyConfig, device: &B::Device) -> Self {
+impl<B: Backend> Mlp<B> {
+    pub fn new(config: &TinyConfig, device: &B::Device) -> Self {
         Self {
             up: linear(config.hidden, config.ffn, device),
             down: linear(config.ffn, config.hidden, device),
         }
     }
+}
 
+impl<B: Backend> MlpLayer<B> for Mlp<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.down.forward(gelu(self.up.forward(x)))
     }
@@ -157,14 +162,16 @@ pub struct GatedMlp<B: Backend> {
     pub down: Linear<B>,
 }
 
-impl<B: Backend> MlpLayer<B> for GatedMlp<B> {
-    fn new(config: &TinyConfig, device: &B::Device) -> Self {
+impl<B: Backend> GatedMlp<B> {
+    pub fn new(config: &TinyConfig, device: &B::Device) -> Self {
         Self {
             gate_up: linear(config.hidden, 2 * config.ffn, device),
             down: linear(config.ffn, config.hidden, device),
         }
     }
+}
 
+impl<B: Backend> MlpLayer<B> for GatedMlp<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let mut gate_up = self.gate_up.forward(x).chunk(2, 1).into_iter();
         let (gate, up) = (gate_up.next().unwrap(), gate_up.next().unwrap());
@@ -188,13 +195,15 @@ pub struct Layer<B: Backend> {
     pub self_attn: Slot<B, dyn AttentionLayer<B>>,
 }
 
-impl<B: Backend> DecoderLayer<B> for Layer<B> {
-    fn new(config: &TinyConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
+impl<B: Backend> Layer<B> {
+    pub fn new(config: &TinyConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
         Self {
             self_attn: Slot::build::<Attention<B>>(ctx, (config, layer_idx)),
         }
     }
+}
 
+impl<B: Backend> DecoderLayer<B> for Layer<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         x.clone() + self.self_attn.forward(x)
     }

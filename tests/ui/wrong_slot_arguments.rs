@@ -14,10 +14,13 @@ pub struct Mlp<B: Backend> {
     up: Linear<B>,
 }
 
-impl<B: Backend> MlpLayer<B> for Mlp<B> {
-    fn new(hidden: usize, device: &B::Device) -> Self {
+impl<B: Backend> Mlp<B> {
+    pub fn new(hidden: usize, device: &B::Device) -> Self {
         Self { up: LinearConfig::new(hidden, hidden).init(device) }
     }
+}
+
+impl<B: Backend> MlpLayer<B> for Mlp<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.up.forward(x)
     }

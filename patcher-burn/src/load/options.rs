@@ -112,7 +112,10 @@ impl LoadOptions {
     /// [`LoadReport::missing_ignored`](patcher_core::LoadReport::missing_ignored), never as
     /// missing; strictness stays on for everything else. An empty or invalid pattern fails the
     /// load with [`LoadError::Pattern`](crate::LoadError::Pattern).
-    pub fn ignore_missing<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
+    pub fn ignore_missing<S: Into<String>>(
+        mut self,
+        patterns: impl IntoIterator<Item = S>,
+    ) -> Self {
         self.ignore_missing
             .extend(patterns.into_iter().map(Into::into));
         self

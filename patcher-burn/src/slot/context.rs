@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use patcher_core::PatcherErrors;
 
-use super::listing::list_slots;
+use super::listing::list_slots_with_positions;
 use super::mapping::ClassMapping;
 use crate::Patcher;
 
@@ -47,7 +47,9 @@ pub enum BuildError {
 }
 
 fn at_path(path: &Option<String>) -> String {
-    path.as_ref().map(|p| format!(" (at `{p}`)")).unwrap_or_default()
+    path.as_ref()
+        .map(|p| format!(" (at `{p}`)"))
+        .unwrap_or_default()
 }
 
 /// What a model's constructor gets: the device, and the patcher whose class mapping decides
@@ -111,12 +113,13 @@ impl<'p, B: Backend> BuildContext<'p, B> {
         let classes = patcher.class_mapping_entries();
         let (paths, slot_paths) = if classes.has_paths() {
             let probe = constructor(&Self::plain(device));
-            let slots = list_slots(&probe);
+            let slots = list_slots_with_positions(&probe);
+            let paths = slots.iter().map(|(s, _)| s.path.clone()).collect();
             let by_position = slots
-                .iter()
-                .map(|s| (s.build_position.clone(), s.path.clone()))
+                .into_iter()
+                .map(|(slot, position)| (position, slot.path))
                 .collect();
-            (by_position, slots.into_iter().map(|s| s.path).collect())
+            (by_position, paths)
         } else {
             (HashMap::new(), Vec::new())
         };
@@ -161,7 +164,10 @@ impl<'p, B: Backend> BuildContext<'p, B> {
         let last = position.len() - 1;
         let own = position[last];
         position[last] += 1;
-        let mut at: Vec<String> = position[..last].iter().map(|n| (n - 1).to_string()).collect();
+        let mut at: Vec<String> = position[..last]
+            .iter()
+            .map(|n| (n - 1).to_string())
+            .collect();
         at.push(own.to_string());
         position.push(0);
         let at = at.join(".");

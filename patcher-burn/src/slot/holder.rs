@@ -4,7 +4,9 @@
 use std::any::Any;
 use std::fmt;
 
-use burn::module::{Content, Devices, DisplaySettings, Module, ModuleDisplay, ModuleDisplayDefault};
+use burn::module::{
+    Content, Devices, DisplaySettings, Module, ModuleDisplay, ModuleDisplayDefault,
+};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use super::class::{Implements, InterfaceKey, Patchable};

@@ -21,8 +21,6 @@ pub struct SlotInfo {
     pub replaced: bool,
     /// The slot's interface trait.
     pub interface: String,
-    /// Where the model's constructor built it (how a build with path keys finds its path).
-    pub(crate) build_position: String,
 }
 
 /// The slots of `module`, in Burn's visiting order, with Burn's parameter paths (the
@@ -34,20 +32,33 @@ pub struct SlotInfo {
 /// }
 /// ```
 pub fn list_slots<B: Backend, M: Module<B>>(module: &M) -> Vec<SlotInfo> {
-    visit::visit(module, Lister(Vec::new())).0
+    visit::visit(module, Lister::default()).slots
 }
 
-struct Lister(Vec<SlotInfo>);
+/// The slots of `module` with where its constructor built each (`3`, `3.0`): how a build with
+/// path keys learns the paths (see `BuildContext::build`).
+pub(crate) fn list_slots_with_positions<B: Backend, M: Module<B>>(
+    module: &M,
+) -> Vec<(SlotInfo, String)> {
+    let lister = visit::visit(module, Lister::default());
+    lister.slots.into_iter().zip(lister.positions).collect()
+}
+
+#[derive(Default)]
+struct Lister {
+    slots: Vec<SlotInfo>,
+    positions: Vec<String>,
+}
 
 impl<B: Backend> VisitParams<B> for Lister {
     fn slot(&mut self, at: &ModulePath, slot: &SlotMark<'_>) {
-        self.0.push(SlotInfo {
+        self.slots.push(SlotInfo {
             path: at.key(),
             class: slot.class.to_string(),
             original_class: slot.original.to_string(),
             replaced: slot.replaced,
             interface: slot.interface.to_string(),
-            build_position: slot.position.to_string(),
         });
+        self.positions.push(slot.position.to_string());
     }
 }

@@ -21,8 +21,8 @@ use burn::tensor::backend::Backend;
 pub use check::{load_file_checked, load_record_checked, LoadRecordError, RecordMismatch};
 pub use class::{Implements, InterfaceKey, OriginalClass, Patchable, SlotInterface};
 pub use context::{BuildContext, BuildError};
-pub use mapping::{replacement, ClassReplacement};
 pub use listing::{list_slots, SlotInfo};
+pub use mapping::{replacement, ClassReplacement};
 pub use record::{SlotRecord, SlotRecordItem};
 pub use visitor::MAX_RANK;
 

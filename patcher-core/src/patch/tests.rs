@@ -119,14 +119,20 @@ fn bad_filters_and_conversions_are_collected_not_returned() {
     ));
     // Every error is in the combined message, numbered.
     let message = PatcherErrors(errors.to_vec()).to_string();
-    assert!(message.starts_with("the patcher has 3 errors:"), "{message}");
+    assert!(
+        message.starts_with("the patcher has 3 errors:"),
+        "{message}"
+    );
     assert!(message.contains("3. extra weight conversion"), "{message}");
 }
 
 #[test]
 fn unused_filters_are_the_ones_that_remove_nothing() {
     let patch = P::new().filtered_weight_conversion_patterns([".down_proj", "no_such_thing"]);
-    assert_eq!(patch.unused_filters(&qwen2_moe_defaults()), ["no_such_thing"]);
+    assert_eq!(
+        patch.unused_filters(&qwen2_moe_defaults()),
+        ["no_such_thing"]
+    );
     assert!(P::new().unused_filters(&qwen2_moe_defaults()).is_empty());
 }
 
@@ -134,5 +140,8 @@ fn unused_filters_are_the_ones_that_remove_nothing() {
 fn clone_and_debug() {
     let patch = P::new().filtered_weight_conversion_patterns("x");
     let debug = format!("{:?}", patch.clone());
-    assert!(debug.contains("WeightPatch") && debug.contains("x"), "{debug}");
+    assert!(
+        debug.contains("WeightPatch") && debug.contains("x"),
+        "{debug}"
+    );
 }

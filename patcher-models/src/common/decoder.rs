@@ -88,8 +88,7 @@ pub fn lm_head(
     vocab_size: usize,
     initializer_range: f64,
 ) -> Option<LinearConfig> {
-    (!tie_word_embeddings)
-        .then(|| linear_config(hidden_size, vocab_size, false, initializer_range))
+    (!tie_word_embeddings).then(|| linear_config(hidden_size, vocab_size, false, initializer_range))
 }
 
 /// `XxxForCausalLM.forward` after its model: the logits of the final hidden states through

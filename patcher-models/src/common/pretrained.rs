@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use patcher_burn::{BuildContext, LoadOptions, Loaded, PretrainedModel};
 use patcher_burn::Patcher;
+use patcher_burn::{BuildContext, LoadOptions, Loaded, PretrainedModel};
 use patcher_core::Checkpoint;
 
 use super::limits::{check_fits, SizedConfig};

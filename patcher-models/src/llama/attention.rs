@@ -34,7 +34,8 @@ impl<B: Backend> LlamaAttention<B> {
     /// `LlamaAttention(config, layer_idx)`.
     pub fn new(config: &LlamaConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
         let spec = config.attention_spec(layer_idx);
-        let [q_proj, k_proj, v_proj, o_proj] = attention_projections(&spec).map(|c| c.init_slot(ctx));
+        let [q_proj, k_proj, v_proj, o_proj] =
+            attention_projections(&spec).map(|c| c.init_slot(ctx));
         Self {
             q_proj,
             k_proj,

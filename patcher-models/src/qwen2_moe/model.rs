@@ -3,8 +3,8 @@
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 use patcher_burn::layers::LinearLayer;
-use patcher_burn::{BuildContext, BuildError};
 use patcher_burn::Patcher;
+use patcher_burn::{BuildContext, BuildError};
 
 use super::config::{LayerType, Qwen2MoeConfig};
 use super::decoder_layer::Qwen2MoeDecoderLayer;

@@ -61,7 +61,8 @@ impl<B: Backend> Qwen2MoeMLP<B> {
 
     /// Applies the gated MLP to the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let projections: [&dyn LinearLayer<B>; 3] = [&self.gate_proj, &self.up_proj, &self.down_proj];
+        let projections: [&dyn LinearLayer<B>; 3] =
+            [&self.gate_proj, &self.up_proj, &self.down_proj];
         gated_mlp(projections, self.act_fn, x)
     }
 }

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use patcher_burn::{LoadOptions, Loaded};
 use patcher_burn::Patcher;
+use patcher_burn::{LoadOptions, Loaded};
 
 use super::config::Qwen2MoeConfig;
 use super::model::{Qwen2MoeForCausalLM, Qwen2MoeModel};

@@ -13,7 +13,9 @@ use patcher_burn::BuildContext;
 
 use patcher_derive::Patchable;
 
-use crate::common::{eager_attention, linear_config, AttentionSpec, DecoderAttention, PositionEmbeddings};
+use crate::common::{
+    eager_attention, linear_config, AttentionSpec, DecoderAttention, PositionEmbeddings,
+};
 use crate::llama::{LlamaAttentionInterface, LlamaConfig};
 use crate::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeConfig};
 
@@ -54,7 +56,11 @@ pub struct FusedQKVAttention<B: Backend> {
 impl<B: Backend> FusedQKVAttention<B> {
     /// Built from the same arguments as the attention it replaces (`config`, `layer_idx`), its
     /// linears through `ctx` (so they are substitutable too).
-    pub fn new<C: AttentionConfig>(config: &C, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
+    pub fn new<C: AttentionConfig>(
+        config: &C,
+        layer_idx: usize,
+        ctx: &BuildContext<'_, B>,
+    ) -> Self {
         Self::from_spec(config.attention_spec(layer_idx), ctx)
     }
 

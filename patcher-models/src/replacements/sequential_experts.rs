@@ -10,8 +10,8 @@
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use patcher_burn::layers::LinearLayer;
 use burn::tensor::IndexingUpdateOp;
+use patcher_burn::layers::LinearLayer;
 
 use patcher_derive::Patchable;
 
@@ -47,7 +47,8 @@ impl<B: Backend> ExpertMLP<B> {
 
     /// `[n, hidden] -> [n, hidden]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let projections: [&dyn LinearLayer<B>; 3] = [&self.gate_proj, &self.up_proj, &self.down_proj];
+        let projections: [&dyn LinearLayer<B>; 3] =
+            [&self.gate_proj, &self.up_proj, &self.down_proj];
         gated_mlp(projections, self.act_fn, x)
     }
 }

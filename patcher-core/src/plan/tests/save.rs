@@ -107,9 +107,10 @@ impl ConversionOp for OneWay {
 
 #[test]
 fn an_op_without_reverse_is_a_typed_error() {
-    let transforms: Vec<WeightTransform> = vec![WeightConverter::try_new("a", "b", vec![op(OneWay)])
-        .unwrap()
-        .into()];
+    let transforms: Vec<WeightTransform> =
+        vec![WeightConverter::try_new("a", "b", vec![op(OneWay)])
+            .unwrap()
+            .into()];
     let err = ConversionPlan::for_save(
         &transforms,
         &metas(&dict(&[("b", &[1], &[0.0])])),

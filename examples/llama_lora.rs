@@ -1,0 +1,80 @@
+//! LoRA on every `Linear` of Llama, through leaf slots: the stock checkpoint loads into the
+//! frozen base layers, the adapters start at zero (so the logits are transformers'), and a few
+//! SGD steps on `Autodiff<NdArray>` train the adapters only.
+//!
+//! ```sh
+//! cargo run --release --example llama_lora
+//! ```
+
+mod common;
+
+use burn::backend::{Autodiff, NdArray};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+use burn::prelude::*;
+use burn_patcher::{list_slots, LoadOptions};
+use common::{fixture, Reference};
+use patcher_models::llama::LlamaForCausalLM;
+use patcher_models::replacements::{lora_patcher, LORA_PARAMETERS};
+
+type B = Autodiff<NdArray>;
+
+/// Llama's linears, by their transformers names.
+const LLAMA_LINEARS: [&str; 8] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "lm_head",
+];
+
+/// PEFT's `mark_only_lora_as_trainable`: every parameter frozen but the adapters'.
+struct OnlyLoraTrainable(Vec<String>);
+
+impl ModuleMapper<B> for OnlyLoraTrainable {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.0.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.0.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let adapter = self.0.iter().any(|n| n == "lora_a" || n == "lora_b");
+        param.set_require_grad(adapter)
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = fixture("llama");
+    let device = Default::default();
+    let reference = Reference::read(&dir)?;
+    let patcher = lora_patcher::<B, 8>(&LLAMA_LINEARS)?;
+    let options = LoadOptions::default().ignore_missing([LORA_PARAMETERS]);
+    let loaded = LlamaForCausalLM::<B>::from_pretrained(&dir, &patcher, &device, &options)?;
+
+    let slots = list_slots(&loaded.model);
+    let lora = slots.iter().filter(|s| s.class == "LoraLinear").count();
+    println!("{lora} of {} slots hold a LoraLinear (rank 8)", slots.len());
+    println!("{}", loaded.report);
+    let ids = reference.input_ids(&device);
+    let diff = reference.max_abs_diff(loaded.model.forward(ids.clone()));
+    println!("before training: max |logits - transformers| = {diff:.3e}");
+
+    let mut model = loaded.model.map(&mut OnlyLoraTrainable(Vec::new()));
+    let mut optimizer = SgdConfig::new().init();
+    for step in 1..=3 {
+        let loss = model.forward(ids.clone()).powi_scalar(2).mean();
+        println!(
+            "step {step}: mean squared logit {:.6}",
+            loss.clone().into_scalar()
+        );
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(0.5, model, grads);
+    }
+    let trainable: usize = model.num_params();
+    println!("{trainable} parameters in all; only the adapters' lora_a/lora_b moved");
+    Ok(())
+}
