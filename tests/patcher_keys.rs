@@ -151,9 +151,7 @@ fn a_path_key_of_another_interface_names_the_path() {
         "mlp",
         replacement::<FusedAttention<B>, dyn AttentionLayer<B>>(),
     );
-    let err = build(&patcher)
-        .err()
-        .expect("a wrong interface fails the build");
+    let err = build(&patcher).expect_err("a wrong interface fails the build");
     assert_eq!(
         err,
         BuildError::WrongInterface {

@@ -34,14 +34,16 @@ pub struct Mlp<B: Backend> {
     down: Linear<B>,
 }
 
-impl<B: Backend> Block<B> for Mlp<B> {
+impl<B: Backend> Mlp<B> {
     fn new(hidden: usize, device: &B::Device) -> Self {
         Self {
             up: LinearConfig::new(hidden, 2 * hidden).init(device),
             down: LinearConfig::new(2 * hidden, hidden).init(device),
         }
     }
+}
 
+impl<B: Backend> Block<B> for Mlp<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         x.clone() + self.down.forward(gelu(self.up.forward(x)))
     }
@@ -79,7 +81,7 @@ fn models() -> (PlainModel<Be>, SlotModel<Be>, Tensor<Be, 2>) {
     let device = Default::default();
     let plain = PlainModel {
         layers: (0..LAYERS)
-            .map(|_| <Mlp<Be> as Block<Be>>::new(HIDDEN, &device))
+            .map(|_| Mlp::<Be>::new(HIDDEN, &device))
             .collect(),
     };
     let x = Tensor::<Be, 2>::random(

@@ -137,8 +137,7 @@ fn lora_on_every_linear_loads_the_stock_checkpoint_and_equals_the_unpatched_mode
         &Default::default(),
         &LoadOptions::default(),
     )
-    .err()
-    .expect("the adapters are not in the checkpoint");
+    .expect_err("the adapters are not in the checkpoint");
     assert!(err.to_string().contains("lora_a.weight"), "{err}");
 }
 
