@@ -14,10 +14,9 @@ use burn::backend::NdArray;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use common::*;
-use patcher_burn::Patcher;
 use patcher_burn::{
     load_checkpoint, load_into, load_with, save_model, save_pretrained, save_pretrained_with,
-    LoadError, LoadOptions, LoadSpec, SaveOptions,
+    BuildError, LoadError, LoadOptions, LoadSpec, Patcher, SaveOptions,
 };
 use patcher_core::ops::{Chunk, Concatenate, SplitModulelist};
 use patcher_core::{
@@ -528,6 +527,26 @@ fn ignored_keys_keep_the_load_strict_for_everything_else() {
     let bad = LoadOptions::default().ignore_unexpected(["("]);
     let err = load_into(&model, dir.path(), &Patcher::new(), &bad).unwrap_err();
     assert!(matches!(err, LoadError::Pattern(_)), "{err}");
+}
+
+#[test]
+fn a_patcher_with_mistakes_fails_the_load_into_a_built_model() {
+    let dir = TempDir::new("patcher-errors");
+    write_checkpoint(
+        &dir.path().join("model.safetensors"),
+        &tiny_checkpoint(DType::F32),
+    );
+    let model = Tiny::<B>::new(&Default::default());
+    // Both mistakes are reported; nothing is loaded.
+    let patcher = Patcher::new()
+        .filtered_weight_conversion_patterns(["[unclosed"])
+        .extra_weight_conversions([WeightConverter::new("a", "b")]);
+    let err = load_into(&model, dir.path(), &patcher, &LoadOptions::default()).unwrap_err();
+    let LoadError::Build(BuildError::Patcher(errors)) = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(errors.0.len(), 2, "{err}");
+    assert!(err.to_string().contains("[unclosed"), "{err}");
 }
 
 #[test]

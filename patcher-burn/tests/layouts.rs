@@ -12,10 +12,9 @@ use burn::module::{Param, ParamId};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use common::*;
-use patcher_burn::Patcher;
 use patcher_burn::{
     load_into, load_with, model_params_with, save_model, save_pretrained, Layout, LoadError,
-    LoadOptions, LoadSpec, PretrainedModel, SaveOptions, TorchLayout, TorchLayouts,
+    LoadOptions, LoadSpec, Patcher, PretrainedModel, SaveOptions, TorchLayout, TorchLayouts,
 };
 use patcher_core::{Checkpoint, HostTensor};
 

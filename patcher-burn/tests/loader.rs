@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use common::*;
-use patcher_burn::Patcher;
 use patcher_burn::{
-    load_checkpoint, load_into, save_pretrained, LinearLayout, LoadError, LoadOptions,
+    load_checkpoint, load_into, save_pretrained, LinearLayout, LoadError, LoadOptions, Patcher,
     PretrainedModel,
 };
 use patcher_core::{Checkpoint, DType, HostTensor, WeightTransform};

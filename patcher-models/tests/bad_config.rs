@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::backend::NdArray;
-use patcher_burn::Patcher;
-use patcher_burn::{LoadOptions, NonFiniteCount};
+use patcher_burn::{LoadOptions, NonFiniteCount, Patcher};
 use patcher_models::llama::LlamaConfig;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::qwen2_moe_patcher;

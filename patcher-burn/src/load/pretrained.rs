@@ -7,7 +7,9 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use patcher_core::pattern::natural_key_cmp;
 use patcher_core::plan::PlanOptions;
-use patcher_core::{Checkpoint, ConversionPlan, LoadReport, TensorMeta, WeightTransform};
+use patcher_core::{
+    Checkpoint, ConversionPlan, LoadReport, PatcherErrors, TensorMeta, WeightTransform,
+};
 
 use super::apply::Applier;
 use super::error::LoadError;
@@ -19,7 +21,7 @@ use super::model::PretrainedModel;
 use super::options::LoadOptions;
 use super::params::model_params_with;
 use super::quantize::{check_supported, QuantizeSelector};
-use crate::slot::BuildContext;
+use crate::slot::{BuildContext, BuildError};
 use crate::visit;
 use crate::Patcher;
 
@@ -133,6 +135,12 @@ where
     B: Backend,
     M: PretrainedModel<B>,
 {
+    // The model was built already: the patcher's class keys played their part then, but its
+    // weight half (filters, extra conversions) is used now, and its mistakes are reported.
+    let errors = patcher.weights().errors();
+    if !errors.is_empty() {
+        return Err(BuildError::Patcher(PatcherErrors(errors.to_vec())).into());
+    }
     let checkpoint = Checkpoint::open(path)?;
     load_with(
         model,
