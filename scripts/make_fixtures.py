@@ -317,6 +317,19 @@ def main() -> None:
     lsref = load_eager(LlamaForCausalLM, lsdir)
     conventions["llama_sharded"] = save_reference(lsref, lids, lsdir)
 
+    # Tied embeddings, as most small hub models: lm_head *is* embed_tokens, and the checkpoint
+    # holds the one tensor.
+    tied_config = llama_config()
+    tied_config.tie_word_embeddings = True
+    tied = build(LlamaForCausalLM, tied_config, seed=20260003)
+    assert tied.lm_head.weight is tied.model.embed_tokens.weight
+    tdir = fresh_dir(FIXTURES / "llama_tied")
+    tied.save_pretrained(tdir)
+    tkeys = on_disk_keys(tdir)
+    assert "lm_head.weight" not in tkeys and "model.embed_tokens.weight" in tkeys, tkeys
+    tref = load_eager(LlamaForCausalLM, tdir)
+    conventions["llama_tied"] = save_reference(tref, lids, tdir)
+
     write_op_references()
 
     # --- Versions and conventions -----------------------------------------------------------
@@ -426,6 +439,8 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
         "- `llama/`: Llama, 3 layers, hidden 64, 4 heads / 2 KV heads, head_dim 24 (!= 64/4), no",
         "  biases, untied lm_head, rms_norm_eps 1e-5, rope_theta 500.",
         "- `llama_sharded/`: the same weights in several shards; a layer's q/k/v span two files.",
+        "- `llama_tied/`: Llama as `llama/` but `tie_word_embeddings: true` (other weights): the",
+        "  checkpoint holds `model.embed_tokens.weight` only, which is also the LM head.",
         "- `ops/reference.safetensors`: `torch.topk` (CPU) on tie-heavy rows (`topk.{n}.{k}.values`",
         "  / `.indices`) and RoPE inverse frequencies from transformers' init functions",
         "  (`rope.{default,linear,llama3}.inv_freq`, parameters in the script's `ROPE_CASES`).",
