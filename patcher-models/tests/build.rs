@@ -106,10 +106,10 @@ fn slot_listing() {
         &device,
     )
     .unwrap();
-    // The fused attention's own linears are slots too (`...self_attn.qkv_proj`): left out here.
+    // Every class is a slot (layers, norms, router, ...): the replaced ones are listed here.
     let listing: Vec<(String, String, String, bool)> = list_slots(&model)
         .into_iter()
-        .filter(|s| s.original_class != "Linear")
+        .filter(|s| s.replaced)
         .map(|s| (s.path, s.original_class, s.class, s.replaced))
         .collect();
     let row = |p: &str, o: &str, c: &str| (p.to_string(), o.to_string(), c.to_string(), true);

@@ -20,13 +20,23 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
     let patcher = qwen2_moe_patcher::<B>(&config, fused_qkv, sequential_experts);
     let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, device).unwrap();
-    let (linears, slots): (Vec<_>, Vec<_>) = list_slots(&model)
-        .into_iter()
-        .partition(|s| s.original_class == "Linear");
-    assert_eq!(slots.len(), 2 * config.num_hidden_layers);
-    // Qwen2-MoE's own attention holds plain linears; the fused one, qkv_proj and o_proj slots.
-    let per_layer = if fused_qkv { 2 } else { 0 };
-    assert_eq!(linears.len(), per_layer * config.num_hidden_layers);
+    let slots = list_slots(&model);
+    let count = |class: &str| slots.iter().filter(|s| s.original_class == class).count();
+    let layers = config.num_hidden_layers;
+    // Every class is a slot: per layer the layer, its attention, MoE block, router, experts,
+    // shared expert and two norms, then the final norm; the fused attention's own linears too.
+    for class in [
+        "Qwen2MoeDecoderLayer",
+        "Qwen2MoeAttention",
+        "Qwen2MoeSparseMoeBlock",
+        "Qwen2MoeTopKRouter",
+        "Qwen2MoeExperts",
+        "Qwen2MoeMLP",
+    ] {
+        assert_eq!(count(class), layers, "{class}");
+    }
+    assert_eq!(count("Qwen2MoeRMSNorm"), 2 * layers + 1);
+    assert_eq!(count("Linear"), if fused_qkv { 2 * layers } else { 0 });
     for slot in &slots {
         let expected = match (slot.original_class.as_str(), fused_qkv, sequential_experts) {
             ("Qwen2MoeAttention", true, _) => "FusedQKVAttention",

@@ -35,6 +35,7 @@ use crate::slot::{
 pub use embedding::{EmbeddingForward, EmbeddingLayer};
 pub use linear::{LinearForward, LinearLayer};
 pub use norm::{LayerNormLayer, NormForward, RmsNormLayer};
+pub use rank::any_rank;
 
 /// A substitutable `Linear` field.
 pub type LinearSlot<B> = Slot<B, dyn LinearLayer<B>>;

@@ -5,6 +5,7 @@
 use burn::nn::{Embedding, LinearConfig};
 use burn::prelude::*;
 use patcher_burn::layers::LinearLayer;
+use patcher_burn::{InterfaceKey, Slot, SlotInterface};
 
 use super::attention::causal_mask;
 use super::init::linear_config;
@@ -22,6 +23,21 @@ pub trait DecoderLayer<B: Backend> {
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
     ) -> Tensor<B, 3>;
+}
+
+/// A slot of decoder layers runs as the layer inside it.
+impl<B: Backend, I: ?Sized + SlotInterface> DecoderLayer<B> for Slot<B, I>
+where
+    <I::Key as InterfaceKey>::Dyn<B>: DecoderLayer<B>,
+{
+    fn forward(
+        &self,
+        hidden_states: Tensor<B, 3>,
+        position_embeddings: &PositionEmbeddings<B>,
+        attention_mask: Option<&Tensor<B, 4, Bool>>,
+    ) -> Tensor<B, 3> {
+        (**self).forward(hidden_states, position_embeddings, attention_mask)
+    }
 }
 
 /// A decoder layer's body: `h = x + attention(x)`, then `h + mlp(h)`. Each branch applies its own

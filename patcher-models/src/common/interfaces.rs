@@ -5,6 +5,8 @@
 //! (the eager attention weights).
 
 use burn::prelude::*;
+use patcher_burn::layers::NormForward;
+use patcher_derive::slot_interface;
 
 use super::rope::PositionEmbeddings;
 
@@ -33,3 +35,62 @@ pub trait MoeExperts<B: Backend> {
         top_k_weights: Tensor<B, 2>,
     ) -> Tensor<B, 2>;
 }
+
+/// What the router of a mixture-of-experts block gives for `T` tokens.
+#[derive(Debug, Clone)]
+pub struct RouterOutput<B: Backend> {
+    /// `[T, num_experts]`.
+    pub router_logits: Tensor<B, 2>,
+    /// `[T, k]`, in the logits' dtype.
+    pub top_k_weights: Tensor<B, 2>,
+    /// `[T, k]`.
+    pub top_k_index: Tensor<B, 2, Int>,
+}
+
+/// The router of a mixture-of-experts block (`Qwen2MoeTopKRouter`, ...).
+pub trait MoeRouter<B: Backend> {
+    /// `hidden_states [tokens, hidden]` to each token's experts and weights.
+    fn forward(&self, hidden_states: Tensor<B, 2>) -> RouterOutput<B>;
+}
+
+/// A block applied to the last dimension (an MLP, a sparse MoE block), for the ranks models use;
+/// the trait objects of the interfaces built on it have a `forward` for any rank.
+pub trait FeedForward<B: Backend> {
+    /// `[tokens, hidden] -> [tokens, hidden]`.
+    fn forward_2d(&self, x: Tensor<B, 2>) -> Tensor<B, 2>;
+
+    /// `[batch, seq, hidden] -> [batch, seq, hidden]`; by default through
+    /// [`forward_2d`](Self::forward_2d) on the flattened tokens.
+    fn forward_3d(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let dims = x.dims();
+        self.forward_2d(x.reshape([dims[0] * dims[1], dims[2]]))
+            .reshape(dims)
+    }
+}
+
+/// The any-rank `forward` of an interface's trait object over [`FeedForward`] or
+/// `NormForward`: `x [.., hidden] -> [.., hidden]`.
+macro_rules! any_rank_forward {
+    ($interface:path) => {
+        impl<B: burn::prelude::Backend> dyn $interface + '_ {
+            /// `[.., hidden] -> [.., hidden]`, whatever the class inside.
+            pub fn forward<const D: usize>(
+                &self,
+                x: burn::prelude::Tensor<B, D>,
+            ) -> burn::prelude::Tensor<B, D> {
+                patcher_burn::layers::any_rank(x, |x| self.forward_2d(x), |x| self.forward_3d(x))
+            }
+        }
+    };
+}
+pub(crate) use any_rank_forward;
+
+/// The RMSNorms of the decoder families (`LlamaRMSNorm`, `Qwen2MoeRMSNorm`, and their
+/// replacements): a norm over `hidden_size` features with an epsilon.
+#[slot_interface(crate = "patcher_burn")]
+pub trait DecoderNormInterface<B: Backend>: NormForward<B> {
+    /// `Class::new(hidden_size, eps, device)`.
+    fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self;
+}
+
+any_rank_forward!(DecoderNormInterface<B>);

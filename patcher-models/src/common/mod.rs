@@ -26,7 +26,10 @@ pub use decoder::{
 };
 pub use dispatch::{ExpertAssignment, ExpertDispatch};
 pub use init::{embedding, linear, linear_config, normal_param, ones_param};
-pub use interfaces::{DecoderAttention, MoeExperts};
+pub(crate) use interfaces::any_rank_forward;
+pub use interfaces::{
+    DecoderAttention, DecoderNormInterface, FeedForward, MoeExperts, MoeRouter, RouterOutput,
+};
 pub use norm::rms_norm;
 pub use output::CausalLMOutput;
 pub use projections::{

@@ -2,35 +2,39 @@
 
 use burn::prelude::*;
 use patcher_burn::{BuildContext, Slot};
+use patcher_derive::Patchable;
 
 use super::attention::Qwen2MoeAttention;
 use super::config::Qwen2MoeConfig;
-use super::interfaces::Qwen2MoeAttentionInterface;
+use super::interfaces::{
+    Qwen2MoeAttentionInterface, Qwen2MoeDecoderLayerInterface, Qwen2MoeSparseMoeBlockInterface,
+};
 use super::moe::Qwen2MoeSparseMoeBlock;
 use super::norm_mlp::Qwen2MoeRMSNorm;
-use crate::common::{pre_norm_residuals, DecoderLayer, PositionEmbeddings};
+use crate::common::{pre_norm_residuals, DecoderLayer, DecoderNormInterface, PositionEmbeddings};
 
 /// transformers' `Qwen2MoeDecoderLayer`.
-#[derive(Module, Debug)]
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(Qwen2MoeDecoderLayerInterface))]
 pub struct Qwen2MoeDecoderLayer<B: Backend> {
     /// Self-attention: `Qwen2MoeAttention` or its replacement.
     pub self_attn: Slot<B, dyn Qwen2MoeAttentionInterface<B>>,
-    /// The sparse MoE block.
-    pub mlp: Qwen2MoeSparseMoeBlock<B>,
-    /// Norm before attention.
-    pub input_layernorm: Qwen2MoeRMSNorm<B>,
+    /// The sparse MoE block: `Qwen2MoeSparseMoeBlock` or its replacement.
+    pub mlp: Slot<B, dyn Qwen2MoeSparseMoeBlockInterface<B>>,
+    /// Norm before attention: `Qwen2MoeRMSNorm` or its replacement.
+    pub input_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
     /// Norm before the MoE block.
-    pub post_attention_layernorm: Qwen2MoeRMSNorm<B>,
+    pub post_attention_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
 }
 
 impl<B: Backend> Qwen2MoeDecoderLayer<B> {
     /// `Qwen2MoeDecoderLayer(config, layer_idx)`, its slots built through `ctx`.
     pub fn new(config: &Qwen2MoeConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
-        let device = ctx.device();
-        let norm = || Qwen2MoeRMSNorm::new(config.hidden_size, config.rms_norm_eps, device);
+        let norm =
+            || Slot::build::<Qwen2MoeRMSNorm<B>>(ctx, (config.hidden_size, config.rms_norm_eps));
         Self {
             self_attn: Slot::build::<Qwen2MoeAttention<B>>(ctx, (config, layer_idx)),
-            mlp: Qwen2MoeSparseMoeBlock::new(config, ctx),
+            mlp: Slot::build::<Qwen2MoeSparseMoeBlock<B>>(ctx, config),
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
         }

@@ -7,7 +7,9 @@ use patcher_burn::BuildContext;
 use patcher_derive::slot_interface;
 
 use super::config::Qwen2MoeConfig;
-use crate::common::{DecoderAttention, MoeExperts};
+use crate::common::{
+    any_rank_forward, DecoderAttention, DecoderLayer, FeedForward, MoeExperts, MoeRouter,
+};
 
 /// Classes that fill `Qwen2MoeDecoderLayer.self_attn`: `Qwen2MoeAttention` and its replacements
 /// (e.g. [`FusedQKVAttention`](crate::replacements::FusedQKVAttention)).
@@ -22,6 +24,39 @@ pub trait Qwen2MoeAttentionInterface<B: Backend>: DecoderAttention<B> {
 /// (e.g. [`SequentialExperts`](crate::replacements::SequentialExperts)).
 #[slot_interface(crate = "patcher_burn")]
 pub trait Qwen2MoeExpertsInterface<B: Backend>: MoeExperts<B> {
+    /// `Class::new(config, device)`.
+    fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self;
+}
+
+/// Classes that fill `Qwen2MoeModel.layers`: `Qwen2MoeDecoderLayer` and its replacements.
+#[slot_interface(crate = "patcher_burn")]
+pub trait Qwen2MoeDecoderLayerInterface<B: Backend>: DecoderLayer<B> {
+    /// `Class::new(config, layer_idx, ctx)`.
+    fn new(config: &Qwen2MoeConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self;
+}
+
+/// Classes that fill `Qwen2MoeDecoderLayer.mlp`: `Qwen2MoeSparseMoeBlock` and its replacements.
+#[slot_interface(crate = "patcher_burn")]
+pub trait Qwen2MoeSparseMoeBlockInterface<B: Backend>: FeedForward<B> {
+    /// `Class::new(config, ctx)`.
+    fn new(config: &Qwen2MoeConfig, ctx: &BuildContext<'_, B>) -> Self;
+}
+
+any_rank_forward!(Qwen2MoeSparseMoeBlockInterface<B>);
+
+/// Classes that fill `Qwen2MoeSparseMoeBlock.shared_expert`: `Qwen2MoeMLP` and its
+/// replacements.
+#[slot_interface(crate = "patcher_burn")]
+pub trait Qwen2MoeMLPInterface<B: Backend>: FeedForward<B> {
+    /// `Class::new(config, intermediate_size, device)`.
+    fn new(config: &Qwen2MoeConfig, intermediate_size: usize, device: &B::Device) -> Self;
+}
+
+any_rank_forward!(Qwen2MoeMLPInterface<B>);
+
+/// Classes that fill `Qwen2MoeSparseMoeBlock.gate`: `Qwen2MoeTopKRouter` and its replacements.
+#[slot_interface(crate = "patcher_burn")]
+pub trait Qwen2MoeTopKRouterInterface<B: Backend>: MoeRouter<B> {
     /// `Class::new(config, device)`.
     fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self;
 }

@@ -12,12 +12,17 @@ mod moe;
 mod norm_mlp;
 mod pretrained;
 
+/// The router's output (shared by the families' routers).
+pub use crate::common::RouterOutput;
 pub use attention::Qwen2MoeAttention;
 pub use config::{LayerType, Qwen2MoeConfig};
 pub use conversions::default_weight_conversions;
 pub use decoder_layer::Qwen2MoeDecoderLayer;
 pub use experts::Qwen2MoeExperts;
-pub use interfaces::{Qwen2MoeAttentionInterface, Qwen2MoeExpertsInterface};
+pub use interfaces::{
+    Qwen2MoeAttentionInterface, Qwen2MoeDecoderLayerInterface, Qwen2MoeExpertsInterface,
+    Qwen2MoeMLPInterface, Qwen2MoeSparseMoeBlockInterface, Qwen2MoeTopKRouterInterface,
+};
 pub use model::{Qwen2MoeForCausalLM, Qwen2MoeModel};
-pub use moe::{Qwen2MoeSparseMoeBlock, Qwen2MoeTopKRouter, RouterOutput};
+pub use moe::{Qwen2MoeSparseMoeBlock, Qwen2MoeTopKRouter};
 pub use norm_mlp::{Qwen2MoeMLP, Qwen2MoeRMSNorm};

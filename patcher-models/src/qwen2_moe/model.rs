@@ -4,13 +4,15 @@ use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 use patcher_burn::layers::LinearLayer;
 use patcher_burn::Patcher;
-use patcher_burn::{BuildContext, BuildError};
+use patcher_burn::{BuildContext, BuildError, Slot};
 
 use super::config::{LayerType, Qwen2MoeConfig};
 use super::decoder_layer::Qwen2MoeDecoderLayer;
+use super::interfaces::Qwen2MoeDecoderLayerInterface;
 use super::norm_mlp::Qwen2MoeRMSNorm;
 use crate::common::{
-    causal_lm_output, decoder_stack_forward, embedding, lm_head, CausalLMOutput, RotaryEmbedding,
+    causal_lm_output, decoder_stack_forward, embedding, lm_head, CausalLMOutput,
+    DecoderNormInterface, RotaryEmbedding,
 };
 
 /// transformers' `Qwen2MoeModel`.
@@ -18,10 +20,10 @@ use crate::common::{
 pub struct Qwen2MoeModel<B: Backend> {
     /// `[vocab, hidden]`.
     pub embed_tokens: Embedding<B>,
-    /// The decoder layers.
-    pub layers: Vec<Qwen2MoeDecoderLayer<B>>,
-    /// Final norm.
-    pub norm: Qwen2MoeRMSNorm<B>,
+    /// The decoder layers: `Qwen2MoeDecoderLayer` or its replacement.
+    pub layers: Vec<Slot<B, dyn Qwen2MoeDecoderLayerInterface<B>>>,
+    /// Final norm: `Qwen2MoeRMSNorm` or its replacement.
+    pub norm: Slot<B, dyn DecoderNormInterface<B>>,
     #[module(skip)]
     rotary_emb: RotaryEmbedding,
     /// Per layer, its sliding window (`None` for full attention).
@@ -41,9 +43,9 @@ impl<B: Backend> Qwen2MoeModel<B> {
                 device,
             ),
             layers: (0..config.num_hidden_layers)
-                .map(|i| Qwen2MoeDecoderLayer::new(config, i, ctx))
+                .map(|i| Slot::build::<Qwen2MoeDecoderLayer<B>>(ctx, (config, i)))
                 .collect(),
-            norm: Qwen2MoeRMSNorm::new(config.hidden_size, config.rms_norm_eps, device),
+            norm: Slot::build::<Qwen2MoeRMSNorm<B>>(ctx, (config.hidden_size, config.rms_norm_eps)),
             rotary_emb: RotaryEmbedding::new(&config.rope, config.head_dim),
             windows: config
                 .layer_types

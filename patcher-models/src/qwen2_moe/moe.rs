@@ -8,15 +8,21 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::DType;
 use patcher_burn::{BuildContext, Slot};
 
+use patcher_derive::Patchable;
+
 use super::config::Qwen2MoeConfig;
 use super::experts::Qwen2MoeExperts;
-use super::interfaces::Qwen2MoeExpertsInterface;
+use super::interfaces::{
+    Qwen2MoeExpertsInterface, Qwen2MoeMLPInterface, Qwen2MoeSparseMoeBlockInterface,
+    Qwen2MoeTopKRouterInterface,
+};
 use super::norm_mlp::Qwen2MoeMLP;
-use crate::common::{linear, normal_param, torch_topk};
+use crate::common::{linear, normal_param, torch_topk, FeedForward, MoeRouter, RouterOutput};
 
 /// transformers' `Qwen2MoeTopKRouter`: a bare `weight [num_experts, hidden]` (PyTorch layout;
 /// not an `nn.Linear`, so the checkpoint's `mlp.gate.weight` loads as is).
-#[derive(Module, Debug)]
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(Qwen2MoeTopKRouterInterface))]
 pub struct Qwen2MoeTopKRouter<B: Backend> {
     /// `[num_experts, hidden]`.
     pub weight: Param<Tensor<B, 2>>,
@@ -24,17 +30,6 @@ pub struct Qwen2MoeTopKRouter<B: Backend> {
     pub top_k: usize,
     /// Renormalise the top-k probabilities.
     pub norm_topk_prob: bool,
-}
-
-/// The router's output for `T` tokens.
-#[derive(Debug, Clone)]
-pub struct RouterOutput<B: Backend> {
-    /// `[T, num_experts]`.
-    pub router_logits: Tensor<B, 2>,
-    /// `[T, k]`, in the logits' dtype.
-    pub top_k_weights: Tensor<B, 2>,
-    /// `[T, k]`.
-    pub top_k_index: Tensor<B, 2, Int>,
 }
 
 impl<B: Backend> Qwen2MoeTopKRouter<B> {
@@ -83,14 +78,15 @@ impl<B: Backend> Qwen2MoeTopKRouter<B> {
 }
 
 /// transformers' `Qwen2MoeSparseMoeBlock`.
-#[derive(Module, Debug)]
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(Qwen2MoeSparseMoeBlockInterface))]
 pub struct Qwen2MoeSparseMoeBlock<B: Backend> {
-    /// The router.
-    pub gate: Qwen2MoeTopKRouter<B>,
+    /// The router: `Qwen2MoeTopKRouter` or its replacement.
+    pub gate: Slot<B, dyn Qwen2MoeTopKRouterInterface<B>>,
     /// The routed experts: `Qwen2MoeExperts` or its replacement.
     pub experts: Slot<B, dyn Qwen2MoeExpertsInterface<B>>,
-    /// The expert every token goes through.
-    pub shared_expert: Qwen2MoeMLP<B>,
+    /// The expert every token goes through: `Qwen2MoeMLP` or its replacement.
+    pub shared_expert: Slot<B, dyn Qwen2MoeMLPInterface<B>>,
     /// `hidden -> 1`, its sigmoid scales the shared expert's output.
     pub shared_expert_gate: Linear<B>,
 }
@@ -100,9 +96,12 @@ impl<B: Backend> Qwen2MoeSparseMoeBlock<B> {
     pub fn new(config: &Qwen2MoeConfig, ctx: &BuildContext<'_, B>) -> Self {
         let device = ctx.device();
         Self {
-            gate: Qwen2MoeTopKRouter::new(config, device),
+            gate: Slot::build::<Qwen2MoeTopKRouter<B>>(ctx, config),
             experts: Slot::build::<Qwen2MoeExperts<B>>(ctx, config),
-            shared_expert: Qwen2MoeMLP::new(config, config.shared_expert_intermediate_size, device),
+            shared_expert: Slot::build::<Qwen2MoeMLP<B>>(
+                ctx,
+                (config, config.shared_expert_intermediate_size),
+            ),
             shared_expert_gate: linear(
                 config.hidden_size,
                 1,
@@ -112,17 +111,23 @@ impl<B: Backend> Qwen2MoeSparseMoeBlock<B> {
             ),
         }
     }
+}
 
-    /// `[batch, seq, hidden] -> [batch, seq, hidden]`.
-    pub fn forward(&self, hidden_states: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [batch, seq, hidden] = hidden_states.dims();
-        let flat = hidden_states.reshape([batch * seq, hidden]);
+impl<B: Backend> FeedForward<B> for Qwen2MoeSparseMoeBlock<B> {
+    /// `[tokens, hidden] -> [tokens, hidden]` (3-D inputs are flattened to tokens first).
+    fn forward_2d(&self, flat: Tensor<B, 2>) -> Tensor<B, 2> {
         let shared = self.shared_expert.forward(flat.clone());
         let routing = self.gate.forward(flat.clone());
         let experts =
             self.experts
                 .forward(flat.clone(), routing.top_k_index, routing.top_k_weights);
         let shared = sigmoid(self.shared_expert_gate.forward(flat)) * shared;
-        (experts + shared).reshape([batch, seq, hidden])
+        experts + shared
+    }
+}
+
+impl<B: Backend> MoeRouter<B> for Qwen2MoeTopKRouter<B> {
+    fn forward(&self, hidden_states: Tensor<B, 2>) -> RouterOutput<B> {
+        Qwen2MoeTopKRouter::forward(self, hidden_states)
     }
 }

@@ -3,13 +3,19 @@
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
-use patcher_burn::layers::LinearLayer;
+use patcher_burn::layers::{LinearLayer, NormForward};
+use patcher_derive::Patchable;
 
 use super::config::Qwen2MoeConfig;
-use crate::common::{gated_mlp, gated_mlp_projections, ones_param, rms_norm, Activation};
+use super::interfaces::Qwen2MoeMLPInterface;
+use crate::common::{
+    gated_mlp, gated_mlp_projections, ones_param, rms_norm, Activation, DecoderNormInterface,
+    FeedForward,
+};
 
 /// transformers' `Qwen2MoeRMSNorm`: a `weight` (named as in the checkpoint) and an epsilon.
-#[derive(Module, Debug)]
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(DecoderNormInterface))]
 pub struct Qwen2MoeRMSNorm<B: Backend> {
     /// Scale, `[hidden]`.
     pub weight: Param<Tensor<B, 1>>,
@@ -33,7 +39,8 @@ impl<B: Backend> Qwen2MoeRMSNorm<B> {
 }
 
 /// transformers' `Qwen2MoeMLP`: `down(act(gate(x)) * up(x))`, no biases.
-#[derive(Module, Debug)]
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(Qwen2MoeMLPInterface))]
 pub struct Qwen2MoeMLP<B: Backend> {
     /// `hidden -> intermediate`.
     pub gate_proj: Linear<B>,
@@ -64,5 +71,25 @@ impl<B: Backend> Qwen2MoeMLP<B> {
         let projections: [&dyn LinearLayer<B>; 3] =
             [&self.gate_proj, &self.up_proj, &self.down_proj];
         gated_mlp(projections, self.act_fn, x)
+    }
+}
+
+impl<B: Backend> NormForward<B> for Qwen2MoeRMSNorm<B> {
+    fn forward_2d(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward(x)
+    }
+
+    fn forward_3d(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward(x)
+    }
+}
+
+impl<B: Backend> FeedForward<B> for Qwen2MoeMLP<B> {
+    fn forward_2d(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward(x)
+    }
+
+    fn forward_3d(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward(x)
     }
 }
