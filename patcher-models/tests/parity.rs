@@ -67,15 +67,24 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
     } else {
         LlamaForCausalLM::<B>::new(&config, device)
     };
-    let (linears, slots): (Vec<_>, Vec<_>) = list_slots(&model)
-        .into_iter()
-        .partition(|s| s.original_class == "Linear");
-    assert_eq!(slots.len(), config.num_hidden_layers);
-    assert!(slots.iter().all(|s| s.replaced == fused_qkv));
+    let slots = list_slots(&model);
+    let of =
+        |class: &str| -> Vec<_> { slots.iter().filter(|s| s.original_class == class).collect() };
+    let layers = config.num_hidden_layers;
+    let attention = of("LlamaAttention");
+    assert_eq!(attention.len(), layers);
+    assert!(attention.iter().all(|s| s.replaced == fused_qkv));
+    assert_eq!(of("LlamaDecoderLayer").len(), layers);
+    assert_eq!(of("LlamaMLP").len(), layers);
+    assert_eq!(of("LlamaRMSNorm").len(), 2 * layers + 1);
     // Every linear is a slot: q, k, v, o (or qkv, o) and the MLP's three per layer, and lm_head.
+    let linears = of("Linear");
     let per_layer = if fused_qkv { 5 } else { 7 };
-    assert_eq!(linears.len(), per_layer * config.num_hidden_layers + 1);
+    assert_eq!(linears.len(), per_layer * layers + 1);
     assert!(linears.iter().all(|s| !s.replaced && s.class == "Linear"));
+    assert!(slots
+        .iter()
+        .all(|s| s.replaced == (s.original_class == "LlamaAttention" && fused_qkv)));
     let model = assign_all(model, &path, device);
     let reference = read_reference(&path);
     let out = model.forward_with_hidden_states(input_ids::<B>(&reference, device));

@@ -2,34 +2,36 @@
 
 use burn::prelude::*;
 use patcher_burn::{BuildContext, Slot};
+use patcher_derive::Patchable;
 
 use super::attention::LlamaAttention;
 use super::config::LlamaConfig;
-use super::interfaces::LlamaAttentionInterface;
+use super::interfaces::{LlamaAttentionInterface, LlamaDecoderLayerInterface, LlamaMLPInterface};
 use super::norm_mlp::{LlamaMLP, LlamaRMSNorm};
-use crate::common::{pre_norm_residuals, DecoderLayer, PositionEmbeddings};
+use crate::common::{pre_norm_residuals, DecoderLayer, DecoderNormInterface, PositionEmbeddings};
 
 /// transformers' `LlamaDecoderLayer`.
-#[derive(Module, Debug)]
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(LlamaDecoderLayerInterface))]
 pub struct LlamaDecoderLayer<B: Backend> {
     /// Self-attention: `LlamaAttention` or its replacement.
     pub self_attn: Slot<B, dyn LlamaAttentionInterface<B>>,
-    /// The MLP.
-    pub mlp: LlamaMLP<B>,
-    /// Norm before attention.
-    pub input_layernorm: LlamaRMSNorm<B>,
+    /// The MLP: `LlamaMLP` or its replacement.
+    pub mlp: Slot<B, dyn LlamaMLPInterface<B>>,
+    /// Norm before attention: `LlamaRMSNorm` or its replacement.
+    pub input_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
     /// Norm before the MLP.
-    pub post_attention_layernorm: LlamaRMSNorm<B>,
+    pub post_attention_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
 }
 
 impl<B: Backend> LlamaDecoderLayer<B> {
     /// `LlamaDecoderLayer(config, layer_idx)`, its slot built through `ctx`.
     pub fn new(config: &LlamaConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
-        let device = ctx.device();
-        let norm = || LlamaRMSNorm::new(config.hidden_size, config.rms_norm_eps, device);
+        let norm =
+            || Slot::build::<LlamaRMSNorm<B>>(ctx, (config.hidden_size, config.rms_norm_eps));
         Self {
             self_attn: Slot::build::<LlamaAttention<B>>(ctx, (config, layer_idx)),
-            mlp: LlamaMLP::new(config, ctx),
+            mlp: Slot::build::<LlamaMLP<B>>(ctx, config),
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
         }

@@ -14,6 +14,6 @@ pub use attention::LlamaAttention;
 pub use config::LlamaConfig;
 pub use conversions::default_weight_conversions;
 pub use decoder_layer::LlamaDecoderLayer;
-pub use interfaces::LlamaAttentionInterface;
+pub use interfaces::{LlamaAttentionInterface, LlamaDecoderLayerInterface, LlamaMLPInterface};
 pub use model::{LlamaForCausalLM, LlamaModel};
 pub use norm_mlp::{LlamaMLP, LlamaRMSNorm};

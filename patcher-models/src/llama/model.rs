@@ -3,13 +3,15 @@
 use burn::nn::Embedding;
 use burn::prelude::*;
 use patcher_burn::layers::{InitSlot, LinearSlot};
-use patcher_burn::{BuildContext, BuildError, Patcher};
+use patcher_burn::{BuildContext, BuildError, Patcher, Slot};
 
 use super::config::LlamaConfig;
 use super::decoder_layer::LlamaDecoderLayer;
+use super::interfaces::LlamaDecoderLayerInterface;
 use super::norm_mlp::LlamaRMSNorm;
 use crate::common::{
-    causal_lm_output, decoder_stack_forward, embedding, lm_head, CausalLMOutput, RotaryEmbedding,
+    causal_lm_output, decoder_stack_forward, embedding, lm_head, CausalLMOutput,
+    DecoderNormInterface, RotaryEmbedding,
 };
 
 /// transformers' `LlamaModel`.
@@ -17,10 +19,10 @@ use crate::common::{
 pub struct LlamaModel<B: Backend> {
     /// `[vocab, hidden]`.
     pub embed_tokens: Embedding<B>,
-    /// The decoder layers.
-    pub layers: Vec<LlamaDecoderLayer<B>>,
-    /// Final norm.
-    pub norm: LlamaRMSNorm<B>,
+    /// The decoder layers: `LlamaDecoderLayer` or its replacement.
+    pub layers: Vec<Slot<B, dyn LlamaDecoderLayerInterface<B>>>,
+    /// Final norm: `LlamaRMSNorm` or its replacement.
+    pub norm: Slot<B, dyn DecoderNormInterface<B>>,
     #[module(skip)]
     rotary_emb: RotaryEmbedding,
 }
@@ -37,9 +39,9 @@ impl<B: Backend> LlamaModel<B> {
                 device,
             ),
             layers: (0..config.num_hidden_layers)
-                .map(|i| LlamaDecoderLayer::new(config, i, ctx))
+                .map(|i| Slot::build::<LlamaDecoderLayer<B>>(ctx, (config, i)))
                 .collect(),
-            norm: LlamaRMSNorm::new(config.hidden_size, config.rms_norm_eps, device),
+            norm: Slot::build::<LlamaRMSNorm<B>>(ctx, (config.hidden_size, config.rms_norm_eps)),
             rotary_emb: RotaryEmbedding::new(&config.rope, config.head_dim),
         }
     }

@@ -2,14 +2,20 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use patcher_burn::layers::{InitSlot, LinearSlot};
+use patcher_burn::layers::{InitSlot, LinearSlot, NormForward};
 use patcher_burn::BuildContext;
+use patcher_derive::Patchable;
 
 use super::config::LlamaConfig;
-use crate::common::{gated_mlp, gated_mlp_projections, ones_param, rms_norm, Activation};
+use super::interfaces::LlamaMLPInterface;
+use crate::common::{
+    gated_mlp, gated_mlp_projections, ones_param, rms_norm, Activation, DecoderNormInterface,
+    FeedForward,
+};
 
 /// transformers' `LlamaRMSNorm`: a `weight` (named as in the checkpoint) and an epsilon.
-#[derive(Module, Debug)]
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(DecoderNormInterface))]
 pub struct LlamaRMSNorm<B: Backend> {
     /// Scale, `[hidden]`.
     pub weight: Param<Tensor<B, 1>>,
@@ -33,7 +39,8 @@ impl<B: Backend> LlamaRMSNorm<B> {
 }
 
 /// transformers' `LlamaMLP`: `down(act(gate(x)) * up(x))`, biases when `mlp_bias`.
-#[derive(Module, Debug)]
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(LlamaMLPInterface))]
 pub struct LlamaMLP<B: Backend> {
     /// `hidden -> intermediate`.
     pub gate_proj: LinearSlot<B>,
@@ -67,5 +74,25 @@ impl<B: Backend> LlamaMLP<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let projections = [&*self.gate_proj, &*self.up_proj, &*self.down_proj];
         gated_mlp(projections, self.act_fn, x)
+    }
+}
+
+impl<B: Backend> NormForward<B> for LlamaRMSNorm<B> {
+    fn forward_2d(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward(x)
+    }
+
+    fn forward_3d(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward(x)
+    }
+}
+
+impl<B: Backend> FeedForward<B> for LlamaMLP<B> {
+    fn forward_2d(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward(x)
+    }
+
+    fn forward_3d(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward(x)
     }
 }

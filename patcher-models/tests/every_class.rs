@@ -1,0 +1,189 @@
+//! Every class of the shipped families is a slot: a decoder layer and an RMSNorm are replaced
+//! like any other class, by type or by path, and the stock checkpoint still loads.
+
+mod common;
+
+use burn::backend::NdArray;
+use burn::module::Param;
+use burn::prelude::*;
+use common::{fixtures, input_ids, max_abs_diff, read_reference};
+use patcher_burn::layers::NormForward;
+use patcher_burn::{list_slots, replacement, BuildContext, LoadOptions, Patchable, Patcher, Slot};
+use patcher_models::common::{
+    DecoderAttention, DecoderLayer, DecoderNormInterface, PositionEmbeddings,
+};
+use patcher_models::qwen2_moe::{
+    Qwen2MoeAttention, Qwen2MoeAttentionInterface, Qwen2MoeConfig, Qwen2MoeDecoderLayer,
+    Qwen2MoeDecoderLayerInterface, Qwen2MoeForCausalLM, Qwen2MoeRMSNorm, Qwen2MoeSparseMoeBlock,
+    Qwen2MoeSparseMoeBlockInterface,
+};
+
+type B = NdArray<f32>;
+
+/// RMSNorm without the f32 upcast (the same numbers for an f32 model), with the checkpoint's
+/// parameter name.
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(DecoderNormInterface))]
+pub struct PlainRMSNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub eps: f64,
+}
+
+impl<B: Backend> PlainRMSNorm<B> {
+    pub fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([hidden_size], device)),
+            eps,
+        }
+    }
+
+    fn norm<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt();
+        x / rms * self.weight.val().unsqueeze()
+    }
+}
+
+impl<B: Backend> NormForward<B> for PlainRMSNorm<B> {
+    fn forward_2d(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.norm(x)
+    }
+    fn forward_3d(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.norm(x)
+    }
+}
+
+/// GPT-J's parallel block: `x + attention(norm1(x)) + mlp(norm2(x))`, with Qwen2-MoE's own
+/// parts (so its parameters are the checkpoint's).
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(Qwen2MoeDecoderLayerInterface))]
+pub struct ParallelDecoderLayer<B: Backend> {
+    pub self_attn: Slot<B, dyn Qwen2MoeAttentionInterface<B>>,
+    pub mlp: Slot<B, dyn Qwen2MoeSparseMoeBlockInterface<B>>,
+    pub input_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
+    pub post_attention_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
+}
+
+impl<B: Backend> ParallelDecoderLayer<B> {
+    pub fn new(config: &Qwen2MoeConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
+        let norm =
+            || Slot::build::<Qwen2MoeRMSNorm<B>>(ctx, (config.hidden_size, config.rms_norm_eps));
+        Self {
+            self_attn: Slot::build::<Qwen2MoeAttention<B>>(ctx, (config, layer_idx)),
+            mlp: Slot::build::<Qwen2MoeSparseMoeBlock<B>>(ctx, config),
+            input_layernorm: norm(),
+            post_attention_layernorm: norm(),
+        }
+    }
+}
+
+impl<B: Backend> DecoderLayer<B> for ParallelDecoderLayer<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        position_embeddings: &PositionEmbeddings<B>,
+        attention_mask: Option<&Tensor<B, 4, Bool>>,
+    ) -> Tensor<B, 3> {
+        let attention = DecoderAttention::forward(
+            &*self.self_attn,
+            self.input_layernorm.forward(x.clone()),
+            position_embeddings,
+            attention_mask,
+        );
+        let mlp = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()));
+        x + attention + mlp
+    }
+}
+
+fn load(patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2MoeForCausalLM<B>> {
+    Qwen2MoeForCausalLM::<B>::from_pretrained(
+        fixtures().join("qwen2_moe"),
+        patcher,
+        &Default::default(),
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn logits(model: &Qwen2MoeForCausalLM<B>) -> (Tensor<B, 3>, common::Reference) {
+    let reference = read_reference(&fixtures().join("qwen2_moe"));
+    let out = model.forward(input_ids::<B>(&reference, &Default::default()));
+    (out, reference)
+}
+
+#[test]
+fn every_rms_norm_replaced_by_type() {
+    let patched = load(&Patcher::new().replace::<Qwen2MoeRMSNorm<B>, PlainRMSNorm<B>>());
+    let norms: Vec<_> = list_slots(&patched.model)
+        .into_iter()
+        .filter(|s| s.original_class == "Qwen2MoeRMSNorm")
+        .collect();
+    let layers = patched.model.model.layers.len();
+    assert_eq!(
+        norms.len(),
+        2 * layers + 1,
+        "two per layer and the final norm"
+    );
+    assert!(norms.iter().all(|s| s.class == "PlainRMSNorm"));
+    assert!(patched.report.is_clean(), "{}", patched.report);
+    // The same math without the upcast: transformers' logits within the parity bound.
+    let (out, reference) = logits(&patched.model);
+    let diff = max_abs_diff(&out, &reference.logits);
+    assert!(diff <= 1e-4, "max |logits - transformers| = {diff}");
+}
+
+#[test]
+fn decoder_layers_replaced_by_type_and_by_path() {
+    let plain = load(&Patcher::new());
+    let (expected, _) = logits(&plain.model);
+
+    // Every layer parallel: loads the stock checkpoint, computes something else.
+    let parallel =
+        load(&Patcher::new().replace::<Qwen2MoeDecoderLayer<B>, ParallelDecoderLayer<B>>());
+    assert!(parallel.report.is_clean(), "{}", parallel.report);
+    let layers: Vec<_> = list_slots(&parallel.model)
+        .into_iter()
+        .filter(|s| s.original_class == "Qwen2MoeDecoderLayer")
+        .map(|s| (s.path, s.class))
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            (
+                "model.layers.0".to_string(),
+                "ParallelDecoderLayer".to_string()
+            ),
+            (
+                "model.layers.1".to_string(),
+                "ParallelDecoderLayer".to_string()
+            ),
+        ]
+    );
+    let (out, _) = logits(&parallel.model);
+    let moved = (out - expected.clone()).abs().max().into_scalar();
+    assert!(moved > 1e-3, "the parallel layers were not used ({moved})");
+
+    // Only the last layer, by path; its slots inside are still patched by class.
+    let patcher = Patcher::new()
+        .replace_path(
+            "model.layers.1",
+            replacement::<ParallelDecoderLayer<B>, dyn Qwen2MoeDecoderLayerInterface<B>>(),
+        )
+        .replace::<Qwen2MoeRMSNorm<B>, PlainRMSNorm<B>>();
+    let one = load(&patcher);
+    let slots = list_slots(&one.model);
+    let class_at = |path: &str| {
+        slots
+            .iter()
+            .find(|s| s.path == path)
+            .map(|s| s.class.clone())
+            .unwrap()
+    };
+    assert_eq!(class_at("model.layers.0"), "Qwen2MoeDecoderLayer");
+    assert_eq!(class_at("model.layers.1"), "ParallelDecoderLayer");
+    assert_eq!(class_at("model.layers.1.input_layernorm"), "PlainRMSNorm");
+    let (out, _) = logits(&one.model);
+    let moved = (out - expected).abs().max().into_scalar();
+    assert!(moved > 1e-3, "layer 1 was not replaced ({moved})");
+}
