@@ -11,8 +11,8 @@ use burn::prelude::*;
 use common::*;
 use patcher_burn::Patcher;
 use patcher_burn::{
-    load_checkpoint, load_into, save_pretrained, LinearLayout, LoadError, LoadOptions,
-    PretrainedModel,
+    load_checkpoint, load_into, plan_with, save_pretrained, LinearLayout, LoadError, LoadOptions,
+    LoadSpec, PretrainedModel,
 };
 use patcher_core::{Checkpoint, DType, HostTensor, WeightTransform};
 
@@ -92,6 +92,20 @@ fn check_strict_failure_keeps_model<B: Backend>(device: &B::Device) {
     assert!(text.contains("partial()"), "{text}");
     // The caller's model is untouched.
     assert_eq!(values(model.layers[1].experts.gate_up_proj.val()), before);
+
+    // The dry run plans the same: the report the error carries, and no load.
+    let checkpoint = Checkpoint::open(dir.path()).unwrap();
+    let spec = LoadSpec::for_model::<B, Tiny<B>>(&Patcher::new());
+    let plan = plan_with(&model, &checkpoint, &spec, &LoadOptions::default()).unwrap();
+    assert!(!plan.would_load);
+    assert_eq!(&plan.report, report.as_ref());
+    let partial = plan_with(
+        &model,
+        &checkpoint,
+        &spec,
+        &LoadOptions::default().partial(),
+    );
+    assert!(partial.unwrap().would_load);
 }
 
 fn check_partial_load<B: Backend>(device: &B::Device) {
