@@ -11,8 +11,8 @@ use burn::prelude::*;
 use common::*;
 use patcher_burn::Patcher;
 use patcher_burn::{
-    load_checkpoint, load_into, plan_with, save_pretrained, LinearLayout, LoadError, LoadOptions,
-    LoadSpec, PretrainedModel,
+    load_checkpoint, load_into, plan_with, save_pretrained, save_pretrained_with, LinearLayout,
+    LoadError, LoadOptions, LoadSpec, PretrainedModel, SaveOptions,
 };
 use patcher_core::{Checkpoint, DType, HostTensor, WeightTransform};
 
@@ -147,6 +147,18 @@ fn check_half_precision_checkpoints<B: Backend>(device: &B::Device) {
             down,
             "{dtype}"
         );
+
+        // Saved back in the checkpoint's dtype: the same bytes (integer buffers untouched).
+        let saved = dir.path().join("saved.safetensors");
+        let options = SaveOptions::default().float_dtype(dtype);
+        save_pretrained_with(&loaded, &saved, &options).unwrap();
+        let saved = Checkpoint::open(&saved).unwrap();
+        assert_eq!(saved.len(), tensors.len());
+        for (key, tensor) in &tensors {
+            let written = saved.get(key).unwrap();
+            assert_eq!(written.dtype(), tensor.dtype, "{key}");
+            assert!(written.bytes() == &tensor.bytes[..], "{key} ({dtype})");
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use patcher_burn::{load_with, model_params_with, save_model, LoadOptions, LoadSpec, SaveOptions};
 use patcher_core::plan::PlanOptions;
-use patcher_core::{ConversionPlan, DType, TensorMeta, WeightTransform};
+use patcher_core::{Checkpoint, ConversionPlan, DType, TensorMeta, WeightTransform};
 use tempfile::TempDir;
 
 use crate::error::CliError;
@@ -40,6 +40,42 @@ pub(crate) struct ConvertArgs {
     pub(crate) patches: Vec<PatchName>,
     pub(crate) to: Target,
     pub(crate) max_shard_size: Option<u64>,
+    pub(crate) dtype: Option<OutputDType>,
+}
+
+/// The `--dtype` values: the float dtype written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputDType {
+    /// float32.
+    F32,
+    /// float16.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl OutputDType {
+    fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// The float dtype of the checkpoint's float tensors when they all have one (a BF16
+/// checkpoint is written back in BF16), else F32 (mixed, F64, or none).
+fn checkpoint_float_dtype(checkpoint: &Checkpoint) -> DType {
+    let mut floats = checkpoint
+        .metas()
+        .into_iter()
+        .map(|(_, meta)| meta.dtype)
+        .filter(|dtype| dtype.is_float());
+    match floats.next() {
+        Some(first) if first != DType::F64 && floats.all(|d| d == first) => first,
+        _ => DType::F32,
+    }
 }
 
 impl FamilyCommand for ConvertArgs {
@@ -64,7 +100,13 @@ impl FamilyCommand for ConvertArgs {
             Target::Patched => Vec::new(),
             Target::Original => stock_conversions(&loaded.model, &prepared.spec)?,
         };
-        let mut options = SaveOptions::default().torch_layouts(loaded.layouts.clone());
+        let dtype = self
+            .dtype
+            .map(OutputDType::dtype)
+            .unwrap_or_else(|| checkpoint_float_dtype(&prepared.checkpoint));
+        let mut options = SaveOptions::default()
+            .torch_layouts(loaded.layouts.clone())
+            .float_dtype(dtype);
         if let Some(bytes) = self.max_shard_size {
             options = options.max_shard_size(bytes);
         }
@@ -79,18 +121,22 @@ impl FamilyCommand for ConvertArgs {
         let mut out = String::new();
         let layout = match self.to {
             Target::Patched => format!(
-                "the layout of --model {} with {}",
+                "the layout of --model {} with {} (loading it with them converts nothing)",
                 self.family.name(),
                 patch_flags(&prepared.patches)
             ),
-            Target::Original => format!("the stock {} layout", self.family.name()),
+            Target::Original => format!(
+                "the stock {} layout ({} conversions reversed)",
+                self.family.name(),
+                conversions.len()
+            ),
         };
         let _ = writeln!(
             out,
-            "wrote {} in {layout} ({} tensors, {} conversions reversed)",
+            "wrote {} in {layout}: {} parameters, float tensors in {}",
             self.out.display(),
             loaded.report.loaded,
-            conversions.len()
+            dtype.as_str()
         );
         let files: Vec<&PathBuf> = written.iter().chain(&copied).collect();
         for file in files.iter().take(MAX_FILES_LISTED) {
@@ -99,20 +145,6 @@ impl FamilyCommand for ConvertArgs {
         }
         if files.len() > MAX_FILES_LISTED {
             let _ = writeln!(out, "  and {} more", files.len() - MAX_FILES_LISTED);
-        }
-        let floats: Vec<&str> = prepared
-            .checkpoint
-            .metas()
-            .iter()
-            .filter(|(_, m)| m.dtype.is_float() && m.dtype != DType::F32)
-            .map(|(_, m)| m.dtype.as_str())
-            .collect();
-        if let Some(dtype) = floats.first() {
-            let _ = writeln!(
-                out,
-                "note: the checkpoint has {dtype} tensors; they were converted in, and written \
-                 as, F32"
-            );
         }
         Ok(out)
     }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::convert::{ConvertArgs, Target};
+use crate::convert::{ConvertArgs, OutputDType, Target};
 use crate::error::{CliError, EXIT_CODES};
 use crate::family::{check_patches, FamilyName, PatchName};
 use crate::plan::PlanArgs;
@@ -71,6 +71,10 @@ enum Command {
         /// bytes, or with a unit (500MB, 5GB, 2GiB). Default: one file.
         #[arg(long, value_name = "BYTES", value_parser = parse_size)]
         max_shard_size: Option<u64>,
+        /// The dtype of the float tensors written. Default: the checkpoint's, when its float
+        /// tensors share one (the values pass through f32, exactly for f16 and bf16), else f32.
+        #[arg(long, value_enum)]
+        dtype: Option<OutputDType>,
     },
 }
 
@@ -142,6 +146,7 @@ fn run(cli: Cli) -> Result<String, CliError> {
             model,
             to,
             max_shard_size,
+            dtype,
         } => {
             let (family, patches) = model.checked()?;
             family.dispatch(ConvertArgs {
@@ -151,6 +156,7 @@ fn run(cli: Cli) -> Result<String, CliError> {
                 patches,
                 to,
                 max_shard_size,
+                dtype,
             })
         }
     }

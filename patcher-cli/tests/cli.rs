@@ -239,7 +239,10 @@ fn qwen2_moe_converts_to_the_patched_layout_and_back() {
     let patched = dir.path().join("patched");
     let both = ["--patch", "fused-qkv", "--patch", "sequential-experts"];
     let out = convert(&stock, &patched, "qwen2-moe", &both);
-    assert!(out.contains("47 tensors, 0 conversions reversed"), "{out}");
+    assert!(
+        out.contains("converts nothing): 47 parameters, float tensors in F32"),
+        "{out}"
+    );
     assert_entries(
         &patched,
         &["config.json", "generation_config.json", "model.safetensors"],
@@ -278,7 +281,10 @@ fn qwen2_moe_converts_to_the_patched_layout_and_back() {
         "original",
     ];
     let out = convert(&patched, &original, "qwen2-moe", &back);
-    assert!(out.contains("in the stock qwen2-moe layout"), "{out}");
+    assert!(
+        out.contains("in the stock qwen2-moe layout (2 conversions reversed)"),
+        "{out}"
+    );
     assert_same_file(&original, &stock);
 }
 
@@ -380,4 +386,24 @@ fn convert_leaves_no_output_on_failure_and_never_overwrites() {
     std::fs::create_dir(&out).unwrap();
     convert(&qwen, &out, "qwen2-moe", &[]);
     assert_entries(dir.path(), &["out", "patched"]);
+}
+
+/// A BF16 checkpoint is written in BF16 (exactly: its values pass through f32), both ways;
+/// `--dtype` picks another.
+#[test]
+fn bf16_stays_bf16_unless_asked() {
+    let dir = TempDir::new().unwrap();
+    let stock = fixture("qwen2_moe_bf16");
+    let patched = dir.path().join("patched");
+    let out = convert(&stock, &patched, "qwen2-moe", &["--patch", "fused-qkv"]);
+    assert!(out.contains("float tensors in BF16"), "{out}");
+    let original = dir.path().join("original");
+    let back = ["--patch", "fused-qkv", "--to", "original"];
+    convert(&patched, &original, "qwen2-moe", &back);
+    assert_same_file(&original, &stock);
+
+    let f32 = dir.path().join("f32");
+    convert(&stock, &f32, "qwen2-moe", &["--dtype", "f32"]);
+    let (inspect, _) = expect_status(&["inspect", arg(&f32)], 0);
+    assert!(inspect.contains("dtypes\n  F32  "), "{inspect}");
 }
