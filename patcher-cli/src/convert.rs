@@ -14,9 +14,9 @@ use patcher_core::{Checkpoint, ConversionPlan, DType, TensorMeta, WeightTransfor
 use tempfile::TempDir;
 
 use crate::error::CliError;
-use crate::family::{Family, FamilyCommand, FamilyName, PatchName};
+use crate::family::{Family, FamilyCommand};
 use crate::plan::{does_not_fit, patch_flags};
-use crate::prepare::{checkpoint_folder, parent_folder, Prepared};
+use crate::prepare::{checkpoint_folder, parent_folder, Prepared, Selection};
 
 /// Files listed after a conversion (a sharded output lists its first shards).
 const MAX_FILES_LISTED: usize = 12;
@@ -32,15 +32,32 @@ pub(crate) enum Target {
     Original,
 }
 
+/// The `convert` options besides `--model` and `--patch`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConvertOptions {
+    /// The checkpoint.
+    #[arg(value_name = "CKPT")]
+    checkpoint: PathBuf,
+    /// The folder to write.
+    #[arg(value_name = "OUT")]
+    out: PathBuf,
+    /// The layout to write.
+    #[arg(long, value_enum, default_value_t = Target::Patched)]
+    to: Target,
+    /// Shards of at most this much tensor data, with a model.safetensors.index.json:
+    /// bytes, or with a unit (500MB, 5GB, 2GiB). Default: one file.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    max_shard_size: Option<u64>,
+    /// The dtype of the float tensors written. Default: the checkpoint's, when its float
+    /// tensors share one (the values pass through f32, exactly for f16 and bf16), else f32.
+    #[arg(long, value_enum)]
+    dtype: Option<OutputDType>,
+}
+
 /// The `convert` arguments.
 pub(crate) struct ConvertArgs {
-    pub(crate) checkpoint: PathBuf,
-    pub(crate) out: PathBuf,
-    pub(crate) family: FamilyName,
-    pub(crate) patches: Vec<PatchName>,
-    pub(crate) to: Target,
-    pub(crate) max_shard_size: Option<u64>,
-    pub(crate) dtype: Option<OutputDType>,
+    pub(crate) options: ConvertOptions,
+    pub(crate) model: Selection,
 }
 
 /// The `--dtype` values: the float dtype written.
@@ -64,6 +81,37 @@ impl OutputDType {
     }
 }
 
+/// `1234`, `500MB`, `5GB`, `2GiB` (decimal and binary units, as transformers' `max_shard_size`).
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a size: give bytes, or a number with a unit (500MB, 5GB, 2GiB)")
+    })?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}`: use B, KB, MB, GB, KiB, MiB or GiB"
+            ))
+        }
+    };
+    match number.checked_mul(scale) {
+        Some(0) => Err("the shard size must be at least one byte".to_string()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("`{text}` is too large")),
+    }
+}
+
 /// The float dtype of the checkpoint's float tensors when they all have one (a BF16
 /// checkpoint is written back in BF16), else F32 (mixed, F64, or none).
 fn checkpoint_float_dtype(checkpoint: &Checkpoint) -> DType {
@@ -82,12 +130,17 @@ impl FamilyCommand for ConvertArgs {
     type Output = Result<String, CliError>;
 
     fn run<F: Family>(self) -> Self::Output {
-        let staging = Staging::new(&self.out)?;
-        let prepared = Prepared::<F>::new(&self.checkpoint, self.family, self.patches.clone())?;
+        let ConvertArgs {
+            options: args,
+            model,
+        } = self;
+        let staging = Staging::new(&args.out)?;
+        let family = model.family;
+        let prepared = Prepared::<F>::new(&args.checkpoint, &model)?;
         let plan = prepared.plan()?;
         if !plan.would_load {
             print!("{}", plan.report);
-            return Err(does_not_fit(&prepared, self.family, &plan));
+            return Err(does_not_fit(&prepared, family, &plan));
         }
         let loaded = load_with(
             &prepared.model,
@@ -96,45 +149,49 @@ impl FamilyCommand for ConvertArgs {
             &LoadOptions::default().progress_bar(),
         )
         .map_err(CliError::load)?;
-        let conversions = match self.to {
+        let conversions = match args.to {
             Target::Patched => Vec::new(),
             Target::Original => stock_conversions(&loaded.model, &prepared.spec)?,
         };
-        let dtype = self
+        let dtype = args
             .dtype
             .map(OutputDType::dtype)
             .unwrap_or_else(|| checkpoint_float_dtype(&prepared.checkpoint));
         let mut options = SaveOptions::default()
             .torch_layouts(loaded.layouts.clone())
             .float_dtype(dtype);
-        if let Some(bytes) = self.max_shard_size {
+        if let Some(bytes) = args.max_shard_size {
             options = options.max_shard_size(bytes);
         }
-        let spinner = spinner(format!("writing {}", self.out.display()));
+        let spinner = spinner(format!("writing {}", args.out.display()));
         let written = save_model(&loaded.model, staging.path(), &conversions, None, &options)
             .map_err(CliError::load);
         spinner.finish_and_clear();
         let written = written?;
-        let copied = copy_side_files(&checkpoint_folder(&self.checkpoint), staging.path())?;
+        let copied = copy_side_files(
+            &checkpoint_folder(&args.checkpoint),
+            &prepared.config_path,
+            staging.path(),
+        )?;
         staging.commit()?;
 
         let mut out = String::new();
-        let layout = match self.to {
+        let layout = match args.to {
             Target::Patched => format!(
                 "the layout of --model {} with {} (loading it with them converts nothing)",
-                self.family.name(),
+                family.name(),
                 patch_flags(&prepared.patches)
             ),
             Target::Original => format!(
                 "the stock {} layout ({} conversions reversed)",
-                self.family.name(),
+                family.name(),
                 conversions.len()
             ),
         };
         let _ = writeln!(
             out,
             "wrote {} in {layout}: {} parameters, float tensors in {}",
-            self.out.display(),
+            args.out.display(),
             loaded.report.loaded,
             dtype.as_str()
         );
@@ -196,8 +253,9 @@ fn spinner(message: String) -> ProgressBar {
 
 /// The files of a checkpoint folder that are not weights (`config.json`,
 /// `generation_config.json`, tokenizer files), copied next to the converted weights so that
-/// OUT is a complete checkpoint folder. Returns the copies.
-fn copy_side_files(from: &Path, to: &Path) -> Result<Vec<PathBuf>, CliError> {
+/// OUT is a complete checkpoint folder, with `config` (the config the conversion used) as its
+/// `config.json`. Returns the copies.
+fn copy_side_files(from: &Path, config: &Path, to: &Path) -> Result<Vec<PathBuf>, CliError> {
     const WEIGHTS: [&str; 8] = [
         ".safetensors",
         ".safetensors.index.json",
@@ -221,12 +279,13 @@ fn copy_side_files(from: &Path, to: &Path) -> Result<Vec<PathBuf>, CliError> {
         }
     }
     names.sort();
-    for source in names {
-        let Some(name) = source.file_name() else {
-            continue;
-        };
-        let target = to.join(name);
-        std::fs::copy(&source, &target).map_err(io("copying", &source))?;
+    let copies = names.iter().filter_map(|source| {
+        let name = source.file_name()?;
+        (name != "config.json").then(|| (source.as_path(), to.join(name)))
+    });
+    let config_copy = (config, to.join("config.json"));
+    for (source, target) in std::iter::once(config_copy).chain(copies) {
+        std::fs::copy(source, &target).map_err(io("copying", source))?;
         copied.push(target);
     }
     Ok(copied)

@@ -55,6 +55,12 @@ pub(crate) fn inspect(path: &Path) -> Result<String, CliError> {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(out, "checkpoint {}", checkpoint.path().display());
+    if let Some(metadata) = checkpoint.metadata().filter(|m| !m.is_empty()) {
+        let mut pairs: Vec<String> = metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort();
+        let pairs = pairs.join(", ");
+        let _ = writeln!(out, "metadata   {}", elide(&pairs, MAX_LINE_BYTES));
+    }
     let _ = writeln!(out, "shards     {}", shards.len());
     for file in checkpoint.files() {
         let tally = &shards[file];

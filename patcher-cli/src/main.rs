@@ -13,10 +13,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::convert::{ConvertArgs, OutputDType, Target};
+use crate::convert::{ConvertArgs, ConvertOptions};
 use crate::error::{CliError, EXIT_CODES};
 use crate::family::{check_patches, FamilyName, PatchName};
 use crate::plan::PlanArgs;
+use crate::prepare::Selection;
 
 /// Inspect, plan and convert safetensors checkpoints for patched Burn models.
 ///
@@ -56,25 +57,10 @@ enum Command {
     /// gets CKPT's config.json and other non-weight files.
     #[command(after_help = EXIT_CODES)]
     Convert {
-        /// The checkpoint.
-        #[arg(value_name = "CKPT")]
-        checkpoint: PathBuf,
-        /// The folder to write.
-        #[arg(value_name = "OUT")]
-        out: PathBuf,
         #[command(flatten)]
         model: ModelArgs,
-        /// The layout to write.
-        #[arg(long, value_enum, default_value_t = Target::Patched)]
-        to: Target,
-        /// Shards of at most this much tensor data, with a model.safetensors.index.json:
-        /// bytes, or with a unit (500MB, 5GB, 2GiB). Default: one file.
-        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
-        max_shard_size: Option<u64>,
-        /// The dtype of the float tensors written. Default: the checkpoint's, when its float
-        /// tensors share one (the values pass through f32, exactly for f16 and bf16), else f32.
-        #[arg(long, value_enum)]
-        dtype: Option<OutputDType>,
+        #[command(flatten)]
+        options: ConvertOptions,
     },
 }
 
@@ -88,44 +74,20 @@ struct ModelArgs {
     /// qkv_proj (llama, qwen2-moe); sequential-experts: experts as a list of linears (qwen2-moe).
     #[arg(long = "patch", value_name = "NAME", value_enum, value_delimiter = ',')]
     patches: Vec<PatchName>,
+    /// The model's config.json. Default: config.json in CKPT's folder.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 impl ModelArgs {
-    /// The family and its checked, deduplicated patches.
-    fn checked(self) -> Result<(FamilyName, Vec<PatchName>), CliError> {
+    /// The selection, with the patches checked and deduplicated.
+    fn checked(self) -> Result<Selection, CliError> {
         let patches = check_patches(self.family, &self.patches).map_err(CliError::Usage)?;
-        Ok((self.family, patches))
-    }
-}
-
-/// `1234`, `500MB`, `5GB`, `2GiB` (decimal and binary units, as transformers' `max_shard_size`).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        format!("`{text}` is not a size: give bytes, or a number with a unit (500MB, 5GB, 2GiB)")
-    })?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}`: use B, KB, MB, GB, KiB, MiB or GiB"
-            ))
-        }
-    };
-    match number.checked_mul(scale) {
-        Some(0) => Err("the shard size must be at least one byte".to_string()),
-        Some(bytes) => Ok(bytes),
-        None => Err(format!("`{text}` is too large")),
+        Ok(Selection {
+            family: self.family,
+            patches,
+            config: self.config,
+        })
     }
 }
 
@@ -133,31 +95,12 @@ fn run(cli: Cli) -> Result<String, CliError> {
     match cli.command {
         Command::Inspect { checkpoint } => inspect::inspect(&checkpoint),
         Command::Plan { checkpoint, model } => {
-            let (family, patches) = model.checked()?;
-            family.dispatch(PlanArgs {
-                checkpoint,
-                family,
-                patches,
-            })
+            let model = model.checked()?;
+            model.family.dispatch(PlanArgs { checkpoint, model })
         }
-        Command::Convert {
-            checkpoint,
-            out,
-            model,
-            to,
-            max_shard_size,
-            dtype,
-        } => {
-            let (family, patches) = model.checked()?;
-            family.dispatch(ConvertArgs {
-                checkpoint,
-                out,
-                family,
-                patches,
-                to,
-                max_shard_size,
-                dtype,
-            })
+        Command::Convert { options, model } => {
+            let model = model.checked()?;
+            model.family.dispatch(ConvertArgs { options, model })
         }
     }
 }
@@ -165,21 +108,27 @@ fn run(cli: Cli) -> Result<String, CliError> {
 fn main() -> ExitCode {
     // clap prints usage errors and exits with status 2 itself.
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(text) => {
+    // A panic is a bug: say so, and exit with 3 rather than Rust's 101.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error, a bug of burn-patcher (please report it): {info}");
+    }));
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(text)) => {
             print!("{text}");
             ExitCode::SUCCESS
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             eprintln!("error: {error}");
             ExitCode::from(error.exit_code())
         }
+        Err(_) => ExitCode::from(3),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::convert::parse_size;
 
     #[test]
     fn sizes_parse_with_units() {

@@ -7,13 +7,12 @@ use patcher_burn::LoadPlan;
 
 use crate::error::CliError;
 use crate::family::{Family, FamilyCommand, FamilyName, PatchName};
-use crate::prepare::Prepared;
+use crate::prepare::{Prepared, Selection};
 
 /// The `plan` arguments.
 pub(crate) struct PlanArgs {
     pub(crate) checkpoint: PathBuf,
-    pub(crate) family: FamilyName,
-    pub(crate) patches: Vec<PatchName>,
+    pub(crate) model: Selection,
 }
 
 impl FamilyCommand for PlanArgs {
@@ -22,14 +21,15 @@ impl FamilyCommand for PlanArgs {
     /// The plan's text when a strict load would succeed; the error (with the text printed
     /// first) when it would not.
     fn run<F: Family>(self) -> Self::Output {
-        let prepared = Prepared::<F>::new(&self.checkpoint, self.family, self.patches)?;
+        let family = self.model.family;
+        let prepared = Prepared::<F>::new(&self.checkpoint, &self.model)?;
         let plan = prepared.plan()?;
-        let text = describe(&prepared, self.family, &plan);
+        let text = describe(&prepared, family, &plan);
         if plan.would_load {
             return Ok(text);
         }
         print!("{text}");
-        Err(does_not_fit(&prepared, self.family, &plan))
+        Err(does_not_fit(&prepared, family, &plan))
     }
 }
 

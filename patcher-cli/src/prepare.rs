@@ -31,6 +31,26 @@ pub(crate) fn parent_folder(path: &Path) -> PathBuf {
     }
 }
 
+/// What `--model`, `--patch` and `--config` select.
+#[derive(Debug, Clone)]
+pub(crate) struct Selection {
+    /// The family.
+    pub(crate) family: FamilyName,
+    /// The patches, sorted, deduplicated, all of the family's.
+    pub(crate) patches: Vec<PatchName>,
+    /// `--config`, else `config.json` in the checkpoint's folder.
+    pub(crate) config: Option<PathBuf>,
+}
+
+impl Selection {
+    /// The `config.json` to read for the checkpoint at `path`.
+    pub(crate) fn config_path(&self, path: &Path) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| checkpoint_folder(path).join("config.json"))
+    }
+}
+
 /// A checkpoint opened for family `F` with some patches, and the model a load would fill.
 pub(crate) struct Prepared<F: Family> {
     /// `config.json`.
@@ -48,15 +68,11 @@ pub(crate) struct Prepared<F: Family> {
 }
 
 impl<F: Family> Prepared<F> {
-    /// Reads `config.json` next to `path`, opens the checkpoint, checks that the config fits it,
-    /// and builds the model with `patches`.
-    pub(crate) fn new(
-        path: &Path,
-        family: FamilyName,
-        patches: Vec<PatchName>,
-    ) -> Result<Self, CliError> {
-        let config_path = checkpoint_folder(path).join("config.json");
-        check_model_type(&config_path, family)?;
+    /// Reads the config (`config.json` next to `path` unless `--config` says otherwise), opens
+    /// the checkpoint, checks that the config fits it, and builds the model with the patches.
+    pub(crate) fn new(path: &Path, selection: &Selection) -> Result<Self, CliError> {
+        let config_path = selection.config_path(path);
+        check_model_type(&config_path, selection.family)?;
         let config =
             F::read_config(&config_path).map_err(|e| CliError::config(config_path.clone(), e))?;
         let checkpoint = Checkpoint::open(path)?;
@@ -64,6 +80,7 @@ impl<F: Family> Prepared<F> {
             .model_size()
             .and_then(|size| check_fits(&size, &checkpoint))
             .map_err(|e| CliError::config(config_path.clone(), e))?;
+        let patches = selection.patches.clone();
         let (model, spec) = build::<F>(&config, &patches)?;
         Ok(Self {
             config_path,

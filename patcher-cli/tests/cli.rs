@@ -144,6 +144,8 @@ fn inspect_prints_shards_dtypes_bytes_and_collapsed_keys() {
         assert!(out.contains(line), "{line:?} missing from\n{out}");
     }
 
+    assert!(out.contains("metadata   format=pt\n"), "{out}");
+
     // The single-file twin: same keys section, one shard; a file path works as a folder does.
     let single = fixture("qwen2_moe").join("model.safetensors");
     let (one, _) = expect_status(&["inspect", arg(&single)], 0);
@@ -406,4 +408,32 @@ fn bf16_stays_bf16_unless_asked() {
     convert(&stock, &f32, "qwen2-moe", &["--dtype", "f32"]);
     let (inspect, _) = expect_status(&["inspect", arg(&f32)], 0);
     assert!(inspect.contains("dtypes\n  F32  "), "{inspect}");
+}
+
+/// A config from elsewhere (`--config`), and a checkpoint without one (2).
+#[test]
+fn the_config_comes_from_the_folder_or_from_config() {
+    let dir = TempDir::new().unwrap();
+    let weights = dir.path().join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    let stock = fixture("llama");
+    std::fs::copy(
+        stock.join("model.safetensors"),
+        weights.join("model.safetensors"),
+    )
+    .unwrap();
+    let (_, err) = plan(&weights, "llama", &[], 2);
+    assert!(err.contains("config.json"), "{err}");
+    assert!(err.contains("must hold the config.json"), "{err}");
+
+    let config = stock.join("config.json");
+    let with_config = ["--config", arg(&config)];
+    plan(&weights, "llama", &with_config, 0);
+    let out = dir.path().join("out");
+    convert(&weights, &out, "llama", &with_config);
+    assert_eq!(
+        std::fs::read(out.join("config.json")).unwrap(),
+        std::fs::read(&config).unwrap()
+    );
+    plan(&out, "llama", &[], 0);
 }
