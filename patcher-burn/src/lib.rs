@@ -36,9 +36,9 @@ mod slot;
 mod visit;
 
 pub use load::{
-    from_pretrained, load_checkpoint, load_into, load_with, model_params, Layout, LinearLayout,
-    LoadError, LoadOptions, LoadProgress, LoadSpec, Loaded, NonFiniteCount, ParamInfo, ParamKind,
-    PretrainedModel, Quantization, QuantizeTargets,
+    from_pretrained, load_checkpoint, load_into, load_with, model_params, plan_with, Layout,
+    LinearLayout, LoadError, LoadOptions, LoadPlan, LoadProgress, LoadSpec, Loaded, NonFiniteCount,
+    ParamInfo, ParamKind, PretrainedModel, Quantization, QuantizeTargets,
 };
 pub use load::{model_params_with, TorchLayout, TorchLayouts};
 pub use patcher::Patcher;

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use burn::prelude::*;
 use common::*;
 use patcher_burn::{
-    load_checkpoint, load_into, save_pretrained, LinearLayout, LoadError, LoadOptions, Patcher,
-    PretrainedModel,
+    load_checkpoint, load_into, plan_with, save_pretrained, save_pretrained_with, LinearLayout,
+    LoadError, LoadOptions, LoadSpec, Patcher, PretrainedModel, SaveOptions,
 };
 use patcher_core::{Checkpoint, DType, HostTensor, WeightTransform};
 
@@ -91,6 +91,20 @@ fn check_strict_failure_keeps_model<B: Backend>(device: &B::Device) {
     assert!(text.contains("partial()"), "{text}");
     // The caller's model is untouched.
     assert_eq!(values(model.layers[1].experts.gate_up_proj.val()), before);
+
+    // The dry run plans the same: the report the error carries, and no load.
+    let checkpoint = Checkpoint::open(dir.path()).unwrap();
+    let spec = LoadSpec::for_model::<B, Tiny<B>>(&Patcher::new());
+    let plan = plan_with(&model, &checkpoint, &spec, &LoadOptions::default()).unwrap();
+    assert!(!plan.would_load);
+    assert_eq!(&plan.report, report.as_ref());
+    let partial = plan_with(
+        &model,
+        &checkpoint,
+        &spec,
+        &LoadOptions::default().partial(),
+    );
+    assert!(partial.unwrap().would_load);
 }
 
 fn check_partial_load<B: Backend>(device: &B::Device) {
@@ -132,6 +146,18 @@ fn check_half_precision_checkpoints<B: Backend>(device: &B::Device) {
             down,
             "{dtype}"
         );
+
+        // Saved back in the checkpoint's dtype: the same bytes (integer buffers untouched).
+        let saved = dir.path().join("saved.safetensors");
+        let options = SaveOptions::default().float_dtype(dtype);
+        save_pretrained_with(&loaded, &saved, &options).unwrap();
+        let saved = Checkpoint::open(&saved).unwrap();
+        assert_eq!(saved.len(), tensors.len());
+        for (key, tensor) in &tensors {
+            let written = saved.get(key).unwrap();
+            assert_eq!(written.dtype(), tensor.dtype, "{key}");
+            assert!(written.bytes() == &tensor.bytes[..], "{key} ({dtype})");
+        }
     }
 }
 

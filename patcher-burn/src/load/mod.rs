@@ -20,5 +20,7 @@ pub use layout::{Layout, TorchLayout, TorchLayouts};
 pub use model::PretrainedModel;
 pub use options::{LoadOptions, LoadProgress};
 pub use params::{model_params, model_params_with, LinearLayout, ParamInfo, ParamKind};
-pub use pretrained::{from_pretrained, load_checkpoint, load_into, load_with, LoadSpec, Loaded};
+pub use pretrained::{
+    from_pretrained, load_checkpoint, load_into, load_with, plan_with, LoadPlan, LoadSpec, Loaded,
+};
 pub use quantize::{Quantization, QuantizeTargets};

@@ -19,7 +19,7 @@ use super::host::float_dtype;
 use super::layout::TorchLayouts;
 use super::model::PretrainedModel;
 use super::options::LoadOptions;
-use super::params::model_params_with;
+use super::params::{model_params_with, ParamInfo};
 use super::quantize::{check_supported, QuantizeSelector};
 use crate::slot::{BuildContext, BuildError};
 use crate::visit;
@@ -167,18 +167,55 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
     load_with(model, checkpoint, &spec, options)
 }
 
-/// Loads an open `checkpoint` into a copy of `model` as `spec` says: the building block of
-/// [`from_pretrained`] and [`load_into`].
+/// What a load of an open checkpoint would do, planned from the checkpoint's header and the
+/// model's parameter list alone: [`plan_with`]'s result.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// The conversion plan [`load_with`] executes.
+    pub plan: ConversionPlan,
+    /// The plan's report, with the spec's unused patcher filters
+    /// ([`LoadSpec::unused_filters`]): what [`Loaded::report`] would be, or what
+    /// [`LoadError::Incomplete`] would carry.
+    pub report: LoadReport,
+    /// Whether [`load_with`] with the same options would go past planning: the report is clean,
+    /// or the options are [partial](LoadOptions::partial).
+    pub would_load: bool,
+}
+
+impl LoadPlan {
+    /// The conversions the load would use, ready to save back with (see
+    /// [`ConversionPlan::used_conversions`]).
+    pub fn used_conversions(&self) -> &[WeightTransform] {
+        self.plan.used_conversions()
+    }
+}
+
+/// Plans loading `checkpoint` into `model` as `spec` says, exactly as [`load_with`] does, and
+/// stops there: no tensor byte is read and the model is untouched. Build the model (Burn's
+/// initializers make parameters lazy, so a model built only to be planned allocates no
+/// weights) and the spec as a load would, e.g. [`LoadSpec::for_model`] for a patcher, to get the dry run of a
+/// [`from_pretrained`].
 ///
-/// Strict by default: if the plan finds unexpected keys, missing parameters, shape or dtype
-/// mismatches or conversion errors, nothing is loaded and the error carries the report. With
-/// [`LoadOptions::partial`] what fits is loaded and the rest is reported.
-pub fn load_with<B: Backend, M: Module<B>>(
+/// Errors are those of the spec itself (an invalid transform or ignore pattern, a backend
+/// float type the loader does not know); a checkpoint that does not fit is not an error here
+/// but a report that is not clean ([`LoadPlan::would_load`]).
+pub fn plan_with<B: Backend, M: Module<B>>(
     model: &M,
     checkpoint: &Checkpoint,
     spec: &LoadSpec,
     options: &LoadOptions,
-) -> Result<Loaded<M>, LoadError> {
+) -> Result<LoadPlan, LoadError> {
+    let (plan, _) = plan_params(model, checkpoint, spec, options)?;
+    Ok(plan)
+}
+
+/// [`plan_with`], with the model's parameters the plan was made for.
+fn plan_params<B: Backend, M: Module<B>>(
+    model: &M,
+    checkpoint: &Checkpoint,
+    spec: &LoadSpec,
+    options: &LoadOptions,
+) -> Result<(LoadPlan, Vec<ParamInfo>), LoadError> {
     let float = float_dtype::<B>()?;
     let params = model_params_with(model, &spec.layouts);
     let expected: Vec<_> = params.iter().map(|p| p.expected(float)).collect();
@@ -195,11 +232,47 @@ pub fn load_with<B: Backend, M: Module<B>>(
     for transform in &spec.transforms {
         transform.validate()?;
     }
-    let metas = checkpoint.metas();
-    let plan = ConversionPlan::new(&spec.transforms, &metas, &expected, &plan_options);
+    let plan = ConversionPlan::new(
+        &spec.transforms,
+        &checkpoint.metas(),
+        &expected,
+        &plan_options,
+    );
     let mut report = plan.report().clone();
     report.unused_filters = spec.unused_filters.clone();
-    if options.is_strict() && !plan.is_clean() {
+    let would_load = !options.is_strict() || plan.is_clean();
+    Ok((
+        LoadPlan {
+            plan,
+            report,
+            would_load,
+        },
+        params,
+    ))
+}
+
+/// Loads an open `checkpoint` into a copy of `model` as `spec` says: the building block of
+/// [`from_pretrained`] and [`load_into`]. [`plan_with`] is its dry run.
+///
+/// Strict by default: if the plan finds unexpected keys, missing parameters, shape or dtype
+/// mismatches or conversion errors, nothing is loaded and the error carries the report. With
+/// [`LoadOptions::partial`] what fits is loaded and the rest is reported.
+pub fn load_with<B: Backend, M: Module<B>>(
+    model: &M,
+    checkpoint: &Checkpoint,
+    spec: &LoadSpec,
+    options: &LoadOptions,
+) -> Result<Loaded<M>, LoadError> {
+    let float = float_dtype::<B>()?;
+    let (
+        LoadPlan {
+            plan,
+            report,
+            would_load,
+        },
+        params,
+    ) = plan_params(model, checkpoint, spec, options)?;
+    if !would_load {
         return Err(LoadError::Incomplete {
             report: Box::new(report),
         });
@@ -243,7 +316,8 @@ pub fn load_with<B: Backend, M: Module<B>>(
         non_finite,
         base_model_prefix: spec.base_model_prefix.clone(),
         layouts: spec.layouts.clone(),
-        source_layout: metas
+        source_layout: checkpoint
+            .metas()
             .into_iter()
             .filter(|(k, _)| read.contains(k.as_str()))
             .collect(),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::prelude::*;
 use patcher_core::plan::PlanOptions;
-use patcher_core::{TensorMeta, WeightTransform};
+use patcher_core::{DType, HostTensor, TensorMeta, WeightTransform};
 
 use crate::load::{LoadError, Loaded, TorchLayouts};
 
@@ -26,6 +26,7 @@ use crate::load::{LoadError, Loaded, TorchLayouts};
 pub struct SaveOptions {
     max_shard_size: Option<u64>,
     torch_layouts: Option<TorchLayouts>,
+    float_dtype: Option<DType>,
 }
 
 impl SaveOptions {
@@ -59,6 +60,27 @@ impl SaveOptions {
     /// The layouts set with [`torch_layouts`](Self::torch_layouts), if any.
     pub fn torch_layouts_choice(&self) -> Option<&TorchLayouts> {
         self.torch_layouts.as_ref()
+    }
+
+    /// Writes float tensors in `dtype` (a float dtype: `F32`, `F16`, `BF16`, `F64`), cast from
+    /// the model's float type, e.g. `BF16` to save a model loaded from a bfloat16 checkpoint as
+    /// it was (exact: bf16 values survive the round trip through f32). Integer and boolean
+    /// tensors are written as they are. Default: the model's float type.
+    ///
+    /// ```
+    /// use patcher_burn::SaveOptions;
+    /// use patcher_core::DType;
+    /// let options = SaveOptions::default().float_dtype(DType::BF16);
+    /// assert_eq!(options.float_dtype_choice(), Some(DType::BF16));
+    /// ```
+    pub fn float_dtype(mut self, dtype: DType) -> Self {
+        self.float_dtype = Some(dtype);
+        self
+    }
+
+    /// The dtype set with [`float_dtype`](Self::float_dtype), if any.
+    pub fn float_dtype_choice(&self) -> Option<DType> {
+        self.float_dtype
     }
 }
 
@@ -135,7 +157,10 @@ fn save<B: Backend, M: Module<B>>(
     let plan_options = PlanOptions::default()
         .base_model_prefix(base_model_prefix.unwrap_or_default())
         .source_keys(source_layout.iter().map(|(k, _)| k.clone()));
-    let collected = collect::collect(model, conversions, &plan_options, layouts)?;
+    let mut collected = collect::collect(model, conversions, &plan_options, layouts)?;
+    if let Some(dtype) = options.float_dtype {
+        collected.tensors = cast_floats(collected.tensors, dtype)?;
+    }
     let written: Vec<(String, TensorMeta)> = collected
         .tensors
         .iter()
@@ -151,4 +176,29 @@ fn save<B: Backend, M: Module<B>>(
     let file = files::target_file(path)?;
     let shards = files::shard(collected.tensors, options.max_shard_size);
     files::write(&file, shards)
+}
+
+/// The float tensors of `tensors` cast to `dtype`.
+fn cast_floats(
+    tensors: Vec<(String, HostTensor<'static>)>,
+    dtype: DType,
+) -> Result<Vec<(String, HostTensor<'static>)>, LoadError> {
+    if !dtype.is_float() {
+        return Err(LoadError::Unsupported {
+            key: dtype.as_str().to_string(),
+            message: "SaveOptions::float_dtype takes a float dtype (F32, F16, BF16, F64)".into(),
+        });
+    }
+    tensors
+        .into_iter()
+        .map(|(key, tensor)| {
+            if !tensor.dtype.is_float() {
+                return Ok((key, tensor));
+            }
+            match tensor.cast(dtype) {
+                Ok(cast) => Ok((key, cast)),
+                Err(source) => Err(LoadError::Cast { key, source }),
+            }
+        })
+        .collect()
 }

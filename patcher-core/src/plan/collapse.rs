@@ -29,8 +29,32 @@ enum Part {
 /// for (a key that exists, for "did you mean").
 type Entry<V> = (Vec<Part>, V, usize);
 
-/// Merges keys that differ in numeric parts only; keeps the order of first appearance.
-pub(crate) fn collapse_keys<V: Clone + Eq + Hash>(items: &[(String, V)]) -> Vec<(String, V)> {
+/// Merges keys that differ in numeric parts only and carry equal values; keeps the order of
+/// first appearance. A merged line is an exact product (it never stands for a key that is not
+/// in `items`), runs of three or more numbers become ranges, and the cost is linear in the total
+/// length of the keys (a key over 512 bytes or with more than 64 dot-separated parts is kept as
+/// it is).
+///
+/// ```
+/// use patcher_core::plan::collapse_keys;
+///
+/// let items: Vec<(String, [usize; 2])> = (0..4)
+///     .flat_map(|l| {
+///         [
+///             (format!("layers.{l}.attn.weight"), [8, 8]),
+///             (format!("layers.{l}.mlp.weight"), [16, 8]),
+///         ]
+///     })
+///     .collect();
+/// assert_eq!(
+///     collapse_keys(&items),
+///     [
+///         ("layers.{0..3}.attn.weight".to_string(), [8, 8]),
+///         ("layers.{0..3}.mlp.weight".to_string(), [16, 8]),
+///     ]
+/// );
+/// ```
+pub fn collapse_keys<V: Clone + Eq + Hash>(items: &[(String, V)]) -> Vec<(String, V)> {
     collapse(items)
         .into_iter()
         .map(|(key, value, _)| (key, value))

@@ -18,6 +18,7 @@ mod save;
 #[cfg(test)]
 mod tests;
 
+pub use collapse::collapse_keys;
 pub use display::{elide, MAX_LINE_BYTES, MAX_SECTION_LINES};
 pub use group::{PlannedGroup, PlannedTarget, TargetStatus};
 pub use load::rename_source_key;

@@ -1,0 +1,148 @@
+//! Every way the command line fails, with its exit status.
+
+use std::path::PathBuf;
+
+use patcher_burn::{BuildError, LoadError};
+use patcher_core::CheckpointError;
+use patcher_models::ConfigError;
+
+/// The exit statuses, as `--help` prints them.
+pub(crate) const EXIT_CODES: &str = "\
+Exit status:
+  0  success (plan: a strict load would succeed)
+  1  the checkpoint does not fit the model and patches (plan: a strict load would fail; the
+     report says why)
+  2  usage or input error: unknown family or patch, unreadable or malformed checkpoint or
+     config.json, an output folder that is not empty
+  3  converting or writing failed (nothing was left in the output folder), or an internal
+     error";
+
+/// A failure of the command line.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// Arguments that do not make sense together.
+    #[error("{0}")]
+    Usage(String),
+    /// The checkpoint cannot be opened or read.
+    #[error("{source}\nCKPT must be a .safetensors file, a *.safetensors.index.json, or a folder holding one of them")]
+    Checkpoint {
+        /// Why.
+        #[source]
+        source: CheckpointError,
+    },
+    /// `config.json` cannot be read or is not a valid config of the family.
+    #[error(
+        "{path}: {source}\nThe checkpoint's folder must hold the config.json of these weights"
+    )]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ConfigError,
+    },
+    /// `config.json` is of another family than `--model`.
+    #[error("{path} has model_type `{model_type}`, not `{expected}` (--model {family}); {hint}")]
+    WrongFamily {
+        /// The config file.
+        path: PathBuf,
+        /// Its `model_type`.
+        model_type: String,
+        /// The family's `model_type`.
+        expected: &'static str,
+        /// `--model`.
+        family: String,
+        /// What to pass instead.
+        hint: String,
+    },
+    /// The config describes a model that the checkpoint cannot fill.
+    #[error("{path}: {source}")]
+    ConfigMismatch {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ConfigError,
+    },
+    /// A strict load would fail: keys, shapes or conversions do not line up.
+    #[error("{summary}\n{hint}")]
+    DoesNotFit {
+        /// The report's first line.
+        summary: String,
+        /// What to try.
+        hint: String,
+    },
+    /// The output folder is in the way.
+    #[error("{path}: {message}")]
+    Output {
+        /// OUT.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The model could not be built with the patcher (a bug of the family's patcher).
+    #[error("building the model: {0}")]
+    Build(#[from] BuildError),
+    /// Loading, converting or saving failed.
+    #[error("{0}")]
+    Load(#[source] LoadError),
+    /// A file could not be written or copied.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// The process exit status (see [`EXIT_CODES`]).
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Self::WrongFamily { .. } | Self::ConfigMismatch { .. } | Self::DoesNotFit { .. } => 1,
+            Self::Usage(_)
+            | Self::Checkpoint { .. }
+            | Self::Config { .. }
+            | Self::Output { .. } => 2,
+            Self::Build(_) | Self::Load(_) | Self::Io { .. } => 3,
+        }
+    }
+
+    /// A config error: a mismatch with the checkpoint is the checkpoint not fitting (1), the
+    /// rest is input (2).
+    pub(crate) fn config(path: PathBuf, source: ConfigError) -> Self {
+        match source {
+            ConfigError::CheckpointMismatch { .. } => Self::ConfigMismatch { path, source },
+            source => Self::Config { path, source },
+        }
+    }
+
+    /// Wraps an I/O error of `what` on `path`.
+    pub(crate) fn io(
+        what: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self::Io { what, path, source }
+    }
+
+    /// A load error: the checkpoint's own faults are input errors, an incomplete plan is the
+    /// checkpoint not fitting, the rest is a failed conversion.
+    pub(crate) fn load(source: LoadError) -> Self {
+        match source {
+            LoadError::Checkpoint(source) => Self::Checkpoint { source },
+            LoadError::Build(error) => Self::Build(error),
+            other => Self::Load(other),
+        }
+    }
+}
+
+impl From<CheckpointError> for CliError {
+    fn from(source: CheckpointError) -> Self {
+        Self::Checkpoint { source }
+    }
+}

@@ -1,0 +1,150 @@
+//! `burn-patcher`: inspect a safetensors checkpoint, plan a patched load (dry run, no tensor
+//! read), and convert a checkpoint to a patched model's layout and back.
+
+mod convert;
+mod error;
+mod family;
+mod inspect;
+mod plan;
+mod prepare;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::convert::{ConvertArgs, ConvertOptions};
+use crate::error::{CliError, EXIT_CODES};
+use crate::family::{check_patches, FamilyName, PatchName};
+use crate::plan::PlanArgs;
+use crate::prepare::Selection;
+
+/// Inspect, plan and convert safetensors checkpoints for patched Burn models.
+///
+/// CKPT is a .safetensors file, a sharded *.safetensors.index.json, or a folder holding either;
+/// plan and convert read config.json from CKPT's folder.
+#[derive(Debug, Parser)]
+#[command(name = "burn-patcher", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Shards, dtypes, bytes, and the keys with layer and expert ranges collapsed (headers only).
+    #[command(after_help = EXIT_CODES)]
+    Inspect {
+        /// The checkpoint.
+        #[arg(value_name = "CKPT")]
+        checkpoint: PathBuf,
+    },
+    /// The dry run of a strict load into a family's model with some patches: the load report
+    /// and the conversions it would use, reading no tensor. Exit status 0 only when the load
+    /// would succeed, 1 (with the report) when it would not.
+    #[command(after_help = EXIT_CODES)]
+    Plan {
+        /// The checkpoint.
+        #[arg(value_name = "CKPT")]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Loads CKPT with the patches and writes it to the folder OUT: in the patched model's own
+    /// layout (a later load with the same patches converts nothing), or, with --to original,
+    /// back in the family's stock transformers layout. The file is verified to load back before
+    /// it is written; OUT is written whole or not at all (it must not exist, or be empty), and
+    /// gets CKPT's config.json and other non-weight files.
+    #[command(after_help = EXIT_CODES)]
+    Convert {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        options: ConvertOptions,
+    },
+}
+
+/// `--model` and `--patch`.
+#[derive(Debug, clap::Args)]
+struct ModelArgs {
+    /// The model family.
+    #[arg(long = "model", value_name = "FAMILY", value_enum)]
+    family: FamilyName,
+    /// Patches to apply (repeat the flag, or separate with commas). fused-qkv: q/k/v as one
+    /// qkv_proj (llama, qwen2-moe); sequential-experts: experts as a list of linears (qwen2-moe).
+    #[arg(long = "patch", value_name = "NAME", value_enum, value_delimiter = ',')]
+    patches: Vec<PatchName>,
+    /// The model's config.json. Default: config.json in CKPT's folder.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// The selection, with the patches checked and deduplicated.
+    fn checked(self) -> Result<Selection, CliError> {
+        let patches = check_patches(self.family, &self.patches).map_err(CliError::Usage)?;
+        Ok(Selection {
+            family: self.family,
+            patches,
+            config: self.config,
+        })
+    }
+}
+
+fn run(cli: Cli) -> Result<String, CliError> {
+    match cli.command {
+        Command::Inspect { checkpoint } => inspect::inspect(&checkpoint),
+        Command::Plan { checkpoint, model } => {
+            let model = model.checked()?;
+            model.family.dispatch(PlanArgs { checkpoint, model })
+        }
+        Command::Convert { options, model } => {
+            let model = model.checked()?;
+            model.family.dispatch(ConvertArgs { options, model })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // clap prints usage errors and exits with status 2 itself.
+    let cli = Cli::parse();
+    // A panic is a bug: say so, and exit with 3 rather than Rust's 101.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error, a bug of burn-patcher (please report it): {info}");
+    }));
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            ExitCode::from(error.exit_code())
+        }
+        Err(_) => ExitCode::from(3),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::parse_size;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("500 mb"), Ok(500_000_000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("5XB").is_err());
+        assert!(parse_size("GB").is_err());
+        assert!(parse_size("99999999999999999999GB").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,439 @@
+//! The `burn-patcher` binary on the committed fixtures (`tests/fixtures/`): inspect, plan (exit
+//! statuses 0, 1 and 2), and convert to the patched layout and back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use burn::backend::ndarray::NdArrayDevice;
+use burn::backend::NdArray;
+use burn::prelude::*;
+use patcher_burn::{LoadOptions, Patcher};
+use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher};
+use tempfile::TempDir;
+
+type B = NdArray<f32>;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+/// `path` as an argument (the fixtures' and temporary folders' paths are UTF-8).
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// Runs the binary with `args` and checks its exit status; returns stdout and stderr.
+#[track_caller]
+fn expect_status(args: &[&str], status: i32) -> (String, String) {
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_burn-patcher"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "status of {args:?}\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    (out, err)
+}
+
+/// `plan CKPT --model FAMILY EXTRA...`, with the exit status `status`.
+#[track_caller]
+fn plan(checkpoint: &Path, family: &str, extra: &[&str], status: i32) -> (String, String) {
+    let mut args = vec!["plan", arg(checkpoint), "--model", family];
+    args.extend(extra);
+    expect_status(&args, status)
+}
+
+/// `convert CKPT OUT --model FAMILY EXTRA...`, with the exit status `status`.
+#[track_caller]
+fn convert_status(
+    checkpoint: &Path,
+    out: &Path,
+    family: &str,
+    extra: &[&str],
+    status: i32,
+) -> (String, String) {
+    let mut args = vec!["convert", arg(checkpoint), arg(out), "--model", family];
+    args.extend(extra);
+    expect_status(&args, status)
+}
+
+/// `convert CKPT OUT --model FAMILY EXTRA...`, which must succeed; its stdout.
+#[track_caller]
+fn convert(checkpoint: &Path, out: &Path, family: &str, extra: &[&str]) -> String {
+    convert_status(checkpoint, out, family, extra, 0).0
+}
+
+fn ids(device: &NdArrayDevice) -> Tensor<B, 2, Int> {
+    Tensor::from_data(
+        TensorData::new(vec![1i64, 7, 3, 12, 5, 9, 2, 30], [2, 4]),
+        device,
+    )
+}
+
+/// A family's model with a patcher, loaded through the library.
+enum Library {
+    Llama(Patcher<B>),
+    Qwen2Moe(Patcher<B>),
+}
+
+impl Library {
+    /// Qwen2-MoE with the config of the checkpoint folder `dir` and some of the patches.
+    fn qwen2_moe(dir: &Path, fused_qkv: bool, sequential_experts: bool) -> Self {
+        let config = Qwen2MoeConfig::from_file(dir.join("config.json")).unwrap();
+        Self::Qwen2Moe(qwen2_moe_patcher(&config, fused_qkv, sequential_experts))
+    }
+}
+
+/// `a` and `b` loaded through the library into `model` give the same logits, exactly.
+#[track_caller]
+fn assert_same_logits(a: &Path, b: &Path, model: &Library) {
+    assert_eq!(library_logits(a, model), library_logits(b, model));
+}
+
+/// The logits on [`ids`] of the checkpoint at `path` loaded through the library.
+fn library_logits(path: &Path, model: &Library) -> Vec<f32> {
+    let device = Default::default();
+    let options = LoadOptions::default();
+    let logits = match model {
+        Library::Llama(patcher) => {
+            LlamaForCausalLM::from_pretrained(path, patcher, &device, &options)
+                .map(|loaded| loaded.model.forward(ids(&device)))
+        }
+        Library::Qwen2Moe(patcher) => {
+            Qwen2MoeForCausalLM::from_pretrained(path, patcher, &device, &options)
+                .map(|loaded| loaded.model.forward(ids(&device)))
+        }
+    };
+    logits.expect("loads").into_data().to_vec().unwrap()
+}
+
+/// Nothing but `expected` in `dir` (no staging folder left behind).
+#[track_caller]
+fn assert_entries(dir: &Path, expected: &[&str]) {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn inspect_prints_shards_dtypes_bytes_and_collapsed_keys() {
+    let (out, _) = expect_status(&["inspect", arg(&fixture("qwen2_moe_sharded"))], 0);
+    assert!(out.contains("model.safetensors.index.json"), "{out}");
+    for line in [
+        "shards     5\n",
+        "  model-00001-of-00005.safetensors  7 tensors, 98560 bytes (96.25 KiB)\n",
+        "tensors    55 (109760 parameters)\n",
+        "bytes      439040 bytes (428.75 KiB)\n",
+        "  F32  55 tensors, 439040 bytes (428.75 KiB)\n",
+        "keys       20 lines for 55 tensors",
+        "  model.layers.{0,1}.mlp.experts.{0..3}.down_proj.weight  F32 [64, 32]\n",
+        "  model.layers.{0,1}.self_attn.q_proj.bias                F32 [64]\n",
+        "  model.norm.weight                                       F32 [64]\n",
+    ] {
+        assert!(out.contains(line), "{line:?} missing from\n{out}");
+    }
+
+    assert!(out.contains("metadata   format=pt\n"), "{out}");
+
+    // The single-file twin: same keys section, one shard; a file path works as a folder does.
+    let single = fixture("qwen2_moe").join("model.safetensors");
+    let (one, _) = expect_status(&["inspect", arg(&single)], 0);
+    assert!(one.contains("shards     1\n"), "{one}");
+    let keys = |text: &str| text[text.find("keys ").unwrap()..].to_string();
+    assert_eq!(keys(&one), keys(&out));
+}
+
+#[test]
+fn inspect_of_a_missing_checkpoint_is_an_input_error() {
+    let dir = TempDir::new().unwrap();
+    let (_, err) = expect_status(&["inspect", arg(dir.path())], 2);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("CKPT must be"), "{err}");
+}
+
+#[test]
+fn plan_of_a_matching_family_and_patches_exits_0() {
+    let patches = ["--patch", "fused-qkv,sequential-experts"];
+    let (out, _) = plan(&fixture("qwen2_moe"), "qwen2-moe", &patches, 0);
+    assert!(
+        out.contains("0 unexpected, 0 missing, 0 mismatched"),
+        "{out}"
+    );
+    assert!(out.contains("Conversions used (2):"), "{out}");
+    assert!(out.contains("-> \"qkv_proj.weight\""), "{out}");
+    assert!(
+        out.ends_with("Result: a strict load would succeed\n"),
+        "{out}"
+    );
+
+    // transformers 5's fused experts into sequential experts: the default converter runs
+    // backwards.
+    let patches = ["--patch", "sequential-experts"];
+    let (out, _) = plan(&fixture("qwen2_moe_fused"), "qwen2-moe", &patches, 0);
+    assert!(out.contains("Conversions run in reverse"), "{out}");
+
+    let (out, _) = plan(&fixture("llama"), "llama", &[], 0);
+    assert!(out.contains("No conversion used"), "{out}");
+}
+
+#[test]
+fn plan_of_another_family_exits_1_naming_the_right_one() {
+    let (_, err) = plan(&fixture("qwen2_moe"), "llama", &[], 1);
+    assert!(err.contains("model_type `qwen2_moe`"), "{err}");
+    assert!(err.contains("use --model qwen2-moe"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2_listing_the_valid_names() {
+    let qwen = fixture("qwen2_moe");
+    let (_, err) = plan(&qwen, "gpt2", &[], 2);
+    assert!(err.contains("llama, qwen2-moe"), "{err}");
+    let (_, err) = plan(&qwen, "qwen2-moe", &["--patch", "fused-mlp"], 2);
+    assert!(err.contains("fused-qkv, sequential-experts"), "{err}");
+    // A patch of another family.
+    let (_, err) = plan(
+        &fixture("llama"),
+        "llama",
+        &["--patch", "sequential-experts"],
+        2,
+    );
+    assert!(
+        err.contains("does not apply to --model llama; its patches are: fused-qkv"),
+        "{err}"
+    );
+    // No --model.
+    expect_status(&["plan", arg(&qwen)], 2);
+    // A bad shard size.
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("x");
+    let size = ["--max-shard-size", "5XB"];
+    let (_, err) = convert_status(&qwen, &out, "qwen2-moe", &size, 2);
+    assert!(err.contains("unknown unit"), "{err}");
+}
+
+#[test]
+fn help_documents_the_exit_statuses() {
+    for args in [&["--help"][..], &["plan", "--help"], &["convert", "--help"]] {
+        let (out, _) = expect_status(args, 0);
+        assert!(out.contains("Exit status:"), "{out}");
+        assert!(out.contains("  1  the checkpoint does not fit"), "{out}");
+    }
+}
+
+/// Qwen2-MoE with both patches: the patched layout loads with no conversion, gives the same
+/// logits as the stock checkpoint, fails (1, with the report and a hint) without the patches,
+/// and converts back to the fixture byte for byte.
+#[test]
+fn qwen2_moe_converts_to_the_patched_layout_and_back() {
+    let dir = TempDir::new().unwrap();
+    let stock = fixture("qwen2_moe");
+    let patched = dir.path().join("patched");
+    let both = ["--patch", "fused-qkv", "--patch", "sequential-experts"];
+    let out = convert(&stock, &patched, "qwen2-moe", &both);
+    assert!(
+        out.contains("converts nothing): 47 parameters, float tensors in F32"),
+        "{out}"
+    );
+    assert_entries(
+        &patched,
+        &["config.json", "generation_config.json", "model.safetensors"],
+    );
+
+    let (out, _) = plan(&patched, "qwen2-moe", &both, 0);
+    assert!(out.contains("No conversion used"), "{out}");
+    assert!(out.contains("47 loaded, 0 unexpected, 0 missing"), "{out}");
+
+    assert_same_logits(&patched, &stock, &Library::qwen2_moe(&stock, true, true));
+
+    // Without the patches: unexpected qkv_proj, missing q/k/v; the hint names the patch.
+    let (report, err) = plan(&patched, "qwen2-moe", &[], 1);
+    assert!(
+        report.contains("Unexpected (in the checkpoint, not in the model):"),
+        "{report}"
+    );
+    assert!(
+        report.contains("model.layers.{0,1}.self_attn.qkv_proj.weight"),
+        "{report}"
+    );
+    assert!(
+        report.ends_with("Result: a strict load would FAIL\n"),
+        "{report}"
+    );
+    assert!(
+        err.contains("It would load with: --patch fused-qkv"),
+        "{err}"
+    );
+
+    let original = dir.path().join("original");
+    let back = [
+        "--patch",
+        "fused-qkv,sequential-experts",
+        "--to",
+        "original",
+    ];
+    let out = convert(&patched, &original, "qwen2-moe", &back);
+    assert!(
+        out.contains("in the stock qwen2-moe layout (2 conversions reversed)"),
+        "{out}"
+    );
+    assert_same_file(&original, &stock);
+}
+
+/// `OUT/model.safetensors` and `fixture/model.safetensors` hold the same bytes.
+#[track_caller]
+fn assert_same_file(out: &Path, fixture: &Path) {
+    let name = "model.safetensors";
+    assert!(
+        std::fs::read(out.join(name)).unwrap() == std::fs::read(fixture.join(name)).unwrap(),
+        "{} differs from {}",
+        out.display(),
+        fixture.display()
+    );
+}
+
+/// Unpatched Qwen2-MoE: its own layout is transformers 5's fused experts, and back is the
+/// per-expert hub layout; sharded output with an index loads the same.
+#[test]
+fn qwen2_moe_sharded_converts_to_fused_experts_in_shards_and_back() {
+    let dir = TempDir::new().unwrap();
+    let sharded = fixture("qwen2_moe_sharded");
+    let patched = dir.path().join("nested/fused");
+    let out = convert(
+        &sharded,
+        &patched,
+        "qwen2-moe",
+        &["--max-shard-size", "100KB"],
+    );
+    assert!(out.contains("model.safetensors.index.json"), "{out}");
+    assert!(patched.join("model-00001-of-00005.safetensors").is_file());
+    let (inspect, _) = expect_status(&["inspect", arg(&patched)], 0);
+    assert!(
+        inspect.lines().any(
+            |l| l.starts_with("  model.layers.{0,1}.mlp.experts.gate_up_proj ")
+                && l.ends_with(" F32 [4, 64, 64]")
+        ),
+        "{inspect}"
+    );
+    let (out, _) = plan(&patched, "qwen2-moe", &[], 0);
+    assert!(out.contains("No conversion used"), "{out}");
+    assert_same_logits(
+        &patched,
+        &sharded,
+        &Library::qwen2_moe(&sharded, false, false),
+    );
+
+    // In one file, the fused layout is transformers 5's own: the fused fixture, byte for byte.
+    let fused = dir.path().join("fused");
+    convert(&fixture("qwen2_moe"), &fused, "qwen2-moe", &[]);
+    assert_same_file(&fused, &fixture("qwen2_moe_fused"));
+
+    // Back in one file: the same bytes as the single-file fixture holding the same weights.
+    let original = dir.path().join("original");
+    convert(&patched, &original, "qwen2-moe", &["--to", "original"]);
+    assert_same_file(&original, &fixture("qwen2_moe"));
+}
+
+#[test]
+fn llama_converts_to_fused_qkv_and_back() {
+    let dir = TempDir::new().unwrap();
+    let stock = fixture("llama");
+    let patched = dir.path().join("patched");
+    convert(&stock, &patched, "llama", &["--patch", "fused-qkv"]);
+    let (out, _) = plan(&patched, "llama", &["--patch", "fused-qkv"], 0);
+    assert!(out.contains("No conversion used"), "{out}");
+    let config = LlamaConfig::from_file(stock.join("config.json")).unwrap();
+    let patcher = llama_fused_qkv_patcher::<B>(&config);
+    assert_same_logits(&patched, &stock, &Library::Llama(patcher));
+
+    let original = dir.path().join("original");
+    let back = ["--patch", "fused-qkv", "--to", "original"];
+    convert(&patched, &original, "llama", &back);
+    assert_same_file(&original, &stock);
+}
+
+#[test]
+fn convert_leaves_no_output_on_failure_and_never_overwrites() {
+    let dir = TempDir::new().unwrap();
+    let qwen = fixture("qwen2_moe");
+
+    // The checkpoint does not fit: 1, and neither OUT nor a staging folder is left.
+    let out = dir.path().join("out");
+    convert_status(&qwen, &out, "llama", &[], 1);
+    let patched = dir.path().join("patched");
+    convert(&qwen, &patched, "qwen2-moe", &["--patch", "fused-qkv"]);
+    let (report, _) = convert_status(&patched, &out, "qwen2-moe", &["--to", "original"], 1);
+    assert!(report.contains("Unexpected"), "{report}");
+    assert_entries(dir.path(), &["patched"]);
+
+    // A non-empty OUT is refused (2) and left as it was.
+    let (_, err) = convert_status(&qwen, &patched, "qwen2-moe", &[], 2);
+    assert!(err.contains("is not empty"), "{err}");
+    assert_entries(
+        &patched,
+        &["config.json", "generation_config.json", "model.safetensors"],
+    );
+
+    // An empty OUT is filled.
+    std::fs::create_dir(&out).unwrap();
+    convert(&qwen, &out, "qwen2-moe", &[]);
+    assert_entries(dir.path(), &["out", "patched"]);
+}
+
+/// A BF16 checkpoint is written in BF16 (exactly: its values pass through f32), both ways;
+/// `--dtype` picks another.
+#[test]
+fn bf16_stays_bf16_unless_asked() {
+    let dir = TempDir::new().unwrap();
+    let stock = fixture("qwen2_moe_bf16");
+    let patched = dir.path().join("patched");
+    let out = convert(&stock, &patched, "qwen2-moe", &["--patch", "fused-qkv"]);
+    assert!(out.contains("float tensors in BF16"), "{out}");
+    let original = dir.path().join("original");
+    let back = ["--patch", "fused-qkv", "--to", "original"];
+    convert(&patched, &original, "qwen2-moe", &back);
+    assert_same_file(&original, &stock);
+
+    let f32 = dir.path().join("f32");
+    convert(&stock, &f32, "qwen2-moe", &["--dtype", "f32"]);
+    let (inspect, _) = expect_status(&["inspect", arg(&f32)], 0);
+    assert!(inspect.contains("dtypes\n  F32  "), "{inspect}");
+}
+
+/// A config from elsewhere (`--config`), and a checkpoint without one (2).
+#[test]
+fn the_config_comes_from_the_folder_or_from_config() {
+    let dir = TempDir::new().unwrap();
+    let weights = dir.path().join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    let stock = fixture("llama");
+    std::fs::copy(
+        stock.join("model.safetensors"),
+        weights.join("model.safetensors"),
+    )
+    .unwrap();
+    let (_, err) = plan(&weights, "llama", &[], 2);
+    assert!(err.contains("config.json"), "{err}");
+    assert!(err.contains("must hold the config.json"), "{err}");
+
+    let config = stock.join("config.json");
+    let with_config = ["--config", arg(&config)];
+    plan(&weights, "llama", &with_config, 0);
+    let out = dir.path().join("out");
+    convert(&weights, &out, "llama", &with_config);
+    assert_eq!(
+        std::fs::read(out.join("config.json")).unwrap(),
+        std::fs::read(&config).unwrap()
+    );
+    plan(&out, "llama", &[], 0);
+}
