@@ -13,5 +13,5 @@ if ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1
 fi
 
-cargo test --workspace --features wgpu,flex,progress
+cargo test --workspace --features wgpu,flex,progress,models
 cargo check --features cuda

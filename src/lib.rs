@@ -128,6 +128,11 @@ pub use patcher_core::*;
 #[cfg(feature = "derive")]
 pub use patcher_derive::{slot_interface, Patchable};
 
+/// The model kit (feature `models`): transformers-compatible families written patch-ready, their
+/// building blocks, and replacement modules; see the `patcher-models` crate.
+#[cfg(feature = "models")]
+pub use patcher_models as models;
+
 /// The crates behind this facade, for paths that must name one of them.
 pub mod crates {
     pub use patcher_burn;
