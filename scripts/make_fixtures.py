@@ -364,6 +364,15 @@ ROPE_CASES = {
             "original_max_position_embeddings": 8192,
         },
     ),
+    "yarn": dict(
+        head_dim=64,
+        rope_parameters={
+            "rope_type": "yarn",
+            "rope_theta": 10000.0,
+            "factor": 4.0,
+            "original_max_position_embeddings": 4096,
+        },
+    ),
 }
 
 # (num_experts, k) pairs for torch.topk's CPU tie order: both the nth_element path
@@ -401,7 +410,8 @@ def write_op_references() -> None:
 
             inv_freq, _ = LlamaRotaryEmbedding.compute_default_rope_parameters(config)
         else:
-            inv_freq, _ = ROPE_INIT_FUNCTIONS[rope_type](config, "cpu")
+            inv_freq, attention_factor = ROPE_INIT_FUNCTIONS[rope_type](config, "cpu")
+            tensors[f"rope.{name}.attention_factor"] = torch.tensor([float(attention_factor)])
         tensors[f"rope.{name}.inv_freq"] = inv_freq.float().contiguous()
     save_file(tensors, str(out / "reference.safetensors"), metadata={"format": "pt"})
     print(f"ops: {len(TOPK_CASES)} topk cases, {len(ROPE_CASES)} rope cases")
@@ -443,7 +453,8 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
         "  checkpoint holds `model.embed_tokens.weight` only, which is also the LM head.",
         "- `ops/reference.safetensors`: `torch.topk` (CPU) on tie-heavy rows (`topk.{n}.{k}.values`",
         "  / `.indices`) and RoPE inverse frequencies from transformers' init functions",
-        "  (`rope.{default,linear,llama3}.inv_freq`, parameters in the script's `ROPE_CASES`).",
+        "  (`rope.{default,linear,llama3,yarn}.inv_freq`, and `.attention_factor` but for default;",
+        "  parameters in the script's `ROPE_CASES`).",
         "",
         f"Smallest margin between the 2nd and 3rd router logit over all tokens and layers: "
         f"{notes['qwen2_moe_min_topk_logit_margin']:.4g} (f32), {notes['qwen2_moe_bf16_min_topk_logit_margin']:.4g} (bf16),",

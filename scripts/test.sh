@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The project's tests on a fresh machine: installs what they need (Mesa's lavapipe Vulkan driver,
 # so the wgpu backend runs on the CPU), runs every test on the ndarray, flex and wgpu backends
-# (doc tests, derive UI tests and the progress bar included), and checks that the `cuda`
-# feature compiles (CUDA itself is loaded at run time, so no toolkit is needed to build).
+# (doc tests, derive UI tests and the progress bar included), runs the facade's doc tests with
+# the model kit re-exported (`models`; the UI tests' expected errors are those without it), and
+# checks that the `cuda` feature compiles (CUDA itself is loaded at run time, so no toolkit is
+# needed to build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,5 +15,6 @@ if ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1
 fi
 
-cargo test --workspace --features wgpu,flex,progress,models
+cargo test --workspace --features wgpu,flex,progress
+cargo test --doc --features wgpu,flex,progress,models
 cargo check --features cuda

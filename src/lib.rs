@@ -130,6 +130,16 @@ pub use patcher_derive::{slot_interface, Patchable};
 
 /// The model kit (feature `models`): transformers-compatible families written patch-ready, their
 /// building blocks, and replacement modules; see the `patcher-models` crate.
+///
+/// ```
+/// use burn::backend::NdArray;
+/// use burn_patcher::models::llama::{LlamaConfig, LlamaForCausalLM};
+///
+/// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llama");
+/// let config = LlamaConfig::from_file(format!("{dir}/config.json")).unwrap();
+/// let model = LlamaForCausalLM::<NdArray>::new(&config, &Default::default());
+/// assert_eq!(model.model.layers.len(), config.num_hidden_layers);
+/// ```
 #[cfg(feature = "models")]
 pub use patcher_models as models;
 

@@ -50,6 +50,20 @@ fn rope_inv_freq_matches_transformers() {
                 original_max_position_embeddings: 8192.0,
             },
         ),
+        (
+            "yarn",
+            64,
+            10000.0,
+            RopeScaling::Yarn {
+                factor: 4.0,
+                original_max_position_embeddings: 4096.0,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+                // transformers derives it: 0.1 ln(4) + 1.
+                attention_factor: 0.1 * 4f64.ln() + 1.0,
+                truncate: true,
+            },
+        ),
     ];
     for (name, head_dim, rope_theta, scaling) in cases {
         let params = RopeParameters {
@@ -66,5 +80,9 @@ fn rope_inv_freq_matches_transformers() {
             .fold(0.0f32, f32::max);
         println!("rope {name}: max relative difference {max_rel:.3e}");
         assert!(max_rel <= 1e-6, "{name}: {max_rel}");
+        if let Some(factor) = all.get(&format!("rope.{name}.attention_factor")) {
+            let (ours, theirs) = (params.attention_scaling(), f64::from(factor.data[0]));
+            assert!((ours - theirs).abs() <= 1e-6, "{name}: {ours} vs {theirs}");
+        }
     }
 }

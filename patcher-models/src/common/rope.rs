@@ -34,6 +34,22 @@ pub enum RopeScaling {
         /// `original_max_position_embeddings` (8192 in the original).
         original_max_position_embeddings: f64,
     },
+    /// `"yarn"`: YaRN's NTK-by-parts interpolation, and cos/sin scaled by `attention_factor`.
+    Yarn {
+        /// How much the context is extended.
+        factor: f64,
+        /// The context length of pretraining.
+        original_max_position_embeddings: f64,
+        /// Rotations above which dimensions are extrapolated (default 32).
+        beta_fast: f64,
+        /// Rotations below which dimensions are interpolated (default 1).
+        beta_slow: f64,
+        /// The cos/sin scale: given, or `0.1 ln(factor) + 1` (with `mscale`/`mscale_all_dim`
+        /// as transformers derives it).
+        attention_factor: f64,
+        /// Round the correction range outwards (default true).
+        truncate: bool,
+    },
 }
 
 /// The RoPE part of a config, standardised as transformers does (`rope_parameters`, or the
@@ -111,9 +127,57 @@ impl RopeParameters {
                 original_max_position_embeddings: number("original_max_position_embeddings")?
                     .unwrap_or(max_position_embeddings as f64),
             },
+            "yarn" => {
+                let original = required("original_max_position_embeddings", rope_type)?;
+                // transformers: a missing factor is the extension ratio (DeepSeek-V3's configs).
+                let factor = match number("factor")? {
+                    Some(factor) => factor,
+                    None => max_position_embeddings as f64 / original,
+                };
+                let mscale = |scale: f64, m: f64| {
+                    if scale <= 1.0 {
+                        1.0
+                    } else {
+                        0.1 * m * scale.ln() + 1.0
+                    }
+                };
+                let attention_factor = match (
+                    number("attention_factor")?,
+                    number("mscale")?,
+                    number("mscale_all_dim")?,
+                ) {
+                    (Some(given), _, _) => given,
+                    (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                        mscale(factor, m) / mscale(factor, all)
+                    }
+                    _ => mscale(factor, 1.0),
+                };
+                // transformers reads them with `or`: 0 (or null) means the default.
+                let or_default = |value: Option<f64>, default: f64| match value {
+                    Some(v) if v != 0.0 => v,
+                    _ => default,
+                };
+                let truncate = match dict.get("truncate") {
+                    None | Some(Value::Null) => true,
+                    Some(Value::Bool(b)) => *b,
+                    Some(other) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "rope parameter `truncate` must be a boolean, got {other}"
+                        )))
+                    }
+                };
+                RopeScaling::Yarn {
+                    factor,
+                    original_max_position_embeddings: original,
+                    beta_fast: or_default(number("beta_fast")?, 32.0),
+                    beta_slow: or_default(number("beta_slow")?, 1.0),
+                    attention_factor,
+                    truncate,
+                }
+            }
             other => {
                 return Err(ConfigError::Unsupported(format!(
-                    "rope_type `{other}` (supported: default, linear, llama3)"
+                    "rope_type `{other}` (supported: default, linear, llama3, yarn)"
                 )))
             }
         };
@@ -156,8 +220,37 @@ impl RopeParameters {
                     });
                 }
             }
+            RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                attention_factor,
+                truncate: _,
+            } => {
+                float("rope_parameters.factor", factor, true)?;
+                float(
+                    "rope_parameters.original_max_position_embeddings",
+                    original_max_position_embeddings,
+                    true,
+                )?;
+                float("rope_parameters.beta_fast", beta_fast, true)?;
+                float("rope_parameters.beta_slow", beta_slow, true)?;
+                float("rope_parameters.attention_factor", attention_factor, true)?;
+            }
         }
         Ok(())
+    }
+
+    /// The scale transformers applies to cos and sin (`attention_scaling`): YaRN's attention
+    /// factor, 1 otherwise.
+    pub fn attention_scaling(&self) -> f64 {
+        match self.scaling {
+            RopeScaling::Yarn {
+                attention_factor, ..
+            } => attention_factor,
+            _ => 1.0,
+        }
     }
 
     /// The inverse frequencies for a head dimension `dim`, computed in f32 step by step as
@@ -202,8 +295,64 @@ impl RopeParameters {
                     })
                     .collect()
             }
+            RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings: old,
+                beta_fast,
+                beta_slow,
+                truncate,
+                ..
+            } => yarn_inv_freq(
+                &default,
+                dim,
+                self.rope_theta,
+                factor,
+                old,
+                (beta_fast, beta_slow),
+                truncate,
+            ),
         }
     }
+}
+
+/// YaRN's inverse frequencies, as transformers' `_compute_yarn_parameters` computes them in f32:
+/// each dimension between the interpolated (`/ factor`) and the extrapolated (original)
+/// frequency, by a linear ramp over the correction range of `(beta_fast, beta_slow)` rotations.
+fn yarn_inv_freq(
+    extrapolation: &[f32],
+    dim: usize,
+    base: f64,
+    factor: f64,
+    original_max_position_embeddings: f64,
+    (beta_fast, beta_slow): (f64, f64),
+    truncate: bool,
+) -> Vec<f32> {
+    let dim_f = dim as f64;
+    let correction_dim = |rotations: f64| {
+        dim_f * (original_max_position_embeddings / (rotations * 2.0 * std::f64::consts::PI)).ln()
+            / (2.0 * base.ln())
+    };
+    let (mut low, mut high) = (correction_dim(beta_fast), correction_dim(beta_slow));
+    if truncate {
+        (low, high) = (low.floor(), high.ceil());
+    }
+    let (low, mut high) = (low.max(0.0), high.min(dim_f - 1.0));
+    if low == high {
+        high += 0.001; // transformers' guard against a zero-width ramp
+    }
+    let (low32, width32) = (low as f32, (high - low) as f32);
+    let base32 = base as f32;
+    extrapolation
+        .iter()
+        .enumerate()
+        .map(|(j, &extrapolated)| {
+            let pos_freq = base32.powf((2 * j) as f32 / dim as f32);
+            let interpolated = 1.0 / (factor as f32 * pos_freq);
+            let ramp = ((j as f32 - low32) / width32).clamp(0.0, 1.0);
+            let extrapolation_factor = 1.0 - ramp;
+            interpolated * (1.0 - extrapolation_factor) + extrapolated * extrapolation_factor
+        })
+        .collect()
 }
 
 /// The `(cos, sin)` pair every attention layer receives, each `[1, seq_len, head_dim]`
@@ -224,6 +373,8 @@ pub struct PositionEmbeddings<B: Backend> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RotaryEmbedding {
     inv_freq: Vec<f32>,
+    /// cos and sin are multiplied by it (YaRN's attention factor; 1 otherwise).
+    attention_scaling: f32,
 }
 
 impl RotaryEmbedding {
@@ -231,6 +382,7 @@ impl RotaryEmbedding {
     pub fn new(params: &RopeParameters, head_dim: usize) -> Self {
         Self {
             inv_freq: params.inv_freq(head_dim),
+            attention_scaling: params.attention_scaling() as f32,
         }
     }
 
@@ -248,9 +400,10 @@ impl RotaryEmbedding {
         for pos in 0..seq_len {
             // `position_ids.float() * inv_freq`, then `cat((freqs, freqs), -1)`.
             let freqs: Vec<f32> = self.inv_freq.iter().map(|f| pos as f32 * f).collect();
+            let scale = self.attention_scaling;
             for _ in 0..2 {
-                cos.extend(freqs.iter().map(|f| f.cos()));
-                sin.extend(freqs.iter().map(|f| f.sin()));
+                cos.extend(freqs.iter().map(|f| f.cos() * scale));
+                sin.extend(freqs.iter().map(|f| f.sin() * scale));
             }
         }
         let shape = [1, seq_len, dim];
@@ -311,8 +464,13 @@ mod tests {
 
     #[test]
     fn rejects_what_it_does_not_implement() {
+        let err = parse(r#"{"rope_parameters": {"rope_type": "dynamic", "factor": 4}}"#);
+        assert!(matches!(err, Err(ConfigError::Unsupported(m)) if m.contains("dynamic")));
         let err = parse(r#"{"rope_parameters": {"rope_type": "yarn", "factor": 4}}"#);
-        assert!(matches!(err, Err(ConfigError::Unsupported(m)) if m.contains("yarn")));
+        assert!(
+            matches!(err, Err(ConfigError::Invalid(ref m)) if m.contains("original_max_position_embeddings")),
+            "{err:?}"
+        );
         let err = parse(r#"{"rope_parameters": {"rope_type": "linear"}}"#);
         assert!(matches!(err, Err(ConfigError::Invalid(m)) if m.contains("factor")));
     }
