@@ -54,6 +54,7 @@
 pub mod common;
 mod error;
 pub mod llama;
+pub mod mixtral;
 pub mod qwen2_moe;
 pub mod replacements;
 

@@ -1,36 +1,13 @@
 //! `LlamaRMSNorm` and `LlamaMLP`.
 
-use burn::module::Param;
 use burn::prelude::*;
 use patcher_burn::layers::{InitSlot, LinearSlot};
 use patcher_burn::BuildContext;
 
 use super::config::LlamaConfig;
-use crate::common::{gated_mlp, gated_mlp_projections, ones_param, rms_norm, Activation};
+use crate::common::{gated_mlp, gated_mlp_projections, rms_norm_class, Activation};
 
-/// transformers' `LlamaRMSNorm`: a `weight` (named as in the checkpoint) and an epsilon.
-#[derive(Module, Debug)]
-pub struct LlamaRMSNorm<B: Backend> {
-    /// Scale, `[hidden]`.
-    pub weight: Param<Tensor<B, 1>>,
-    /// `variance_epsilon`.
-    pub variance_epsilon: f64,
-}
-
-impl<B: Backend> LlamaRMSNorm<B> {
-    /// A norm over `hidden_size` features, weight at one.
-    pub fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self {
-        Self {
-            weight: ones_param([hidden_size], device),
-            variance_epsilon: eps,
-        }
-    }
-
-    /// Normalises the last dimension.
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        rms_norm(x, self.weight.val(), self.variance_epsilon)
-    }
-}
+rms_norm_class!(LlamaRMSNorm);
 
 /// transformers' `LlamaMLP`: `down(act(gate(x)) * up(x))`, biases when `mlp_bias`.
 #[derive(Module, Debug)]

@@ -12,6 +12,7 @@ mod moe;
 mod norm_mlp;
 mod pretrained;
 
+pub use crate::common::RouterOutput;
 pub use attention::Qwen2MoeAttention;
 pub use config::{LayerType, Qwen2MoeConfig};
 pub use conversions::default_weight_conversions;
@@ -19,5 +20,5 @@ pub use decoder_layer::Qwen2MoeDecoderLayer;
 pub use experts::Qwen2MoeExperts;
 pub use interfaces::{Qwen2MoeAttentionInterface, Qwen2MoeExpertsInterface};
 pub use model::{Qwen2MoeForCausalLM, Qwen2MoeModel};
-pub use moe::{Qwen2MoeSparseMoeBlock, Qwen2MoeTopKRouter, RouterOutput};
+pub use moe::{Qwen2MoeSparseMoeBlock, Qwen2MoeTopKRouter};
 pub use norm_mlp::{Qwen2MoeMLP, Qwen2MoeRMSNorm};

@@ -4,15 +4,14 @@
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::DType;
+use burn::tensor::activation::sigmoid;
 use patcher_burn::{BuildContext, Slot};
 
 use super::config::Qwen2MoeConfig;
 use super::experts::Qwen2MoeExperts;
 use super::interfaces::Qwen2MoeExpertsInterface;
 use super::norm_mlp::Qwen2MoeMLP;
-use crate::common::{linear, normal_param, torch_topk};
+use crate::common::{linear, normal_param, top_k_routing, RouterOutput};
 
 /// transformers' `Qwen2MoeTopKRouter`: a bare `weight [num_experts, hidden]` (PyTorch layout;
 /// not an `nn.Linear`, so the checkpoint's `mlp.gate.weight` loads as is).
@@ -24,17 +23,6 @@ pub struct Qwen2MoeTopKRouter<B: Backend> {
     pub top_k: usize,
     /// Renormalise the top-k probabilities.
     pub norm_topk_prob: bool,
-}
-
-/// The router's output for `T` tokens.
-#[derive(Debug, Clone)]
-pub struct RouterOutput<B: Backend> {
-    /// `[T, num_experts]`.
-    pub router_logits: Tensor<B, 2>,
-    /// `[T, k]`, in the logits' dtype.
-    pub top_k_weights: Tensor<B, 2>,
-    /// `[T, k]`.
-    pub top_k_index: Tensor<B, 2, Int>,
 }
 
 impl<B: Backend> Qwen2MoeTopKRouter<B> {
@@ -52,33 +40,14 @@ impl<B: Backend> Qwen2MoeTopKRouter<B> {
     }
 
     /// Softmax over the router logits in f32, top-k with PyTorch's CPU tie order, optional
-    /// renormalisation.
-    ///
-    /// The selection runs on the host (see [`torch_topk`]); the weights are then gathered from
-    /// the probabilities on the device, so they stay differentiable as in transformers.
+    /// renormalisation ([`top_k_routing`]).
     pub fn forward(&self, hidden_states: Tensor<B, 2>) -> RouterOutput<B> {
-        let device = hidden_states.device();
-        let router_logits = hidden_states.matmul(self.weight.val().transpose());
-        let dtype = router_logits.dtype();
-        let [tokens, experts] = router_logits.dims();
-        let probs = softmax(router_logits.clone().cast(DType::F32), 1);
-        let host: Vec<f32> = probs.to_data().iter::<f32>().collect();
-        let k = self.top_k.min(experts);
-        let mut index = Vec::with_capacity(tokens * k);
-        for row in host.chunks(experts.max(1)).take(tokens) {
-            index.extend(torch_topk(row, k).into_iter().map(|(_, i)| i as i64));
-        }
-        let top_k_index: Tensor<B, 2, Int> =
-            Tensor::from_data(TensorData::new(index, [tokens, k]), &device);
-        let mut top_k_weights = probs.gather(1, top_k_index.clone());
-        if self.norm_topk_prob {
-            top_k_weights = top_k_weights.clone() / top_k_weights.sum_dim(1);
-        }
-        RouterOutput {
-            router_logits,
-            top_k_weights: top_k_weights.cast(dtype),
-            top_k_index,
-        }
+        top_k_routing(
+            hidden_states,
+            self.weight.val(),
+            self.top_k,
+            self.norm_topk_prob,
+        )
     }
 }
 

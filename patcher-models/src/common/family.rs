@@ -1,0 +1,425 @@
+//! Macros that write the parts a decoder family's classes have in common, so that each family
+//! keeps transformers' class names and parameter paths while the logic lives once: the
+//! separate-q/k/v attention class, the fused experts' forward, the pre-norm decoder layer's
+//! forward and the causal LM's constructors and forwards.
+//!
+//! Each expects the fields transformers names (`q_proj`, `gate_up_proj`, `input_layernorm`,
+//! `model`, `lm_head`, ...) and the config fields every family has.
+
+use burn::nn::Linear;
+use burn::prelude::*;
+use patcher_burn::layers::{LinearLayer, LinearSlot};
+
+/// A linear field as the shared forwards take it: a Burn `Linear` or a substitutable
+/// [`LinearSlot`].
+pub trait AsLinearLayer<B: Backend> {
+    /// The linear behind the field.
+    fn as_linear_layer(&self) -> &dyn LinearLayer<B>;
+}
+
+impl<B: Backend> AsLinearLayer<B> for Linear<B> {
+    fn as_linear_layer(&self) -> &dyn LinearLayer<B> {
+        self
+    }
+}
+
+impl<B: Backend> AsLinearLayer<B> for LinearSlot<B> {
+    fn as_linear_layer(&self) -> &dyn LinearLayer<B> {
+        &**self
+    }
+}
+
+/// `XxxAttention` with separate `q_proj`, `k_proj`, `v_proj`, `o_proj` of type `$linear`
+/// (`Linear` or `LinearSlot`, built with `$init`: `init` or `init_slot`): the struct, its
+/// `new(config, layer_idx, ctx)` from `config.attention_spec(layer_idx)`, `spec()` and the
+/// [`DecoderAttention`](crate::common::DecoderAttention) forward.
+macro_rules! separate_qkv_attention_class {
+    ($name:ident, $config:ty, $interface:ident, $linear:ident, $init:ident) => {
+        #[doc = concat!("transformers' `", stringify!($name), "`.")]
+        #[derive(burn::module::Module, patcher_derive::Patchable, Debug)]
+        #[patchable(crate = "patcher_burn", implements($interface))]
+        pub struct $name<B: burn::prelude::Backend> {
+            /// `hidden -> heads * head_dim`.
+            pub q_proj: $linear<B>,
+            /// `hidden -> kv_heads * head_dim`.
+            pub k_proj: $linear<B>,
+            /// `hidden -> kv_heads * head_dim`.
+            pub v_proj: $linear<B>,
+            /// `heads * head_dim -> hidden`.
+            pub o_proj: $linear<B>,
+            #[module(skip)]
+            spec: $crate::common::AttentionSpec,
+        }
+
+        impl<B: burn::prelude::Backend> $name<B> {
+            #[doc = concat!("`", stringify!($name), "(config, layer_idx)`.")]
+            pub fn new(
+                config: &$config,
+                layer_idx: usize,
+                ctx: &patcher_burn::BuildContext<'_, B>,
+            ) -> Self {
+                let spec = config.attention_spec(layer_idx);
+                let [q_proj, k_proj, v_proj, o_proj] = $crate::common::attention_projections(&spec)
+                    .map(|c| $crate::common::init_linear!(c, $init, ctx));
+                Self {
+                    q_proj,
+                    k_proj,
+                    v_proj,
+                    o_proj,
+                    spec,
+                }
+            }
+
+            /// The layer's attention shape.
+            pub fn spec(&self) -> &$crate::common::AttentionSpec {
+                &self.spec
+            }
+        }
+
+        impl<B: burn::prelude::Backend> $crate::common::DecoderAttention<B> for $name<B> {
+            fn forward(
+                &self,
+                hidden_states: burn::prelude::Tensor<B, 3>,
+                position_embeddings: &$crate::common::PositionEmbeddings<B>,
+                attention_mask: Option<&burn::prelude::Tensor<B, 4, burn::prelude::Bool>>,
+            ) -> burn::prelude::Tensor<B, 3> {
+                use $crate::common::AsLinearLayer;
+                let projections = [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj]
+                    .map(|p| p.as_linear_layer());
+                $crate::common::separate_qkv_attention(
+                    projections,
+                    &self.spec,
+                    hidden_states,
+                    position_embeddings,
+                    attention_mask,
+                )
+            }
+        }
+    };
+}
+
+/// A `LinearConfig` built as a plain `Linear` (`init`) or a slot (`init_slot`).
+macro_rules! init_linear {
+    ($config:expr, init, $ctx:expr) => {
+        $config.init($ctx.device())
+    };
+    ($config:expr, init_slot, $ctx:expr) => {
+        patcher_burn::layers::InitSlot::init_slot(&$config, $ctx)
+    };
+}
+
+/// `XxxExperts`: every expert's weights fused in two 3-D parameters in PyTorch layout, as
+/// transformers 5 holds them in memory: the struct, `new(config, device)` (`num_experts` and
+/// `intermediate` name the config's fields) and the [`MoeExperts`](crate::common::MoeExperts)
+/// forward, transformers' eager loop
+/// ([`fused_experts_forward`](crate::common::fused_experts_forward)).
+macro_rules! fused_experts_class {
+    ($name:ident, $config:ty, $interface:ident, $num_experts:ident, $intermediate:ident) => {
+        #[doc = concat!("transformers' `", stringify!($name), "`.")]
+        #[derive(burn::module::Module, patcher_derive::Patchable, Debug)]
+        #[patchable(crate = "patcher_burn", implements($interface))]
+        pub struct $name<B: burn::prelude::Backend> {
+            #[doc = concat!(
+                "`[", stringify!($num_experts), ", 2 * ", stringify!($intermediate),
+                ", hidden]`: each expert's gate rows, then its up rows."
+            )]
+            pub gate_up_proj: burn::module::Param<burn::prelude::Tensor<B, 3>>,
+            #[doc = concat!("`[", stringify!($num_experts), ", hidden, ", stringify!($intermediate), "]`.")]
+            pub down_proj: burn::module::Param<burn::prelude::Tensor<B, 3>>,
+            #[module(skip)]
+            act_fn: $crate::common::Activation,
+        }
+
+        impl<B: burn::prelude::Backend> $name<B> {
+            #[doc = concat!("`", stringify!($name), "(config)`.")]
+            pub fn new(config: &$config, device: &B::Device) -> Self {
+                let (gate_up_proj, down_proj) = $crate::common::fused_expert_params(
+                    config.$num_experts,
+                    config.hidden_size,
+                    config.$intermediate,
+                    config.initializer_range,
+                    device,
+                );
+                Self {
+                    gate_up_proj,
+                    down_proj,
+                    act_fn: config.hidden_act,
+                }
+            }
+        }
+
+        impl<B: burn::prelude::Backend> $crate::common::MoeExperts<B> for $name<B> {
+            fn forward(
+                &self,
+                hidden_states: burn::prelude::Tensor<B, 2>,
+                top_k_index: burn::prelude::Tensor<B, 2, burn::prelude::Int>,
+                top_k_weights: burn::prelude::Tensor<B, 2>,
+            ) -> burn::prelude::Tensor<B, 2> {
+                $crate::common::fused_experts_forward(
+                    self.gate_up_proj.val(),
+                    self.down_proj.val(),
+                    self.act_fn,
+                    hidden_states,
+                    top_k_index,
+                    top_k_weights,
+                )
+            }
+        }
+    };
+}
+
+/// `XxxDecoderLayer`: `self_attn` (a slot of `$interface`, `$attention` by default), `mlp`
+/// (`$mlp`) and two `$norm`s: the struct, `new(config, layer_idx, ctx)` and the pre-norm forward
+/// (`h = x + attn(norm(x))`, then `h + mlp(norm(h))`), inherent and as
+/// [`DecoderLayer`](crate::common::DecoderLayer).
+macro_rules! decoder_layer_class {
+    ($name:ident, $config:ty, $attention:ident, $interface:ident, $mlp:ident, $norm:ident) => {
+        #[doc = concat!("transformers' `", stringify!($name), "`.")]
+        #[derive(burn::module::Module, Debug)]
+        pub struct $name<B: burn::prelude::Backend> {
+            #[doc = concat!("Self-attention: `", stringify!($attention), "` or its replacement.")]
+            pub self_attn: patcher_burn::Slot<B, dyn $interface<B>>,
+            #[doc = concat!("The `", stringify!($mlp), "`.")]
+            pub mlp: $mlp<B>,
+            /// Norm before attention.
+            pub input_layernorm: $norm<B>,
+            /// Norm before the MLP.
+            pub post_attention_layernorm: $norm<B>,
+        }
+
+        impl<B: burn::prelude::Backend> $name<B> {
+            #[doc = concat!("`", stringify!($name), "(config, layer_idx)`, its slots built through `ctx`.")]
+            pub fn new(
+                config: &$config,
+                layer_idx: usize,
+                ctx: &patcher_burn::BuildContext<'_, B>,
+            ) -> Self {
+                let device = ctx.device();
+                let norm = || $norm::new(config.hidden_size, config.rms_norm_eps, device);
+                Self {
+                    self_attn: patcher_burn::Slot::build::<$attention<B>>(ctx, (config, layer_idx)),
+                    mlp: $mlp::new(config, ctx),
+                    input_layernorm: norm(),
+                    post_attention_layernorm: norm(),
+                }
+            }
+
+            /// `[batch, seq, hidden] -> [batch, seq, hidden]`.
+            pub fn forward(
+                &self,
+                hidden_states: burn::prelude::Tensor<B, 3>,
+                position_embeddings: &$crate::common::PositionEmbeddings<B>,
+                attention_mask: Option<&burn::prelude::Tensor<B, 4, burn::prelude::Bool>>,
+            ) -> burn::prelude::Tensor<B, 3> {
+                $crate::common::pre_norm_residuals(
+                    hidden_states,
+                    |x| {
+                        let x = self.input_layernorm.forward(x);
+                        self.self_attn
+                            .forward(x, position_embeddings, attention_mask)
+                    },
+                    |x| self.mlp.forward(self.post_attention_layernorm.forward(x)),
+                )
+            }
+        }
+
+        impl<B: burn::prelude::Backend> $crate::common::DecoderLayer<B> for $name<B> {
+            fn forward(
+                &self,
+                hidden_states: burn::prelude::Tensor<B, 3>,
+                position_embeddings: &$crate::common::PositionEmbeddings<B>,
+                attention_mask: Option<&burn::prelude::Tensor<B, 4, burn::prelude::Bool>>,
+            ) -> burn::prelude::Tensor<B, 3> {
+                $name::forward(self, hidden_states, position_embeddings, attention_mask)
+            }
+        }
+    };
+}
+
+/// `XxxForCausalLM`: `model` (`$model`) and `lm_head` (a `$linear` built with `$init`, `None`
+/// when tied): the struct, `new`, `with_patcher`, `build`, `forward` and
+/// `forward_with_hidden_states`.
+macro_rules! causal_lm_class {
+    ($name:ident, $model:ident, $config:ty, $linear:ident, $init:ident) => {
+        #[doc = concat!("transformers' `", stringify!($name), "`.")]
+        #[derive(burn::module::Module, Debug)]
+        pub struct $name<B: burn::prelude::Backend> {
+            /// The decoder.
+            pub model: $model<B>,
+            /// `hidden -> vocab`, no bias; `None` when `tie_word_embeddings` (the logits then
+            /// use `model.embed_tokens.weight`, and the checkpoint has no `lm_head.weight`).
+            pub lm_head: Option<$linear<B>>,
+        }
+
+        impl<B: burn::prelude::Backend> $name<B> {
+            #[doc = concat!("`", stringify!($name), "(config)` with every original class, ")]
+            /// parameters lazily initialised (nothing is allocated until loaded or used).
+            pub fn new(config: &$config, device: &B::Device) -> Self {
+                Self::build(config, &patcher_burn::BuildContext::plain(device))
+            }
+
+            /// The model with `patcher`'s class substitutions.
+            ///
+            /// Errors when a `class_mapping` key names no substitutable class of this model (the
+            /// message lists them, with a did-you-mean) or maps a class to a replacement of
+            /// another interface.
+            pub fn with_patcher(
+                config: &$config,
+                patcher: &patcher_burn::Patcher<B>,
+                device: &B::Device,
+            ) -> Result<Self, patcher_burn::BuildError> {
+                patcher_burn::BuildContext::build(patcher, device, |ctx| Self::build(config, ctx))
+            }
+
+            /// The model built through `ctx` (what [`Self::new`] and [`Self::with_patcher`]
+            /// call).
+            pub fn build(config: &$config, ctx: &patcher_burn::BuildContext<'_, B>) -> Self {
+                Self {
+                    model: $model::new(config, ctx),
+                    lm_head: $crate::common::lm_head(
+                        config.tie_word_embeddings,
+                        config.hidden_size,
+                        config.vocab_size,
+                        config.initializer_range,
+                    )
+                    .map(|c| $crate::common::init_linear!(c, $init, ctx)),
+                }
+            }
+
+            /// `input_ids [batch, seq]` to logits `[batch, seq, vocab]`.
+            pub fn forward(
+                &self,
+                input_ids: burn::prelude::Tensor<B, 2, burn::prelude::Int>,
+            ) -> burn::prelude::Tensor<B, 3> {
+                self.forward_output(input_ids, false).logits
+            }
+
+            /// Logits and every hidden state (transformers' `output_hidden_states=True`).
+            pub fn forward_with_hidden_states(
+                &self,
+                input_ids: burn::prelude::Tensor<B, 2, burn::prelude::Int>,
+            ) -> $crate::common::CausalLMOutput<B> {
+                self.forward_output(input_ids, true)
+            }
+
+            fn forward_output(
+                &self,
+                input_ids: burn::prelude::Tensor<B, 2, burn::prelude::Int>,
+                output_hidden_states: bool,
+            ) -> $crate::common::CausalLMOutput<B> {
+                use $crate::common::AsLinearLayer;
+                let model_output = self.model.forward(input_ids, output_hidden_states);
+                $crate::common::causal_lm_output(
+                    self.lm_head.as_ref().map(|l| l.as_linear_layer()),
+                    &self.model.embed_tokens,
+                    model_output,
+                )
+            }
+        }
+    };
+}
+
+/// `XxxRMSNorm`: a `weight` (named as in the checkpoint) and an epsilon, the struct and its
+/// `new(hidden_size, eps, device)` (weight at one) and `forward` ([`rms_norm`](crate::common::rms_norm)).
+macro_rules! rms_norm_class {
+    ($name:ident) => {
+        #[doc = concat!("transformers' `", stringify!($name), "`.")]
+        #[derive(burn::module::Module, Debug)]
+        pub struct $name<B: burn::prelude::Backend> {
+            /// Scale, `[hidden]`.
+            pub weight: burn::module::Param<burn::prelude::Tensor<B, 1>>,
+            /// `variance_epsilon`.
+            pub variance_epsilon: f64,
+        }
+
+        impl<B: burn::prelude::Backend> $name<B> {
+            /// A norm over `hidden_size` features, weight at one.
+            pub fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self {
+                Self {
+                    weight: $crate::common::ones_param([hidden_size], device),
+                    variance_epsilon: eps,
+                }
+            }
+
+            /// Normalises the last dimension.
+            pub fn forward<const D: usize>(
+                &self,
+                x: burn::prelude::Tensor<B, D>,
+            ) -> burn::prelude::Tensor<B, D> {
+                $crate::common::rms_norm(x, self.weight.val(), self.variance_epsilon)
+            }
+        }
+    };
+}
+
+/// `XxxModel`: `embed_tokens`, `layers` of `$layer`, the final `norm` of `$norm`, RoPE and each
+/// layer's sliding window (`config.sliding_windows()`): the struct, `new(config, ctx)` and the
+/// forward ([`decoder_stack_forward`](crate::common::decoder_stack_forward)).
+macro_rules! decoder_model_class {
+    ($name:ident, $config:ty, $layer:ident, $norm:ident) => {
+        #[doc = concat!("transformers' `", stringify!($name), "`.")]
+        #[derive(burn::module::Module, Debug)]
+        pub struct $name<B: burn::prelude::Backend> {
+            /// `[vocab, hidden]`.
+            pub embed_tokens: burn::nn::Embedding<B>,
+            /// The decoder layers.
+            pub layers: Vec<$layer<B>>,
+            /// Final norm.
+            pub norm: $norm<B>,
+            #[module(skip)]
+            rotary_emb: $crate::common::RotaryEmbedding,
+            /// Per layer, its sliding window (`None` for full attention).
+            #[module(skip)]
+            windows: Vec<Option<usize>>,
+        }
+
+        impl<B: burn::prelude::Backend> $name<B> {
+            #[doc = concat!("`", stringify!($name), "(config)`, its slots built through `ctx`.")]
+            pub fn new(config: &$config, ctx: &patcher_burn::BuildContext<'_, B>) -> Self {
+                let device = ctx.device();
+                Self {
+                    embed_tokens: $crate::common::embedding(
+                        config.vocab_size,
+                        config.hidden_size,
+                        config.initializer_range,
+                        device,
+                    ),
+                    layers: (0..config.num_hidden_layers)
+                        .map(|i| $layer::new(config, i, ctx))
+                        .collect(),
+                    norm: $norm::new(config.hidden_size, config.rms_norm_eps, device),
+                    rotary_emb: $crate::common::RotaryEmbedding::new(&config.rope, config.head_dim),
+                    windows: config.sliding_windows(),
+                }
+            }
+
+            /// `input_ids [batch, seq]` (positions `0..seq`, no padding) to the final-normed
+            /// hidden states, and all hidden states when asked (see
+            /// [`CausalLMOutput::hidden_states`](crate::common::CausalLMOutput::hidden_states)).
+            #[allow(clippy::type_complexity)]
+            pub fn forward(
+                &self,
+                input_ids: burn::prelude::Tensor<B, 2, burn::prelude::Int>,
+                output_hidden_states: bool,
+            ) -> (
+                burn::prelude::Tensor<B, 3>,
+                Option<Vec<burn::prelude::Tensor<B, 3>>>,
+            ) {
+                $crate::common::decoder_stack_forward(
+                    &self.embed_tokens,
+                    &self.rotary_emb,
+                    &self.layers,
+                    self.windows.iter().copied(),
+                    |hidden| self.norm.forward(hidden),
+                    input_ids,
+                    output_hidden_states,
+                )
+            }
+        }
+    };
+}
+
+pub(crate) use {
+    causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, init_linear,
+    rms_norm_class, separate_qkv_attention_class,
+};
