@@ -239,6 +239,22 @@ def checked_moe_reference(cls, path: Path, ids: torch.Tensor, in_memory, name: s
     return ref, save_reference(ref, ids, path)
 
 
+def fused_layout_fixture(model, name: str, ids: torch.Tensor, reference_model, not_on_disk: str) -> str:
+    """Save `model` in transformers 5's fused expert layout (`save_original_format=False`) as
+    fixture `name`, check its keys (fused experts, no key containing `not_on_disk`), that it
+    computes exactly what `reference_model` does, and write its reference."""
+    path = fresh_dir(FIXTURES / name)
+    model.save_pretrained(path, save_original_format=False)
+    keys = on_disk_keys(path)
+    for expected in ("model.layers.0.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj", "model.layers.0.mlp.gate.weight"):
+        assert expected in keys, f"{expected} not on disk; keys: {keys}"
+    assert not any(not_on_disk in k for k in keys), f"`{not_on_disk}` keys in the fused layout"
+    ref = load_eager(type(model), path)
+    with torch.no_grad():
+        torch.testing.assert_close(ref(input_ids=ids).logits, reference_model(input_ids=ids).logits, rtol=0, atol=0)
+    return save_reference(ref, ids, path)
+
+
 def save_reference(model, ids: torch.Tensor, path: Path) -> str:
     with torch.no_grad():
         out = model(input_ids=ids, output_hidden_states=True)
@@ -314,16 +330,7 @@ def main() -> None:
 
     # transformers 5's fused expert layout (`save_original_format=False`): the runtime params
     # `mlp.experts.gate_up_proj [E, 2I, H]` and `mlp.experts.down_proj [E, H, I]` as they are.
-    fdir = fresh_dir(FIXTURES / "qwen2_moe_fused")
-    qwen.save_pretrained(fdir, save_original_format=False)
-    fkeys = on_disk_keys(fdir)
-    for expected in ("model.layers.0.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj"):
-        assert expected in fkeys, f"{expected} not on disk; keys: {fkeys}"
-    assert not any(".experts.0." in k for k in fkeys), "per-expert keys in the fused layout"
-    fref = load_eager(Qwen2MoeForCausalLM, fdir)
-    with torch.no_grad():
-        torch.testing.assert_close(fref(input_ids=ids).logits, qref(input_ids=ids).logits, rtol=0, atol=0)
-    conventions["qwen2_moe_fused"] = save_reference(fref, ids, fdir)
+    conventions["qwen2_moe_fused"] = fused_layout_fixture(qwen, "qwen2_moe_fused", ids, qref, ".experts.0.")
 
     # bf16 copy for dtype tests; its reference is the bf16 weights upcast to f32 by transformers.
     bdir = fresh_dir(FIXTURES / "qwen2_moe_bf16")
@@ -382,16 +389,8 @@ def main() -> None:
     assert mref.config.rope_parameters["rope_theta"] == 5000.0, mref.config.rope_parameters
 
     # transformers 5's own layout (`save_original_format=False`), with its v5 config.
-    mfdir = fresh_dir(FIXTURES / "mixtral_fused")
-    mixtral.save_pretrained(mfdir, save_original_format=False)
-    mfkeys = on_disk_keys(mfdir)
-    for expected in ("model.layers.0.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj", "model.layers.0.mlp.gate.weight"):
-        assert expected in mfkeys, f"{expected} not on disk; keys: {mfkeys}"
-    assert not any("block_sparse_moe" in k for k in mfkeys), "hub names in the fused layout"
-    mfref = load_eager(MixtralForCausalLM, mfdir)
-    with torch.no_grad():
-        torch.testing.assert_close(mfref(input_ids=mids).logits, mref(input_ids=mids).logits, rtol=0, atol=0)
-    conventions["mixtral_fused"] = save_reference(mfref, mids, mfdir)
+    # (`block_sparse_moe` is only the hub's name: the router is at `mlp.gate` on disk too.)
+    conventions["mixtral_fused"] = fused_layout_fixture(mixtral, "mixtral_fused", mids, mref, "block_sparse_moe")
 
     write_op_references()
 

@@ -40,6 +40,39 @@ pub(crate) trait CoreDefaults {
     const ROPE_THETA: f64 = super::rope::DEFAULT_THETA;
 }
 
+/// `struct Defaults`, the [`CoreDefaults`] of a family's config class: its `model_type`, then
+/// the defaults named as in `config.json` (`num_key_value_heads` an `Option`), then optionally
+/// `rms_norm_eps` and `rope_theta` where the class differs from the common default.
+macro_rules! core_defaults {
+    ($model_type:literal: vocab_size = $vocab:expr, hidden_size = $hidden:expr,
+     intermediate_size = $inter:expr, num_hidden_layers = $layers:expr,
+     num_attention_heads = $heads:expr, num_key_value_heads = $kv:expr,
+     max_position_embeddings = $max:expr $(, $name:ident = $value:expr)* $(,)?) => {
+        /// transformers' defaults of the shared fields.
+        struct Defaults;
+
+        impl $crate::common::config::CoreDefaults for Defaults {
+            const MODEL_TYPE: &'static str = $model_type;
+            const VOCAB_SIZE: usize = $vocab;
+            const HIDDEN_SIZE: usize = $hidden;
+            const INTERMEDIATE_SIZE: usize = $inter;
+            const NUM_HIDDEN_LAYERS: usize = $layers;
+            const NUM_ATTENTION_HEADS: usize = $heads;
+            const NUM_KEY_VALUE_HEADS: Option<usize> = $kv;
+            const MAX_POSITION_EMBEDDINGS: usize = $max;
+            $($crate::common::config::core_defaults!(@optional $name = $value);)*
+        }
+    };
+    (@optional rms_norm_eps = $value:expr) => {
+        const RMS_NORM_EPS: f64 = $value;
+    };
+    (@optional rope_theta = $value:expr) => {
+        const ROPE_THETA: f64 = $value;
+    };
+}
+
+pub(crate) use core_defaults;
+
 /// The shared fields as `config.json` writes them, absent ones at `D`'s defaults.
 ///
 /// Generic over the defaults because a flattened field is deserialised on its own: the family

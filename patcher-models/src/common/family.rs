@@ -168,10 +168,52 @@ macro_rules! fused_experts_class {
     };
 }
 
+/// `XxxTopKRouter`: a bare `weight [num_experts, hidden]` in PyTorch layout (not an `nn.Linear`,
+/// so the checkpoint's `mlp.gate.weight` loads as is), `top_k` and whether the top-k
+/// probabilities are renormalised (`$norm_topk_prob`, a function of the config): the struct,
+/// `new(config, device)` and the forward ([`top_k_routing`](crate::common::top_k_routing)).
+macro_rules! top_k_router_class {
+    ($name:ident, $config:ty, $num_experts:ident, $norm_topk_prob:expr) => {
+        #[doc = concat!("transformers' `", stringify!($name), "`.")]
+        #[derive(burn::module::Module, Debug)]
+        pub struct $name<B: burn::prelude::Backend> {
+            #[doc = concat!("`[", stringify!($num_experts), ", hidden]`.")]
+            pub weight: burn::module::Param<burn::prelude::Tensor<B, 2>>,
+            /// `k`.
+            pub top_k: usize,
+            /// Renormalise the top-k probabilities.
+            pub norm_topk_prob: bool,
+        }
+
+        impl<B: burn::prelude::Backend> $name<B> {
+            #[doc = concat!("`", stringify!($name), "(config)`.")]
+            pub fn new(config: &$config, device: &B::Device) -> Self {
+                let shape = [config.$num_experts, config.hidden_size];
+                Self {
+                    weight: $crate::common::normal_param(shape, config.initializer_range, device),
+                    top_k: config.num_experts_per_tok,
+                    norm_topk_prob: ($norm_topk_prob)(config),
+                }
+            }
+
+            /// `[tokens, hidden]` to the router logits and each token's top-k experts and
+            /// weights: softmax in f32, top-k in PyTorch's CPU tie order, renormalised when
+            /// `norm_topk_prob`.
+            pub fn forward(
+                &self,
+                hidden_states: burn::prelude::Tensor<B, 2>,
+            ) -> $crate::common::RouterOutput<B> {
+                let (weight, k) = (self.weight.val(), self.top_k);
+                $crate::common::top_k_routing(hidden_states, weight, k, self.norm_topk_prob)
+            }
+        }
+    };
+}
+
 /// `XxxDecoderLayer`: `self_attn` (a slot of `$interface`, `$attention` by default), `mlp`
 /// (`$mlp`) and two `$norm`s: the struct, `new(config, layer_idx, ctx)` and the pre-norm forward
-/// (`h = x + attn(norm(x))`, then `h + mlp(norm(h))`), inherent and as
-/// [`DecoderLayer`](crate::common::DecoderLayer).
+/// as [`DecoderLayer`](crate::common::DecoderLayer) (`h = x + attn(norm(x))`, then
+/// `h + mlp(norm(h))`).
 macro_rules! decoder_layer_class {
     ($name:ident, $config:ty, $attention:ident, $interface:ident, $mlp:ident, $norm:ident) => {
         #[doc = concat!("transformers' `", stringify!($name), "`.")]
@@ -203,36 +245,27 @@ macro_rules! decoder_layer_class {
                     post_attention_layernorm: norm(),
                 }
             }
-
-            /// `[batch, seq, hidden] -> [batch, seq, hidden]`.
-            pub fn forward(
-                &self,
-                hidden_states: burn::prelude::Tensor<B, 3>,
-                position_embeddings: &$crate::common::PositionEmbeddings<B>,
-                attention_mask: Option<&burn::prelude::Tensor<B, 4, burn::prelude::Bool>>,
-            ) -> burn::prelude::Tensor<B, 3> {
-                $crate::common::pre_norm_residuals(
-                    hidden_states,
-                    |x| {
-                        let x = self.input_layernorm.forward(x);
-                        self.self_attn
-                            .forward(x, position_embeddings, attention_mask)
-                    },
-                    |x| self.mlp.forward(self.post_attention_layernorm.forward(x)),
-                )
-            }
         }
 
-        impl<B: burn::prelude::Backend> $crate::common::DecoderLayer<B> for $name<B> {
-            fn forward(
-                &self,
-                hidden_states: burn::prelude::Tensor<B, 3>,
-                position_embeddings: &$crate::common::PositionEmbeddings<B>,
-                attention_mask: Option<&burn::prelude::Tensor<B, 4, burn::prelude::Bool>>,
-            ) -> burn::prelude::Tensor<B, 3> {
-                $name::forward(self, hidden_states, position_embeddings, attention_mask)
+        const _: () = {
+            use burn::prelude::{Backend, Bool, Tensor};
+            use $crate::common::{pre_norm_residuals, DecoderLayer, PositionEmbeddings};
+
+            impl<B: Backend> DecoderLayer<B> for $name<B> {
+                fn forward(
+                    &self,
+                    x: Tensor<B, 3>,
+                    pos: &PositionEmbeddings<B>,
+                    mask: Option<&Tensor<B, 4, Bool>>,
+                ) -> Tensor<B, 3> {
+                    pre_norm_residuals(
+                        x,
+                        |x| (self.self_attn).forward(self.input_layernorm.forward(x), pos, mask),
+                        |x| self.mlp.forward(self.post_attention_layernorm.forward(x)),
+                    )
+                }
             }
-        }
+        };
     };
 }
 
@@ -421,5 +454,5 @@ macro_rules! decoder_model_class {
 
 pub(crate) use {
     causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, init_linear,
-    rms_norm_class, separate_qkv_attention_class,
+    rms_norm_class, separate_qkv_attention_class, top_k_router_class,
 };

@@ -31,7 +31,7 @@ pub use dispatch::{ExpertAssignment, ExpertDispatch};
 pub use family::AsLinearLayer;
 pub(crate) use family::{
     causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, init_linear,
-    rms_norm_class, separate_qkv_attention_class,
+    rms_norm_class, separate_qkv_attention_class, top_k_router_class,
 };
 pub use init::{embedding, linear, linear_config, normal_param, ones_param};
 pub use interfaces::{DecoderAttention, MoeExperts};

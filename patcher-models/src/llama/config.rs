@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::common::config::{
-    core_fields, deref_decoder_config, parse_config_json, CoreDefaults, RawCore,
+    core_defaults, core_fields, deref_decoder_config, parse_config_json, RawCore,
 };
 use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
 use crate::common::{AttentionSpec, DecoderConfig};
@@ -24,19 +24,9 @@ pub struct LlamaConfig {
 
 deref_decoder_config!(LlamaConfig);
 
-/// transformers' `LlamaConfig` defaults of the shared fields.
-struct Defaults;
-
-impl CoreDefaults for Defaults {
-    const MODEL_TYPE: &'static str = "llama";
-    const VOCAB_SIZE: usize = 32000;
-    const HIDDEN_SIZE: usize = 4096;
-    const INTERMEDIATE_SIZE: usize = 11008;
-    const NUM_HIDDEN_LAYERS: usize = 32;
-    const NUM_ATTENTION_HEADS: usize = 32;
-    const NUM_KEY_VALUE_HEADS: Option<usize> = None;
-    const MAX_POSITION_EMBEDDINGS: usize = 2048;
-}
+core_defaults! { "llama": vocab_size = 32000, hidden_size = 4096, intermediate_size = 11008,
+num_hidden_layers = 32, num_attention_heads = 32, num_key_value_heads = None,
+max_position_embeddings = 2048 }
 
 /// `config.json` as written, with transformers' dataclass defaults.
 #[derive(Deserialize, Default)]

@@ -6,9 +6,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::common::config::{
-    core_fields, deref_decoder_config, parse_config_json, CoreDefaults, RawCore,
+    core_defaults, core_fields, deref_decoder_config, parse_config_json, RawCore,
 };
-use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig};
+use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
 use crate::common::{AttentionSpec, DecoderConfig};
 use crate::error::{read_config_file, ConfigError};
 
@@ -28,43 +28,20 @@ pub struct MixtralConfig {
 
 deref_decoder_config!(MixtralConfig);
 
-/// transformers' `MixtralConfig` defaults of the shared fields.
-struct Defaults;
+core_defaults! { "mixtral": vocab_size = 32000, hidden_size = 4096, intermediate_size = 14336,
+num_hidden_layers = 32, num_attention_heads = 32, num_key_value_heads = Some(8),
+max_position_embeddings = 4096 * 32, rms_norm_eps = 1e-5, rope_theta = 1e6 }
 
-impl CoreDefaults for Defaults {
-    const MODEL_TYPE: &'static str = "mixtral";
-    const VOCAB_SIZE: usize = 32000;
-    const HIDDEN_SIZE: usize = 4096;
-    const INTERMEDIATE_SIZE: usize = 14336;
-    const NUM_HIDDEN_LAYERS: usize = 32;
-    const NUM_ATTENTION_HEADS: usize = 32;
-    const NUM_KEY_VALUE_HEADS: Option<usize> = Some(8);
-    const MAX_POSITION_EMBEDDINGS: usize = 4096 * 32;
-    const RMS_NORM_EPS: f64 = 1e-5;
-    const ROPE_THETA: f64 = 1e6;
-}
-
-/// `config.json` as written, with transformers' dataclass defaults.
-#[derive(Deserialize)]
+/// `config.json` as written; `None` where absent (transformers' defaults are filled in below).
+#[derive(Deserialize, Default)]
 #[serde(default)]
 struct Raw {
     #[serde(flatten)]
     core: RawCore<Defaults>,
     sliding_window: Option<usize>,
-    num_experts_per_tok: usize,
+    num_experts_per_tok: Option<usize>,
     #[serde(alias = "num_experts")]
-    num_local_experts: usize,
-}
-
-impl Default for Raw {
-    fn default() -> Self {
-        Self {
-            core: RawCore::default(),
-            sliding_window: None,
-            num_experts_per_tok: 2,
-            num_local_experts: 8,
-        }
-    }
+    num_local_experts: Option<usize>,
 }
 
 impl MixtralConfig {
@@ -79,8 +56,8 @@ impl MixtralConfig {
         let config = Self {
             core: raw.core.resolve(&root)?,
             sliding_window: raw.sliding_window,
-            num_experts_per_tok: raw.num_experts_per_tok,
-            num_local_experts: raw.num_local_experts,
+            num_experts_per_tok: raw.num_experts_per_tok.unwrap_or(2),
+            num_local_experts: raw.num_local_experts.unwrap_or(8),
         };
         config.validate()?;
         Ok(config)
@@ -92,11 +69,7 @@ impl MixtralConfig {
         self.core.validate()?;
         let (experts, k) = (self.num_local_experts, self.num_experts_per_tok);
         limits::experts("num_local_experts", experts, k)?;
-        limits::size(
-            "intermediate_size",
-            self.intermediate_size,
-            limits::MAX_DIMENSION,
-        )?;
+        limits::size("intermediate_size", self.intermediate_size, MAX_DIMENSION)?;
         if let Some(window) = self.sliding_window {
             limits::size("sliding_window", window, usize::MAX)?;
         }
@@ -120,15 +93,9 @@ impl SizedConfig for MixtralConfig {
         let mut p = decoder_params(&core, self.tie_word_embeddings, false)?;
         let (l, hidden) = (self.num_hidden_layers, ("hidden_size", self.hidden_size));
         let experts = ("num_local_experts", self.num_local_experts);
+        let inter = ("intermediate_size", self.intermediate_size);
         p.add(l, &[experts, hidden])?; // router
-        p.add(
-            3 * l,
-            &[
-                experts,
-                ("intermediate_size", self.intermediate_size),
-                hidden,
-            ],
-        )?;
+        p.add(3 * l, &[experts, inter, hidden])?; // experts' gate, up, down
         p.finish(&core, Some(self.num_local_experts))
     }
 }

@@ -1,7 +1,6 @@
 //! Mixtral's classes: attention, fused experts, top-k router, sparse MoE block, RMSNorm, decoder
 //! layer, model and causal LM, as transformers 5.23's `modeling_mixtral.py` names them.
 
-use burn::module::Param;
 use burn::prelude::*;
 use patcher_burn::layers::LinearSlot;
 use patcher_burn::{BuildContext, Slot};
@@ -9,8 +8,8 @@ use patcher_burn::{BuildContext, Slot};
 use super::config::MixtralConfig;
 use super::{MixtralAttentionInterface, MixtralExpertsInterface};
 use crate::common::{
-    causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, normal_param,
-    rms_norm_class, separate_qkv_attention_class, top_k_routing, RouterOutput,
+    causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, rms_norm_class,
+    separate_qkv_attention_class, top_k_router_class,
 };
 
 separate_qkv_attention_class!(
@@ -29,32 +28,10 @@ fused_experts_class!(
     intermediate_size
 );
 
-/// transformers' `MixtralTopKRouter`: a bare `weight [num_local_experts, hidden]` (PyTorch
-/// layout, the checkpoint's `block_sparse_moe.gate.weight`); the top-k probabilities are always
-/// renormalised.
-#[derive(Module, Debug)]
-pub struct MixtralTopKRouter<B: Backend> {
-    /// `[num_local_experts, hidden]`.
-    pub weight: Param<Tensor<B, 2>>,
-    /// `k`.
-    pub top_k: usize,
-}
-
-impl<B: Backend> MixtralTopKRouter<B> {
-    /// `MixtralTopKRouter(config)`.
-    pub fn new(config: &MixtralConfig, device: &B::Device) -> Self {
-        let shape = [config.num_local_experts, config.hidden_size];
-        Self {
-            weight: normal_param(shape, config.initializer_range, device),
-            top_k: config.num_experts_per_tok,
-        }
-    }
-
-    /// `[tokens, hidden]` to the router logits and each token's top-k experts and weights.
-    pub fn forward(&self, hidden_states: Tensor<B, 2>) -> RouterOutput<B> {
-        top_k_routing(hidden_states, self.weight.val(), self.top_k, true)
-    }
-}
+// The top-k probabilities are always renormalised.
+top_k_router_class!(MixtralTopKRouter, MixtralConfig, num_local_experts, |_| {
+    true
+});
 
 /// transformers' `MixtralSparseMoeBlock` (router jitter is a training option, left out).
 #[derive(Module, Debug)]

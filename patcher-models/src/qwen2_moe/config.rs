@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::common::config::{
-    core_fields, deref_decoder_config, parse_config_json, CoreDefaults, RawCore,
+    core_defaults, core_fields, deref_decoder_config, parse_config_json, RawCore,
 };
 use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
 use crate::common::{AttentionSpec, DecoderConfig};
@@ -49,19 +49,9 @@ pub struct Qwen2MoeConfig {
 
 deref_decoder_config!(Qwen2MoeConfig);
 
-/// transformers' `Qwen2MoeConfig` defaults of the shared fields.
-struct Defaults;
-
-impl CoreDefaults for Defaults {
-    const MODEL_TYPE: &'static str = "qwen2_moe";
-    const VOCAB_SIZE: usize = 151936;
-    const HIDDEN_SIZE: usize = 2048;
-    const INTERMEDIATE_SIZE: usize = 5632;
-    const NUM_HIDDEN_LAYERS: usize = 24;
-    const NUM_ATTENTION_HEADS: usize = 16;
-    const NUM_KEY_VALUE_HEADS: Option<usize> = Some(16);
-    const MAX_POSITION_EMBEDDINGS: usize = 32768;
-}
+core_defaults! { "qwen2_moe": vocab_size = 151936, hidden_size = 2048, intermediate_size = 5632,
+num_hidden_layers = 24, num_attention_heads = 16, num_key_value_heads = Some(16),
+max_position_embeddings = 32768 }
 
 /// `config.json` as written, with transformers' dataclass defaults.
 #[derive(Deserialize)]

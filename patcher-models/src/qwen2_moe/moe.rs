@@ -1,7 +1,6 @@
 //! `Qwen2MoeTopKRouter` and `Qwen2MoeSparseMoeBlock`: route each token to its top-k experts, add
 //! the sigmoid-gated shared expert.
 
-use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
@@ -11,45 +10,14 @@ use super::config::Qwen2MoeConfig;
 use super::experts::Qwen2MoeExperts;
 use super::interfaces::Qwen2MoeExpertsInterface;
 use super::norm_mlp::Qwen2MoeMLP;
-use crate::common::{linear, normal_param, top_k_routing, RouterOutput};
+use crate::common::{linear, top_k_router_class};
 
-/// transformers' `Qwen2MoeTopKRouter`: a bare `weight [num_experts, hidden]` (PyTorch layout;
-/// not an `nn.Linear`, so the checkpoint's `mlp.gate.weight` loads as is).
-#[derive(Module, Debug)]
-pub struct Qwen2MoeTopKRouter<B: Backend> {
-    /// `[num_experts, hidden]`.
-    pub weight: Param<Tensor<B, 2>>,
-    /// `k`.
-    pub top_k: usize,
-    /// Renormalise the top-k probabilities.
-    pub norm_topk_prob: bool,
-}
-
-impl<B: Backend> Qwen2MoeTopKRouter<B> {
-    /// `Qwen2MoeTopKRouter(config)`.
-    pub fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self {
-        Self {
-            weight: normal_param(
-                [config.num_experts, config.hidden_size],
-                config.initializer_range,
-                device,
-            ),
-            top_k: config.num_experts_per_tok,
-            norm_topk_prob: config.norm_topk_prob,
-        }
-    }
-
-    /// Softmax over the router logits in f32, top-k with PyTorch's CPU tie order, optional
-    /// renormalisation ([`top_k_routing`]).
-    pub fn forward(&self, hidden_states: Tensor<B, 2>) -> RouterOutput<B> {
-        top_k_routing(
-            hidden_states,
-            self.weight.val(),
-            self.top_k,
-            self.norm_topk_prob,
-        )
-    }
-}
+top_k_router_class!(
+    Qwen2MoeTopKRouter,
+    Qwen2MoeConfig,
+    num_experts,
+    |c: &Qwen2MoeConfig| c.norm_topk_prob
+);
 
 /// transformers' `Qwen2MoeSparseMoeBlock`.
 #[derive(Module, Debug)]
