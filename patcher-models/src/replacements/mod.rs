@@ -1,6 +1,7 @@
 //! The seed's replacement classes: [`FusedQKVAttention`] for the attention classes and
-//! [`SequentialExperts`] for `Qwen2MoeExperts`, a [`LoraLinear`] for any `Linear` slot, and the
-//! patchers that apply them.
+//! [`SequentialExperts`] for the fused experts (`Qwen2MoeExperts`, `MixtralExperts`; another
+//! family's through [`AttentionConfig`] and [`ExpertsConfig`]), a [`LoraLinear`] for any
+//! `Linear` slot, and the patchers that apply them.
 
 mod fused_qkv;
 mod lora;

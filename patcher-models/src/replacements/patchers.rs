@@ -6,6 +6,7 @@
 //! ([`Concatenate::with_split_sizes`]), so that saving the patched model back splits `qkv_proj`
 //! at the right rows under grouped-query attention (transformers' reverse, an equal `Chunk`,
 //! cannot: q has more rows than k and v). Loading is unchanged, plus a check of those sizes.
+//! [`mixtral_patcher`] is the same patch for Mixtral.
 
 use burn::prelude::*;
 use patcher_burn::{Implements, OriginalClass, Patchable, Patcher};
