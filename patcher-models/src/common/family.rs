@@ -1,7 +1,9 @@
-//! Macros that write the parts a decoder family's classes have in common, so that each family
-//! keeps transformers' class names and parameter paths while the logic lives once: the
-//! separate-q/k/v attention class, the fused experts' forward, the pre-norm decoder layer's
-//! forward and the causal LM's constructors and forwards.
+//! Macros that write the classes decoder families have in common, so that each family keeps
+//! transformers' class names and parameter paths while the code lives once: the separate-q/k/v
+//! attention, the fused experts, the top-k router, the RMSNorm, the pre-norm decoder layer, the
+//! model (embedding, layers, final norm) and the causal LM. A family invokes them with its own
+//! names (`decoder_layer_class!(MixtralDecoderLayer, MixtralConfig, ...)`) and writes by hand
+//! only what is its own (Qwen2-MoE's shared expert, Mixtral's MoE block).
 //!
 //! Each expects the fields transformers names (`q_proj`, `gate_up_proj`, `input_layernorm`,
 //! `model`, `lm_head`, ...) and the config fields every family has.
@@ -170,10 +172,17 @@ macro_rules! fused_experts_class {
 
 /// `XxxTopKRouter`: a bare `weight [num_experts, hidden]` in PyTorch layout (not an `nn.Linear`,
 /// so the checkpoint's `mlp.gate.weight` loads as is), `top_k` and whether the top-k
-/// probabilities are renormalised (`$norm_topk_prob`, a function of the config): the struct,
-/// `new(config, device)` and the forward ([`top_k_routing`](crate::common::top_k_routing)).
+/// probabilities are renormalised (`norm_topk_prob`: `true`, or the config field that says):
+/// the struct, `new(config, device)` and the forward
+/// ([`top_k_routing`](crate::common::top_k_routing)).
 macro_rules! top_k_router_class {
-    ($name:ident, $config:ty, $num_experts:ident, $norm_topk_prob:expr) => {
+    (@norm $config:ident true) => {
+        true
+    };
+    (@norm $config:ident $field:ident) => {
+        $config.$field
+    };
+    ($name:ident, $config:ty, $num_experts:ident, norm_topk_prob = $norm:tt) => {
         #[doc = concat!("transformers' `", stringify!($name), "`.")]
         #[derive(burn::module::Module, Debug)]
         pub struct $name<B: burn::prelude::Backend> {
@@ -192,7 +201,7 @@ macro_rules! top_k_router_class {
                 Self {
                     weight: $crate::common::normal_param(shape, config.initializer_range, device),
                     top_k: config.num_experts_per_tok,
-                    norm_topk_prob: ($norm_topk_prob)(config),
+                    norm_topk_prob: $crate::common::top_k_router_class!(@norm config $norm),
                 }
             }
 

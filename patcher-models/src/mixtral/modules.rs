@@ -28,10 +28,7 @@ fused_experts_class!(
     intermediate_size
 );
 
-// The top-k probabilities are always renormalised.
-top_k_router_class!(MixtralTopKRouter, MixtralConfig, num_local_experts, |_| {
-    true
-});
+top_k_router_class! { MixtralTopKRouter, MixtralConfig, num_local_experts, norm_topk_prob = true }
 
 /// transformers' `MixtralSparseMoeBlock` (router jitter is a training option, left out).
 #[derive(Module, Debug)]

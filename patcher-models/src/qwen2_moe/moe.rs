@@ -16,7 +16,7 @@ top_k_router_class!(
     Qwen2MoeTopKRouter,
     Qwen2MoeConfig,
     num_experts,
-    |c: &Qwen2MoeConfig| c.norm_topk_prob
+    norm_topk_prob = norm_topk_prob
 );
 
 /// transformers' `Qwen2MoeSparseMoeBlock`.
