@@ -38,7 +38,14 @@ import torch
 import transformers
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    MixtralConfig,
+    MixtralForCausalLM,
+    Qwen2MoeConfig,
+    Qwen2MoeForCausalLM,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -48,18 +55,27 @@ SEQ = 7
 INPUT_SEED = 1234
 
 
+# What every tiny decoder shares: vocab 128, hidden 64, 4 heads over 2 KV heads (grouped-query
+# attention, 2 query heads per KV head), untied lm_head.
+TINY_DECODER = dict(
+    vocab_size=128,
+    hidden_size=64,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    hidden_act="silu",
+    max_position_embeddings=64,
+    tie_word_embeddings=False,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+
+
 def qwen2_moe_config() -> Qwen2MoeConfig:
     return Qwen2MoeConfig(
-        vocab_size=128,
-        hidden_size=64,
+        **TINY_DECODER,
         intermediate_size=96,  # dense MLP size, unused: every layer is sparse here
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,  # grouped-query attention, 2 query heads per KV head
-        hidden_act="silu",
-        max_position_embeddings=64,
         rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
         # Non-default theta so a model ignoring the config's value fails parity.
         rope_parameters={"rope_type": "default", "rope_theta": 1000.0},
         decoder_sparse_step=1,
@@ -69,8 +85,6 @@ def qwen2_moe_config() -> Qwen2MoeConfig:
         num_experts=4,
         norm_topk_prob=False,
         qkv_bias=True,
-        bos_token_id=1,
-        eos_token_id=2,
     )
 
 
@@ -94,6 +108,29 @@ def llama_config() -> LlamaConfig:
         bos_token_id=1,
         eos_token_id=2,
     )
+
+
+def mixtral_config() -> MixtralConfig:
+    # 4 experts of width 32, top-2; a non-default theta (Mixtral's default is 1e6) and a sliding
+    # window shorter than the inputs.
+    return MixtralConfig(
+        **TINY_DECODER,
+        num_hidden_layers=2,
+        rms_norm_eps=1e-5,
+        intermediate_size=32, num_local_experts=4, num_experts_per_tok=2,
+        rope_parameters={"rope_type": "default", "rope_theta": 5000.0}, sliding_window=5,
+    )
+
+
+def to_hub_style_config(path: Path) -> None:
+    """Rewrite a saved v5 config.json the way hub Mixtral checkpoints write theirs: top-level
+    `rope_theta` instead of `rope_parameters`, `torch_dtype` instead of `dtype`."""
+    config = json.loads((path / "config.json").read_text())
+    rope = config.pop("rope_parameters")
+    assert rope == {"rope_type": "default", "rope_theta": rope["rope_theta"]}, rope
+    config["rope_theta"] = rope["rope_theta"]
+    config["torch_dtype"] = config.pop("dtype")
+    (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def seeded_init(model: torch.nn.Module, seed: int) -> None:
@@ -187,6 +224,37 @@ def routing_gap(model, ids: torch.Tensor) -> tuple[float, float]:
     return gap, sum(weights) / len(weights)
 
 
+def checked_moe_reference(cls, path: Path, ids: torch.Tensor, in_memory, name: str, notes: dict):
+    """Reload the MoE checkpoint at `path` as transformers does, check it computes what the
+    in-memory model does (which may use non-eager kernels) and that its routing is decisive
+    (the margin is recorded in `notes`), and write its reference. Returns the reloaded model and
+    the hidden-state convention."""
+    ref = load_eager(cls, path)
+    with torch.no_grad():
+        torch.testing.assert_close(ref(input_ids=ids).logits, in_memory(input_ids=ids).logits, rtol=0, atol=1e-5)
+    gap, weight = routing_gap(ref, ids)
+    print(f"{name}: smallest top-k router logit margin = {gap:.4g}, mean k-th weight = {weight:.3f}")
+    assert gap > 1e-2, "routing too close to a tie; change the seed"
+    notes[f"{name}_min_topk_logit_margin"] = gap
+    return ref, save_reference(ref, ids, path)
+
+
+def fused_layout_fixture(model, name: str, ids: torch.Tensor, reference_model, not_on_disk: str) -> str:
+    """Save `model` in transformers 5's fused expert layout (`save_original_format=False`) as
+    fixture `name`, check its keys (fused experts, no key containing `not_on_disk`), that it
+    computes exactly what `reference_model` does, and write its reference."""
+    path = fresh_dir(FIXTURES / name)
+    model.save_pretrained(path, save_original_format=False)
+    keys = on_disk_keys(path)
+    for expected in ("model.layers.0.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj", "model.layers.0.mlp.gate.weight"):
+        assert expected in keys, f"{expected} not on disk; keys: {keys}"
+    assert not any(not_on_disk in k for k in keys), f"`{not_on_disk}` keys in the fused layout"
+    ref = load_eager(type(model), path)
+    with torch.no_grad():
+        torch.testing.assert_close(ref(input_ids=ids).logits, reference_model(input_ids=ids).logits, rtol=0, atol=0)
+    return save_reference(ref, ids, path)
+
+
 def save_reference(model, ids: torch.Tensor, path: Path) -> str:
     with torch.no_grad():
         out = model(input_ids=ids, output_hidden_states=True)
@@ -249,14 +317,7 @@ def main() -> None:
     ):
         assert expected in keys, f"{expected} not on disk; keys: {keys}"
     assert not any(k.endswith("experts.gate_up_proj") for k in keys), "fused experts saved as-is"
-    qref = load_eager(Qwen2MoeForCausalLM, qdir)
-    with torch.no_grad():
-        torch.testing.assert_close(qref(input_ids=ids).logits, qwen(input_ids=ids).logits, rtol=0, atol=1e-5)  # the in-memory model may use non-eager kernels
-    gap, weight = routing_gap(qref, ids)
-    print(f"qwen2_moe: smallest top-k router logit margin = {gap:.4g}, mean k-th weight = {weight:.3f}")
-    assert gap > 1e-2, "routing too close to a tie; change the seed"
-    notes["qwen2_moe_min_topk_logit_margin"] = gap
-    conventions["qwen2_moe"] = save_reference(qref, ids, qdir)
+    qref, conventions["qwen2_moe"] = checked_moe_reference(Qwen2MoeForCausalLM, qdir, ids, qwen, "qwen2_moe", notes)
 
     # Sharded copy: small shards so that one layer's expert group spans two files.
     sdir = fresh_dir(FIXTURES / "qwen2_moe_sharded")
@@ -269,16 +330,7 @@ def main() -> None:
 
     # transformers 5's fused expert layout (`save_original_format=False`): the runtime params
     # `mlp.experts.gate_up_proj [E, 2I, H]` and `mlp.experts.down_proj [E, H, I]` as they are.
-    fdir = fresh_dir(FIXTURES / "qwen2_moe_fused")
-    qwen.save_pretrained(fdir, save_original_format=False)
-    fkeys = on_disk_keys(fdir)
-    for expected in ("model.layers.0.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj"):
-        assert expected in fkeys, f"{expected} not on disk; keys: {fkeys}"
-    assert not any(".experts.0." in k for k in fkeys), "per-expert keys in the fused layout"
-    fref = load_eager(Qwen2MoeForCausalLM, fdir)
-    with torch.no_grad():
-        torch.testing.assert_close(fref(input_ids=ids).logits, qref(input_ids=ids).logits, rtol=0, atol=0)
-    conventions["qwen2_moe_fused"] = save_reference(fref, ids, fdir)
+    conventions["qwen2_moe_fused"] = fused_layout_fixture(qwen, "qwen2_moe_fused", ids, qref, ".experts.0.")
 
     # bf16 copy for dtype tests; its reference is the bf16 weights upcast to f32 by transformers.
     bdir = fresh_dir(FIXTURES / "qwen2_moe_bf16")
@@ -329,6 +381,29 @@ def main() -> None:
     assert "lm_head.weight" not in tkeys and "model.embed_tokens.weight" in tkeys, tkeys
     tref = load_eager(LlamaForCausalLM, tdir)
     conventions["llama_tied"] = save_reference(tref, lids, tdir)
+
+    # --- Mixtral ----------------------------------------------------------------------------
+    mixtral = build(MixtralForCausalLM, mixtral_config(), seed=20260003)
+    mids = input_ids(mixtral.config.vocab_size)
+    mdir = fresh_dir(FIXTURES / "mixtral")
+    mixtral.save_pretrained(mdir)
+    to_hub_style_config(mdir)
+    mkeys = on_disk_keys(mdir)
+    for expected in (
+        "model.layers.0.block_sparse_moe.experts.0.w1.weight",
+        "model.layers.0.block_sparse_moe.experts.3.w3.weight",
+        "model.layers.1.block_sparse_moe.experts.2.w2.weight",
+        "model.layers.0.block_sparse_moe.gate.weight",
+    ):
+        assert expected in mkeys, f"{expected} not on disk; keys: {mkeys}"
+    assert not any(".mlp." in k for k in mkeys), "in-memory names saved as-is"
+    # The reference comes from the hub-style config: transformers reads it too.
+    mref, conventions["mixtral"] = checked_moe_reference(MixtralForCausalLM, mdir, mids, mixtral, "mixtral", notes)
+    assert mref.config.rope_parameters["rope_theta"] == 5000.0, mref.config.rope_parameters
+
+    # transformers 5's own layout (`save_original_format=False`), with its v5 config.
+    # (`block_sparse_moe` is only the hub's name: the router is at `mlp.gate` on disk too.)
+    conventions["mixtral_fused"] = fused_layout_fixture(mixtral, "mixtral_fused", mids, mref, "block_sparse_moe")
 
     write_op_references()
 
@@ -451,6 +526,15 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
         "- `llama_sharded/`: the same weights in several shards; a layer's q/k/v span two files.",
         "- `llama_tied/`: Llama as `llama/` but `tie_word_embeddings: true` (other weights): the",
         "  checkpoint holds `model.embed_tokens.weight` only, which is also the LM head.",
+
+        "- `mixtral/`: Mixtral, 2 layers, hidden 64, 4 heads / 2 KV heads, no biases, 4 experts of",
+        "  width 32, top-2 (always renormalised), sliding_window 5 (shorter than the inputs),",
+        "  rms_norm_eps 1e-5, rope_theta 5000, vocab 128; hub layout (`block_sparse_moe.experts.{e}.w1/",
+        "  w2/w3`, `block_sparse_moe.gate`) and a hub-style config (top-level `rope_theta`,",
+        "  `torch_dtype`).",
+        "- `mixtral_fused/`: the same weights in transformers 5's layout (`save_original_format=False`:",
+        "  `mlp.experts.gate_up_proj`, `mlp.experts.down_proj`, `mlp.gate`) with its v5 config",
+        "  (`rope_parameters`, `dtype`).",
         "- `ops/reference.safetensors`: `torch.topk` (CPU) on tie-heavy rows (`topk.{n}.{k}.values`",
         "  / `.indices`) and RoPE inverse frequencies from transformers' init functions",
         "  (`rope.{default,linear,llama3,yarn}.inv_freq`, and `.attention_factor` but for default;",
@@ -458,6 +542,7 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
         "",
         f"Smallest margin between the 2nd and 3rd router logit over all tokens and layers: "
         f"{notes['qwen2_moe_min_topk_logit_margin']:.4g} (f32), {notes['qwen2_moe_bf16_min_topk_logit_margin']:.4g} (bf16),",
+        f"{notes['mixtral_min_topk_logit_margin']:.4g} (Mixtral),",
         "so top-k selection is stable under float noise.",
         "",
     ]

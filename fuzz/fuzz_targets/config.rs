@@ -5,6 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use patcher_models::common::limits::{SizedConfig, MAX_PARAMETERS};
 use patcher_models::llama::LlamaConfig;
+use patcher_models::mixtral::MixtralConfig;
 use patcher_models::qwen2_moe::Qwen2MoeConfig;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,5 +21,9 @@ fuzz_target!(|data: &[u8]| {
         let size = config.model_size().expect("a valid config has a size");
         assert!(size.parameters <= MAX_PARAMETERS);
         assert!(config.num_experts_per_tok <= config.num_experts);
+    }
+    if let Ok(config) = MixtralConfig::from_json_str(text) {
+        let size = config.model_size().expect("a valid config has a size");
+        assert!(size.parameters <= MAX_PARAMETERS && size.num_experts.is_some());
     }
 });

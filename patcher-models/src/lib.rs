@@ -1,18 +1,21 @@
 //! # patcher-models
 //!
-//! Qwen2-MoE and Llama written patch-ready for burn-patcher, matching transformers 5.23's modules
-//! class for class and parameter for parameter (checkpoint keys map 1:1 to Burn parameter paths,
-//! up to Burn's `[in, out]` Linear layout), and the seed's replacement classes.
+//! Qwen2-MoE, Llama and Mixtral written patch-ready for burn-patcher, matching transformers
+//! 5.23's modules class for class and parameter for parameter (checkpoint keys map 1:1 to Burn
+//! parameter paths, up to Burn's `[in, out]` Linear layout), and the seed's replacement classes.
 //!
 //! - [`qwen2_moe`] has `Qwen2MoeForCausalLM` and its parts; the experts are fused in memory
 //!   (`gate_up_proj [E, 2I, H]`, `down_proj [E, H, I]`) and
 //!   [`qwen2_moe::default_weight_conversions`] merges the checkpoint's per-expert linears, as
 //!   transformers does.
 //! - [`llama`] has `LlamaForCausalLM` and its parts (no default conversions).
+//! - [`mixtral`] has `MixtralForCausalLM` and its parts; experts fused in memory as in
+//!   Qwen2-MoE, and [`mixtral::default_weight_conversions`] renames the hub's
+//!   `block_sparse_moe` to `mlp` and merges its per-expert `w1`/`w3`/`w2`.
 //! - [`replacements`] has [`FusedQKVAttention`](replacements::FusedQKVAttention),
 //!   [`SequentialExperts`](replacements::SequentialExperts), and the patchers that apply them
 //!   ([`qwen2_moe_seed_patcher`](replacements::qwen2_moe_seed_patcher) is the seed's).
-//! - [`common`] has what both families share: RoPE in transformers' rotate-half convention,
+//! - [`common`] has what the families share: RoPE in transformers' rotate-half convention,
 //!   eager grouped-query attention, RMSNorm, `torch.topk`'s CPU tie order, expert dispatch, the
 //!   forward interfaces of substitutable classes, and the logic behind the families' same-named
 //!   classes (projections, decoder forward, config core, `from_pretrained`), which keep their
@@ -54,6 +57,7 @@
 pub mod common;
 mod error;
 pub mod llama;
+pub mod mixtral;
 pub mod qwen2_moe;
 pub mod replacements;
 

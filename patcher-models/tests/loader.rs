@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::prelude::Backend;
 use common::parity::assert_parity;
-use common::{fixtures, input_ids, read_reference};
+use common::{fixtures, input_ids, read_reference, scratch};
 use patcher_burn::{list_slots, save_pretrained, LoadError, LoadOptions, Loaded, Patcher};
 use patcher_core::{Checkpoint, LoadReport};
 use patcher_models::llama::{LlamaAttention, LlamaConfig, LlamaForCausalLM};
@@ -19,12 +19,6 @@ use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher, F
 use patcher_models::PretrainedError;
 
 const TOLERANCE: f32 = 1e-4;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("patcher-models-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, device: &B::Device) {
     let path = fixtures().join(dir);

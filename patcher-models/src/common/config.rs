@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::activation::Activation;
+use super::attention::AttentionSpec;
 use super::limits::{self, MAX_DIMENSION, MAX_HEADS, MAX_LAYERS};
 use super::rope::RopeParameters;
 use crate::error::ConfigError;
@@ -33,7 +34,44 @@ pub(crate) trait CoreDefaults {
     const NUM_KEY_VALUE_HEADS: Option<usize>;
     /// `max_position_embeddings`.
     const MAX_POSITION_EMBEDDINGS: usize;
+    /// `rms_norm_eps`.
+    const RMS_NORM_EPS: f64 = 1e-6;
+    /// The config class's `default_theta`: RoPE's base when the config names none.
+    const ROPE_THETA: f64 = super::rope::DEFAULT_THETA;
 }
+
+/// `struct Defaults`, the [`CoreDefaults`] of a family's config class: its `model_type`, then
+/// the defaults named as in `config.json` (`num_key_value_heads` an `Option`), then optionally
+/// `rms_norm_eps` and `rope_theta` where the class differs from the common default.
+macro_rules! core_defaults {
+    ($model_type:literal: vocab_size = $vocab:expr, hidden_size = $hidden:expr,
+     intermediate_size = $inter:expr, num_hidden_layers = $layers:expr,
+     num_attention_heads = $heads:expr, num_key_value_heads = $kv:expr,
+     max_position_embeddings = $max:expr $(, $name:ident = $value:expr)* $(,)?) => {
+        /// transformers' defaults of the shared fields.
+        struct Defaults;
+
+        impl $crate::common::config::CoreDefaults for Defaults {
+            const MODEL_TYPE: &'static str = $model_type;
+            const VOCAB_SIZE: usize = $vocab;
+            const HIDDEN_SIZE: usize = $hidden;
+            const INTERMEDIATE_SIZE: usize = $inter;
+            const NUM_HIDDEN_LAYERS: usize = $layers;
+            const NUM_ATTENTION_HEADS: usize = $heads;
+            const NUM_KEY_VALUE_HEADS: Option<usize> = $kv;
+            const MAX_POSITION_EMBEDDINGS: usize = $max;
+            $($crate::common::config::core_defaults!(@optional $name = $value);)*
+        }
+    };
+    (@optional rms_norm_eps = $value:expr) => {
+        const RMS_NORM_EPS: f64 = $value;
+    };
+    (@optional rope_theta = $value:expr) => {
+        const ROPE_THETA: f64 = $value;
+    };
+}
+
+pub(crate) use core_defaults;
 
 /// The shared fields as `config.json` writes them, absent ones at `D`'s defaults.
 ///
@@ -73,7 +111,7 @@ impl<D: CoreDefaults> Default for RawCore<D> {
             hidden_act: "silu".into(),
             max_position_embeddings: D::MAX_POSITION_EMBEDDINGS,
             initializer_range: 0.02,
-            rms_norm_eps: 1e-6,
+            rms_norm_eps: D::RMS_NORM_EPS,
             tie_word_embeddings: false,
             defaults: PhantomData,
         }
@@ -131,7 +169,116 @@ impl<D: CoreDefaults> RawCore<D> {
     /// The RoPE parameters; `root` is the whole `config.json` object (RoPE reads several of its
     /// keys).
     pub(crate) fn rope(&self, root: &Map<String, Value>) -> Result<RopeParameters, ConfigError> {
-        RopeParameters::from_config_json(root, self.max_position_embeddings)
+        RopeParameters::from_config_json_with_default_theta(
+            root,
+            self.max_position_embeddings,
+            D::ROPE_THETA,
+        )
+    }
+}
+
+/// The fields every decoder family's config has, resolved and checked. A family's config holds
+/// it as `core` and derefs to it, so `config.hidden_size` reads the same in every family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// MLP width (of each expert, in Mixtral; of the dense MLP, in Qwen2-MoE).
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (`num_attention_heads` when the config has none).
+    pub num_key_value_heads: usize,
+    /// Head width (`head_dim`, else `hidden_size / num_attention_heads`).
+    pub head_dim: usize,
+    /// `hidden_act`.
+    pub hidden_act: Activation,
+    /// `max_position_embeddings`.
+    pub max_position_embeddings: usize,
+    /// Std of the normal weight init.
+    pub initializer_range: f64,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Whether `lm_head` shares `embed_tokens.weight`.
+    pub tie_word_embeddings: bool,
+    /// RoPE parameters (v5 `rope_parameters`, or the hub's top-level `rope_theta` and
+    /// `rope_scaling`).
+    pub rope: RopeParameters,
+}
+
+impl DecoderConfig {
+    /// Checks the shared fields (as a family's `validate` does first): sizes within
+    /// [`limits`](super::limits), floats finite, heads consistent, RoPE implemented.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_core(&core_fields!(self))?;
+        self.rope.validate()
+    }
+
+    /// The attention shape of a layer with these biases and this sliding window.
+    pub fn attention_spec(
+        &self,
+        qkv_bias: bool,
+        o_bias: bool,
+        sliding_window: Option<usize>,
+    ) -> AttentionSpec {
+        AttentionSpec {
+            hidden_size: self.hidden_size,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            qkv_bias,
+            o_bias,
+            initializer_range: self.initializer_range,
+            sliding_window,
+        }
+    }
+}
+
+/// `Deref<Target = DecoderConfig>` for a family config holding it as `core`.
+macro_rules! deref_decoder_config {
+    ($config:ty) => {
+        impl std::ops::Deref for $config {
+            type Target = $crate::common::DecoderConfig;
+
+            fn deref(&self) -> &Self::Target {
+                &self.core
+            }
+        }
+
+        impl std::ops::DerefMut for $config {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.core
+            }
+        }
+    };
+}
+
+pub(crate) use deref_decoder_config;
+
+impl<D: CoreDefaults> RawCore<D> {
+    /// [Checks](Self::check) the shared fields and resolves them; `root` is the whole
+    /// `config.json` object (RoPE reads several of its keys).
+    pub(crate) fn resolve(&self, root: &Map<String, Value>) -> Result<DecoderConfig, ConfigError> {
+        self.check()?;
+        Ok(DecoderConfig {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads(),
+            head_dim: self.head_dim(),
+            hidden_act: self.hidden_act()?,
+            max_position_embeddings: self.max_position_embeddings,
+            initializer_range: self.initializer_range,
+            rms_norm_eps: self.rms_norm_eps,
+            tie_word_embeddings: self.tie_word_embeddings,
+            rope: self.rope(root)?,
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use burn::prelude::*;
 use patcher_burn::layers::NormForward;
 use patcher_derive::slot_interface;
 
+use super::moe::RouterOutput;
 use super::rope::PositionEmbeddings;
 
 /// Self-attention of a decoder layer (`LlamaAttention`, `Qwen2MoeAttention`,
@@ -34,17 +35,6 @@ pub trait MoeExperts<B: Backend> {
         top_k_index: Tensor<B, 2, Int>,
         top_k_weights: Tensor<B, 2>,
     ) -> Tensor<B, 2>;
-}
-
-/// What the router of a mixture-of-experts block gives for `T` tokens.
-#[derive(Debug, Clone)]
-pub struct RouterOutput<B: Backend> {
-    /// `[T, num_experts]`.
-    pub router_logits: Tensor<B, 2>,
-    /// `[T, k]`, in the logits' dtype.
-    pub top_k_weights: Tensor<B, 2>,
-    /// `[T, k]`.
-    pub top_k_index: Tensor<B, 2, Int>,
 }
 
 /// The router of a mixture-of-experts block (`Qwen2MoeTopKRouter`, ...).

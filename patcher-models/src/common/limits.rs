@@ -56,6 +56,22 @@ pub(crate) fn size(field: &str, value: usize, max: usize) -> Result<(), ConfigEr
     Ok(())
 }
 
+/// A mixture of experts: `num_experts` within [`MAX_EXPERTS`], `k` (`num_experts_per_tok`) in
+/// `1..=num_experts`; `experts_field` names the config's expert count.
+pub(crate) fn experts(
+    experts_field: &str,
+    num_experts: usize,
+    k: usize,
+) -> Result<(), ConfigError> {
+    size(experts_field, num_experts, MAX_EXPERTS)?;
+    if k == 0 || k > num_experts {
+        return Err(ConfigError::Invalid(format!(
+            "num_experts_per_tok ({k}) must be in 1..={experts_field} ({num_experts})"
+        )));
+    }
+    Ok(())
+}
+
 /// A finite float field; `positive` also requires `> 0`, else `>= 0`.
 pub(crate) fn float(field: &str, value: f64, positive: bool) -> Result<(), ConfigError> {
     let ok = value.is_finite() && if positive { value > 0.0 } else { value >= 0.0 };
@@ -222,6 +238,7 @@ pub fn check_fits(size: &ModelSize, checkpoint: &Checkpoint) -> Result<(), Confi
         }
         if let Some(expert) = rest
             .strip_prefix("mlp.experts.")
+            .or_else(|| rest.strip_prefix("block_sparse_moe.experts."))
             .and_then(|r| r.split('.').next())
             .and_then(|e| e.parse::<u64>().ok())
         {

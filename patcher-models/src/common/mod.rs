@@ -9,9 +9,11 @@ mod attention;
 pub(crate) mod config;
 mod decoder;
 mod dispatch;
+pub(crate) mod family;
 mod init;
 mod interfaces;
 pub mod limits;
+mod moe;
 mod norm;
 mod output;
 pub(crate) mod pretrained;
@@ -21,15 +23,20 @@ mod topk;
 
 pub use activation::Activation;
 pub use attention::{causal_mask, eager_attention, repeat_kv, AttentionSpec};
+pub use config::DecoderConfig;
 pub use decoder::{
     causal_lm_output, decoder_stack_forward, lm_head, pre_norm_residuals, DecoderLayer,
 };
 pub use dispatch::{ExpertAssignment, ExpertDispatch};
+pub use family::AsLinearLayer;
+pub(crate) use family::{
+    causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, init_linear,
+    moe_layer_interfaces, rms_norm_class, separate_qkv_attention_class, top_k_router_class,
+};
 pub use init::{embedding, linear, linear_config, normal_param, ones_param};
 pub(crate) use interfaces::any_rank_forward;
-pub use interfaces::{
-    DecoderAttention, DecoderNormInterface, FeedForward, MoeExperts, MoeRouter, RouterOutput,
-};
+pub use interfaces::{DecoderAttention, DecoderNormInterface, FeedForward, MoeExperts, MoeRouter};
+pub use moe::{fused_expert_params, fused_experts_forward, top_k_routing, RouterOutput};
 pub use norm::rms_norm;
 pub use output::CausalLMOutput;
 pub use projections::{

@@ -60,4 +60,38 @@ macro_rules! impl_pretrained_model {
     )+};
 }
 
-pub(crate) use impl_pretrained_model;
+/// A family's loading glue: [`impl_pretrained_model!`] for its causal LM and bare model, and
+/// the causal LM's `from_pretrained`, reading `$config` with its `from_file`.
+macro_rules! pretrained_family {
+    ($conversions:path => $lm:ident, $model:ident, $config:ident) => {
+        $crate::common::pretrained::impl_pretrained_model!($conversions => $lm, $model);
+
+        impl<B: burn::prelude::Backend> $lm<B> {
+            #[doc = concat!("transformers' `", stringify!($lm), ".from_pretrained(path, patcher=patcher)`:")]
+            /// reads `config.json` next to the weights (`path` is the checkpoint folder, a weights
+            /// file, or a sharded index), builds the model with `patcher`'s substitutions and
+            /// loads the weights through the default conversions as `patcher` changes them (a
+            /// checkpoint in a default converter's converted layout runs it backwards).
+            ///
+            /// The result carries the load report and the conversions used (for
+            /// [`save_pretrained`](patcher_burn::save_pretrained)).
+            pub fn from_pretrained(
+                path: impl AsRef<std::path::Path>,
+                patcher: &patcher_burn::Patcher<B>,
+                device: &B::Device,
+                options: &patcher_burn::LoadOptions,
+            ) -> Result<patcher_burn::Loaded<Self>, $crate::PretrainedError> {
+                $crate::common::pretrained::from_pretrained(
+                    path.as_ref(),
+                    patcher,
+                    device,
+                    options,
+                    $config::from_file,
+                    Self::build,
+                )
+            }
+        }
+    };
+}
+
+pub(crate) use {impl_pretrained_model, pretrained_family};

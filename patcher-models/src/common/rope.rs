@@ -10,8 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
 
-/// transformers' `RotaryEmbeddingConfigMixin.default_theta`.
-const DEFAULT_THETA: f64 = 10_000.0;
+/// transformers' `RotaryEmbeddingConfigMixin.default_theta` (a family's config may override it,
+/// see [`RopeParameters::from_config_json_with_default_theta`]).
+pub const DEFAULT_THETA: f64 = 10_000.0;
 
 /// How the inverse frequencies are derived (transformers' `rope_type`).
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +72,16 @@ impl RopeParameters {
         root: &Map<String, Value>,
         max_position_embeddings: usize,
     ) -> Result<Self, ConfigError> {
+        Self::from_config_json_with_default_theta(root, max_position_embeddings, DEFAULT_THETA)
+    }
+
+    /// [`Self::from_config_json`] for a family whose config class sets its own `default_theta`
+    /// (Mixtral's is 1e6), used when the config names no `rope_theta`.
+    pub fn from_config_json_with_default_theta(
+        root: &Map<String, Value>,
+        max_position_embeddings: usize,
+        default_theta: f64,
+    ) -> Result<Self, ConfigError> {
         let empty = Map::new();
         let dict = match (root.get("rope_scaling"), root.get("rope_parameters")) {
             (Some(Value::Object(d)), _) => d,
@@ -102,7 +113,7 @@ impl RopeParameters {
                 ConfigError::Invalid(format!("rope_type `{rope_type}` needs `{key}`"))
             })
         };
-        let rope_theta = number("rope_theta")?.unwrap_or(DEFAULT_THETA);
+        let rope_theta = number("rope_theta")?.unwrap_or(default_theta);
         if let Some(factor) = number("partial_rotary_factor")? {
             if factor != 1.0 {
                 return Err(ConfigError::Unsupported(format!(

@@ -4,59 +4,29 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{core_fields, parse_config_json, validate_core, CoreDefaults, RawCore};
+use crate::common::config::{
+    core_defaults, core_fields, deref_decoder_config, parse_config_json, RawCore,
+};
 use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
-use crate::common::{Activation, AttentionSpec, RopeParameters};
+use crate::common::{AttentionSpec, DecoderConfig};
 use crate::error::{read_config_file, ConfigError};
 
 /// The fields of transformers' `LlamaConfig` that the model reads, resolved and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
-    /// Vocabulary size.
-    pub vocab_size: usize,
-    /// Model width.
-    pub hidden_size: usize,
-    /// MLP width.
-    pub intermediate_size: usize,
-    /// Number of decoder layers.
-    pub num_hidden_layers: usize,
-    /// Query heads.
-    pub num_attention_heads: usize,
-    /// Key/value heads (`num_attention_heads` when the config has none).
-    pub num_key_value_heads: usize,
-    /// Head width (`head_dim`, else `hidden_size / num_attention_heads`).
-    pub head_dim: usize,
-    /// `hidden_act`.
-    pub hidden_act: Activation,
-    /// `max_position_embeddings`.
-    pub max_position_embeddings: usize,
-    /// Std of the normal weight init.
-    pub initializer_range: f64,
-    /// RMSNorm epsilon.
-    pub rms_norm_eps: f64,
-    /// Whether `lm_head` shares `embed_tokens.weight`.
-    pub tie_word_embeddings: bool,
-    /// RoPE parameters.
-    pub rope: RopeParameters,
+    /// The fields every family has (the config derefs to them: `config.hidden_size`).
+    pub core: DecoderConfig,
     /// Biases on q/k/v/o.
     pub attention_bias: bool,
     /// Biases on the MLP's linears.
     pub mlp_bias: bool,
 }
 
-/// transformers' `LlamaConfig` defaults of the shared fields.
-struct Defaults;
+deref_decoder_config!(LlamaConfig);
 
-impl CoreDefaults for Defaults {
-    const MODEL_TYPE: &'static str = "llama";
-    const VOCAB_SIZE: usize = 32000;
-    const HIDDEN_SIZE: usize = 4096;
-    const INTERMEDIATE_SIZE: usize = 11008;
-    const NUM_HIDDEN_LAYERS: usize = 32;
-    const NUM_ATTENTION_HEADS: usize = 32;
-    const NUM_KEY_VALUE_HEADS: Option<usize> = None;
-    const MAX_POSITION_EMBEDDINGS: usize = 2048;
-}
+core_defaults! { "llama": vocab_size = 32000, hidden_size = 4096, intermediate_size = 11008,
+num_hidden_layers = 32, num_attention_heads = 32, num_key_value_heads = None,
+max_position_embeddings = 2048 }
 
 /// `config.json` as written, with transformers' dataclass defaults.
 #[derive(Deserialize, Default)]
@@ -77,22 +47,9 @@ impl LlamaConfig {
     /// Parses and validates a config JSON string.
     pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
         let (root, raw) = parse_config_json::<Raw>(json)?;
-        let core = &raw.core;
-        core.check()?;
+        let core = raw.core.resolve(&root)?;
         let config = Self {
-            vocab_size: core.vocab_size,
-            hidden_size: core.hidden_size,
-            intermediate_size: core.intermediate_size,
-            num_hidden_layers: core.num_hidden_layers,
-            num_attention_heads: core.num_attention_heads,
-            num_key_value_heads: core.num_key_value_heads(),
-            head_dim: core.head_dim(),
-            hidden_act: core.hidden_act()?,
-            max_position_embeddings: core.max_position_embeddings,
-            initializer_range: core.initializer_range,
-            rms_norm_eps: core.rms_norm_eps,
-            tie_word_embeddings: core.tie_word_embeddings,
-            rope: core.rope(&root)?,
+            core,
             attention_bias: raw.attention_bias,
             mlp_bias: raw.mlp_bias,
         };
@@ -106,24 +63,20 @@ impl LlamaConfig {
     /// Every size and float is checked against [`limits`](crate::common::limits), so no
     /// config can make building the model abort; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_core(&core_fields!(self))?;
+        self.core.validate()?;
         limits::size("intermediate_size", self.intermediate_size, MAX_DIMENSION)?;
-        self.rope.validate()?;
         self.model_size().map(drop)
+    }
+
+    /// Each layer's sliding window: none, Llama attends to every previous position.
+    pub fn sliding_windows(&self) -> Vec<Option<usize>> {
+        vec![None; self.num_hidden_layers]
     }
 
     /// The attention shape (the same for every layer).
     pub fn attention_spec(&self, _layer_idx: usize) -> AttentionSpec {
-        AttentionSpec {
-            hidden_size: self.hidden_size,
-            num_attention_heads: self.num_attention_heads,
-            num_key_value_heads: self.num_key_value_heads,
-            head_dim: self.head_dim,
-            qkv_bias: self.attention_bias,
-            o_bias: self.attention_bias,
-            initializer_range: self.initializer_range,
-            sliding_window: None,
-        }
+        self.core
+            .attention_spec(self.attention_bias, self.attention_bias, None)
     }
 }
 

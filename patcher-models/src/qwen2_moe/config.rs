@@ -4,11 +4,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{core_fields, parse_config_json, validate_core, CoreDefaults, RawCore};
-use crate::common::limits::{
-    self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION, MAX_EXPERTS,
+use crate::common::config::{
+    core_defaults, core_fields, deref_decoder_config, parse_config_json, RawCore,
 };
-use crate::common::{Activation, AttentionSpec, RopeParameters};
+use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
+use crate::common::{AttentionSpec, DecoderConfig};
 use crate::error::{read_config_file, ConfigError};
 
 /// The attention kind of one layer (`layer_types`).
@@ -23,32 +23,8 @@ pub enum LayerType {
 /// The fields of transformers' `Qwen2MoeConfig` that the model reads, resolved and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Qwen2MoeConfig {
-    /// Vocabulary size.
-    pub vocab_size: usize,
-    /// Model width.
-    pub hidden_size: usize,
-    /// Width of the dense MLP (layers in `mlp_only_layers`).
-    pub intermediate_size: usize,
-    /// Number of decoder layers.
-    pub num_hidden_layers: usize,
-    /// Query heads.
-    pub num_attention_heads: usize,
-    /// Key/value heads.
-    pub num_key_value_heads: usize,
-    /// Head width (`head_dim` if the config has it, else `hidden_size / num_attention_heads`).
-    pub head_dim: usize,
-    /// `hidden_act`.
-    pub hidden_act: Activation,
-    /// `max_position_embeddings`.
-    pub max_position_embeddings: usize,
-    /// Std of the normal weight init.
-    pub initializer_range: f64,
-    /// RMSNorm epsilon.
-    pub rms_norm_eps: f64,
-    /// Whether `lm_head` shares `embed_tokens.weight`.
-    pub tie_word_embeddings: bool,
-    /// RoPE parameters.
-    pub rope: RopeParameters,
+    /// The fields every family has (the config derefs to them: `config.hidden_size`).
+    pub core: DecoderConfig,
     /// Attention kind per layer.
     pub layer_types: Vec<LayerType>,
     /// Window of sliding-attention layers (`None` when sliding attention is off).
@@ -71,19 +47,11 @@ pub struct Qwen2MoeConfig {
     pub qkv_bias: bool,
 }
 
-/// transformers' `Qwen2MoeConfig` defaults of the shared fields.
-struct Defaults;
+deref_decoder_config!(Qwen2MoeConfig);
 
-impl CoreDefaults for Defaults {
-    const MODEL_TYPE: &'static str = "qwen2_moe";
-    const VOCAB_SIZE: usize = 151936;
-    const HIDDEN_SIZE: usize = 2048;
-    const INTERMEDIATE_SIZE: usize = 5632;
-    const NUM_HIDDEN_LAYERS: usize = 24;
-    const NUM_ATTENTION_HEADS: usize = 16;
-    const NUM_KEY_VALUE_HEADS: Option<usize> = Some(16);
-    const MAX_POSITION_EMBEDDINGS: usize = 32768;
-}
+core_defaults! { "qwen2_moe": vocab_size = 151936, hidden_size = 2048, intermediate_size = 5632,
+num_hidden_layers = 24, num_attention_heads = 16, num_key_value_heads = Some(16),
+max_position_embeddings = 32768 }
 
 /// `config.json` as written, with transformers' dataclass defaults.
 #[derive(Deserialize)]
@@ -134,8 +102,7 @@ impl Qwen2MoeConfig {
     /// Parses and validates a config JSON string.
     pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
         let (root, raw) = parse_config_json::<Raw>(json)?;
-        let core = &raw.core;
-        core.check()?;
+        let core = raw.core.resolve(&root)?;
         // transformers' Qwen2MoeConfig.__post_init__: sliding window only if enabled, and the
         // default layer types alternate sliding/full below max_window_layers.
         let sliding_window = raw
@@ -162,19 +129,7 @@ impl Qwen2MoeConfig {
                 .collect(),
         };
         let config = Self {
-            vocab_size: core.vocab_size,
-            hidden_size: core.hidden_size,
-            intermediate_size: core.intermediate_size,
-            num_hidden_layers: core.num_hidden_layers,
-            num_attention_heads: core.num_attention_heads,
-            num_key_value_heads: core.num_key_value_heads(),
-            head_dim: core.head_dim(),
-            hidden_act: core.hidden_act()?,
-            max_position_embeddings: core.max_position_embeddings,
-            initializer_range: core.initializer_range,
-            rms_norm_eps: core.rms_norm_eps,
-            tie_word_embeddings: core.tie_word_embeddings,
-            rope: core.rope(&root)?,
+            core,
             layer_types,
             sliding_window,
             decoder_sparse_step: raw.decoder_sparse_step,
@@ -196,8 +151,8 @@ impl Qwen2MoeConfig {
     /// Every size and float is checked against [`limits`](crate::common::limits), so no
     /// config can make building the model abort; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_core(&core_fields!(self))?;
-        limits::size("num_experts", self.num_experts, MAX_EXPERTS)?;
+        self.core.validate()?;
+        limits::experts("num_experts", self.num_experts, self.num_experts_per_tok)?;
         for (field, value) in [
             ("intermediate_size", self.intermediate_size),
             ("moe_intermediate_size", self.moe_intermediate_size),
@@ -208,7 +163,6 @@ impl Qwen2MoeConfig {
         ] {
             limits::size(field, value, MAX_DIMENSION)?;
         }
-        self.rope.validate()?;
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.layer_types.len() != self.num_hidden_layers {
             return invalid(format!(
@@ -221,12 +175,6 @@ impl Qwen2MoeConfig {
             return invalid(
                 "sliding_attention layers without use_sliding_window/sliding_window".into(),
             );
-        }
-        if self.num_experts_per_tok == 0 || self.num_experts_per_tok > self.num_experts {
-            return invalid(format!(
-                "num_experts_per_tok ({}) must be in 1..=num_experts ({})",
-                self.num_experts_per_tok, self.num_experts
-            ));
         }
         if let Some(dense) = (0..self.num_hidden_layers).find(|&i| !self.is_sparse_layer(i)) {
             return Err(ConfigError::Unsupported(format!(
@@ -246,21 +194,21 @@ impl Qwen2MoeConfig {
             && (layer_idx + 1) % self.decoder_sparse_step == 0
     }
 
+    /// Each layer's sliding window (`None`: full attention).
+    pub fn sliding_windows(&self) -> Vec<Option<usize>> {
+        (0..self.num_hidden_layers)
+            .map(|i| self.attention_spec(i).sliding_window)
+            .collect()
+    }
+
     /// The attention shape of layer `layer_idx`.
     pub fn attention_spec(&self, layer_idx: usize) -> AttentionSpec {
-        AttentionSpec {
-            hidden_size: self.hidden_size,
-            num_attention_heads: self.num_attention_heads,
-            num_key_value_heads: self.num_key_value_heads,
-            head_dim: self.head_dim,
-            qkv_bias: self.qkv_bias,
-            o_bias: false,
-            initializer_range: self.initializer_range,
-            sliding_window: match self.layer_types.get(layer_idx) {
-                Some(LayerType::Sliding) => self.sliding_window,
-                _ => None,
-            },
-        }
+        let sliding_window = match self.layer_types.get(layer_idx) {
+            Some(LayerType::Sliding) => self.sliding_window,
+            _ => None,
+        };
+        self.core
+            .attention_spec(self.qkv_bias, false, sliding_window)
     }
 }
 

@@ -2,74 +2,14 @@
 //! transformers 5 holds them in memory (the checkpoint's per-expert linears are merged by the
 //! model's default conversions, see [`super::default_weight_conversions`]).
 
-use burn::module::Param;
-use burn::prelude::*;
-use burn::tensor::IndexingUpdateOp;
-
-use patcher_derive::Patchable;
-
 use super::config::Qwen2MoeConfig;
 use super::interfaces::Qwen2MoeExpertsInterface;
-use crate::common::{normal_param, Activation, ExpertDispatch, MoeExperts};
+use crate::common::fused_experts_class;
 
-/// transformers' `Qwen2MoeExperts`.
-#[derive(Module, Patchable, Debug)]
-#[patchable(crate = "patcher_burn", implements(Qwen2MoeExpertsInterface))]
-pub struct Qwen2MoeExperts<B: Backend> {
-    /// `[num_experts, 2 * moe_intermediate_size, hidden]`: each expert's gate rows, then up rows.
-    pub gate_up_proj: Param<Tensor<B, 3>>,
-    /// `[num_experts, hidden, moe_intermediate_size]`.
-    pub down_proj: Param<Tensor<B, 3>>,
-    #[module(skip)]
-    act_fn: Activation,
-}
-
-impl<B: Backend> Qwen2MoeExperts<B> {
-    /// `Qwen2MoeExperts(config)`.
-    pub fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self {
-        let (e, h, i) = (
-            config.num_experts,
-            config.hidden_size,
-            config.moe_intermediate_size,
-        );
-        let std = config.initializer_range;
-        Self {
-            gate_up_proj: normal_param([e, 2 * i, h], std, device),
-            down_proj: normal_param([e, h, i], std, device),
-            act_fn: config.hidden_act,
-        }
-    }
-}
-
-impl<B: Backend> MoeExperts<B> for Qwen2MoeExperts<B> {
-    /// transformers' eager loop: for each expert that was hit, its tokens go through
-    /// `down(act(gate) * up)`, are scaled by their routing weight and added to the output.
-    fn forward(
-        &self,
-        hidden_states: Tensor<B, 2>,
-        top_k_index: Tensor<B, 2, Int>,
-        top_k_weights: Tensor<B, 2>,
-    ) -> Tensor<B, 2> {
-        let device = hidden_states.device();
-        let gate_up = self.gate_up_proj.val();
-        let down = self.down_proj.val();
-        let [num_experts, two_i, hidden] = gate_up.dims();
-        let inter = two_i / 2;
-        let dispatch = ExpertDispatch::from_tensor(&top_k_index, num_experts);
-        let mut output = hidden_states.zeros_like();
-        for assignment in &dispatch.assignments {
-            let e = assignment.expert;
-            let tokens = assignment.token_tensor::<B>(&device);
-            let state = hidden_states.clone().select(0, tokens.clone());
-            let w_gate_up = gate_up.clone().narrow(0, e, 1).reshape([two_i, hidden]);
-            let gate_up_out = state.matmul(w_gate_up.transpose());
-            let gate = gate_up_out.clone().narrow(1, 0, inter);
-            let up = gate_up_out.narrow(1, inter, inter);
-            let w_down = down.clone().narrow(0, e, 1).reshape([hidden, inter]);
-            let out = (self.act_fn.forward(gate) * up).matmul(w_down.transpose());
-            let out = out * assignment.weights(&top_k_weights);
-            output = output.select_assign(0, tokens, out, IndexingUpdateOp::Add);
-        }
-        output
-    }
-}
+fused_experts_class!(
+    Qwen2MoeExperts,
+    Qwen2MoeConfig,
+    Qwen2MoeExpertsInterface,
+    num_experts,
+    moe_intermediate_size
+);

@@ -8,7 +8,7 @@ use patcher_derive::slot_interface;
 
 use super::config::Qwen2MoeConfig;
 use crate::common::{
-    any_rank_forward, DecoderAttention, DecoderLayer, FeedForward, MoeExperts, MoeRouter,
+    any_rank_forward, moe_layer_interfaces, DecoderAttention, FeedForward, MoeExperts,
 };
 
 /// Classes that fill `Qwen2MoeDecoderLayer.self_attn`: `Qwen2MoeAttention` and its replacements
@@ -28,21 +28,12 @@ pub trait Qwen2MoeExpertsInterface<B: Backend>: MoeExperts<B> {
     fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self;
 }
 
-/// Classes that fill `Qwen2MoeModel.layers`: `Qwen2MoeDecoderLayer` and its replacements.
-#[slot_interface(crate = "patcher_burn")]
-pub trait Qwen2MoeDecoderLayerInterface<B: Backend>: DecoderLayer<B> {
-    /// `Class::new(config, layer_idx, ctx)`.
-    fn new(config: &Qwen2MoeConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self;
-}
-
-/// Classes that fill `Qwen2MoeDecoderLayer.mlp`: `Qwen2MoeSparseMoeBlock` and its replacements.
-#[slot_interface(crate = "patcher_burn")]
-pub trait Qwen2MoeSparseMoeBlockInterface<B: Backend>: FeedForward<B> {
-    /// `Class::new(config, ctx)`.
-    fn new(config: &Qwen2MoeConfig, ctx: &BuildContext<'_, B>) -> Self;
-}
-
-any_rank_forward!(Qwen2MoeSparseMoeBlockInterface<B>);
+moe_layer_interfaces!(
+    Qwen2MoeConfig,
+    Qwen2MoeDecoderLayerInterface,
+    Qwen2MoeSparseMoeBlockInterface,
+    Qwen2MoeTopKRouterInterface
+);
 
 /// Classes that fill `Qwen2MoeSparseMoeBlock.shared_expert`: `Qwen2MoeMLP` and its
 /// replacements.
@@ -53,10 +44,3 @@ pub trait Qwen2MoeMLPInterface<B: Backend>: FeedForward<B> {
 }
 
 any_rank_forward!(Qwen2MoeMLPInterface<B>);
-
-/// Classes that fill `Qwen2MoeSparseMoeBlock.gate`: `Qwen2MoeTopKRouter` and its replacements.
-#[slot_interface(crate = "patcher_burn")]
-pub trait Qwen2MoeTopKRouterInterface<B: Backend>: MoeRouter<B> {
-    /// `Class::new(config, device)`.
-    fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self;
-}

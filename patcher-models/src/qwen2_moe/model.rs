@@ -1,145 +1,25 @@
 //! `Qwen2MoeModel` (embeddings, layers, final norm) and `Qwen2MoeForCausalLM` (plus `lm_head`).
 
-use burn::nn::{Embedding, Linear};
-use burn::prelude::*;
-use patcher_burn::layers::LinearLayer;
-use patcher_burn::Patcher;
-use patcher_burn::{BuildContext, BuildError, Slot};
+use burn::nn::Linear;
 
-use super::config::{LayerType, Qwen2MoeConfig};
+use super::config::Qwen2MoeConfig;
 use super::decoder_layer::Qwen2MoeDecoderLayer;
 use super::interfaces::Qwen2MoeDecoderLayerInterface;
 use super::norm_mlp::Qwen2MoeRMSNorm;
-use crate::common::{
-    causal_lm_output, decoder_stack_forward, embedding, lm_head, CausalLMOutput,
-    DecoderNormInterface, RotaryEmbedding,
-};
+use crate::common::{causal_lm_class, decoder_model_class};
 
-/// transformers' `Qwen2MoeModel`.
-#[derive(Module, Debug)]
-pub struct Qwen2MoeModel<B: Backend> {
-    /// `[vocab, hidden]`.
-    pub embed_tokens: Embedding<B>,
-    /// The decoder layers: `Qwen2MoeDecoderLayer` or its replacement.
-    pub layers: Vec<Slot<B, dyn Qwen2MoeDecoderLayerInterface<B>>>,
-    /// Final norm: `Qwen2MoeRMSNorm` or its replacement.
-    pub norm: Slot<B, dyn DecoderNormInterface<B>>,
-    #[module(skip)]
-    rotary_emb: RotaryEmbedding,
-    /// Per layer, its sliding window (`None` for full attention).
-    #[module(skip)]
-    windows: Vec<Option<usize>>,
-}
+decoder_model_class!(
+    Qwen2MoeModel,
+    Qwen2MoeConfig,
+    Qwen2MoeDecoderLayer,
+    Qwen2MoeDecoderLayerInterface,
+    Qwen2MoeRMSNorm
+);
 
-impl<B: Backend> Qwen2MoeModel<B> {
-    /// `Qwen2MoeModel(config)`, its slots built through `ctx`.
-    pub fn new(config: &Qwen2MoeConfig, ctx: &BuildContext<'_, B>) -> Self {
-        let device = ctx.device();
-        Self {
-            embed_tokens: embedding(
-                config.vocab_size,
-                config.hidden_size,
-                config.initializer_range,
-                device,
-            ),
-            layers: (0..config.num_hidden_layers)
-                .map(|i| Slot::build::<Qwen2MoeDecoderLayer<B>>(ctx, (config, i)))
-                .collect(),
-            norm: Slot::build::<Qwen2MoeRMSNorm<B>>(ctx, (config.hidden_size, config.rms_norm_eps)),
-            rotary_emb: RotaryEmbedding::new(&config.rope, config.head_dim),
-            windows: config
-                .layer_types
-                .iter()
-                .map(|t| match t {
-                    LayerType::Full => None,
-                    LayerType::Sliding => config.sliding_window,
-                })
-                .collect(),
-        }
-    }
-
-    /// `input_ids [batch, seq]` (positions `0..seq`, no padding) to the final-normed hidden
-    /// states, and all hidden states when asked (see [`CausalLMOutput::hidden_states`]).
-    pub fn forward(
-        &self,
-        input_ids: Tensor<B, 2, Int>,
-        output_hidden_states: bool,
-    ) -> (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>) {
-        decoder_stack_forward(
-            &self.embed_tokens,
-            &self.rotary_emb,
-            &self.layers,
-            self.windows.iter().copied(),
-            |hidden| self.norm.forward(hidden),
-            input_ids,
-            output_hidden_states,
-        )
-    }
-}
-
-/// transformers' `Qwen2MoeForCausalLM`.
-#[derive(Module, Debug)]
-pub struct Qwen2MoeForCausalLM<B: Backend> {
-    /// The decoder.
-    pub model: Qwen2MoeModel<B>,
-    /// `hidden -> vocab`, no bias; `None` when `tie_word_embeddings` (the logits then use
-    /// `model.embed_tokens.weight`, and the checkpoint has no `lm_head.weight` to load).
-    pub lm_head: Option<Linear<B>>,
-}
-
-impl<B: Backend> Qwen2MoeForCausalLM<B> {
-    /// `Qwen2MoeForCausalLM(config)` with every original class, parameters lazily initialised
-    /// (nothing is allocated until loaded or used).
-    pub fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self {
-        Self::build(config, &BuildContext::plain(device))
-    }
-
-    /// The model with `patcher`'s class substitutions.
-    ///
-    /// Errors when a `class_mapping` key names no substitutable class of this model (the message
-    /// lists them, with a did-you-mean) or maps a class to a replacement of another interface.
-    pub fn with_patcher(
-        config: &Qwen2MoeConfig,
-        patcher: &Patcher<B>,
-        device: &B::Device,
-    ) -> Result<Self, BuildError> {
-        BuildContext::build(patcher, device, |ctx| Self::build(config, ctx))
-    }
-
-    /// The model built through `ctx` (what [`Self::new`] and [`Self::with_patcher`] call).
-    pub fn build(config: &Qwen2MoeConfig, ctx: &BuildContext<'_, B>) -> Self {
-        Self {
-            model: Qwen2MoeModel::new(config, ctx),
-            lm_head: lm_head(
-                config.tie_word_embeddings,
-                config.hidden_size,
-                config.vocab_size,
-                config.initializer_range,
-            )
-            .map(|c| c.init(ctx.device())),
-        }
-    }
-
-    /// `input_ids [batch, seq]` to logits `[batch, seq, vocab]`.
-    pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        self.forward_output(input_ids, false).logits
-    }
-
-    /// Logits and every hidden state (transformers' `output_hidden_states=True`).
-    pub fn forward_with_hidden_states(&self, input_ids: Tensor<B, 2, Int>) -> CausalLMOutput<B> {
-        self.forward_output(input_ids, true)
-    }
-
-    fn forward_output(
-        &self,
-        input_ids: Tensor<B, 2, Int>,
-        output_hidden_states: bool,
-    ) -> CausalLMOutput<B> {
-        let model_output = self.model.forward(input_ids, output_hidden_states);
-        causal_lm_output(
-            self.lm_head.as_ref().map(|l| l as &dyn LinearLayer<B>),
-            &self.model.embed_tokens,
-            model_output,
-        )
-    }
-}
+causal_lm_class!(
+    Qwen2MoeForCausalLM,
+    Qwen2MoeModel,
+    Qwen2MoeConfig,
+    Linear,
+    init
+);

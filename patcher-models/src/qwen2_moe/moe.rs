@@ -1,81 +1,29 @@
 //! `Qwen2MoeTopKRouter` and `Qwen2MoeSparseMoeBlock`: route each token to its top-k experts, add
 //! the sigmoid-gated shared expert.
 
-use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::DType;
+use burn::tensor::activation::sigmoid;
 use patcher_burn::{BuildContext, Slot};
-
-use patcher_derive::Patchable;
 
 use super::config::Qwen2MoeConfig;
 use super::experts::Qwen2MoeExperts;
+use patcher_derive::Patchable;
+
 use super::interfaces::{
     Qwen2MoeExpertsInterface, Qwen2MoeMLPInterface, Qwen2MoeSparseMoeBlockInterface,
     Qwen2MoeTopKRouterInterface,
 };
 use super::norm_mlp::Qwen2MoeMLP;
-use crate::common::{linear, normal_param, torch_topk, FeedForward, MoeRouter, RouterOutput};
+use crate::common::{linear, top_k_router_class, FeedForward};
 
-/// transformers' `Qwen2MoeTopKRouter`: a bare `weight [num_experts, hidden]` (PyTorch layout;
-/// not an `nn.Linear`, so the checkpoint's `mlp.gate.weight` loads as is).
-#[derive(Module, Patchable, Debug)]
-#[patchable(crate = "patcher_burn", implements(Qwen2MoeTopKRouterInterface))]
-pub struct Qwen2MoeTopKRouter<B: Backend> {
-    /// `[num_experts, hidden]`.
-    pub weight: Param<Tensor<B, 2>>,
-    /// `k`.
-    pub top_k: usize,
-    /// Renormalise the top-k probabilities.
-    pub norm_topk_prob: bool,
-}
-
-impl<B: Backend> Qwen2MoeTopKRouter<B> {
-    /// `Qwen2MoeTopKRouter(config)`.
-    pub fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self {
-        Self {
-            weight: normal_param(
-                [config.num_experts, config.hidden_size],
-                config.initializer_range,
-                device,
-            ),
-            top_k: config.num_experts_per_tok,
-            norm_topk_prob: config.norm_topk_prob,
-        }
-    }
-
-    /// Softmax over the router logits in f32, top-k with PyTorch's CPU tie order, optional
-    /// renormalisation.
-    ///
-    /// The selection runs on the host (see [`torch_topk`]); the weights are then gathered from
-    /// the probabilities on the device, so they stay differentiable as in transformers.
-    pub fn forward(&self, hidden_states: Tensor<B, 2>) -> RouterOutput<B> {
-        let device = hidden_states.device();
-        let router_logits = hidden_states.matmul(self.weight.val().transpose());
-        let dtype = router_logits.dtype();
-        let [tokens, experts] = router_logits.dims();
-        let probs = softmax(router_logits.clone().cast(DType::F32), 1);
-        let host: Vec<f32> = probs.to_data().iter::<f32>().collect();
-        let k = self.top_k.min(experts);
-        let mut index = Vec::with_capacity(tokens * k);
-        for row in host.chunks(experts.max(1)).take(tokens) {
-            index.extend(torch_topk(row, k).into_iter().map(|(_, i)| i as i64));
-        }
-        let top_k_index: Tensor<B, 2, Int> =
-            Tensor::from_data(TensorData::new(index, [tokens, k]), &device);
-        let mut top_k_weights = probs.gather(1, top_k_index.clone());
-        if self.norm_topk_prob {
-            top_k_weights = top_k_weights.clone() / top_k_weights.sum_dim(1);
-        }
-        RouterOutput {
-            router_logits,
-            top_k_weights: top_k_weights.cast(dtype),
-            top_k_index,
-        }
-    }
-}
+top_k_router_class!(
+    Qwen2MoeTopKRouter,
+    Qwen2MoeConfig,
+    Qwen2MoeTopKRouterInterface,
+    num_experts,
+    norm_topk_prob = norm_topk_prob
+);
 
 /// transformers' `Qwen2MoeSparseMoeBlock`.
 #[derive(Module, Patchable, Debug)]
@@ -123,11 +71,5 @@ impl<B: Backend> FeedForward<B> for Qwen2MoeSparseMoeBlock<B> {
                 .forward(flat.clone(), routing.top_k_index, routing.top_k_weights);
         let shared = sigmoid(self.shared_expert_gate.forward(flat)) * shared;
         experts + shared
-    }
-}
-
-impl<B: Backend> MoeRouter<B> for Qwen2MoeTopKRouter<B> {
-    fn forward(&self, hidden_states: Tensor<B, 2>) -> RouterOutput<B> {
-        Qwen2MoeTopKRouter::forward(self, hidden_states)
     }
 }

@@ -1,42 +1,16 @@
 //! `Qwen2MoeRMSNorm` and `Qwen2MoeMLP` (the shared expert's class).
 
-use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
-use patcher_burn::layers::{LinearLayer, NormForward};
-use patcher_derive::Patchable;
+use patcher_burn::layers::LinearLayer;
 
 use super::config::Qwen2MoeConfig;
+use patcher_derive::Patchable;
+
 use super::interfaces::Qwen2MoeMLPInterface;
-use crate::common::{
-    gated_mlp, gated_mlp_projections, ones_param, rms_norm, Activation, DecoderNormInterface,
-    FeedForward,
-};
+use crate::common::{gated_mlp, gated_mlp_projections, rms_norm_class, Activation, FeedForward};
 
-/// transformers' `Qwen2MoeRMSNorm`: a `weight` (named as in the checkpoint) and an epsilon.
-#[derive(Module, Patchable, Debug)]
-#[patchable(crate = "patcher_burn", implements(DecoderNormInterface))]
-pub struct Qwen2MoeRMSNorm<B: Backend> {
-    /// Scale, `[hidden]`.
-    pub weight: Param<Tensor<B, 1>>,
-    /// `variance_epsilon`.
-    pub variance_epsilon: f64,
-}
-
-impl<B: Backend> Qwen2MoeRMSNorm<B> {
-    /// A norm over `hidden_size` features, weight at one.
-    pub fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self {
-        Self {
-            weight: ones_param([hidden_size], device),
-            variance_epsilon: eps,
-        }
-    }
-
-    /// Normalises the last dimension.
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        rms_norm(x, self.weight.val(), self.variance_epsilon)
-    }
-}
+rms_norm_class!(Qwen2MoeRMSNorm);
 
 /// transformers' `Qwen2MoeMLP`: `down(act(gate(x)) * up(x))`, no biases.
 #[derive(Module, Patchable, Debug)]
@@ -71,16 +45,6 @@ impl<B: Backend> Qwen2MoeMLP<B> {
         let projections: [&dyn LinearLayer<B>; 3] =
             [&self.gate_proj, &self.up_proj, &self.down_proj];
         gated_mlp(projections, self.act_fn, x)
-    }
-}
-
-impl<B: Backend> NormForward<B> for Qwen2MoeRMSNorm<B> {
-    fn forward_2d(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.forward(x)
-    }
-
-    fn forward_3d(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.forward(x)
     }
 }
 

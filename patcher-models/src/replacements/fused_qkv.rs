@@ -1,6 +1,6 @@
-//! `FusedQKVAttention`: the seed's replacement for `Qwen2MoeAttention` / `LlamaAttention` with
-//! one `qkv_proj` instead of separate q/k/v projections (what compute-bound quantisation
-//! kernels want).
+//! `FusedQKVAttention`: the seed's replacement for `Qwen2MoeAttention`, `LlamaAttention` and
+//! `MixtralAttention`, with one `qkv_proj` instead of separate q/k/v projections (what
+//! compute-bound quantisation kernels want).
 //!
 //! `qkv_proj` is sized `(num_attention_heads + 2 * num_key_value_heads) * head_dim`: the rows of
 //! `q_proj`, then `k_proj`, then `v_proj`, which is what `Concatenate(dim=0)` of the three
@@ -17,6 +17,7 @@ use crate::common::{
     eager_attention, linear_config, AttentionSpec, DecoderAttention, PositionEmbeddings,
 };
 use crate::llama::{LlamaAttentionInterface, LlamaConfig};
+use crate::mixtral::{MixtralAttentionInterface, MixtralConfig};
 use crate::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeConfig};
 
 /// A config that describes attention layers, so one replacement class serves several families.
@@ -37,12 +38,22 @@ impl AttentionConfig for LlamaConfig {
     }
 }
 
+impl AttentionConfig for MixtralConfig {
+    fn attention_spec(&self, layer_idx: usize) -> AttentionSpec {
+        MixtralConfig::attention_spec(self, layer_idx)
+    }
+}
+
 /// Attention with fused Q, K, V projections, split after projection. Fills the attention slots
-/// of both Qwen2-MoE and Llama.
+/// of Qwen2-MoE, Llama and Mixtral.
 #[derive(Module, Patchable, Debug)]
 #[patchable(
     crate = "patcher_burn",
-    implements(Qwen2MoeAttentionInterface, LlamaAttentionInterface)
+    implements(
+        Qwen2MoeAttentionInterface,
+        LlamaAttentionInterface,
+        MixtralAttentionInterface
+    )
 )]
 pub struct FusedQKVAttention<B: Backend> {
     /// `hidden -> (heads + 2 * kv_heads) * head_dim`; bias when the config's q/k/v have one.

@@ -1,6 +1,7 @@
 //! The seed's replacement classes: [`FusedQKVAttention`] for the attention classes and
-//! [`SequentialExperts`] for `Qwen2MoeExperts`, a [`LoraLinear`] for any `Linear` slot, and the
-//! patchers that apply them.
+//! [`SequentialExperts`] for the fused experts (`Qwen2MoeExperts`, `MixtralExperts`; another
+//! family's through [`AttentionConfig`] and [`ExpertsConfig`]), a [`LoraLinear`] for any
+//! `Linear` slot, and the patchers that apply them.
 
 mod fused_qkv;
 mod lora;
@@ -10,6 +11,7 @@ mod sequential_experts;
 pub use fused_qkv::{AttentionConfig, FusedQKVAttention};
 pub use lora::{lora_patcher, LoraLinear, LORA_PARAMETERS};
 pub use patchers::{
-    llama_fused_qkv_patcher, qkv_concatenation, qwen2_moe_patcher, qwen2_moe_seed_patcher,
+    llama_fused_qkv_patcher, mixtral_patcher, qkv_concatenation, qwen2_moe_patcher,
+    qwen2_moe_seed_patcher, split_fused_experts,
 };
-pub use sequential_experts::{ExpertMLP, SequentialExperts};
+pub use sequential_experts::{ExpertMLP, ExpertsConfig, ExpertsShape, SequentialExperts};

@@ -6,15 +6,17 @@
 //! ([`Concatenate::with_split_sizes`]), so that saving the patched model back splits `qkv_proj`
 //! at the right rows under grouped-query attention (transformers' reverse, an equal `Chunk`,
 //! cannot: q has more rows than k and v). Loading is unchanged, plus a check of those sizes.
+//! [`mixtral_patcher`] is the same patch for Mixtral.
 
 use burn::prelude::*;
-use patcher_burn::Patcher;
+use patcher_burn::{Implements, OriginalClass, Patchable, Patcher};
 use patcher_core::ops::Concatenate;
-use patcher_core::WeightConverter;
+use patcher_core::{WeightConverter, WeightRenaming, WeightTransform};
 
 use super::{FusedQKVAttention, SequentialExperts};
 use crate::common::AttentionSpec;
 use crate::llama::{LlamaAttention, LlamaConfig};
+use crate::mixtral::{MixtralAttention, MixtralConfig, MixtralExperts};
 use crate::qwen2_moe::{Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeExperts};
 
 /// `q_proj.{leaf}` + `k_proj.{leaf}` + `v_proj.{leaf}` -> `qkv_proj.{leaf}` by
@@ -45,16 +47,78 @@ pub fn qwen2_moe_patcher<B: Backend>(
     fused_qkv: bool,
     sequential_experts: bool,
 ) -> Patcher<B> {
-    let mut patcher = Patcher::new();
+    let (qkv, experts) = (
+        fused_qkv.then(|| config.attention_spec(0)),
+        sequential_experts,
+    );
+    moe_patcher::<B, Qwen2MoeAttention<B>, Qwen2MoeExperts<B>>(qkv, experts, Vec::new())
+}
+
+/// A Mixtral patcher applying some of the seed's replacements:
+/// - `fused_qkv`: `MixtralAttention` -> [`FusedQKVAttention`], with the q/k/v weight
+///   concatenation;
+/// - `sequential_experts`: `MixtralExperts` -> [`SequentialExperts`], with the default
+///   fused-expert converters filtered out and the hub's per-expert `w1`/`w3`/`w2` renamed to
+///   `gate_proj`/`up_proj`/`down_proj` (after `block_sparse_moe` -> `mlp`, the default renaming),
+///   so they load as they are; a v5 checkpoint's fused `mlp.experts.gate_up_proj`/`down_proj` is
+///   split into the experts' linears ([`split_fused_experts`]). Saving writes back the layout
+///   that was loaded.
+pub fn mixtral_patcher<B: Backend>(
+    config: &MixtralConfig,
+    fused_qkv: bool,
+    sequential_experts: bool,
+) -> Patcher<B> {
+    let mut experts: Vec<WeightTransform> =
+        [("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")]
+            .into_iter()
+            .map(|(hub, ours)| {
+                WeightRenaming::new(format!(".{hub}.weight"), format!(".{ours}.weight"))
+                    .expect("a valid pattern")
+                    .into()
+            })
+            .collect();
+    experts.extend(split_fused_experts());
+    let qkv = fused_qkv.then(|| config.attention_spec(0));
+    moe_patcher::<B, MixtralAttention<B>, MixtralExperts<B>>(qkv, sequential_experts, experts)
+}
+
+/// transformers 5's fused experts (`mlp.experts.gate_up_proj [E, 2I, H]`,
+/// `mlp.experts.down_proj [E, H, I]`) split into per-expert `mlp.experts.{e}.gate_proj.weight`,
+/// `up_proj`, `down_proj`: the reverse of the merges Qwen2-MoE's default conversions run.
+pub fn split_fused_experts() -> Vec<WeightTransform> {
+    crate::qwen2_moe::default_weight_conversions()
+        .iter()
+        .map(|merge| merge.reverse().expect("the merges are reversible"))
+        .collect()
+}
+
+/// The seed-style patch of a MoE family whose attention class is `A` and experts class `E`:
+/// fused QKV attention when `fused_qkv` gives the attention shape, sequential experts (the
+/// default fused-expert converters filtered out, `expert_conversions` added) when
+/// `sequential_experts`.
+fn moe_patcher<B, A, E>(
+    fused_qkv: Option<AttentionSpec>,
+    sequential_experts: bool,
+    expert_conversions: Vec<WeightTransform>,
+) -> Patcher<B>
+where
+    B: Backend,
+    A: OriginalClass,
+    E: OriginalClass,
+    FusedQKVAttention<B>: Implements<A::Interface> + Patchable<Backend = B>,
+    SequentialExperts<B>: Implements<E::Interface> + Patchable<Backend = B>,
+{
+    let mut patcher = Patcher::<B>::new();
     if sequential_experts {
         patcher = patcher
-            .replace::<Qwen2MoeExperts<B>, SequentialExperts<B>>()
-            .filtered_weight_conversion_patterns([".gate_up_proj", ".down_proj"]);
+            .replace::<E, SequentialExperts<B>>()
+            .filtered_weight_conversion_patterns([".gate_up_proj", ".down_proj"])
+            .extra_weight_conversions(expert_conversions);
     }
-    if fused_qkv {
+    if let Some(spec) = fused_qkv {
         patcher = patcher
-            .replace::<Qwen2MoeAttention<B>, FusedQKVAttention<B>>()
-            .extra_weight_conversions(qkv_concatenations(&config.attention_spec(0)));
+            .replace::<A, FusedQKVAttention<B>>()
+            .extra_weight_conversions(qkv_concatenations(&spec));
     }
     patcher
 }

@@ -1,12 +1,13 @@
-//! `SequentialExperts`: the seed's replacement for `Qwen2MoeExperts`, the experts as a list of
-//! standard gate/up/down linears (what quantisation libraries expect), computing the same top-k
-//! mixture as the fused experts.
+//! `SequentialExperts`: the seed's replacement for fused experts (`Qwen2MoeExperts`,
+//! `MixtralExperts`), the experts as a list of standard gate/up/down linears (what quantisation
+//! libraries expect), computing the same top-k mixture as the fused experts.
 //!
 //! The list sits directly at the slot's path, like PyTorch's `nn.ModuleList` subclass in the seed:
-//! parameters are `mlp.experts.{e}.gate_proj.weight`, ..., exactly the checkpoint's keys, so they
-//! load with no conversion (the patcher filters out the fused-expert converters). Burn's derive
-//! would insert the field name (`mlp.experts.experts.0...`); `#[patchable(transparent)]` puts the
-//! list at the class's own path instead.
+//! parameters are `mlp.experts.{e}.gate_proj.weight`, ..., Qwen2-MoE's checkpoint keys, so they
+//! load with no conversion (the patcher filters out the fused-expert converters; Mixtral's
+//! `w1`/`w3`/`w2` are renamed to them, see [`mixtral_patcher`](super::mixtral_patcher)). Burn's
+//! derive would insert the field name (`mlp.experts.experts.0...`); `#[patchable(transparent)]`
+//! puts the list at the class's own path instead.
 
 use burn::nn::Linear;
 use burn::prelude::*;
@@ -15,33 +16,83 @@ use patcher_burn::layers::LinearLayer;
 
 use patcher_derive::Patchable;
 
-use crate::common::{gated_mlp, gated_mlp_projections, Activation, ExpertDispatch, MoeExperts};
+use crate::common::{
+    gated_mlp, gated_mlp_projections, Activation, DecoderConfig, ExpertDispatch, MoeExperts,
+};
+use crate::mixtral::{MixtralConfig, MixtralExpertsInterface};
 use crate::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeExpertsInterface};
+
+/// The shape of a family's routed experts, as its config gives it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExpertsShape {
+    /// Routed experts.
+    pub num_experts: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Width of each expert.
+    pub intermediate_size: usize,
+    /// The experts' activation.
+    pub hidden_act: Activation,
+    /// Std of the normal weight init.
+    pub initializer_range: f64,
+}
+
+impl ExpertsShape {
+    /// `num_experts` experts of width `intermediate_size` in a model described by `core`.
+    pub fn new(core: &DecoderConfig, num_experts: usize, intermediate_size: usize) -> Self {
+        Self {
+            num_experts,
+            hidden_size: core.hidden_size,
+            intermediate_size,
+            hidden_act: core.hidden_act,
+            initializer_range: core.initializer_range,
+        }
+    }
+}
+
+/// A config that describes a mixture of experts, so one replacement class serves several
+/// families (implement it for your own family's config to use [`SequentialExperts`] there).
+pub trait ExpertsConfig {
+    /// The routed experts' shape.
+    fn experts_shape(&self) -> ExpertsShape;
+}
+
+impl ExpertsConfig for Qwen2MoeConfig {
+    fn experts_shape(&self) -> ExpertsShape {
+        ExpertsShape::new(self, self.num_experts, self.moe_intermediate_size)
+    }
+}
+
+impl ExpertsConfig for MixtralConfig {
+    fn experts_shape(&self) -> ExpertsShape {
+        ExpertsShape::new(self, self.num_local_experts, self.intermediate_size)
+    }
+}
 
 /// One expert: `down(act(gate(x)) * up(x))`, no biases (the seed's `ExpertMLP`).
 #[derive(Module, Debug)]
 pub struct ExpertMLP<B: Backend> {
-    /// `hidden -> moe_intermediate`.
+    /// `hidden -> expert_intermediate`.
     pub gate_proj: Linear<B>,
-    /// `hidden -> moe_intermediate`.
+    /// `hidden -> expert_intermediate`.
     pub up_proj: Linear<B>,
-    /// `moe_intermediate -> hidden`.
+    /// `expert_intermediate -> hidden`.
     pub down_proj: Linear<B>,
     #[module(skip)]
     act_fn: Activation,
 }
 
 impl<B: Backend> ExpertMLP<B> {
-    /// One routed expert of `config`.
-    pub fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self {
-        let (h, i) = (config.hidden_size, config.moe_intermediate_size);
+    /// One routed expert of `shape`.
+    pub fn new(shape: &ExpertsShape, device: &B::Device) -> Self {
+        let (h, i) = (shape.hidden_size, shape.intermediate_size);
         let [gate_proj, up_proj, down_proj] =
-            gated_mlp_projections(h, i, false, config.initializer_range).map(|c| c.init(device));
+            gated_mlp_projections(h, i, false, shape.initializer_range).map(|c| c.init(device));
         Self {
             gate_proj,
             up_proj,
             down_proj,
-            act_fn: config.hidden_act,
+            act_fn: shape.hidden_act,
         }
     }
 
@@ -54,23 +105,25 @@ impl<B: Backend> ExpertMLP<B> {
 }
 
 /// The experts as a list of [`ExpertMLP`]s, at the slot's own path. Fills
-/// `Qwen2MoeSparseMoeBlock.experts`.
+/// `Qwen2MoeSparseMoeBlock.experts` and `MixtralSparseMoeBlock.experts`.
 #[derive(Patchable, Debug, Clone)]
 #[patchable(
     crate = "patcher_burn",
     transparent,
-    implements(Qwen2MoeExpertsInterface)
+    implements(Qwen2MoeExpertsInterface, MixtralExpertsInterface)
 )]
 pub struct SequentialExperts<B: Backend> {
     experts: Vec<ExpertMLP<B>>,
 }
 
 impl<B: Backend> SequentialExperts<B> {
-    /// Built from the same arguments as `Qwen2MoeExperts` (`config`): `num_experts` experts.
-    pub fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self {
+    /// Built from the same arguments as the fused experts it replaces (`config`): one
+    /// [`ExpertMLP`] per routed expert.
+    pub fn new<C: ExpertsConfig>(config: &C, device: &B::Device) -> Self {
+        let shape = config.experts_shape();
         Self {
-            experts: (0..config.num_experts)
-                .map(|_| ExpertMLP::new(config, device))
+            experts: (0..shape.num_experts)
+                .map(|_| ExpertMLP::new(&shape, device))
                 .collect(),
         }
     }
@@ -92,7 +145,7 @@ impl<B: Backend> SequentialExperts<B> {
 }
 
 impl<B: Backend> MoeExperts<B> for SequentialExperts<B> {
-    /// The same loop as `Qwen2MoeExperts` (same dispatch order, same weighting, same
+    /// The same loop as the fused experts (same dispatch order, same weighting, same
     /// accumulation), each expert being its own linears.
     fn forward(
         &self,

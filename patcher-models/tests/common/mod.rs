@@ -81,6 +81,13 @@ pub fn read_checkpoint(dir: &Path) -> BTreeMap<String, HostF32> {
     all
 }
 
+/// A fresh scratch folder for this test process, named after `name`.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("patcher-models-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// transformers' reference outputs.
 pub struct Reference {
     pub input_ids: Vec<i64>,

@@ -1,0 +1,101 @@
+//! `MixtralConfig`, read from a checkpoint's `config.json` with transformers 5.23's defaults:
+//! v5 style (`rope_parameters`, `dtype`) or hub style (top-level `rope_theta`, `torch_dtype`).
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::common::config::{
+    core_defaults, core_fields, deref_decoder_config, parse_config_json, RawCore,
+};
+use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
+use crate::common::{AttentionSpec, DecoderConfig};
+use crate::error::{read_config_file, ConfigError};
+
+/// The fields of transformers' `MixtralConfig` that the model reads, resolved and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixtralConfig {
+    /// The fields every family has (the config derefs to them); `intermediate_size` is each
+    /// expert's width.
+    pub core: DecoderConfig,
+    /// Window of every layer's attention (`None`: full causal attention).
+    pub sliding_window: Option<usize>,
+    /// Experts per token (`k`).
+    pub num_experts_per_tok: usize,
+    /// Routed experts (`num_local_experts`, alias `num_experts`).
+    pub num_local_experts: usize,
+}
+
+deref_decoder_config!(MixtralConfig);
+
+core_defaults! { "mixtral": vocab_size = 32000, hidden_size = 4096, intermediate_size = 14336,
+num_hidden_layers = 32, num_attention_heads = 32, num_key_value_heads = Some(8),
+max_position_embeddings = 4096 * 32, rms_norm_eps = 1e-5, rope_theta = 1e6 }
+
+/// `config.json` as written; `None` where absent (transformers' defaults are filled in below).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Raw {
+    #[serde(flatten)]
+    core: RawCore<Defaults>,
+    sliding_window: Option<usize>,
+    num_experts_per_tok: Option<usize>,
+    #[serde(alias = "num_experts")]
+    num_local_experts: Option<usize>,
+}
+
+impl MixtralConfig {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::from_json_str(&read_config_file(path.as_ref())?)
+    }
+
+    /// Parses and validates a config JSON string.
+    pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
+        let (root, raw) = parse_config_json::<Raw>(json)?;
+        let config = Self {
+            core: raw.core.resolve(&root)?,
+            sliding_window: raw.sliding_window,
+            num_experts_per_tok: raw.num_experts_per_tok.unwrap_or(2),
+            num_local_experts: raw.num_local_experts.unwrap_or(8),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values are consistent and within [`limits`](crate::common::limits);
+    /// `from_json_str` calls it, call it again after editing fields by hand.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.core.validate()?;
+        let (experts, k) = (self.num_local_experts, self.num_experts_per_tok);
+        limits::experts("num_local_experts", experts, k)?;
+        limits::size("intermediate_size", self.intermediate_size, MAX_DIMENSION)?;
+        if let Some(window) = self.sliding_window {
+            limits::size("sliding_window", window, usize::MAX)?;
+        }
+        self.model_size().map(drop)
+    }
+
+    /// Each layer's sliding window (the same for all).
+    pub fn sliding_windows(&self) -> Vec<Option<usize>> {
+        vec![self.sliding_window; self.num_hidden_layers]
+    }
+
+    /// The attention shape (the same for every layer; no biases).
+    pub fn attention_spec(&self, _layer_idx: usize) -> AttentionSpec {
+        self.core.attention_spec(false, false, self.sliding_window)
+    }
+}
+
+impl SizedConfig for MixtralConfig {
+    fn model_size(&self) -> Result<ModelSize, ConfigError> {
+        let core = core_fields!(self);
+        let mut p = decoder_params(&core, self.tie_word_embeddings, false)?;
+        let (l, hidden) = (self.num_hidden_layers, ("hidden_size", self.hidden_size));
+        let experts = ("num_local_experts", self.num_local_experts);
+        let inter = ("intermediate_size", self.intermediate_size);
+        p.add(l, &[experts, hidden])?; // router
+        p.add(3 * l, &[experts, inter, hidden])?; // experts' gate, up, down
+        p.finish(&core, Some(self.num_local_experts))
+    }
+}

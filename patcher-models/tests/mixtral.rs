@@ -1,0 +1,122 @@
+//! Mixtral through the real loader (`MixtralForCausalLM::from_pretrained`), from the hub layout
+//! (per-expert `block_sparse_moe.experts.{e}.w1/w2/w3`, hub-style config) and from transformers
+//! 5's fused layout (v5 config): parity with transformers on the logits and every hidden state,
+//! unpatched and with each seed-style patch, and each load saved back byte for byte.
+
+mod common;
+
+use burn::prelude::Backend;
+use common::parity::assert_parity;
+use common::{fixtures, input_ids, read_reference, scratch};
+use patcher_burn::{list_slots, save_pretrained, LoadOptions};
+use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
+use patcher_models::replacements::mixtral_patcher;
+
+const TOLERANCE: f32 = 1e-4;
+
+fn mixtral<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, device: &B::Device) {
+    let path = fixtures().join(dir);
+    let config = MixtralConfig::from_file(path.join("config.json")).unwrap();
+    let patcher = mixtral_patcher::<B>(&config, fused_qkv, sequential_experts);
+    let loaded =
+        MixtralForCausalLM::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
+            .unwrap();
+    let report = &loaded.report;
+    assert!(report.is_clean() && report.ignored.is_empty(), "{report}");
+    let slots = list_slots(&loaded.model);
+    let replaced: Vec<_> = slots.iter().filter(|s| s.replaced).collect();
+    let per_layer = fused_qkv as usize + sequential_experts as usize;
+    assert_eq!(replaced.len(), per_layer * config.num_hidden_layers);
+    for slot in replaced {
+        let expected = match slot.original_class.as_str() {
+            "MixtralAttention" => "FusedQKVAttention",
+            "MixtralExperts" => "SequentialExperts",
+            other => panic!("{other} replaced at {}", slot.path),
+        };
+        assert_eq!(slot.class, expected, "{}", slot.path);
+    }
+
+    let reference = read_reference(&path);
+    let out = loaded
+        .model
+        .forward_with_hidden_states(input_ids::<B>(&reference, device));
+    let label = format!("{dir} fused_qkv={fused_qkv} sequential_experts={sequential_experts}");
+    assert_parity(&label, &out, &reference, TOLERANCE);
+
+    // Saved back in the layout it was loaded from: the very file transformers wrote.
+    let out_dir = scratch(&format!("{dir}-{fused_qkv}-{sequential_experts}"));
+    save_pretrained(&loaded, &out_dir).unwrap();
+    let saved = std::fs::read(out_dir.join("model.safetensors")).unwrap();
+    let original = std::fs::read(path.join("model.safetensors")).unwrap();
+    assert!(
+        saved == original,
+        "{label}: the saved file differs from the fixture's"
+    );
+    std::fs::remove_dir_all(out_dir).ok();
+}
+
+const VARIANTS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+#[test]
+fn hub_and_v5_configs_parse_alike() {
+    let hub = MixtralConfig::from_file(fixtures().join("mixtral/config.json")).unwrap();
+    let v5 = MixtralConfig::from_file(fixtures().join("mixtral_fused/config.json")).unwrap();
+    assert_eq!(hub, v5);
+    assert_eq!(hub.rope.rope_theta, 5000.0);
+    assert_eq!((hub.sliding_window, hub.num_local_experts), (Some(5), 4));
+    // transformers' MixtralConfig defaults, and `num_experts` as an alias.
+    let defaults = MixtralConfig::from_json_str(r#"{"num_experts": 4}"#).unwrap();
+    assert_eq!(defaults.rope.rope_theta, 1e6);
+    assert_eq!(
+        (defaults.rms_norm_eps, defaults.num_key_value_heads),
+        (1e-5, 8)
+    );
+    assert_eq!(
+        (defaults.num_local_experts, defaults.num_experts_per_tok),
+        (4, 2)
+    );
+    assert_eq!(defaults.sliding_window, None);
+    let bad = MixtralConfig::from_json_str(r#"{"num_experts_per_tok": 9}"#);
+    assert!(bad.is_err());
+    let wrong = MixtralConfig::from_json_str(r#"{"model_type": "qwen2_moe"}"#);
+    assert!(wrong.is_err());
+}
+
+macro_rules! mixtral_tests {
+    ($backend:ty, $device:expr) => {
+        use super::*;
+
+        type B = $backend;
+
+        #[test]
+        fn hub_layout_variants() {
+            for (fused, sequential) in VARIANTS {
+                mixtral::<B>("mixtral", fused, sequential, &$device);
+            }
+        }
+
+        #[test]
+        fn fused_layout_variants() {
+            for (fused, sequential) in VARIANTS {
+                mixtral::<B>("mixtral_fused", fused, sequential, &$device);
+            }
+        }
+    };
+}
+
+mod ndarray {
+    mixtral_tests!(burn::backend::NdArray<f32>, Default::default());
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    mixtral_tests!(burn::backend::Flex, Default::default());
+}
+
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    mixtral_tests!(
+        burn::backend::Wgpu,
+        burn::backend::wgpu::WgpuDevice::default()
+    );
+}
