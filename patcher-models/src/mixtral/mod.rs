@@ -38,12 +38,8 @@ pub trait MixtralExpertsInterface<B: Backend>: MoeExperts<B> {
     fn new(config: &MixtralConfig, device: &B::Device) -> Self;
 }
 
-moe_layer_interfaces!(
-    MixtralConfig,
-    MixtralDecoderLayerInterface,
-    MixtralSparseMoeBlockInterface,
-    MixtralTopKRouterInterface
-);
+moe_layer_interfaces! { MixtralConfig, MixtralDecoderLayerInterface,
+MixtralSparseMoeBlockInterface, MixtralTopKRouterInterface }
 
 /// transformers' `mapping["mixtral"]`: `.block_sparse_moe.` renamed to `.mlp.`, then
 /// `.experts.*.w1.weight` + `.experts.*.w3.weight` -> `.experts.gate_up_proj` by

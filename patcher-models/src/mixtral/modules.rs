@@ -64,24 +64,12 @@ impl<B: Backend> FeedForward<B> for MixtralSparseMoeBlock<B> {
 
 rms_norm_class!(MixtralRMSNorm);
 
-decoder_layer_class!(
-    MixtralDecoderLayer,
-    MixtralConfig,
-    MixtralDecoderLayerInterface,
-    MixtralAttention,
-    MixtralAttentionInterface,
-    MixtralSparseMoeBlock,
-    MixtralSparseMoeBlockInterface,
-    MixtralRMSNorm
-);
+decoder_layer_class! { MixtralDecoderLayer, MixtralConfig, MixtralDecoderLayerInterface,
+MixtralAttention, MixtralAttentionInterface, MixtralSparseMoeBlock, MixtralSparseMoeBlockInterface,
+MixtralRMSNorm }
 
-decoder_model_class!(
-    MixtralModel,
-    MixtralConfig,
-    MixtralDecoderLayer,
-    MixtralDecoderLayerInterface,
-    MixtralRMSNorm
-);
+decoder_model_class! { MixtralModel, MixtralConfig, MixtralDecoderLayer,
+MixtralDecoderLayerInterface, MixtralRMSNorm }
 
 causal_lm_class!(
     MixtralForCausalLM,
