@@ -137,7 +137,7 @@ fn training_updates_the_one_shared_parameter() {
         .find(|t| !reference.input_ids.contains(t))
         .expect("a token id not in the input");
     let row: Vec<f32> = grad
-        .slice([unused as usize..unused as usize + 1])
+        .narrow(0, unused as usize, 1)
         .into_data()
         .to_vec()
         .unwrap();
