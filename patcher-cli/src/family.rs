@@ -2,7 +2,7 @@
 //!
 //! A family is one [`Family`] impl (config reader, model constructor, patcher per set of
 //! patches; the `family!` macro writes it for a `patcher_models` family) and one [`FamilyName`]
-//! variant that dispatches to it; adding a family (Mixtral, BERT) is one `family!`, its patcher
+//! variant that dispatches to it; adding a family (BERT, say) is one `family!`, its patcher
 //! function, one variant and one line in each `match` of [`FamilyName`] (and a [`PatchName`]
 //! for a new patch).
 
@@ -13,8 +13,9 @@ use clap::ValueEnum;
 use patcher_burn::{BuildContext, Patcher, PretrainedModel};
 use patcher_models::common::limits::SizedConfig;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
+use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher};
+use patcher_models::replacements::{llama_fused_qkv_patcher, mixtral_patcher, qwen2_moe_patcher};
 use patcher_models::ConfigError;
 
 /// The backend the command line builds models on: NdArray in f32 (plans read no weights; a
@@ -131,6 +132,25 @@ fn qwen2_moe_patches(config: &Qwen2MoeConfig, patches: &[PatchName]) -> Patcher<
     )
 }
 
+family!(
+    /// Mixtral (`MixtralForCausalLM`).
+    Mixtral {
+        model_type: "mixtral",
+        patches: [FusedQkv, SequentialExperts],
+        config: MixtralConfig,
+        model: MixtralForCausalLM,
+        patcher: mixtral_patches,
+    }
+);
+
+fn mixtral_patches(config: &MixtralConfig, patches: &[PatchName]) -> Patcher<B> {
+    mixtral_patcher(
+        config,
+        patches.contains(&PatchName::FusedQkv),
+        patches.contains(&PatchName::SequentialExperts),
+    )
+}
+
 /// The `--model` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FamilyName {
@@ -139,6 +159,8 @@ pub(crate) enum FamilyName {
     /// Qwen2-MoE (`model_type: qwen2_moe`).
     #[value(name = "qwen2-moe", alias = "qwen2_moe")]
     Qwen2Moe,
+    /// Mixtral (`model_type: mixtral`).
+    Mixtral,
 }
 
 impl FamilyName {
@@ -154,6 +176,7 @@ impl FamilyName {
         match self {
             Self::Llama => Llama::MODEL_TYPE,
             Self::Qwen2Moe => Qwen2Moe::MODEL_TYPE,
+            Self::Mixtral => Mixtral::MODEL_TYPE,
         }
     }
 
@@ -162,6 +185,7 @@ impl FamilyName {
         match self {
             Self::Llama => Llama::PATCHES,
             Self::Qwen2Moe => Qwen2Moe::PATCHES,
+            Self::Mixtral => Mixtral::PATCHES,
         }
     }
 
@@ -178,6 +202,7 @@ impl FamilyName {
         match self {
             Self::Llama => command.run::<Llama>(),
             Self::Qwen2Moe => command.run::<Qwen2Moe>(),
+            Self::Mixtral => command.run::<Mixtral>(),
         }
     }
 }

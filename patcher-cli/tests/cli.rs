@@ -185,6 +185,12 @@ fn plan_of_a_matching_family_and_patches_exits_0() {
 
     let (out, _) = plan(&fixture("llama"), "llama", &[], 0);
     assert!(out.contains("No conversion used"), "{out}");
+
+    // Mixtral's hub layout: renamed and merged by its default conversions, patched or not.
+    for patches in [&[][..], &["--patch", "fused-qkv,sequential-experts"][..]] {
+        let (out, _) = plan(&fixture("mixtral"), "mixtral", patches, 0);
+        assert!(out.contains("0 unexpected, 0 missing"), "{out}");
+    }
 }
 
 #[test]
