@@ -7,7 +7,9 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::DType;
 
-use super::rope::{apply_rotary_pos_emb, PositionEmbeddings};
+#[cfg(doc)]
+use super::rope::apply_rotary_pos_emb;
+use super::rope::PositionEmbeddings;
 
 /// The shape of an attention layer, as every attention class (original or replacement) reads it
 /// from its model's config.
@@ -82,6 +84,12 @@ pub fn causal_mask<B: Backend>(
 
 /// Attention from projected `q [b, s, H*d]`, `k`/`v [b, s, KV*d]` to the merged heads
 /// `[b, s, H*d]` (before the output projection).
+///
+/// The values are transformers' (`eager_attention_forward` after `apply_rotary_pos_emb` and
+/// `repeat_kv`); the steps are arranged so that the CPU backends run them on contiguous data:
+/// RoPE on each head's `[seq * head_dim]` row (the tables broadcast as whole rows), grouped-query
+/// heads as a `[b, KV, n_rep, ...]` batch against their KV head broadcast (no `repeat_kv` copy),
+/// and the mask added as a `0` / `-inf` bias row.
 pub fn eager_attention<B: Backend>(
     spec: &AttentionSpec,
     q: Tensor<B, 3>,
@@ -92,27 +100,77 @@ pub fn eager_attention<B: Backend>(
 ) -> Tensor<B, 3> {
     let [batch, seq, _] = q.dims();
     let d = spec.head_dim;
+    let (heads, kv_heads) = (spec.num_attention_heads, spec.num_key_value_heads);
+    let n_rep = heads / kv_heads;
     // `.view(b, s, -1, d).transpose(1, 2)`
     let split = |x: Tensor<B, 3>, heads: usize| x.reshape([batch, seq, heads, d]).swap_dims(1, 2);
-    let q = split(q, spec.num_attention_heads);
-    let k = split(k, spec.num_key_value_heads);
-    let v = split(v, spec.num_key_value_heads);
-    let (q, k) = apply_rotary_pos_emb(q, k, position_embeddings);
+    let q = rotary_rows(split(q, heads), position_embeddings);
+    let k = rotary_rows(split(k, kv_heads), position_embeddings);
+    let v = split(v, kv_heads);
 
-    let n_rep = spec.num_attention_heads / spec.num_key_value_heads;
-    let k = repeat_kv(k, n_rep);
-    let v = repeat_kv(v, n_rep);
+    // Query head `g * n_rep + r` attends with KV head `g` (transformers' `repeat_kv`), as a
+    // batch `[b, KV, n_rep]` against `[b, KV, 1]` expanded.
+    let q = q.reshape([batch, kv_heads, n_rep, seq, d]);
+    let group = |x: Tensor<B, 4>| {
+        x.unsqueeze_dim::<5>(2)
+            .expand([batch, kv_heads, n_rep, seq, d])
+    };
+    let k = group(k);
+    let v = group(v);
 
     let dtype = q.dtype();
-    let mut scores = q.matmul(k.swap_dims(2, 3)) * spec.scaling();
-    if let Some(mask) = attention_mask {
-        // transformers adds the dtype's minimum; any value that underflows exp() to 0 after the
-        // max subtraction gives the same softmax, and -inf stays correct in half precision.
-        scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
-    }
-    let weights = softmax(scores.cast(DType::F32), 3).cast(dtype);
+    let scores = q.matmul(k.swap_dims(3, 4)) * spec.scaling();
+    let scores = match attention_mask {
+        Some(mask) => add_mask(scores, mask, heads),
+        None => scores,
+    };
+    let weights = softmax(scores.cast(DType::F32), 4).cast(dtype);
     weights
         .matmul(v)
+        .reshape([batch, heads, seq, d])
         .swap_dims(1, 2)
-        .reshape([batch, seq, spec.num_attention_heads * d])
+        .reshape([batch, seq, heads * d])
+}
+
+/// RoPE on `x [b, heads, seq, head_dim]`, each head's `seq * head_dim` values as one contiguous
+/// row so that the `cos`/`sin` tables broadcast as whole rows: the values of
+/// [`apply_rotary_pos_emb`] (`x * cos + rotate_half(x) * sin`). Returns a contiguous tensor.
+fn rotary_rows<B: Backend>(
+    x: Tensor<B, 4>,
+    position_embeddings: &PositionEmbeddings<B>,
+) -> Tensor<B, 4> {
+    let [batch, heads, seq, d] = x.dims();
+    let rows = x.reshape([batch * heads, seq * d]);
+    let half = d / 2;
+    let halves = rows.clone().reshape([batch * heads * seq, d]);
+    let x1 = halves.clone().narrow(1, 0, half);
+    let x2 = halves.narrow(1, half, d - half);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 1).reshape([batch * heads, seq * d]);
+    let cos = position_embeddings.cos.clone().reshape([1, seq * d]);
+    let sin = position_embeddings.sin.clone().reshape([1, seq * d]);
+    (rows * cos + rotated * sin).reshape([batch, heads, seq, d])
+}
+
+/// `scores [b, KV, n_rep, seq, seq]` with `-inf` where `mask [1 or b, 1, seq, seq]` is `true`:
+/// the mask becomes a `0` / `-inf` bias, added (one row for every head when the mask is shared
+/// by the batch). transformers adds the dtype's minimum; any value that underflows exp() to 0
+/// after the max subtraction gives the same softmax, and -inf stays correct in half precision.
+fn add_mask<B: Backend>(
+    scores: Tensor<B, 5>,
+    mask: &Tensor<B, 4, Bool>,
+    heads: usize,
+) -> Tensor<B, 5> {
+    let shape = scores.dims();
+    let [batch, _, _, q_len, k_len] = shape;
+    let [mask_batch, _, _, _] = mask.dims();
+    let bias = Tensor::<B, 4>::zeros(mask.dims(), &mask.device())
+        .mask_fill(mask.clone(), f32::NEG_INFINITY)
+        .cast(scores.dtype());
+    if mask_batch == 1 {
+        let rows = scores.reshape([batch * heads, q_len * k_len]);
+        (rows + bias.reshape([1, q_len * k_len])).reshape(shape)
+    } else {
+        let scores = scores.reshape([batch, heads, q_len, k_len]);
+        (scores + bias).reshape(shape)
+    }
 }

@@ -9,6 +9,7 @@ mod attention;
 pub(crate) mod config;
 mod decoder;
 mod dispatch;
+mod experts;
 mod init;
 mod interfaces;
 pub mod limits;
@@ -25,6 +26,7 @@ pub use decoder::{
     causal_lm_output, decoder_stack_forward, lm_head, pre_norm_residuals, DecoderLayer,
 };
 pub use dispatch::{ExpertAssignment, ExpertDispatch};
+pub use experts::fused_expert_mlp;
 pub use init::{embedding, linear, normal_param, ones_param};
 pub use interfaces::{DecoderAttention, MoeExperts};
 pub use norm::rms_norm;

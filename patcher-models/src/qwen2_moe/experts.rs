@@ -10,7 +10,7 @@ use patcher_derive::Patchable;
 
 use super::config::Qwen2MoeConfig;
 use super::interfaces::Qwen2MoeExpertsInterface;
-use crate::common::{normal_param, Activation, ExpertDispatch, MoeExperts};
+use crate::common::{fused_expert_mlp, normal_param, Activation, ExpertDispatch, MoeExperts};
 
 /// transformers' `Qwen2MoeExperts`.
 #[derive(Module, Patchable, Debug)]
@@ -68,11 +68,8 @@ impl<B: Backend> MoeExperts<B> for Qwen2MoeExperts<B> {
             let tokens = assignment.token_tensor::<B>(&device);
             let state = hidden_states.clone().select(0, tokens.clone());
             let w_gate_up = gate_up.clone().narrow(0, e, 1).reshape([two_i, hidden]);
-            let gate_up_out = state.matmul(w_gate_up.transpose());
-            let gate = gate_up_out.clone().narrow(1, 0, inter);
-            let up = gate_up_out.narrow(1, inter, inter);
             let w_down = down.clone().narrow(0, e, 1).reshape([hidden, inter]);
-            let out = (self.act_fn.forward(gate) * up).matmul(w_down.transpose());
+            let out = fused_expert_mlp(state, w_gate_up, w_down, self.act_fn);
             let out = out * assignment.weights(&top_k_weights);
             output = output.select_assign(0, tokens, out, IndexingUpdateOp::Add);
         }
