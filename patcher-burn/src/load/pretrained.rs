@@ -17,7 +17,7 @@ use super::host::float_dtype;
 use super::model::PretrainedModel;
 use super::options::LoadOptions;
 use super::params::model_params;
-use super::quantize::{check_supported, QuantizeSelector};
+use super::quantize::{check_supported, model_device, QuantizeSelector};
 use crate::build::BuildContext;
 
 /// A loaded model, with what the load found and what saving it back needs.
@@ -184,8 +184,7 @@ pub fn load_with<B: Backend, M: Module<B>>(
     }
 
     if let Some(quantization) = options.quantization_choice() {
-        let device = model.devices().into_iter().next().unwrap_or_default();
-        check_supported::<B>(&quantization.scheme, &device)?;
+        check_supported::<B>(&quantization.scheme, &model_device(model))?;
     }
     let executor = Executor {
         checkpoint,
