@@ -122,6 +122,64 @@ pub fn breakdown<B: Backend>(
             }),
         layers * batch as f64 * heads * 4.0 * (seq * seq) as f64 * config.head_dim as f64,
     );
+    // The core's steps on tensors of their shapes: `[b, KV, n_rep, s, d]` against the KV heads.
+    let (kv_heads, n_rep, d) = (
+        spec.num_key_value_heads,
+        heads as usize / spec.num_key_value_heads,
+        spec.head_dim,
+    );
+    let grouped = [batch, kv_heads, n_rep, seq, d];
+    let qg = Tensor::<B, 5>::random(grouped, Distribution::Default, &device);
+    let kg = Tensor::<B, 5>::random([batch, kv_heads, 1, seq, d], Distribution::Default, &device)
+        .expand(grouped);
+    let kg_t = Tensor::<B, 5>::random([batch, kv_heads, 1, d, seq], Distribution::Default, &device)
+        .expand([batch, kv_heads, n_rep, d, seq]);
+    let scores = Tensor::<B, 5>::random(
+        [batch, kv_heads, n_rep, seq, seq],
+        Distribution::Default,
+        &device,
+    );
+    let core_flops = layers * batch as f64 * heads * 2.0 * (seq * seq) as f64 * d as f64;
+    let five = |x: Tensor<B, 5>| {
+        let last = x.dims()[4];
+        x.reshape([batch * kv_heads * n_rep, seq, last])
+    };
+    part(
+        "    scores q @ k^T",
+        layers * time(&|| five(qg.clone().matmul(kg_t.clone()))),
+        core_flops,
+    );
+    part(
+        "    softmax over the keys",
+        layers * time(&|| five(burn::tensor::activation::softmax(scores.clone(), 4))),
+        0.0,
+    );
+    part(
+        "    weights @ v",
+        layers * time(&|| five(scores.clone().matmul(kg.clone()))),
+        core_flops,
+    );
+    // Burn's own attention op (`module::attention`: Flex runs a fused kernel, NdArray the same
+    // steps as above), on the grouped heads expanded.
+    let qh = qg.clone().reshape([batch, heads as usize, seq, d]);
+    let kh = kg.clone().reshape([batch, heads as usize, seq, d]);
+    let mask4 = mask.clone();
+    part(
+        "  Burn's module::attention, same shapes",
+        layers
+            * time(&|| {
+                burn::tensor::module::attention(
+                    qh.clone(),
+                    kh.clone(),
+                    kh.clone(),
+                    Some(mask4.clone()),
+                    None,
+                    Default::default(),
+                )
+                .reshape([batch, heads as usize * seq, d])
+            }),
+        2.0 * core_flops,
+    );
     part(
         "MoE block (all below)",
         layers * time(&|| layer.mlp.forward(normed.clone())),

@@ -12,19 +12,31 @@ use burn::prelude::*;
 
 use super::activation::Activation;
 
-/// `down(act(gate(x)) * up(x))` for `x [n, H]`, with `gate_up [2I, H]` (gate rows, then up rows)
-/// and `down [H, I]` in PyTorch's layout, as `[n, H]`.
+/// `down(act(gate(x)) * up(x))` for the tokens `x [n, H]` routed to `expert`, with the fused
+/// `gate_up_proj [E, 2I, H]` (each expert's gate rows, then its up rows) and `down_proj
+/// [E, H, I]` in PyTorch's layout, as `[n, H]`.
+///
+/// The expert's weights are taken as `[1, rows, cols]` slices, multiplied as they lie: reshaping
+/// a slice that does not start at the tensor's first element makes Flex copy it.
 pub fn fused_expert_mlp<B: Backend>(
     x: Tensor<B, 2>,
-    gate_up: Tensor<B, 2>,
-    down: Tensor<B, 2>,
+    gate_up_proj: &Tensor<B, 3>,
+    down_proj: &Tensor<B, 3>,
+    expert: usize,
     act_fn: Activation,
 ) -> Tensor<B, 2> {
-    let inter = gate_up.dims()[0] / 2;
-    // `[2I, n]`: the gate's rows, then the up projection's.
-    let gate_up_t = gate_up.matmul(x.transpose());
+    let [n, hidden] = x.dims();
+    let inter = gate_up_proj.dims()[1] / 2;
+    let gate_up = gate_up_proj.clone().narrow(0, expert, 1);
+    let down = down_proj.clone().narrow(0, expert, 1);
+    // `[2I, n]`: the gate's rows, then the up projection's (2-D, so both halves are contiguous).
+    let gate_up_t = gate_up
+        .matmul(x.transpose().unsqueeze::<3>())
+        .reshape([2 * inter, n]);
     let gate = gate_up_t.clone().narrow(0, 0, inter);
     let up = gate_up_t.narrow(0, inter, inter);
     let hidden_t = act_fn.forward(gate) * up;
-    down.matmul(hidden_t).transpose()
+    down.matmul(hidden_t.unsqueeze::<3>())
+        .reshape([hidden, n])
+        .transpose()
 }

@@ -59,17 +59,14 @@ impl<B: Backend> MoeExperts<B> for Qwen2MoeExperts<B> {
         let device = hidden_states.device();
         let gate_up = self.gate_up_proj.val();
         let down = self.down_proj.val();
-        let [num_experts, two_i, hidden] = gate_up.dims();
-        let inter = two_i / 2;
+        let num_experts = gate_up.dims()[0];
         let dispatch = ExpertDispatch::from_tensor(&top_k_index, num_experts);
         let mut output = hidden_states.zeros_like();
         for assignment in &dispatch.assignments {
             let e = assignment.expert;
             let tokens = assignment.token_tensor::<B>(&device);
             let state = hidden_states.clone().select(0, tokens.clone());
-            let w_gate_up = gate_up.clone().narrow(0, e, 1).reshape([two_i, hidden]);
-            let w_down = down.clone().narrow(0, e, 1).reshape([hidden, inter]);
-            let out = fused_expert_mlp(state, w_gate_up, w_down, self.act_fn);
+            let out = fused_expert_mlp(state, &gate_up, &down, e, self.act_fn);
             let out = out * assignment.weights(&top_k_weights);
             output = output.select_assign(0, tokens, out, IndexingUpdateOp::Add);
         }
