@@ -13,6 +13,7 @@ use patcher_models::common::{causal_mask, eager_attention, RotaryEmbedding};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 
 use super::stats::median;
+use super::table::Table;
 
 /// One part's figures, per forward.
 pub struct Part {
@@ -222,4 +223,36 @@ pub fn breakdown<B: Backend>(
         None => part("lm_head (tied)", 0.0, lm_flops),
     }
     parts
+}
+
+/// Prints one model's [`breakdown`] as a Markdown table.
+pub fn print_breakdown(title: &str, parts: &[Part]) {
+    let whole = parts.first().map_or(f64::NAN, |p| p.seconds);
+    println!("\nWhere the forward's time goes ({title}; medians, summed over the layers):\n");
+    let mut table = Table::new([
+        ("part", 0),
+        ("ms", 0),
+        ("% of forward", 0),
+        ("GFLOP", 0),
+        ("GFLOP/s", 0),
+    ]);
+    for part in parts {
+        let rate = if part.flops > 0.0 && part.seconds > 0.0 {
+            format!("{:.1}", part.flops / part.seconds / 1e9)
+        } else {
+            "-".into()
+        };
+        table.row(vec![
+            part.name.to_string(),
+            format!("{:.1}", part.seconds * 1e3),
+            format!("{:.0}", 100.0 * part.seconds / whole),
+            if part.flops > 0.0 {
+                format!("{:.2}", part.flops / 1e9)
+            } else {
+                "-".into()
+            },
+            rate,
+        ]);
+    }
+    print!("{}", table.markdown());
 }

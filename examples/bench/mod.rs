@@ -13,8 +13,12 @@ pub mod checksum;
 pub mod child;
 /// Command-line flags.
 pub mod cli;
+/// The forward benchmark's inputs and native-copy models.
+pub mod inputs;
 /// One-line JSON summaries.
 pub mod json;
+/// One Linear forward per weight layout.
+pub mod layouts;
 /// The page-cache warm-up and the memcpy lower bound.
 pub mod memcpy;
 /// Time and peak resident memory of a call.
@@ -25,6 +29,8 @@ pub mod rounds;
 pub mod stats;
 /// Aligned and Markdown tables.
 pub mod table;
+/// transformers' eager forward, timed by its Python script.
+pub mod transformers;
 
 /// Any error of a benchmark, printed as it is.
 pub type Error = Box<dyn std::error::Error>;

@@ -34,18 +34,17 @@
 #[path = "../bench/mod.rs"]
 mod bench;
 
-use std::time::Instant;
-
-use bench::breakdown::{breakdown, Part};
+use bench::breakdown::{breakdown, print_breakdown};
 use bench::checkpoint::{ensure_checkpoint, Shape};
-use bench::child::{self, Ran};
 use bench::cli::{default_checkpoint_dir, unknown, Cli};
+use bench::inputs::{input_ids, Contiguous};
+use bench::layouts::{linear_layouts, timed};
 use bench::stats::{load_average, median};
 use bench::table::Table;
+use bench::transformers::forward_times;
 use bench::Error;
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::module::linear;
 use burn_patcher::{LinearLayout, LoadOptions, Patcher};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{qwen2_moe_patcher, qwen2_moe_seed_patcher};
@@ -139,12 +138,6 @@ impl Args {
 /// fused QKV, the seed patcher.
 const MODELS: [&str; 5] = ["native", "unpatched", "views", "fused", "seed"];
 
-/// A prefill shape: `(batch, tokens)`.
-type Prefill = (usize, usize);
-
-/// `(backend, prefill, n, contiguous seconds, view seconds)` of one Linear forward.
-type LayoutRow = (String, Prefill, usize, f64, f64);
-
 /// One measured row.
 struct Row {
     backend: String,
@@ -175,7 +168,10 @@ fn run() -> Result<(), Error> {
                 let device = Default::default();
                 if args.layouts {
                     layouts.extend(linear_layouts::<burn::backend::NdArray>(
-                        "ndarray", &args, &device,
+                        "ndarray",
+                        &args.shapes,
+                        args.rounds,
+                        &device,
                     ));
                 }
                 rows.extend(models::<burn::backend::NdArray>("ndarray", &args, &device)?);
@@ -185,7 +181,10 @@ fn run() -> Result<(), Error> {
                 let device = Default::default();
                 if args.layouts {
                     layouts.extend(linear_layouts::<burn::backend::Flex>(
-                        "flex", &args, &device,
+                        "flex",
+                        &args.shapes,
+                        args.rounds,
+                        &device,
                     ));
                 }
                 rows.extend(models::<burn::backend::Flex>("flex", &args, &device)?);
@@ -199,7 +198,7 @@ fn run() -> Result<(), Error> {
         }
     }
     let transformers = if args.transformers {
-        transformers(&args)?
+        forward_times(&args.dir, args.threads, args.rounds, &args.shapes)?
     } else {
         Vec::new()
     };
@@ -272,96 +271,6 @@ fn run() -> Result<(), Error> {
     print!("{}", table.markdown());
     println!("\nload average after: {:.2}", load_average());
     Ok(())
-}
-
-/// Prints one model's [`breakdown`] as a Markdown table.
-fn print_breakdown(title: &str, parts: &[Part]) {
-    let whole = parts.first().map_or(f64::NAN, |p| p.seconds);
-    println!("\nWhere the forward's time goes ({title}; medians, summed over the layers):\n");
-    let mut table = Table::new([
-        ("part", 0),
-        ("ms", 0),
-        ("% of forward", 0),
-        ("GFLOP", 0),
-        ("GFLOP/s", 0),
-    ]);
-    for part in parts {
-        let rate = if part.flops > 0.0 && part.seconds > 0.0 {
-            format!("{:.1}", part.flops / part.seconds / 1e9)
-        } else {
-            "-".into()
-        };
-        table.row(vec![
-            part.name.to_string(),
-            format!("{:.1}", part.seconds * 1e3),
-            format!("{:.0}", 100.0 * part.seconds / whole),
-            if part.flops > 0.0 {
-                format!("{:.2}", part.flops / 1e9)
-            } else {
-                "-".into()
-            },
-            rate,
-        ]);
-    }
-    print!("{}", table.markdown());
-}
-
-/// Seconds of `f`, its result dropped after.
-fn timed<T>(f: impl FnOnce() -> T) -> f64 {
-    let start = Instant::now();
-    let out = f();
-    let seconds = start.elapsed().as_secs_f64();
-    drop(out);
-    seconds
-}
-
-/// `(backend, shape, n, contiguous s, view s)` of one Linear forward per layout.
-fn linear_layouts<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Vec<LayoutRow> {
-    let mut out = Vec::new();
-    for &(b, s) in &args.shapes {
-        for n in [1024, 512, 8192] {
-            let x =
-                Tensor::<B, 3>::random([b, s, 1024], burn::tensor::Distribution::Default, device);
-            let torch =
-                Tensor::<B, 2>::random([n, 1024], burn::tensor::Distribution::Default, device);
-            let view = torch.clone().transpose();
-            let contiguous = Tensor::<B, 2>::from_data(view.clone().into_data(), device);
-            let run = |w: &Tensor<B, 2>| timed(|| linear(x.clone(), w.clone(), None).into_data());
-            run(&view);
-            run(&contiguous);
-            let (mut tc, mut tv) = (Vec::new(), Vec::new());
-            for _ in 0..args.rounds.max(5) {
-                tc.push(run(&contiguous));
-                tv.push(run(&view));
-            }
-            out.push((name.to_string(), (b, s), n, median(tc), median(tv)));
-        }
-    }
-    out
-}
-
-/// Copies every float parameter into a fresh contiguous tensor (the "native" model).
-struct Contiguous;
-
-impl<B: Backend> ModuleMapper<B> for Contiguous {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (id, tensor, mapper) = param.consume();
-        let device = tensor.device();
-        Param::from_mapped_value(id, Tensor::from_data(tensor.into_data(), &device), mapper)
-    }
-}
-
-fn input_ids<B: Backend>(
-    batch: usize,
-    tokens: usize,
-    vocab: usize,
-    device: &B::Device,
-) -> Tensor<B, 2, Int> {
-    let mut rng = bench::checkpoint::SplitMix(0x1d5);
-    let ids: Vec<i64> = (0..batch * tokens)
-        .map(|_| (rng.next() % vocab as u64) as i64)
-        .collect();
-    Tensor::from_data(TensorData::new(ids, [batch, tokens]), device)
 }
 
 fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec<Row>, Error> {
@@ -444,36 +353,4 @@ fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec
         eprintln!("{name} {b}x{s}: done");
     }
     Ok(rows)
-}
-
-/// transformers' eager forward: `(shape, median seconds)`, empty when Python lacks it.
-fn transformers(args: &Args) -> Result<Vec<(Prefill, f64)>, Error> {
-    let shapes: Vec<String> = args
-        .shapes
-        .iter()
-        .map(|(b, s)| format!("{b}x{s}"))
-        .collect();
-    let mut command = child::python("bench_transformers_forward.py");
-    command
-        .arg(&args.dir)
-        .args(["--threads", &args.threads.to_string()])
-        .args(["--rounds", &args.rounds.to_string()])
-        .args(["--shapes", &shapes.join(",")]);
-    let stdout = match child::run(command, true) {
-        Ran::Done(stdout) => stdout,
-        Ran::Skipped(why) => {
-            println!("transformers: {why}");
-            return Ok(Vec::new());
-        }
-        Ran::Failed(why) => return Err(format!("bench_transformers_forward.py: {why}").into()),
-    };
-    let mut out = Vec::new();
-    for fields in child::results(&stdout) {
-        let (Some(shape), Some(seconds)) = (fields.text("shape"), fields.get("seconds")) else {
-            continue;
-        };
-        let (b, s) = shape.split_once('x').ok_or("bad RESULT line")?;
-        out.push(((b.parse()?, s.parse()?), seconds));
-    }
-    Ok(out)
 }
