@@ -19,6 +19,8 @@ pub mod inputs;
 pub mod json;
 /// One Linear forward per weight layout.
 pub mod layouts;
+/// The load benchmark's children and their `RESULT` lines.
+pub mod load_child;
 /// The page-cache warm-up and the memcpy lower bound.
 pub mod memcpy;
 /// Time and peak resident memory of a call.

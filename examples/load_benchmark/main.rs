@@ -82,11 +82,11 @@ use std::path::PathBuf;
 
 use bench::checkpoint::{ensure_checkpoint, tensor_bytes, Shape};
 use bench::checksum::Checksum;
-use bench::child::{self, Fields, Ran};
 use bench::cli::{default_checkpoint_dir, unknown, Cli};
 use bench::json::Object;
+use bench::load_child::{run_contender, Measure};
 use bench::memcpy::{memcpy, warm_up};
-use bench::memory::{measured, Usage};
+use bench::memory::measured;
 use bench::rounds::{interleaved, Outcome};
 use bench::stats::load_average;
 use bench::table::Table;
@@ -189,38 +189,6 @@ const CONTENDERS: [(&str, &str); 9] = [
     ("transformers", "transformers from_pretrained"),
 ];
 
-/// One child's figures: what its `RESULT` line carries.
-#[derive(Debug, Clone, Copy, Default)]
-struct Measure {
-    usage: Usage,
-    loaded: Checksum,
-}
-
-impl Measure {
-    fn line(&self) -> String {
-        let (u, c) = (&self.usage, &self.loaded);
-        format!(
-            "RESULT seconds={:.6} rss_added={} rss_kept={} checksum={:.17e} count={} \
-             model_bytes={}",
-            u.seconds, u.rss_added, u.rss_kept, c.sum, c.count, c.bytes
-        )
-    }
-
-    fn parse(fields: &Fields) -> Option<Self> {
-        let usage = Usage {
-            seconds: fields.get("seconds")?,
-            rss_added: fields.get("rss_added")?,
-            rss_kept: fields.get("rss_kept")?,
-        };
-        let loaded = Checksum {
-            sum: fields.get("checksum")?,
-            count: fields.get("count")?,
-            bytes: fields.get("model_bytes").unwrap_or(0),
-        };
-        Some(Self { usage, loaded })
-    }
-}
-
 /// A child: one load, measured, its `RESULT` line printed.
 fn child(mode: &str, args: &Args) -> Result<(), Error> {
     let dir = &args.dir;
@@ -287,34 +255,6 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs one round of the contender `key` in a child process; also returns the child's first
-/// line of output when it is not the result (transformers' versions).
-fn run_contender(key: &str, args: &Args) -> Result<(Measure, Option<String>), Outcome<Measure>> {
-    let transformers = key == "transformers";
-    let command = if transformers {
-        let mut command = child::python("bench_transformers.py");
-        command.arg(&args.dir);
-        command
-    } else {
-        let mut command = child::this_program(key).map_err(|e| Outcome::Failed(e.to_string()))?;
-        command
-            .arg("--dir")
-            .arg(&args.dir)
-            .args(["--threads", &args.threads.to_string()]);
-        command
-    };
-    match child::run(command, transformers) {
-        Ran::Done(stdout) => {
-            let results = child::results(&stdout);
-            let measure = results.last().and_then(Measure::parse);
-            let measure = measure.ok_or_else(|| Outcome::Failed("no RESULT line".into()))?;
-            Ok((measure, child::info_line(&stdout)))
-        }
-        Ran::Skipped(why) => Err(Outcome::Skipped(why)),
-        Ran::Failed(why) => Err(Outcome::Failed(why)),
-    }
-}
-
 /// The parent: checkpoint, warm-up, children in interleaved rounds, table, targets, summary.
 fn parent(args: &Args) -> Result<(), Error> {
     let shape = Shape::for_size(args.size_mb);
@@ -363,7 +303,7 @@ fn parent(args: &Args) -> Result<(), Error> {
             eprint!(" {}", contenders[i].0);
         },
         |i| {
-            let (measure, line) = run_contender(contenders[i].0, args)?;
+            let (measure, line) = run_contender(contenders[i].0, &args.dir, args.threads)?;
             info = info.take().or(line);
             Ok(measure)
         },
