@@ -89,10 +89,11 @@ pub fn causal_mask<B: Backend>(
 /// `[b, s, H*d]` (before the output projection).
 ///
 /// The values are transformers' (`eager_attention_forward` after `apply_rotary_pos_emb` and
-/// `repeat_kv`); the steps are arranged so that the CPU backends run them on contiguous data:
-/// RoPE on each head's `[seq * head_dim]` row (the tables broadcast as whole rows), grouped-query
-/// heads as a `[b, KV, n_rep, ...]` batch against their KV head broadcast (no `repeat_kv` copy),
-/// and the mask added as a `0` / `-inf` bias row.
+/// `repeat_kv`), up to rounding. RoPE runs on each head's `[seq * head_dim]` row (the tables
+/// broadcast as whole rows, bit for bit transformers' products). Then, on the CPU backends,
+/// Burn's attention op computes the rest (see `fused_attention`); elsewhere the steps run with
+/// grouped-query heads as a `[b, KV, n_rep, ...]` batch against their KV head broadcast (no
+/// `repeat_kv` copy) and the mask added as a `0` / `-inf` bias row.
 pub fn eager_attention<B: Backend>(
     spec: &AttentionSpec,
     q: Tensor<B, 3>,
