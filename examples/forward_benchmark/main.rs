@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --example forward_benchmark --features flex -- [--dir DIR] [--size-mb N]
 //!     [--rounds N] [--shapes 1x128,4x512] [--backends ndarray,flex] [--threads N]
-//!     [--no-transformers]
+//!     [--no-transformers] [--no-layouts] [--breakdown] [--models native,unpatched,views,fused,seed]
 //! ```
 //!
 //! One run does everything, in one process per side (ours, then transformers), so every ratio
@@ -34,16 +34,17 @@
 #[path = "../bench/mod.rs"]
 mod bench;
 
-use std::process::Command;
-use std::time::Instant;
-
+use bench::breakdown::{breakdown, print_breakdown};
 use bench::checkpoint::{ensure_checkpoint, Shape};
 use bench::cli::{default_checkpoint_dir, unknown, Cli};
+use bench::inputs::{input_ids, Contiguous};
+use bench::layouts::{linear_layouts, timed};
 use bench::stats::{load_average, median};
+use bench::table::Table;
+use bench::transformers::forward_times;
 use bench::Error;
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::module::linear;
 use burn_patcher::{LinearLayout, LoadOptions, Patcher};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{qwen2_moe_patcher, qwen2_moe_seed_patcher};
@@ -63,6 +64,12 @@ struct Args {
     backends: Vec<String>,
     threads: usize,
     transformers: bool,
+    /// The model variants to run, by key (`native`, `unpatched`, `views`, `fused`, `seed`).
+    models: Vec<String>,
+    /// Whether to time the Linear layouts.
+    layouts: bool,
+    /// Whether to time each part of the forward (`bench::breakdown`).
+    breakdown: bool,
 }
 
 impl Args {
@@ -76,6 +83,9 @@ impl Args {
             backends: vec!["ndarray".into(), "flex".into()],
             threads: cores,
             transformers: true,
+            models: MODELS.iter().map(|m| m.to_string()).collect(),
+            layouts: true,
+            breakdown: false,
         };
         let mut cli = Cli::new();
         while let Some(flag) = cli.flag() {
@@ -100,11 +110,20 @@ impl Args {
                     args.backends = cli.value(&flag)?.split(',').map(Into::into).collect()
                 }
                 "--no-transformers" => args.transformers = false,
+                "--no-layouts" => args.layouts = false,
+                "--breakdown" => args.breakdown = true,
+                "--models" => {
+                    args.models = cli.value(&flag)?.split(',').map(Into::into).collect();
+                    if let Some(bad) = args.models.iter().find(|m| !MODELS.contains(&m.as_str())) {
+                        return Err(format!("unknown model `{bad}` (one of {MODELS:?})").into());
+                    }
+                }
                 "-h" | "--help" => {
                     println!(
                         "usage: forward_benchmark [--dir DIR] [--size-mb N] [--rounds N] \
                          [--shapes 1x128,4x512] [--backends ndarray,flex] [--threads N] \
-                         [--no-transformers]"
+                         [--no-transformers] [--no-layouts] [--breakdown] \
+                         [--models native,unpatched,views,fused,seed]"
                     );
                     std::process::exit(0);
                 }
@@ -115,11 +134,9 @@ impl Args {
     }
 }
 
-/// A prefill shape: `(batch, tokens)`.
-type Prefill = (usize, usize);
-
-/// `(backend, prefill, n, contiguous seconds, view seconds)` of one Linear forward.
-type LayoutRow = (String, Prefill, usize, f64, f64);
+/// The model variants, by key: the native copy, unpatched, unpatched with transposed views,
+/// fused QKV, the seed patcher.
+const MODELS: [&str; 5] = ["native", "unpatched", "views", "fused", "seed"];
 
 /// One measured row.
 struct Row {
@@ -149,17 +166,27 @@ fn run() -> Result<(), Error> {
         match backend.as_str() {
             "ndarray" => {
                 let device = Default::default();
-                layouts.extend(linear_layouts::<burn::backend::NdArray>(
-                    "ndarray", &args, &device,
-                ));
+                if args.layouts {
+                    layouts.extend(linear_layouts::<burn::backend::NdArray>(
+                        "ndarray",
+                        &args.shapes,
+                        args.rounds,
+                        &device,
+                    ));
+                }
                 rows.extend(models::<burn::backend::NdArray>("ndarray", &args, &device)?);
             }
             #[cfg(feature = "flex")]
             "flex" => {
                 let device = Default::default();
-                layouts.extend(linear_layouts::<burn::backend::Flex>(
-                    "flex", &args, &device,
-                ));
+                if args.layouts {
+                    layouts.extend(linear_layouts::<burn::backend::Flex>(
+                        "flex",
+                        &args.shapes,
+                        args.rounds,
+                        &device,
+                    ));
+                }
                 rows.extend(models::<burn::backend::Flex>("flex", &args, &device)?);
             }
             other => {
@@ -171,31 +198,46 @@ fn run() -> Result<(), Error> {
         }
     }
     let transformers = if args.transformers {
-        transformers(&args)?
+        forward_times(&args.dir, args.threads, args.rounds, &args.shapes)?
     } else {
         Vec::new()
     };
 
     println!("\nOne Linear forward, weight [1024, n], by layout (x contiguous: view time over contiguous):\n");
-    println!(
-        "| backend | prefill | n | contiguous GFLOP/s | transposed view GFLOP/s | x contiguous |"
-    );
-    println!("|---|---|---|---|---|---|");
+    let mut table = Table::new([
+        ("backend", 0),
+        ("prefill", 0),
+        ("n", 0),
+        ("contiguous GFLOP/s", 0),
+        ("transposed view GFLOP/s", 0),
+        ("x contiguous", 0),
+    ]);
     for (backend, (b, s), n, contiguous, view) in &layouts {
         let flops = 2.0 * (b * s * 1024 * n) as f64;
-        println!(
-            "| {backend} | {b}x{s} | {n} | {:.1} | {:.1} | {:.2} |",
-            flops / contiguous / 1e9,
-            flops / view / 1e9,
-            view / contiguous
-        );
+        table.row(vec![
+            backend.clone(),
+            format!("{b}x{s}"),
+            n.to_string(),
+            format!("{:.1}", flops / contiguous / 1e9),
+            format!("{:.1}", flops / view / 1e9),
+            format!("{:.2}", view / contiguous),
+        ]);
     }
+    print!("{}", table.markdown());
     println!(
         "\nPrefill forward of the loaded model, medians of {} rounds:\n",
         args.rounds
     );
-    println!("| backend | model | prefill | time s | tok/s | x native | x transformers | max logit diff |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let mut table = Table::new([
+        ("backend", 0),
+        ("model", 0),
+        ("prefill", 0),
+        ("time s", 0),
+        ("tok/s", 0),
+        ("x native", 0),
+        ("x transformers", 0),
+        ("max logit diff", 0),
+    ]);
     for row in &rows {
         let tokens = (row.shape.0 * row.shape.1) as f64;
         let theirs = transformers
@@ -203,85 +245,32 @@ fn run() -> Result<(), Error> {
             .find(|(s, _)| *s == row.shape)
             .map(|(_, t)| format!("{:.2}", t / row.seconds))
             .unwrap_or_else(|| "-".into());
-        println!(
-            "| {} | {} | {}x{} | {:.3} | {:.0} | {:.2} | {} | {} |",
-            row.backend,
-            row.what,
-            row.shape.0,
-            row.shape.1,
-            row.seconds,
-            tokens / row.seconds,
-            row.x_reference,
+        table.row(vec![
+            row.backend.clone(),
+            row.what.clone(),
+            format!("{}x{}", row.shape.0, row.shape.1),
+            format!("{:.3}", row.seconds),
+            format!("{:.0}", tokens / row.seconds),
+            format!("{:.2}", row.x_reference),
             theirs,
             row.diff.map_or("-".into(), |d| format!("{d:.1e}")),
-        );
+        ]);
     }
     for ((b, s), seconds) in &transformers {
-        println!(
-            "| torch | transformers 5.23 eager | {b}x{s} | {seconds:.3} | {:.0} | - | 1.00 | - |",
-            (b * s) as f64 / seconds
-        );
+        table.row(vec![
+            "torch".into(),
+            "transformers 5.23 eager".into(),
+            format!("{b}x{s}"),
+            format!("{seconds:.3}"),
+            format!("{:.0}", (b * s) as f64 / seconds),
+            "-".into(),
+            "1.00".into(),
+            "-".into(),
+        ]);
     }
+    print!("{}", table.markdown());
     println!("\nload average after: {:.2}", load_average());
     Ok(())
-}
-
-/// Seconds of `f`, its result dropped after.
-fn timed<T>(f: impl FnOnce() -> T) -> f64 {
-    let start = Instant::now();
-    let out = f();
-    let seconds = start.elapsed().as_secs_f64();
-    drop(out);
-    seconds
-}
-
-/// `(backend, shape, n, contiguous s, view s)` of one Linear forward per layout.
-fn linear_layouts<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Vec<LayoutRow> {
-    let mut out = Vec::new();
-    for &(b, s) in &args.shapes {
-        for n in [1024, 512, 8192] {
-            let x =
-                Tensor::<B, 3>::random([b, s, 1024], burn::tensor::Distribution::Default, device);
-            let torch =
-                Tensor::<B, 2>::random([n, 1024], burn::tensor::Distribution::Default, device);
-            let view = torch.clone().transpose();
-            let contiguous = Tensor::<B, 2>::from_data(view.clone().into_data(), device);
-            let run = |w: &Tensor<B, 2>| timed(|| linear(x.clone(), w.clone(), None).into_data());
-            run(&view);
-            run(&contiguous);
-            let (mut tc, mut tv) = (Vec::new(), Vec::new());
-            for _ in 0..args.rounds.max(5) {
-                tc.push(run(&contiguous));
-                tv.push(run(&view));
-            }
-            out.push((name.to_string(), (b, s), n, median(tc), median(tv)));
-        }
-    }
-    out
-}
-
-/// Copies every float parameter into a fresh contiguous tensor (the issue's "native" model).
-struct Contiguous;
-
-impl<B: Backend> ModuleMapper<B> for Contiguous {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (id, tensor, mapper) = param.consume();
-        let device = tensor.device();
-        Param::from_mapped_value(id, Tensor::from_data(tensor.into_data(), &device), mapper)
-    }
-}
-
-fn input_ids<B: Backend>(
-    batch: usize,
-    tokens: usize,
-    vocab: usize,
-    device: &B::Device,
-) -> Tensor<B, 2, Int> {
-    let mut rng = bench::checkpoint::SplitMix(0x1d5);
-    let ids: Vec<i64> = (0..batch * tokens)
-        .map(|_| (rng.next() % vocab as u64) as i64)
-        .collect();
-    Tensor::from_data(TensorData::new(ids, [batch, tokens]), device)
 }
 
 fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec<Row>, Error> {
@@ -295,32 +284,35 @@ fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec
         )
         .map(|loaded| loaded.model)
     };
+    let wanted = |key: &str| args.models.iter().any(|m| m == key);
     let unpatched = load(&Patcher::new(), LinearLayout::Contiguous)?;
-    let native = unpatched.clone().map(&mut Contiguous);
-    let models = vec![
-        ("native copy (reference)", native),
-        ("unpatched", unpatched),
-        (
-            "unpatched, transposed views",
-            load(&Patcher::new(), LinearLayout::TransposedView)?,
-        ),
-        (
-            "fused QKV",
-            load(
-                &qwen2_moe_patcher(&config, true, false),
-                LinearLayout::Contiguous,
-            )?,
-        ),
-        (
-            "seed patcher",
-            load(&qwen2_moe_seed_patcher(&config), LinearLayout::Contiguous)?,
-        ),
-    ];
+    let mut models = Vec::new();
+    if wanted("native") {
+        models.push((
+            "native copy (reference)",
+            unpatched.clone().map(&mut Contiguous),
+        ));
+    }
+    if wanted("unpatched") {
+        models.push(("unpatched", unpatched.clone()));
+    }
+    if wanted("views") {
+        let model = load(&Patcher::new(), LinearLayout::TransposedView)?;
+        models.push(("unpatched, transposed views", model));
+    }
+    if wanted("fused") {
+        let patcher = qwen2_moe_patcher(&config, true, false);
+        models.push(("fused QKV", load(&patcher, LinearLayout::Contiguous)?));
+    }
+    if wanted("seed") {
+        let patcher = qwen2_moe_seed_patcher(&config);
+        models.push(("seed patcher", load(&patcher, LinearLayout::Contiguous)?));
+    }
     let mut rows = Vec::new();
     for &(b, s) in &args.shapes {
         let ids = input_ids::<B>(b, s, config.vocab_size, device);
         let forward = |model: &Qwen2MoeForCausalLM<B>| model.forward(ids.clone()).into_data();
-        let reference = forward(&models[1].1);
+        let reference = forward(&unpatched);
         let reference: Vec<f32> = reference.iter::<f32>().collect();
         let mut diffs = Vec::new();
         for (_, model) in &models {
@@ -339,65 +331,26 @@ fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec
             }
         }
         let medians: Vec<f64> = times.into_iter().map(median).collect();
+        let native = models
+            .iter()
+            .position(|(what, _)| what.starts_with("native"));
         for (i, (what, _)) in models.iter().enumerate() {
             rows.push(Row {
                 backend: name.to_string(),
                 what: what.to_string(),
                 shape: (b, s),
                 seconds: medians[i],
-                x_reference: medians[i] / medians[0],
+                x_reference: native.map_or(f64::NAN, |n| medians[i] / medians[n]),
                 diff: Some(diffs[i]),
             });
+        }
+        if args.breakdown {
+            for (what, model) in &models {
+                let parts = breakdown(model, &config, ids.clone(), args.rounds);
+                print_breakdown(&format!("{name}, {what}, {b}x{s}"), &parts);
+            }
         }
         eprintln!("{name} {b}x{s}: done");
     }
     Ok(rows)
-}
-
-/// transformers' eager forward: `(shape, median seconds)`, empty when Python lacks it.
-fn transformers(args: &Args) -> Result<Vec<(Prefill, f64)>, Error> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scripts/bench_transformers_forward.py");
-    let shapes: Vec<String> = args
-        .shapes
-        .iter()
-        .map(|(b, s)| format!("{b}x{s}"))
-        .collect();
-    let output = Command::new("python3")
-        .arg(&script)
-        .arg(&args.dir)
-        .args(["--threads", &args.threads.to_string()])
-        .args(["--rounds", &args.rounds.to_string()])
-        .args(["--shapes", &shapes.join(",")])
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if output.status.code() == Some(3) {
-        println!("transformers: {}", stdout.trim());
-        return Ok(Vec::new());
-    }
-    if !output.status.success() {
-        return Err(format!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    let mut out = Vec::new();
-    for line in stdout.lines() {
-        let Some(rest) = line.strip_prefix("RESULT ") else {
-            continue;
-        };
-        let field = |name: &str| {
-            rest.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .map(str::to_string)
-        };
-        let (Some(shape), Some(seconds)) = (field("shape"), field("seconds")) else {
-            continue;
-        };
-        let (b, s) = shape.split_once('x').ok_or("bad RESULT line")?;
-        out.push(((b.parse()?, s.parse()?), seconds.parse()?));
-    }
-    Ok(out)
 }

@@ -179,10 +179,25 @@ impl Executor<'_> {
                 tensors.extend(outputs);
             }
             state = apply(state, tensors);
+            if self.quantize.is_some() {
+                release_freed_memory();
+            }
             progress.bytes_done += bytes;
             options.report(&progress);
             start = end;
         }
         Ok(state)
+    }
+}
+
+/// Hands the allocator's free memory back to the OS. After a wave of a quantized load, its
+/// full-precision buffers are freed, but glibc keeps freed blocks below its (adaptive, up to
+/// 32 MiB) mmap threshold in its arenas, resident. Measured on the load benchmark's 8-bit load
+/// (64 MiB in flight): peak RSS added 285 MB without this, 254 MB with it, for a 178.6 MB model.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free memory of the allocator's arenas to the OS.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -172,6 +172,20 @@ fn transposed<T: bytemuck::Pod>(bytes: &[u8], rows: usize, cols: usize) -> Vec<T
 
 /// Writes the transpose of `src` (`rows x cols`) into `dst` (`cols x rows`).
 fn transpose_into<T: bytemuck::Pod>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && std::arch::is_x86_feature_detected!("avx")
+    {
+        let (src, dst) = (bytemuck::cast_slice(src), bytemuck::cast_slice_mut(dst));
+        // SAFETY: AVX is available (checked above).
+        unsafe { avx::transpose_f32(src, dst, rows, cols) };
+        return;
+    }
+    transpose_blocks(src, dst, rows, cols);
+}
+
+/// [`transpose_into`] in portable code: 8 x 8 blocks of scalar moves.
+fn transpose_blocks<T: bytemuck::Pod>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
     for r0 in (0..rows).step_by(TILE) {
         let r1 = (r0 + TILE).min(rows);
         for c0 in (0..cols).step_by(TILE) {
@@ -201,6 +215,94 @@ fn transpose_into<T: bytemuck::Pod>(src: &[T], dst: &mut [T], rows: usize, cols:
                 for c in from..c1 {
                     dst[c * rows + r] = src[r * cols + c];
                 }
+            }
+        }
+    }
+}
+
+/// The f32 transpose with AVX: each 8 x 8 block is eight 256-bit loads, 24 shuffles and eight
+/// stores (the scalar blocks cost 1.2 to 1.65x a memcpy of the matrix).
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK, TILE};
+
+    /// Writes the transpose of `src` (`rows x cols`) into `dst` (`cols x rows`), tile by tile.
+    ///
+    /// # Safety
+    /// The CPU must support AVX.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn transpose_f32(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
+        assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+        for r0 in (0..rows).step_by(TILE) {
+            let r1 = (r0 + TILE).min(rows);
+            let rb = r0 + (r1 - r0) / BLOCK * BLOCK;
+            for c0 in (0..cols).step_by(TILE) {
+                let c1 = (c0 + TILE).min(cols);
+                let cb = c0 + (c1 - c0) / BLOCK * BLOCK;
+                for r in (r0..rb).step_by(BLOCK) {
+                    for c in (c0..cb).step_by(BLOCK) {
+                        // SAFETY: rows r..r + 8 and columns c..c + 8 are inside both matrices
+                        // (r + 8 <= rows, c + 8 <= cols, lengths checked above).
+                        unsafe {
+                            block(
+                                src.as_ptr().add(r * cols + c),
+                                cols,
+                                dst.as_mut_ptr().add(c * rows + r),
+                                rows,
+                            )
+                        };
+                    }
+                }
+                // The ragged right and bottom edges, element by element.
+                for r in r0..r1 {
+                    let from = if r < rb { cb } else { c0 };
+                    for c in from..c1 {
+                        dst[c * rows + r] = src[r * cols + c];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Transposes the 8 x 8 block at `src` (row stride `src_stride`) into `dst` (row stride
+    /// `dst_stride`).
+    #[target_feature(enable = "avx")]
+    unsafe fn block(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+        // SAFETY: the caller guarantees 8 rows of 8 values at both places.
+        unsafe {
+            let row = |i: usize| _mm256_loadu_ps(src.add(i * src_stride));
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+            let (r4, r5, r6, r7) = (row(4), row(5), row(6), row(7));
+            let t0 = _mm256_unpacklo_ps(r0, r1);
+            let t1 = _mm256_unpackhi_ps(r0, r1);
+            let t2 = _mm256_unpacklo_ps(r2, r3);
+            let t3 = _mm256_unpackhi_ps(r2, r3);
+            let t4 = _mm256_unpacklo_ps(r4, r5);
+            let t5 = _mm256_unpackhi_ps(r4, r5);
+            let t6 = _mm256_unpacklo_ps(r6, r7);
+            let t7 = _mm256_unpackhi_ps(r6, r7);
+            let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let out = [
+                _mm256_permute2f128_ps::<0x20>(s0, s4),
+                _mm256_permute2f128_ps::<0x20>(s1, s5),
+                _mm256_permute2f128_ps::<0x20>(s2, s6),
+                _mm256_permute2f128_ps::<0x20>(s3, s7),
+                _mm256_permute2f128_ps::<0x31>(s0, s4),
+                _mm256_permute2f128_ps::<0x31>(s1, s5),
+                _mm256_permute2f128_ps::<0x31>(s2, s6),
+                _mm256_permute2f128_ps::<0x31>(s3, s7),
+            ];
+            for (j, value) in out.into_iter().enumerate() {
+                _mm256_storeu_ps(dst.add(j * dst_stride), value);
             }
         }
     }
@@ -276,6 +378,10 @@ mod tests {
             let mut shifted = vec![0u8; bytes.len() + 1];
             shifted[1..].copy_from_slice(bytes);
             assert_eq!(transposed::<f32>(&shifted[1..], rows, cols), expected);
+            // The portable blocks (the AVX kernel above, where the CPU has AVX).
+            let mut portable = vec![0f32; rows * cols];
+            transpose_blocks(&values, &mut portable, rows, cols);
+            assert_eq!(portable, expected);
         }
     }
 }

@@ -20,7 +20,7 @@ use super::layout::TorchLayouts;
 use super::model::PretrainedModel;
 use super::options::LoadOptions;
 use super::params::{model_params_with, ParamInfo};
-use super::quantize::{check_supported, QuantizeSelector};
+use super::quantize::{check_supported, model_device, QuantizeSelector};
 use crate::slot::{BuildContext, BuildError};
 use crate::visit;
 use crate::Patcher;
@@ -279,8 +279,7 @@ pub fn load_with<B: Backend, M: Module<B>>(
     }
 
     if let Some(quantization) = options.quantization_choice() {
-        let device = model.devices().into_iter().next().unwrap_or_default();
-        check_supported::<B>(&quantization.scheme, &device)?;
+        check_supported::<B>(&quantization.scheme, &model_device(model))?;
     }
     let executor = Executor {
         checkpoint,

@@ -1,6 +1,7 @@
 //! Quantizing while loading: each selected parameter is quantized as soon as it is uploaded, so
 //! the full-precision model is never resident (at most one wave of it, the bytes in flight).
 
+use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::quantization::{compute_q_params, compute_range, Calibration, QuantScheme};
 use patcher_core::pattern::PatternSet;
@@ -75,6 +76,23 @@ pub(crate) fn quantize<B: Backend, const D: usize>(
     let range = compute_range(scheme, &tensor, &Calibration::MinMax);
     let qparams = compute_q_params(scheme, range);
     tensor.quantize(scheme, qparams)
+}
+
+/// The device of `model`'s first parameter, read without initialising it: Burn's
+/// `Module::devices` initialises every lazy parameter (the whole model, in full precision, which
+/// a quantized load must never hold) to ask its device.
+pub(crate) fn model_device<B: Backend, M: Module<B>>(model: &M) -> B::Device {
+    struct FirstDevice<B: Backend>(Option<B::Device>);
+    impl<B: Backend> ModuleVisitor<B> for FirstDevice<B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if self.0.is_none() {
+                self.0 = Some(param.lazy_device());
+            }
+        }
+    }
+    let mut first = FirstDevice::<B>(None);
+    model.visit(&mut first);
+    first.0.unwrap_or_default()
 }
 
 /// Fails with a clear error, before anything is loaded, when the backend cannot quantize with

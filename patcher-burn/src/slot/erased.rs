@@ -44,6 +44,7 @@ pub(crate) trait ErasedModule<B: Backend, K: InterfaceKey>: Send + Sync + 'stati
     fn fork(self: Box<Self>, device: &B::Device) -> Box<dyn ErasedModule<B, K>>;
     fn routes(&self) -> &Routes;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    fn as_any(&self) -> &dyn Any;
     /// Only in the vtables of autodiff backends (the where clause is impossible elsewhere).
     fn valid(&self) -> Box<dyn ErasedModule<B::InnerBackend, K>>
     where

@@ -108,6 +108,10 @@ where
         self
     }
 
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
     fn valid(&self) -> Box<dyn ErasedModule<B::InnerBackend, K>>
     where
         B: AutodiffBackend,

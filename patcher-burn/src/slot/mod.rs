@@ -109,6 +109,27 @@ impl<B: Backend, I: ?Sized + SlotInterface> Slot<B, I> {
         self.replaced
     }
 
+    /// The module inside, if it is of class `C` (to reach what the interface does not show: a
+    /// class's own fields, say); `None` for another class.
+    ///
+    /// ```
+    /// use burn::backend::NdArray;
+    /// use burn::nn::{Linear, LinearConfig};
+    /// use patcher_burn::layers::InitSlot;
+    /// use patcher_burn::BuildContext;
+    ///
+    /// let ctx = BuildContext::<NdArray>::plain(&Default::default());
+    /// let slot = LinearConfig::new(4, 2).init_slot(&ctx);
+    /// let linear: &Linear<NdArray> = slot.module_as::<Linear<NdArray>>().unwrap();
+    /// assert_eq!(linear.weight.dims(), [4, 2]);
+    /// ```
+    pub fn module_as<C: Patchable<Backend = B>>(&self) -> Option<&C::WithBackend<B>> {
+        self.module
+            .as_any()
+            .downcast_ref::<Holder<C, B>>()
+            .map(|holder| &holder.module)
+    }
+
     /// The name of the slot's interface trait.
     pub fn interface_name(&self) -> &'static str {
         <I::Key as InterfaceKey>::NAME

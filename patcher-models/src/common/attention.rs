@@ -5,9 +5,14 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::DType;
+use rayon::prelude::*;
 
-use super::rope::{apply_rotary_pos_emb, PositionEmbeddings};
+#[cfg(doc)]
+use super::rope::apply_rotary_pos_emb;
+use super::rope::PositionEmbeddings;
 
 /// The shape of an attention layer, as every attention class (original or replacement) reads it
 /// from its model's config.
@@ -82,6 +87,13 @@ pub fn causal_mask<B: Backend>(
 
 /// Attention from projected `q [b, s, H*d]`, `k`/`v [b, s, KV*d]` to the merged heads
 /// `[b, s, H*d]` (before the output projection).
+///
+/// The values are transformers' (`eager_attention_forward` after `apply_rotary_pos_emb` and
+/// `repeat_kv`), up to rounding. RoPE runs on each head's `[seq * head_dim]` row (the tables
+/// broadcast as whole rows, bit for bit transformers' products). Then, on the CPU backends,
+/// Burn's attention op computes the rest (see `fused_attention`); elsewhere the steps run with
+/// grouped-query heads as a `[b, KV, n_rep, ...]` batch against their KV head broadcast (no
+/// `repeat_kv` copy) and the mask added as a `0` / `-inf` bias row.
 pub fn eager_attention<B: Backend>(
     spec: &AttentionSpec,
     q: Tensor<B, 3>,
@@ -92,27 +104,153 @@ pub fn eager_attention<B: Backend>(
 ) -> Tensor<B, 3> {
     let [batch, seq, _] = q.dims();
     let d = spec.head_dim;
+    let (heads, kv_heads) = (spec.num_attention_heads, spec.num_key_value_heads);
+    let n_rep = heads / kv_heads;
     // `.view(b, s, -1, d).transpose(1, 2)`
     let split = |x: Tensor<B, 3>, heads: usize| x.reshape([batch, seq, heads, d]).swap_dims(1, 2);
-    let q = split(q, spec.num_attention_heads);
-    let k = split(k, spec.num_key_value_heads);
-    let v = split(v, spec.num_key_value_heads);
-    let (q, k) = apply_rotary_pos_emb(q, k, position_embeddings);
+    let q = rotary_rows(split(q, heads), position_embeddings);
+    let k = rotary_rows(split(k, kv_heads), position_embeddings);
+    let v = split(v, kv_heads);
+    let merge = |x: Tensor<B, 4>| x.swap_dims(1, 2).reshape([batch, seq, heads * d]);
 
-    let n_rep = spec.num_attention_heads / spec.num_key_value_heads;
-    let k = repeat_kv(k, n_rep);
-    let v = repeat_kv(v, n_rep);
+    if let Some(chunks) = fused_attention::<B>(&q.device()) {
+        let repeat = |x: Tensor<B, 4>| repeat_kv(x, n_rep);
+        let out = burn_attention(
+            q,
+            repeat(k),
+            repeat(v),
+            attention_mask,
+            spec.scaling(),
+            chunks,
+        );
+        return merge(out);
+    }
+
+    // Query head `g * n_rep + r` attends with KV head `g` (transformers' `repeat_kv`), as a
+    // batch `[b, KV, n_rep]` against `[b, KV, 1]` expanded.
+    let q = q.reshape([batch, kv_heads, n_rep, seq, d]);
+    // `k^T` laid out row by row (`[b, KV, d, s]`, a small copy): the scores' matmul then reads
+    // both operands in the order the CPU backends' GEMM packs them.
+    let k_t = k
+        .swap_dims(2, 3)
+        .reshape([batch, kv_heads, 1, d, seq])
+        .expand([batch, kv_heads, n_rep, d, seq]);
+    let v = v
+        .unsqueeze_dim::<5>(2)
+        .expand([batch, kv_heads, n_rep, seq, d]);
 
     let dtype = q.dtype();
-    let mut scores = q.matmul(k.swap_dims(2, 3)) * spec.scaling();
-    if let Some(mask) = attention_mask {
-        // transformers adds the dtype's minimum; any value that underflows exp() to 0 after the
-        // max subtraction gives the same softmax, and -inf stays correct in half precision.
-        scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
+    let scores = q.matmul(k_t) * spec.scaling();
+    let scores = match attention_mask {
+        Some(mask) => add_mask(scores, mask, heads),
+        None => scores,
+    };
+    let weights = softmax(scores.cast(DType::F32), 4).cast(dtype);
+    merge(weights.matmul(v).reshape([batch, heads, seq, d]))
+}
+
+/// Whether Burn's attention op (`burn::tensor::module::attention`: scores, mask, softmax and the
+/// weighted sum in one call) replaces the steps of [`eager_attention`], and in how many parallel
+/// parts it runs: on the CPU backends. Flex's kernel runs them in one pass per head (its
+/// separate softmax is Burn's five-pass decomposition), on one thread, so the heads are split
+/// over the rayon threads; NdArray's op is the same steps, with its own threads. The GPU
+/// backends run the steps (their kernels are not checked against transformers here).
+fn fused_attention<B: Backend>(device: &B::Device) -> Option<usize> {
+    match B::name(device).as_str() {
+        "flex" => Some(rayon::current_num_threads()),
+        "ndarray" => Some(1),
+        _ => None,
     }
-    let weights = softmax(scores.cast(DType::F32), 3).cast(dtype);
-    weights
-        .matmul(v)
-        .swap_dims(1, 2)
-        .reshape([batch, seq, spec.num_attention_heads * d])
+}
+
+/// `softmax(q @ k^T * scale + mask) @ v` for `q`, `k`, `v [b, H, s, d]` through Burn's attention
+/// op, the `b * H` heads split in `chunks` parts run in parallel (a mask shared by the batch).
+fn burn_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<&Tensor<B, 4, Bool>>,
+    scale: f64,
+    chunks: usize,
+) -> Tensor<B, 4> {
+    let options = AttentionModuleOptions {
+        scale: Some(scale),
+        softcap: None,
+        is_causal: false,
+    };
+    let [batch, heads, seq, d] = q.dims();
+    let n = batch * heads;
+    let chunks = chunks.min(n);
+    if chunks <= 1 || mask.is_some_and(|m| m.dims()[0] != 1) {
+        return attention(q, k, v, mask.cloned(), None, options);
+    }
+    let flat = |x: Tensor<B, 4>| x.reshape([1, n, seq, d]);
+    let (q, k, v) = (flat(q), flat(k), flat(v));
+    let parts: Vec<_> = (0..chunks)
+        .map(|i| {
+            let (start, end) = (i * n / chunks, (i + 1) * n / chunks);
+            let part = |x: &Tensor<B, 4>| x.clone().narrow(1, start, end - start);
+            (part(&q), part(&k), part(&v), mask.cloned())
+        })
+        .collect();
+    let outs: Vec<Tensor<B, 4>> = parts
+        .into_par_iter()
+        .map(|(q, k, v, mask)| attention(q, k, v, mask, None, options))
+        .collect();
+    Tensor::cat(outs, 1).reshape([batch, heads, seq, d])
+}
+
+/// RoPE on `x [b, heads, seq, head_dim]`, each head's `seq * head_dim` values as one contiguous
+/// row so that the `cos`/`sin` tables broadcast as whole rows: the values of
+/// [`apply_rotary_pos_emb`] (`x * cos + rotate_half(x) * sin`), bit for bit. `rotate_half(x) *
+/// sin` is computed as `x` with its halves swapped (a gather) times `sin` with the first half
+/// negated: the same products, without the strided negation and concatenation that the CPU
+/// backends run element by element. Returns a contiguous tensor.
+fn rotary_rows<B: Backend>(
+    x: Tensor<B, 4>,
+    position_embeddings: &PositionEmbeddings<B>,
+) -> Tensor<B, 4> {
+    let [batch, heads, seq, d] = x.dims();
+    let device = x.device();
+    let rows = x.reshape([batch * heads, seq * d]);
+    // `rotate_half` puts the second half (`d - d / 2` values) first, negated, then the first.
+    let half = d / 2;
+    let swap: Vec<i64> = (half..d).chain(0..half).map(|i| i as i64).collect();
+    let swap = Tensor::<B, 1, Int>::from_data(TensorData::new(swap, [d]), &device);
+    let swapped = rows
+        .clone()
+        .reshape([batch * heads * seq, d])
+        .select(1, swap)
+        .reshape([batch * heads, seq * d]);
+    let sign: Vec<f32> = (0..d)
+        .map(|j| if j < d - half { -1.0 } else { 1.0 })
+        .collect();
+    let sign = Tensor::<B, 2>::from_data(TensorData::new(sign, [1, d]), &device);
+    let sin = position_embeddings.sin.clone().reshape([seq, d]) * sign;
+    let cos = position_embeddings.cos.clone().reshape([1, seq * d]);
+    (rows * cos + swapped * sin.reshape([1, seq * d])).reshape([batch, heads, seq, d])
+}
+
+/// `scores [b, KV, n_rep, seq, seq]` with `-inf` where `mask [1 or b, 1, seq, seq]` is `true`:
+/// the mask becomes a `0` / `-inf` bias, added (one row for every head when the mask is shared
+/// by the batch). transformers adds the dtype's minimum; any value that underflows exp() to 0
+/// after the max subtraction gives the same softmax, and -inf stays correct in half precision.
+fn add_mask<B: Backend>(
+    scores: Tensor<B, 5>,
+    mask: &Tensor<B, 4, Bool>,
+    heads: usize,
+) -> Tensor<B, 5> {
+    let shape = scores.dims();
+    let [batch, _, _, q_len, k_len] = shape;
+    let [mask_batch, _, _, _] = mask.dims();
+    let bias = Tensor::<B, 4>::zeros(mask.dims(), &mask.device())
+        .mask_fill(mask.clone(), f32::NEG_INFINITY)
+        .cast(scores.dtype());
+    if mask_batch == 1 {
+        let rows = scores.reshape([batch * heads, q_len * k_len]);
+        (rows + bias.reshape([1, q_len * k_len])).reshape(shape)
+    } else {
+        let scores = scores.reshape([batch, heads, q_len, k_len]);
+        (scores + bias).reshape(shape)
+    }
 }

@@ -9,6 +9,7 @@ mod attention;
 pub(crate) mod config;
 mod decoder;
 mod dispatch;
+mod experts;
 pub(crate) mod family;
 mod init;
 mod interfaces;
@@ -28,6 +29,7 @@ pub use decoder::{
     causal_lm_output, decoder_stack_forward, lm_head, pre_norm_residuals, DecoderLayer,
 };
 pub use dispatch::{ExpertAssignment, ExpertDispatch};
+pub use experts::fused_expert_mlp;
 pub use family::AsLinearLayer;
 pub(crate) use family::{
     causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, init_linear,

@@ -10,6 +10,7 @@ use burn::tensor::{DType, IndexingUpdateOp};
 
 use super::activation::Activation;
 use super::dispatch::ExpertDispatch;
+use super::experts::fused_expert_mlp;
 use super::init::normal_param;
 use super::topk::torch_topk;
 
@@ -87,23 +88,13 @@ pub fn fused_experts_forward<B: Backend>(
     top_k_weights: Tensor<B, 2>,
 ) -> Tensor<B, 2> {
     let device = hidden_states.device();
-    let [num_experts, two_i, hidden] = gate_up_proj.dims();
-    let inter = two_i / 2;
+    let num_experts = gate_up_proj.dims()[0];
     let dispatch = ExpertDispatch::from_tensor(&top_k_index, num_experts);
     let mut output = hidden_states.zeros_like();
     for assignment in &dispatch.assignments {
-        let e = assignment.expert;
         let tokens = assignment.token_tensor::<B>(&device);
         let state = hidden_states.clone().select(0, tokens.clone());
-        let w_gate_up = gate_up_proj
-            .clone()
-            .narrow(0, e, 1)
-            .reshape([two_i, hidden]);
-        let gate_up_out = state.matmul(w_gate_up.transpose());
-        let gate = gate_up_out.clone().narrow(1, 0, inter);
-        let up = gate_up_out.narrow(1, inter, inter);
-        let w_down = down_proj.clone().narrow(0, e, 1).reshape([hidden, inter]);
-        let out = (act_fn.forward(gate) * up).matmul(w_down.transpose());
+        let out = fused_expert_mlp(state, &gate_up_proj, &down_proj, assignment.expert, act_fn);
         let out = out * assignment.weights(&top_k_weights);
         output = output.select_assign(0, tokens, out, IndexingUpdateOp::Add);
     }

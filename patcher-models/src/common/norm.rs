@@ -14,5 +14,7 @@ pub fn rms_norm<B: Backend, const D: usize>(
     let x = x.cast(DType::F32);
     let variance = x.clone().square().mean_dim(D - 1);
     let normed = x * (variance + eps).sqrt().recip();
-    weight.unsqueeze::<D>() * normed.cast(dtype)
+    // `normed * weight` (the same products as transformers' `weight * normed`): the CPU
+    // backends broadcast the right-hand operand without copying it.
+    normed.cast(dtype) * weight.unsqueeze::<D>()
 }
