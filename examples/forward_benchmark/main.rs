@@ -47,7 +47,9 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn_patcher::{LinearLayout, LoadOptions, Patcher};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{qwen2_moe_patcher, qwen2_moe_seed_patcher};
+use patcher_models::replacements::{
+    qwen2_moe_fused_qkv_sequential_experts_patcher, qwen2_moe_patcher,
+};
 
 fn main() {
     if let Err(error) = run() {
@@ -305,7 +307,7 @@ fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec
         models.push(("fused QKV", load(&patcher, LinearLayout::Contiguous)?));
     }
     if wanted("seed") {
-        let patcher = qwen2_moe_seed_patcher(&config);
+        let patcher = qwen2_moe_fused_qkv_sequential_experts_patcher(&config);
         models.push(("seed patcher", load(&patcher, LinearLayout::Contiguous)?));
     }
     let mut rows = Vec::new();

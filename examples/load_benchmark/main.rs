@@ -96,7 +96,9 @@ use burn::tensor::quantization::{QuantScheme, QuantStore};
 use burn_patcher::{from_pretrained, Checkpoint, LinearLayout, LoadOptions};
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{qwen2_moe_patcher, qwen2_moe_seed_patcher};
+use patcher_models::replacements::{
+    qwen2_moe_fused_qkv_sequential_experts_patcher, qwen2_moe_patcher,
+};
 
 type B = NdArray<f32>;
 
@@ -206,7 +208,7 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             let patcher = if matches!(mode, "patcher-merged" | "patcher-finite") {
                 qwen2_moe_patcher::<B>(&config, true, false)
             } else {
-                qwen2_moe_seed_patcher::<B>(&config)
+                qwen2_moe_fused_qkv_sequential_experts_patcher::<B>(&config)
             };
             let options = match mode {
                 "patcher-views" => options.linear_layout(LinearLayout::TransposedView),

@@ -14,7 +14,8 @@
 //!   `block_sparse_moe` to `mlp` and merges its per-expert `w1`/`w3`/`w2`.
 //! - [`replacements`] has [`FusedQKVAttention`](replacements::FusedQKVAttention),
 //!   [`SequentialExperts`](replacements::SequentialExperts), and the patchers that apply them
-//!   ([`qwen2_moe_seed_patcher`](replacements::qwen2_moe_seed_patcher) is the seed's).
+//!   ([`qwen2_moe_fused_qkv_sequential_experts_patcher`](replacements::qwen2_moe_fused_qkv_sequential_experts_patcher)
+//!   is the seed's).
 //! - [`common`] has what the families share: RoPE in transformers' rotate-half convention,
 //!   eager grouped-query attention, RMSNorm, `torch.topk`'s CPU tie order, expert dispatch, the
 //!   forward interfaces of substitutable classes, and the logic behind the families' same-named
@@ -30,7 +31,7 @@
 //! use burn::prelude::*;
 //! use patcher_burn::list_slots;
 //! use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-//! use patcher_models::replacements::qwen2_moe_seed_patcher;
+//! use patcher_models::replacements::qwen2_moe_fused_qkv_sequential_experts_patcher;
 //!
 //! type B = NdArray<f32>;
 //! let config = Qwen2MoeConfig::from_json_str(
@@ -39,7 +40,8 @@
 //!         "shared_expert_intermediate_size": 8, "num_experts": 4, "num_experts_per_tok": 2}"#,
 //! )?;
 //! let device = Default::default();
-//! let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &qwen2_moe_seed_patcher(&config), &device)?;
+//! let patcher = qwen2_moe_fused_qkv_sequential_experts_patcher(&config);
+//! let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, &device)?;
 //! for slot in list_slots(&model) {
 //!     println!("{}: {} (was {})", slot.path, slot.class, slot.original_class);
 //! }

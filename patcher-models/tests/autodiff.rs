@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use common::fixtures;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::qwen2_moe_seed_patcher;
+use patcher_models::replacements::qwen2_moe_fused_qkv_sequential_experts_patcher;
 
 type Inner = NdArray<f32>;
 type B = Autodiff<Inner>;
@@ -51,9 +51,12 @@ impl ModuleVisitor<B> for WithGrad<'_> {
 fn gradients_reach_patched_parameters_and_the_router() {
     let device = Default::default();
     let config = Qwen2MoeConfig::from_file(fixtures().join("qwen2_moe/config.json")).unwrap();
-    let model =
-        Qwen2MoeForCausalLM::<B>::with_patcher(&config, &qwen2_moe_seed_patcher(&config), &device)
-            .unwrap();
+    let model = Qwen2MoeForCausalLM::<B>::with_patcher(
+        &config,
+        &qwen2_moe_fused_qkv_sequential_experts_patcher(&config),
+        &device,
+    )
+    .unwrap();
     let ids = Tensor::<B, 2, Int>::from_data(
         TensorData::new(
             (0..28).map(|i| (i * 37 % 128) as i64).collect::<Vec<_>>(),

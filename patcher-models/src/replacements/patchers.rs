@@ -1,8 +1,8 @@
 //! Ready-made patchers for the seed's replacements, so examples and tests share one definition.
 //!
-//! [`qwen2_moe_seed_patcher`] is the seed's Python `Patcher`: both class mappings, the filtered
-//! patterns `.gate_up_proj` and `.down_proj`, and the q/k/v weight and bias concatenations into
-//! `qkv_proj`. One addition: the concatenations record the q/k/v sizes
+//! [`qwen2_moe_fused_qkv_sequential_experts_patcher`] is the seed's Python `Patcher`: both class
+//! mappings, the filtered patterns `.gate_up_proj` and `.down_proj`, and the q/k/v weight and
+//! bias concatenations into `qkv_proj`. One addition: the concatenations record the q/k/v sizes
 //! ([`Concatenate::with_split_sizes`]), so that saving the patched model back splits `qkv_proj`
 //! at the right rows under grouped-query attention (transformers' reverse, an equal `Chunk`,
 //! cannot: q has more rows than k and v). Loading is unchanged, plus a check of those sizes.
@@ -124,7 +124,9 @@ where
 }
 
 /// The seed's patcher: sequential experts and fused QKV attention.
-pub fn qwen2_moe_seed_patcher<B: Backend>(config: &Qwen2MoeConfig) -> Patcher<B> {
+pub fn qwen2_moe_fused_qkv_sequential_experts_patcher<B: Backend>(
+    config: &Qwen2MoeConfig,
+) -> Patcher<B> {
     qwen2_moe_patcher(config, true, true)
 }
 
