@@ -9,13 +9,12 @@
 mod common;
 
 use burn::backend::{Autodiff, NdArray};
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
-use burn::prelude::*;
 use burn_patcher::{list_slots, LoadOptions};
 use common::{fixture, Reference};
 use patcher_models::llama::LlamaForCausalLM;
-use patcher_models::replacements::{lora_patcher, LORA_PARAMETERS};
+use patcher_models::replacements::{lora_patcher, OnlyLoraTrainable, LORA_PARAMETERS};
 
 type B = Autodiff<NdArray>;
 
@@ -30,22 +29,6 @@ const LLAMA_LINEARS: [&str; 8] = [
     "down_proj",
     "lm_head",
 ];
-
-/// PEFT's `mark_only_lora_as_trainable`: every parameter frozen but the adapters'.
-struct OnlyLoraTrainable(Vec<String>);
-
-impl ModuleMapper<B> for OnlyLoraTrainable {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.0.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.0.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let adapter = self.0.iter().any(|n| n == "lora_a" || n == "lora_b");
-        param.set_require_grad(adapter)
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = fixture("llama");
@@ -63,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let diff = reference.max_abs_diff(loaded.model.forward(ids.clone()));
     println!("before training: max |logits - transformers| = {diff:.3e}");
 
-    let mut model = loaded.model.map(&mut OnlyLoraTrainable(Vec::new()));
+    let mut model = loaded.model.map(&mut OnlyLoraTrainable::default());
     let mut optimizer = SgdConfig::new().init();
     for step in 1..=3 {
         let loss = model.forward(ids.clone()).powi_scalar(2).mean();

@@ -8,13 +8,13 @@ mod common;
 use std::collections::BTreeMap;
 
 use burn::backend::{Autodiff, NdArray};
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
 use common::{fixtures, input_ids, read_reference};
 use patcher_burn::{list_slots, LoadOptions, Patcher};
 use patcher_models::llama::LlamaForCausalLM;
-use patcher_models::replacements::{lora_patcher, LORA_PARAMETERS};
+use patcher_models::replacements::{lora_patcher, OnlyLoraTrainable, LORA_PARAMETERS};
 
 type Inner = NdArray<f32>;
 type B = Autodiff<Inner>;
@@ -77,22 +77,6 @@ fn snapshot<M: Module<B>>(model: &M) -> BTreeMap<String, Vec<f32>> {
     snapshot.out
 }
 
-/// PEFT's `mark_only_lora_as_trainable`: every parameter frozen but the adapters'.
-struct OnlyLoraTrainable(Vec<String>);
-
-impl ModuleMapper<B> for OnlyLoraTrainable {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.0.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.0.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let adapter = self.0.iter().any(|n| n == "lora_a" || n == "lora_b");
-        param.set_require_grad(adapter)
-    }
-}
-
 #[test]
 fn lora_on_every_linear_loads_the_stock_checkpoint_and_equals_the_unpatched_model() {
     let plain = load::<Inner>(&Patcher::new(), &LoadOptions::default());
@@ -147,7 +131,7 @@ fn sgd_steps_change_the_adapters_and_nothing_else() {
         &lora_patcher::<B, 4>(&LLAMA_LINEARS).unwrap(),
         &lora_options(),
     );
-    let mut model = loaded.model.map(&mut OnlyLoraTrainable(Vec::new()));
+    let mut model = loaded.model.map(&mut OnlyLoraTrainable::default());
     let before = snapshot(&model);
     let reference = read_reference(&fixtures().join("llama"));
     let ids = input_ids::<B>(&reference, &Default::default());

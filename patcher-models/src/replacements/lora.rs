@@ -7,7 +7,7 @@
 //! the adapters, which no stock checkpoint holds, are kept as initialized with
 //! [`LORA_PARAMETERS`] given to `LoadOptions::ignore_missing`.
 
-use burn::module::Initializer;
+use burn::module::{Initializer, ModuleMapper, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use patcher_burn::layers::{LinearForward, LinearLayer};
@@ -84,4 +84,26 @@ pub fn lora_patcher<B: Backend, const RANK: usize>(
     Ok(Patcher::new()
         .replace::<Linear<B>, LoraLinear<B, RANK>>()
         .extra_weight_conversions(renamings))
+}
+
+/// PEFT's `mark_only_lora_as_trainable`, as a mapper: every float parameter frozen but the
+/// adapters' (`lora_a`, `lora_b`). `model.map(&mut OnlyLoraTrainable::default())`.
+#[derive(Debug, Default)]
+pub struct OnlyLoraTrainable {
+    path: Vec<String>,
+}
+
+impl<B: Backend> ModuleMapper<B> for OnlyLoraTrainable {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let adapter = self.path.iter().any(|n| n == "lora_a" || n == "lora_b");
+        param.set_require_grad(adapter)
+    }
 }

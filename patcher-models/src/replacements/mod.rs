@@ -9,7 +9,7 @@ mod patchers;
 mod sequential_experts;
 
 pub use fused_qkv::{AttentionConfig, FusedQKVAttention};
-pub use lora::{lora_patcher, LoraLinear, LORA_PARAMETERS};
+pub use lora::{lora_patcher, LoraLinear, OnlyLoraTrainable, LORA_PARAMETERS};
 pub use patchers::{
     llama_fused_qkv_patcher, mixtral_patcher, qkv_concatenation,
     qwen2_moe_fused_qkv_sequential_experts_patcher, qwen2_moe_patcher, split_fused_experts,
