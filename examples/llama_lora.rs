@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         model = optimizer.step(0.5, model, grads);
     }
     println!(
-        "{} parameters in all; the frozen ones did not move (patcher-models/tests/lora.rs checks it)",
+        "{} parameters in all; the frozen ones did not move (patcher-models/tests/it/lora.rs checks it)",
         model.num_params()
     );
     Ok(())

@@ -15,6 +15,9 @@ if ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1
 fi
 
+# A one-shot build: incremental caches would only take disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 cargo test --workspace --features wgpu,flex,progress
 cargo test --doc --features wgpu,flex,progress,models
 cargo check --features cuda

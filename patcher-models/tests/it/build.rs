@@ -1,12 +1,10 @@
 //! Building the models through slots: parameter paths are transformers' names, the class
 //! listing, and the errors of a wrong mapping.
 
-mod common;
-
+use crate::common::fixtures;
 use burn::backend::NdArray;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use common::fixtures;
 use patcher_burn::{list_slots, replacement, BuildError, Patcher};
 use patcher_models::llama::{LlamaAttentionInterface, LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};

@@ -3,15 +3,13 @@
 //! `scale`/`shift` where PyTorch says `weight`/`bias`; loaded, saved back, and refused when the
 //! types are not registered.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::common::*;
 use burn::backend::NdArray;
 use burn::module::{Param, ParamId};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use common::*;
 use patcher_burn::{
     load_into, load_with, model_params_with, save_model, save_pretrained, Layout, LoadError,
     LoadOptions, LoadSpec, Patcher, PretrainedModel, SaveOptions, TorchLayout, TorchLayouts,

@@ -2,15 +2,13 @@
 //! for the original and every patched variant, saving a patched model back in the checkpoint's
 //! layout and reloading it unpatched, and a wrong patch failing with the report.
 
-mod common;
-
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
+use crate::common::parity::assert_parity;
+use crate::common::{fixtures, input_ids, read_reference, scratch};
 use burn::module::Module;
 use burn::prelude::Backend;
-use common::parity::assert_parity;
-use common::{fixtures, input_ids, read_reference, scratch};
 use patcher_burn::{list_slots, save_pretrained, LoadError, LoadOptions, Loaded, Patcher};
 use patcher_core::{Checkpoint, LoadReport};
 use patcher_models::llama::{LlamaAttention, LlamaConfig, LlamaForCausalLM};
@@ -69,9 +67,9 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
     )
     .unwrap();
     let again = reloaded.model.forward(input_ids::<B>(&reference, device));
-    let diff = common::max_abs_diff(
+    let diff = crate::common::max_abs_diff(
         &again,
-        &common::HostF32 {
+        &crate::common::HostF32 {
             shape: out.logits.dims().to_vec(),
             data: out.logits.to_data().iter::<f32>().collect(),
         },

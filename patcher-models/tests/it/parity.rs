@@ -3,11 +3,9 @@
 //! by the test-only helper in `common/` (the real loader is tested at the workspace level).
 //! Target: max abs difference of the logits and of every hidden state <= 1e-4.
 
-mod common;
-
+use crate::common::parity::assert_parity;
+use crate::common::{assign_all, fixtures, input_ids, read_reference};
 use burn::prelude::Backend;
-use common::parity::assert_parity;
-use common::{assign_all, fixtures, input_ids, read_reference};
 use patcher_burn::list_slots;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};

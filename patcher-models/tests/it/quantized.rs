@@ -3,15 +3,13 @@
 //! only by default (experts included through `SequentialExperts`), patterns otherwise, and a
 //! quantized model refusing to be saved.
 
-mod common;
-
 use std::collections::HashSet;
 
+use crate::common::{fixtures, input_ids, max_abs_diff, read_reference};
 use burn::module::{Module, ModuleMapper, Param, Quantizer};
 use burn::prelude::*;
 use burn::tensor::quantization::{Calibration, QuantScheme, QuantStore};
 use burn::tensor::DType as BurnDType;
-use common::{fixtures, input_ids, max_abs_diff, read_reference};
 use patcher_burn::{
     model_params, save_pretrained, Layout, LoadError, LoadOptions, Quantization, QuantizeTargets,
 };

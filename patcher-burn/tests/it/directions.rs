@@ -4,16 +4,14 @@
 //! own output) made right or refused with nothing written; sharded saves; ignored keys; partial
 //! loads with a dtype mismatch; mixed float dtypes among a converter's sources.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::*;
 use burn::backend::NdArray;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use common::*;
 use patcher_burn::{
     load_checkpoint, load_into, load_with, save_model, save_pretrained, save_pretrained_with,
     BuildError, LoadError, LoadOptions, LoadSpec, Patcher, SaveOptions,

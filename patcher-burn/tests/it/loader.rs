@@ -2,13 +2,11 @@
 //! partial loads, shards, integer buffers and saving back bit for bit. Every test runs on
 //! ndarray and, with the `wgpu` feature, on wgpu.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use burn::prelude::*;
-use common::*;
 use patcher_burn::{
     load_checkpoint, load_into, plan_with, save_pretrained, save_pretrained_with, LinearLayout,
     LoadError, LoadOptions, LoadSpec, Patcher, PretrainedModel, SaveOptions,

@@ -3,9 +3,7 @@
 //! Every check is a generic function instantiated per backend at the bottom: NdArray always,
 //! Wgpu with the `wgpu` feature (Mesa lavapipe on CPU-only machines).
 
-#[path = "common/slot_model.rs"]
-mod slot_model;
-
+use crate::slot_model::*;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
@@ -15,7 +13,6 @@ use burn_patcher::{
     list_slots, load_file_checked, load_record_checked, replacement, BuildContext, BuildError,
     LoadRecordError, Patcher, PatcherError, PatcherErrors, SlotInfo,
 };
-use slot_model::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

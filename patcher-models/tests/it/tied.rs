@@ -3,14 +3,12 @@
 //! fused-QKV model load it with parity, training updates the one shared parameter, and saving
 //! writes it once (byte-identical to transformers' file).
 
-mod common;
-
+use crate::common::parity::assert_parity;
+use crate::common::{fixtures, input_ids, read_reference};
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use common::parity::assert_parity;
-use common::{fixtures, input_ids, read_reference};
 use patcher_burn::{model_params, save_pretrained, LoadOptions, Patcher};
 use patcher_core::Checkpoint;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};

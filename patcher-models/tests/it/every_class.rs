@@ -1,12 +1,10 @@
 //! Every class of the shipped families is a slot: a decoder layer and an RMSNorm are replaced
 //! like any other class, by type or by path, and the stock checkpoint still loads.
 
-mod common;
-
+use crate::common::{fixtures, input_ids, max_abs_diff, read_reference};
 use burn::backend::NdArray;
 use burn::module::Param;
 use burn::prelude::*;
-use common::{fixtures, input_ids, max_abs_diff, read_reference};
 use patcher_burn::layers::NormForward;
 use patcher_burn::{list_slots, replacement, BuildContext, LoadOptions, Patchable, Patcher, Slot};
 use patcher_models::common::{
@@ -106,7 +104,7 @@ fn load(patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2MoeForCausalLM<B>> {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn logits(model: &Qwen2MoeForCausalLM<B>) -> (Tensor<B, 3>, common::Reference) {
+fn logits(model: &Qwen2MoeForCausalLM<B>) -> (Tensor<B, 3>, crate::common::Reference) {
     let reference = read_reference(&fixtures().join("qwen2_moe"));
     let out = model.forward(input_ids::<B>(&reference, &Default::default()));
     (out, reference)

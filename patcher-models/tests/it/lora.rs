@@ -3,15 +3,13 @@
 //! initialized, the logits equal the unpatched model's (and transformers'), and SGD steps on
 //! `Autodiff<NdArray>` change the adapters and nothing else.
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::{fixtures, input_ids, read_reference};
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
-use common::{fixtures, input_ids, read_reference};
 use patcher_burn::{list_slots, LoadOptions, Patcher};
 use patcher_models::llama::LlamaForCausalLM;
 use patcher_models::replacements::{lora_patcher, OnlyLoraTrainable, LORA_PARAMETERS};

@@ -2,16 +2,13 @@
 //! regex; which key wins; and every key or builder mistake reported, all at once, when the model
 //! is built.
 
-#[path = "common/slot_model.rs"]
-mod slot_model;
-
+use crate::slot_model::*;
 use burn::backend::NdArray;
 use burn_patcher::ops::Concatenate;
 use burn_patcher::{
     list_slots, replacement, BuildContext, BuildError, Patcher, PatcherError, PatcherErrors,
     WeightConverter,
 };
-use slot_model::*;
 
 type B = NdArray;
 

@@ -3,11 +3,9 @@
 //! 5's fused layout (v5 config): parity with transformers on the logits and every hidden state,
 //! unpatched and with each seed-style patch, and each load saved back byte for byte.
 
-mod common;
-
+use crate::common::parity::assert_parity;
+use crate::common::{fixtures, input_ids, read_reference, scratch};
 use burn::prelude::Backend;
-use common::parity::assert_parity;
-use common::{fixtures, input_ids, read_reference, scratch};
 use patcher_burn::{list_slots, save_pretrained, LoadOptions};
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::replacements::mixtral_patcher;

@@ -1,11 +1,9 @@
 //! Routing rules of `Qwen2MoeTopKRouter`: PyTorch's CPU tie order, `norm_topk_prob`.
 
-mod common;
-
+use crate::common::fixtures;
 use burn::backend::NdArray;
 use burn::module::Param;
 use burn::prelude::*;
-use common::fixtures;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeTopKRouter};
 
 type B = NdArray<f32>;

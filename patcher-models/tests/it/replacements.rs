@@ -3,12 +3,10 @@
 //! `LlamaAttention`, `SequentialExperts` (checkpoint keys as they are) against the fused
 //! `Qwen2MoeExperts`, on the fixtures' layer weights and a fixed input.
 
-mod common;
-
+use crate::common::{assign, fixtures, read_checkpoint, seeded_input};
 use burn::backend::NdArray;
 use burn::module::Module;
 use burn::prelude::*;
-use common::{assign, fixtures, read_checkpoint, seeded_input};
 use patcher_burn::{model_params, BuildContext};
 use patcher_models::common::{causal_mask, DecoderAttention, MoeExperts, RotaryEmbedding};
 use patcher_models::llama::{LlamaAttention, LlamaConfig};

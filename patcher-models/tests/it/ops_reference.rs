@@ -2,9 +2,7 @@
 //! tie-heavy rows (both of its algorithms), and RoPE inverse frequencies of every supported
 //! `rope_type` against transformers' init functions.
 
-mod common;
-
-use common::{fixtures, read_file};
+use crate::common::{fixtures, read_file};
 use patcher_models::common::{torch_topk, RopeParameters, RopeScaling};
 
 #[test]

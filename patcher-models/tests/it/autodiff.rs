@@ -2,15 +2,13 @@
 //! uses, through slots, the replacements and the router (whose top-k weights are gathered on the
 //! device, so they stay differentiable as in transformers); `valid()` gives the same outputs.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::fixtures;
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use common::fixtures;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::qwen2_moe_fused_qkv_sequential_experts_patcher;
 

@@ -1,0 +1,19 @@
+//! The crate's integration tests, one module a concern, linked into one test binary (a Burn
+//! test binary is tens of MB: one per file would multiply the build's disk and link time).
+//! `tests/mutation.rs` is a binary of its own: its counting global allocator must see no other
+//! test's allocations.
+
+mod autodiff;
+mod bad_config;
+mod build;
+mod common;
+mod every_class;
+mod loader;
+mod lora;
+mod mixtral;
+mod ops_reference;
+mod parity;
+mod quantized;
+mod replacements;
+mod router;
+mod tied;
