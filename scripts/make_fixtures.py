@@ -88,6 +88,18 @@ def qwen2_moe_config() -> Qwen2MoeConfig:
     )
 
 
+def qwen2_moe_dense_config() -> Qwen2MoeConfig:
+    # Dense and sparse layers mixed, both ways transformers makes a layer dense: with
+    # decoder_sparse_step=2 only layers 1 and 3 would be sparse, and mlp_only_layers makes 3 dense.
+    config = qwen2_moe_config()
+    config.num_hidden_layers = 4
+    config.layer_types = ["full_attention"] * 4
+    config.decoder_sparse_step = 2
+    config.mlp_only_layers = [3]
+    config.intermediate_size = 80
+    return config
+
+
 def llama_config() -> LlamaConfig:
     return LlamaConfig(
         vocab_size=128,
@@ -341,6 +353,16 @@ def main() -> None:
     assert bgap > 1e-2, "routing too close to a tie; change the seed"
     notes["qwen2_moe_bf16_min_topk_logit_margin"] = bgap
     conventions["qwen2_moe_bf16"] = save_reference(bref, ids, bdir)
+
+    # Dense layers among the sparse ones: layers 0, 2 and 3 have a Qwen2MoeMLP as their `mlp`.
+    dense = build(Qwen2MoeForCausalLM, qwen2_moe_dense_config(), seed=20260004)
+    ddir = fresh_dir(FIXTURES / "qwen2_moe_dense")
+    dense.save_pretrained(ddir)
+    dkeys = on_disk_keys(ddir)
+    for i in (0, 2, 3):
+        assert f"model.layers.{i}.mlp.gate_proj.weight" in dkeys and not any(k.startswith(f"model.layers.{i}.mlp.experts.") for k in dkeys), i
+    assert "model.layers.1.mlp.experts.3.up_proj.weight" in dkeys, dkeys
+    _, conventions["qwen2_moe_dense"] = checked_moe_reference(Qwen2MoeForCausalLM, ddir, ids, dense, "qwen2_moe_dense", notes)
 
     # --- Llama ------------------------------------------------------------------------------
     llama = build(LlamaForCausalLM, llama_config(), seed=20260002)

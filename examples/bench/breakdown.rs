@@ -11,7 +11,8 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use patcher_models::common::{causal_mask, eager_attention, RotaryEmbedding};
 use patcher_models::qwen2_moe::{
-    Qwen2MoeConfig, Qwen2MoeDecoderLayer, Qwen2MoeForCausalLM, Qwen2MoeSparseMoeBlock,
+    Qwen2MoeConfig, Qwen2MoeDecoderLayer, Qwen2MoeForCausalLM, Qwen2MoeLayerMlp,
+    Qwen2MoeSparseMoeBlock,
 };
 
 use super::stats::median;
@@ -53,8 +54,10 @@ pub fn breakdown<B: Backend>(
     let layer = m.layers[0]
         .module_as::<Qwen2MoeDecoderLayer<B>>()
         .expect("an unpatched decoder layer");
-    let block = layer
-        .mlp
+    let Qwen2MoeLayerMlp::Sparse(block) = &layer.mlp else {
+        panic!("the benchmark's layers are all sparse");
+    };
+    let block = block
         .module_as::<Qwen2MoeSparseMoeBlock<B>>()
         .expect("an unpatched sparse MoE block");
     let embedded = m.embed_tokens.forward(input_ids.clone());

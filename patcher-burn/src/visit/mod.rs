@@ -21,6 +21,9 @@ pub(crate) use leaf::Leaf;
 /// `Slot:<interface>:<original>:<state>:<build position>`.
 const SLOT_CONTAINER: &str = "Slot:";
 
+/// Prefix of the container type `#[derive(Module)]` gives an enum's variant: `Enum:<name>`.
+const ENUM_CONTAINER: &str = "Enum:";
+
 /// The container type of a slot's marker.
 pub(crate) fn slot_marker(
     interface: &str,
@@ -64,17 +67,31 @@ pub(crate) struct ModulePath {
 
 impl ModulePath {
     /// The dotted key, Burn's parameter path: `layers.0.q_proj.weight`.
+    ///
+    /// An enum module's variant is no part of it (`mlp.Dense.gate_proj.weight` is
+    /// `mlp.gate_proj.weight`): a PyTorch module attribute holds one class or another under one
+    /// name, which is what a Rust enum of modules stands for (burn-store skips variants for
+    /// PyTorch checkpoints too).
     pub(crate) fn key(&self) -> String {
-        self.renamed(self.leaf())
+        self.names().join(".")
     }
 
-    /// The key with its last name replaced by `leaf`.
+    /// The key with its last name (a parameter's field name) replaced by `leaf`.
     pub(crate) fn renamed(&self, leaf: &str) -> String {
-        let mut names: Vec<&str> = self.entries.iter().map(|(name, _)| name.as_str()).collect();
+        let mut names = self.names();
         if let Some(last) = names.last_mut() {
             *last = leaf;
         }
         names.join(".")
+    }
+
+    /// The names of the key: every name entered, but enum variants.
+    fn names(&self) -> Vec<&str> {
+        let named = self
+            .entries
+            .iter()
+            .filter(|(_, container)| !container.starts_with(ENUM_CONTAINER));
+        named.map(|(name, _)| name.as_str()).collect()
     }
 
     /// The last name: a parameter's field name in its module.

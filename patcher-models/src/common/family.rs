@@ -230,14 +230,43 @@ macro_rules! top_k_router_class {
 }
 
 /// `XxxDecoderLayer` (filling `$layer_interface` slots): `self_attn` (a slot of `$interface`,
-/// `$attention` by default), `mlp` (a slot of `$mlp_interface`, `$mlp` by default) and two
-/// `$norm` slots: the struct, `new(config, layer_idx, ctx)` and the pre-norm forward as
-/// [`DecoderLayer`](crate::common::DecoderLayer) (`h = x + attn(norm(x))`, then
-/// `h + mlp(norm(h))`).
+/// `$attention` by default), `mlp` and two `$norm` slots: the struct, `new(config, layer_idx,
+/// ctx)` and the pre-norm forward as [`DecoderLayer`](crate::common::DecoderLayer) (`h = x +
+/// attn(norm(x))`, then `h + mlp(norm(h))`).
+///
+/// The `mlp` is either one slot of `$mlp_interface` (`$mlp` by default, built from the config),
+/// or, with `per_layer_mlp = $mlp_ty`, a `$mlp_ty` built by `$mlp_ty::new(config, layer_idx,
+/// ctx)` (a family whose layers differ, as Qwen2-MoE's dense and sparse layers do).
 macro_rules! decoder_layer_class {
     (
         $name:ident, $config:ty, $layer_interface:ident,
         $attention:ident, $interface:ident, $mlp:ident, $mlp_interface:ident, $norm:ident
+    ) => {
+        $crate::common::decoder_layer_class!(
+            @class $name, $config, $layer_interface, $attention, $interface, $norm,
+            patcher_burn::Slot<B, dyn $mlp_interface<B>>,
+            concat!("`", stringify!($mlp), "` or its replacement."),
+            |config: &$config, _: usize, ctx: &patcher_burn::BuildContext<'_, B>| {
+                patcher_burn::Slot::build::<$mlp<B>>(ctx, config)
+            }
+        );
+    };
+    (
+        $name:ident, $config:ty, $layer_interface:ident,
+        $attention:ident, $interface:ident, per_layer_mlp = $mlp_ty:ident, $norm:ident
+    ) => {
+        $crate::common::decoder_layer_class!(
+            @class $name, $config, $layer_interface, $attention, $interface, $norm,
+            $mlp_ty<B>,
+            concat!("The layer's MLP: see [`", stringify!($mlp_ty), "`]."),
+            |config: &$config, layer_idx: usize, ctx: &patcher_burn::BuildContext<'_, B>| {
+                $mlp_ty::new(config, layer_idx, ctx)
+            }
+        );
+    };
+    (
+        @class $name:ident, $config:ty, $layer_interface:ident, $attention:ident,
+        $interface:ident, $norm:ident, $mlp_field:ty, $mlp_doc:expr, $build_mlp:expr
     ) => {
         #[doc = concat!("transformers' `", stringify!($name), "`.")]
         #[derive(burn::module::Module, patcher_derive::Patchable, Debug)]
@@ -245,8 +274,8 @@ macro_rules! decoder_layer_class {
         pub struct $name<B: burn::prelude::Backend> {
             #[doc = concat!("Self-attention: `", stringify!($attention), "` or its replacement.")]
             pub self_attn: patcher_burn::Slot<B, dyn $interface<B>>,
-            #[doc = concat!("`", stringify!($mlp), "` or its replacement.")]
-            pub mlp: patcher_burn::Slot<B, dyn $mlp_interface<B>>,
+            #[doc = $mlp_doc]
+            pub mlp: $mlp_field,
             #[doc = concat!("Norm before attention: `", stringify!($norm), "` or its replacement.")]
             pub input_layernorm: patcher_burn::Slot<B, dyn crate::common::DecoderNormInterface<B>>,
             /// Norm before the MLP.
@@ -265,7 +294,7 @@ macro_rules! decoder_layer_class {
                 let norm = || Slot::build::<$norm<B>>(ctx, (config.hidden_size, config.rms_norm_eps));
                 Self {
                     self_attn: Slot::build::<$attention<B>>(ctx, (config, layer_idx)),
-                    mlp: Slot::build::<$mlp<B>>(ctx, config),
+                    mlp: ($build_mlp)(config, layer_idx, ctx),
                     input_layernorm: norm(),
                     post_attention_layernorm: norm(),
                 }

@@ -1,5 +1,6 @@
 //! `Qwen2MoeConfig`, read from a checkpoint's `config.json` with transformers 5.23's defaults.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -29,7 +30,7 @@ pub struct Qwen2MoeConfig {
     pub layer_types: Vec<LayerType>,
     /// Window of sliding-attention layers (`None` when sliding attention is off).
     pub sliding_window: Option<usize>,
-    /// Every `decoder_sparse_step`-th layer is sparse.
+    /// Every `decoder_sparse_step`-th layer is sparse (the others are dense).
     pub decoder_sparse_step: usize,
     /// Width of each routed expert.
     pub moe_intermediate_size: usize,
@@ -42,7 +43,7 @@ pub struct Qwen2MoeConfig {
     /// Whether the top-k probabilities are renormalised to sum to 1.
     pub norm_topk_prob: bool,
     /// Layers with a dense MLP instead of a sparse block.
-    pub mlp_only_layers: Vec<usize>,
+    pub mlp_only_layers: BTreeSet<usize>,
     /// Whether q/k/v projections have biases.
     pub qkv_bias: bool,
 }
@@ -138,7 +139,11 @@ impl Qwen2MoeConfig {
             num_experts_per_tok: raw.num_experts_per_tok,
             num_experts: raw.num_experts,
             norm_topk_prob: raw.norm_topk_prob,
-            mlp_only_layers: raw.mlp_only_layers.unwrap_or_default(),
+            mlp_only_layers: raw
+                .mlp_only_layers
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             qkv_bias: raw.qkv_bias,
         };
         config.validate()?;
@@ -152,7 +157,17 @@ impl Qwen2MoeConfig {
     /// config can make building the model abort; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.core.validate()?;
-        limits::experts("num_experts", self.num_experts, self.num_experts_per_tok)?;
+        if self.decoder_sparse_step == 0 {
+            // transformers divides by it (`(layer_idx + 1) % decoder_sparse_step`).
+            return Err(ConfigError::Field {
+                field: "decoder_sparse_step".into(),
+                value: "0".into(),
+                reason: "must be at least 1 (every n-th layer is sparse)".into(),
+            });
+        }
+        if self.sparse_layers() > 0 {
+            limits::experts("num_experts", self.num_experts, self.num_experts_per_tok)?;
+        }
         for (field, value) in [
             ("intermediate_size", self.intermediate_size),
             ("moe_intermediate_size", self.moe_intermediate_size),
@@ -176,22 +191,24 @@ impl Qwen2MoeConfig {
                 "sliding_attention layers without use_sliding_window/sliding_window".into(),
             );
         }
-        if let Some(dense) = (0..self.num_hidden_layers).find(|&i| !self.is_sparse_layer(i)) {
-            return Err(ConfigError::Unsupported(format!(
-                "layer {dense} would use a dense Qwen2MoeMLP (mlp_only_layers / \
-                 decoder_sparse_step); only all-sparse models are implemented"
-            )));
-        }
         self.model_size().map(drop)
     }
 
-    /// Whether layer `layer_idx` has a sparse MoE block (transformers' `Qwen2MoeDecoderLayer`
-    /// rule).
+    /// Whether layer `layer_idx` has a sparse MoE block rather than a dense `Qwen2MoeMLP`
+    /// (transformers' `Qwen2MoeDecoderLayer` rule: not in `mlp_only_layers`, experts configured,
+    /// and every `decoder_sparse_step`-th layer).
     pub fn is_sparse_layer(&self, layer_idx: usize) -> bool {
         !self.mlp_only_layers.contains(&layer_idx)
             && self.num_experts > 0
             && self.decoder_sparse_step > 0
             && (layer_idx + 1) % self.decoder_sparse_step == 0
+    }
+
+    /// How many layers are sparse.
+    pub fn sparse_layers(&self) -> usize {
+        (0..self.num_hidden_layers)
+            .filter(|&i| self.is_sparse_layer(i))
+            .count()
     }
 
     /// Each layer's sliding window (`None`: full attention).
@@ -216,13 +233,19 @@ impl SizedConfig for Qwen2MoeConfig {
     fn model_size(&self) -> Result<ModelSize, ConfigError> {
         let core = core_fields!(self);
         let mut p = decoder_params(&core, self.tie_word_embeddings, self.qkv_bias)?;
-        let (l, hidden) = (self.num_hidden_layers, ("hidden_size", self.hidden_size));
+        let (l, hidden) = (self.sparse_layers(), ("hidden_size", self.hidden_size));
+        let dense = self.num_hidden_layers - l;
+        p.add(
+            3 * dense,
+            &[("intermediate_size", self.intermediate_size), hidden],
+        )?;
         let experts = ("num_experts", self.num_experts);
         let moe = ("moe_intermediate_size", self.moe_intermediate_size);
         let shared = (
             "shared_expert_intermediate_size",
             self.shared_expert_intermediate_size,
         );
+        // Per sparse layer:
         p.add(l, &[hidden])?; // the shared expert's gate
         p.add(l, &[experts, hidden])?; // router
         p.add(3 * l, &[experts, moe, hidden])?; // experts' gate, up, down
@@ -248,6 +271,18 @@ mod tests {
     }
 
     #[test]
+    fn dense_layers_follow_transformers() {
+        let json = r#"{"num_hidden_layers": 6, "decoder_sparse_step": 2, "mlp_only_layers": [3]}"#;
+        let c = Qwen2MoeConfig::from_json_str(json).unwrap();
+        let sparse: Vec<usize> = (0..6).filter(|&i| c.is_sparse_layer(i)).collect();
+        assert_eq!(sparse, [1, 5]);
+        assert_eq!(c.sparse_layers(), 2);
+        // No experts: every layer dense, and `num_experts_per_tok` is not checked against them.
+        let c = Qwen2MoeConfig::from_json_str(r#"{"num_hidden_layers": 2, "num_experts": 0}"#);
+        assert_eq!(c.unwrap().sparse_layers(), 0);
+    }
+
+    #[test]
     fn typed_errors() {
         let bad = Qwen2MoeConfig::from_json_str(
             r#"{"num_attention_heads": 16, "num_key_value_heads": 3}"#,
@@ -255,8 +290,10 @@ mod tests {
         assert!(
             matches!(bad, Err(ConfigError::Field { field, .. }) if field == "num_key_value_heads")
         );
-        let dense = Qwen2MoeConfig::from_json_str(r#"{"mlp_only_layers": [0]}"#);
-        assert!(matches!(dense, Err(ConfigError::Unsupported(_))));
+        let step = Qwen2MoeConfig::from_json_str(r#"{"decoder_sparse_step": 0}"#);
+        assert!(
+            matches!(step, Err(ConfigError::Field { field, .. }) if field == "decoder_sparse_step")
+        );
         let wrong = Qwen2MoeConfig::from_json_str(r#"{"model_type": "llama"}"#);
         assert!(matches!(wrong, Err(ConfigError::Invalid(_))));
         assert!(matches!(

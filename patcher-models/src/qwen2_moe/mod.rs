@@ -7,6 +7,7 @@ mod conversions;
 mod decoder_layer;
 mod experts;
 mod interfaces;
+mod layer_mlp;
 mod model;
 mod moe;
 mod norm_mlp;
@@ -23,6 +24,7 @@ pub use interfaces::{
     Qwen2MoeAttentionInterface, Qwen2MoeDecoderLayerInterface, Qwen2MoeExpertsInterface,
     Qwen2MoeMLPInterface, Qwen2MoeSparseMoeBlockInterface, Qwen2MoeTopKRouterInterface,
 };
+pub use layer_mlp::Qwen2MoeLayerMlp;
 pub use model::{Qwen2MoeForCausalLM, Qwen2MoeModel};
 pub use moe::{Qwen2MoeSparseMoeBlock, Qwen2MoeTopKRouter};
 pub use norm_mlp::{Qwen2MoeMLP, Qwen2MoeRMSNorm};

@@ -12,8 +12,7 @@ use patcher_models::common::{
 };
 use patcher_models::qwen2_moe::{
     Qwen2MoeAttention, Qwen2MoeAttentionInterface, Qwen2MoeConfig, Qwen2MoeDecoderLayer,
-    Qwen2MoeDecoderLayerInterface, Qwen2MoeForCausalLM, Qwen2MoeRMSNorm, Qwen2MoeSparseMoeBlock,
-    Qwen2MoeSparseMoeBlockInterface,
+    Qwen2MoeDecoderLayerInterface, Qwen2MoeForCausalLM, Qwen2MoeLayerMlp, Qwen2MoeRMSNorm,
 };
 
 type B = NdArray<f32>;
@@ -56,7 +55,7 @@ impl<B: Backend> NormForward<B> for PlainRMSNorm<B> {
 #[patchable(crate = "patcher_burn", implements(Qwen2MoeDecoderLayerInterface))]
 pub struct ParallelDecoderLayer<B: Backend> {
     pub self_attn: Slot<B, dyn Qwen2MoeAttentionInterface<B>>,
-    pub mlp: Slot<B, dyn Qwen2MoeSparseMoeBlockInterface<B>>,
+    pub mlp: Qwen2MoeLayerMlp<B>,
     pub input_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
     pub post_attention_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
 }
@@ -67,7 +66,7 @@ impl<B: Backend> ParallelDecoderLayer<B> {
             || Slot::build::<Qwen2MoeRMSNorm<B>>(ctx, (config.hidden_size, config.rms_norm_eps));
         Self {
             self_attn: Slot::build::<Qwen2MoeAttention<B>>(ctx, (config, layer_idx)),
-            mlp: Slot::build::<Qwen2MoeSparseMoeBlock<B>>(ctx, config),
+            mlp: Qwen2MoeLayerMlp::new(config, layer_idx, ctx),
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
         }
@@ -95,8 +94,12 @@ impl<B: Backend> DecoderLayer<B> for ParallelDecoderLayer<B> {
 }
 
 fn load(patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2MoeForCausalLM<B>> {
+    load_fixture("qwen2_moe", patcher)
+}
+
+fn load_fixture(name: &str, patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2MoeForCausalLM<B>> {
     Qwen2MoeForCausalLM::<B>::from_pretrained(
-        fixtures().join("qwen2_moe"),
+        fixtures().join(name),
         patcher,
         &Default::default(),
         &LoadOptions::default(),
@@ -184,4 +187,33 @@ fn decoder_layers_replaced_by_type_and_by_path() {
     let (out, _) = logits(&one.model);
     let moved = (out - expected).abs().max().into_scalar();
     assert!(moved > 1e-3, "layer 1 was not replaced ({moved})");
+}
+
+#[test]
+fn dense_and_sparse_mlps_are_slots_at_transformers_paths() {
+    // Layers 0, 2, 3 dense (decoder_sparse_step 2, mlp_only_layers [3]), layer 1 sparse.
+    let patcher = Patcher::new().replace::<Qwen2MoeRMSNorm<B>, PlainRMSNorm<B>>();
+    let loaded = load_fixture("qwen2_moe_dense", &patcher);
+    assert!(loaded.report.is_clean(), "{}", loaded.report);
+    let slots = list_slots(&loaded.model);
+    let paths = |class: &str| -> Vec<String> {
+        let of = slots.iter().filter(|s| s.original_class == class);
+        of.map(|s| s.path.clone()).collect()
+    };
+    let mlps = [
+        "model.layers.0.mlp",
+        "model.layers.1.mlp.shared_expert",
+        "model.layers.2.mlp",
+        "model.layers.3.mlp",
+    ];
+    assert_eq!(paths("Qwen2MoeMLP"), mlps);
+    assert_eq!(paths("Qwen2MoeSparseMoeBlock"), ["model.layers.1.mlp"]);
+    let layers = loaded.model.model.layers.iter();
+    let dense: Vec<bool> = layers
+        .map(|layer| {
+            let layer = layer.module_as::<Qwen2MoeDecoderLayer<B>>().unwrap();
+            matches!(layer.mlp, Qwen2MoeLayerMlp::Dense(_))
+        })
+        .collect();
+    assert_eq!(dense, [true, false, true, true]);
 }

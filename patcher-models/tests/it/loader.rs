@@ -39,10 +39,9 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
         .iter()
         .filter(|s| s.replaced)
         .count();
-    assert_eq!(
-        replaced,
-        2 * (fused_qkv as usize + sequential_experts as usize)
-    );
+    let expected = config.num_hidden_layers * fused_qkv as usize
+        + config.sparse_layers() * sequential_experts as usize;
+    assert_eq!(replaced, expected);
 
     let reference = read_reference(&path);
     let out = loaded
@@ -246,6 +245,12 @@ macro_rules! loader_tests {
         fn qwen2_moe_sharded_and_bf16() {
             qwen2_moe::<B>("qwen2_moe_sharded", true, true, &$device);
             qwen2_moe::<B>("qwen2_moe_bf16", true, true, &$device);
+        }
+
+        #[test]
+        fn qwen2_moe_dense_layers() {
+            qwen2_moe::<B>("qwen2_moe_dense", false, false, &$device);
+            qwen2_moe::<B>("qwen2_moe_dense", true, true, &$device);
         }
 
         #[test]

@@ -20,18 +20,19 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
     let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, device).unwrap();
     let slots = list_slots(&model);
     let count = |class: &str| slots.iter().filter(|s| s.original_class == class).count();
-    let layers = config.num_hidden_layers;
-    // Every class is a slot: per layer the layer, its attention, MoE block, router, experts,
-    // shared expert and two norms, then the final norm; the fused attention's own linears too.
-    for class in [
-        "Qwen2MoeDecoderLayer",
-        "Qwen2MoeAttention",
-        "Qwen2MoeSparseMoeBlock",
-        "Qwen2MoeTopKRouter",
-        "Qwen2MoeExperts",
-        "Qwen2MoeMLP",
+    let (layers, sparse) = (config.num_hidden_layers, config.sparse_layers());
+    // Every class is a slot: per layer the layer, its attention and two norms, and its MLP: a
+    // MoE block with its router, experts and shared expert (a `Qwen2MoeMLP`), or a dense
+    // `Qwen2MoeMLP`; then the final norm; the fused attention's own linears too.
+    for (class, expected) in [
+        ("Qwen2MoeDecoderLayer", layers),
+        ("Qwen2MoeAttention", layers),
+        ("Qwen2MoeSparseMoeBlock", sparse),
+        ("Qwen2MoeTopKRouter", sparse),
+        ("Qwen2MoeExperts", sparse),
+        ("Qwen2MoeMLP", layers),
     ] {
-        assert_eq!(count(class), layers, "{class}");
+        assert_eq!(count(class), expected, "{class}");
     }
     assert_eq!(count("Qwen2MoeRMSNorm"), 2 * layers + 1);
     assert_eq!(count("Linear"), if fused_qkv { 2 * layers } else { 0 });
@@ -127,6 +128,12 @@ macro_rules! parity_tests {
         fn qwen2_moe_bf16_weights() {
             qwen2_moe::<B>("qwen2_moe_bf16", false, false, &$device);
             qwen2_moe::<B>("qwen2_moe_bf16", true, true, &$device);
+        }
+
+        #[test]
+        fn qwen2_moe_dense_layers() {
+            qwen2_moe::<B>("qwen2_moe_dense", false, false, &$device);
+            qwen2_moe::<B>("qwen2_moe_dense", true, true, &$device);
         }
 
         #[test]

@@ -261,7 +261,11 @@ impl<B: Backend> ModuleMapper<B> for Assigner<'_, B> {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let name = format!("{}{}", self.prefix, self.path.join("."));
+        // Enum variants are no part of PyTorch names (the loader skips them too).
+        let names = self.path.iter().zip(&self.containers);
+        let names = names.filter(|(_, container)| !container.starts_with("Enum:"));
+        let path: Vec<&str> = names.map(|(name, _)| name.as_str()).collect();
+        let name = format!("{}{}", self.prefix, path.join("."));
         let owner = self
             .containers
             .last()
