@@ -1,5 +1,6 @@
-//! Seeded mutations through `from_pretrained` (issue 12): of the qwen2_moe fixture's weights
-//! (header and body) and of its `config.json`, with the unpatched model and the seed's patcher.
+//! Seeded mutations through `from_pretrained` (issue 12): of the weights (header and body) and
+//! the `config.json` of the qwen2_moe, qwen2_moe_dense and mixtral fixtures, with the unpatched
+//! model and the fused-QKV, sequential-experts patcher.
 //! Never a panic, never more than a bounded allocation. A few seconds in CI; a longer run with
 //! `PATCHER_MUTATION_ITERS=20000 cargo test -p patcher-models --test mutation`
 //! (`PATCHER_MUTATION_SEED` picks another seed).
@@ -14,8 +15,9 @@ use burn::backend::NdArray;
 use mutate::{mutate_json, mutate_safetensors, settings, CountingAlloc, Rng};
 use patcher_burn::LoadOptions;
 use patcher_burn::Patcher;
+use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::qwen2_moe_patcher;
+use patcher_models::replacements::{mixtral_patcher, qwen2_moe_patcher};
 use patcher_models::PretrainedError;
 
 type B = NdArray<f32>;
@@ -44,17 +46,51 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// `from_pretrained` on `dir`; the outcome's name.
-fn load(dir: &Path, patcher: &Patcher<B>) -> String {
-    let result = Qwen2MoeForCausalLM::<B>::from_pretrained(
-        dir,
-        patcher,
-        &Default::default(),
-        &LoadOptions::default().check_finite(),
-    );
+/// A family's `from_pretrained` on a folder, with patcher `i % 2` (unpatched, or fused QKV and
+/// sequential experts): whether every weight is finite, or the error.
+type Load = Box<dyn Fn(&Path, usize) -> Result<bool, PretrainedError>>;
+
+fn qwen2_moe(name: &str) -> Load {
+    let config = Qwen2MoeConfig::from_file(fixture(name).join("config.json")).unwrap();
+    let patchers = [
+        Patcher::<B>::new(),
+        qwen2_moe_patcher::<B>(&config, true, true),
+    ];
+    Box::new(move |dir, i| {
+        let options = LoadOptions::default().check_finite();
+        let loaded = Qwen2MoeForCausalLM::<B>::from_pretrained(
+            dir,
+            &patchers[i % 2],
+            &Default::default(),
+            &options,
+        )?;
+        Ok(loaded.non_finite.is_empty())
+    })
+}
+
+fn mixtral() -> Load {
+    let config = MixtralConfig::from_file(fixture("mixtral").join("config.json")).unwrap();
+    let patchers = [
+        Patcher::<B>::new(),
+        mixtral_patcher::<B>(&config, true, true),
+    ];
+    Box::new(move |dir, i| {
+        let options = LoadOptions::default().check_finite();
+        let loaded = MixtralForCausalLM::<B>::from_pretrained(
+            dir,
+            &patchers[i % 2],
+            &Default::default(),
+            &options,
+        )?;
+        Ok(loaded.non_finite.is_empty())
+    })
+}
+
+/// A load's outcome, named.
+fn outcome(result: Result<bool, PretrainedError>) -> String {
     match result {
-        Ok(loaded) if loaded.non_finite.is_empty() => "loaded".into(),
-        Ok(_) => "loaded with NaN/Inf".into(),
+        Ok(true) => "loaded".into(),
+        Ok(false) => "loaded with NaN/Inf".into(),
         Err(error) => {
             let _ = error.to_string();
             let debug = format!("{error:?}");
@@ -79,49 +115,72 @@ fn run(
     label: &str,
     iters: usize,
     seed: u64,
-    dir: &Path,
-    target: &str,
+    (dir, target): (&Path, &str),
+    load: &Load,
     mutate: impl Fn(&mut Rng) -> (Vec<u8>, String),
 ) -> BTreeMap<String, usize> {
-    let config = Qwen2MoeConfig::from_file(fixture("qwen2_moe/config.json")).unwrap();
-    let patchers = [
-        Patcher::<B>::new(),
-        qwen2_moe_patcher::<B>(&config, true, true),
-    ];
     let mut rng = Rng::new(seed);
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..iters {
         let (bytes, what) = mutate(&mut rng);
         std::fs::write(dir.join(target), &bytes).unwrap();
-        let patcher = &patchers[i % 2];
         let context = || format!("{label} #{i} (seed {seed:#x}): {what}");
-        let outcome = ALLOC.checked(BOUND, context, || load(dir, patcher));
+        let outcome = ALLOC.checked(BOUND, context, || outcome(load(dir, i)));
         *outcomes.entry(outcome).or_default() += 1;
     }
     outcomes
 }
 
+/// Mutates fixture `name`'s weights, then its config, loading each mutant with `load`.
+fn mutate_fixture(name: &str, load: Load, iters: usize, seed: u64) {
+    let dir = scratch(name);
+    for file in ["model.safetensors", "config.json"] {
+        std::fs::copy(fixture(name).join(file), dir.join(file)).unwrap();
+    }
+    assert_eq!(outcome(load(&dir, 1)), "loaded", "{name} as committed");
+
+    let weights = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
+    let target = (dir.as_path(), "model.safetensors");
+    let outcomes = run(
+        &format!("{name} weights"),
+        iters,
+        seed,
+        target,
+        &load,
+        |rng| mutate_safetensors(&weights, rng),
+    );
+    eprintln!("{name} weight mutations: {outcomes:?}");
+    std::fs::write(dir.join("model.safetensors"), &weights).unwrap();
+
+    let config = std::fs::read_to_string(fixture(name).join("config.json")).unwrap();
+    let target = (dir.as_path(), "config.json");
+    let outcomes = run(
+        &format!("{name} config"),
+        iters,
+        seed ^ 2,
+        target,
+        &load,
+        |rng| {
+            let (json, what) = mutate_json(&config, rng);
+            (json.into_bytes(), what)
+        },
+    );
+    eprintln!("{name} config mutations: {outcomes:?}");
+    assert!(outcomes.keys().any(|k| k.starts_with("Config::")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// One test: the counting allocator must see one load at a time.
 #[test]
 fn mutated_weights_and_configs_never_panic_and_allocate_boundedly() {
     let (iters, seed) = settings(400);
-    let dir = scratch("qwen2_moe");
-    for name in ["model.safetensors", "config.json"] {
-        std::fs::copy(fixture("qwen2_moe").join(name), dir.join(name)).unwrap();
-    }
-
-    let weights = std::fs::read(fixture("qwen2_moe/model.safetensors")).unwrap();
-    let outcomes = run("weights", iters, seed, &dir, "model.safetensors", |rng| {
-        mutate_safetensors(&weights, rng)
-    });
-    eprintln!("weight mutations: {outcomes:?}");
-    std::fs::write(dir.join("model.safetensors"), &weights).unwrap();
-
-    let config = std::fs::read_to_string(fixture("qwen2_moe/config.json")).unwrap();
-    let outcomes = run("config", iters, seed ^ 2, &dir, "config.json", |rng| {
-        let (json, what) = mutate_json(&config, rng);
-        (json.into_bytes(), what)
-    });
-    eprintln!("config mutations: {outcomes:?}");
-    assert!(outcomes.keys().any(|k| k.starts_with("Config::")));
-    let _ = std::fs::remove_dir_all(&dir);
+    mutate_fixture("qwen2_moe", qwen2_moe("qwen2_moe"), iters, seed);
+    // Dense layers among sparse ones; Mixtral's hub keys, renamed and merged on the way in.
+    mutate_fixture(
+        "qwen2_moe_dense",
+        qwen2_moe("qwen2_moe_dense"),
+        iters / 2,
+        seed ^ 3,
+    );
+    mutate_fixture("mixtral", mixtral(), iters / 2, seed ^ 5);
 }

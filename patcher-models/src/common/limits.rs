@@ -127,7 +127,7 @@ impl ParamCount {
     pub(crate) fn finish(
         self,
         core: &CoreFields,
-        num_experts: Option<usize>,
+        num_experts: Option<(&'static str, usize)>,
     ) -> Result<ModelSize, ConfigError> {
         if self.total > MAX_PARAMETERS {
             return Err(ConfigError::Field {
@@ -186,8 +186,9 @@ pub struct ModelSize {
     pub hidden_size: usize,
     /// `num_hidden_layers`.
     pub num_hidden_layers: usize,
-    /// `num_experts` of a mixture-of-experts model.
-    pub num_experts: Option<usize>,
+    /// The expert count of a mixture-of-experts model, and the config field that sets it
+    /// (`num_experts`; Mixtral's `num_local_experts`).
+    pub num_experts: Option<(&'static str, usize)>,
 }
 
 /// A config whose model size can be told without building the model.
@@ -257,10 +258,10 @@ pub fn check_fits(size: &ModelSize, checkpoint: &Checkpoint) -> Result<(), Confi
             format!("{layers} layers (`layers.N.` keys)"),
         ));
     }
-    if let (Some(config), Some(found)) = (size.num_experts, experts) {
+    if let (Some((field, config)), Some(found)) = (size.num_experts, experts) {
         if config as u64 > found {
             return Err(mismatch(
-                "num_experts",
+                field,
                 config,
                 format!("{found} experts in layer keys"),
             ));

@@ -96,6 +96,6 @@ impl SizedConfig for MixtralConfig {
         let inter = ("intermediate_size", self.intermediate_size);
         p.add(l, &[experts, hidden])?; // router
         p.add(3 * l, &[experts, inter, hidden])?; // experts' gate, up, down
-        p.finish(&core, Some(self.num_local_experts))
+        p.finish(&core, Some(("num_local_experts", self.num_local_experts)))
     }
 }

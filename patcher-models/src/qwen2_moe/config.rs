@@ -250,7 +250,7 @@ impl SizedConfig for Qwen2MoeConfig {
         p.add(l, &[experts, hidden])?; // router
         p.add(3 * l, &[experts, moe, hidden])?; // experts' gate, up, down
         p.add(3 * l, &[shared, hidden])?; // shared expert
-        p.finish(&core, Some(self.num_experts))
+        p.finish(&core, Some(("num_experts", self.num_experts)))
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use burn::backend::NdArray;
 use patcher_burn::{LoadOptions, NonFiniteCount, Patcher};
 use patcher_models::llama::LlamaConfig;
+use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::qwen2_moe_patcher;
 use patcher_models::{ConfigError, PretrainedError};
@@ -22,22 +23,24 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A folder holding the qwen2_moe fixture's weights and `config` as its `config.json`.
+/// A folder holding a fixture's weights (qwen2_moe's by default) and `config` as its
+/// `config.json`.
 struct Checkout(PathBuf);
 
 impl Checkout {
     fn new(config: &Value) -> Self {
+        Self::of("qwen2_moe", config)
+    }
+
+    fn of(fixture_name: &str, config: &Value) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir =
             std::env::temp_dir().join(format!("patcher-bad-config-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(
-            fixture("qwen2_moe/model.safetensors"),
-            dir.join("model.safetensors"),
-        )
-        .unwrap();
+        let weights = fixture(fixture_name).join("model.safetensors");
+        std::fs::copy(weights, dir.join("model.safetensors")).unwrap();
         std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
         Self(dir)
     }
@@ -279,15 +282,25 @@ fn model_size_counts_the_parameters_the_model_builds() {
             .sum()
     };
     let device = Default::default();
-    let qwen = Qwen2MoeConfig::from_file(fixture("qwen2_moe/config.json")).unwrap();
-    for sequential in [false, true] {
-        let patcher = qwen2_moe_patcher::<B>(&qwen, true, sequential);
-        let model = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen, &patcher, &device).unwrap();
-        assert_eq!(
-            count(model_params(&model)),
-            qwen.model_size().unwrap().parameters
-        );
+    // All-sparse, and dense layers among sparse ones.
+    for name in ["qwen2_moe", "qwen2_moe_dense"] {
+        let qwen = Qwen2MoeConfig::from_file(fixture(name).join("config.json")).unwrap();
+        for sequential in [false, true] {
+            let patcher = qwen2_moe_patcher::<B>(&qwen, true, sequential);
+            let model = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen, &patcher, &device).unwrap();
+            assert_eq!(
+                count(model_params(&model)),
+                qwen.model_size().unwrap().parameters,
+                "{name}"
+            );
+        }
     }
+    let mixtral = MixtralConfig::from_file(fixture("mixtral/config.json")).unwrap();
+    let model = MixtralForCausalLM::<B>::new(&mixtral, &device);
+    assert_eq!(
+        count(model_params(&model)),
+        mixtral.model_size().unwrap().parameters
+    );
     for json in [
         r#"{"vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
             "num_attention_heads": 4, "num_key_value_heads": 2}"#,
@@ -302,5 +315,70 @@ fn model_size_counts_the_parameters_the_model_builds() {
             llama.model_size().unwrap().parameters,
             "{json}"
         );
+    }
+}
+
+#[test]
+fn mixtral_bad_configs_are_typed_errors() {
+    let text = std::fs::read_to_string(fixture("mixtral/config.json")).unwrap();
+    let good: Value = serde_json::from_str(&text).unwrap();
+    let load = |config: &Value| {
+        let checkout = Checkout::of("mixtral", config);
+        let options = LoadOptions::default();
+        MixtralForCausalLM::<B>::from_pretrained(
+            &checkout.0,
+            &Patcher::new(),
+            &Default::default(),
+            &options,
+        )
+        .map(drop)
+    };
+    load(&good).expect("the fixture's own config loads");
+    for (field, value) in [
+        ("num_local_experts", json!(10_000_000u64)),
+        ("num_local_experts", json!(0)),
+        ("intermediate_size", json!(0)),
+        ("intermediate_size", json!(1u64 << 40)),
+        ("hidden_size", json!(1u64 << 43)),
+        ("sliding_window", json!(0)),
+        ("rms_norm_eps", json!(-1.0)),
+    ] {
+        let mut config = good.clone();
+        config[field] = value.clone();
+        let parsed = MixtralConfig::from_json_str(&config.to_string());
+        assert!(
+            matches!(&parsed, Err(ConfigError::Field { field: f, .. }) if f == field),
+            "{field} = {value}: {parsed:?}"
+        );
+        assert_eq!(field_error(load(&config)), field, "{field} = {value}");
+    }
+    // More experts per token than experts.
+    let mut config = good.clone();
+    config["num_experts_per_tok"] = json!(5);
+    let parsed = MixtralConfig::from_json_str(&config.to_string());
+    assert!(matches!(parsed, Err(ConfigError::Invalid(_))), "{parsed:?}");
+    // Larger than the checkpoint: caught before the build.
+    let mut config = good.clone();
+    config["num_local_experts"] = json!(8);
+    assert_eq!(field_error(load(&config)), "num_local_experts");
+}
+
+#[test]
+fn qwen2_moe_dense_layer_settings_are_checked() {
+    let config = qwen_with(&[("decoder_sparse_step", json!(0))]);
+    assert_eq!(parse_field(&config), "decoder_sparse_step");
+    assert_eq!(field_error(load(&config, false)), "decoder_sparse_step");
+    // A dense layer 1 the checkpoint does not have (it holds experts there): a typed load
+    // error naming the missing dense weights, not a panic.
+    let config = qwen_with(&[("mlp_only_layers", json!([1]))]);
+    match load(&config, false) {
+        Err(PretrainedError::Load(error)) => {
+            let message = error.to_string();
+            assert!(
+                message.contains("model.layers.1.mlp.gate_proj.weight"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a load error, got {other:?}"),
     }
 }
