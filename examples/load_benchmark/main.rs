@@ -240,8 +240,10 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
                 // Separate q/k/v and per-expert linears: the checkpoint's keys, one to one.
                 let patcher = qwen2_moe_patcher::<B>(&config, false, true);
                 let mut model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, &device)?;
+                // `skip_enum_variants`: a layer's `mlp` is an enum (sparse or dense).
                 let mut store = SafetensorsStore::from_file(dir.join("model.safetensors"))
-                    .with_from_adapter(PyTorchToBurnAdapter);
+                    .with_from_adapter(PyTorchToBurnAdapter)
+                    .skip_enum_variants(true);
                 let result = model.load_from(&mut store)?;
                 if !result.is_success() || !result.missing.is_empty() || !result.unused.is_empty() {
                     return Err(format!("burn-store did not load everything:\n{result}").into());
