@@ -56,6 +56,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bert;
 pub mod common;
 mod error;
 pub mod llama;

@@ -23,7 +23,9 @@ mod rope;
 mod topk;
 
 pub use activation::Activation;
-pub use attention::{causal_mask, eager_attention, repeat_kv, AttentionSpec};
+pub use attention::{
+    causal_mask, eager_attention, eager_attention_without_rope, repeat_kv, AttentionSpec,
+};
 pub use config::DecoderConfig;
 pub use decoder::{
     causal_lm_output, decoder_stack_forward, lm_head, pre_norm_residuals, DecoderLayer,
