@@ -3,8 +3,8 @@
 //!
 //! One name differs: Rust cannot name a field `self`, so `BertAttention.self` is `self_`, and
 //! [`default_weight_conversions`] renames the checkpoint's `.attention.self.` to it on load (and
-//! back on save). They also rename legacy checkpoints' `LayerNorm.gamma`/`.beta` to
-//! `.weight`/`.bias`, as transformers does. The bare model loads the `bert.` keys of
+//! back on save). [`legacy_weight_conversions`] renames old checkpoints' `LayerNorm.gamma`/`.beta`
+//! to `.weight`/`.bias`, as transformers does. The bare model loads the `bert.` keys of
 //! `BertForPreTraining`/`BertForMaskedLM` checkpoints and ignores their heads (`cls.`).
 
 mod config;
@@ -22,26 +22,33 @@ pub use layer::{
 };
 pub use model::{BertEncoder, BertInputError, BertModel, BertModelOutput, BertPooler};
 
-/// `.attention.self.` -> `.attention.self_.` (see the module docs), and transformers'
-/// `mapping["legacy"]`: `LayerNorm.gamma` -> `LayerNorm.weight`, `LayerNorm.beta` ->
-/// `LayerNorm.bias`.
+/// `.attention.self.` -> `.attention.self_.` (see the module docs).
 pub fn default_weight_conversions() -> Vec<WeightTransform> {
-    [
-        (r"\.attention\.self\.", ".attention.self_."),
-        ("LayerNorm.gamma", "LayerNorm.weight"),
-        ("LayerNorm.beta", "LayerNorm.bias"),
-    ]
-    .map(|(from, to)| {
-        WeightRenaming::new(from, to)
-            .expect("a valid pattern")
-            .into()
-    })
-    .into()
+    vec![renaming(r"\.attention\.self\.", ".attention.self_.")]
+}
+
+/// transformers' `mapping["legacy"]` for BERT: `LayerNorm.gamma` -> `LayerNorm.weight`,
+/// `LayerNorm.beta` -> `LayerNorm.bias` (saved back only when a load used them).
+pub fn legacy_weight_conversions() -> Vec<WeightTransform> {
+    let names = [("gamma", "weight"), ("beta", "bias")];
+    names
+        .map(|(old, new)| renaming(&format!("LayerNorm.{old}"), &format!("LayerNorm.{new}")))
+        .into()
+}
+
+fn renaming(from: &str, to: &str) -> WeightTransform {
+    WeightRenaming::new(from, to)
+        .expect("a valid pattern")
+        .into()
 }
 
 impl<B: burn::prelude::Backend> patcher_burn::PretrainedModel<B> for BertModel<B> {
     fn weight_conversions() -> Vec<WeightTransform> {
         default_weight_conversions()
+    }
+
+    fn legacy_weight_conversions() -> Vec<WeightTransform> {
+        legacy_weight_conversions()
     }
 
     fn base_model_prefix() -> Option<&'static str> {

@@ -5,6 +5,7 @@
 //! outputs; bad configs and inputs are typed errors.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use crate::common::{fixtures, max_abs_diff, read_file, scratch, HostF32};
 use burn::prelude::*;
@@ -27,8 +28,8 @@ fn ints<B: Backend>(
 
 /// Loads fixture `dir` (fused QKV or not), checks its outputs against transformers', and, for
 /// `save_back`, that saving writes the fixture's file byte for byte. Returns the max abs diff.
-fn bert<B: Backend>(dir: &str, fused_qkv: bool, save_back: bool, device: &B::Device) -> f32 {
-    let path = fixtures().join(dir);
+fn bert<B: Backend>(path: &Path, fused_qkv: bool, save_back: bool, device: &B::Device) -> f32 {
+    let dir = path.file_name().unwrap().to_string_lossy();
     let config = BertConfig::from_file(path.join("config.json")).unwrap();
     let patcher = if fused_qkv {
         bert_fused_qkv_patcher::<B>(&config)
@@ -178,6 +179,19 @@ fn bad_inputs_are_typed_errors() {
     );
 }
 
+/// A real BERT: AntiBERTy from PyPI's `antiberty==0.1.3` wheel (8 layers, hidden 512, a
+/// transformers 4 checkpoint under `bert.` with heads), prepared by `scripts/check_real_bert.py`
+/// in the folder `PATCHER_REAL_BERT` names (100 MB: not committed).
+#[test]
+#[ignore = "needs PATCHER_REAL_BERT, see scripts/check_real_bert.py"]
+fn real_checkpoint() {
+    let path = std::env::var("PATCHER_REAL_BERT").expect("PATCHER_REAL_BERT");
+    let device = Default::default();
+    for fused_qkv in [false, true] {
+        bert::<burn::backend::NdArray<f32>>(Path::new(&path), fused_qkv, false, &device);
+    }
+}
+
 macro_rules! bert_tests {
     ($backend:ty, $device:expr) => {
         use super::*;
@@ -186,14 +200,14 @@ macro_rules! bert_tests {
 
         #[test]
         fn parity_and_save_back() {
-            bert::<B>("bert", false, true, &$device);
-            bert::<B>("bert", true, true, &$device);
+            bert::<B>(&fixtures().join("bert"), false, true, &$device);
+            bert::<B>(&fixtures().join("bert"), true, true, &$device);
         }
 
         #[test]
         fn legacy_layout_loads_alike() {
-            bert::<B>("bert_legacy", false, false, &$device);
-            bert::<B>("bert_legacy", true, false, &$device);
+            bert::<B>(&fixtures().join("bert_legacy"), false, false, &$device);
+            bert::<B>(&fixtures().join("bert_legacy"), true, false, &$device);
         }
     };
 }
