@@ -37,7 +37,7 @@ fn bert<B: Backend>(path: &Path, fused_qkv: bool, save_back: bool, device: &B::D
         Patcher::new()
     };
     let loaded =
-        BertModel::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default()).unwrap();
+        BertModel::<B>::from_pretrained(path, &patcher, device, &LoadOptions::default()).unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     let replaced: Vec<_> = list_slots(&loaded.model)
         .into_iter()
