@@ -121,7 +121,9 @@ impl<B: Backend> BertModel<B> {
     /// keep, `0` padding; all kept if `None`), positions `0..seq`, to the last hidden state, the
     /// pooled output and, when asked, every hidden state. A padded position still gets an
     /// output (it attends the kept keys), as in transformers; a row padded throughout does not
-    /// match transformers' (uniform attention there, no attention here).
+    /// match transformers' (uniform attention there, no attention here). Ids must be below
+    /// `vocab_size` and `type_vocab_size`, as for the decoders' `input_ids` (checking would read
+    /// them back from the device).
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
