@@ -4,13 +4,17 @@
 //! layout (`bert.` prefix, `LayerNorm.gamma`/`.beta`, extra buffers and heads) loads to the same
 //! outputs; bad configs and inputs are typed errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::common::{fixtures, max_abs_diff, read_file, scratch, HostF32};
+use burn::nn::LinearConfig;
 use burn::prelude::*;
-use patcher_burn::{list_slots, save_pretrained, LoadOptions, Patcher};
-use patcher_models::bert::{BertConfig, BertInputError, BertModel};
+use patcher_burn::layers::{InitSlot, LinearSlot};
+use patcher_burn::{list_slots, save_pretrained, BuildContext, LoadOptions, Patchable, Patcher};
+use patcher_models::bert::{
+    BertConfig, BertInputError, BertIntermediate, BertIntermediateInterface, BertModel,
+};
 use patcher_models::replacements::bert_fused_qkv_patcher;
 use patcher_models::ConfigError;
 
@@ -190,6 +194,77 @@ fn real_checkpoint() {
     for fused_qkv in [false, true] {
         bert::<burn::backend::NdArray<f32>>(Path::new(&path), fused_qkv, false, &device);
     }
+}
+
+/// `BertIntermediate` with GELU written out (`x * (1 + erf(x / sqrt 2)) / 2`), the checkpoint's
+/// parameter names kept: a user's replacement of one of BERT's classes.
+#[derive(burn::module::Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(BertIntermediateInterface))]
+pub struct ErfGeluIntermediate<B: Backend> {
+    pub dense: LinearSlot<B>,
+}
+
+impl<B: Backend> ErfGeluIntermediate<B> {
+    pub fn new(config: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
+        let dense = LinearConfig::new(config.hidden_size, config.intermediate_size);
+        Self {
+            dense: dense.init_slot(ctx),
+        }
+    }
+}
+
+impl<B: Backend> BertIntermediateInterface<B> for ErfGeluIntermediate<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = self.dense.forward(x);
+        x.clone() * ((x / std::f64::consts::SQRT_2).erf() + 1.0) / 2.0
+    }
+}
+
+/// Every class of `BertModel` is a slot, and a user's class replaces one and loads the stock
+/// checkpoint to the same outputs.
+#[test]
+fn every_class_is_a_slot() {
+    type B = burn::backend::NdArray<f32>;
+    let device = Default::default();
+    let config = BertConfig::from_file(fixtures().join("bert/config.json")).unwrap();
+    let model = BertModel::<B>::new(&config, &device);
+    let classes: BTreeSet<String> = list_slots(&model)
+        .into_iter()
+        .map(|s| s.original_class)
+        .collect();
+    let expected = [
+        "BertAttention",
+        "BertEmbeddings",
+        "BertIntermediate",
+        "BertLayer",
+        "BertOutput",
+        "BertPooler",
+        "BertSelfAttention",
+        "BertSelfOutput",
+        "Embedding",
+        "LayerNorm",
+        "Linear",
+    ];
+    assert_eq!(classes, expected.into_iter().map(String::from).collect());
+
+    let patcher = Patcher::<B>::new().replace::<BertIntermediate<B>, ErfGeluIntermediate<B>>();
+    let path = fixtures().join("bert");
+    let loaded =
+        BertModel::<B>::from_pretrained(&path, &patcher, &device, &LoadOptions::default()).unwrap();
+    let replaced = list_slots(&loaded.model)
+        .into_iter()
+        .filter(|s| s.replaced)
+        .count();
+    assert_eq!(replaced, config.num_hidden_layers);
+    let reference = read_file(&path.join("reference.safetensors"));
+    let [ids, types, mask] = ["input_ids", "token_type_ids", "attention_mask"]
+        .map(|n| ints::<B>(&reference, n, &device));
+    let out = loaded
+        .model
+        .forward(ids, Some(types), Some(mask), false)
+        .unwrap();
+    let diff = max_abs_diff(&out.last_hidden_state, &reference["last_hidden_state"]);
+    assert!(diff <= TOLERANCE, "last_hidden_state: {diff}");
 }
 
 macro_rules! bert_tests {
