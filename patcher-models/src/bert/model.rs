@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 use patcher_burn::layers::{InitSlot, LinearSlot};
-use patcher_burn::{BuildContext, BuildError, Patchable, Patcher, Slot};
+use patcher_burn::{BuildContext, Patchable, Slot};
 
 use super::interfaces::*;
 use super::layer::{BertEmbeddings, BertLayer};
@@ -89,21 +89,9 @@ pub struct BertModel<B: Backend> {
 }
 
 impl<B: Backend> BertModel<B> {
-    /// `BertModel(config)` with every original class, parameters lazily initialised.
-    pub fn new(config: &BertConfig, device: &B::Device) -> Self {
-        Self::build(config, &BuildContext::plain(device))
-    }
+    crate::common::root_model_constructors!(BertModel, BertConfig);
 
-    /// The model with `patcher`'s class substitutions (errors as the decoders' `with_patcher`).
-    pub fn with_patcher(
-        config: &BertConfig,
-        patcher: &Patcher<B>,
-        device: &B::Device,
-    ) -> Result<Self, BuildError> {
-        BuildContext::build(patcher, device, |ctx| Self::build(config, ctx))
-    }
-
-    /// The model built through `ctx`.
+    /// The model built through `ctx` (what [`Self::new`] and [`Self::with_patcher`] call).
     pub fn build(config: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
         let layers =
             (0..config.num_hidden_layers).map(|_| Slot::build::<BertLayer<B>>(ctx, config));

@@ -35,7 +35,8 @@ pub use experts::fused_expert_mlp;
 pub use family::AsLinearLayer;
 pub(crate) use family::{
     causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, init_linear,
-    moe_layer_interfaces, rms_norm_class, separate_qkv_attention_class, top_k_router_class,
+    moe_layer_interfaces, rms_norm_class, root_model_constructors, separate_qkv_attention_class,
+    top_k_router_class,
 };
 pub use init::{embedding, linear, linear_config, normal_param, ones_param};
 pub(crate) use interfaces::any_rank_forward;
