@@ -1,4 +1,5 @@
-//! The seed's replacement classes: [`FusedQKVAttention`] for the attention classes and
+//! The seed's replacement classes: [`FusedQKVAttention`] for the decoders' attention classes
+//! ([`FusedQKVBertSelfAttention`] for BERT's self-attention) and
 //! [`SequentialExperts`] for the fused experts (`Qwen2MoeExperts`, `MixtralExperts`; another
 //! family's through [`AttentionConfig`] and [`ExpertsConfig`]), a [`LoraLinear`] for any
 //! `Linear` slot, and the patchers that apply them.
