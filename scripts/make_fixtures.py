@@ -39,6 +39,8 @@ import transformers
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import (
+    BertConfig,
+    BertModel,
     LlamaConfig,
     LlamaForCausalLM,
     MixtralConfig,
@@ -151,11 +153,12 @@ def seeded_init(model: torch.nn.Module, seed: int) -> None:
     with torch.no_grad():
         for name, param in model.named_parameters():
             noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
-            if name.endswith("norm.weight"):
+            # `.lower()`: BERT's norms are `LayerNorm`.
+            if name.lower().endswith("norm.weight"):
                 value = 1.0 + 0.3 * noise
             elif name.endswith(".bias"):
                 value = 0.2 * noise
-            elif name.endswith("embed_tokens.weight"):
+            elif name.endswith(("embed_tokens.weight", "embeddings.weight")):
                 value = noise
             elif name.endswith("mlp.gate.weight"):
                 value = 0.3 * noise
@@ -427,6 +430,9 @@ def main() -> None:
     # (`block_sparse_moe` is only the hub's name: the router is at `mlp.gate` on disk too.)
     conventions["mixtral_fused"] = fused_layout_fixture(mixtral, "mixtral_fused", mids, mref, "block_sparse_moe")
 
+    # --- BERT -------------------------------------------------------------------------------
+    conventions["bert"] = bert_fixtures()
+
     write_op_references()
 
     # --- Versions and conventions -----------------------------------------------------------
@@ -444,6 +450,77 @@ def main() -> None:
     write_versions_md(versions, notes, conventions)
     total = sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file())
     print(f"fixtures total: {total / 1024:.1f} KiB")
+
+
+def bert_config() -> BertConfig:
+    # 2 layers, hidden 32 over 4 heads, exact GELU, a non-default layer_norm_eps.
+    return BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, hidden_act="gelu", max_position_embeddings=64, type_vocab_size=2,
+        layer_norm_eps=1e-5, pad_token_id=0,
+    )
+
+
+def bert_inputs(vocab: int) -> dict[str, torch.Tensor]:
+    """input_ids, two token types per row, and a padding mask on the second row (its last two
+    positions are padding, given the pad token id 0)."""
+    ids = input_ids(vocab)
+    mask = torch.ones(BATCH, SEQ, dtype=torch.int64)
+    mask[1, SEQ - 2:] = 0
+    ids[1, SEQ - 2:] = 0
+    token_type_ids = torch.zeros(BATCH, SEQ, dtype=torch.int64)
+    token_type_ids[0, 3:] = 1
+    token_type_ids[1, 2:SEQ - 2] = 1
+    return {"input_ids": ids, "token_type_ids": token_type_ids, "attention_mask": mask}
+
+
+def save_bert_reference(model, inputs: dict, path: Path) -> str:
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    hs = out.hidden_states
+    n = model.config.num_hidden_layers
+    assert len(hs) == n + 1, len(hs)
+    assert torch.equal(hs[n], out.last_hidden_state), "hidden_states[-1] is not last_hidden_state"
+    tensors = {k: v.contiguous() for k, v in inputs.items()}
+    tensors["last_hidden_state"] = out.last_hidden_state.float().contiguous()
+    tensors["pooler_output"] = out.pooler_output.float().contiguous()
+    for i, h in enumerate(hs):
+        # A copy: the last one shares memory with last_hidden_state, which save_file refuses.
+        tensors[f"hidden_states.{i}"] = h.float().clone().contiguous()
+    save_file(tensors, str(path / "reference.safetensors"), metadata={"format": "pt"})
+    return f"num_hidden_layers + 1 = {n + 1} hidden states, the embeddings' output first, the last == last_hidden_state"
+
+
+def bert_fixtures() -> str:
+    """`bert/`: a tiny BertModel as transformers 5 saves it (keys without prefix). `bert_legacy/`:
+    the same weights as old hub checkpoints hold them (`bert.` prefix, `LayerNorm.gamma`/`.beta`,
+    the `embeddings.position_ids` buffer, a `cls.` head tensor), which transformers loads to the
+    same model; each with its reference."""
+    bert = build(BertModel, bert_config(), seed=20260004)
+    inputs = bert_inputs(bert.config.vocab_size)
+    bdir = fresh_dir(FIXTURES / "bert")
+    bert.save_pretrained(bdir)
+    keys = on_disk_keys(bdir)
+    for expected in ("encoder.layer.0.attention.self.query.bias", "embeddings.LayerNorm.weight", "pooler.dense.weight"):
+        assert expected in keys, f"{expected} not on disk; keys: {keys}"
+    ref = load_eager(BertModel, bdir)
+    convention = save_bert_reference(ref, inputs, bdir)
+
+    ldir = fresh_dir(FIXTURES / "bert_legacy")
+    shutil.copy(bdir / "config.json", ldir / "config.json")
+    legacy = {}
+    with safe_open(str(bdir / "model.safetensors"), "pt") as handle:
+        for key in handle.keys():
+            old = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+            legacy[f"bert.{old}"] = handle.get_tensor(key)
+    legacy["bert.embeddings.position_ids"] = torch.arange(bert.config.max_position_embeddings).unsqueeze(0)
+    legacy["cls.predictions.bias"] = torch.zeros(bert.config.vocab_size)
+    save_file(legacy, str(ldir / "model.safetensors"), metadata={"format": "pt"})
+    lref = load_eager(BertModel, ldir)
+    with torch.no_grad():
+        torch.testing.assert_close(lref(**inputs).last_hidden_state, ref(**inputs).last_hidden_state, rtol=0, atol=0)
+    save_bert_reference(lref, inputs, ldir)
+    return convention
 
 
 # RoPE variants checked against transformers' own init functions (see patcher-models' tests).
@@ -557,6 +634,14 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
         "- `mixtral_fused/`: the same weights in transformers 5's layout (`save_original_format=False`:",
         "  `mlp.experts.gate_up_proj`, `mlp.experts.down_proj`, `mlp.gate`) with its v5 config",
         "  (`rope_parameters`, `dtype`).",
+        "- `bert/`: BertModel, 2 layers, hidden 32, 4 heads, intermediate 64, exact GELU, vocab 100,",
+        "  2 token types, 64 positions, layer_norm_eps 1e-5, as transformers 5 saves it (no prefix).",
+        "  Its reference holds `input_ids`, `token_type_ids` and `attention_mask` (the second row's",
+        "  last two positions are padding), `last_hidden_state`, `pooler_output` and",
+        f"  `hidden_states.{{i}}` ({conventions['bert']}).",
+        "- `bert_legacy/`: the same weights as old hub checkpoints hold them: `bert.` prefix,",
+        "  `LayerNorm.gamma`/`LayerNorm.beta`, the `bert.embeddings.position_ids` buffer and a",
+        "  `cls.predictions.bias` head tensor; transformers loads it to the same model.",
         "- `ops/reference.safetensors`: `torch.topk` (CPU) on tie-heavy rows (`topk.{n}.{k}.values`",
         "  / `.indices`) and RoPE inverse frequencies from transformers' init functions",
         "  (`rope.{default,linear,llama3,yarn}.inv_freq`, and `.attention_factor` but for default;",

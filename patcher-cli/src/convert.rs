@@ -208,7 +208,8 @@ impl FamilyCommand for ConvertArgs {
 }
 
 /// The conversions that a checkpoint in the family's stock layout takes to load into `model`
-/// (built with the patches), pinned to `model`'s shapes: the spec's conversions run backwards
+/// (built with the patches), pinned to `model`'s shapes: the spec's conversions (without the
+/// legacy renamings, which are not the stock layout) run backwards
 /// on the model's parameter list give the stock keys and shapes, and the load plan of those is
 /// what a save in the stock layout reverses. Metadata only.
 fn stock_conversions<M: burn::module::Module<crate::family::B>>(
@@ -220,14 +221,14 @@ fn stock_conversions<M: burn::module::Module<crate::family::B>>(
         .map(|p| p.expected(DType::F32))
         .collect();
     let options = PlanOptions::default();
-    let save = ConversionPlan::for_save(&spec.transforms, &params, &options)
+    let save = ConversionPlan::for_save(spec.stock_transforms(), &params, &options)
         .map_err(|e| CliError::load(e.into()))?;
     let stock: Vec<(String, TensorMeta)> = save
         .groups()
         .iter()
         .flat_map(|g| g.targets.iter().map(|t| (t.key.clone(), t.meta.clone())))
         .collect();
-    let load = ConversionPlan::new(&spec.transforms, &stock, &params, &options);
+    let load = ConversionPlan::new(spec.stock_transforms(), &stock, &params, &options);
     if !load.is_clean() {
         return Err(CliError::load(patcher_burn::LoadError::SaveMismatch {
             message: format!(

@@ -2,7 +2,7 @@
 //!
 //! A family is one [`Family`] impl (config reader, model constructor, patcher per set of
 //! patches; the `family!` macro writes it for a `patcher_models` family) and one [`FamilyName`]
-//! variant that dispatches to it; adding a family (BERT, say) is one `family!`, its patcher
+//! variant that dispatches to it; adding a family is one `family!`, its patcher
 //! function, one variant and one line in each `match` of [`FamilyName`] (and a [`PatchName`]
 //! for a new patch).
 
@@ -11,11 +11,14 @@ use std::path::Path;
 use burn::backend::NdArray;
 use clap::ValueEnum;
 use patcher_burn::{BuildContext, Patcher, PretrainedModel};
+use patcher_models::bert::{BertConfig, BertModel};
 use patcher_models::common::limits::SizedConfig;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{llama_fused_qkv_patcher, mixtral_patcher, qwen2_moe_patcher};
+use patcher_models::replacements::{
+    bert_fused_qkv_patcher, llama_fused_qkv_patcher, mixtral_patcher, qwen2_moe_patcher,
+};
 use patcher_models::ConfigError;
 
 /// The backend the command line builds models on: NdArray in f32 (plans read no weights; a
@@ -25,7 +28,8 @@ pub(crate) type B = NdArray<f32>;
 /// A patch of the command line: one of the ready patchers' replacements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
 pub(crate) enum PatchName {
-    /// The attention's q/k/v projections as one `qkv_proj` (`FusedQKVAttention`).
+    /// The attention's q/k/v projections as one `qkv_proj` (`FusedQKVAttention`; BERT's as one
+    /// `qkv`, `FusedQKVBertSelfAttention`).
     FusedQkv,
     /// The experts as a plain list of per-expert linears (`SequentialExperts`).
     SequentialExperts,
@@ -48,7 +52,7 @@ pub(crate) trait Family {
     const PATCHES: &'static [PatchName];
     /// The parsed `config.json`.
     type Config: SizedConfig;
-    /// The causal LM.
+    /// The model (a causal LM, or BERT's encoder).
     type Model: PretrainedModel<B>;
 
     /// Reads and validates `config.json`.
@@ -151,6 +155,25 @@ fn mixtral_patches(config: &MixtralConfig, patches: &[PatchName]) -> Patcher<B> 
     )
 }
 
+family!(
+    /// BERT (`BertModel`).
+    Bert {
+        model_type: "bert",
+        patches: [FusedQkv],
+        config: BertConfig,
+        model: BertModel,
+        patcher: bert_patcher,
+    }
+);
+
+fn bert_patcher(config: &BertConfig, patches: &[PatchName]) -> Patcher<B> {
+    if patches.contains(&PatchName::FusedQkv) {
+        bert_fused_qkv_patcher(config)
+    } else {
+        Patcher::new()
+    }
+}
+
 /// The `--model` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FamilyName {
@@ -161,6 +184,8 @@ pub(crate) enum FamilyName {
     Qwen2Moe,
     /// Mixtral (`model_type: mixtral`).
     Mixtral,
+    /// BERT (`model_type: bert`).
+    Bert,
 }
 
 impl FamilyName {
@@ -177,6 +202,7 @@ impl FamilyName {
             Self::Llama => Llama::MODEL_TYPE,
             Self::Qwen2Moe => Qwen2Moe::MODEL_TYPE,
             Self::Mixtral => Mixtral::MODEL_TYPE,
+            Self::Bert => Bert::MODEL_TYPE,
         }
     }
 
@@ -186,6 +212,7 @@ impl FamilyName {
             Self::Llama => Llama::PATCHES,
             Self::Qwen2Moe => Qwen2Moe::PATCHES,
             Self::Mixtral => Mixtral::PATCHES,
+            Self::Bert => Bert::PATCHES,
         }
     }
 
@@ -203,6 +230,7 @@ impl FamilyName {
             Self::Llama => command.run::<Llama>(),
             Self::Qwen2Moe => command.run::<Qwen2Moe>(),
             Self::Mixtral => command.run::<Mixtral>(),
+            Self::Bert => command.run::<Bert>(),
         }
     }
 }

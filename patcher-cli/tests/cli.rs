@@ -296,6 +296,29 @@ fn qwen2_moe_converts_to_the_patched_layout_and_back() {
     assert_same_file(&original, &stock);
 }
 
+/// BERT with fused QKV: `query`/`key`/`value` concatenated into `qkv` (and `.attention.self.`
+/// renamed to the model's `self_`), the patched layout loading with no conversion, and back to
+/// the fixture byte for byte; the legacy layout (`bert.`, `gamma`/`beta`) plans clean too.
+#[test]
+fn bert_converts_to_fused_qkv_and_back() {
+    let dir = TempDir::new().unwrap();
+    let stock = fixture("bert");
+    let fused = ["--patch", "fused-qkv"];
+    for checkpoint in [&stock, &fixture("bert_legacy")] {
+        let (out, _) = plan(checkpoint, "bert", &fused, 0);
+        assert!(out.contains("0 unexpected, 0 missing"), "{out}");
+        assert!(out.contains("-> \"qkv.weight\""), "{out}");
+    }
+    let patched = dir.path().join("patched");
+    convert(&stock, &patched, "bert", &fused);
+    let (out, _) = plan(&patched, "bert", &fused, 0);
+    assert!(out.contains("No conversion used"), "{out}");
+    let original = dir.path().join("original");
+    let back = ["--patch", "fused-qkv", "--to", "original"];
+    convert(&patched, &original, "bert", &back);
+    assert_same_file(&original, &stock);
+}
+
 /// `OUT/model.safetensors` and `fixture/model.safetensors` hold the same bytes.
 #[track_caller]
 fn assert_same_file(out: &Path, fixture: &Path) {

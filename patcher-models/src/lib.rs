@@ -1,8 +1,9 @@
 //! # patcher-models
 //!
-//! Qwen2-MoE, Llama and Mixtral written patch-ready for burn-patcher, matching transformers
-//! 5.23's modules class for class and parameter for parameter (checkpoint keys map 1:1 to Burn
-//! parameter paths, up to Burn's `[in, out]` Linear layout), and the seed's replacement classes.
+//! Qwen2-MoE, Llama, Mixtral and BERT written patch-ready for burn-patcher, matching
+//! transformers 5.23's modules class for class and parameter for parameter (checkpoint keys map
+//! 1:1 to Burn parameter paths, up to Burn's `[in, out]` Linear layout and BERT's `self` ->
+//! `self_`), and the seed's replacement classes.
 //!
 //! - [`qwen2_moe`] has `Qwen2MoeForCausalLM` and its parts; the experts are fused in memory
 //!   (`gate_up_proj [E, 2I, H]`, `down_proj [E, H, I]`) and
@@ -12,8 +13,14 @@
 //! - [`mixtral`] has `MixtralForCausalLM` and its parts; experts fused in memory as in
 //!   Qwen2-MoE, and [`mixtral::default_weight_conversions`] renames the hub's
 //!   `block_sparse_moe` to `mlp` and merges its per-expert `w1`/`w3`/`w2`.
+//! - [`bert`] has `BertModel` (the encoder with its pooler; token types, absolute positions,
+//!   padding mask) and its classes, every one a slot; [`bert::default_weight_conversions`]
+//!   renames `attention.self` (a Rust keyword) to the field `self_`, and old checkpoints'
+//!   `bert.` prefix and `LayerNorm.gamma`/`.beta` load as in transformers.
 //! - [`replacements`] has [`FusedQKVAttention`](replacements::FusedQKVAttention),
-//!   [`SequentialExperts`](replacements::SequentialExperts), and the patchers that apply them
+//!   [`SequentialExperts`](replacements::SequentialExperts),
+//!   [`FusedQKVBertSelfAttention`](replacements::FusedQKVBertSelfAttention), and the patchers that
+//!   apply them
 //!   ([`qwen2_moe_fused_qkv_sequential_experts_patcher`](replacements::qwen2_moe_fused_qkv_sequential_experts_patcher)
 //!   is the seed's).
 //! - [`common`] has what the families share: RoPE in transformers' rotate-half convention,
@@ -50,12 +57,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Forward passes take `input_ids [batch, seq]` with positions `0..seq` and no padding mask (no
-//! KV cache): `forward` returns the logits, `forward_with_hidden_states` also the hidden states
-//! in transformers' `output_hidden_states` convention (see [`common::CausalLMOutput`]).
+//! The decoders' forward passes take `input_ids [batch, seq]` with positions `0..seq` and no
+//! padding mask (no KV cache): `forward` returns the logits, `forward_with_hidden_states` also the
+//! hidden states in transformers' `output_hidden_states` convention (see
+//! [`common::CausalLMOutput`]). BERT's takes token types and a padding mask too (see
+//! [`bert::BertModel::forward`]).
 
 #![warn(missing_docs)]
 
+pub mod bert;
 pub mod common;
 mod error;
 pub mod llama;

@@ -38,6 +38,15 @@ pub trait PretrainedModel<B: Backend>: Module<B> {
         Vec::new()
     }
 
+    /// Renamings of older spellings of this model's checkpoints (transformers'
+    /// `mapping["legacy"]`, e.g. `LayerNorm.gamma` -> `LayerNorm.weight`), applied after
+    /// [`weight_conversions`](Self::weight_conversions). Unlike those, they are not part of the
+    /// model's stock layout: a save reverses them only when the load it saves used them
+    /// (transformers' `add_legacy=False` on a fresh save). Default: none.
+    fn legacy_weight_conversions() -> Vec<WeightTransform> {
+        Vec::new()
+    }
+
     /// Checkpoint keys that may be present and are not parameters (transformers'
     /// `_keys_to_ignore_on_load_unexpected`), as regexes searched anywhere in the key: BERT's
     /// `embeddings.position_ids`, an old checkpoint's `rotary_emb.inv_freq`. A load reports them

@@ -69,16 +69,32 @@ pub struct LoadSpec {
     /// How the model's module types lay out their parameters in the checkpoint (the PyTorch
     /// layout step; default: Burn's layers).
     pub layouts: TorchLayouts,
+    /// How many of the last `transforms` are the model's legacy renamings
+    /// ([`PretrainedModel::legacy_weight_conversions`]), left out of its stock layout
+    /// ([`Self::stock_transforms`]).
+    pub legacy_transforms: usize,
 }
 
 impl LoadSpec {
+    /// `transforms` without the trailing legacy renamings: what turns a checkpoint in the
+    /// model's stock (current transformers) layout into the model.
+    pub fn stock_transforms(&self) -> &[WeightTransform] {
+        let stock = self.transforms.len().saturating_sub(self.legacy_transforms);
+        &self.transforms[..stock]
+    }
+
     /// The spec of a [`PretrainedModel`] loaded through `patcher`: its default conversions with
-    /// the patcher's filters and extra conversions, the defaults also reversible, its base model
-    /// prefix, keys to ignore and PyTorch layouts.
+    /// the patcher's filters and extra conversions, then its legacy renamings, the defaults also
+    /// reversible, its base model prefix, keys to ignore and PyTorch layouts.
     pub fn for_model<B: Backend, M: PretrainedModel<B>>(patcher: &Patcher<B>) -> Self {
         let defaults = M::weight_conversions();
+        let legacy = M::legacy_weight_conversions();
+        let legacy_transforms = legacy.len();
+        let mut transforms = patcher.update_weight_conversions(defaults.clone());
+        transforms.extend(legacy);
         Self {
-            transforms: patcher.update_weight_conversions(defaults.clone()),
+            transforms,
+            legacy_transforms,
             unused_filters: patcher.weights().unused_filters(&defaults),
             reversible: defaults,
             base_model_prefix: M::base_model_prefix().map(str::to_string),

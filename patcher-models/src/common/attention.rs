@@ -102,15 +102,46 @@ pub fn eager_attention<B: Backend>(
     position_embeddings: &PositionEmbeddings<B>,
     attention_mask: Option<&Tensor<B, 4, Bool>>,
 ) -> Tensor<B, 3> {
+    attention_heads(spec, q, k, v, Some(position_embeddings), attention_mask)
+}
+
+/// [`eager_attention`] without RoPE, for models whose positions are added to the embeddings
+/// (BERT's absolute position embeddings): the same head split, mask, softmax in f32 and head
+/// merge. `attention_mask` may differ per batch row (`[batch, 1, seq, seq]`, a padding mask).
+pub fn eager_attention_without_rope<B: Backend>(
+    spec: &AttentionSpec,
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    attention_mask: Option<&Tensor<B, 4, Bool>>,
+) -> Tensor<B, 3> {
+    attention_heads(spec, q, k, v, None, attention_mask)
+}
+
+/// [`eager_attention`], RoPE applied when `position_embeddings` are given.
+fn attention_heads<B: Backend>(
+    spec: &AttentionSpec,
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    position_embeddings: Option<&PositionEmbeddings<B>>,
+    attention_mask: Option<&Tensor<B, 4, Bool>>,
+) -> Tensor<B, 3> {
     let [batch, seq, _] = q.dims();
     let d = spec.head_dim;
     let (heads, kv_heads) = (spec.num_attention_heads, spec.num_key_value_heads);
     let n_rep = heads / kv_heads;
     // `.view(b, s, -1, d).transpose(1, 2)`
-    let split = |x: Tensor<B, 3>, heads: usize| x.reshape([batch, seq, heads, d]).swap_dims(1, 2);
-    let q = rotary_rows(split(q, heads), position_embeddings);
-    let k = rotary_rows(split(k, kv_heads), position_embeddings);
-    let v = split(v, kv_heads);
+    let split = |x: Tensor<B, 3>, heads: usize| {
+        let x = x.reshape([batch, seq, heads, d]).swap_dims(1, 2);
+        match position_embeddings {
+            Some(position_embeddings) => rotary_rows(x, position_embeddings),
+            None => x,
+        }
+    };
+    let q = split(q, heads);
+    let k = split(k, kv_heads);
+    let v = v.reshape([batch, seq, kv_heads, d]).swap_dims(1, 2);
     let merge = |x: Tensor<B, 4>| x.swap_dims(1, 2).reshape([batch, seq, heads * d]);
 
     if let Some(chunks) = fused_attention::<B>(&q.device()) {
@@ -181,7 +212,13 @@ fn burn_attention<B: Backend>(
     let [batch, heads, seq, d] = q.dims();
     let n = batch * heads;
     let chunks = chunks.min(n);
-    if chunks <= 1 || mask.is_some_and(|m| m.dims()[0] != 1) {
+    if let Some(mask) = mask.filter(|m| m.dims()[0] != 1) {
+        // A mask per batch row (padding), spelled out per head rather than left to the op's
+        // broadcasting; one call (the chunks below share one mask row).
+        let mask = mask.clone().expand([batch, heads, seq, seq]);
+        return attention(q, k, v, Some(mask), None, options);
+    }
+    if chunks <= 1 {
         return attention(q, k, v, mask.cloned(), None, options);
     }
     let flat = |x: Tensor<B, 4>| x.reshape([1, n, seq, d]);

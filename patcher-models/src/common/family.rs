@@ -368,24 +368,7 @@ macro_rules! causal_lm_class {
         }
 
         impl<B: burn::prelude::Backend> $name<B> {
-            #[doc = concat!("`", stringify!($name), "(config)` with every original class, ")]
-            /// parameters lazily initialised (nothing is allocated until loaded or used).
-            pub fn new(config: &$config, device: &B::Device) -> Self {
-                Self::build(config, &patcher_burn::BuildContext::plain(device))
-            }
-
-            /// The model with `patcher`'s class substitutions.
-            ///
-            /// Errors when a `class_mapping` key names no substitutable class of this model (the
-            /// message lists them, with a did-you-mean) or maps a class to a replacement of
-            /// another interface.
-            pub fn with_patcher(
-                config: &$config,
-                patcher: &patcher_burn::Patcher<B>,
-                device: &B::Device,
-            ) -> Result<Self, patcher_burn::BuildError> {
-                patcher_burn::BuildContext::build(patcher, device, |ctx| Self::build(config, ctx))
-            }
+            $crate::common::root_model_constructors!($name, $config);
 
             /// The model built through `ctx` (what [`Self::new`] and [`Self::with_patcher`]
             /// call).
@@ -431,6 +414,31 @@ macro_rules! causal_lm_class {
                     model_output,
                 )
             }
+        }
+    };
+}
+
+/// `new(config, device)` and `with_patcher(config, patcher, device)` of a model built by its
+/// `build(config, ctx)` (the causal LMs, `BertModel`), inside its `impl` block.
+macro_rules! root_model_constructors {
+    ($name:ident, $config:ty) => {
+        #[doc = concat!("`", stringify!($name), "(config)` with every original class, ")]
+        /// parameters lazily initialised (nothing is allocated until loaded or used).
+        pub fn new(config: &$config, device: &B::Device) -> Self {
+            Self::build(config, &patcher_burn::BuildContext::plain(device))
+        }
+
+        /// The model with `patcher`'s class substitutions.
+        ///
+        /// Errors when a `class_mapping` key names no substitutable class of this model (the
+        /// message lists them, with a did-you-mean) or maps a class to a replacement of
+        /// another interface.
+        pub fn with_patcher(
+            config: &$config,
+            patcher: &patcher_burn::Patcher<B>,
+            device: &B::Device,
+        ) -> Result<Self, patcher_burn::BuildError> {
+            patcher_burn::BuildContext::build(patcher, device, |ctx| Self::build(config, ctx))
         }
     };
 }
@@ -554,5 +562,6 @@ macro_rules! decoder_model_class {
 
 pub(crate) use {
     causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, init_linear,
-    moe_layer_interfaces, rms_norm_class, separate_qkv_attention_class, top_k_router_class,
+    moe_layer_interfaces, rms_norm_class, root_model_constructors, separate_qkv_attention_class,
+    top_k_router_class,
 };

@@ -129,10 +129,21 @@ impl ParamCount {
         core: &CoreFields,
         num_experts: Option<(&'static str, usize)>,
     ) -> Result<ModelSize, ConfigError> {
+        let sizes = [core.vocab_size, core.hidden_size, core.num_hidden_layers];
+        self.finish_sizes(sizes, num_experts)
+    }
+
+    /// [`Self::finish`] from `[vocab_size, hidden_size, num_hidden_layers]` (for a config
+    /// without the decoders' core fields).
+    pub(crate) fn finish_sizes(
+        self,
+        [vocab_size, hidden_size, num_hidden_layers]: [usize; 3],
+        num_experts: Option<usize>,
+    ) -> Result<ModelSize, ConfigError> {
         if self.total > MAX_PARAMETERS {
             return Err(ConfigError::Field {
                 field: "num_hidden_layers".into(),
-                value: core.num_hidden_layers.to_string(),
+                value: num_hidden_layers.to_string(),
                 reason: format!(
                     "the model would have {} parameters, more than {MAX_PARAMETERS}",
                     self.total
@@ -141,9 +152,9 @@ impl ParamCount {
         }
         Ok(ModelSize {
             parameters: self.total,
-            vocab_size: core.vocab_size,
-            hidden_size: core.hidden_size,
-            num_hidden_layers: core.num_hidden_layers,
+            vocab_size,
+            hidden_size,
+            num_hidden_layers,
             num_experts,
         })
     }
@@ -206,31 +217,43 @@ pub fn check_fits(size: &ModelSize, checkpoint: &Checkpoint) -> Result<(), Confi
             config: config.to_string(),
             checkpoint,
         };
-    let embed = ["model.embed_tokens.weight", "embed_tokens.weight"]
-        .iter()
-        .find_map(|k| checkpoint.meta(k));
-    if let Some(meta) = embed.filter(|m| m.shape.len() == 2) {
+    let embed = [
+        "model.embed_tokens.weight",
+        "embed_tokens.weight",
+        "embeddings.word_embeddings.weight",
+        "bert.embeddings.word_embeddings.weight",
+    ]
+    .iter()
+    .find_map(|k| checkpoint.meta(k).map(|m| (k, m)));
+    if let Some((key, meta)) = embed.filter(|(_, m)| m.shape.len() == 2) {
         let (vocab, hidden) = (meta.shape[0], meta.shape[1]);
         if size.vocab_size > vocab {
             return Err(mismatch(
                 "vocab_size",
                 size.vocab_size,
-                format!("embed_tokens.weight of shape {:?}", meta.shape),
+                format!("{key} of shape {:?}", meta.shape),
             ));
         }
         if size.hidden_size > hidden {
             return Err(mismatch(
                 "hidden_size",
                 size.hidden_size,
-                format!("embed_tokens.weight of shape {:?}", meta.shape),
+                format!("{key} of shape {:?}", meta.shape),
             ));
         }
     }
     let mut layers: Option<u64> = None;
     let mut experts: Option<u64> = None;
     for key in checkpoint.keys() {
-        let rest = key.strip_prefix("model.").unwrap_or(key);
-        let Some(rest) = rest.strip_prefix("layers.") else {
+        let rest = ["model.", "bert."]
+            .iter()
+            .find_map(|p| key.strip_prefix(p))
+            .unwrap_or(key);
+        // Decoders' `layers.N.`, BERT's `encoder.layer.N.`.
+        let Some(rest) = ["layers.", "encoder.layer."]
+            .iter()
+            .find_map(|p| rest.strip_prefix(p))
+        else {
             continue;
         };
         let (layer, rest) = rest.split_once('.').unwrap_or((rest, ""));
@@ -255,7 +278,7 @@ pub fn check_fits(size: &ModelSize, checkpoint: &Checkpoint) -> Result<(), Confi
         return Err(mismatch(
             "num_hidden_layers",
             size.num_hidden_layers,
-            format!("{layers} layers (`layers.N.` keys)"),
+            format!("{layers} layers (`layers.N.` or `encoder.layer.N.` keys)"),
         ));
     }
     if let (Some((field, config)), Some(found)) = (size.num_experts, experts) {

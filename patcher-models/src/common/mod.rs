@@ -23,7 +23,9 @@ mod rope;
 mod topk;
 
 pub use activation::Activation;
-pub use attention::{causal_mask, eager_attention, repeat_kv, AttentionSpec};
+pub use attention::{
+    causal_mask, eager_attention, eager_attention_without_rope, repeat_kv, AttentionSpec,
+};
 pub use config::DecoderConfig;
 pub use decoder::{
     causal_lm_output, decoder_stack_forward, lm_head, pre_norm_residuals, DecoderLayer,
@@ -33,7 +35,8 @@ pub use experts::fused_expert_mlp;
 pub use family::AsLinearLayer;
 pub(crate) use family::{
     causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, init_linear,
-    moe_layer_interfaces, rms_norm_class, separate_qkv_attention_class, top_k_router_class,
+    moe_layer_interfaces, rms_norm_class, root_model_constructors, separate_qkv_attention_class,
+    top_k_router_class,
 };
 pub use init::{embedding, linear, linear_config, normal_param, ones_param};
 pub(crate) use interfaces::any_rank_forward;

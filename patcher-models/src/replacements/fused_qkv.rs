@@ -1,6 +1,7 @@
 //! `FusedQKVAttention`: the seed's replacement for `Qwen2MoeAttention`, `LlamaAttention` and
 //! `MixtralAttention`, with one `qkv_proj` instead of separate q/k/v projections (what
-//! compute-bound quantisation kernels want).
+//! compute-bound quantisation kernels want); [`FusedQKVBertSelfAttention`], the same for
+//! `BertSelfAttention` (which has no output projection, and no RoPE).
 //!
 //! `qkv_proj` is sized `(num_attention_heads + 2 * num_key_value_heads) * head_dim`: the rows of
 //! `q_proj`, then `k_proj`, then `v_proj`, which is what `Concatenate(dim=0)` of the three
@@ -13,8 +14,10 @@ use patcher_burn::BuildContext;
 
 use patcher_derive::Patchable;
 
+use crate::bert::{BertConfig, BertMask, BertSelfAttentionInterface};
 use crate::common::{
-    eager_attention, linear_config, AttentionSpec, DecoderAttention, PositionEmbeddings,
+    eager_attention, eager_attention_without_rope, linear_config, AttentionSpec, DecoderAttention,
+    PositionEmbeddings,
 };
 use crate::llama::{LlamaAttentionInterface, LlamaConfig};
 use crate::mixtral::{MixtralAttentionInterface, MixtralConfig};
@@ -99,12 +102,45 @@ impl<B: Backend> DecoderAttention<B> for FusedQKVAttention<B> {
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
     ) -> Tensor<B, 3> {
-        let (q_size, kv_size) = (self.spec.q_size(), self.spec.kv_size());
-        let qkv = self.qkv_proj.forward(hidden_states);
-        let q = qkv.clone().narrow(2, 0, q_size);
-        let k = qkv.clone().narrow(2, q_size, kv_size);
-        let v = qkv.narrow(2, q_size + kv_size, kv_size);
+        let [q, k, v] = split_qkv(self.qkv_proj.forward(hidden_states), &self.spec);
         let out = eager_attention(&self.spec, q, k, v, position_embeddings, attention_mask);
         self.o_proj.forward(out)
+    }
+}
+
+/// The rows of a fused projection's output, `[.., q_size + 2 * kv_size]`, split into q, k, v
+/// (the order [`qkv_concatenation`](super::qkv_concatenation) writes them in).
+fn split_qkv<B: Backend>(qkv: Tensor<B, 3>, spec: &AttentionSpec) -> [Tensor<B, 3>; 3] {
+    let (q_size, kv_size) = (spec.q_size(), spec.kv_size());
+    [(0, q_size), (q_size, kv_size), (q_size + kv_size, kv_size)]
+        .map(|(start, len)| qkv.clone().narrow(2, start, len))
+}
+
+/// `BertSelfAttention` with its `query`, `key` and `value` fused in one `qkv` linear (weight and
+/// bias: the rows of `query`, then `key`, then `value`), split after projection.
+#[derive(Module, Patchable, Debug)]
+#[patchable(crate = "patcher_burn", implements(BertSelfAttentionInterface))]
+pub struct FusedQKVBertSelfAttention<B: Backend> {
+    /// `hidden -> 3 * hidden`.
+    pub qkv: LinearSlot<B>,
+    #[module(skip)]
+    spec: AttentionSpec,
+}
+
+impl<B: Backend> FusedQKVBertSelfAttention<B> {
+    /// Built from `BertSelfAttention`'s arguments, its linear through `ctx`.
+    pub fn new(config: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
+        let spec = config.attention_spec();
+        let (h, std) = (spec.hidden_size, spec.initializer_range);
+        let fused = spec.q_size() + 2 * spec.kv_size();
+        let qkv = linear_config(h, fused, true, std).init_slot(ctx);
+        Self { qkv, spec }
+    }
+}
+
+impl<B: Backend> BertSelfAttentionInterface<B> for FusedQKVBertSelfAttention<B> {
+    fn forward(&self, hidden_states: Tensor<B, 3>, mask: Option<&BertMask<B>>) -> Tensor<B, 3> {
+        let [q, k, v] = split_qkv(self.qkv.forward(hidden_states), &self.spec);
+        eager_attention_without_rope(&self.spec, q, k, v, mask)
     }
 }

@@ -6,14 +6,16 @@
 //! ([`Concatenate::with_split_sizes`]), so that saving the patched model back splits `qkv_proj`
 //! at the right rows under grouped-query attention (transformers' reverse, an equal `Chunk`,
 //! cannot: q has more rows than k and v). Loading is unchanged, plus a check of those sizes.
-//! [`mixtral_patcher`] is the same patch for Mixtral.
+//! [`mixtral_patcher`] is the same patch for Mixtral, [`bert_fused_qkv_patcher`] the fused QKV
+//! one for BERT.
 
 use burn::prelude::*;
 use patcher_burn::{Implements, OriginalClass, Patchable, Patcher};
 use patcher_core::ops::Concatenate;
 use patcher_core::{WeightConverter, WeightRenaming, WeightTransform};
 
-use super::{FusedQKVAttention, SequentialExperts};
+use super::{FusedQKVAttention, FusedQKVBertSelfAttention, SequentialExperts};
+use crate::bert::{BertConfig, BertSelfAttention};
 use crate::common::AttentionSpec;
 use crate::llama::{LlamaAttention, LlamaConfig};
 use crate::mixtral::{MixtralAttention, MixtralConfig, MixtralExperts};
@@ -24,14 +26,21 @@ use crate::qwen2_moe::{Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeExperts};
 /// the sizes `[heads * head_dim, kv_heads * head_dim, kv_heads * head_dim]` of `spec` recorded
 /// for the reverse.
 pub fn qkv_concatenation(leaf: &str, spec: &AttentionSpec) -> WeightConverter {
+    named_qkv_concatenation(["q_proj", "k_proj", "v_proj"], "qkv_proj", leaf, spec)
+}
+
+/// [`qkv_concatenation`] for other names: `{q}.{leaf}` + `{k}.{leaf}` + `{v}.{leaf}` ->
+/// `{fused}.{leaf}` (BERT's `query`, `key`, `value` -> `qkv`).
+pub fn named_qkv_concatenation(
+    [q, k, v]: [&str; 3],
+    fused: &str,
+    leaf: &str,
+    spec: &AttentionSpec,
+) -> WeightConverter {
     let sizes = [spec.q_size(), spec.kv_size(), spec.kv_size()];
     WeightConverter::new(
-        [
-            format!("q_proj.{leaf}"),
-            format!("k_proj.{leaf}"),
-            format!("v_proj.{leaf}"),
-        ],
-        format!("qkv_proj.{leaf}"),
+        [q, k, v].map(|name| format!("{name}.{leaf}")),
+        format!("{fused}.{leaf}"),
     )
     .op(Concatenate::new(0).with_split_sizes(sizes))
 }
@@ -137,6 +146,18 @@ fn qkv_concatenations(spec: &AttentionSpec) -> Vec<WeightConverter> {
         converters.push(qkv_concatenation("bias", spec));
     }
     converters
+}
+
+/// `BertSelfAttention` -> [`FusedQKVBertSelfAttention`], with the `query`/`key`/`value` weight
+/// and bias concatenations into `qkv` (split back on save).
+pub fn bert_fused_qkv_patcher<B: Backend>(config: &BertConfig) -> Patcher<B> {
+    let spec = config.attention_spec();
+    let names = ["query", "key", "value"];
+    Patcher::new()
+        .replace::<BertSelfAttention<B>, FusedQKVBertSelfAttention<B>>()
+        .extra_weight_conversions(
+            ["weight", "bias"].map(|leaf| named_qkv_concatenation(names, "qkv", leaf, &spec)),
+        )
 }
 
 /// `LlamaAttention` -> [`FusedQKVAttention`], with the q/k/v weight concatenation (and the bias

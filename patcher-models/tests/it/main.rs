@@ -5,6 +5,7 @@
 
 mod autodiff;
 mod bad_config;
+mod bert;
 mod build;
 mod common;
 mod every_class;

@@ -1,0 +1,84 @@
+//! BERT as transformers 5.23 writes it (`models/bert/modeling_bert.py`): `BertModel` and its
+//! classes, each a slot, with transformers' class and parameter names.
+//!
+//! One name differs: Rust cannot name a field `self`, so `BertAttention.self` is `self_`, and
+//! [`default_weight_conversions`] renames the checkpoint's `.attention.self.` to it on load (and
+//! back on save). [`legacy_weight_conversions`] renames old checkpoints' `LayerNorm.gamma`/`.beta`
+//! to `.weight`/`.bias`, as transformers does. The bare model loads the `bert.` keys of
+//! `BertForPreTraining`/`BertForMaskedLM` checkpoints and ignores their heads (`cls.`).
+
+mod config;
+mod interfaces;
+mod layer;
+mod model;
+
+use patcher_core::{WeightRenaming, WeightTransform};
+
+pub use config::BertConfig;
+pub use interfaces::*;
+pub use layer::{
+    BertAttention, BertEmbeddings, BertIntermediate, BertLayer, BertOutput, BertSelfAttention,
+    BertSelfOutput,
+};
+pub use model::{BertEncoder, BertInputError, BertModel, BertModelOutput, BertPooler};
+
+/// `.attention.self.` -> `.attention.self_.` (see the module docs).
+pub fn default_weight_conversions() -> Vec<WeightTransform> {
+    vec![renaming(r"\.attention\.self\.", ".attention.self_.")]
+}
+
+/// transformers' `mapping["legacy"]` for BERT: `LayerNorm.gamma` -> `LayerNorm.weight`,
+/// `LayerNorm.beta` -> `LayerNorm.bias` (saved back only when a load used them).
+pub fn legacy_weight_conversions() -> Vec<WeightTransform> {
+    let names = [("gamma", "weight"), ("beta", "bias")];
+    names
+        .map(|(old, new)| renaming(&format!("LayerNorm.{old}"), &format!("LayerNorm.{new}")))
+        .into()
+}
+
+fn renaming(from: &str, to: &str) -> WeightTransform {
+    WeightRenaming::new(from, to)
+        .expect("a valid pattern")
+        .into()
+}
+
+impl<B: burn::prelude::Backend> patcher_burn::PretrainedModel<B> for BertModel<B> {
+    fn weight_conversions() -> Vec<WeightTransform> {
+        default_weight_conversions()
+    }
+
+    fn legacy_weight_conversions() -> Vec<WeightTransform> {
+        legacy_weight_conversions()
+    }
+
+    fn base_model_prefix() -> Option<&'static str> {
+        Some("bert")
+    }
+
+    fn keys_to_ignore_on_load_unexpected() -> Vec<String> {
+        // The heads of `BertFor*` checkpoints, and the position ids older ones saved.
+        vec![r"^cls\.".into(), r"embeddings\.position_ids$".into()]
+    }
+}
+
+impl<B: burn::prelude::Backend> BertModel<B> {
+    /// transformers' `BertModel.from_pretrained(path, patcher=patcher)`: reads `config.json`
+    /// next to the weights, builds the model with `patcher`'s substitutions and loads the
+    /// weights through [`default_weight_conversions`] as `patcher` changes them.
+    pub fn from_pretrained(
+        path: impl AsRef<std::path::Path>,
+        patcher: &patcher_burn::Patcher<B>,
+        device: &B::Device,
+        options: &patcher_burn::LoadOptions,
+    ) -> Result<patcher_burn::Loaded<Self>, crate::PretrainedError> {
+        let (path, read) = (path.as_ref(), BertConfig::from_file);
+        crate::common::pretrained::from_pretrained(
+            path,
+            patcher,
+            device,
+            options,
+            read,
+            Self::build,
+        )
+    }
+}
