@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prepare a real BERT checkpoint for the `bert::real_checkpoint` test (ignored by default).
+"""Prepare a real BERT checkpoint for `cargo run --example real_bert`.
 
 The checkpoint is AntiBERTy (8 layers, hidden 512, 8 heads, 26M parameters; a `BertModel`
 under `bert.` with `cls.` heads, saved by transformers 4.5), which the `antiberty==0.1.3` wheel
@@ -9,7 +9,7 @@ heads and all), with transformers 5.23's reference outputs of `BertModel` for a 
 
     pip download antiberty==0.1.3 --no-deps -d /tmp/pkgs
     python3 scripts/check_real_bert.py /tmp/pkgs/antiberty-0.1.3-py3-none-any.whl /tmp/antiberty
-    PATCHER_REAL_BERT=/tmp/antiberty cargo test -p patcher-models --test it bert::real -- --ignored
+    cargo run --release --example real_bert -- /tmp/antiberty
 """
 
 import io

@@ -1,5 +1,6 @@
 //! BERT as transformers 5.23 writes it (`models/bert/modeling_bert.py`): `BertModel` and its
-//! classes, each a slot, with transformers' class and parameter names.
+//! classes, each a slot, with transformers' class and parameter names, written by the kit's
+//! encoder macros (`common::encoder_family`).
 //!
 //! One name differs: Rust cannot name a field `self`, so `BertAttention.self` is `self_`, and
 //! [`default_weight_conversions`] renames the checkpoint's `.attention.self.` to it on load (and
@@ -7,24 +8,20 @@
 //! to `.weight`/`.bias`, as transformers does. The bare model loads the `bert.` keys of
 //! `BertForPreTraining`/`BertForMaskedLM` checkpoints and ignores their heads (`cls.`).
 
+mod classes;
 mod config;
-mod interfaces;
-mod layer;
-mod model;
 
 use patcher_core::{WeightRenaming, WeightTransform};
 
-pub use config::BertConfig;
-pub use interfaces::*;
-pub use layer::{
-    BertAttention, BertEmbeddings, BertIntermediate, BertLayer, BertOutput, BertSelfAttention,
-    BertSelfOutput,
+pub use crate::common::{
+    EncoderInputError as BertInputError, EncoderMask as BertMask, EncoderOutput as BertModelOutput,
 };
-pub use model::{BertEncoder, BertInputError, BertModel, BertModelOutput, BertPooler};
+pub use classes::*;
+pub use config::BertConfig;
 
 /// `.attention.self.` -> `.attention.self_.` (see the module docs).
 pub fn default_weight_conversions() -> Vec<WeightTransform> {
-    vec![renaming(r"\.attention\.self\.", ".attention.self_.")]
+    crate::common::encoder_weight_conversions()
 }
 
 /// transformers' `mapping["legacy"]` for BERT: `LayerNorm.gamma` -> `LayerNorm.weight`,
@@ -32,13 +29,11 @@ pub fn default_weight_conversions() -> Vec<WeightTransform> {
 pub fn legacy_weight_conversions() -> Vec<WeightTransform> {
     let names = [("gamma", "weight"), ("beta", "bias")];
     names
-        .map(|(old, new)| renaming(&format!("LayerNorm.{old}"), &format!("LayerNorm.{new}")))
-        .into()
-}
-
-fn renaming(from: &str, to: &str) -> WeightTransform {
-    WeightRenaming::new(from, to)
-        .expect("a valid pattern")
+        .map(|(old, new)| {
+            let renaming =
+                WeightRenaming::new(format!("LayerNorm.{old}"), format!("LayerNorm.{new}"));
+            renaming.expect("a valid pattern").into()
+        })
         .into()
 }
 

@@ -138,7 +138,7 @@ impl ParamCount {
     pub(crate) fn finish_sizes(
         self,
         [vocab_size, hidden_size, num_hidden_layers]: [usize; 3],
-        num_experts: Option<usize>,
+        num_experts: Option<(&'static str, usize)>,
     ) -> Result<ModelSize, ConfigError> {
         if self.total > MAX_PARAMETERS {
             return Err(ConfigError::Field {

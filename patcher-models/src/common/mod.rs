@@ -2,13 +2,16 @@
 //! activations, top-k routing with PyTorch's tie order, expert dispatch, the interfaces of
 //! substitutable classes, and the forward output; and the code the families' classes share
 //! while keeping their own names and fields: the projections of attention and MLP classes, the
-//! decoder forward, the config core and `from_pretrained`.
+//! decoder forward, the config core and `from_pretrained`; and the same for BERT-style
+//! encoders (`encoder`, `encoder_family`).
 
 mod activation;
 mod attention;
 pub(crate) mod config;
 mod decoder;
 mod dispatch;
+mod encoder;
+pub(crate) mod encoder_family;
 mod experts;
 pub(crate) mod family;
 mod init;
@@ -31,6 +34,17 @@ pub use decoder::{
     causal_lm_output, decoder_stack_forward, lm_head, pre_norm_residuals, DecoderLayer,
 };
 pub use dispatch::{ExpertAssignment, ExpertDispatch};
+pub use encoder::{
+    embedding_slot, encoder_inputs, encoder_stack_forward, encoder_weight_conversions,
+    layer_norm_slot, linear_slot, square_linear_slot, EncoderBlock, EncoderConfig,
+    EncoderEmbeddings, EncoderInputError, EncoderInputs, EncoderIntermediate, EncoderMask,
+    EncoderOutput, EncoderPooler, EncoderSelfAttention, ResidualNormForward,
+};
+pub(crate) use encoder_family::{
+    encoder_attention_class, encoder_class, encoder_embeddings_class, encoder_interfaces,
+    encoder_intermediate_class, encoder_layer_class, encoder_model_class, encoder_pooler_class,
+    encoder_self_attention_class, residual_norm_class,
+};
 pub use experts::fused_expert_mlp;
 pub use family::AsLinearLayer;
 pub(crate) use family::{

@@ -15,6 +15,7 @@ use patcher_burn::BuildContext;
 use patcher_derive::Patchable;
 
 use crate::bert::{BertConfig, BertMask, BertSelfAttentionInterface};
+use crate::common::EncoderSelfAttention;
 use crate::common::{
     eager_attention, eager_attention_without_rope, linear_config, AttentionSpec, DecoderAttention,
     PositionEmbeddings,
@@ -138,7 +139,7 @@ impl<B: Backend> FusedQKVBertSelfAttention<B> {
     }
 }
 
-impl<B: Backend> BertSelfAttentionInterface<B> for FusedQKVBertSelfAttention<B> {
+impl<B: Backend> EncoderSelfAttention<B> for FusedQKVBertSelfAttention<B> {
     fn forward(&self, hidden_states: Tensor<B, 3>, mask: Option<&BertMask<B>>) -> Tensor<B, 3> {
         let [q, k, v] = split_qkv(self.qkv.forward(hidden_states), &self.spec);
         eager_attention_without_rope(&self.spec, q, k, v, mask)

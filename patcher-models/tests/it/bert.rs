@@ -15,6 +15,7 @@ use patcher_burn::{list_slots, save_pretrained, BuildContext, LoadOptions, Patch
 use patcher_models::bert::{
     BertConfig, BertInputError, BertIntermediate, BertIntermediateInterface, BertModel,
 };
+use patcher_models::common::EncoderIntermediate;
 use patcher_models::replacements::bert_fused_qkv_patcher;
 use patcher_models::ConfigError;
 
@@ -183,19 +184,6 @@ fn bad_inputs_are_typed_errors() {
     );
 }
 
-/// A real BERT: AntiBERTy from PyPI's `antiberty==0.1.3` wheel (8 layers, hidden 512, a
-/// transformers 4 checkpoint under `bert.` with heads), prepared by `scripts/check_real_bert.py`
-/// in the folder `PATCHER_REAL_BERT` names (100 MB: not committed).
-#[test]
-#[ignore = "needs PATCHER_REAL_BERT, see scripts/check_real_bert.py"]
-fn real_checkpoint() {
-    let path = std::env::var("PATCHER_REAL_BERT").expect("PATCHER_REAL_BERT");
-    let device = Default::default();
-    for fused_qkv in [false, true] {
-        bert::<burn::backend::NdArray<f32>>(Path::new(&path), fused_qkv, false, &device);
-    }
-}
-
 /// `BertIntermediate` with GELU written out (`x * (1 + erf(x / sqrt 2)) / 2`), the checkpoint's
 /// parameter names kept: a user's replacement of one of BERT's classes.
 #[derive(burn::module::Module, Patchable, Debug)]
@@ -213,7 +201,7 @@ impl<B: Backend> ErfGeluIntermediate<B> {
     }
 }
 
-impl<B: Backend> BertIntermediateInterface<B> for ErfGeluIntermediate<B> {
+impl<B: Backend> EncoderIntermediate<B> for ErfGeluIntermediate<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.dense.forward(x);
         x.clone() * ((x / std::f64::consts::SQRT_2).erf() + 1.0) / 2.0
