@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::NdArray;
 use mutate::{mutate_json, mutate_safetensors, settings, CountingAlloc, Rng};
-use patcher_burn::LoadOptions;
-use patcher_burn::Patcher;
+use patcher_burn::{LoadOptions, Loaded, Patcher};
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{mixtral_patcher, qwen2_moe_patcher};
@@ -50,39 +49,32 @@ fn scratch(name: &str) -> PathBuf {
 /// sequential experts): whether every weight is finite, or the error.
 type Load = Box<dyn Fn(&Path, usize) -> Result<bool, PretrainedError>>;
 
-fn qwen2_moe(name: &str) -> Load {
-    let config = Qwen2MoeConfig::from_file(fixture(name).join("config.json")).unwrap();
-    let patchers = [
-        Patcher::<B>::new(),
-        qwen2_moe_patcher::<B>(&config, true, true),
-    ];
+/// A [`Load`] through `from_pretrained` with the two `patchers`, counting non-finite weights.
+fn load_with<M: 'static>(
+    patchers: [Patcher<B>; 2],
+    from_pretrained: impl Fn(&Path, &Patcher<B>, &LoadOptions) -> Result<Loaded<M>, PretrainedError>
+        + 'static,
+) -> Load {
     Box::new(move |dir, i| {
         let options = LoadOptions::default().check_finite();
-        let loaded = Qwen2MoeForCausalLM::<B>::from_pretrained(
-            dir,
-            &patchers[i % 2],
-            &Default::default(),
-            &options,
-        )?;
+        let loaded = from_pretrained(dir, &patchers[i % 2], &options)?;
         Ok(loaded.non_finite.is_empty())
+    })
+}
+
+fn qwen2_moe(name: &str) -> Load {
+    let config = Qwen2MoeConfig::from_file(fixture(name).join("config.json")).unwrap();
+    let patched = qwen2_moe_patcher::<B>(&config, true, true);
+    load_with([Patcher::new(), patched], |dir, patcher, options| {
+        Qwen2MoeForCausalLM::<B>::from_pretrained(dir, patcher, &Default::default(), options)
     })
 }
 
 fn mixtral() -> Load {
     let config = MixtralConfig::from_file(fixture("mixtral").join("config.json")).unwrap();
-    let patchers = [
-        Patcher::<B>::new(),
-        mixtral_patcher::<B>(&config, true, true),
-    ];
-    Box::new(move |dir, i| {
-        let options = LoadOptions::default().check_finite();
-        let loaded = MixtralForCausalLM::<B>::from_pretrained(
-            dir,
-            &patchers[i % 2],
-            &Default::default(),
-            &options,
-        )?;
-        Ok(loaded.non_finite.is_empty())
+    let patched = mixtral_patcher::<B>(&config, true, true);
+    load_with([Patcher::new(), patched], |dir, patcher, options| {
+        MixtralForCausalLM::<B>::from_pretrained(dir, patcher, &Default::default(), options)
     })
 }
 

@@ -275,19 +275,4 @@ macro_rules! bert_tests {
     };
 }
 
-mod ndarray {
-    bert_tests!(burn::backend::NdArray<f32>, Default::default());
-}
-
-#[cfg(feature = "flex")]
-mod flex {
-    bert_tests!(burn::backend::Flex, Default::default());
-}
-
-#[cfg(feature = "wgpu")]
-mod wgpu {
-    bert_tests!(
-        burn::backend::Wgpu,
-        burn::backend::wgpu::WgpuDevice::default()
-    );
-}
+crate::common::on_every_backend!(bert_tests);

@@ -267,19 +267,4 @@ macro_rules! loader_tests {
     };
 }
 
-mod ndarray {
-    loader_tests!(burn::backend::NdArray<f32>, Default::default());
-}
-
-#[cfg(feature = "flex")]
-mod flex {
-    loader_tests!(burn::backend::Flex, Default::default());
-}
-
-#[cfg(feature = "wgpu")]
-mod wgpu {
-    loader_tests!(
-        burn::backend::Wgpu,
-        burn::backend::wgpu::WgpuDevice::default()
-    );
-}
+crate::common::on_every_backend!(loader_tests);

@@ -102,19 +102,4 @@ macro_rules! mixtral_tests {
     };
 }
 
-mod ndarray {
-    mixtral_tests!(burn::backend::NdArray<f32>, Default::default());
-}
-
-#[cfg(feature = "flex")]
-mod flex {
-    mixtral_tests!(burn::backend::Flex, Default::default());
-}
-
-#[cfg(feature = "wgpu")]
-mod wgpu {
-    mixtral_tests!(
-        burn::backend::Wgpu,
-        burn::backend::wgpu::WgpuDevice::default()
-    );
-}
+crate::common::on_every_backend!(mixtral_tests);

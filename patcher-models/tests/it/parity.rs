@@ -154,19 +154,4 @@ macro_rules! parity_tests {
     };
 }
 
-mod ndarray {
-    parity_tests!(burn::backend::NdArray<f32>, Default::default());
-}
-
-#[cfg(feature = "flex")]
-mod flex {
-    parity_tests!(burn::backend::Flex, Default::default());
-}
-
-#[cfg(feature = "wgpu")]
-mod wgpu {
-    parity_tests!(
-        burn::backend::Wgpu,
-        burn::backend::wgpu::WgpuDevice::default()
-    );
-}
+crate::common::on_every_backend!(parity_tests);

@@ -326,3 +326,28 @@ pub fn seeded_input<B: Backend>(shape: [usize; 3], seed: u64, device: &B::Device
         .collect();
     Tensor::from_data(TensorData::new(data, shape), device)
 }
+
+/// `mod ndarray`, `mod flex` and `mod wgpu` (each with its cargo feature), each invoking the
+/// calling file's `$tests!(backend, device)` macro: a file's backend-generic tests, on every
+/// backend.
+macro_rules! on_every_backend {
+    ($tests:ident) => {
+        mod ndarray {
+            $tests!(burn::backend::NdArray<f32>, Default::default());
+        }
+
+        #[cfg(feature = "flex")]
+        mod flex {
+            $tests!(burn::backend::Flex, Default::default());
+        }
+
+        #[cfg(feature = "wgpu")]
+        mod wgpu {
+            $tests!(
+                burn::backend::Wgpu,
+                burn::backend::wgpu::WgpuDevice::default()
+            );
+        }
+    };
+}
+pub(crate) use on_every_backend;
