@@ -7,11 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::common::{fixtures, max_abs_diff, read_file, scratch, HostF32};
+use crate::common::{assert_saves_back_byte_for_byte, fixtures, max_abs_diff, read_file, HostF32};
 use burn::nn::LinearConfig;
 use burn::prelude::*;
 use patcher_burn::layers::{InitSlot, LinearSlot};
-use patcher_burn::{list_slots, save_pretrained, BuildContext, LoadOptions, Patchable, Patcher};
+use patcher_burn::{list_slots, BuildContext, LoadOptions, Patchable, Patcher};
 use patcher_models::bert::{
     BertConfig, BertInputError, BertIntermediate, BertIntermediateInterface, BertModel,
 };
@@ -88,15 +88,8 @@ fn bert<B: Backend>(path: &Path, fused_qkv: bool, save_back: bool, device: &B::D
     assert!(max <= TOLERANCE, "{label}: max abs diff {max}");
 
     if save_back {
-        let out_dir = scratch(&format!("bert-{dir}-{fused_qkv}-{}", B::name(device)));
-        save_pretrained(&loaded, &out_dir).unwrap();
-        let saved = std::fs::read(out_dir.join("model.safetensors")).unwrap();
-        let original = std::fs::read(path.join("model.safetensors")).unwrap();
-        assert!(
-            saved == original,
-            "{label}: the saved file differs from the fixture's"
-        );
-        std::fs::remove_dir_all(out_dir).ok();
+        let name = format!("bert-{dir}-{fused_qkv}-{}", B::name(device));
+        assert_saves_back_byte_for_byte(&loaded, path, &name, &label);
     }
     max
 }

@@ -4,9 +4,9 @@
 //! unpatched and with each seed-style patch, and each load saved back byte for byte.
 
 use crate::common::parity::assert_parity;
-use crate::common::{fixtures, input_ids, read_reference, scratch};
+use crate::common::{assert_saves_back_byte_for_byte, fixtures, input_ids, read_reference};
 use burn::prelude::Backend;
-use patcher_burn::{list_slots, save_pretrained, LoadOptions};
+use patcher_burn::{list_slots, LoadOptions};
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::replacements::mixtral_patcher;
 
@@ -42,15 +42,8 @@ fn mixtral<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, dev
     assert_parity(&label, &out, &reference, TOLERANCE);
 
     // Saved back in the layout it was loaded from: the very file transformers wrote.
-    let out_dir = scratch(&format!("{dir}-{fused_qkv}-{sequential_experts}"));
-    save_pretrained(&loaded, &out_dir).unwrap();
-    let saved = std::fs::read(out_dir.join("model.safetensors")).unwrap();
-    let original = std::fs::read(path.join("model.safetensors")).unwrap();
-    assert!(
-        saved == original,
-        "{label}: the saved file differs from the fixture's"
-    );
-    std::fs::remove_dir_all(out_dir).ok();
+    let name = format!("{dir}-{fused_qkv}-{sequential_experts}");
+    assert_saves_back_byte_for_byte(&loaded, &path, &name, &label);
 }
 
 const VARIANTS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];

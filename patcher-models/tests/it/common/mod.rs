@@ -88,6 +88,25 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Saves `loaded` back (in the layout it was loaded from) into a scratch folder named `name`
+/// and checks the file is the fixture's at `original`, byte for byte.
+pub fn assert_saves_back_byte_for_byte<B: Backend, M: Module<B>>(
+    loaded: &patcher_burn::Loaded<M>,
+    original: &Path,
+    name: &str,
+    label: &str,
+) {
+    let out_dir = scratch(name);
+    patcher_burn::save_pretrained(loaded, &out_dir).unwrap();
+    let saved = std::fs::read(out_dir.join("model.safetensors")).unwrap();
+    let original = std::fs::read(original.join("model.safetensors")).unwrap();
+    assert!(
+        saved == original,
+        "{label}: the saved file differs from the fixture's"
+    );
+    std::fs::remove_dir_all(out_dir).ok();
+}
+
 /// transformers' reference outputs.
 pub struct Reference {
     pub input_ids: Vec<i64>,
