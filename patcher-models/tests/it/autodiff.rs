@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::common::fixtures;
+use crate::common::{fixtures, ModulePath};
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::prelude::*;
@@ -17,26 +17,20 @@ type B = Autodiff<Inner>;
 
 struct WithGrad<'a> {
     grads: &'a <B as AutodiffBackend>::Gradients,
-    path: Vec<String>,
+    path: ModulePath,
     with: BTreeSet<String>,
     without: BTreeSet<String>,
 }
 
 impl ModuleVisitor<B> for WithGrad<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let path: Vec<&str> = self
-            .path
-            .iter()
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-            .collect();
-        let path = path.join(".");
+        let path = self.path.key();
         if param.val().grad(self.grads).is_some() {
             self.with.insert(path);
         } else {
@@ -66,7 +60,7 @@ fn gradients_reach_patched_parameters_and_the_router() {
     let grads = logits.clone().sum().backward();
     let mut visitor = WithGrad {
         grads: &grads,
-        path: vec![],
+        path: ModulePath::default(),
         with: BTreeSet::new(),
         without: BTreeSet::new(),
     };

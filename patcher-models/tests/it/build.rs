@@ -1,9 +1,9 @@
 //! Building the models through slots: parameter paths are transformers' names, the class
 //! listing, and the errors of a wrong mapping.
 
-use crate::common::fixtures;
+use crate::common::{fixtures, param_paths};
 use burn::backend::NdArray;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::prelude::*;
 use patcher_burn::{list_slots, replacement, BuildError, Patcher};
 use patcher_models::llama::{LlamaAttentionInterface, LlamaConfig, LlamaForCausalLM};
@@ -13,38 +13,6 @@ use patcher_models::replacements::{
 };
 
 type B = NdArray<f32>;
-
-fn param_paths<M: Module<B>>(module: &M) -> Vec<String> {
-    struct Paths {
-        path: Vec<String>,
-        out: Vec<String>,
-    }
-    impl ModuleVisitor<B> for Paths {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, _: &Param<Tensor<B, D>>) {
-            // Slots announce themselves with an empty-named marker: skip empty segments.
-            self.out.push(
-                self.path
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("."),
-            );
-        }
-    }
-    let mut v = Paths {
-        path: vec![],
-        out: vec![],
-    };
-    module.visit(&mut v);
-    v.out
-}
 
 fn qwen_config() -> Qwen2MoeConfig {
     Qwen2MoeConfig::from_file(fixtures().join("qwen2_moe/config.json")).unwrap()

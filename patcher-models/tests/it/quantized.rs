@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::common::{fixtures, input_ids, max_abs_diff, read_reference};
+use crate::common::{fixtures, input_ids, max_abs_diff, read_reference, ModulePath};
 use burn::module::{Module, ModuleMapper, Param, Quantizer};
 use burn::prelude::*;
 use burn::tensor::quantization::{Calibration, QuantScheme, QuantStore};
@@ -32,18 +32,18 @@ fn scheme() -> QuantScheme {
 struct QuantizeSome {
     quantizer: Quantizer,
     paths: HashSet<String>,
-    path: Vec<String>,
+    path: ModulePath,
 }
 
 impl<B: Backend> ModuleMapper<B> for QuantizeSome {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        if self.paths.contains(&self.path.join(".")) {
+        if self.paths.contains(&self.path.key()) {
             <Quantizer as ModuleMapper<B>>::map_float(&mut self.quantizer, param)
         } else {
             param
@@ -53,19 +53,19 @@ impl<B: Backend> ModuleMapper<B> for QuantizeSome {
 
 /// Burn paths and dtypes of every float parameter.
 fn dtypes<B: Backend, M: Module<B>>(model: &M) -> Vec<(String, BurnDType)> {
-    struct Dtypes(Vec<String>, Vec<(String, BurnDType)>);
+    struct Dtypes(ModulePath, Vec<(String, BurnDType)>);
     impl<B: Backend> burn::module::ModuleVisitor<B> for Dtypes {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.0.push(name.to_string());
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.0.enter(name, container_type);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
-            self.0.pop();
+            self.0.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            self.1.push((self.0.join("."), param.val().dtype()));
+            self.1.push((self.0.key(), param.val().dtype()));
         }
     }
-    let mut visitor = Dtypes(Vec::new(), Vec::new());
+    let mut visitor = Dtypes(ModulePath::default(), Vec::new());
     model.visit(&mut visitor);
     visitor.1
 }
@@ -116,7 +116,7 @@ fn quantized_load_matches_quantize_weights<B: Backend>(device: &B::Device) {
                 scheme,
             },
             paths: linear,
-            path: Vec::new(),
+            path: ModulePath::default(),
         });
         let ours = quantized.forward(ids.clone());
         let theirs = after.forward(ids.clone());

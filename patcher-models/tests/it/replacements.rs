@@ -3,7 +3,7 @@
 //! `LlamaAttention`, `SequentialExperts` (checkpoint keys as they are) against the fused
 //! `Qwen2MoeExperts`, on the fixtures' layer weights and a fixed input.
 
-use crate::common::{assign, fixtures, read_checkpoint, seeded_input};
+use crate::common::{assign, fixtures, param_paths, read_checkpoint, seeded_input};
 use burn::backend::NdArray;
 use burn::module::Module;
 use burn::prelude::*;
@@ -163,28 +163,4 @@ fn sequential_experts_paths_are_the_checkpoint_keys() {
     assert!(names.contains(&"3.down_proj.weight".to_string()));
     let display = experts.to_string();
     assert!(display.contains("SequentialExperts"), "{display}");
-}
-
-fn param_paths<M: Module<B>>(module: &M) -> Vec<String> {
-    struct Paths {
-        path: Vec<String>,
-        out: Vec<String>,
-    }
-    impl burn::module::ModuleVisitor<B> for Paths {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, _: &burn::module::Param<Tensor<B, D>>) {
-            self.out.push(self.path.join("."));
-        }
-    }
-    let mut v = Paths {
-        path: vec![],
-        out: vec![],
-    };
-    module.visit(&mut v);
-    v.out
 }

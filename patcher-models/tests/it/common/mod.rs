@@ -197,14 +197,68 @@ fn transpose2(t: &HostF32) -> HostF32 {
     }
 }
 
+/// Where a visitor or mapper is in the module tree, named as the loader names parameters: the
+/// names entered, without Burn's enum variants (`Enum:` containers; `mlp.Dense.gate_proj` is
+/// `mlp.gate_proj`) and without empty names.
+#[derive(Default)]
+pub struct ModulePath(Vec<(String, String)>);
+
+impl ModulePath {
+    /// `enter_module(name, container_type)`.
+    pub fn enter(&mut self, name: &str, container_type: &str) {
+        self.0.push((name.to_string(), container_type.to_string()));
+    }
+
+    /// `exit_module`.
+    pub fn exit(&mut self) {
+        self.0.pop();
+    }
+
+    /// The dotted key: `model.layers.0.mlp.gate.weight`.
+    pub fn key(&self) -> String {
+        let named = self
+            .0
+            .iter()
+            .filter(|(name, container)| !name.is_empty() && !container.starts_with("Enum:"));
+        named
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// The struct that holds the current parameter (`Linear` for `Struct:Linear`).
+    pub fn owner(&self) -> &str {
+        let container = self.0.last().map(|(_, c)| c.as_str()).unwrap_or_default();
+        container.strip_prefix("Struct:").unwrap_or_default()
+    }
+}
+
+/// The loader's names of `module`'s float parameters, in visiting order.
+pub fn param_paths<B: Backend, M: Module<B>>(module: &M) -> Vec<String> {
+    struct Paths(ModulePath, Vec<String>);
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Paths {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.0.enter(name, container_type);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, _: &Param<Tensor<B, D>>) {
+            self.1.push(self.0.key());
+        }
+    }
+    let mut paths = Paths(ModulePath::default(), Vec::new());
+    module.visit(&mut paths);
+    paths.1
+}
+
 /// Assigns checkpoint tensors to every float parameter of `module`, looking keys up as
 /// `prefix + burn path` (PyTorch naming), and returns the set of checkpoint keys it used.
 pub struct Assigner<'a, B: Backend> {
     weights: &'a BTreeMap<String, HostF32>,
     prefix: String,
     device: B::Device,
-    path: Vec<String>,
-    containers: Vec<String>,
+    path: ModulePath,
     pub used: BTreeSet<String>,
     pub assigned: Vec<String>,
 }
@@ -270,27 +324,16 @@ impl<'a, B: Backend> Assigner<'a, B> {
 
 impl<B: Backend> ModuleMapper<B> for Assigner<'_, B> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_string());
-        self.containers.push(container_type.to_string());
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-        self.containers.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        // Enum variants are no part of PyTorch names (the loader skips them too).
-        let names = self.path.iter().zip(&self.containers);
-        let names = names.filter(|(_, container)| !container.starts_with("Enum:"));
-        let path: Vec<&str> = names.map(|(name, _)| name.as_str()).collect();
-        let name = format!("{}{}", self.prefix, path.join("."));
-        let owner = self
-            .containers
-            .last()
-            .and_then(|c| c.strip_prefix("Struct:"))
-            .unwrap_or_default()
-            .to_string();
+        let name = format!("{}{}", self.prefix, self.path.key());
+        let owner = self.path.owner().to_string();
         let t = self.lookup(&name, &owner);
         let expected = param.lazy_shape().to_vec();
         assert_eq!(t.shape, expected, "shape of {name}");
@@ -313,8 +356,7 @@ pub fn assign<B: Backend, M: Module<B>>(
         weights,
         prefix: prefix.to_string(),
         device: device.clone(),
-        path: Vec::new(),
-        containers: Vec::new(),
+        path: ModulePath::default(),
         used: BTreeSet::new(),
         assigned: Vec::new(),
     };
