@@ -13,28 +13,16 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn_patcher::{list_slots, LoadOptions};
 use common::{fixture, Reference};
-use patcher_models::llama::LlamaForCausalLM;
+use patcher_models::llama::{LlamaForCausalLM, LINEAR_NAMES};
 use patcher_models::replacements::{lora_patcher, OnlyLoraTrainable, LORA_PARAMETERS};
 
 type B = Autodiff<NdArray>;
-
-/// Llama's linears, by their transformers names.
-const LLAMA_LINEARS: [&str; 8] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-    "lm_head",
-];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = fixture("llama");
     let device = Default::default();
     let reference = Reference::read(&dir)?;
-    let patcher = lora_patcher::<B, 8>(&LLAMA_LINEARS)?;
+    let patcher = lora_patcher::<B, 8>(&LINEAR_NAMES)?;
     let options = LoadOptions::default().ignore_missing([LORA_PARAMETERS]);
     let loaded = LlamaForCausalLM::<B>::from_pretrained(&dir, &patcher, &device, &options)?;
 

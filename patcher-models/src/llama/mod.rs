@@ -17,3 +17,17 @@ pub use decoder_layer::LlamaDecoderLayer;
 pub use interfaces::{LlamaAttentionInterface, LlamaDecoderLayerInterface, LlamaMLPInterface};
 pub use model::{LlamaForCausalLM, LlamaModel};
 pub use norm_mlp::{LlamaMLP, LlamaRMSNorm};
+
+/// The transformers names of Llama's linears (attention, MLP, head): every `Linear` of the
+/// model, e.g. the targets of a LoRA over all of them
+/// ([`lora_patcher`](crate::replacements::lora_patcher)).
+pub const LINEAR_NAMES: [&str; 8] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "lm_head",
+];

@@ -8,6 +8,7 @@
 //! checkpoint weights produces. (The seed's Python sketch used `3 * num_attention_heads *
 //! head_dim`, wrong for grouped-query attention.)
 
+use burn::nn::LinearConfig;
 use burn::prelude::*;
 use patcher_burn::layers::{InitSlot, LinearSlot};
 use patcher_burn::BuildContext;
@@ -82,9 +83,8 @@ impl<B: Backend> FusedQKVAttention<B> {
     /// Built from an attention shape.
     pub fn from_spec(spec: AttentionSpec, ctx: &BuildContext<'_, B>) -> Self {
         let (h, std) = (spec.hidden_size, spec.initializer_range);
-        let fused = spec.q_size() + 2 * spec.kv_size();
         Self {
-            qkv_proj: linear_config(h, fused, spec.qkv_bias, std).init_slot(ctx),
+            qkv_proj: qkv_linear(&spec).init_slot(ctx),
             o_proj: linear_config(spec.q_size(), h, spec.o_bias, std).init_slot(ctx),
             spec,
         }
@@ -107,6 +107,18 @@ impl<B: Backend> DecoderAttention<B> for FusedQKVAttention<B> {
         let out = eager_attention(&self.spec, q, k, v, position_embeddings, attention_mask);
         self.o_proj.forward(out)
     }
+}
+
+/// The fused projection `hidden -> q_size + 2 * kv_size` (with the q/k/v bias when they have
+/// one), normal-initialised.
+fn qkv_linear(spec: &AttentionSpec) -> LinearConfig {
+    let fused = spec.q_size() + 2 * spec.kv_size();
+    linear_config(
+        spec.hidden_size,
+        fused,
+        spec.qkv_bias,
+        spec.initializer_range,
+    )
 }
 
 /// The rows of a fused projection's output, `[.., q_size + 2 * kv_size]`, split into q, k, v
@@ -132,9 +144,7 @@ impl<B: Backend> FusedQKVBertSelfAttention<B> {
     /// Built from `BertSelfAttention`'s arguments, its linear through `ctx`.
     pub fn new(config: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
         let spec = config.attention_spec();
-        let (h, std) = (spec.hidden_size, spec.initializer_range);
-        let fused = spec.q_size() + 2 * spec.kv_size();
-        let qkv = linear_config(h, fused, true, std).init_slot(ctx);
+        let qkv = qkv_linear(&spec).init_slot(ctx);
         Self { qkv, spec }
     }
 }

@@ -11,23 +11,11 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
 use patcher_burn::{list_slots, LoadOptions, Patcher};
-use patcher_models::llama::LlamaForCausalLM;
+use patcher_models::llama::{LlamaForCausalLM, LINEAR_NAMES};
 use patcher_models::replacements::{lora_patcher, OnlyLoraTrainable, LORA_PARAMETERS};
 
 type Inner = NdArray<f32>;
 type B = Autodiff<Inner>;
-
-/// Llama's linears, by their transformers names.
-const LLAMA_LINEARS: [&str; 8] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-    "lm_head",
-];
 
 fn load<Be: Backend>(
     patcher: &Patcher<Be>,
@@ -79,7 +67,7 @@ fn snapshot<M: Module<B>>(model: &M) -> BTreeMap<String, Vec<f32>> {
 fn lora_on_every_linear_loads_the_stock_checkpoint_and_equals_the_unpatched_model() {
     let plain = load::<Inner>(&Patcher::new(), &LoadOptions::default());
     let lora = load::<Inner>(
-        &lora_patcher::<Inner, 4>(&LLAMA_LINEARS).unwrap(),
+        &lora_patcher::<Inner, 4>(&LINEAR_NAMES).unwrap(),
         &lora_options(),
     );
 
@@ -115,7 +103,7 @@ fn lora_on_every_linear_loads_the_stock_checkpoint_and_equals_the_unpatched_mode
     // Without ignoring the adapters, a strict load says exactly what is missing.
     let err = LlamaForCausalLM::<Inner>::from_pretrained(
         fixtures().join("llama"),
-        &lora_patcher::<Inner, 4>(&LLAMA_LINEARS).unwrap(),
+        &lora_patcher::<Inner, 4>(&LINEAR_NAMES).unwrap(),
         &Default::default(),
         &LoadOptions::default(),
     )
@@ -126,7 +114,7 @@ fn lora_on_every_linear_loads_the_stock_checkpoint_and_equals_the_unpatched_mode
 #[test]
 fn sgd_steps_change_the_adapters_and_nothing_else() {
     let loaded = load::<B>(
-        &lora_patcher::<B, 4>(&LLAMA_LINEARS).unwrap(),
+        &lora_patcher::<B, 4>(&LINEAR_NAMES).unwrap(),
         &lora_options(),
     );
     let mut model = loaded.model.map(&mut OnlyLoraTrainable::default());
