@@ -65,7 +65,7 @@ impl Reshape {
             .map(|&d| d as usize)
             .product();
         let resolved: Vec<usize> = if spec.contains(&-1) {
-            if known == 0 || count % known != 0 {
+            if known == 0 || !count.is_multiple_of(known) {
                 return Err(fail(&format!(
                     "{count} elements do not divide into the known dimensions"
                 )));

@@ -353,7 +353,7 @@ fn validate_heads(
     num_key_value_heads: usize,
     head_dim: usize,
 ) -> Result<(), ConfigError> {
-    if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
+    if num_key_value_heads == 0 || !num_attention_heads.is_multiple_of(num_key_value_heads) {
         return Err(ConfigError::Field {
             field: "num_key_value_heads".into(),
             value: num_key_value_heads.to_string(),
@@ -362,7 +362,7 @@ fn validate_heads(
             ),
         });
     }
-    if head_dim == 0 || head_dim % 2 != 0 {
+    if head_dim == 0 || !head_dim.is_multiple_of(2) {
         return Err(ConfigError::Field {
             field: "head_dim".into(),
             value: head_dim.to_string(),

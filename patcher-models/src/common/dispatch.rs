@@ -69,32 +69,61 @@ impl ExpertDispatch {
             .collect();
         Self::from_indices(&indices, top_k, num_experts)
     }
+
+    /// Every assignment's `token_idx`, expert after expert, as one device tensor: the rows of
+    /// the experts' inputs gathered at once, and where their outputs go back.
+    pub fn token_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 1, Int> {
+        let tokens = self.assignments.iter().flat_map(|a| &a.token_idx);
+        index_tensor(tokens.map(|&t| t as i64).collect(), device)
+    }
+
+    /// Every assignment's routing weights in the order of [`Self::token_tensor`], `[n]`.
+    pub fn weights<B: Backend>(&self, top_k_weights: &Tensor<B, 2>) -> Tensor<B, 1> {
+        routing_weights(
+            top_k_weights,
+            self.assignments.iter().flat_map(ExpertAssignment::pairs),
+        )
+    }
 }
 
 impl ExpertAssignment {
     /// `token_idx` as a device tensor, for `select` / `select_assign`.
     pub fn token_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 1, Int> {
-        let idx: Vec<i64> = self.token_idx.iter().map(|&t| t as i64).collect();
-        Tensor::from_data(TensorData::new(idx, [self.token_idx.len()]), device)
+        index_tensor(self.token_idx.iter().map(|&t| t as i64).collect(), device)
     }
 
     /// This expert's routing weights `top_k_weights[token_idx, top_k_pos]` as `[n, 1]`.
     pub fn weights<B: Backend>(&self, top_k_weights: &Tensor<B, 2>) -> Tensor<B, 2> {
-        let [tokens, top_k] = top_k_weights.dims();
-        let flat: Vec<i64> = self
-            .token_idx
-            .iter()
-            .zip(&self.top_k_pos)
-            .map(|(&t, &p)| (t * top_k + p) as i64)
-            .collect();
-        let n = flat.len();
-        let flat = Tensor::from_data(TensorData::new(flat, [n]), &top_k_weights.device());
-        top_k_weights
-            .clone()
-            .reshape([tokens * top_k])
-            .select(0, flat)
-            .reshape([n, 1])
+        routing_weights(top_k_weights, self.pairs()).unsqueeze_dim(1)
     }
+
+    /// `(token, top-k position)` pairs.
+    fn pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.token_idx
+            .iter()
+            .copied()
+            .zip(self.top_k_pos.iter().copied())
+    }
+}
+
+/// `indices` as a 1-D device tensor.
+fn index_tensor<B: Backend>(indices: Vec<i64>, device: &B::Device) -> Tensor<B, 1, Int> {
+    let n = indices.len();
+    Tensor::from_data(TensorData::new(indices, [n]), device)
+}
+
+/// `top_k_weights[token, pos]` for each `(token, pos)` pair, `[n]`.
+fn routing_weights<B: Backend>(
+    top_k_weights: &Tensor<B, 2>,
+    pairs: impl Iterator<Item = (usize, usize)>,
+) -> Tensor<B, 1> {
+    let [tokens, top_k] = top_k_weights.dims();
+    let flat = pairs.map(|(t, p)| (t * top_k + p) as i64).collect();
+    let flat = index_tensor(flat, &top_k_weights.device());
+    top_k_weights
+        .clone()
+        .reshape([tokens * top_k])
+        .select(0, flat)
 }
 
 #[cfg(test)]

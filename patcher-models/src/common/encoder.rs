@@ -117,7 +117,7 @@ impl EncoderConfig {
         }
         limits::float("layer_norm_eps", self.layer_norm_eps, true)?;
         limits::float("initializer_range", self.initializer_range, false)?;
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(ConfigError::Field {
                 field: "num_attention_heads".into(),
                 value: self.num_attention_heads.to_string(),

@@ -14,10 +14,8 @@ use super::activation::Activation;
 
 /// `down(act(gate(x)) * up(x))` for the tokens `x [n, H]` routed to `expert`, with the fused
 /// `gate_up_proj [E, 2I, H]` (each expert's gate rows, then its up rows) and `down_proj
-/// [E, H, I]` in PyTorch's layout, as `[n, H]`.
-///
-/// The expert's weights are taken as `[1, rows, cols]` slices, multiplied as they lie: reshaping
-/// a slice that does not start at the tensor's first element makes Flex copy it.
+/// [E, H, I]` in PyTorch's layout, as `[n, H]` (a transposed view of
+/// [`fused_expert_mlp_transposed`]'s result).
 pub fn fused_expert_mlp<B: Backend>(
     x: Tensor<B, 2>,
     gate_up_proj: &Tensor<B, 3>,
@@ -25,18 +23,28 @@ pub fn fused_expert_mlp<B: Backend>(
     expert: usize,
     act_fn: Activation,
 ) -> Tensor<B, 2> {
-    let [n, hidden] = x.dims();
+    fused_expert_mlp_transposed(x.transpose(), gate_up_proj, down_proj, expert, act_fn).transpose()
+}
+
+/// [`fused_expert_mlp`] as the transposed problem: the tokens as columns, `x_t [H, n]`, to the
+/// output's columns, `[H, n]`, contiguous. `x_t` contiguous is the fastest operand on the CPU
+/// backends (Flex's GEMM ran 1.3x faster than on a transposed view).
+///
+/// The expert's weights are taken as `[1, rows, cols]` slices, multiplied as they lie: reshaping
+/// a slice that does not start at the tensor's first element makes Flex copy it.
+pub fn fused_expert_mlp_transposed<B: Backend>(
+    x_t: Tensor<B, 2>,
+    gate_up_proj: &Tensor<B, 3>,
+    down_proj: &Tensor<B, 3>,
+    expert: usize,
+    act_fn: Activation,
+) -> Tensor<B, 2> {
+    let [hidden, n] = x_t.dims();
     let inter = gate_up_proj.dims()[1] / 2;
     let gate_up = gate_up_proj.clone().narrow(0, expert, 1);
     let down = down_proj.clone().narrow(0, expert, 1);
     // `[2I, n]`: the gate's rows, then the up projection's (2-D, so both halves are contiguous).
-    let gate_up_t = gate_up
-        .matmul(x.transpose().unsqueeze::<3>())
-        .reshape([2 * inter, n]);
-    let gate = gate_up_t.clone().narrow(0, 0, inter);
-    let up = gate_up_t.narrow(0, inter, inter);
-    let hidden_t = act_fn.forward(gate) * up;
-    down.matmul(hidden_t.unsqueeze::<3>())
-        .reshape([hidden, n])
-        .transpose()
+    let gate_up_t = gate_up.matmul(x_t.unsqueeze::<3>()).reshape([2 * inter, n]);
+    let hidden_t = act_fn.gated_halves(gate_up_t);
+    down.matmul(hidden_t.unsqueeze::<3>()).reshape([hidden, n])
 }

@@ -8,6 +8,7 @@
 mod activation;
 mod attention;
 pub(crate) mod config;
+pub(crate) mod cpu;
 mod decoder;
 mod dispatch;
 mod encoder;
@@ -45,7 +46,7 @@ pub(crate) use encoder_family::{
     encoder_intermediate_class, encoder_layer_class, encoder_model_class, encoder_pooler_class,
     encoder_self_attention_class, residual_norm_class,
 };
-pub use experts::fused_expert_mlp;
+pub use experts::{fused_expert_mlp, fused_expert_mlp_transposed};
 pub use family::AsLinearLayer;
 pub(crate) use family::{
     causal_lm_class, decoder_layer_class, decoder_model_class, fused_experts_class, init_linear,
@@ -55,7 +56,10 @@ pub(crate) use family::{
 pub use init::{embedding, linear, linear_config, normal_param, ones_param};
 pub(crate) use interfaces::any_rank_forward;
 pub use interfaces::{DecoderAttention, DecoderNormInterface, FeedForward, MoeExperts, MoeRouter};
-pub use moe::{fused_expert_params, fused_experts_forward, top_k_routing, RouterOutput};
+pub use moe::{
+    fused_expert_params, fused_experts_forward, routed_experts_forward, top_k_routing,
+    RouterOutput, TokenLayout,
+};
 pub use norm::rms_norm;
 pub use output::CausalLMOutput;
 pub use projections::{

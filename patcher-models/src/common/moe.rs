@@ -9,8 +9,9 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{DType, IndexingUpdateOp};
 
 use super::activation::Activation;
+use super::cpu;
 use super::dispatch::ExpertDispatch;
-use super::experts::fused_expert_mlp;
+use super::experts::fused_expert_mlp_transposed;
 use super::init::normal_param;
 use super::topk::torch_topk;
 
@@ -76,9 +77,102 @@ pub fn fused_expert_params<B: Backend>(
     )
 }
 
-/// transformers' eager loop over fused experts: for each expert that was hit, its tokens go
-/// through `down(act(gate) * up)` (gate rows first in `gate_up_proj`), are scaled by their
-/// routing weight and added to the output `[tokens, hidden]`.
+/// How an experts implementation takes one expert's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenLayout {
+    /// `[n, hidden] -> [n, hidden]`: the tokens as rows (`nn.Linear`'s `x @ W^T`).
+    Rows,
+    /// `[hidden, n] -> [hidden, n]`: the tokens as columns, the transposed problem `W @ x^T`
+    /// that multiplies PyTorch-layout weights as they lie.
+    Columns,
+}
+
+impl TokenLayout {
+    /// The shape of `n` tokens of width `hidden`.
+    pub fn shape(self, n: usize, hidden: usize) -> [usize; 2] {
+        match self {
+            Self::Rows => [n, hidden],
+            Self::Columns => [hidden, n],
+        }
+    }
+}
+
+/// transformers' eager experts loop: for each expert that was hit (ascending), its tokens go
+/// through `expert(index, tokens)` (laid out as `layout` says), are scaled by their routing
+/// weight and added to the output `[tokens, hidden]`, expert after expert.
+///
+/// On the CPU backends the tokens are gathered and the outputs scatter-added on the host
+/// ([`cpu`]: Flex's `select_assign` copies its whole output per call). Elsewhere one `select`
+/// gathers every expert's tokens and one `select_assign` adds the weighted outputs, whose rows
+/// accumulate in list order: expert by expert, as transformers' `index_add_` per expert does, so
+/// the sums round alike.
+pub fn routed_experts_forward<B: Backend>(
+    hidden_states: Tensor<B, 2>,
+    top_k_index: Tensor<B, 2, Int>,
+    top_k_weights: Tensor<B, 2>,
+    num_experts: usize,
+    layout: TokenLayout,
+    expert: impl Fn(usize, Tensor<B, 2>) -> Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let device = hidden_states.device();
+    let [_, hidden] = hidden_states.dims();
+    let dispatch = ExpertDispatch::from_tensor(&top_k_index, num_experts);
+    if dispatch.assignments.is_empty() {
+        return hidden_states.zeros_like();
+    }
+    if cpu::runs_on_host::<B>(&device, &[hidden_states.dtype(), top_k_weights.dtype()]) {
+        let outputs: Vec<Tensor<B, 2>> =
+            cpu::gather_expert_inputs(&hidden_states, &dispatch, layout)
+                .into_iter()
+                .zip(&dispatch.assignments)
+                .map(|(x, a)| expert(a.expert, x))
+                .collect();
+        if outputs.iter().all(|o| o.dtype() == DType::F32) {
+            return cpu::scatter_expert_outputs(outputs, &dispatch, layout, &top_k_weights, hidden);
+        }
+        return scatter_on_device(hidden_states, outputs, &dispatch, layout, &top_k_weights);
+    }
+    let tokens = dispatch.token_tensor::<B>(&device);
+    let states = hidden_states.clone().select(0, tokens);
+    let mut start = 0;
+    let outputs: Vec<Tensor<B, 2>> = dispatch
+        .assignments
+        .iter()
+        .map(|a| {
+            let n = a.token_idx.len();
+            let x = states.clone().narrow(0, start, n);
+            start += n;
+            match layout {
+                TokenLayout::Rows => expert(a.expert, x),
+                TokenLayout::Columns => expert(a.expert, x.transpose()),
+            }
+        })
+        .collect();
+    scatter_on_device(hidden_states, outputs, &dispatch, layout, &top_k_weights)
+}
+
+/// The device side of [`routed_experts_forward`]'s scatter: the outputs concatenated, scaled by
+/// their weights in one product and added in one `select_assign` into zeros like `like`.
+fn scatter_on_device<B: Backend>(
+    like: Tensor<B, 2>,
+    outputs: Vec<Tensor<B, 2>>,
+    dispatch: &ExpertDispatch,
+    layout: TokenLayout,
+    top_k_weights: &Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let tokens = dispatch.token_tensor::<B>(&like.device());
+    let weights = dispatch.weights(top_k_weights);
+    let weighted = match layout {
+        TokenLayout::Rows => Tensor::cat(outputs, 0) * weights.unsqueeze_dim::<2>(1),
+        TokenLayout::Columns => (Tensor::cat(outputs, 1) * weights.unsqueeze::<2>()).transpose(),
+    };
+    like.zeros_like()
+        .select_assign(0, tokens, weighted, IndexingUpdateOp::Add)
+}
+
+/// transformers' eager loop over fused experts (`gate_up_proj [E, 2I, H]`, `down_proj
+/// [E, H, I]`): [`routed_experts_forward`] with each expert as the transposed problem
+/// ([`fused_expert_mlp_transposed`]).
 pub fn fused_experts_forward<B: Backend>(
     gate_up_proj: Tensor<B, 3>,
     down_proj: Tensor<B, 3>,
@@ -87,16 +181,13 @@ pub fn fused_experts_forward<B: Backend>(
     top_k_index: Tensor<B, 2, Int>,
     top_k_weights: Tensor<B, 2>,
 ) -> Tensor<B, 2> {
-    let device = hidden_states.device();
     let num_experts = gate_up_proj.dims()[0];
-    let dispatch = ExpertDispatch::from_tensor(&top_k_index, num_experts);
-    let mut output = hidden_states.zeros_like();
-    for assignment in &dispatch.assignments {
-        let tokens = assignment.token_tensor::<B>(&device);
-        let state = hidden_states.clone().select(0, tokens.clone());
-        let out = fused_expert_mlp(state, &gate_up_proj, &down_proj, assignment.expert, act_fn);
-        let out = out * assignment.weights(&top_k_weights);
-        output = output.select_assign(0, tokens, out, IndexingUpdateOp::Add);
-    }
-    output
+    routed_experts_forward(
+        hidden_states,
+        top_k_index,
+        top_k_weights,
+        num_experts,
+        TokenLayout::Columns,
+        |expert, x_t| fused_expert_mlp_transposed(x_t, &gate_up_proj, &down_proj, expert, act_fn),
+    )
 }

@@ -64,6 +64,6 @@ pub fn gated_mlp<B: Backend, const D: usize>(
     act_fn: Activation,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {
-    let gate = act_fn.forward(gate_proj.forward(x.clone()));
-    down_proj.forward(gate * up_proj.forward(x))
+    let gate = gate_proj.forward(x.clone());
+    down_proj.forward(act_fn.gated(gate, up_proj.forward(x)))
 }

@@ -201,7 +201,7 @@ impl Qwen2MoeConfig {
         !self.mlp_only_layers.contains(&layer_idx)
             && self.num_experts > 0
             && self.decoder_sparse_step > 0
-            && (layer_idx + 1) % self.decoder_sparse_step == 0
+            && (layer_idx + 1).is_multiple_of(self.decoder_sparse_step)
     }
 
     /// How many layers are sparse.

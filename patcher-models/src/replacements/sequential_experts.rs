@@ -11,13 +11,13 @@
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::IndexingUpdateOp;
 use patcher_burn::layers::LinearLayer;
 
 use patcher_derive::Patchable;
 
 use crate::common::{
-    gated_mlp, gated_mlp_projections, Activation, DecoderConfig, ExpertDispatch, MoeExperts,
+    gated_mlp, gated_mlp_projections, routed_experts_forward, Activation, DecoderConfig,
+    MoeExperts, TokenLayout,
 };
 use crate::mixtral::{MixtralConfig, MixtralExpertsInterface};
 use crate::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeExpertsInterface};
@@ -153,16 +153,13 @@ impl<B: Backend> MoeExperts<B> for SequentialExperts<B> {
         top_k_index: Tensor<B, 2, Int>,
         top_k_weights: Tensor<B, 2>,
     ) -> Tensor<B, 2> {
-        let device = hidden_states.device();
-        let dispatch = ExpertDispatch::from_tensor(&top_k_index, self.experts.len());
-        let mut output = hidden_states.zeros_like();
-        for assignment in &dispatch.assignments {
-            let tokens = assignment.token_tensor::<B>(&device);
-            let state = hidden_states.clone().select(0, tokens.clone());
-            let out = self.experts[assignment.expert].forward(state);
-            let out = out * assignment.weights(&top_k_weights);
-            output = output.select_assign(0, tokens, out, IndexingUpdateOp::Add);
-        }
-        output
+        routed_experts_forward(
+            hidden_states,
+            top_k_index,
+            top_k_weights,
+            self.experts.len(),
+            TokenLayout::Rows,
+            |expert, x| self.experts[expert].forward(x),
+        )
     }
 }

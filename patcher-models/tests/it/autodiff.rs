@@ -91,5 +91,8 @@ fn gradients_reach_patched_parameters_and_the_router() {
     let ids_inner = ids.inner();
     let inner_logits = valid.forward(ids_inner);
     let diff = (inner_logits - logits.inner()).abs().max().into_scalar();
-    assert!(diff == 0.0, "valid() changed the outputs by {diff}");
+    // The same weights, not the same kernels: on NdArray itself SiLU runs on the host
+    // (`common::cpu`, a vectorised `exp` an ulp or so from libm's), under `Autodiff` Burn's ops.
+    // Logits of about 1 agree to a few ulps; a lost or altered weight moves them by far more.
+    assert!(diff <= 1e-5, "valid() changed the outputs by {diff}");
 }
