@@ -10,7 +10,8 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::DType;
 use rayon::prelude::*;
 
-use super::cpu::CpuBackend;
+use super::cpu::{self, CpuBackend};
+use super::cpu_heads::{merge_heads, split_heads, HostRope};
 #[cfg(doc)]
 use super::rope::apply_rotary_pos_emb;
 use super::rope::PositionEmbeddings;
@@ -132,6 +133,20 @@ fn attention_heads<B: Backend>(
     let d = spec.head_dim;
     let (heads, kv_heads) = (spec.num_attention_heads, spec.num_key_value_heads);
     let n_rep = heads / kv_heads;
+    let device = q.device();
+    if let Some(parts) = fused_attention::<B>(&device) {
+        // On the CPU backends the head split (with RoPE) and merge run on the host when they can.
+        let rope = position_embeddings.map(HostRope::of);
+        let dtypes = [q.dtype(), k.dtype(), v.dtype()];
+        if cpu::runs_on_host::<B>(&device, &dtypes) && rope.as_ref().is_none_or(Option::is_some) {
+            let rope = rope.flatten();
+            let q = split_heads(q, heads, d, rope.as_ref());
+            let k = split_heads(k, kv_heads, d, rope.as_ref());
+            let v = split_heads(v, kv_heads, d, None);
+            let out = grouped_attention(q, k, v, attention_mask, spec.scaling(), parts);
+            return merge_heads(out);
+        }
+    }
     // `.view(b, s, -1, d).transpose(1, 2)`
     let split = |x: Tensor<B, 3>, heads: usize| {
         let x = x.reshape([batch, seq, heads, d]).swap_dims(1, 2);
@@ -145,7 +160,7 @@ fn attention_heads<B: Backend>(
     let v = v.reshape([batch, seq, kv_heads, d]).swap_dims(1, 2);
     let merge = |x: Tensor<B, 4>| x.swap_dims(1, 2).reshape([batch, seq, heads * d]);
 
-    if let Some(parts) = fused_attention::<B>(&q.device()) {
+    if let Some(parts) = fused_attention::<B>(&device) {
         let out = grouped_attention(q, k, v, attention_mask, spec.scaling(), parts);
         return merge(out);
     }
@@ -251,7 +266,7 @@ fn grouped_attention<B: Backend>(
 /// sin` is computed as `x` with its halves swapped (a gather) times `sin` with the first half
 /// negated: the same products, without the strided negation and concatenation that the CPU
 /// backends run element by element. Returns a contiguous tensor.
-fn rotary_rows<B: Backend>(
+pub(super) fn rotary_rows<B: Backend>(
     x: Tensor<B, 4>,
     position_embeddings: &PositionEmbeddings<B>,
 ) -> Tensor<B, 4> {

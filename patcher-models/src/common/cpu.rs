@@ -50,7 +50,7 @@ pub(crate) fn runs_on_host<B: Backend>(device: &B::Device, dtypes: &[DType]) -> 
 
 /// An f32 tensor's values (the caller checked the dtype): moved out of the backend without a
 /// copy where it allows it (Flex, a contiguous tensor not shared), copied otherwise.
-fn f32_values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+pub(super) fn f32_values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
     let data = tensor.into_data();
     if data.as_slice::<f32>().is_ok() {
         // Cannot fail: the same dtype check and cast as `as_slice`'s.
@@ -62,7 +62,7 @@ fn f32_values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
 }
 
 /// `values` as a tensor of `shape` on `device` (moved in without a copy on Flex).
-fn tensor_of<B: Backend, const D: usize>(
+pub(super) fn tensor_of<B: Backend, const D: usize>(
     values: Vec<f32>,
     shape: [usize; D],
     device: &B::Device,

@@ -9,6 +9,7 @@ mod activation;
 mod attention;
 pub(crate) mod config;
 pub(crate) mod cpu;
+mod cpu_heads;
 mod decoder;
 mod dispatch;
 mod encoder;

@@ -191,3 +191,45 @@ pub fn fused_experts_forward<B: Backend>(
         |expert, x_t| fused_expert_mlp_transposed(x_t, &gate_up_proj, &down_proj, expert, act_fn),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, NdArray};
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// The host loop (NdArray) and the device loop (the same backend under `Autodiff`, which the
+    /// host kernels leave to Burn's ops) gather, weigh and add alike, bit for bit, in both layouts.
+    #[test]
+    fn host_and_device_loops_agree_bit_for_bit() {
+        let device = Default::default();
+        let (tokens, hidden, experts, k) = (7, 5, 4, 2);
+        let x = Tensor::<NdArray, 2>::random([tokens, hidden], Distribution::Default, &device);
+        let weights = Tensor::<NdArray, 2>::random([tokens, k], Distribution::Default, &device);
+        let index: Vec<i64> = (0..tokens * k)
+            .map(|i| ((i * 3 + i / 5) % 3) as i64)
+            .collect();
+        let index =
+            Tensor::<NdArray, 2, Int>::from_data(TensorData::new(index, [tokens, k]), &device);
+        for layout in [TokenLayout::Rows, TokenLayout::Columns] {
+            let host = routed_experts_forward(
+                x.clone(),
+                index.clone(),
+                weights.clone(),
+                experts,
+                layout,
+                |e, x| x.clone() * (e as f32 + 1.5) + x.powf_scalar(2.0),
+            );
+            let device = routed_experts_forward(
+                Tensor::<Autodiff<NdArray>, 2>::from_inner(x.clone()),
+                Tensor::from_inner(index.clone()),
+                Tensor::from_inner(weights.clone()),
+                experts,
+                layout,
+                |e, x| x.clone() * (e as f32 + 1.5) + x.powf_scalar(2.0),
+            );
+            host.to_data().assert_eq(&device.inner().to_data(), true);
+        }
+    }
+}
