@@ -11,6 +11,8 @@ use burn::tensor::DType;
 use rayon::prelude::*;
 
 use super::cpu::{self, CpuBackend};
+#[cfg(feature = "flex")]
+use super::cpu_attention;
 use super::cpu_heads::{merge_heads, split_heads, HostRope};
 #[cfg(doc)]
 use super::rope::apply_rotary_pos_emb;
@@ -225,6 +227,14 @@ fn grouped_attention<B: Backend>(
     let n_rep = heads / kv_heads;
     let rows = n_rep * seq;
     let q = q.reshape([batch, kv_heads, rows, d]);
+    #[cfg(feature = "flex")]
+    if CpuBackend::of::<B>(&q.device()) == Some(CpuBackend::Flex)
+        && cpu::runs_on_host::<B>(&q.device(), &[q.dtype(), k.dtype(), v.dtype()])
+        && mask.is_none_or(|m| cpu_attention::takes_mask(m.dims(), batch, seq, kv_seq))
+    {
+        let out = cpu_attention::attention(q, k, v, mask, n_rep, scale);
+        return out.reshape([batch, heads, seq, d]);
+    }
     let mask = mask.map(|m| {
         let [mask_batch, _, _, keys] = m.dims();
         m.clone()

@@ -9,6 +9,8 @@ mod activation;
 mod attention;
 pub(crate) mod config;
 pub(crate) mod cpu;
+#[cfg(feature = "flex")]
+mod cpu_attention;
 mod cpu_heads;
 mod decoder;
 mod dispatch;

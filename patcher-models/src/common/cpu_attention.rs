@@ -1,0 +1,296 @@
+//! Flex's attention, on the host (see [`cpu`](super::cpu)): Burn's kernel on Flex computes every
+//! query against every key with a scalar `exp`, a causal mask's forbidden half included. Here each
+//! block of query positions (all `n_rep` query heads of a KV head at once) multiplies only the keys
+//! its block may attend (with a causal mask, about half of them on average), and the softmax's
+//! `exp` is vectorised (`wide`). The two products are the same GEMM Flex calls (`gemm`, one
+//! thread per task, the KV heads in parallel). Values: `softmax(q @ k^T * scale + mask) @ v` with
+//! masked keys contributing exact zeros, as in transformers' eager attention; a row with no key at
+//! all is zero, as Flex's was.
+
+use burn::prelude::*;
+use rayon::prelude::*;
+use wide::f32x8;
+
+use super::cpu::{f32_values, tensor_of};
+
+/// Query positions per block.
+const BLOCK: usize = 64;
+
+/// A boolean mask on the host, `[batch or 1, 1, seq or 1, keys]`, `true` where forbidden.
+struct HostMask {
+    masked: Vec<bool>,
+    batch: usize,
+    rows: usize,
+    keys: usize,
+}
+
+impl HostMask {
+    /// Whether position `s` of batch row `b` may not attend key `key`.
+    fn row(&self, b: usize, s: usize) -> &[bool] {
+        let b = if self.batch == 1 { 0 } else { b };
+        let s = if self.rows == 1 { 0 } else { s };
+        let start = (b * self.rows + s) * self.keys;
+        &self.masked[start..start + self.keys]
+    }
+}
+
+/// Whether [`attention`] takes a mask of these dims for `batch` rows, `seq` positions and `keys`
+/// keys (one mask for every head; one row, or one per position).
+pub(crate) fn takes_mask(dims: [usize; 4], batch: usize, seq: usize, keys: usize) -> bool {
+    let [b, h, s, k] = dims;
+    (b == 1 || b == batch) && h == 1 && (s == 1 || s == seq) && k == keys
+}
+
+/// `softmax(q @ k^T * scale + mask) @ v` for grouped-query heads stacked: `q [b, KV, n_rep * s,
+/// d]` (the `n_rep` query heads of each KV head, one after the other), `k`, `v [b, KV, keys, d]`,
+/// `mask` as [`takes_mask`] allows. Returns `q`'s shape. The caller checked that the host kernels
+/// take the tensors (f32 on a CPU backend).
+pub(crate) fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<&Tensor<B, 4, Bool>>,
+    n_rep: usize,
+    scale: f64,
+) -> Tensor<B, 4> {
+    let device = q.device();
+    let [batch, kv_heads, rows, d] = q.dims();
+    let keys = k.dims()[2];
+    let seq = rows / n_rep.max(1);
+    let mask = mask.map(|m| {
+        let [batch, _, rows, keys] = m.dims();
+        HostMask {
+            masked: m.to_data().iter::<bool>().collect(),
+            batch,
+            rows,
+            keys,
+        }
+    });
+    let (q, k, v) = (f32_values(q), f32_values(k), f32_values(v));
+    let shape = Shape {
+        n_rep,
+        seq,
+        keys,
+        d,
+        scale: scale as f32,
+    };
+    let mut out = vec![0.0f32; q.len()];
+    let head_len = (rows * d).max(1);
+    out.par_chunks_mut(head_len)
+        .enumerate()
+        .for_each(|(head, out)| {
+            let kv_len = keys * d;
+            let inputs = HeadInputs {
+                q: &q[head * head_len..(head + 1) * head_len],
+                k: &k[head * kv_len..(head + 1) * kv_len],
+                v: &v[head * kv_len..(head + 1) * kv_len],
+                mask: mask.as_ref().map(|m| (m, head / kv_heads)),
+            };
+            head_attention(&shape, &inputs, out);
+        });
+    tensor_of(out, [batch, kv_heads, rows, d], &device)
+}
+
+/// The sizes every head shares.
+struct Shape {
+    n_rep: usize,
+    seq: usize,
+    keys: usize,
+    d: usize,
+    scale: f32,
+}
+
+/// One KV head's operands: its stacked queries `[n_rep * seq, d]`, keys and values `[keys, d]`,
+/// and the mask with the head's batch row.
+struct HeadInputs<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    mask: Option<(&'a HostMask, usize)>,
+}
+
+/// One KV head, block of positions after block, into `out [n_rep * seq, d]`.
+fn head_attention(shape: &Shape, inputs: &HeadInputs<'_>, out: &mut [f32]) {
+    let Shape {
+        n_rep,
+        seq,
+        keys,
+        d,
+        scale,
+    } = *shape;
+    let forbidden = |s: usize| inputs.mask.map(|(m, b)| m.row(b, s));
+    for s0 in (0..seq).step_by(BLOCK) {
+        let positions = s0..(s0 + BLOCK).min(seq);
+        let r = positions.len();
+        // The keys some position of the block may attend.
+        let mut span: Option<(usize, usize)> = None;
+        for s in positions.clone() {
+            let (first, last) = match forbidden(s) {
+                None => (Some(0), keys.checked_sub(1)),
+                Some(row) => (row.iter().position(|m| !m), row.iter().rposition(|m| !m)),
+            };
+            if let (Some(first), Some(last)) = (first, last) {
+                span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
+            }
+        }
+        // No position of the block attends any key: its rows stay zero.
+        let Some((lo, hi)) = span else { continue };
+        let width = hi + 1 - lo;
+        let m = n_rep * r;
+        // The block's queries of every stacked head, `[n_rep * r, d]`.
+        let mut queries = Vec::with_capacity(m * d);
+        for rep in 0..n_rep {
+            let start = (rep * seq + s0) * d;
+            queries.extend_from_slice(&inputs.q[start..start + r * d]);
+        }
+        let mut scores = vec![0.0f32; m * width];
+        // SAFETY: `queries` is `[m, d]` row-major, the keys `lo..=hi` are rows of `inputs.k`
+        // (`[keys, d]`) read as the columns of `k^T [d, width]`, `scores` is `[m, width]`.
+        unsafe {
+            gemm::gemm(
+                m,
+                width,
+                d,
+                scores.as_mut_ptr(),
+                1,
+                width as isize,
+                false,
+                queries.as_ptr(),
+                1,
+                d as isize,
+                inputs.k[lo * d..].as_ptr(),
+                d as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for (i, row) in scores.chunks_mut(width).enumerate() {
+            let mask_row = forbidden(s0 + i % r).map(|row| &row[lo..=hi]);
+            softmax_row(row, scale, mask_row);
+        }
+        let mut block_out = vec![0.0f32; m * d];
+        // SAFETY: `scores` is `[m, width]`, the values `lo..=hi` are `[width, d]` rows of
+        // `inputs.v`, `block_out` is `[m, d]`.
+        unsafe {
+            gemm::gemm(
+                m,
+                d,
+                width,
+                block_out.as_mut_ptr(),
+                1,
+                d as isize,
+                false,
+                scores.as_ptr(),
+                1,
+                width as isize,
+                inputs.v[lo * d..].as_ptr(),
+                1,
+                d as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for rep in 0..n_rep {
+            let start = (rep * seq + s0) * d;
+            out[start..start + r * d].copy_from_slice(&block_out[rep * r * d..(rep + 1) * r * d]);
+        }
+    }
+}
+
+/// `row` (raw scores) to its softmax weights: scaled, masked keys at `-inf`, then `exp(x - max)`
+/// normalised by its sum; a row with every key masked becomes zeros.
+fn softmax_row(row: &mut [f32], scale: f32, masked: Option<&[bool]>) {
+    for (j, x) in row.iter_mut().enumerate() {
+        *x = if masked.is_some_and(|m| m[j]) {
+            f32::NEG_INFINITY
+        } else {
+            *x * scale
+        };
+    }
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    let (lanes, tail) = row.as_chunks_mut::<8>();
+    let mut sum = 0.0f32;
+    for lane in lanes.iter_mut() {
+        *lane = (f32x8::from(*lane) - f32x8::splat(max)).exp().to_array();
+        sum += lane.iter().sum::<f32>();
+    }
+    if !tail.is_empty() {
+        let mut padded = [f32::NEG_INFINITY; 8];
+        padded[..tail.len()].copy_from_slice(tail);
+        let e = (f32x8::from(padded) - f32x8::splat(max)).exp().to_array();
+        tail.copy_from_slice(&e[..tail.len()]);
+        sum += tail.iter().sum::<f32>();
+    }
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::module::attention as burn_attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    use burn::tensor::Distribution;
+
+    use super::*;
+    use crate::common::{causal_mask, repeat_kv};
+
+    type B = Flex;
+
+    /// Against Burn's own attention op on the heads repeated (`repeat_kv`): a causal mask over
+    /// several blocks with a sliding window, and a per-row padding mask with a fully masked row.
+    #[test]
+    fn matches_burns_attention_op() {
+        let device = Default::default();
+        let (batch, kv_heads, n_rep, seq, d) = (2, 2, 3, 150, 8);
+        let heads = kv_heads * n_rep;
+        let random =
+            |shape: [usize; 4]| Tensor::<B, 4>::random(shape, Distribution::Default, &device);
+        let (q, k, v) = (
+            random([batch, heads, seq, d]),
+            random([batch, kv_heads, seq, d]),
+            random([batch, kv_heads, seq, d]),
+        );
+        let mut padding = vec![false; batch * seq];
+        padding[seq - 20..seq].fill(true);
+        padding[seq..].fill(true);
+        let padding =
+            Tensor::<B, 4, Bool>::from_data(TensorData::new(padding, [batch, 1, 1, seq]), &device);
+        for mask in [causal_mask::<B>(seq, Some(70), &device), padding] {
+            let options = AttentionModuleOptions {
+                scale: Some(0.3),
+                softcap: None,
+                is_causal: false,
+            };
+            let expanded = mask.clone().expand([batch, heads, seq, seq]);
+            let want = burn_attention(
+                q.clone(),
+                repeat_kv(k.clone(), n_rep),
+                repeat_kv(v.clone(), n_rep),
+                Some(expanded),
+                None,
+                options,
+            );
+            let stacked = q.clone().reshape([batch, kv_heads, n_rep * seq, d]);
+            let got = attention(stacked, k.clone(), v.clone(), Some(&mask), n_rep, 0.3)
+                .reshape([batch, heads, seq, d]);
+            let diff = (got - want).abs().max().into_scalar();
+            assert!(diff <= 1e-6, "max difference {diff}");
+        }
+    }
+}
