@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::cpu::{self, CpuBackend};
 #[cfg(feature = "flex")]
 use super::cpu_attention;
-use super::cpu_heads::{merge_heads, split_heads, HostRope};
+use super::cpu_heads::{merge_heads, split_fused_heads, split_heads, HostRope};
 #[cfg(doc)]
 use super::rope::apply_rotary_pos_emb;
 use super::rope::PositionEmbeddings;
@@ -122,6 +122,82 @@ pub fn eager_attention_without_rope<B: Backend>(
     attention_heads(spec, q, k, v, None, attention_mask)
 }
 
+/// [`eager_attention`] of a fused projection's output `qkv [b, s, q_size + 2 * kv_size]` (q's
+/// columns, then k's, then v's: `FusedQKVAttention`'s `qkv_proj`), RoPE applied when
+/// `position_embeddings` are given. On the CPU backends the three are split into heads from the
+/// fused buffer in one pass; elsewhere they are the [`split_qkv`] views.
+pub fn fused_qkv_attention<B: Backend>(
+    spec: &AttentionSpec,
+    qkv: Tensor<B, 3>,
+    position_embeddings: Option<&PositionEmbeddings<B>>,
+    attention_mask: Option<&Tensor<B, 4, Bool>>,
+) -> Tensor<B, 3> {
+    let heads = |rope: Option<&HostRope>, qkv| split_fused_heads(qkv, spec, rope);
+    match host_attention(spec, qkv, heads, position_embeddings, attention_mask) {
+        Ok(out) => out,
+        Err(qkv) => {
+            let [q, k, v] = split_qkv(qkv, spec);
+            attention_heads(spec, q, k, v, position_embeddings, attention_mask)
+        }
+    }
+}
+
+/// A fused projection's output `[b, s, q_size + 2 * kv_size]` as the views of its q, k and v
+/// columns.
+pub fn split_qkv<B: Backend>(qkv: Tensor<B, 3>, spec: &AttentionSpec) -> [Tensor<B, 3>; 3] {
+    let (q_size, kv_size) = (spec.q_size(), spec.kv_size());
+    [(0, q_size), (q_size, kv_size), (q_size + kv_size, kv_size)]
+        .map(|(start, len)| qkv.clone().narrow(2, start, len))
+}
+
+/// On the CPU backends, with f32 inputs (and f32 RoPE tables when given): the head split (with
+/// RoPE) and merge on the host (`cpu_heads`) around [`grouped_attention`]; `split` makes the
+/// heads `[q, k, v]` from `inputs` and the tables. Otherwise `inputs` back.
+fn host_attention<B: Backend, I: HostInputs<B>>(
+    spec: &AttentionSpec,
+    inputs: I,
+    split: impl FnOnce(Option<&HostRope>, I) -> [Tensor<B, 4>; 3],
+    position_embeddings: Option<&PositionEmbeddings<B>>,
+    attention_mask: Option<&Tensor<B, 4, Bool>>,
+) -> Result<Tensor<B, 3>, I> {
+    let device = inputs.device();
+    let Some(parts) = fused_attention::<B>(&device) else {
+        return Err(inputs);
+    };
+    let rope = position_embeddings.map(HostRope::of);
+    let tables_ok = rope.as_ref().is_none_or(Option::is_some);
+    if !tables_ok || !cpu::runs_on_host::<B>(&device, &inputs.dtypes()) {
+        return Err(inputs);
+    }
+    let [q, k, v] = split(rope.flatten().as_ref(), inputs);
+    let out = grouped_attention(q, k, v, attention_mask, spec.scaling(), parts);
+    Ok(merge_heads(out))
+}
+
+/// What [`host_attention`] splits: separate q, k, v, or a fused `qkv`.
+trait HostInputs<B: Backend> {
+    fn device(&self) -> B::Device;
+    fn dtypes(&self) -> Vec<DType>;
+}
+
+impl<B: Backend> HostInputs<B> for Tensor<B, 3> {
+    fn device(&self) -> B::Device {
+        Tensor::device(self)
+    }
+    fn dtypes(&self) -> Vec<DType> {
+        vec![self.dtype()]
+    }
+}
+
+impl<B: Backend> HostInputs<B> for [Tensor<B, 3>; 3] {
+    fn device(&self) -> B::Device {
+        self[0].device()
+    }
+    fn dtypes(&self) -> Vec<DType> {
+        self.iter().map(Tensor::dtype).collect()
+    }
+}
+
 /// [`eager_attention`], RoPE applied when `position_embeddings` are given.
 fn attention_heads<B: Backend>(
     spec: &AttentionSpec,
@@ -131,24 +207,23 @@ fn attention_heads<B: Backend>(
     position_embeddings: Option<&PositionEmbeddings<B>>,
     attention_mask: Option<&Tensor<B, 4, Bool>>,
 ) -> Tensor<B, 3> {
-    let [batch, seq, _] = q.dims();
     let d = spec.head_dim;
     let (heads, kv_heads) = (spec.num_attention_heads, spec.num_key_value_heads);
+    let split = |rope: Option<&HostRope>, [q, k, v]: [Tensor<B, 3>; 3]| {
+        [
+            split_heads(q, heads, d, rope),
+            split_heads(k, kv_heads, d, rope),
+            split_heads(v, kv_heads, d, None),
+        ]
+    };
+    let [q, k, v] =
+        match host_attention(spec, [q, k, v], split, position_embeddings, attention_mask) {
+            Ok(out) => return out,
+            Err(inputs) => inputs,
+        };
+    let [batch, seq, _] = q.dims();
     let n_rep = heads / kv_heads;
     let device = q.device();
-    if let Some(parts) = fused_attention::<B>(&device) {
-        // On the CPU backends the head split (with RoPE) and merge run on the host when they can.
-        let rope = position_embeddings.map(HostRope::of);
-        let dtypes = [q.dtype(), k.dtype(), v.dtype()];
-        if cpu::runs_on_host::<B>(&device, &dtypes) && rope.as_ref().is_none_or(Option::is_some) {
-            let rope = rope.flatten();
-            let q = split_heads(q, heads, d, rope.as_ref());
-            let k = split_heads(k, kv_heads, d, rope.as_ref());
-            let v = split_heads(v, kv_heads, d, None);
-            let out = grouped_attention(q, k, v, attention_mask, spec.scaling(), parts);
-            return merge_heads(out);
-        }
-    }
     // `.view(b, s, -1, d).transpose(1, 2)`
     let split = |x: Tensor<B, 3>, heads: usize| {
         let x = x.reshape([batch, seq, heads, d]).swap_dims(1, 2);

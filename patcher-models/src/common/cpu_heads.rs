@@ -7,6 +7,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use rayon::prelude::*;
 
+use super::attention::AttentionSpec;
 use super::cpu::{f32_values, tensor_of, CpuBackend};
 use super::rope::PositionEmbeddings;
 
@@ -58,28 +59,91 @@ pub(crate) fn split_heads<B: Backend>(
     let device = x.device();
     let [batch, seq, width] = x.dims();
     let src = f32_values(x);
-    let mut out = vec![0.0f32; batch * heads * seq * d];
-    out.par_chunks_mut((seq * d).max(1))
-        .enumerate()
-        .for_each(|(bh, head)| {
-            let (b, h) = (bh / heads, bh % heads);
-            for (s, row) in head.chunks_mut(d.max(1)).enumerate() {
-                let start = (b * seq + s) * width + h * d;
-                let x = &src[start..start + d];
-                match rope {
-                    None => row.copy_from_slice(x),
-                    Some(rope) => {
-                        let cos = &rope.cos[s * d..(s + 1) * d];
-                        let sin = &rope.signed_sin[s * d..(s + 1) * d];
-                        for (j, o) in row.iter_mut().enumerate() {
-                            let rotated = x[rope.source[j]] * sin[j];
-                            *o = x[j] * cos[j] + rotated;
+    let columns = Columns {
+        src: &src,
+        batch,
+        seq,
+        width,
+    };
+    tensor_of(
+        columns.heads(0, heads, d, rope),
+        [batch, heads, seq, d],
+        &device,
+    )
+}
+
+/// [`split_heads`] of a fused projection's q, k and v columns (`qkv [b, s, q_size + 2 *
+/// kv_size]`), read from its one buffer: RoPE on q and k.
+pub(crate) fn split_fused_heads<B: Backend>(
+    qkv: Tensor<B, 3>,
+    spec: &AttentionSpec,
+    rope: Option<&HostRope>,
+) -> [Tensor<B, 4>; 3] {
+    let device = qkv.device();
+    let [batch, seq, width] = qkv.dims();
+    let src = f32_values(qkv);
+    let columns = Columns {
+        src: &src,
+        batch,
+        seq,
+        width,
+    };
+    let (heads, kv_heads, d) = (
+        spec.num_attention_heads,
+        spec.num_key_value_heads,
+        spec.head_dim,
+    );
+    let (q_size, kv_size) = (spec.q_size(), spec.kv_size());
+    [
+        (0, heads, rope),
+        (q_size, kv_heads, rope),
+        (q_size + kv_size, kv_heads, None),
+    ]
+    .map(|(offset, heads, rope)| {
+        tensor_of(
+            columns.heads(offset, heads, d, rope),
+            [batch, heads, seq, d],
+            &device,
+        )
+    })
+}
+
+/// A row-major `[batch, seq, width]` buffer whose column ranges hold heads.
+struct Columns<'a> {
+    src: &'a [f32],
+    batch: usize,
+    seq: usize,
+    width: usize,
+}
+
+impl Columns<'_> {
+    /// The `heads` heads of width `d` from column `offset` on, as `[batch, heads, seq, d]`
+    /// values, RoPE applied when given.
+    fn heads(&self, offset: usize, heads: usize, d: usize, rope: Option<&HostRope>) -> Vec<f32> {
+        let (seq, width) = (self.seq, self.width);
+        let mut out = vec![0.0f32; self.batch * heads * seq * d];
+        out.par_chunks_mut((seq * d).max(1))
+            .enumerate()
+            .for_each(|(bh, head)| {
+                let (b, h) = (bh / heads, bh % heads);
+                for (s, row) in head.chunks_mut(d.max(1)).enumerate() {
+                    let start = (b * seq + s) * width + offset + h * d;
+                    let x = &self.src[start..start + d];
+                    match rope {
+                        None => row.copy_from_slice(x),
+                        Some(rope) => {
+                            let cos = &rope.cos[s * d..(s + 1) * d];
+                            let sin = &rope.signed_sin[s * d..(s + 1) * d];
+                            for (j, o) in row.iter_mut().enumerate() {
+                                let rotated = x[rope.source[j]] * sin[j];
+                                *o = x[j] * cos[j] + rotated;
+                            }
                         }
                     }
                 }
-            }
-        });
-    tensor_of(out, [batch, heads, seq, d], &device)
+            });
+        out
+    }
 }
 
 /// Heads `x [b, heads, s, d]` merged back to `[b, s, heads * d]` (`.transpose(1, 2)
@@ -132,5 +196,38 @@ mod tests {
 
         let merged = merge_heads(plain);
         merged.to_data().assert_eq(&x.to_data(), true);
+    }
+
+    #[test]
+    fn fused_split_is_the_split_of_each_view() {
+        let device = Default::default();
+        let spec = AttentionSpec {
+            hidden_size: 12,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 4,
+            qkv_bias: false,
+            o_bias: false,
+            initializer_range: 0.02,
+            sliding_window: None,
+        };
+        let (batch, seq) = (2, 3);
+        let width = spec.q_size() + 2 * spec.kv_size();
+        let qkv = Tensor::<B, 3>::random([batch, seq, width], Distribution::Default, &device);
+        let params = RopeParameters::from_config_json(&Default::default(), 64).unwrap();
+        let pe = RotaryEmbedding::new(&params, spec.head_dim).forward::<B>(seq, &device);
+        let host = HostRope::of(&pe).expect("NdArray f32 tables");
+        let fused = split_fused_heads(qkv.clone(), &spec, Some(&host));
+        let [q, k, v] = crate::common::split_qkv(qkv, &spec);
+        let d = spec.head_dim;
+        let (heads, kv_heads) = (spec.num_attention_heads, spec.num_key_value_heads);
+        let separate = [
+            split_heads(q, heads, d, Some(&host)),
+            split_heads(k, kv_heads, d, Some(&host)),
+            split_heads(v, kv_heads, d, None),
+        ];
+        for (fused, separate) in fused.iter().zip(&separate) {
+            fused.to_data().assert_eq(&separate.to_data(), true);
+        }
     }
 }

@@ -31,7 +31,8 @@ mod topk;
 
 pub use activation::Activation;
 pub use attention::{
-    causal_mask, eager_attention, eager_attention_without_rope, repeat_kv, AttentionSpec,
+    causal_mask, eager_attention, eager_attention_without_rope, fused_qkv_attention, repeat_kv,
+    split_qkv, AttentionSpec,
 };
 pub use config::DecoderConfig;
 pub use decoder::{

@@ -18,8 +18,7 @@ use patcher_derive::Patchable;
 use crate::bert::{BertConfig, BertMask, BertSelfAttentionInterface};
 use crate::common::EncoderSelfAttention;
 use crate::common::{
-    eager_attention, eager_attention_without_rope, linear_config, AttentionSpec, DecoderAttention,
-    PositionEmbeddings,
+    fused_qkv_attention, linear_config, AttentionSpec, DecoderAttention, PositionEmbeddings,
 };
 use crate::llama::{LlamaAttentionInterface, LlamaConfig};
 use crate::mixtral::{MixtralAttentionInterface, MixtralConfig};
@@ -103,8 +102,8 @@ impl<B: Backend> DecoderAttention<B> for FusedQKVAttention<B> {
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
     ) -> Tensor<B, 3> {
-        let [q, k, v] = split_qkv(self.qkv_proj.forward(hidden_states), &self.spec);
-        let out = eager_attention(&self.spec, q, k, v, position_embeddings, attention_mask);
+        let qkv = self.qkv_proj.forward(hidden_states);
+        let out = fused_qkv_attention(&self.spec, qkv, Some(position_embeddings), attention_mask);
         self.o_proj.forward(out)
     }
 }
@@ -119,14 +118,6 @@ fn qkv_linear(spec: &AttentionSpec) -> LinearConfig {
         spec.qkv_bias,
         spec.initializer_range,
     )
-}
-
-/// The rows of a fused projection's output, `[.., q_size + 2 * kv_size]`, split into q, k, v
-/// (the order [`qkv_concatenation`](super::qkv_concatenation) writes them in).
-fn split_qkv<B: Backend>(qkv: Tensor<B, 3>, spec: &AttentionSpec) -> [Tensor<B, 3>; 3] {
-    let (q_size, kv_size) = (spec.q_size(), spec.kv_size());
-    [(0, q_size), (q_size, kv_size), (q_size + kv_size, kv_size)]
-        .map(|(start, len)| qkv.clone().narrow(2, start, len))
 }
 
 /// `BertSelfAttention` with its `query`, `key` and `value` fused in one `qkv` linear (weight and
@@ -151,7 +142,6 @@ impl<B: Backend> FusedQKVBertSelfAttention<B> {
 
 impl<B: Backend> EncoderSelfAttention<B> for FusedQKVBertSelfAttention<B> {
     fn forward(&self, hidden_states: Tensor<B, 3>, mask: Option<&BertMask<B>>) -> Tensor<B, 3> {
-        let [q, k, v] = split_qkv(self.qkv.forward(hidden_states), &self.spec);
-        eager_attention_without_rope(&self.spec, q, k, v, mask)
+        fused_qkv_attention(&self.spec, self.qkv.forward(hidden_states), None, mask)
     }
 }
