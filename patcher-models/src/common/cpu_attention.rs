@@ -143,66 +143,89 @@ fn head_attention(shape: &Shape, inputs: &HeadInputs<'_>, out: &mut [f32]) {
             let start = (rep * seq + s0) * d;
             queries.extend_from_slice(&inputs.q[start..start + r * d]);
         }
+        // `scores [m, width] = queries @ k^T`: the keys `lo..=hi` (rows of `[keys, d]`) read as
+        // the columns of `k^T [d, width]`.
         let mut scores = vec![0.0f32; m * width];
-        // SAFETY: `queries` is `[m, d]` row-major, the keys `lo..=hi` are rows of `inputs.k`
-        // (`[keys, d]`) read as the columns of `k^T [d, width]`, `scores` is `[m, width]`.
-        unsafe {
-            gemm::gemm(
-                m,
-                width,
-                d,
-                scores.as_mut_ptr(),
-                1,
-                width as isize,
-                false,
-                queries.as_ptr(),
-                1,
-                d as isize,
-                inputs.k[lo * d..].as_ptr(),
-                d as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        let keys_t = Operand::columns(&inputs.k[lo * d..], d);
+        gemm_into(&mut scores, &queries, keys_t, [m, width, d]);
         for (i, row) in scores.chunks_mut(width).enumerate() {
             let mask_row = forbidden(s0 + i % r).map(|row| &row[lo..=hi]);
             softmax_row(row, scale, mask_row);
         }
+        // `block_out [m, d] = weights @ v[lo..=hi]`.
         let mut block_out = vec![0.0f32; m * d];
-        // SAFETY: `scores` is `[m, width]`, the values `lo..=hi` are `[width, d]` rows of
-        // `inputs.v`, `block_out` is `[m, d]`.
-        unsafe {
-            gemm::gemm(
-                m,
-                d,
-                width,
-                block_out.as_mut_ptr(),
-                1,
-                d as isize,
-                false,
-                scores.as_ptr(),
-                1,
-                width as isize,
-                inputs.v[lo * d..].as_ptr(),
-                1,
-                d as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        let values = Operand::rows(&inputs.v[lo * d..], d);
+        gemm_into(&mut block_out, &scores, values, [m, d, width]);
         for rep in 0..n_rep {
             let start = (rep * seq + s0) * d;
             out[start..start + r * d].copy_from_slice(&block_out[rep * r * d..(rep + 1) * r * d]);
         }
+    }
+}
+
+/// A matrix operand read from a slice: element `(i, j)` at `data[i * row_stride + j *
+/// col_stride]`.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    /// Row-major rows of `width` values.
+    fn rows(data: &'a [f32], width: usize) -> Self {
+        Self {
+            data,
+            row_stride: width,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of row-major rows of `width` values: those rows as columns.
+    fn columns(data: &'a [f32], width: usize) -> Self {
+        Self {
+            data,
+            row_stride: 1,
+            col_stride: width,
+        }
+    }
+}
+
+/// `dst [m, n] = lhs [m, k] @ rhs [k, n]` (`dst` and `lhs` row-major) with Flex's GEMM, on the
+/// calling thread.
+fn gemm_into(dst: &mut [f32], lhs: &[f32], rhs: Operand<'_>, [m, n, k]: [usize; 3]) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = (k.max(1) - 1) * rhs.row_stride + (n - 1) * rhs.col_stride;
+    // The bounds the unsafe call relies on; a failure here is a bug in this file.
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && (k == 0 || rhs.data.len() > last));
+    // SAFETY: the pointers cover `dst [m, n]`, `lhs [m, k]` and every `rhs` element read (the
+    // assertion above), `dst` does not overlap the inputs (a `&mut` borrow), and the GEMM runs
+    // on this thread only.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 

@@ -59,12 +59,7 @@ pub(crate) fn split_heads<B: Backend>(
     let device = x.device();
     let [batch, seq, width] = x.dims();
     let src = f32_values(x);
-    let columns = Columns {
-        src: &src,
-        batch,
-        seq,
-        width,
-    };
+    let columns = Columns::new(&src, [batch, seq, width]);
     tensor_of(
         columns.heads(0, heads, d, rope),
         [batch, heads, seq, d],
@@ -82,12 +77,7 @@ pub(crate) fn split_fused_heads<B: Backend>(
     let device = qkv.device();
     let [batch, seq, width] = qkv.dims();
     let src = f32_values(qkv);
-    let columns = Columns {
-        src: &src,
-        batch,
-        seq,
-        width,
-    };
+    let columns = Columns::new(&src, [batch, seq, width]);
     let (heads, kv_heads, d) = (
         spec.num_attention_heads,
         spec.num_key_value_heads,
@@ -116,7 +106,16 @@ struct Columns<'a> {
     width: usize,
 }
 
-impl Columns<'_> {
+impl<'a> Columns<'a> {
+    fn new(src: &'a [f32], [batch, seq, width]: [usize; 3]) -> Self {
+        Self {
+            src,
+            batch,
+            seq,
+            width,
+        }
+    }
+
     /// The `heads` heads of width `d` from column `offset` on, as `[batch, heads, seq, d]`
     /// values, RoPE applied when given.
     fn heads(&self, offset: usize, heads: usize, d: usize, rope: Option<&HostRope>) -> Vec<f32> {
