@@ -95,9 +95,11 @@ pub fn causal_mask<B: Backend>(
 /// The values are transformers' (`eager_attention_forward` after `apply_rotary_pos_emb` and
 /// `repeat_kv`), up to rounding. RoPE runs on each head's `[seq * head_dim]` row (the tables
 /// broadcast as whole rows, bit for bit transformers' products). Then, on the CPU backends,
-/// Burn's attention op computes the rest (see `fused_attention`); elsewhere the steps run with
-/// grouped-query heads as a `[b, KV, n_rep, ...]` batch against their KV head broadcast (no
-/// `repeat_kv` copy) and the mask added as a `0` / `-inf` bias row.
+/// Burn's attention op computes the rest (see `fused_attention`), or on Flex the kit's own
+/// (`cpu_attention`); elsewhere the steps run with grouped-query heads as a `[b, KV, n_rep, ...]`
+/// batch against their KV head broadcast (no `repeat_kv` copy) and the mask added as a `0` /
+/// `-inf` bias row. On the CPU backends the head split, RoPE and merge run on the host (see
+/// `cpu_heads`), with the same values.
 pub fn eager_attention<B: Backend>(
     spec: &AttentionSpec,
     q: Tensor<B, 3>,
@@ -265,12 +267,13 @@ fn attention_heads<B: Backend>(
     merge(weights.matmul(v).reshape([batch, heads, seq, d]))
 }
 
-/// Whether Burn's attention op (`burn::tensor::module::attention`: scores, mask, softmax and the
-/// weighted sum in one call) replaces the steps of [`eager_attention`], and in how many parallel
-/// parts it runs: on the CPU backends. Flex's kernel runs them in one pass per head (its
-/// separate softmax is Burn's five-pass decomposition), on one thread, so the heads are split
-/// over the rayon threads; NdArray's op is the same steps, with its own threads. The GPU
-/// backends run the steps (their kernels are not checked against transformers here).
+/// Whether one attention op (scores, mask, softmax and the weighted sum in one call) replaces the
+/// steps of [`eager_attention`], and in how many parallel parts Burn's op runs: on the CPU
+/// backends. On Flex that op is the kit's host attention (`cpu_attention`: causal blocks,
+/// vectorised softmax, its own threads) where it takes the inputs, else Burn's kernel, one pass
+/// per head on one thread, so the heads are split over the rayon threads; NdArray's op is the
+/// same steps, with its own threads. The GPU backends run the steps (their kernels are not
+/// checked against transformers here).
 fn fused_attention<B: Backend>(device: &B::Device) -> Option<usize> {
     match CpuBackend::of::<B>(device)? {
         CpuBackend::Flex => Some(rayon::current_num_threads()),
@@ -283,7 +286,9 @@ fn fused_attention<B: Backend>(device: &B::Device) -> Option<usize> {
 /// stacked as one head of `n_rep * s` query rows (a free reshape of `q`, whose heads are ordered
 /// `g * n_rep + r`), against their KV head as it is, the mask's rows stacked alike. The `b * KV`
 /// stacked heads are split in `parts` run in parallel (a mask shared by the batch). On Flex, the
-/// stacked heads halved the op's time at 4 x 512 tokens (its flash path, over 64-key tiles).
+/// stacked heads halved the op's time at 4 x 512 tokens (its flash path, over 64-key tiles);
+/// there the kit's host attention (`cpu_attention`, on the same stacked heads) takes over where
+/// it takes the inputs (f32, a mask shared by the heads).
 fn grouped_attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
