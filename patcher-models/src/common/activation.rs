@@ -42,7 +42,7 @@ impl Activation {
 
     /// `act(gate) * up`, the gated MLPs' product (transformers' `act_fn(gate_proj(x)) *
     /// up_proj(x)`). SiLU on the CPU backends runs as one vectorised pass on the host (see
-    /// [`cpu`](super::cpu)); the values are PyTorch's formula, `x / (1 + exp(-x)) * up`.
+    /// `common::cpu`); the values are PyTorch's formula, `x / (1 + exp(-x)) * up`.
     pub fn gated<B: Backend, const D: usize>(
         &self,
         gate: Tensor<B, D>,
@@ -60,7 +60,7 @@ impl Activation {
 
     /// [`Self::gated`] of the two halves of `x [2I, n]`'s rows (gate rows, then up rows), as
     /// `[I, n]`: the fused experts' product, with SiLU on the CPU backends computed in `x`'s
-    /// buffer (see [`cpu`](super::cpu)).
+    /// buffer (see `common::cpu`).
     pub fn gated_halves<B: Backend>(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = match self {
             Self::Silu => match cpu::silu_mul_halves(x) {

@@ -102,7 +102,7 @@ impl TokenLayout {
 /// weight and added to the output `[tokens, hidden]`, expert after expert.
 ///
 /// On the CPU backends the tokens are gathered and the outputs scatter-added on the host
-/// ([`cpu`]: Flex's `select_assign` copies its whole output per call). Elsewhere one `select`
+/// (`common::cpu`: Flex's `select_assign` copies its whole output per call). Elsewhere one `select`
 /// gathers every expert's tokens and one `select_assign` adds the weighted outputs, whose rows
 /// accumulate in list order: expert by expert, as transformers' `index_add_` per expert does, so
 /// the sums round alike.
