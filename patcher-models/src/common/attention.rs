@@ -134,8 +134,9 @@ pub fn fused_qkv_attention<B: Backend>(
     position_embeddings: Option<&PositionEmbeddings<B>>,
     attention_mask: Option<&Tensor<B, 4, Bool>>,
 ) -> Tensor<B, 3> {
+    let on = (qkv.device(), &[qkv.dtype()][..]);
     let heads = |rope: Option<&HostRope>, qkv| split_fused_heads(qkv, spec, rope);
-    match host_attention(spec, qkv, heads, position_embeddings, attention_mask) {
+    match host_attention(spec, on, qkv, heads, position_embeddings, attention_mask) {
         Ok(out) => out,
         Err(qkv) => {
             let [q, k, v] = split_qkv(qkv, spec);
@@ -152,52 +153,28 @@ pub fn split_qkv<B: Backend>(qkv: Tensor<B, 3>, spec: &AttentionSpec) -> [Tensor
         .map(|(start, len)| qkv.clone().narrow(2, start, len))
 }
 
-/// On the CPU backends, with f32 inputs (and f32 RoPE tables when given): the head split (with
-/// RoPE) and merge on the host (`cpu_heads`) around [`grouped_attention`]; `split` makes the
-/// heads `[q, k, v]` from `inputs` and the tables. Otherwise `inputs` back.
-fn host_attention<B: Backend, I: HostInputs<B>>(
+/// On the CPU backends, with f32 inputs (`dtypes`, on `device`) and f32 RoPE tables when given:
+/// the head split (with RoPE) and merge on the host (`cpu_heads`) around [`grouped_attention`];
+/// `split` makes the heads `[q, k, v]` from `inputs` and the tables. Otherwise `inputs` back.
+fn host_attention<B: Backend, I>(
     spec: &AttentionSpec,
+    (device, dtypes): (B::Device, &[DType]),
     inputs: I,
     split: impl FnOnce(Option<&HostRope>, I) -> [Tensor<B, 4>; 3],
     position_embeddings: Option<&PositionEmbeddings<B>>,
     attention_mask: Option<&Tensor<B, 4, Bool>>,
 ) -> Result<Tensor<B, 3>, I> {
-    let device = inputs.device();
     let Some(parts) = fused_attention::<B>(&device) else {
         return Err(inputs);
     };
     let rope = position_embeddings.map(HostRope::of);
     let tables_ok = rope.as_ref().is_none_or(Option::is_some);
-    if !tables_ok || !cpu::runs_on_host::<B>(&device, &inputs.dtypes()) {
+    if !tables_ok || !cpu::runs_on_host::<B>(&device, dtypes) {
         return Err(inputs);
     }
     let [q, k, v] = split(rope.flatten().as_ref(), inputs);
     let out = grouped_attention(q, k, v, attention_mask, spec.scaling(), parts);
     Ok(merge_heads(out))
-}
-
-/// What [`host_attention`] splits: separate q, k, v, or a fused `qkv`.
-trait HostInputs<B: Backend> {
-    fn device(&self) -> B::Device;
-    fn dtypes(&self) -> Vec<DType>;
-}
-
-impl<B: Backend> HostInputs<B> for Tensor<B, 3> {
-    fn device(&self) -> B::Device {
-        Tensor::device(self)
-    }
-    fn dtypes(&self) -> Vec<DType> {
-        vec![self.dtype()]
-    }
-}
-
-impl<B: Backend> HostInputs<B> for [Tensor<B, 3>; 3] {
-    fn device(&self) -> B::Device {
-        self[0].device()
-    }
-    fn dtypes(&self) -> Vec<DType> {
-        self.iter().map(Tensor::dtype).collect()
-    }
 }
 
 /// [`eager_attention`], RoPE applied when `position_embeddings` are given.
@@ -218,11 +195,18 @@ fn attention_heads<B: Backend>(
             split_heads(v, kv_heads, d, None),
         ]
     };
-    let [q, k, v] =
-        match host_attention(spec, [q, k, v], split, position_embeddings, attention_mask) {
-            Ok(out) => return out,
-            Err(inputs) => inputs,
-        };
+    let on = (q.device(), &[q.dtype(), k.dtype(), v.dtype()][..]);
+    let [q, k, v] = match host_attention(
+        spec,
+        on,
+        [q, k, v],
+        split,
+        position_embeddings,
+        attention_mask,
+    ) {
+        Ok(out) => return out,
+        Err(inputs) => inputs,
+    };
     let [batch, seq, _] = q.dims();
     let n_rep = heads / kv_heads;
     let device = q.device();

@@ -87,16 +87,6 @@ impl ExpertDispatch {
 }
 
 impl ExpertAssignment {
-    /// `token_idx` as a device tensor, for `select` / `select_assign`.
-    pub fn token_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 1, Int> {
-        index_tensor(self.token_idx.iter().map(|&t| t as i64).collect(), device)
-    }
-
-    /// This expert's routing weights `top_k_weights[token_idx, top_k_pos]` as `[n, 1]`.
-    pub fn weights<B: Backend>(&self, top_k_weights: &Tensor<B, 2>) -> Tensor<B, 2> {
-        routing_weights(top_k_weights, self.pairs()).unsqueeze_dim(1)
-    }
-
     /// `(token, top-k position)` pairs.
     fn pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.token_idx

@@ -130,10 +130,18 @@ pub fn routed_experts_forward<B: Backend>(
         if outputs.iter().all(|o| o.dtype() == DType::F32) {
             return cpu::scatter_expert_outputs(outputs, &dispatch, layout, &top_k_weights, hidden);
         }
-        return scatter_on_device(hidden_states, outputs, &dispatch, layout, &top_k_weights);
+        let tokens = dispatch.token_tensor::<B>(&device);
+        return scatter_on_device(
+            hidden_states,
+            tokens,
+            outputs,
+            &dispatch,
+            layout,
+            &top_k_weights,
+        );
     }
     let tokens = dispatch.token_tensor::<B>(&device);
-    let states = hidden_states.clone().select(0, tokens);
+    let states = hidden_states.clone().select(0, tokens.clone());
     let mut start = 0;
     let outputs: Vec<Tensor<B, 2>> = dispatch
         .assignments
@@ -148,19 +156,27 @@ pub fn routed_experts_forward<B: Backend>(
             }
         })
         .collect();
-    scatter_on_device(hidden_states, outputs, &dispatch, layout, &top_k_weights)
+    scatter_on_device(
+        hidden_states,
+        tokens,
+        outputs,
+        &dispatch,
+        layout,
+        &top_k_weights,
+    )
 }
 
 /// The device side of [`routed_experts_forward`]'s scatter: the outputs concatenated, scaled by
-/// their weights in one product and added in one `select_assign` into zeros like `like`.
+/// their weights in one product and added in one `select_assign` into zeros like `like`, at the
+/// rows `tokens` (`dispatch`'s [`ExpertDispatch::token_tensor`]).
 fn scatter_on_device<B: Backend>(
     like: Tensor<B, 2>,
+    tokens: Tensor<B, 1, Int>,
     outputs: Vec<Tensor<B, 2>>,
     dispatch: &ExpertDispatch,
     layout: TokenLayout,
     top_k_weights: &Tensor<B, 2>,
 ) -> Tensor<B, 2> {
-    let tokens = dispatch.token_tensor::<B>(&like.device());
     let weights = dispatch.weights(top_k_weights);
     let weighted = match layout {
         TokenLayout::Rows => Tensor::cat(outputs, 0) * weights.unsqueeze_dim::<2>(1),
