@@ -13,6 +13,7 @@ use patcher_core::plan::PlanOptions;
 use patcher_core::{Checkpoint, ConversionPlan, DType, TensorMeta, WeightTransform};
 use tempfile::TempDir;
 
+use crate::abandoned::{remove_abandoned_stagings, staging_prefix};
 use crate::error::CliError;
 use crate::family::{Family, FamilyCommand};
 use crate::plan::{does_not_fit, patch_flags};
@@ -326,8 +327,9 @@ impl Staging {
         }
         let parent = parent_folder(out);
         std::fs::create_dir_all(&parent).map_err(CliError::io("creating", &parent))?;
+        remove_abandoned_stagings(&parent);
         let dir = tempfile::Builder::new()
-            .prefix(".burn-patcher-")
+            .prefix(&staging_prefix())
             .tempdir_in(&parent)
             .map_err(CliError::io("creating a temporary folder in", &parent))?;
         Ok(Self {

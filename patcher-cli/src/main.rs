@@ -1,6 +1,7 @@
 //! `burn-patcher`: inspect a safetensors checkpoint, plan a patched load (dry run, no tensor
 //! read), and convert a checkpoint to a patched model's layout and back.
 
+mod abandoned;
 mod convert;
 mod error;
 mod family;

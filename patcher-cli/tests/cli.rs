@@ -419,6 +419,29 @@ fn convert_leaves_no_output_on_failure_and_never_overwrites() {
     assert_entries(dir.path(), &["out", "patched"]);
 }
 
+#[test]
+fn convert_removes_the_staging_folders_of_killed_runs_only() {
+    let dir = TempDir::new().unwrap();
+    // A process that has ended, and one that runs: their staging folders as a killed and a
+    // running convert leave them.
+    let mut ended = Command::new("true").spawn().unwrap();
+    ended.wait().unwrap();
+    let mut running = Command::new("sleep").arg("60").spawn().unwrap();
+    let killed = dir.path().join(format!(".burn-patcher-{}-a1B2c3", ended.id()));
+    let live = dir.path().join(format!(".burn-patcher-{}-d4E5f6", running.id()));
+    let unrelated = dir.path().join(".burn-patcher-notes");
+    for folder in [&killed, &live, &unrelated] {
+        std::fs::create_dir(folder).unwrap();
+        std::fs::write(folder.join("model.safetensors"), b"partial").unwrap();
+    }
+
+    convert(&fixture("llama"), &dir.path().join("out"), "llama", &[]);
+    let live_name = live.file_name().unwrap().to_str().unwrap();
+    assert_entries(dir.path(), &[live_name, ".burn-patcher-notes", "out"]);
+    running.kill().unwrap();
+    running.wait().unwrap();
+}
+
 /// A BF16 checkpoint is written in BF16 (exactly: its values pass through f32), both ways;
 /// `--dtype` picks another.
 #[test]

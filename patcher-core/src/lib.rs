@@ -17,7 +17,9 @@ mod tensor;
 mod transform;
 
 pub use cast::CastError;
-pub use checkpoint::{save_safetensors, write_atomic, Checkpoint, CheckpointError, TensorRef};
+pub use checkpoint::{
+    save_checkpoint, save_safetensors, write_atomic, Checkpoint, CheckpointError, TensorRef,
+};
 pub use ops::{ConversionOp, Groups, OpContext, OpError};
 pub use patch::{PatcherError, PatcherErrors, UnmatchedKey, WeightPatch};
 pub use plan::{ConversionPlan, LoadReport, PlanOptions};

@@ -94,8 +94,10 @@ impl SaveOptions {
 ///
 /// Nothing is written unless the file would load back into the same model bit for bit through
 /// the same conversions and hold the keys and shapes that were loaded
-/// ([`LoadError::SaveMismatch`] otherwise). Each file is written to a temporary name in the
-/// target folder, synced and renamed: a failed save leaves no partial file.
+/// ([`LoadError::SaveMismatch`] otherwise). The save is one commit
+/// ([`patcher_core::save_checkpoint`]): killed at any instant, out of disk, or raced by another
+/// save into the folder (which fails with [`patcher_core::CheckpointError::FolderBusy`]), it
+/// leaves the whole old checkpoint or the whole new one.
 pub fn save_pretrained<B: Backend, M: Module<B>>(
     loaded: &Loaded<M>,
     path: impl AsRef<Path>,

@@ -204,11 +204,25 @@ pub enum CheckpointError {
     },
 
     /// Writing the safetensors file failed.
-    #[error("cannot write `{path}`: {source}; check the folder exists and is writable")]
+    #[error(
+        "cannot write `{path}`: {source}; check that the folder exists, is writable and has \
+         room for the checkpoint"
+    )]
     Write {
         /// The file being written.
         path: PathBuf,
         /// The underlying error.
         source: SafeTensorError,
+    },
+
+    /// Another save into the same folder holds the folder's lock: two saves at once would
+    /// delete each other's files.
+    #[error(
+        "another save into `{folder}` is in progress; wait until it ends, or save into another \
+         folder (saves into one folder are serialised by a lock on the folder)"
+    )]
+    FolderBusy {
+        /// The folder being saved into.
+        folder: PathBuf,
     },
 }

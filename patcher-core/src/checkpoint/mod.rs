@@ -7,6 +7,7 @@
 
 mod dtype;
 mod error;
+mod folder;
 mod index;
 mod keys;
 mod shard;
@@ -21,6 +22,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use error::CheckpointError;
+pub use folder::save_checkpoint;
 pub use write::{save_safetensors, write_atomic};
 
 use crate::tensor::{DType, HostTensor, TensorMeta};
