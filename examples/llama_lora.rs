@@ -1,6 +1,8 @@
 //! LoRA on every `Linear` of Llama, through leaf slots: the stock checkpoint loads into the
 //! frozen base layers, the adapters start at zero (so the logits are transformers'), and a few
-//! SGD steps on `Autodiff<NdArray>` train the adapters only.
+//! SGD steps on `Autodiff<NdArray>` train the adapters only; the trained adapter is then saved
+//! as PEFT's `adapter_model.safetensors` + `adapter_config.json` (loadable by
+//! `PeftModel.from_pretrained`), next to the base checkpoint as it was loaded.
 //!
 //! ```sh
 //! cargo run --release --example llama_lora
@@ -11,10 +13,14 @@ mod common;
 use burn::backend::{Autodiff, NdArray};
 use burn::module::Module;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+use burn_patcher::SaveOptions;
 use burn_patcher::{list_slots, LoadOptions};
 use common::{fixture, Reference};
 use patcher_models::llama::{LlamaForCausalLM, LINEAR_NAMES};
-use patcher_models::replacements::{lora_patcher, OnlyLoraTrainable, LORA_PARAMETERS};
+use patcher_models::replacements::{
+    lora_patcher, save_lora_adapter, save_lora_base, OnlyLoraTrainable, PeftAdapterConfig,
+    LORA_PARAMETERS,
+};
 
 type B = Autodiff<NdArray>;
 
@@ -49,5 +55,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{} parameters in all; the frozen ones did not move (patcher-models/tests/it/lora.rs checks it)",
         model.num_params()
     );
+
+    let trained = burn_patcher::Loaded { model, ..loaded };
+    let out = std::env::temp_dir().join("burn-patcher-llama-lora");
+    let config = PeftAdapterConfig {
+        base_model_name_or_path: Some(dir.display().to_string()),
+        task_type: Some("CAUSAL_LM".into()),
+    };
+    let mut files = save_lora_adapter(&trained, out.join("adapter"), &config)?;
+    files.extend(save_lora_base(
+        &trained,
+        out.join("base"),
+        &SaveOptions::default(),
+    )?);
+    for file in files {
+        println!("wrote {}", file.display());
+    }
     Ok(())
 }

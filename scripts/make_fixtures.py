@@ -5,6 +5,7 @@ Not needed by CI: the generated files are committed. Rerun only to regenerate th
 versions recorded in tests/fixtures/VERSIONS.md (transformers==5.23.0, torch, safetensors).
 
     python3 scripts/make_fixtures.py
+    python3 scripts/make_fixtures.py llama_lora   # only the PEFT adapter fixture (needs peft)
 
 What it writes, per model directory:
 - config.json + model.safetensors (or sharded files + model.safetensors.index.json), written by
@@ -434,6 +435,7 @@ def main() -> None:
     conventions["bert"] = bert_fixtures()
 
     write_op_references()
+    conventions["llama_lora"] = llama_lora_fixture()
 
     # --- Versions and conventions -----------------------------------------------------------
     for name, text in conventions.items():
@@ -450,6 +452,51 @@ def main() -> None:
     write_versions_md(versions, notes, conventions)
     total = sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file())
     print(f"fixtures total: {total / 1024:.1f} KiB")
+
+
+# Every Linear of the Llama fixture, the head included (patcher-models' `llama::LINEAR_NAMES`).
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
+
+
+def llama_lora_fixture() -> str:
+    """`llama_lora/`: a PEFT LoRA adapter on the `llama/` fixture (r = lora_alpha = 4, every
+    Linear and the head) with seeded non-zero weights, as `PeftModel.save_pretrained` writes it,
+    and `reference.safetensors`: the llama fixture's `input_ids` and the logits of
+    `PeftModel.from_pretrained(llama, llama_lora)`. Reads `llama/` and writes nothing else, so
+    `python3 scripts/make_fixtures.py llama_lora` adds it without touching another fixture."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    base_dir = FIXTURES / "llama"
+    config = LoraConfig(
+        r=4, lora_alpha=4, target_modules=LORA_TARGETS, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM"
+    )
+    model = get_peft_model(load_eager(LlamaForCausalLM, base_dir), config)
+    gen = torch.Generator().manual_seed(20260019)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".lora_" in name:
+                param.copy_(0.15 * torch.randn(param.shape, generator=gen, dtype=torch.float32))
+    adir = fresh_dir(FIXTURES / "llama_lora")
+    model.save_pretrained(adir)
+    (adir / "README.md").unlink(missing_ok=True)
+    # PEFT records the absolute folder the base came from; the fixture names it relative to the repo.
+    config_path = adir / "adapter_config.json"
+    written = json.loads(config_path.read_text())
+    written["base_model_name_or_path"] = "tests/fixtures/llama"
+    config_path.write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
+
+    # The reference reloads the adapter from disk, as a user would.
+    reloaded = PeftModel.from_pretrained(load_eager(LlamaForCausalLM, base_dir), adir)
+    reloaded.eval()
+    with safe_open(str(base_dir / "reference.safetensors"), "pt") as handle:
+        ids = handle.get_tensor("input_ids")
+    with torch.no_grad():
+        logits = reloaded(input_ids=ids).logits.float().contiguous()
+        plain = load_eager(LlamaForCausalLM, base_dir)(input_ids=ids).logits
+    gap = (logits - plain).abs().max().item()
+    assert gap > 1e-2, f"the adapter barely changes the logits ({gap})"
+    save_file({"input_ids": ids, "logits": logits}, str(adir / "reference.safetensors"), metadata={"format": "pt"})
+    return f"PEFT {__import__('peft').__version__} LoRA adapter; max |logits - base logits| = {gap:.3f}"
 
 
 def bert_config() -> BertConfig:
@@ -657,4 +704,7 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:] == ["llama_lora"]:
+        print(llama_lora_fixture())
+    else:
+        sys.exit(main())

@@ -9,6 +9,8 @@ mod shared;
 mod special;
 
 #[cfg(test)]
+mod reverse_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -121,9 +123,30 @@ impl WeightRenaming {
     common_methods!();
 
     /// The renaming the other way round (for saving), scope kept.
+    ///
+    /// The reverse writes back the text each source pattern matched, so a source must match
+    /// one text outside its first `(...)` group: literals, `\.`, `.` (written back as a dot),
+    /// `^`, `$`, `\b` and `\B` reverse; a character class, a repetition (`*.` included), an
+    /// alternation, flags or a second group outside the first group do not
+    /// ([`TransformError::IrreversibleRenaming`], naming the pattern and the part).
+    ///
+    /// ```
+    /// use patcher_core::WeightRenaming;
+    ///
+    /// let lora = WeightRenaming::new(r"\b(q_proj|v_proj)\.weight$", r"\1.base_layer.weight").unwrap();
+    /// let back = lora.reverse().unwrap();
+    /// let key = "model.layers.0.self_attn.v_proj.base_layer.weight";
+    /// assert_eq!(back.rename_source_key(key).unwrap().0, "model.layers.0.self_attn.v_proj.weight");
+    ///
+    /// // `\d+` may have matched `1` or `01`: nothing says which to write back.
+    /// let numbered = WeightRenaming::new(r"layers\.\d+\.ln", "layers.norm").unwrap();
+    /// assert!(numbered.reverse().is_err());
+    /// ```
     pub fn reverse(&self) -> Result<Self, TransformError> {
         Ok(Self {
-            core: self.core.reversed("WeightRenaming")?,
+            core: self
+                .core
+                .reversed("WeightRenaming", Some(self.to_string().as_str()))?,
         })
     }
 }
@@ -283,7 +306,7 @@ impl WeightConverter {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            core: self.core.reversed("WeightConverter")?,
+            core: self.core.reversed("WeightConverter", None)?,
             ops,
             invalid: None,
         })

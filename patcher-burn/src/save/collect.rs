@@ -8,6 +8,7 @@ use burn::prelude::*;
 use patcher_core::plan::PlanOptions;
 use patcher_core::{ConversionPlan, Groups, HostTensor, TensorMeta, WeightTransform};
 
+use super::filter::ParamFilter;
 use crate::load::{from_tensor_data, model_params_with, LoadError, TorchLayouts};
 use crate::visit::{self, Leaf, ModulePath, VisitParams};
 
@@ -18,15 +19,17 @@ pub(crate) struct Collected {
     pub(crate) params: Vec<(String, TensorMeta)>,
 }
 
-/// Runs the reverse of `conversions` on `model`'s parameters, laid out in PyTorch's layout as
-/// `layouts` says.
+/// Runs the reverse of `conversions` on `model`'s parameters that `filter` keeps, laid out in
+/// PyTorch's layout as `layouts` says.
 pub(crate) fn collect<B: Backend, M: Module<B>>(
     model: &M,
     conversions: &[WeightTransform],
     options: &PlanOptions,
     layouts: &TorchLayouts,
+    filter: &ParamFilter,
 ) -> Result<Collected, LoadError> {
-    let params = model_params_with(model, layouts);
+    let mut params = model_params_with(model, layouts);
+    params.retain(|p| filter.keeps(&p.torch_name));
     let mut values = visit::visit(model, ParamValues::default());
 
     let mut host: HashMap<&str, HostTensor<'static>> = HashMap::new();

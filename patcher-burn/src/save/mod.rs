@@ -4,12 +4,15 @@
 
 mod collect;
 mod files;
+mod filter;
 mod verify;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::prelude::*;
+use patcher_core::pattern::IntoPatterns;
 use patcher_core::plan::PlanOptions;
 use patcher_core::{DType, HostTensor, TensorMeta, WeightTransform};
 
@@ -27,6 +30,8 @@ pub struct SaveOptions {
     max_shard_size: Option<u64>,
     torch_layouts: Option<TorchLayouts>,
     float_dtype: Option<DType>,
+    only_params: Vec<String>,
+    skip_params: Vec<String>,
 }
 
 impl SaveOptions {
@@ -62,10 +67,14 @@ impl SaveOptions {
         self.torch_layouts.as_ref()
     }
 
-    /// Writes float tensors in `dtype` (a float dtype: `F32`, `F16`, `BF16`, `F64`), cast from
-    /// the model's float type, e.g. `BF16` to save a model loaded from a bfloat16 checkpoint as
-    /// it was (exact: bf16 values survive the round trip through f32). Integer and boolean
-    /// tensors are written as they are. Default: the model's float type.
+    /// Writes every float tensor in `dtype` (a float dtype: `F32`, `F16`, `BF16`, `F64`), cast
+    /// from the model's float type, e.g. `F32` to save a model loaded from a bfloat16
+    /// checkpoint at full precision. Integer and boolean tensors are written as they are.
+    ///
+    /// Default: each float tensor in the dtype it had in the checkpoint it was loaded from
+    /// ([`Loaded::source_layout`]; bf16 and f16 values survive the round trip through f32, so
+    /// an untrained tensor is written byte for byte as it was read), and the model's float type
+    /// for a tensor the checkpoint did not hold (or with [`save_model`]).
     ///
     /// ```
     /// use patcher_burn::SaveOptions;
@@ -81,6 +90,40 @@ impl SaveOptions {
     /// The dtype set with [`float_dtype`](Self::float_dtype), if any.
     pub fn float_dtype_choice(&self) -> Option<DType> {
         self.float_dtype
+    }
+
+    /// Writes only the parameters whose PyTorch name (the model's, before the reversed
+    /// conversions) matches one of `patterns` (key patterns, as [`LoadOptions::ignore_missing`]
+    /// takes), e.g. a LoRA adapter's. Default: every parameter.
+    ///
+    /// [`LoadOptions::ignore_missing`]: crate::LoadOptions::ignore_missing
+    pub fn only_params(mut self, patterns: impl IntoPatterns) -> Self {
+        self.only_params = patterns.into_patterns();
+        self
+    }
+
+    /// Leaves out the parameters whose PyTorch name matches one of `patterns`, e.g. a LoRA
+    /// adapter's, to write the base checkpoint as it was loaded. The load-back check then
+    /// expects them missing. Default: none left out.
+    ///
+    /// ```
+    /// use patcher_burn::SaveOptions;
+    /// let options = SaveOptions::default().skip_params([r"\.lora_[ab]\.weight$"]);
+    /// assert_eq!(options.skipped_params(), [r"\.lora_[ab]\.weight$"]);
+    /// ```
+    pub fn skip_params(mut self, patterns: impl IntoPatterns) -> Self {
+        self.skip_params = patterns.into_patterns();
+        self
+    }
+
+    /// The patterns set with [`only_params`](Self::only_params).
+    pub fn only_params_choice(&self) -> &[String] {
+        &self.only_params
+    }
+
+    /// The patterns set with [`skip_params`](Self::skip_params).
+    pub fn skipped_params(&self) -> &[String] {
+        &self.skip_params
     }
 }
 
@@ -159,10 +202,23 @@ fn save<B: Backend, M: Module<B>>(
     let plan_options = PlanOptions::default()
         .base_model_prefix(base_model_prefix.unwrap_or_default())
         .source_keys(source_layout.iter().map(|(k, _)| k.clone()));
-    let mut collected = collect::collect(model, conversions, &plan_options, layouts)?;
-    if let Some(dtype) = options.float_dtype {
-        collected.tensors = cast_floats(collected.tensors, dtype)?;
-    }
+    let filter = filter::ParamFilter::new(options)?;
+    let mut collected = collect::collect(model, conversions, &plan_options, layouts, &filter)?;
+    let loaded: HashMap<&str, DType> = source_layout
+        .iter()
+        .map(|(key, meta)| (key.as_str(), meta.dtype))
+        .collect();
+    collected.tensors = match options.float_dtype {
+        Some(dtype) if !dtype.is_float() => {
+            return Err(LoadError::Unsupported {
+                key: dtype.as_str().to_string(),
+                message: "SaveOptions::float_dtype takes a float dtype (F32, F16, BF16, F64)"
+                    .into(),
+            })
+        }
+        Some(dtype) => cast_floats(collected.tensors, |_| Some(dtype))?,
+        None => cast_floats(collected.tensors, |key| loaded.get(key).copied())?,
+    };
     let written: Vec<(String, TensorMeta)> = collected
         .tensors
         .iter()
@@ -174,29 +230,26 @@ fn save<B: Backend, M: Module<B>>(
         conversions,
         &plan_options,
         source_layout,
+        options.float_dtype.is_none(),
     )?;
     let file = files::target_file(path)?;
     let shards = files::shard(collected.tensors, options.max_shard_size);
     files::write(&file, shards)
 }
 
-/// The float tensors of `tensors` cast to `dtype`.
+/// The float tensors of `tensors` cast to the float dtype `dtype_of` gives for their key (left
+/// as they are where it gives none, or a dtype that is not a float).
 fn cast_floats(
     tensors: Vec<(String, HostTensor<'static>)>,
-    dtype: DType,
+    dtype_of: impl Fn(&str) -> Option<DType>,
 ) -> Result<Vec<(String, HostTensor<'static>)>, LoadError> {
-    if !dtype.is_float() {
-        return Err(LoadError::Unsupported {
-            key: dtype.as_str().to_string(),
-            message: "SaveOptions::float_dtype takes a float dtype (F32, F16, BF16, F64)".into(),
-        });
-    }
     tensors
         .into_iter()
         .map(|(key, tensor)| {
-            if !tensor.dtype.is_float() {
-                return Ok((key, tensor));
-            }
+            let dtype = match dtype_of(&key) {
+                Some(dtype) if dtype.is_float() && tensor.dtype.is_float() => dtype,
+                _ => return Ok((key, tensor)),
+            };
             match tensor.cast(dtype) {
                 Ok(cast) => Ok((key, cast)),
                 Err(source) => Err(LoadError::Cast { key, source }),

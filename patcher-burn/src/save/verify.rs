@@ -17,13 +17,15 @@ use crate::load::LoadError;
 /// - Every conversion takes part in that load, as it did in the original one.
 /// - When the loaded checkpoint's layout is known, every key it had is written with its shape.
 ///   (A plain `Concatenate` under grouped-query attention reverses into even chunks: the load
-///   back would fit, the file would not be the checkpoint's layout.)
+///   back would fit, the file would not be the checkpoint's layout.) With `same_dtypes` (no
+///   float dtype asked for), every float key is written in the float dtype it was loaded from.
 pub(crate) fn verify(
     written: &[(String, TensorMeta)],
     params: &[(String, TensorMeta)],
     conversions: &[WeightTransform],
     options: &PlanOptions,
     source_layout: &[(String, TensorMeta)],
+    same_dtypes: bool,
 ) -> Result<(), LoadError> {
     let plan = ConversionPlan::new(conversions, written, params, options);
     let report = plan.report();
@@ -54,11 +56,19 @@ pub(crate) fn verify(
     let wrong: Vec<(&str, String)> = source_layout
         .iter()
         .filter_map(|(key, meta)| match written.get(key.as_str()) {
-            Some(w) if w.shape == meta.shape => None,
-            Some(w) => Some((
+            Some(w) if w.shape != meta.shape => Some((
                 key.as_str(),
                 format!("{key} (loaded {:?}, would write {:?})", meta.shape, w.shape),
             )),
+            Some(w) if same_dtypes && w.dtype != meta.dtype && meta.dtype.is_float() => Some((
+                key.as_str(),
+                format!(
+                    "{key} (loaded as {}, would write {})",
+                    meta.dtype.as_str(),
+                    w.dtype.as_str()
+                ),
+            )),
+            Some(_) => None,
             None => Some((
                 key.as_str(),
                 format!("{key} (loaded, would not be written)"),

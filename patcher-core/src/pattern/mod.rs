@@ -24,6 +24,7 @@
 
 mod compile;
 mod natural;
+mod reverse;
 mod suggest;
 mod target;
 
@@ -32,6 +33,7 @@ mod tests;
 
 pub use compile::{PatternMatch, PatternSet};
 pub use natural::{natural_key_cmp, natural_key_order, NaturalKey};
+pub use reverse::reverse_replacement;
 pub use suggest::closest_name;
 pub use target::{process_source_pattern, process_target_pattern};
 

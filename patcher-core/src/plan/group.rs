@@ -94,6 +94,10 @@ impl PostRenames {
     /// output (`\.experts\.(\d+)\.` -> `.experts.experts.\1.`, or an unescaped `attention.self.`
     /// that matches `attention.self_attn.`); when the loaded checkpoint's keys are known, the
     /// unguarded result wins if it is one of them and the guarded one is not.
+    ///
+    /// The load gave a key the base model prefix, or took it away, when that made it a model
+    /// key; the save undoes that when the loaded checkpoint's keys are known: a result that is
+    /// not one of them but is with the prefix removed (or added) takes that form.
     pub(crate) fn apply(&self, key: &str) -> String {
         let guarded = self.run(key, true);
         if self.source_keys.is_empty() || self.source_keys.contains(&guarded) {
@@ -101,10 +105,26 @@ impl PostRenames {
         }
         let unguarded = self.run(key, false);
         if self.source_keys.contains(&unguarded) {
-            unguarded
-        } else {
-            guarded
+            return unguarded;
         }
+        let found = self
+            .source_form(&guarded)
+            .or_else(|| self.source_form(&unguarded));
+        found.unwrap_or(guarded)
+    }
+
+    /// `key` with the base model prefix removed or added, if that is a loaded checkpoint key.
+    fn source_form(&self, key: &str) -> Option<String> {
+        let base = self.base.as_deref()?;
+        let stripped = key
+            .strip_prefix(base)
+            .and_then(|k| k.strip_prefix('.'))
+            .map(str::to_string);
+        let added = format!("{base}.{key}");
+        stripped
+            .into_iter()
+            .chain([added])
+            .find(|k| self.source_keys.contains(k))
     }
 
     fn run(&self, key: &str, guard: bool) -> String {

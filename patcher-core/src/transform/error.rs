@@ -100,6 +100,22 @@ pub enum TransformError {
         /// The group referred to.
         group: usize,
     },
+    /// A renaming whose source pattern matches more than one text outside its first group: its
+    /// reverse (for saving) could not tell which text to write back.
+    #[error(
+        "cannot reverse {renaming} to save in the checkpoint layout: its source pattern \
+         `{pattern}` has {reason}. Whoever wrote this renaming can make it reversible by \
+         matching only literal text outside one `(...)` group (e.g. `layers\\.(\\d+)\\.ln` \
+         rather than `layers\\.\\d+\\.ln`); otherwise save the model in its own layout"
+    )]
+    IrreversibleRenaming {
+        /// The renaming, as displayed.
+        renaming: String,
+        /// The source pattern at fault, as given.
+        pattern: String,
+        /// What in it matches several texts.
+        reason: String,
+    },
     /// An op of the converter has no reverse, so saving back cannot undo it.
     #[error(
         "cannot reverse {transform}: op `{op}` has no reverse (`ConversionOp::reverse` returned \

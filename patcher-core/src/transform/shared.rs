@@ -1,6 +1,8 @@
 //! What renamings and converters share: processed patterns, the compiled matcher and the scope.
 
-use crate::pattern::{process_source_pattern, process_target_pattern, PatternError, PatternSet};
+use crate::pattern::{
+    process_source_pattern, process_target_pattern, reverse_replacement, PatternError, PatternSet,
+};
 
 use super::TransformError;
 
@@ -30,7 +32,7 @@ impl TransformCore {
         if let Some(position) = sources.iter().position(String::is_empty) {
             return Err(PatternError::EmptyPattern { position }.into());
         }
-        Self::build(kind, sources, targets)
+        Self::build(kind, sources, targets, Targets::Patterns)
     }
 
     /// A core that matches no key, for a transform whose patterns did not compile (it keeps its
@@ -53,6 +55,7 @@ impl TransformCore {
         kind: &str,
         sources: Vec<String>,
         targets: Vec<String>,
+        how: Targets<'_>,
     ) -> Result<Self, TransformError> {
         for (list, side) in [(&sources, "source"), (&targets, "target")] {
             if list.is_empty() {
@@ -66,7 +69,16 @@ impl TransformCore {
         let mut processed_targets = Vec::with_capacity(targets.len());
         let mut groups: Vec<String> = Vec::new();
         for target in &targets {
-            let (pattern, group) = process_target_pattern(target);
+            let (pattern, group) = match how {
+                Targets::Patterns => process_target_pattern(target),
+                Targets::SourcesOf(renaming) => reverse_replacement(target).map_err(|reason| {
+                    TransformError::IrreversibleRenaming {
+                        renaming: renaming.to_string(),
+                        pattern: target.clone(),
+                        reason,
+                    }
+                })?,
+            };
             processed_targets.push(pattern);
             if let Some(group) = group {
                 if !groups.contains(&group) {
@@ -96,6 +108,15 @@ impl TransformCore {
             // Only for consistent pairs: source i was written for target i.
             if sources.len() == targets.len() {
                 pattern = process_source_pattern(&pattern, &targets[i]);
+                // A reversed renaming matches only where the forward one could have written:
+                // a word boundary that started its source starts the reversed source too.
+                if matches!(how, Targets::SourcesOf(_))
+                    && targets[i].starts_with(r"\b")
+                    && !pattern.starts_with('^')
+                    && !pattern.starts_with(r"\b")
+                {
+                    pattern.insert_str(0, r"\b");
+                }
             }
             processed_sources.push(pattern);
         }
@@ -126,11 +147,22 @@ impl TransformCore {
     }
 
     /// The same transform the other way round (original patterns swapped, scope kept).
-    pub(crate) fn reversed(&self, kind: &str) -> Result<Self, TransformError> {
+    ///
+    /// A renaming's reverse writes back the text its source matched, so each source must match
+    /// one text outside its first group ([`reverse_replacement`]); `renaming` names it in the
+    /// error. A converter's reversed targets keep transformers' processing: its ops name the
+    /// keys they write (`*` filled in by a split).
+    pub(crate) fn reversed(
+        &self,
+        kind: &str,
+        renaming: Option<&str>,
+    ) -> Result<Self, TransformError> {
+        let how = renaming.map_or(Targets::Patterns, Targets::SourcesOf);
         let mut reversed = Self::build(
             kind,
             self.original_targets.clone(),
             self.original_sources.clone(),
+            how,
         )?;
         reversed.scope_prefix = self.scope_prefix.clone();
         reversed.base_model_prefix = self.base_model_prefix.clone();
@@ -188,6 +220,17 @@ impl TransformCore {
         };
         Some(key.split_at(len))
     }
+}
+
+/// How [`TransformCore::build`] turns target patterns into replacement text.
+#[derive(Debug, Clone, Copy)]
+enum Targets<'r> {
+    /// transformers' `process_target_pattern` (anchors and lookarounds dropped, first group
+    /// becomes `\1`).
+    Patterns,
+    /// The targets are the source patterns of the renaming named here, being reversed: each
+    /// must give back exactly the text it matched.
+    SourcesOf(&'r str),
 }
 
 /// `"a"` -> `"a."`, `""` -> `""`.

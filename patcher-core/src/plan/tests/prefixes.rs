@@ -108,3 +108,35 @@ fn falls_back_to_the_original_key() {
     .unwrap();
     assert_eq!(execute(&save, &raw), raw);
 }
+
+#[test]
+fn a_save_removes_the_prefix_the_load_added() {
+    // A checkpoint saved without the base model prefix, renamed on load (`mlp.w2` ->
+    // `mlp.down_proj`) and given the prefix: the save gives back its keys, and a checkpoint
+    // that had the prefix keeps it.
+    let transforms: Vec<WeightTransform> =
+        vec![WeightRenaming::new("mlp.w2.weight", "mlp.down_proj.weight")
+            .unwrap()
+            .into()];
+    let params = dict(&[
+        ("model.layers.0.mlp.down_proj.weight", &[2], &[1.0, 2.0]),
+        ("model.norm.weight", &[2], &[3.0, 4.0]),
+        ("lm_head.weight", &[2], &[5.0, 6.0]),
+    ]);
+    for (prefix, head) in [("", "lm_head.weight"), ("model.", "lm_head.weight")] {
+        let source = [
+            format!("{prefix}layers.0.mlp.w2.weight"),
+            format!("{prefix}norm.weight"),
+            head.to_string(),
+        ];
+        let options = PlanOptions::default()
+            .base_model_prefix("model")
+            .source_keys(source.clone());
+        let save = ConversionPlan::for_save(&transforms, &metas(&params), &options).unwrap();
+        let saved = execute(&save, &params);
+        let mut expected = source.to_vec();
+        expected.sort();
+        assert_eq!(saved.keys().cloned().collect::<Vec<_>>(), expected);
+        assert_eq!(saved[&source[0]].1, [1.0, 2.0]);
+    }
+}

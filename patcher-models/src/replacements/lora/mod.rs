@@ -6,6 +6,22 @@
 //! checkpoint's `q_proj.weight` reaches the base through the renamings of [`lora_patcher`], and
 //! the adapters, which no stock checkpoint holds, are kept as initialized with
 //! [`LORA_PARAMETERS`] given to `LoadOptions::ignore_missing`.
+//!
+//! Saving goes as PEFT's: [`save_lora_base`] writes the base checkpoint as it was loaded,
+//! [`save_lora_adapter`] the adapters as PEFT's `adapter_model.safetensors` and
+//! `adapter_config.json`, and [`save_lora_merged`] the base with the adapters merged in
+//! ([`merge_lora`]); [`load_lora_adapter`] reads a PEFT adapter back.
+
+mod error;
+mod merge;
+mod peft;
+
+pub use error::PeftAdapterError;
+pub use merge::merge_lora;
+pub use peft::{
+    load_lora_adapter, save_lora_adapter, save_lora_base, save_lora_merged, PeftAdapterConfig,
+    ADAPTER_CONFIG, ADAPTER_WEIGHTS,
+};
 
 use burn::module::{Initializer, ModuleMapper, Param};
 use burn::nn::{Linear, LinearConfig};
