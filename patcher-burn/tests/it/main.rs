@@ -2,6 +2,7 @@
 //! test binary is tens of MB: one per file would multiply the build's disk and link time).
 
 mod common;
+mod conv1d;
 mod directions;
 mod layouts;
 mod loader;

@@ -31,6 +31,7 @@ mod target;
 mod tests;
 
 pub use compile::{PatternMatch, PatternSet};
+pub(crate) use natural::saturating_number;
 pub use natural::{natural_key_cmp, natural_key_order, NaturalKey};
 pub use suggest::closest_name;
 pub use target::{process_source_pattern, process_target_pattern};
