@@ -436,6 +436,7 @@ def main() -> None:
 
     write_op_references()
     conventions["llama_lora"] = llama_lora_fixture()
+    write_conv1d_fixture()
 
     # --- Versions and conventions -----------------------------------------------------------
     for name, text in conventions.items():
@@ -636,6 +637,42 @@ def write_op_references() -> None:
         tensors[f"rope.{name}.inv_freq"] = inv_freq.float().contiguous()
     save_file(tensors, str(out / "reference.safetensors"), metadata={"format": "pt"})
     print(f"ops: {len(TOPK_CASES)} topk cases, {len(ROPE_CASES)} rope cases")
+
+
+def write_conv1d_fixture() -> None:
+    """tests/fixtures/conv1d/: two GPT-2 `Conv1D` layers (`transformers.pytorch_utils.Conv1D`,
+    weight stored `[in, out]`, `x @ W + b`) saved with safetensors as GPT-2 names them: a
+    non-square `c_attn` (8 -> 24) and a square `c_proj` (8 -> 8), whose missing transpose no
+    shape can catch. The reference holds a seeded `input` [2, 3, 8] and each layer's output on
+    it (`c_attn.output`, `c_proj.output`). Documented in the folder's README.md."""
+    from transformers.pytorch_utils import Conv1D
+
+    out = fresh_dir(FIXTURES / "conv1d")
+    gen = torch.Generator().manual_seed(20260019)
+    hidden = 8
+    layers = torch.nn.ModuleDict({"c_attn": Conv1D(3 * hidden, hidden), "c_proj": Conv1D(hidden, hidden)})
+    with torch.no_grad():
+        for param in layers.parameters():
+            # Conv1D's init leaves the bias at zero: seeded values test it too.
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.5)
+    tensors = {k: v.contiguous() for k, v in layers.state_dict().items()}
+    assert tensors["c_attn.weight"].shape == (hidden, 3 * hidden), tensors["c_attn.weight"].shape
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    x = torch.randn(2, 3, hidden, generator=gen)
+    reference = {"input": x}
+    with torch.no_grad():
+        for name, layer in layers.items():
+            reference[f"{name}.output"] = layer(x).contiguous()
+    save_file(reference, str(out / "reference.safetensors"), metadata={"format": "pt"})
+    (out / "README.md").write_text(
+        "# conv1d\n\n"
+        "Written by `write_conv1d_fixture` in `scripts/make_fixtures.py` (versions in\n"
+        "`../VERSIONS.md`): GPT-2's `Conv1D` (`transformers.pytorch_utils.Conv1D`, weight stored\n"
+        "`[in, out]`, `x @ W + b`) as `c_attn` (8 -> 24) and the square `c_proj` (8 -> 8), seeded\n"
+        "weights and biases (std 0.5). `reference.safetensors`: `input` [2, 3, 8] and each layer's\n"
+        "output on it, `c_attn.output` [2, 3, 24] and `c_proj.output` [2, 3, 8].\n"
+    )
+    print("conv1d: c_attn [8, 24], c_proj [8, 8]")
 
 
 def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:

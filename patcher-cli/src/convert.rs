@@ -16,6 +16,7 @@ use tempfile::TempDir;
 use crate::abandoned::{remove_abandoned_stagings, staging_prefix};
 use crate::error::CliError;
 use crate::family::{Family, FamilyCommand};
+use crate::out;
 use crate::plan::{does_not_fit, patch_flags};
 use crate::prepare::{checkpoint_folder, parent_folder, Prepared, Selection};
 
@@ -166,7 +167,10 @@ impl FamilyCommand for ConvertArgs {
         }
         let spinner = spinner(format!("writing {}", args.out.display()));
         let written = save_model(&loaded.model, staging.path(), &conversions, None, &options)
-            .map_err(CliError::load);
+            .map_err(|error| {
+                let needed = out::bytes_to_write(&loaded.model, &loaded.layouts, dtype);
+                out::write_failed(&args.out, needed, error)
+            });
         spinner.finish_and_clear();
         let written = written?;
         let copied = copy_side_files(
@@ -301,30 +305,11 @@ struct Staging {
 }
 
 impl Staging {
-    /// Checks that OUT is absent or an empty folder, and makes the staging folder next to it
-    /// (creating OUT's parent folders).
+    /// Checks that OUT is absent or an empty folder (through a symbolic link: see
+    /// [`out::resolve`]), and makes the staging folder next to that folder (creating its parent
+    /// folders).
     fn new(out: &Path) -> Result<Self, CliError> {
-        let taken = |message: &str| CliError::Output {
-            path: out.to_path_buf(),
-            message: message.to_string(),
-        };
-        if out.is_file() {
-            return Err(taken(
-                "is a file; OUT is the folder to write the converted checkpoint to",
-            ));
-        }
-        if out.is_dir() {
-            let empty = std::fs::read_dir(out)
-                .map_err(CliError::io("reading", out))?
-                .next()
-                .is_none();
-            if !empty {
-                return Err(taken(
-                    "is not empty; give a new folder (or remove this one) so nothing is mixed \
-                     with or overwritten by the converted checkpoint",
-                ));
-            }
-        }
+        let out = &out::resolve(out)?;
         let parent = parent_folder(out);
         std::fs::create_dir_all(&parent).map_err(CliError::io("creating", &parent))?;
         remove_abandoned_stagings(&parent);

@@ -80,6 +80,20 @@ pub(crate) enum CliError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// Writing OUT failed (a full disk, a folder that is not writable); nothing was left in OUT.
+    #[error(
+        "cannot write the converted checkpoint to {out}: {source}\n{space}: if it is full, free \
+         some space there or give an OUT on another file system (nothing was left in OUT)"
+    )]
+    Write {
+        /// OUT.
+        out: PathBuf,
+        /// Why (boxed: the error stays small).
+        #[source]
+        source: Box<CheckpointError>,
+        /// Where, how much is free and how much the checkpoint takes.
+        space: String,
+    },
     /// The model could not be built with the patcher (a bug of the family's patcher).
     #[error("building the model: {0}")]
     Build(#[from] BuildError),
@@ -108,7 +122,7 @@ impl CliError {
             | Self::Checkpoint { .. }
             | Self::Config { .. }
             | Self::Output { .. } => 2,
-            Self::Build(_) | Self::Load(_) | Self::Io { .. } => 3,
+            Self::Build(_) | Self::Load(_) | Self::Write { .. } | Self::Io { .. } => 3,
         }
     }
 

@@ -37,14 +37,21 @@ pub(crate) fn inspect(path: &Path) -> Result<String, CliError> {
         .collect();
     let mut dtypes: BTreeMap<&str, Tally> = BTreeMap::new();
     let mut total = Tally::default();
+    // Float tensors are parameters; integer and bool ones are buffers (BERT's position_ids).
     let mut parameters = 0u64;
+    let (mut buffers, mut buffer_elements) = (0usize, 0u64);
     let mut keys: Vec<(String, String)> = Vec::with_capacity(checkpoint.len());
     for tensor in checkpoint.iter() {
         let meta = tensor.meta();
         shards.entry(tensor.file()).or_default().add(&meta);
         dtypes.entry(meta.dtype.as_str()).or_default().add(&meta);
         total.add(&meta);
-        parameters += meta.num_elements() as u64;
+        if meta.dtype.is_float() {
+            parameters += meta.num_elements() as u64;
+        } else {
+            buffers += 1;
+            buffer_elements += meta.num_elements() as u64;
+        }
         keys.push((
             tensor.name().to_string(),
             format!("{} {:?}", meta.dtype.as_str(), meta.shape),
@@ -75,11 +82,18 @@ pub(crate) fn inspect(path: &Path) -> Result<String, CliError> {
             bytes(tally.bytes)
         );
     }
-    let _ = writeln!(
-        out,
-        "tensors    {} ({parameters} parameters)",
-        total.tensors
-    );
+    let _ = write!(out, "tensors    {} ({parameters} parameters", total.tensors);
+    let _ = match buffers {
+        0 => writeln!(out, ")"),
+        1 => writeln!(
+            out,
+            "; {buffer_elements} elements in 1 integer/bool buffer)"
+        ),
+        n => writeln!(
+            out,
+            "; {buffer_elements} elements in {n} integer/bool buffers)"
+        ),
+    };
     let _ = writeln!(out, "bytes      {}", bytes(total.bytes));
     let _ = writeln!(out, "dtypes");
     for (dtype, tally) in &dtypes {

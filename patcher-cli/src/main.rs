@@ -6,6 +6,7 @@ mod convert;
 mod error;
 mod family;
 mod inspect;
+mod out;
 mod plan;
 mod prepare;
 
@@ -54,7 +55,8 @@ enum Command {
     /// Loads CKPT with the patches and writes it to the folder OUT: in the patched model's own
     /// layout (a later load with the same patches converts nothing), or, with --to original,
     /// back in the family's stock transformers layout. The file is verified to load back before
-    /// it is written; OUT is written whole or not at all (it must not exist, or be empty), and
+    /// it is written; OUT is written whole or not at all (it must not exist, or be empty; a
+    /// symbolic link is followed, and the folder it names must be empty and gets the files), and
     /// gets CKPT's config.json and other non-weight files.
     #[command(after_help = EXIT_CODES)]
     Convert {

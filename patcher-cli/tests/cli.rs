@@ -154,6 +154,16 @@ fn inspect_prints_shards_dtypes_bytes_and_collapsed_keys() {
     assert_eq!(keys(&one), keys(&out));
 }
 
+/// Integer buffers (BERT's position_ids) are counted apart from the parameters.
+#[test]
+fn inspect_counts_integer_buffers_apart_from_parameters() {
+    let (out, _) = expect_status(&["inspect", arg(&fixture("bert_legacy"))], 0);
+    let line = "tensors    41 (23620 parameters; 64 elements in 1 integer/bool buffer)\n";
+    assert!(out.contains(line), "{line:?} missing from\n{out}");
+    assert!(out.contains("  I64  1 tensors, 512 bytes\n"), "{out}");
+    assert!(out.contains("  bert.embeddings.position_ids"), "{out}");
+}
+
 #[test]
 fn inspect_of_a_missing_checkpoint_is_an_input_error() {
     let dir = TempDir::new().unwrap();
@@ -488,4 +498,104 @@ fn the_config_comes_from_the_folder_or_from_config() {
         std::fs::read(&config).unwrap()
     );
     plan(&out, "llama", &[], 0);
+}
+
+/// A symbolic link OUT is resolved before any work: a link to a non-empty folder is refused
+/// as that folder is (2, even before CKPT is opened), a link to nothing too, and a link to an
+/// empty folder gets the checkpoint written into that folder (the link stays a link).
+#[cfg(unix)]
+#[test]
+fn a_symbolic_link_out_is_checked_up_front() {
+    use std::os::unix::fs::symlink;
+    let dir = TempDir::new().unwrap();
+    let full = dir.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("keep.txt"), "mine").unwrap();
+    let link = dir.path().join("link");
+    symlink(&full, &link).unwrap();
+    // CKPT does not exist: the refusal comes first, before anything is read.
+    let missing = dir.path().join("no-such-checkpoint");
+    let (_, err) = convert_status(&missing, &link, "qwen2-moe", &[], 2);
+    assert!(
+        err.contains("is not empty (the symbolic link's target"),
+        "{err}"
+    );
+    assert_entries(&full, &["keep.txt"]);
+
+    let dangling = dir.path().join("dangling");
+    symlink(dir.path().join("nowhere"), &dangling).unwrap();
+    let (_, err) = convert_status(&missing, &dangling, "qwen2-moe", &[], 2);
+    assert!(
+        err.contains("symbolic link to a path that cannot be resolved"),
+        "{err}"
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let to_empty = dir.path().join("to-empty");
+    symlink(&empty, &to_empty).unwrap();
+    convert(&fixture("qwen2_moe"), &to_empty, "qwen2-moe", &[]);
+    assert!(std::fs::symlink_metadata(&to_empty)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_entries(
+        &empty,
+        &["config.json", "generation_config.json", "model.safetensors"],
+    );
+    assert_entries(
+        dir.path(),
+        &["dangling", "empty", "full", "link", "to-empty"],
+    );
+}
+
+/// Unmounts (and removes) a small tmpfs when dropped.
+#[cfg(target_os = "linux")]
+struct SmallTmpfs(TempDir);
+
+#[cfg(target_os = "linux")]
+impl SmallTmpfs {
+    /// A 64 KiB tmpfs: smaller than the BERT fixture (96 KiB), so writing it fails with ENOSPC.
+    fn mount() -> Self {
+        let dir = TempDir::new().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs", arg(dir.path())])
+            .status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "this test mounts a 64 KiB tmpfs to fill it (`mount -t tmpfs -o size=64k tmpfs DIR`), \
+             which needs root (CI runs the tests as root): {status:?}"
+        );
+        Self(dir)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// A full disk is an output error (3) that says where and how much space, never an input
+/// error (2) with a hint about CKPT; nothing is left in OUT's folder.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_an_output_error_with_the_space() {
+    let tmpfs = SmallTmpfs::mount();
+    let out = tmpfs.0.path().join("out");
+    let (_, err) = convert_status(&fixture("bert"), &out, "bert", &[], 3);
+    assert!(
+        err.contains("cannot write the converted checkpoint to"),
+        "{err}"
+    );
+    assert!(err.contains("No space left on device"), "{err}");
+    // BERT's 24240 parameters... in F32, and the tmpfs's free space.
+    assert!(
+        err.contains("the converted checkpoint takes about 94080 bytes"),
+        "{err}"
+    );
+    assert!(err.contains("has 65536 bytes (64.00 KiB) free"), "{err}");
+    assert!(!err.contains("CKPT must be"), "{err}");
+    assert_entries(tmpfs.0.path(), &[]);
 }

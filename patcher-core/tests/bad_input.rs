@@ -374,6 +374,38 @@ fn expert_indices_outside_the_model_are_unexpected() {
 }
 
 #[test]
+fn an_expert_index_longer_than_u64_is_unexpected() {
+    let merge = WeightConverter::try_new(
+        "experts.*.w",
+        "experts.w",
+        vec![Arc::new(MergeModulelist::new(0))],
+    )
+    .unwrap();
+    let transforms: Vec<WeightTransform> = vec![merge.into()];
+    let expected = [("layers.0.experts.w", vec![4, 2])];
+    // An index longer than u64 (it used to be no index at all, and joined the stack).
+    let index = "99999999999999999999999";
+    let checkpoint: Vec<(String, TensorMeta)> = ["0", "1", "2", "3", index]
+        .iter()
+        .map(|e| (format!("layers.0.experts.{e}.w"), meta(&[2])))
+        .collect();
+    let plan = ConversionPlan::new(&transforms, &checkpoint, &expected, &PlanOptions::default());
+    let report = plan.report();
+    // Not part of the stack: the four real experts still load as one parameter.
+    assert_eq!(report.unexpected, [format!("layers.0.experts.{index}.w")]);
+    assert_eq!(report.loaded, 1, "{report}");
+    assert!(report.mismatched.is_empty(), "{report}");
+    assert!(report.missing.is_empty(), "{report}");
+    let stacked: Vec<String> = plan.groups()[0]
+        .sources
+        .iter()
+        .flat_map(|(_, keys)| keys.iter().cloned())
+        .collect();
+    let real: Vec<String> = (0..4).map(|e| format!("layers.0.experts.{e}.w")).collect();
+    assert_eq!(stacked, real);
+}
+
+#[test]
 fn failed_saves_leave_no_temporary_file() {
     let dir = TempDir::new();
     let tensor = || HostTensor::from_f32([2], &[1.0, 2.0]);

@@ -39,7 +39,8 @@ pub enum ConfigError {
          use the config.json that came with these weights"
     )]
     CheckpointMismatch {
-        /// The field (or `sizes` for the parameter count as a whole).
+        /// The field (for a parameter count larger than the checkpoint's elements: the field
+        /// that sizes most of the parameters, see [`ModelSize::largest_field`](crate::common::limits::ModelSize::largest_field)).
         field: String,
         /// The config's value.
         config: String,

@@ -11,11 +11,16 @@
 //! | `RmsNorm` | [`RmsNormLayer`] ([`NormForward`]) | `&RmsNormConfig` | [`RmsNormSlot`] |
 //! | `Embedding` | [`EmbeddingLayer`] ([`EmbeddingForward`]) | `&EmbeddingConfig` | [`EmbeddingSlot`] |
 //!
+//! Besides the slots, [`Conv1D`] is GPT-2's `Conv1D` (a linear layer whose PyTorch weight is
+//! stored `[in, out]`), with its PyTorch layout declared so that a stock GPT-2 checkpoint loads
+//! into it without a Transpose conversion.
+//!
 //! A replacement (a LoRA or quantized linear, another norm) implements the forward trait and
 //! `#[derive(Patchable)]` with `#[patchable(implements(patcher_burn::layers::LinearLayer))]`,
 //! and has a `new(config: &LinearConfig, device: &B::Device)`; the [`Patcher`](crate::Patcher)
 //! registers it with `replace::<Linear<B>, MyLinear<B>>()`.
 
+mod conv1d;
 mod embedding;
 mod linear;
 mod norm;
@@ -32,6 +37,8 @@ use crate::slot::{
     BuildContext, Implements, InterfaceKey, OriginalClass, Patchable, Slot, SlotInterface,
 };
 
+pub(crate) use conv1d::conv1d as conv1d_torch_param;
+pub use conv1d::{Conv1D, Conv1DConfig};
 pub use embedding::{EmbeddingForward, EmbeddingLayer};
 pub use linear::{LinearForward, LinearLayer};
 pub use norm::{LayerNormLayer, NormForward, RmsNormLayer};

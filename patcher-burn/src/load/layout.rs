@@ -4,7 +4,9 @@
 //! [`TorchLayout`]; a [`TorchLayouts`] registry holds those a load (and a save) applies. Burn's
 //! own layers are registered by default:
 //! - `burn::nn::Linear` stores its weight `[in, out]`, PyTorch `[out, in]`;
-//! - Burn's norms call their parameters `gamma`/`beta`, PyTorch `weight`/`bias`.
+//! - Burn's norms call their parameters `gamma`/`beta`, PyTorch `weight`/`bias`;
+//! - the kit's GPT-2 [`Conv1D`](crate::layers::Conv1D) stores its weight `[in, out]` on both
+//!   sides (declared, so that it is never transposed as a `Linear` weight is).
 //!
 //! A parameter of any other type (embeddings, bare `Param`s such as fused expert tensors) has
 //! the same name and layout on both sides.
@@ -26,7 +28,7 @@ pub enum Layout {
 /// How a module type's parameters sit in a PyTorch checkpoint, where that differs from Burn.
 ///
 /// Implemented for Burn's `Linear`, `LayerNorm`, `RmsNorm`, `GroupNorm`, `InstanceNorm` and
-/// `BatchNorm`; implement it for a module of your own whose fields PyTorch names or lays out
+/// `BatchNorm`, and the kit's [`Conv1D`](crate::layers::Conv1D); implement it for a module of your own whose fields PyTorch names or lays out
 /// otherwise, and register it with [`TorchLayouts::with`] (in a model's
 /// [`PretrainedModel::torch_layouts`](crate::PretrainedModel::torch_layouts), for loads and saves
 /// through the model).
@@ -197,7 +199,8 @@ macro_rules! burn_layouts {
             }
         )*
 
-        /// Burn's layers (registered without a backend: their layout does not depend on it).
+        /// Burn's layers and the kit's [`Conv1D`](crate::layers::Conv1D) (registered without
+        /// a backend: their layout does not depend on it).
         impl Default for TorchLayouts {
             fn default() -> Self {
                 let mut layouts = Self::empty();
@@ -207,6 +210,10 @@ macro_rules! burn_layouts {
                         torch_param: $torch_param,
                     });
                 )*
+                layouts.modules.insert("Conv1D", Registered {
+                    type_name: "patcher_burn::layers::Conv1D",
+                    torch_param: crate::layers::conv1d_torch_param,
+                });
                 layouts
             }
         }

@@ -256,6 +256,10 @@ fn plan_params<B: Backend, M: Module<B>>(
     );
     let mut report = plan.report().clone();
     report.unused_filters = spec.unused_filters.clone();
+    // Legacy renamings are optional: a checkpoint in the current layout (most) matches none of
+    // them, which is no warning.
+    let stock = spec.stock_transforms().len();
+    report.unused_transforms.retain(|t| t.index < stock);
     let would_load = !options.is_strict() || plan.is_clean();
     Ok((
         LoadPlan {

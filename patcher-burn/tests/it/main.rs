@@ -3,6 +3,7 @@
 
 mod commit;
 mod common;
+mod conv1d;
 mod directions;
 mod layouts;
 mod loader;

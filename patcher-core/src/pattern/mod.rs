@@ -32,6 +32,7 @@ mod target;
 mod tests;
 
 pub use compile::{PatternMatch, PatternSet};
+pub(crate) use natural::saturating_number;
 pub use natural::{natural_key_cmp, natural_key_order, NaturalKey};
 pub use reverse::reverse_replacement;
 pub use suggest::closest_name;

@@ -70,6 +70,17 @@ fn is_number(part: &str) -> bool {
     !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The value of a whole-digit part (`"7"`, `"007"`), saturating at `u64::MAX` for a number of
+/// any length (a hostile key's `99999999999999999999999` is larger than any index, never
+/// "not a number"); `None` if `part` is not all digits.
+pub(crate) fn saturating_number(part: &str) -> Option<u64> {
+    is_number(part).then(|| {
+        part.bytes().fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        })
+    })
+}
+
 fn part_cmp(x: &str, y: &str) -> Ordering {
     match (is_number(x), is_number(y)) {
         (true, true) => {

@@ -7,6 +7,7 @@
 //! `0..count` is reported as unexpected instead of joining the stack.
 
 use crate::ops::{Concatenate, MergeModulelist};
+use crate::pattern::saturating_number;
 use crate::transform::WeightTransform;
 
 /// Whether `key_in`, claimed by `transform` for the model parameter `target` (of shape
@@ -46,12 +47,10 @@ pub(crate) fn index_out_of_range(
 /// The module-list index in `key_in`: its numeric parts, less those of `target` matched in
 /// order, must leave exactly one (`layers.0.experts.7.w` for `layers.0.experts.w`: 7).
 fn list_index(key_in: &str, target: &str) -> Option<u64> {
-    let numbers = |key: &str| -> Vec<u64> {
-        key.split('.')
-            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    };
+    // Saturating: an index too long for u64 is past every count, never skipped (skipped, it
+    // would join the stack and cost the other experts their parameter).
+    let numbers =
+        |key: &str| -> Vec<u64> { key.split('.').filter_map(saturating_number).collect() };
     let target = numbers(target);
     let mut expected = target.iter().peekable();
     let mut left = Vec::new();
@@ -85,5 +84,13 @@ mod tests {
         );
         assert_eq!(list_index("model.layers.0.mlp.experts.w", target), None);
         assert_eq!(list_index("a.1.b.2.c", "a.b"), None);
+        // Longer than u64: past any count, not "no index".
+        assert_eq!(
+            list_index(
+                "model.layers.0.mlp.experts.99999999999999999999999.gate_proj.weight",
+                target
+            ),
+            Some(u64::MAX)
+        );
     }
 }

@@ -100,7 +100,8 @@ pub struct LoadReport {
     /// Groups that cannot be converted (their targets are also missing).
     pub conversion_errors: Vec<ConversionError>,
     /// Transforms that loaded nothing (informational: a model's default conversions need not all
-    /// apply to every checkpoint).
+    /// apply to every checkpoint). `patcher_burn`'s loads leave out the model's legacy renamings
+    /// (BERT's `gamma`/`beta`), which only old checkpoints match.
     pub unused_transforms: Vec<UnusedTransform>,
     /// Converters that ran backwards because the checkpoint is in their converted layout (a
     /// fused-experts checkpoint loaded into a model with one linear per expert), as displayed
@@ -165,20 +166,27 @@ impl fmt::Display for LoadReport {
             self.conversion_errors.len(),
             self.unused_transforms.len(),
         )?;
-        if !self.ignored.is_empty() {
-            writeln!(
-                f,
-                "{} checkpoint keys ignored (declared as not parameters)",
-                self.ignored.len()
-            )?;
-        }
-        if !self.missing_ignored.is_empty() {
-            writeln!(
-                f,
-                "{} parameters kept as initialized (declared as not in checkpoints)",
-                self.missing_ignored.len()
-            )?;
-        }
+        // Named, not only counted: an ignore pattern that is too broad shows here.
+        section(
+            f,
+            &count(
+                self.ignored.len(),
+                "checkpoint key ignored (declared as not a parameter)",
+                "checkpoint keys ignored (declared as not parameters)",
+            ),
+            &collapse_names_with_first(&self.ignored),
+            |f, (k, _)| write!(f, "{k}"),
+        )?;
+        section(
+            f,
+            &count(
+                self.missing_ignored.len(),
+                "parameter kept as initialized (declared as not in checkpoints)",
+                "parameters kept as initialized (declared as not in checkpoints)",
+            ),
+            &collapse_names_with_first(&self.missing_ignored),
+            |f, (k, _)| write!(f, "{k}"),
+        )?;
         section(
             f,
             "Conversions run in reverse (the checkpoint is in their converted layout)",
@@ -283,6 +291,11 @@ impl fmt::Display for LoadReport {
             |f, p| write!(f, "{p:?}"),
         )
     }
+}
+
+/// `1 key ...`, `2 keys ...`: `one` or `many` after the count.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn section<T>(

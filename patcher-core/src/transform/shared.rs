@@ -1,7 +1,8 @@
 //! What renamings and converters share: processed patterns, the compiled matcher and the scope.
 
 use crate::pattern::{
-    process_source_pattern, process_target_pattern, reverse_replacement, PatternError, PatternSet,
+    process_source_pattern, process_target_pattern, reverse_replacement, saturating_number,
+    PatternError, PatternSet,
 };
 
 use super::TransformError;
@@ -278,10 +279,6 @@ fn backreferences(text: &str) -> impl Iterator<Item = usize> + '_ {
         let end = digits
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(digits.len());
-        (end > 0).then(|| {
-            digits[..end].bytes().fold(0usize, |n, d| {
-                n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
-            })
-        })
+        saturating_number(&digits[..end]).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     })
 }

@@ -90,6 +90,9 @@ pub(crate) fn float(field: &str, value: f64, positive: bool) -> Result<(), Confi
 #[derive(Debug, Default)]
 pub(crate) struct ParamCount {
     total: u64,
+    /// Per config field: its value and the parameters of the tensors it is the largest
+    /// dimension of (what a parameter count too large for the checkpoint is blamed on).
+    by_field: Vec<(String, usize, u64)>,
 }
 
 impl ParamCount {
@@ -116,10 +119,14 @@ impl ParamCount {
                 ),
             });
         };
-        self.total = elements
-            .checked_mul(times as u64)
-            .and_then(|n| self.total.checked_add(n))
-            .unwrap_or(u64::MAX);
+        let added = elements.saturating_mul(times as u64);
+        self.total = self.total.saturating_add(added);
+        if let Some(&(field, value)) = dims.iter().max_by_key(|(_, d)| *d) {
+            match self.by_field.iter_mut().find(|(f, _, _)| f == field) {
+                Some(entry) => entry.2 = entry.2.saturating_add(added),
+                None => self.by_field.push((field.to_string(), value, added)),
+            }
+        }
         Ok(())
     }
 
@@ -150,8 +157,15 @@ impl ParamCount {
                 ),
             });
         }
+        let largest_field = self
+            .by_field
+            .into_iter()
+            .max_by_key(|(_, _, parameters)| *parameters)
+            .map(|(field, value, _)| (field, value))
+            .unwrap_or_else(|| ("num_hidden_layers".to_string(), num_hidden_layers));
         Ok(ModelSize {
             parameters: self.total,
+            largest_field,
             vocab_size,
             hidden_size,
             num_hidden_layers,
@@ -191,6 +205,10 @@ pub(crate) fn decoder_params(
 pub struct ModelSize {
     /// Parameters of the model the config describes.
     pub parameters: u64,
+    /// The config field that sizes most of the parameters (the largest dimension of the
+    /// tensors holding most of them, `intermediate_size` in most models), and its value: what a
+    /// parameter count too large for the checkpoint is reported on.
+    pub largest_field: (String, usize),
     /// `vocab_size`.
     pub vocab_size: usize,
     /// `hidden_size`.
@@ -299,9 +317,13 @@ pub fn check_fits(size: &ModelSize, checkpoint: &Checkpoint) -> Result<(), Confi
         })
         .fold(0u64, u64::saturating_add);
     if size.parameters > elements.saturating_mul(2).saturating_add(PARAMETER_SLACK) {
+        let (field, value) = &size.largest_field;
         return Err(ConfigError::CheckpointMismatch {
-            field: "sizes".into(),
-            config: format!("{} parameters", size.parameters),
+            field: field.clone(),
+            config: format!(
+                "{value} (a model of {} parameters, most of them in tensors it sizes)",
+                size.parameters
+            ),
             checkpoint: format!("{elements} elements in all"),
         });
     }

@@ -44,6 +44,17 @@ fn bert<B: Backend>(path: &Path, fused_qkv: bool, save_back: bool, device: &B::D
     let loaded =
         BertModel::<B>::from_pretrained(path, &patcher, device, &LoadOptions::default()).unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
+    // The legacy renamings (gamma/beta) are optional: unmatched, they are no warning.
+    assert!(
+        loaded.report.unused_transforms.is_empty(),
+        "{}",
+        loaded.report
+    );
+    assert!(
+        !loaded.report.to_string().contains("Unused conversions"),
+        "{}",
+        loaded.report
+    );
     let replaced: Vec<_> = list_slots(&loaded.model)
         .into_iter()
         .filter(|s| s.replaced)

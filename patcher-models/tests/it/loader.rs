@@ -210,6 +210,61 @@ fn wrong_patch_fails<B: Backend>(device: &B::Device) {
     ));
 }
 
+/// The `qwen2_moe` fixture with one more expert key, whose index does not fit in u64, in a
+/// temporary folder.
+fn fixture_with_an_overlong_expert_index(key: &str) -> tempfile::TempDir {
+    let fixture = fixtures().join("qwen2_moe");
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["config.json", "reference.safetensors"] {
+        std::fs::copy(fixture.join(name), dir.path().join(name)).unwrap();
+    }
+    let bytes = std::fs::read(fixture.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors = file.tensors();
+    let expert = file
+        .tensor("model.layers.0.mlp.experts.0.gate_proj.weight")
+        .unwrap();
+    tensors.push((key.to_string(), expert));
+    safetensors::serialize_to_file(tensors, None, &dir.path().join("model.safetensors")).unwrap();
+    dir
+}
+
+/// Issue 19: an expert index longer than u64 is an unexpected key, and never costs the other
+/// experts their stacked parameter: a strict load fails naming it (and only it), a partial load
+/// lists it and loads every parameter, with transformers' logits. (The plan decides: one
+/// backend is enough.)
+#[test]
+fn an_overlong_expert_index_is_unexpected() {
+    type B = burn::backend::NdArray<f32>;
+    let device = &Default::default();
+    let key = "model.layers.0.mlp.experts.99999999999999999999999.gate_proj.weight";
+    let dir = fixture_with_an_overlong_expert_index(key);
+    let path = dir.path();
+    let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
+    let patcher = qwen2_moe_patcher::<B>(&config, false, false);
+    let strict =
+        Qwen2MoeForCausalLM::<B>::from_pretrained(path, &patcher, device, &LoadOptions::default());
+    let (report, message) = incomplete_load(strict);
+    assert_eq!(report.unexpected, [key], "{message}");
+    assert!(
+        report.missing.is_empty() && report.mismatched.is_empty(),
+        "{message}"
+    );
+
+    let partial = LoadOptions::default().partial();
+    let loaded =
+        Qwen2MoeForCausalLM::<B>::from_pretrained(path, &patcher, device, &partial).unwrap();
+    assert_eq!(loaded.report.unexpected, [key]);
+    assert!(loaded.report.missing.is_empty(), "{}", loaded.report);
+    assert!(loaded.report.mismatched.is_empty(), "{}", loaded.report);
+    assert!(loaded.report.to_string().contains(key), "{}", loaded.report);
+    let reference = read_reference(path);
+    let out = loaded
+        .model
+        .forward_with_hidden_states(input_ids::<B>(&reference, device));
+    assert_parity("overlong expert index", &out, &reference, TOLERANCE);
+}
+
 macro_rules! loader_tests {
     ($backend:ty, $device:expr) => {
         use super::*;

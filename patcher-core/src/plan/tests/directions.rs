@@ -233,10 +233,31 @@ fn ignored_keys_are_reported_as_ignored_not_unexpected() {
     );
     assert_eq!(plan.report().unexpected, ["layers.0.extra"]);
     assert!(!plan.is_clean());
-    assert!(plan
-        .report()
-        .to_string()
-        .contains("2 checkpoint keys ignored"));
+    // Named, not only counted.
+    let text = plan.report().to_string();
+    assert!(
+        text.contains(
+            "2 checkpoint keys ignored (declared as not parameters):\n  embeddings.position_ids\n  \
+             layers.0.rotary_emb.inv_freq\n"
+        ),
+        "{text}"
+    );
+    // One key: named, and in the singular.
+    let options = PlanOptions::default()
+        .ignore_unexpected([r"\.position_ids$"])
+        .unwrap();
+    let raw = dict(&[
+        ("embeddings.position_ids", &[1], &[0.0]),
+        ("layers.0.w", &[1], &[1.0]),
+    ]);
+    let plan = ConversionPlan::new(&[], &metas(&raw), &model, &options);
+    let text = plan.report().to_string();
+    assert!(
+        text.contains(
+            "1 checkpoint key ignored (declared as not a parameter):\n  embeddings.position_ids\n"
+        ),
+        "{text}"
+    );
     assert!(matches!(
         PlanOptions::default().ignore_unexpected([""]),
         Err(crate::pattern::PatternError::Empty { .. })
