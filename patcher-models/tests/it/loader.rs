@@ -108,13 +108,13 @@ fn assert_same_tensors(original: &Path, saved: &Path) {
         assert_eq!(a.shape(), b.shape(), "{key}");
         if a.dtype() == b.dtype() {
             assert!(
-                a.bytes() == b.bytes(),
+                a.read().unwrap().bytes == b.read().unwrap().bytes,
                 "{key} differs from the original checkpoint"
             );
         } else {
             let (a, b) = (
-                a.host().to_f32_vec().unwrap(),
-                b.host().to_f32_vec().unwrap(),
+                a.read().unwrap().to_f32_vec().unwrap(),
+                b.read().unwrap().to_f32_vec().unwrap(),
             );
             let same_bits = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
             assert!(same_bits, "{key} differs from the original checkpoint");
