@@ -15,8 +15,9 @@ use std::time::SystemTime;
 /// nanosecond where the filesystem keeps it) and, on Unix, its device and inode.
 ///
 /// The length catches a truncation or an append, the modification time a same-size overwrite.
-/// The inode and device never change for one descriptor on a local filesystem; they are kept
-/// so that a network filesystem revalidating the handle onto another file is caught too.
+/// The device and inode cannot change under an open descriptor on a local filesystem (which is
+/// why a file replaced by a rename is not seen); they are compared too, at no cost, in case a
+/// filesystem reports another file's identity through the same descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
     pub(crate) len: u64,
