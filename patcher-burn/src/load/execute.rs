@@ -163,7 +163,7 @@ impl Executor<'_> {
             _ => return Ok(None),
         };
         let shape = tensor.shape();
-        let data = if transposes(param, self.linear_layout, shape) {
+        let (data, layout) = if transposes(param, self.linear_layout, shape) {
             // Transposed out of a strip buffer: only without a cast (else the general path).
             if tensor.dtype() != stored {
                 return Ok(None);
@@ -189,7 +189,6 @@ impl Executor<'_> {
             };
             (data, param.layout)
         };
-        let (data, layout) = data;
         let scheme = self.scheme_for(param);
         Ok(Some((param.burn_path.clone(), (data, layout, scheme))))
     }
