@@ -31,7 +31,7 @@ fn main() -> Result<(), Error> {
     let ints = |name: &str| -> Result<Tensor<B, 2, Int>, Error> {
         let t = reference.get(name)?;
         let shape = [t.shape()[0], t.shape()[1]];
-        let data = TensorData::new(t.host().to_values::<i64>()?, shape);
+        let data = TensorData::new(t.read()?.to_values::<i64>()?, shape);
         Ok(Tensor::from_data(data, &device))
     };
     let config = BertConfig::from_file(dir.join("config.json"))?;
@@ -66,7 +66,7 @@ fn main() -> Result<(), Error> {
         );
         let mut worst = 0f32;
         for (key, ours) in outputs {
-            let theirs = reference.get(&key)?.host().to_f32_vec()?;
+            let theirs = reference.get(&key)?.read()?.to_f32_vec()?;
             let ours: Vec<f32> = ours
                 .convert::<f32>()
                 .to_vec()

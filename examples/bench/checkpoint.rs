@@ -333,5 +333,5 @@ pub fn ensure_checkpoint(dir: &Path, shape: &Shape) -> Result<(), Error> {
 }
 
 pub fn tensor_bytes(checkpoint: &Checkpoint) -> u64 {
-    checkpoint.iter().map(|t| t.bytes().len() as u64).sum()
+    checkpoint.iter().map(|t| t.num_bytes() as u64).sum()
 }

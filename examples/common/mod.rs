@@ -42,9 +42,9 @@ impl Reference {
         let ids = file.get("input_ids")?;
         let input_shape = [ids.shape()[0], ids.shape()[1]];
         Ok(Self {
-            input_ids: ids.host().to_values::<i64>()?,
+            input_ids: ids.read()?.to_values::<i64>()?,
             input_shape,
-            logits: file.get("logits")?.host().to_f32_vec()?,
+            logits: file.get("logits")?.read()?.to_f32_vec()?,
         })
     }
 

@@ -20,10 +20,10 @@
 //! 3. **Contenders**, each in its own child process (this program re-executed with `--mode`),
 //!    so the peak resident set of one cannot hide in another's; `--repeats` rounds (default 3),
 //!    interleaved, and the medians are reported:
-//!    - `memcpy, 1 thread` and `memcpy, N threads`: copy every tensor's bytes out of the
-//!      memory-mapped file into freshly allocated buffers (each byte copied once; the mapped
-//!      pages are released after the copy, as the loader does). The faster of the two is the
-//!      lower bound the others are compared with.
+//!    - `memcpy, 1 thread` and `memcpy, N threads`: read every tensor's bytes from the file
+//!      (warm in the page cache) with one positioned read each into freshly allocated buffers
+//!      (each byte copied once, by the kernel; the loader reads the same way). The faster of
+//!      the two is the lower bound the others are compared with.
 //!    - `burn-patcher, seed patcher`: `patcher_burn::from_pretrained` with the seed's patcher
 //!      (q/k/v concatenated into `FusedQKVAttention`, experts as `SequentialExperts`) into
 //!      `patcher-models`' `Qwen2MoeForCausalLM` on NdArray f32.
@@ -52,7 +52,7 @@
 //! Each child times only the load call (model construction is lazy and included; the Burn
 //! models allocate their parameters when loaded) and measures the peak resident memory it adds:
 //! `VmHWM` after the call minus `VmRSS` just before it, the peak being reset first through
-//! `/proc/self/clear_refs` (Linux). Mapped checkpoint pages count as resident while touched.
+//! `/proc/self/clear_refs` (Linux). The page cache holding the file is not the process' memory.
 //! Each child also sums every loaded parameter in f64; the sums and element counts must match the
 //! checkpoint's (a wrong or missing tensor fails the run), whatever the layout.
 //!

@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(index, data).expect("write the input");
     if let Ok(checkpoint) = Checkpoint::open(index) {
         for tensor in checkpoint.iter() {
-            let _ = tensor.host().to_f32_vec();
+            let _ = tensor.read().map(|host| host.to_f32_vec());
         }
     }
 });

@@ -3,8 +3,8 @@
 //!
 //! The loader casts every source tensor to the model's float dtype *before* the ops run
 //! (transformers does the same), so casts see raw checkpoint bytes: little-endian and possibly
-//! unaligned (a `Cow` borrowing an mmap at any offset). Elements are therefore decoded from byte
-//! chunks, never through `&[f32]` views of the buffer.
+//! unaligned (a `Vec<u8>` read from the file, or a `Cow` borrowing any offset of a buffer).
+//! Elements are therefore decoded from byte chunks, never through `&[f32]` views of the buffer.
 
 use std::borrow::Cow;
 
@@ -188,7 +188,7 @@ impl<'a> HostTensor<'a> {
                 actual: self.bytes.len(),
             });
         }
-        // The bytes may sit at any offset of an mmap: read each element unaligned.
+        // The bytes may sit at any offset of a buffer: read each element unaligned.
         Ok(self
             .bytes
             .chunks_exact(size)
@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn reads_unaligned_bytes() {
-        // Put an f32 at an odd offset, as an mmap'ed tensor may be.
+        // Put an f32 at an odd offset, as a borrowed tensor may be.
         let mut buffer = vec![0u8];
         buffer.extend_from_slice(&3.25f32.to_le_bytes());
         buffer.extend_from_slice(&(-2.0f32).to_le_bytes());

@@ -1,4 +1,4 @@
-//! Host-side tensors: a dtype, a shape and bytes, borrowed from a memory map or owned.
+//! Host-side tensors: a dtype, a shape and bytes, borrowed or owned.
 //!
 //! Every conversion op is pure data movement (concatenate, stack, chunk, transpose, ...), so ops
 //! work on raw bytes with the element size taken from the dtype, and never on typed values.
@@ -119,8 +119,8 @@ impl TensorMeta {
 
 /// A tensor on the host: a dtype, a shape and its bytes in row-major order.
 ///
-/// The bytes are borrowed (typically straight from a memory-mapped checkpoint) or owned (the
-/// output of an op). Ops take borrowed inputs and write each output byte once.
+/// The bytes are owned (read from a checkpoint, or the output of an op) or borrowed (a view of
+/// another tensor or buffer). Ops take borrowed inputs and write each output byte once.
 #[derive(Clone, PartialEq)]
 pub struct HostTensor<'a> {
     /// Element type.
@@ -152,7 +152,7 @@ impl<'a> HostTensor<'a> {
         self.shape.iter().product()
     }
 
-    /// A tensor from its parts. `bytes` may be borrowed (e.g. from a memory map) or owned.
+    /// A tensor from its parts. `bytes` may be borrowed (e.g. a view of a buffer) or owned.
     ///
     /// # Panics
     ///
@@ -184,7 +184,7 @@ impl<'a> HostTensor<'a> {
         self.bytes.len()
     }
 
-    /// Whether the bytes are borrowed (e.g. straight from the memory map) rather than owned.
+    /// Whether the bytes are borrowed (e.g. a view of another tensor) rather than owned.
     pub fn is_borrowed(&self) -> bool {
         matches!(self.bytes, Cow::Borrowed(_))
     }

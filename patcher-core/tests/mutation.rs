@@ -85,7 +85,9 @@ fn exercise(path: &Path, model: &Model) -> String {
         }
     };
     for tensor in checkpoint.iter() {
-        let host = tensor.host();
+        let host = tensor
+            .read()
+            .expect("a tensor of an opened checkpoint reads");
         if host.dtype.is_float() {
             let cast = host.cast(DType::F32).expect("a float tensor casts");
             assert_eq!(cast.bytes.len(), tensor.meta().num_elements() * 4);
@@ -121,7 +123,8 @@ fn run(
     for i in 0..iters {
         let (bytes, what) = mutate(&mut rng);
         std::fs::write(target, &bytes).unwrap();
-        // Files are mapped, not read: 64 MiB plus a few times the file's size is plenty.
+        // Tensors are read one at a time (each at most the file's size, then cast to f32): 64 MiB
+        // plus a few times the file's size is plenty.
         let bound = (64 << 20) + 4 * bytes.len();
         let context = || format!("{label} #{i} (seed {seed:#x}): {what}");
         let outcome = ALLOC.checked(bound, context, || exercise(open, model));

@@ -1,25 +1,29 @@
-//! Runs a load plan: reads each group's sources from the memory map, casts them to the model's
+//! Runs a load plan: reads each group's sources from the checkpoint, casts them to the model's
 //! dtype, runs the ops, lays the results out for Burn, and hands them over in bounded waves.
 //!
+//! A group that only renames a tensor is read straight into the parameter's buffer
+//! ([`super::direct`]), a merge chain straight into its place in the merged parameter
+//! ([`super::gather`]); other groups read their sources into owned buffers and run their ops.
 //! Groups of a wave convert in parallel (rayon, a few threads: loading is I/O bound); a wave
 //! holds at most `max_bytes_in_flight` of checkpoint bytes (one larger group goes alone), and
-//! its tensors are uploaded before the next wave is read. Each group releases its mapped pages
-//! as soon as its outputs own their bytes, so the host never holds the whole converted model,
-//! nor the whole mapped file.
+//! its tensors are uploaded before the next wave is read, so the host never holds the whole
+//! converted model. Reads go through the page cache with `pread`, which is not the process'
+//! memory: nothing of the file stays resident once read.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use burn::tensor::quantization::QuantScheme;
-use burn::tensor::TensorData;
-use patcher_core::plan::PlannedGroup;
-use patcher_core::{Checkpoint, DType, Groups, HostTensor};
+use burn::tensor::{Element, TensorData};
+use patcher_core::plan::{PlannedGroup, PlannedTarget};
+use patcher_core::{Checkpoint, DType, Groups, HostTensor, TensorMeta};
 use rayon::prelude::*;
 
+use super::direct::{read_transposed, read_values, single_source};
 use super::error::LoadError;
 use super::finite::{count_non_finite, NonFiniteCount};
-use super::gather::merge_chain;
-use super::host::{cast_for, to_tensor_data};
+use super::gather::MergeChain;
+use super::host::{cast_for, to_tensor_data, transposes};
 use super::layout::Layout;
 use super::options::{LoadOptions, LoadProgress};
 use super::params::{LinearLayout, ParamInfo, ParamKind};
@@ -62,25 +66,23 @@ impl Executor<'_> {
             .ready_targets()
             .find_map(|t| self.params.get(t.key.as_str()))
             .map_or(ParamKind::Float, |p| p.kind);
+        if let Some((key, target)) = single_source(group) {
+            if let Some(converted) = self.read_direct(key, target)? {
+                return Ok(vec![converted]);
+            }
+        }
+        if let Some(converted) = self.read_merged(group, kind)? {
+            return Ok(vec![converted]);
+        }
         let mut inputs = Groups::new();
         for (pattern, keys) in group.sources.iter() {
             let mut tensors = Vec::with_capacity(keys.len());
             for key in keys {
-                let tensor = self.checkpoint.get(key)?.host();
+                let tensor = self.checkpoint.get(key)?.read()?;
                 self.count_non_finite(key, &tensor);
                 tensors.push(cast_for(tensor, key, kind, self.float)?);
             }
             inputs.push(pattern, tensors);
-        }
-        // Merge chains are gathered in one copy, releasing each source as it goes.
-        let release = |key: &str| self.checkpoint.release(key);
-        if let Some((key, data)) = merge_chain(group, &inputs, &release) {
-            let param = self.param(&key)?;
-            let scheme = self.scheme_for(param);
-            return Ok(vec![(
-                param.burn_path.clone(),
-                (data, param.layout, scheme),
-            )]);
         }
         let outputs = group
             .execute(inputs)
@@ -94,8 +96,162 @@ impl Executor<'_> {
                 Ok((param.burn_path.clone(), (data, layout, scheme)))
             })
             .collect::<Result<Vec<_>, LoadError>>()?;
-        self.release_sources(group);
         Ok(converted)
+    }
+
+    /// The target of a merge chain ([`MergeChain`]) with every source read straight into its
+    /// place; `None` leaves the group to the general path.
+    fn read_merged(
+        &self,
+        group: &PlannedGroup,
+        kind: ParamKind,
+    ) -> Result<Option<(String, Converted)>, LoadError> {
+        let chain = self
+            .source_metas(group)
+            .filter(|_| kind == ParamKind::Float)
+            .and_then(|metas| MergeChain::plan(group, &metas, self.float));
+        let Some(chain) = chain else {
+            return Ok(None);
+        };
+        // `plan` found every source pattern with the same number of keys.
+        let keys: Vec<&[String]> = group
+            .source_patterns
+            .iter()
+            .map(|pattern| group.sources.get(pattern).unwrap_or_default())
+            .collect();
+        let read =
+            |k: usize, e: usize, dst: &mut [u8]| self.read_source(&keys[k][e], self.float, dst);
+        let (key, data) = chain.gather(&read)?;
+        let param = self.param(&key)?;
+        let scheme = self.scheme_for(param);
+        Ok(Some((
+            param.burn_path.clone(),
+            (data, param.layout, scheme),
+        )))
+    }
+
+    /// Dtype and shape of every source of `group` (all are in the checkpoint: the plan was made
+    /// from its keys).
+    fn source_metas(&self, group: &PlannedGroup) -> Option<Groups<TensorMeta>> {
+        let mut metas = Groups::new();
+        for (pattern, keys) in group.sources.iter() {
+            let list = keys.iter().map(|key| self.checkpoint.meta(key));
+            metas.push(pattern, list.collect::<Option<Vec<_>>>()?);
+        }
+        Some(metas)
+    }
+
+    /// Target `target` read straight from checkpoint tensor `key` into the parameter's buffer,
+    /// when the parameter stores its values as they are (or cast to the model's float); `None`
+    /// leaves the group to the general path (which also reports what does not fit).
+    fn read_direct(
+        &self,
+        key: &str,
+        target: &PlannedTarget,
+    ) -> Result<Option<(String, Converted)>, LoadError> {
+        let Some(&param) = self.params.get(target.key.as_str()) else {
+            return Ok(None);
+        };
+        let tensor = self.checkpoint.get(key)?;
+        if tensor.shape() != target.meta.shape.as_slice() {
+            return Ok(None);
+        }
+        // The dtype of the parameter's buffer (what `to_tensor_data` makes of the tensor).
+        let stored = match (param.kind, tensor.dtype()) {
+            (ParamKind::Float, dtype) if dtype.is_float() => self.float,
+            (ParamKind::Int, dtype @ (DType::I64 | DType::I32)) => dtype,
+            _ => return Ok(None),
+        };
+        let shape = tensor.shape();
+        let (data, layout) = if transposes(param, self.linear_layout, shape) {
+            // Transposed out of a strip buffer: only without a cast (else the general path).
+            if tensor.dtype() != stored {
+                return Ok(None);
+            }
+            let (rows, cols) = (shape[0], shape[1]);
+            let data = match stored {
+                DType::F32 => self.transposed::<f32>(key, &tensor, rows, cols)?,
+                DType::F16 => self.transposed::<half::f16>(key, &tensor, rows, cols)?,
+                DType::BF16 => self.transposed::<half::bf16>(key, &tensor, rows, cols)?,
+                DType::F64 => self.transposed::<f64>(key, &tensor, rows, cols)?,
+                _ => return Ok(None),
+            };
+            (data, Layout::Same)
+        } else {
+            let data = match stored {
+                DType::F32 => self.read_typed::<f32>(key, shape, stored)?,
+                DType::F16 => self.read_typed::<half::f16>(key, shape, stored)?,
+                DType::BF16 => self.read_typed::<half::bf16>(key, shape, stored)?,
+                DType::F64 => self.read_typed::<f64>(key, shape, stored)?,
+                DType::I64 => self.read_typed::<i64>(key, shape, stored)?,
+                DType::I32 => self.read_typed::<i32>(key, shape, stored)?,
+                _ => return Ok(None),
+            };
+            (data, param.layout)
+        };
+        let scheme = self.scheme_for(param);
+        Ok(Some((param.burn_path.clone(), (data, layout, scheme))))
+    }
+
+    /// Tensor `key` of `shape` as Burn data of `T` (whose dtype is `stored`), read in one pass.
+    fn read_typed<T: Element + bytemuck::Pod>(
+        &self,
+        key: &str,
+        shape: &[usize],
+        stored: DType,
+    ) -> Result<TensorData, LoadError> {
+        let len = shape.iter().product();
+        let values: Vec<T> = read_values(len, |dst| self.read_source(key, stored, dst))?;
+        Ok(TensorData::new(values, shape.to_vec()))
+    }
+
+    /// The `rows x cols` tensor `key` transposed to Burn's `[cols, rows]` as it is read.
+    fn transposed<T: Element + bytemuck::Pod>(
+        &self,
+        key: &str,
+        tensor: &patcher_core::TensorRef<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<TensorData, LoadError> {
+        let values: Vec<T> = read_transposed(tensor, rows, cols)?;
+        // The same values in another order: counted on the output.
+        if self.non_finite.is_some() {
+            let bytes: &[u8] = bytemuck::cast_slice(&values);
+            self.count_non_finite(key, &HostTensor::new(tensor.dtype(), [values.len()], bytes));
+        }
+        Ok(TensorData::new(values, vec![cols, rows]))
+    }
+
+    /// Reads checkpoint tensor `key` into `dst` as `dtype` (its own dtype, or the model's float
+    /// for a float tensor: then cast on the way), counting its NaN and infinite values when
+    /// [`LoadOptions::check_finite`] is on. `dst` is the tensor's size in `dtype`.
+    fn read_source(&self, key: &str, dtype: DType, dst: &mut [u8]) -> Result<(), LoadError> {
+        let tensor = self.checkpoint.get(key)?;
+        if tensor.dtype() == dtype {
+            tensor.read_into(dst)?;
+            if self.non_finite.is_some() {
+                self.count_non_finite(key, &HostTensor::new(dtype, tensor.shape(), &dst[..]));
+            }
+            return Ok(());
+        }
+        let host = tensor.read()?;
+        self.count_non_finite(key, &host);
+        let cast = host.cast(dtype).map_err(|source| LoadError::Cast {
+            key: key.to_string(),
+            source,
+        })?;
+        if cast.bytes.len() != dst.len() {
+            return Err(LoadError::Unsupported {
+                key: key.to_string(),
+                message: format!(
+                    "{} bytes read as {dtype} for a buffer of {} bytes",
+                    cast.bytes.len(),
+                    dst.len()
+                ),
+            });
+        }
+        dst.copy_from_slice(&cast.bytes);
+        Ok(())
     }
 
     fn count_non_finite(&self, key: &str, tensor: &HostTensor<'_>) {
@@ -103,9 +259,6 @@ impl Executor<'_> {
             return;
         };
         let (nan, inf) = count_non_finite(tensor);
-        // The count touched every page of the tensor; let them go until the conversion reads
-        // them again (from the page cache), so a group's sources are not all resident at once.
-        self.checkpoint.release(key);
         if nan + inf > 0 {
             let count = NonFiniteCount {
                 key: key.to_string(),
@@ -128,14 +281,6 @@ impl Executor<'_> {
                 key: key.to_string(),
                 message: "the plan wrote a parameter the model does not list".into(),
             })
-    }
-
-    /// Once a group's outputs own their bytes, its sources' mapped pages can leave the resident
-    /// set before the next group is read.
-    fn release_sources(&self, group: &PlannedGroup) {
-        for key in group.sources.iter().flat_map(|(_, keys)| keys) {
-            self.checkpoint.release(key);
-        }
     }
 
     /// Converts `groups` wave by wave, folding each wave into `state` with `apply` (which uploads

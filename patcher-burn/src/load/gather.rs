@@ -1,77 +1,144 @@
 //! A fast path for the expert-merging chains of transformers' MoE tables: `MergeModulelist(0)`
 //! alone, or followed by `Concatenate(d)`.
 //!
-//! Their output is whole slabs of the source tensors in a fixed order, so it is gathered straight
-//! into the parameter's typed buffer: one write per byte, where running the ops writes once per
-//! op and the hand-over to Burn once more. Anything outside this exact shape of chain (or with an
-//! unexpected shape) returns `None` and takes the general path, which also owns the errors.
+//! Their output is whole slabs of the source tensors in a fixed order, so each source is read
+//! from the checkpoint straight into its place in the parameter's typed buffer: one write per
+//! byte (the kernel's copy out of the page cache), where running the ops writes once per op and
+//! the hand-over to Burn once more. Anything outside this exact shape of chain (or with an
+//! unexpected shape) gives no [`MergeChain`] and takes the general path, which also owns the
+//! errors.
 
 use burn::tensor::{Element, TensorData};
 use patcher_core::ops::{Concatenate, MergeModulelist};
 use patcher_core::plan::{PlannedGroup, TargetStatus};
-use patcher_core::{ConversionOp, DType, Groups, HostTensor};
+use patcher_core::{ConversionOp, DType, Groups, TensorMeta};
 use rayon::prelude::*;
 
-/// The single target of `group` as Burn data, if its ops are a merge chain this path handles.
-/// `release` is called with each source key as soon as its bytes are copied, so its mapped pages
-/// can leave the resident set while the rest of the group is gathered.
-pub(crate) fn merge_chain(
-    group: &PlannedGroup,
-    inputs: &Groups<HostTensor<'_>>,
-    release: &(dyn Fn(&str) + Sync),
-) -> Option<(String, TensorData)> {
-    let concat_dim = match group.ops.as_slice() {
-        [merge] if is_merge0(merge.as_ref()) && inputs.len() == 1 => None,
-        [merge, concat] if is_merge0(merge.as_ref()) => {
-            let concat = concat.as_any()?.downcast_ref::<Concatenate>()?;
-            // Recorded split sizes are checked by the op itself: leave those to it.
-            if concat.split_sizes().is_some() {
-                return None;
+use super::error::LoadError;
+
+/// Fills its buffer with source `index` of source pattern `pattern` (in the group's declared
+/// pattern order), as the model's float dtype: the whole tensor, `num_bytes` of its meta.
+pub(crate) type ReadSource<'a> =
+    dyn Fn(usize, usize, &mut [u8]) -> Result<(), LoadError> + Sync + 'a;
+
+/// A group whose ops are a merge chain this path handles: where each source goes in the output.
+pub(crate) struct MergeChain {
+    /// The single target's key.
+    key: String,
+    /// The model's float dtype, which every source is read as.
+    dtype: DType,
+    /// Sources per pattern (declared order), all of one shape.
+    experts: usize,
+    patterns: usize,
+    slabs: Slabs,
+}
+
+impl MergeChain {
+    /// The chain of `group`, if this path handles it; `metas` are the checkpoint's dtypes and
+    /// shapes of the group's sources (floats of any dtype: they are read as `float`).
+    pub(crate) fn plan(
+        group: &PlannedGroup,
+        metas: &Groups<TensorMeta>,
+        float: DType,
+    ) -> Option<Self> {
+        let concat_dim = match group.ops.as_slice() {
+            [merge] if is_merge0(merge.as_ref()) && metas.len() == 1 => None,
+            [merge, concat] if is_merge0(merge.as_ref()) => {
+                let concat = concat.as_any()?.downcast_ref::<Concatenate>()?;
+                // Recorded split sizes are checked by the op itself: leave those to it.
+                if concat.split_sizes().is_some() {
+                    return None;
+                }
+                Some(concat.dim())
             }
-            Some(concat.dim())
+            _ => return None,
+        };
+        let [target] = group.targets.as_slice() else {
+            return None;
+        };
+        if target.status != TargetStatus::Ready {
+            return None;
         }
-        _ => return None,
-    };
-    let [target] = group.targets.as_slice() else {
-        return None;
-    };
-    if target.status != TargetStatus::Ready {
-        return None;
+        let lists: Vec<&[TensorMeta]> = group
+            .source_patterns
+            .iter()
+            .map(|pattern| metas.get(pattern))
+            .collect::<Option<_>>()?;
+        let experts = lists.first()?.len();
+        let uniform = lists.iter().all(|list| {
+            list.len() == experts
+                && list
+                    .iter()
+                    .all(|m| m.dtype.is_float() && m.shape == list[0].shape)
+        });
+        if experts == 0 || !uniform || !float.is_float() {
+            return None;
+        }
+        let shapes: Vec<&[usize]> = lists.iter().map(|list| list[0].shape.as_slice()).collect();
+        let slabs = Slabs::new(&shapes, experts, float.size_in_bytes(), concat_dim)?;
+        if slabs.shape != target.meta.shape {
+            return None;
+        }
+        Some(Self {
+            key: target.key.clone(),
+            dtype: float,
+            experts,
+            patterns: lists.len(),
+            slabs,
+        })
     }
-    let tensors: Vec<&[HostTensor<'_>]> = group
-        .source_patterns
-        .iter()
-        .map(|pattern| inputs.get(pattern))
-        .collect::<Option<_>>()?;
-    let first = tensors.first()?.first()?;
-    let (dtype, experts) = (first.dtype, tensors[0].len());
-    let uniform = tensors.iter().all(|list| {
-        list.len() == experts
-            && list
-                .iter()
-                .all(|t| t.dtype == dtype && t.shape == list[0].shape)
-    });
-    if !uniform || !dtype.is_float() {
-        return None;
+
+    /// The target's key and its Burn data, every source read once by `read`.
+    pub(crate) fn gather(&self, read: &ReadSource<'_>) -> Result<(String, TensorData), LoadError> {
+        let data = match self.dtype {
+            DType::F32 => self.gather_typed::<f32>(read),
+            DType::F16 => self.gather_typed::<half::f16>(read),
+            DType::BF16 => self.gather_typed::<half::bf16>(read),
+            DType::F64 => self.gather_typed::<f64>(read),
+            other => Err(LoadError::Unsupported {
+                key: self.key.clone(),
+                message: format!("a float parameter cannot hold {other} values"),
+            }),
+        }?;
+        Ok((self.key.clone(), data))
     }
-    let slabs = Slabs::new(&tensors, concat_dim)?;
-    if slabs.shape != target.meta.shape {
-        return None;
+
+    /// Reads every source once into a zeroed buffer of `T` (a fresh zeroed allocation costs no
+    /// write) and hands it to Burn as it is.
+    ///
+    /// The output is cut into contiguous regions, each filled from its own sources (one per
+    /// source tensor when the patterns follow each other, one per expert otherwise), and the
+    /// regions are read in parallel: a group can be a layer's whole expert weights (64 MB in
+    /// the load benchmark), which one thread alone would read while the others wait.
+    fn gather_typed<T: Element + bytemuck::Pod>(
+        &self,
+        read: &ReadSource<'_>,
+    ) -> Result<TensorData, LoadError> {
+        let slabs = &self.slabs;
+        let total: usize = slabs.shape.iter().product();
+        let mut values = vec![T::zeroed(); total];
+        let out: &mut [u8] = bytemuck::cast_slice_mut(&mut values);
+        if slabs.pattern_major {
+            let units: Vec<(usize, usize)> = (0..self.patterns)
+                .flat_map(|k| (0..self.experts).map(move |e| (k, e)))
+                .collect();
+            let sizes = std::iter::repeat_n(out.len() / units.len(), units.len());
+            let regions = split_regions(out, sizes);
+            regions
+                .into_par_iter()
+                .zip(units)
+                .try_for_each(|(region, (k, e))| read(k, e, region))?;
+        } else {
+            let per_expert = slabs.outer * slabs.slab_bytes.iter().sum::<usize>();
+            let sizes = std::iter::repeat_n(per_expert, self.experts);
+            let regions = split_regions(out, sizes);
+            regions
+                .into_par_iter()
+                .enumerate()
+                .try_for_each(|(e, region)| slabs.fill_expert(e, region, read))?;
+        }
+        Ok(TensorData::new(values, slabs.shape.clone()))
     }
-    let keys: Vec<&[String]> = group
-        .source_patterns
-        .iter()
-        .map(|pattern| group.sources.get(pattern))
-        .collect::<Option<_>>()?;
-    let done = |pattern: usize, index: usize| release(&keys[pattern][index]);
-    let data = match dtype {
-        DType::F32 => slabs.gather::<f32>(&tensors, done),
-        DType::F16 => slabs.gather::<half::f16>(&tensors, done),
-        DType::BF16 => slabs.gather::<half::bf16>(&tensors, done),
-        DType::F64 => slabs.gather::<f64>(&tensors, done),
-        _ => return None,
-    };
-    Some((target.key.clone(), data))
 }
 
 fn is_merge0(op: &dyn ConversionOp) -> bool {
@@ -94,10 +161,14 @@ struct Slabs {
 }
 
 impl Slabs {
-    fn new(tensors: &[&[HostTensor<'_>]], concat_dim: Option<usize>) -> Option<Self> {
-        let shape0 = &tensors[0][0].shape;
-        let elem = tensors[0][0].dtype.size_in_bytes();
-        let experts = tensors[0].len();
+    /// `shapes`: one source's shape per pattern; `elem`: bytes per element.
+    fn new(
+        shapes: &[&[usize]],
+        experts: usize,
+        elem: usize,
+        concat_dim: Option<usize>,
+    ) -> Option<Self> {
+        let shape0 = shapes[0];
         match concat_dim {
             // Merge alone: the experts' tensors one after the other.
             None => Some(Self {
@@ -108,12 +179,11 @@ impl Slabs {
             }),
             // Concatenation along the stacked dim: all of one pattern, then the next.
             Some(0) => {
-                if !tensors.iter().all(|list| list[0].shape == *shape0) {
+                if !shapes.iter().all(|s| *s == shape0) {
                     return None;
                 }
-                let rows: usize = tensors.iter().map(|list| list.len()).sum();
                 Some(Self {
-                    shape: [&[rows][..], shape0].concat(),
+                    shape: [&[experts * shapes.len()][..], shape0].concat(),
                     outer: 1,
                     slab_bytes: Vec::new(),
                     pattern_major: true,
@@ -124,8 +194,7 @@ impl Slabs {
                 if c >= shape0.len() {
                     return None;
                 }
-                let fits = tensors.iter().all(|list| {
-                    let s = &list[0].shape;
+                let fits = shapes.iter().all(|s| {
                     s.len() == shape0.len()
                         && s[..c] == shape0[..c]
                         && s[c + 1..] == shape0[c + 1..]
@@ -135,13 +204,10 @@ impl Slabs {
                 }
                 let outer: usize = shape0[..c].iter().product();
                 let inner: usize = shape0[c + 1..].iter().product();
-                let slab_bytes = tensors
-                    .iter()
-                    .map(|list| list[0].shape[c] * inner * elem)
-                    .collect();
+                let slab_bytes = shapes.iter().map(|s| s[c] * inner * elem).collect();
                 let mut shape = vec![experts];
                 shape.extend_from_slice(&shape0[..c]);
-                shape.push(tensors.iter().map(|list| list[0].shape[c]).sum());
+                shape.push(shapes.iter().map(|s| s[c]).sum());
                 shape.extend_from_slice(&shape0[c + 1..]);
                 Some(Self {
                     shape,
@@ -153,53 +219,33 @@ impl Slabs {
         }
     }
 
-    /// Copies every slab once into a zeroed buffer of `T` (a fresh zeroed allocation costs no
-    /// write) and hands it to Burn as it is; `done(pattern, index)` follows each source tensor's
-    /// last copy.
-    ///
-    /// The output is cut into contiguous regions, each filled from its own sources (one per
-    /// source tensor when the patterns follow each other, one per expert otherwise), and the
-    /// regions are copied in parallel: a group can be a layer's whole expert weights (64 MB
-    /// in the load benchmark), which one thread alone would copy while the others wait.
-    fn gather<T: Element + bytemuck::Pod>(
+    /// Fills expert `e`'s region of an expert-major output. With one outer index each source is
+    /// one contiguous slab, read in place; otherwise its slabs interleave with the other
+    /// patterns', so it is read whole into a buffer of its own and its slabs copied from there.
+    fn fill_expert(
         &self,
-        tensors: &[&[HostTensor<'_>]],
-        done: impl Fn(usize, usize) + Sync,
-    ) -> TensorData {
-        let total: usize = self.shape.iter().product();
-        let mut values = vec![T::zeroed(); total];
-        let out: &mut [u8] = bytemuck::cast_slice_mut(&mut values);
-        let experts = tensors[0].len();
-        if self.pattern_major {
-            let units: Vec<(usize, usize)> = (0..tensors.len())
-                .flat_map(|k| (0..experts).map(move |e| (k, e)))
-                .collect();
-            let sizes = units.iter().map(|&(k, e)| tensors[k][e].bytes.len());
-            let regions = split_regions(out, sizes);
-            regions
-                .into_par_iter()
-                .zip(units)
-                .for_each(|(region, (k, e))| {
-                    region.copy_from_slice(&tensors[k][e].bytes);
-                    done(k, e);
-                });
-        } else {
-            let per_expert = self.outer * self.slab_bytes.iter().sum::<usize>();
-            let sizes = std::iter::repeat_n(per_expert, experts);
-            let regions = split_regions(out, sizes);
-            regions.into_par_iter().enumerate().for_each(|(e, region)| {
-                let mut at = 0;
-                for o in 0..self.outer {
-                    for (list, &slab) in tensors.iter().zip(&self.slab_bytes) {
-                        let slab_bytes = &list[e].bytes[o * slab..(o + 1) * slab];
-                        region[at..at + slab].copy_from_slice(slab_bytes);
-                        at += slab;
-                    }
-                }
-                (0..tensors.len()).for_each(|k| done(k, e));
-            });
+        e: usize,
+        region: &mut [u8],
+        read: &ReadSource<'_>,
+    ) -> Result<(), LoadError> {
+        if self.outer == 1 {
+            let regions = split_regions(region, self.slab_bytes.iter().copied());
+            for (k, part) in regions.into_iter().enumerate() {
+                read(k, e, part)?;
+            }
+            return Ok(());
         }
-        TensorData::new(values, self.shape.clone())
+        for (k, &slab) in self.slab_bytes.iter().enumerate() {
+            let mut source = vec![0u8; self.outer * slab];
+            read(k, e, &mut source)?;
+            let before: usize = self.slab_bytes[..k].iter().sum();
+            let stride: usize = self.slab_bytes.iter().sum();
+            for (o, bytes) in source.chunks_exact(slab).enumerate() {
+                let at = o * stride + before;
+                region[at..at + slab].copy_from_slice(bytes);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -220,7 +266,7 @@ mod tests {
     use std::sync::Arc;
 
     use patcher_core::plan::PlanOptions;
-    use patcher_core::{ConversionPlan, TensorMeta, WeightConverter, WeightTransform};
+    use patcher_core::{ConversionPlan, HostTensor, WeightConverter, WeightTransform};
 
     use super::*;
 
@@ -261,9 +307,16 @@ mod tests {
             .sources
             .clone()
             .map(|key| tensors[&key].view().into_owned());
-        let fast = merge_chain(group, &inputs, &|_| {});
-        assert_eq!(fast.is_some(), expect_fast);
-        if let Some((key, data)) = fast {
+        let metas = inputs.clone().map(|tensor| tensor.meta());
+        let chain = MergeChain::plan(group, &metas, DType::F32);
+        assert_eq!(chain.is_some(), expect_fast);
+        if let Some(chain) = chain {
+            let read = |k: usize, e: usize, dst: &mut [u8]| -> Result<(), LoadError> {
+                let source = &inputs.get(&group.source_patterns[k]).unwrap()[e];
+                dst.copy_from_slice(&source.bytes);
+                Ok(())
+            };
+            let (key, data) = chain.gather(&read).unwrap();
             let (general_key, general) = group.execute(inputs).unwrap().remove(0);
             assert_eq!(key, general_key);
             assert_eq!(data.shape.to_vec(), general.shape);
@@ -284,6 +337,12 @@ mod tests {
             Arc::new(Concatenate::new(0)),
         ];
         check(ops, &[(GATE, [2, 3]), (UP, [2, 3])], &[6, 2, 3], true);
+        // Along the last dim: the slabs of gate and up interleave row by row.
+        let ops: Vec<Arc<dyn ConversionOp>> = vec![
+            Arc::new(MergeModulelist::new(0)),
+            Arc::new(Concatenate::new(2)),
+        ];
+        check(ops, &[(GATE, [2, 3]), (UP, [2, 1])], &[3, 2, 4], true);
     }
 
     #[test]

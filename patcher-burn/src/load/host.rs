@@ -100,11 +100,7 @@ pub(crate) fn to_tensor_data(
 ) -> Result<(TensorData, Layout), LoadError> {
     let shape = tensor.shape.clone();
     let bytes = &tensor.bytes[..];
-    if param.layout == Layout::Transposed
-        && layout == LinearLayout::Contiguous
-        && param.kind == ParamKind::Float
-        && shape.len() == 2
-    {
+    if transposes(param, layout, &shape) {
         let (rows, cols) = (shape[0], shape[1]);
         let burn_shape = vec![cols, rows];
         let data = match tensor.dtype {
@@ -140,6 +136,15 @@ pub(crate) fn to_tensor_data(
     Ok((data, param.layout))
 }
 
+/// Whether a tensor of `shape` for `param` is transposed while it is copied: a 2-D float
+/// parameter of [`Layout::Transposed`] (a Linear weight) under [`LinearLayout::Contiguous`].
+pub(crate) fn transposes(param: &ParamInfo, layout: LinearLayout, shape: &[usize]) -> bool {
+    param.layout == Layout::Transposed
+        && layout == LinearLayout::Contiguous
+        && param.kind == ParamKind::Float
+        && shape.len() == 2
+}
+
 /// The little-endian values in `bytes` (any alignment) as a `Vec<T>`, written once (the
 /// zeroed allocation of a large buffer costs no write).
 fn aligned<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
@@ -160,32 +165,53 @@ const BLOCK: usize = 8;
 fn transposed<T: bytemuck::Pod>(bytes: &[u8], rows: usize, cols: usize) -> Vec<T> {
     let mut out = vec![T::zeroed(); rows * cols];
     match bytemuck::try_cast_slice::<u8, T>(bytes) {
-        Ok(values) => transpose_into(values, &mut out, rows, cols),
+        Ok(values) => transpose_into(values, &mut out, rows, cols, rows),
         // A borrowed buffer that is not aligned for `T` (rare: safetensors aligns tensor data).
         Err(_) => {
             let values: Vec<T> = bytemuck::pod_collect_to_vec(bytes);
-            transpose_into(&values, &mut out, rows, cols);
+            transpose_into(&values, &mut out, rows, cols, rows);
         }
     }
     out
 }
 
-/// Writes the transpose of `src` (`rows x cols`) into `dst` (`cols x rows`).
-fn transpose_into<T: bytemuck::Pod>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
+/// Writes the transpose of `src` (`rows x cols`) into `dst`, whose rows are `dst_stride`
+/// values apart: `dst[c * dst_stride + r] = src[r * cols + c]`. `dst_stride` is `rows` for a
+/// whole matrix, or the whole matrix's row count for a strip of its rows from `r0` written at
+/// `dst[r0..]`.
+///
+/// # Panics
+///
+/// If `dst_stride < rows` or either buffer is too short (a bug of the caller).
+pub(crate) fn transpose_into<T: bytemuck::Pod>(
+    src: &[T],
+    dst: &mut [T],
+    rows: usize,
+    cols: usize,
+    dst_stride: usize,
+) {
+    assert!(dst_stride >= rows && src.len() >= rows * cols);
+    assert!(rows == 0 || cols == 0 || dst.len() >= (cols - 1) * dst_stride + rows);
     #[cfg(target_arch = "x86_64")]
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
         && std::arch::is_x86_feature_detected!("avx")
     {
         let (src, dst) = (bytemuck::cast_slice(src), bytemuck::cast_slice_mut(dst));
         // SAFETY: AVX is available (checked above).
-        unsafe { avx::transpose_f32(src, dst, rows, cols) };
+        unsafe { avx::transpose_f32(src, dst, rows, cols, dst_stride) };
         return;
     }
-    transpose_blocks(src, dst, rows, cols);
+    transpose_blocks(src, dst, rows, cols, dst_stride);
 }
 
 /// [`transpose_into`] in portable code: 8 x 8 blocks of scalar moves.
-fn transpose_blocks<T: bytemuck::Pod>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
+fn transpose_blocks<T: bytemuck::Pod>(
+    src: &[T],
+    dst: &mut [T],
+    rows: usize,
+    cols: usize,
+    dst_stride: usize,
+) {
     for r0 in (0..rows).step_by(TILE) {
         let r1 = (r0 + TILE).min(rows);
         for c0 in (0..cols).step_by(TILE) {
@@ -203,7 +229,7 @@ fn transpose_blocks<T: bytemuck::Pod>(src: &[T], dst: &mut [T], rows: usize, col
                         row.copy_from_slice(&src[at..at + BLOCK]);
                     }
                     for j in 0..BLOCK {
-                        let at = (c + j) * rows + r;
+                        let at = (c + j) * dst_stride + r;
                         for (value, row) in dst[at..at + BLOCK].iter_mut().zip(&block) {
                             *value = row[j];
                         }
@@ -213,7 +239,7 @@ fn transpose_blocks<T: bytemuck::Pod>(src: &[T], dst: &mut [T], rows: usize, col
             for r in r0..r1 {
                 let from = if r < rb { cb } else { c0 };
                 for c in from..c1 {
-                    dst[c * rows + r] = src[r * cols + c];
+                    dst[c * dst_stride + r] = src[r * cols + c];
                 }
             }
         }
@@ -228,13 +254,21 @@ mod avx {
 
     use super::{BLOCK, TILE};
 
-    /// Writes the transpose of `src` (`rows x cols`) into `dst` (`cols x rows`), tile by tile.
+    /// Writes the transpose of `src` (`rows x cols`) into `dst` (rows `dst_stride` apart), tile
+    /// by tile; see [`super::transpose_into`].
     ///
     /// # Safety
     /// The CPU must support AVX.
     #[target_feature(enable = "avx")]
-    pub(super) unsafe fn transpose_f32(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
-        assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    pub(super) unsafe fn transpose_f32(
+        src: &[f32],
+        dst: &mut [f32],
+        rows: usize,
+        cols: usize,
+        dst_stride: usize,
+    ) {
+        assert!(dst_stride >= rows && src.len() >= rows * cols);
+        assert!(rows == 0 || cols == 0 || dst.len() >= (cols - 1) * dst_stride + rows);
         for r0 in (0..rows).step_by(TILE) {
             let r1 = (r0 + TILE).min(rows);
             let rb = r0 + (r1 - r0) / BLOCK * BLOCK;
@@ -244,13 +278,13 @@ mod avx {
                 for r in (r0..rb).step_by(BLOCK) {
                     for c in (c0..cb).step_by(BLOCK) {
                         // SAFETY: rows r..r + 8 and columns c..c + 8 are inside both matrices
-                        // (r + 8 <= rows, c + 8 <= cols, lengths checked above).
+                        // (r + 8 <= rows <= dst_stride, c + 8 <= cols, lengths checked above).
                         unsafe {
                             block(
                                 src.as_ptr().add(r * cols + c),
                                 cols,
-                                dst.as_mut_ptr().add(c * rows + r),
-                                rows,
+                                dst.as_mut_ptr().add(c * dst_stride + r),
+                                dst_stride,
                             )
                         };
                     }
@@ -259,7 +293,7 @@ mod avx {
                 for r in r0..r1 {
                     let from = if r < rb { cb } else { c0 };
                     for c in from..c1 {
-                        dst[c * rows + r] = src[r * cols + c];
+                        dst[c * dst_stride + r] = src[r * cols + c];
                     }
                 }
             }
@@ -380,8 +414,16 @@ mod tests {
             assert_eq!(transposed::<f32>(&shifted[1..], rows, cols), expected);
             // The portable blocks (the AVX kernel above, where the CPU has AVX).
             let mut portable = vec![0f32; rows * cols];
-            transpose_blocks(&values, &mut portable, rows, cols);
+            transpose_blocks(&values, &mut portable, rows, cols, rows);
             assert_eq!(portable, expected);
+            // In strips of rows, as the loader reads them (an odd strip height).
+            let mut strips = vec![0f32; rows * cols];
+            for r0 in (0..rows).step_by(9) {
+                let r1 = (r0 + 9).min(rows);
+                let strip = &values[r0 * cols..r1 * cols];
+                transpose_into(strip, &mut strips[r0..], r1 - r0, cols, rows);
+            }
+            assert_eq!(strips, expected);
         }
     }
 }

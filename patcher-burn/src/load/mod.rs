@@ -1,6 +1,7 @@
 //! The loader: plan, read, convert, lay out for Burn, upload; and saving back.
 
 mod apply;
+mod direct;
 mod error;
 mod execute;
 mod finite;

@@ -68,7 +68,7 @@ fn contents(folder: &Path) -> Result<BTreeMap<String, Vec<u8>>, CheckpointError>
     let checkpoint = Checkpoint::open(folder)?;
     let mut tensors = BTreeMap::new();
     for tensor in checkpoint.iter() {
-        tensors.insert(tensor.name().to_string(), tensor.bytes().to_vec());
+        tensors.insert(tensor.name().to_string(), tensor.read()?.bytes.to_vec());
     }
     Ok(tensors)
 }

@@ -125,7 +125,7 @@ fn read(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
     keys.sort_unstable();
     keys.into_iter()
         .map(|k| {
-            let values = tensor_values(&checkpoint.get(&k).unwrap().host());
+            let values = tensor_values(&checkpoint.get(&k).unwrap().read().unwrap());
             (k, values)
         })
         .collect()

@@ -9,7 +9,7 @@ use safetensors::SafeTensorError;
 /// A checkpoint could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// A file or folder could not be opened, mapped or read.
+    /// A file or folder could not be opened or read.
     #[error("cannot read `{path}`: {source}; check that the path exists and is readable")]
     Io {
         /// The file or folder.
@@ -176,6 +176,39 @@ pub enum CheckpointError {
         first: PathBuf,
         /// The second shard holding it.
         second: PathBuf,
+    },
+
+    /// A file of the checkpoint changed after it was opened: truncated, appended to or
+    /// overwritten in place by another process while tensors were read from it. (A file replaced
+    /// by a rename is not a change: the open file keeps reading the old one, whole.)
+    #[error(
+        "`{file}` changed while it was being read ({change}); the checkpoint was modified by \
+         another process during the load: load again once the writer is done"
+    )]
+    Modified {
+        /// The safetensors file.
+        file: PathBuf,
+        /// What changed, e.g. `size 612700000 -> 4096 bytes`.
+        change: String,
+    },
+
+    /// A read of a tensor's bytes asked for a range outside the tensor, or
+    /// [`TensorRef::read_into`](crate::TensorRef::read_into) was given a buffer that is not the
+    /// tensor's size.
+    #[error(
+        "cannot read bytes {start}..{end} of tensor `{key}`: it holds {size} bytes; size the \
+         buffer with TensorRef::num_bytes (read_into reads the whole tensor, read_range_into a \
+         range inside it)"
+    )]
+    ReadRange {
+        /// The tensor's name.
+        key: String,
+        /// First byte asked for, from the start of the tensor.
+        start: usize,
+        /// One past the last byte asked for.
+        end: usize,
+        /// The tensor's size in bytes.
+        size: usize,
     },
 
     /// A tensor was asked for that the checkpoint does not have.

@@ -1,15 +1,30 @@
-//! Safetensors checkpoints: one file or a sharded index, memory-mapped, with lazy per-tensor
-//! handles.
+//! Safetensors checkpoints: one file or a sharded index, with lazy per-tensor handles.
 //!
-//! Opening maps every file and parses the headers only; a tensor's bytes are read (paged in)
-//! when its [`TensorRef::bytes`] are touched. All shards go into one key map, so a conversion
-//! group (e.g. the experts of one layer) may span shards.
+//! Opening opens every file and reads its header only; a tensor's bytes are read when asked for
+//! ([`TensorRef::read`], or [`TensorRef::read_into`] straight into a caller's buffer). All
+//! shards go into one key map, so a conversion group (e.g. the experts of one layer) may span
+//! shards.
+//!
+//! # Files that change during a load
+//!
+//! Tensors are read with positioned reads (`pread`) from the files opened by
+//! [`Checkpoint::open`], not through a memory map: a mapped file that another process truncates
+//! kills the reader with `SIGBUS`. After each tensor's read the file's size, modification time
+//! and inode are compared (`fstat` on the same descriptor) with what they were at open; a file
+//! truncated, appended to or overwritten in place since is [`CheckpointError::Modified`], never
+//! a signal nor silently mixed bytes. (An overwrite within the filesystem's timestamp granularity
+//! of the previous write, a few milliseconds, and of the same size, cannot be told apart.)
+//!
+//! A file *replaced* by a rename (as [`save_safetensors`] and transformers' `save_pretrained`
+//! write) is not an error: the open file still reads the old one, whole, so the load is a
+//! consistent snapshot of the checkpoint as it was opened.
 
 mod dtype;
 mod error;
 mod folder;
 mod index;
 mod keys;
+mod read;
 mod shard;
 mod write;
 
@@ -18,6 +33,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -48,14 +64,17 @@ impl fmt::Debug for Checkpoint {
     }
 }
 
-/// A lazy handle on one tensor of a [`Checkpoint`]: its metadata, and its bytes inside the map.
+/// A lazy handle on one tensor of a [`Checkpoint`]: its metadata, and where its bytes are.
+/// Nothing is read until [`read`](Self::read) or [`read_into`](Self::read_into).
 #[derive(Debug, Clone, Copy)]
 pub struct TensorRef<'a> {
     name: &'a str,
     dtype: DType,
     shape: &'a [usize],
-    bytes: &'a [u8],
-    file: &'a Path,
+    shard: &'a Shard,
+    /// Byte range in the shard's file.
+    start: u64,
+    len: usize,
 }
 
 impl<'a> TensorRef<'a> {
@@ -79,20 +98,68 @@ impl<'a> TensorRef<'a> {
         TensorMeta::new(self.dtype, self.shape)
     }
 
-    /// The little-endian, row-major bytes, straight from the memory map (touching them reads
-    /// the file). Not aligned to the element size in general.
-    pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
+    /// Size of the tensor's data in bytes.
+    pub fn num_bytes(&self) -> usize {
+        self.len
     }
 
     /// The safetensors file holding this tensor.
     pub fn file(&self) -> &'a Path {
-        self.file
+        &self.shard.path
     }
 
-    /// A host tensor borrowing the mapped bytes (no copy).
-    pub fn host(&self) -> HostTensor<'a> {
-        HostTensor::new(self.dtype, self.shape, self.bytes)
+    /// Reads the tensor into a new host tensor that owns its bytes (little-endian, row-major;
+    /// in a `Vec<u8>`, so not aligned to the element size in general: the cast paths read
+    /// unaligned).
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Modified`] if the file was truncated or overwritten since the
+    /// checkpoint was opened, [`CheckpointError::Io`] if reading failed.
+    pub fn read(&self) -> Result<HostTensor<'static>, CheckpointError> {
+        let mut bytes = vec![0u8; self.len];
+        self.read_into(&mut bytes)?;
+        Ok(HostTensor::new(self.dtype, self.shape, bytes))
+    }
+
+    /// Reads the tensor's little-endian, row-major bytes straight into `dst` (one copy from the
+    /// page cache, e.g. into a parameter's final buffer), which must be exactly
+    /// [`num_bytes`](Self::num_bytes) long.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::ReadRange`] if `dst` has the wrong size; otherwise as
+    /// [`read`](Self::read). On error `dst` may hold part of the data.
+    pub fn read_into(&self, dst: &mut [u8]) -> Result<(), CheckpointError> {
+        if dst.len() != self.len {
+            return Err(self.out_of_range(0, dst.len()));
+        }
+        self.shard.read_at(self.start, dst)
+    }
+
+    /// Reads bytes `offset..offset + dst.len()` of the tensor's data into `dst`: a part of a
+    /// large tensor through a small buffer (e.g. rows of a matrix to transpose while it is
+    /// still in cache).
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::ReadRange`] if the range is not inside the tensor; otherwise as
+    /// [`read`](Self::read).
+    pub fn read_range_into(&self, offset: usize, dst: &mut [u8]) -> Result<(), CheckpointError> {
+        let end = offset.checked_add(dst.len()).filter(|&end| end <= self.len);
+        if end.is_none() {
+            return Err(self.out_of_range(offset, offset.saturating_add(dst.len())));
+        }
+        self.shard.read_at(self.start + offset as u64, dst)
+    }
+
+    fn out_of_range(&self, start: usize, end: usize) -> CheckpointError {
+        CheckpointError::ReadRange {
+            key: self.name.to_string(),
+            start,
+            end,
+            size: self.len,
+        }
     }
 }
 
@@ -102,7 +169,9 @@ impl Checkpoint {
     /// then `model.safetensors.index.json`, then a lone `*.safetensors.index.json` or
     /// `*.safetensors` file.
     ///
-    /// Every file is memory-mapped and its header parsed; no tensor data is read.
+    /// Every file is opened and its header read and checked; no tensor data is read. The files
+    /// stay open until the `Checkpoint` is dropped (see the [module docs](self) for what a
+    /// file changed by another process meanwhile gives).
     ///
     /// ```
     /// use patcher_core::{save_safetensors, Checkpoint, HostTensor};
@@ -115,7 +184,7 @@ impl Checkpoint {
     /// let checkpoint = Checkpoint::open(&dir)?; // the folder, the file or an index
     /// let tensor = checkpoint.get("linear.weight")?;
     /// assert_eq!(tensor.shape(), &[2, 2]);
-    /// assert_eq!(tensor.host().to_f32_vec()?, vec![1.0, 2.0, 3.0, 4.0]);
+    /// assert_eq!(tensor.read()?.to_f32_vec()?, vec![1.0, 2.0, 3.0, 4.0]);
     /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -128,11 +197,11 @@ impl Checkpoint {
 
     fn open_single(file: PathBuf) -> Result<Self, CheckpointError> {
         index::check_regular(&file)?;
-        let mmap = Shard::map(&file).map_err(|source| CheckpointError::Io {
+        let opened = File::open(&file).map_err(|source| CheckpointError::Io {
             path: file.clone(),
             source,
         })?;
-        let (shard, entries) = Shard::open(file.clone(), mmap, 0)?;
+        let (shard, entries) = Shard::open(file.clone(), opened, 0)?;
         Ok(Self {
             path: file,
             files: vec![shard],
@@ -166,7 +235,7 @@ impl Checkpoint {
             if path.exists() {
                 index::check_regular(&path)?;
             }
-            let mmap = Shard::map(&path).map_err(|source| match source.kind() {
+            let file = File::open(&path).map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound => CheckpointError::MissingShard {
                     index: index_path.clone(),
                     shard: path.clone(),
@@ -177,7 +246,7 @@ impl Checkpoint {
                     source,
                 },
             })?;
-            let (opened, entries) = Shard::open(path, mmap, file_index)?;
+            let (opened, entries) = Shard::open(path, file, file_index)?;
             for (name, entry) in entries {
                 if let Some(previous) = tensors.get(&name) {
                     return Err(CheckpointError::DuplicateKey {
@@ -281,28 +350,15 @@ impl Checkpoint {
             .map(|(name, entry)| self.handle(name, entry))
     }
 
-    /// Tells the kernel that the pages holding `name`'s bytes are no longer needed, so they stop
-    /// counting in the process' resident memory once a loader has converted them. The data stays
-    /// readable: touching it again reads it back from the file. Unknown names are ignored.
-    ///
-    /// Only whole pages inside the tensor's byte range are released. A no-op where the platform
-    /// has no `madvise`.
-    pub fn release(&self, name: &str) {
-        let Some(entry) = self.tensors.get(name) else {
-            return;
-        };
-        shard::release(&self.files[entry.file].mmap, entry.start, entry.end);
-    }
-
     fn handle<'a>(&'a self, name: &'a str, entry: &'a Entry) -> TensorRef<'a> {
-        let file = &self.files[entry.file];
         TensorRef {
             name,
             dtype: entry.dtype,
             shape: &entry.shape,
-            // The range was checked against the map's length when the file was opened.
-            bytes: &file.mmap[entry.start..entry.end],
-            file: &file.path,
+            shard: &self.files[entry.file],
+            start: entry.start,
+            // The range was checked to fit a usize when the file was opened.
+            len: (entry.end - entry.start) as usize,
         }
     }
 }

@@ -34,8 +34,8 @@ impl View for Out<'_> {
 ///
 /// The write is atomic: the file is written next to `path` under a temporary name
 /// (`.<name>.tmp-<pid>-<n>`), synced to disk, then renamed over `path` (and the folder synced,
-/// where the platform allows). A checkpoint that is still memory-mapped (e.g. the one the model
-/// was loaded from) is never truncated under its reader, a crash leaves either the old file or
+/// where the platform allows). A checkpoint that is still open (e.g. the one a model is being
+/// loaded from) is never truncated under its reader, which keeps reading the old file whole, a crash leaves either the old file or
 /// the new one, and no temporary file is left behind on an error. Temporary files left by a
 /// process that was killed while saving are removed by the next save into the same folder
 /// (on Linux, where `/proc` tells whether their writer still runs).

@@ -3,7 +3,7 @@
 //!
 //! Every helper writes each output byte once (`Vec::with_capacity` plus `extend_from_slice` of
 //! the longest contiguous runs) and keeps a borrowed input borrowed when the output is a
-//! contiguous part of it, so an op on mmap'ed data copies only what it must.
+//! contiguous part of it, so an op on borrowed data copies only what it must.
 
 use std::borrow::Cow;
 use std::ops::Range;

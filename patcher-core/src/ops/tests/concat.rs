@@ -43,7 +43,7 @@ fn concatenate_flattens_lists_along_dim_1() {
 
 #[test]
 fn concatenate_skips_missing_sources_and_reads_unaligned_borrows() {
-    // Borrowed f32 data at an odd offset, as a tensor inside an mmap may be.
+    // Borrowed f32 data at an odd offset, as a view into a larger buffer may be.
     let mut buffer = vec![0u8];
     for v in [1.0f32, 2.0, 3.0] {
         buffer.extend_from_slice(&v.to_le_bytes());
