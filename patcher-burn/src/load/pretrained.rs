@@ -294,19 +294,26 @@ pub fn load_with<B: Backend, M: Module<B>>(
         });
     }
 
-    if let Some(quantization) = options.quantization_choice() {
-        check_supported::<B>(&quantization.scheme, &model_device(model))?;
+    let params: HashMap<&str, &ParamInfo> = params
+        .iter()
+        .map(|p| (p.torch_name.as_str(), p))
+        .collect();
+    let quantize = QuantizeSelector::new(options.quantization_choice())?;
+    if let Some(selector) = &quantize {
+        let written = plan
+            .groups()
+            .iter()
+            .flat_map(|group| group.ready_targets())
+            .filter_map(|target| params.get(target.key.as_str()).copied());
+        check_supported::<B>(selector, written, float.size_in_bytes(), &model_device(model))?;
     }
     let executor = Executor {
         checkpoint,
-        params: params
-            .iter()
-            .map(|p| (p.torch_name.as_str(), p))
-            .collect::<HashMap<_, _>>(),
+        params,
         float,
         non_finite: options.checks_finite().then(Default::default),
         linear_layout: options.linear_layout_choice(),
-        quantize: QuantizeSelector::new(options.quantization_choice())?,
+        quantize,
     };
     // Work on a copy (parameters are reference-counted: cheap), so a failure midway leaves the
     // caller's model as it was.

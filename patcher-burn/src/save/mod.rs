@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::prelude::*;
 use patcher_core::plan::PlanOptions;
-use patcher_core::{DType, HostTensor, TensorMeta, WeightTransform};
+use patcher_core::{DType, HostTensor, LossyNarrowing, TensorMeta, WeightTransform};
 
 use crate::load::{LoadError, Loaded, TorchLayouts};
 
@@ -27,6 +27,7 @@ pub struct SaveOptions {
     max_shard_size: Option<u64>,
     torch_layouts: Option<TorchLayouts>,
     float_dtype: Option<DType>,
+    narrowing: LossyNarrowing,
 }
 
 impl SaveOptions {
@@ -67,6 +68,12 @@ impl SaveOptions {
     /// it was (exact: bf16 values survive the round trip through f32). Integer and boolean
     /// tensors are written as they are. Default: the model's float type.
     ///
+    /// Lossy narrowing is refused: a finite value beyond `dtype`'s range (it would be written
+    /// as infinity) or a normal non-zero value below its smallest subnormal (written as 0)
+    /// fails the save with [`LoadError::Cast`] naming the tensor and the value, and nothing is
+    /// written; see [`allow_lossy_narrowing`](Self::allow_lossy_narrowing). Rounding is not
+    /// lossy narrowing. NaNs are written with their payloads.
+    ///
     /// ```
     /// use patcher_burn::SaveOptions;
     /// use patcher_core::DType;
@@ -81,6 +88,28 @@ impl SaveOptions {
     /// The dtype set with [`float_dtype`](Self::float_dtype), if any.
     pub fn float_dtype_choice(&self) -> Option<DType> {
         self.float_dtype
+    }
+
+    /// Lets [`float_dtype`](Self::float_dtype) write values beyond its range as infinities and
+    /// values below its smallest subnormal as zeros (as PyTorch's `Tensor.to(dtype)` does)
+    /// instead of failing the save.
+    ///
+    /// ```
+    /// use patcher_burn::SaveOptions;
+    /// use patcher_core::{DType, LossyNarrowing};
+    /// let options = SaveOptions::default().float_dtype(DType::F16);
+    /// assert_eq!(options.lossy_narrowing_choice(), LossyNarrowing::Refuse);
+    /// let lossy = options.allow_lossy_narrowing();
+    /// assert_eq!(lossy.lossy_narrowing_choice(), LossyNarrowing::Allow);
+    /// ```
+    pub fn allow_lossy_narrowing(mut self) -> Self {
+        self.narrowing = LossyNarrowing::Allow;
+        self
+    }
+
+    /// Whether lossy narrowing is refused (the default) or allowed.
+    pub fn lossy_narrowing_choice(&self) -> LossyNarrowing {
+        self.narrowing
     }
 }
 
@@ -159,7 +188,7 @@ fn save<B: Backend, M: Module<B>>(
         .source_keys(source_layout.iter().map(|(k, _)| k.clone()));
     let mut collected = collect::collect(model, conversions, &plan_options, layouts)?;
     if let Some(dtype) = options.float_dtype {
-        collected.tensors = cast_floats(collected.tensors, dtype)?;
+        collected.tensors = cast_floats(collected.tensors, dtype, options.narrowing)?;
     }
     let written: Vec<(String, TensorMeta)> = collected
         .tensors
@@ -178,10 +207,11 @@ fn save<B: Backend, M: Module<B>>(
     files::write(&file, shards)
 }
 
-/// The float tensors of `tensors` cast to `dtype`.
+/// The float tensors of `tensors` cast to `dtype` (lossy narrowing refused or allowed).
 fn cast_floats(
     tensors: Vec<(String, HostTensor<'static>)>,
     dtype: DType,
+    narrowing: LossyNarrowing,
 ) -> Result<Vec<(String, HostTensor<'static>)>, LoadError> {
     if !dtype.is_float() {
         return Err(LoadError::Unsupported {
@@ -195,7 +225,7 @@ fn cast_floats(
             if !tensor.dtype.is_float() {
                 return Ok((key, tensor));
             }
-            match tensor.cast(dtype) {
+            match tensor.cast_with(dtype, narrowing) {
                 Ok(cast) => Ok((key, cast)),
                 Err(source) => Err(LoadError::Cast { key, source }),
             }

@@ -15,6 +15,7 @@ mod mixtral;
 mod ops_reference;
 mod parity;
 mod quantized;
+mod quantized_schemes;
 mod replacements;
 mod router;
 mod tied;
