@@ -451,9 +451,15 @@ fn llama_with_norm_values(dir: &Path, values: &[f32]) -> PathBuf {
             let tensor = if key == "model.norm.weight" {
                 let mut data = tensor.to_f32_vec().unwrap();
                 data[..values.len()].copy_from_slice(values);
-                HostTensor::from_f32(tensor.shape.clone(), &data).cast(tensor.dtype).unwrap()
+                HostTensor::from_f32(tensor.shape.clone(), &data)
+                    .cast(tensor.dtype)
+                    .unwrap()
             } else {
-                HostTensor::new(tensor.dtype, tensor.shape.clone(), tensor.bytes.into_owned())
+                HostTensor::new(
+                    tensor.dtype,
+                    tensor.shape.clone(),
+                    tensor.bytes.into_owned(),
+                )
             };
             (key.to_string(), tensor)
         })
@@ -479,7 +485,12 @@ fn lossy_dtype_narrowing_is_refused_unless_allowed() {
         assert!(err.contains("--allow-lossy"), "{err}");
         assert!(!out.exists());
 
-        convert(&hostile, &out, "llama", &["--dtype", "f16", "--allow-lossy"]);
+        convert(
+            &hostile,
+            &out,
+            "llama",
+            &["--dtype", "f16", "--allow-lossy"],
+        );
         let written = Checkpoint::open(&out).unwrap();
         let norm = written.get("model.norm.weight").unwrap().host();
         let expected = if value > 1.0 { 0x7c00u16 } else { 0 };
@@ -489,8 +500,13 @@ fn lossy_dtype_narrowing_is_refused_unless_allowed() {
         convert(&hostile, &bf16, "llama", &["--dtype", "bf16"]);
         let written = Checkpoint::open(&bf16).unwrap();
         let norm = written.get("model.norm.weight").unwrap().host();
-        let rounded = HostTensor::from_f32([1], &[value]).cast(DType::BF16).unwrap();
-        assert_eq!(norm.to_values::<u16>().unwrap()[0], rounded.to_values::<u16>().unwrap()[0]);
+        let rounded = HostTensor::from_f32([1], &[value])
+            .cast(DType::BF16)
+            .unwrap();
+        assert_eq!(
+            norm.to_values::<u16>().unwrap()[0],
+            rounded.to_values::<u16>().unwrap()[0]
+        );
     }
 }
 

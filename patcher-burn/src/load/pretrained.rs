@@ -20,7 +20,7 @@ use super::layout::TorchLayouts;
 use super::model::PretrainedModel;
 use super::options::LoadOptions;
 use super::params::{model_params_with, ParamInfo};
-use super::quantize::{check_supported, model_device, QuantizeSelector};
+use super::quantize::{check_scheme, check_supported, model_device, QuantizeSelector};
 use crate::slot::{BuildContext, BuildError};
 use crate::visit;
 use crate::Patcher;
@@ -280,6 +280,11 @@ pub fn load_with<B: Backend, M: Module<B>>(
     options: &LoadOptions,
 ) -> Result<Loaded<M>, LoadError> {
     let float = float_dtype::<B>()?;
+    let quantize = QuantizeSelector::new(options.quantization_choice())?;
+    if let Some(selector) = &quantize {
+        let params = model_params_with(model, &spec.layouts);
+        check_scheme::<B>(selector, &params, &model_device(model))?;
+    }
     let (
         LoadPlan {
             plan,
@@ -294,18 +299,20 @@ pub fn load_with<B: Backend, M: Module<B>>(
         });
     }
 
-    let params: HashMap<&str, &ParamInfo> = params
-        .iter()
-        .map(|p| (p.torch_name.as_str(), p))
-        .collect();
-    let quantize = QuantizeSelector::new(options.quantization_choice())?;
+    let params: HashMap<&str, &ParamInfo> =
+        params.iter().map(|p| (p.torch_name.as_str(), p)).collect();
     if let Some(selector) = &quantize {
         let written = plan
             .groups()
             .iter()
             .flat_map(|group| group.ready_targets())
             .filter_map(|target| params.get(target.key.as_str()).copied());
-        check_supported::<B>(selector, written, float.size_in_bytes(), &model_device(model))?;
+        check_supported::<B>(
+            selector,
+            written,
+            float.size_in_bytes(),
+            &model_device(model),
+        )?;
     }
     let executor = Executor {
         checkpoint,

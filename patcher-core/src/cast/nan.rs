@@ -100,7 +100,11 @@ mod tests {
         let f32s = [0x7f80_2000u32, 0xffc0_0001, 0x7f80_0001, 0x7fa0_0000];
         let t = HostTensor::from_values(DType::F32, [4], &f32s);
         assert_eq!(
-            t.clone().cast(DType::F16).unwrap().to_values::<u16>().unwrap(),
+            t.clone()
+                .cast(DType::F16)
+                .unwrap()
+                .to_values::<u16>()
+                .unwrap(),
             // 0x7f80_0001's payload lies below f16's mantissa: it stays a signalling NaN.
             vec![0x7c01, 0xfe00, 0x7c01, 0x7d00]
         );

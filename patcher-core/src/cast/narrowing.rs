@@ -52,12 +52,7 @@ fn values(dtype: DType, bytes: &[u8]) -> impl Iterator<Item = f64> + '_ {
 
 /// The error for the first value of `input` (in `from`) that its cast `output` (in `to`) lost,
 /// if any.
-pub(super) fn first_lost(
-    from: DType,
-    input: &[u8],
-    to: DType,
-    output: &[u8],
-) -> Option<CastError> {
+pub(super) fn first_lost(from: DType, input: &[u8], to: DType, output: &[u8]) -> Option<CastError> {
     if !narrows(from, to) {
         return None;
     }
@@ -161,7 +156,9 @@ mod tests {
             assert!(message.contains("--allow-lossy"), "{message}");
         }
         // Negative values overflow to -inf the same way.
-        let err = HostTensor::from_f32([1], &[-1e6]).cast(DType::F16).unwrap_err();
+        let err = HostTensor::from_f32([1], &[-1e6])
+            .cast(DType::F16)
+            .unwrap_err();
         assert!(matches!(err, CastError::Overflow { index: 0, .. }), "{err}");
         assert!(err.to_string().contains("(6.5504e4)"), "{err}");
     }
@@ -181,7 +178,10 @@ mod tests {
     fn rounding_is_not_lossy_narrowing() {
         // bf16 holds f32's range: the probe's values only round.
         let cast = HostTensor::from_f32([3], &PROBE).cast(DType::BF16).unwrap();
-        assert_eq!(cast.to_values::<u16>().unwrap(), vec![0x4974, 0x7f62, 0x0da2]);
+        assert_eq!(
+            cast.to_values::<u16>().unwrap(),
+            vec![0x4974, 0x7f62, 0x0da2]
+        );
         // f16's largest value and smallest subnormal, and a value rounding down to 65504.
         let edge = [65504.0f32, 5.960_464_5e-8, 65519.0, 1.0 / 3.0];
         let cast = HostTensor::from_f32([4], &edge).cast(DType::F16).unwrap();
@@ -193,7 +193,9 @@ mod tests {
         let special = [f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
         assert!(HostTensor::from_f32([3], &special).cast(DType::F16).is_ok());
         // An f32 subnormal is not a normal value: it may flush to zero.
-        let tiny = HostTensor::from_f32([1], &[1e-40]).cast(DType::F16).unwrap();
+        let tiny = HostTensor::from_f32([1], &[1e-40])
+            .cast(DType::F16)
+            .unwrap();
         assert_eq!(tiny.to_values::<u16>().unwrap(), vec![0]);
     }
 
@@ -220,7 +222,9 @@ mod tests {
             Err(CastError::Overflow { .. })
         ));
         // bf16 -> f16 narrows; f16 -> bf16 and widenings never lose magnitudes.
-        let big = HostTensor::from_f32([1], &[1e30]).cast(DType::BF16).unwrap();
+        let big = HostTensor::from_f32([1], &[1e30])
+            .cast(DType::BF16)
+            .unwrap();
         assert!(matches!(
             big.clone().cast(DType::F16),
             Err(CastError::Overflow { .. })

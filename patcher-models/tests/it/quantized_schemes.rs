@@ -13,8 +13,8 @@ use burn::prelude::*;
 use burn::tensor::quantization::{QuantLevel, QuantParam, QuantScheme, QuantStore, QuantValue};
 use burn::tensor::DType as BurnDType;
 use patcher_burn::{
-    backend_quant_scheme, load_with, model_params, LoadError, LoadOptions, LoadSpec, Loaded, Patcher,
-    PretrainedModel, QuantizeError,
+    backend_quant_scheme, load_with, model_params, LoadError, LoadOptions, LoadSpec, Loaded,
+    Patcher, PretrainedModel, QuantizeError,
 };
 use patcher_core::Checkpoint;
 use patcher_models::bert::BertModel;
@@ -51,7 +51,7 @@ const PARAMS: [QuantParam; 5] = [
 ];
 
 /// Per tensor, blocks that divide some widths and not others (the fixtures' widths are 1, 4,
-/// 32, 48, 64, 80, 96, 112 and 128), blocks too small for a vector or a word, tiles, and
+/// 32, 48, 64, 80, 96, 112 and 128), a block too small for a vector or a word, tiles, and
 /// malformed blocks.
 fn levels() -> Vec<QuantLevel> {
     vec![
@@ -59,8 +59,6 @@ fn levels() -> Vec<QuantLevel> {
         QuantLevel::block([16]),
         QuantLevel::block([32]),
         QuantLevel::block([1, 16]),
-        QuantLevel::block([8]),
-        QuantLevel::block([12]),
         QuantLevel::block([2]),
         QuantLevel::block([2, 16]),
         QuantLevel::block([1, 1, 16]),
@@ -72,11 +70,7 @@ fn levels() -> Vec<QuantLevel> {
 /// Every value x store x level with f32 scales, and every scale precision with every value x
 /// store per tensor (where the precision is what decides).
 fn schemes() -> Vec<QuantScheme> {
-    let base = |value, store| {
-        QuantScheme::default()
-            .with_value(value)
-            .with_store(store)
-    };
+    let base = |value, store| QuantScheme::default().with_value(value).with_store(store);
     let mut schemes = Vec::new();
     for value in VALUES {
         for store in STORES {
@@ -92,16 +86,10 @@ fn schemes() -> Vec<QuantScheme> {
 }
 
 /// The largest logit difference allowed, relative to the largest logit (at least 1), between
-/// the quantized model and the same scheme computed on the host. The two differ by float
-/// rounding (and by the scales' rounding to 16 bits where a backend keeps F16/BF16 scales);
-/// quantizing with another block size, per tensor instead of per block, or to other values
-/// moves logits by 1e-2 and more.
-fn tolerance(scheme: &QuantScheme) -> f32 {
-    match scheme.param {
-        QuantParam::F32 => 1e-4,
-        _ => 1e-2,
-    }
-}
+/// the quantized model and the same scheme computed on the host: float rounding. Quantizing
+/// with another block size, per tensor instead of per block, to other values or with other
+/// scales moved logits by 1e-3 to 4e-2 relative (Burn's own Flex scales, 16-bit scales on wgpu).
+const TOLERANCE: f32 = 1e-4;
 
 /// `values` (row-major, the last dimension contiguous) quantized with `scheme` and dequantized,
 /// on the host: Burn's symmetric quantization (scale `2 max|x| / (b - a)` per tensor or per
@@ -217,7 +205,7 @@ fn sweep<B: Backend, M: PretrainedModel<B>>(
                     .zip(&expected)
                     .fold(0f32, |m, (a, e)| m.max((a - e).abs()));
                 assert!(
-                    diff <= tolerance(&scheme) * largest,
+                    diff <= TOLERANCE * largest,
                     "{dir} {scheme:?}: logits {diff:e} from the host's quantization (largest \
                      logit {largest})"
                 );
@@ -228,7 +216,10 @@ fn sweep<B: Backend, M: PretrainedModel<B>>(
                 let LoadError::Quantize { key, source } = err else {
                     unreachable!()
                 };
-                assert!(names.contains(&key), "{dir} {scheme:?}: {key} is no parameter");
+                assert!(
+                    names.contains(&key),
+                    "{dir} {scheme:?}: {key} is no parameter"
+                );
                 assert!(message.contains(&key), "{message}");
                 tally.refused.push((scheme, source));
             }
@@ -256,7 +247,8 @@ fn check_tally<B: Backend>(dir: &str, tally: &Tally, device: &B::Device) {
         None | Some(QuantizeError::PackedWidth { width: 1, .. }) => {}
         Some(err) => panic!("{dir}: {own:?}: {err}"),
     }
-    // Float formats, malformed blocks and packing on another dimension: refused everywhere.
+    // Float formats, malformed blocks, packing on another dimension and 16-bit scales: refused
+    // everywhere.
     let q8 = QuantScheme::default().with_store(QuantStore::Native);
     for (scheme, expected) in [
         (
@@ -279,6 +271,12 @@ fn check_tally<B: Backend>(dir: &str, tally: &Tally, device: &B::Device) {
         (
             QuantScheme::default().with_store(QuantStore::PackedU32(1)),
             QuantizeError::PackingDim { dim: 1 },
+        ),
+        (
+            q8.with_param(QuantParam::F16),
+            QuantizeError::ScaleParam {
+                param: QuantParam::F16,
+            },
         ),
     ] {
         assert_eq!(refused(&scheme), Some(&expected), "{dir}");
@@ -354,7 +352,9 @@ fn mixtral<B: Backend>(device: &B::Device) {
         )
         .unwrap();
         let ids = decoder_ids::<B>(dir, device);
-        let tally = sweep(dir, full, |m: &MixtralForCausalLM<B>| m.forward(ids.clone()));
+        let tally = sweep(dir, full, |m: &MixtralForCausalLM<B>| {
+            m.forward(ids.clone())
+        });
         check_tally::<B>(dir, &tally, device);
     }
 }
@@ -362,9 +362,13 @@ fn mixtral<B: Backend>(device: &B::Device) {
 fn bert<B: Backend>(device: &B::Device) {
     for dir in ["bert", "bert_legacy"] {
         let path = fixtures().join(dir);
-        let full =
-            BertModel::<B>::from_pretrained(&path, &Patcher::new(), device, &LoadOptions::default())
-                .unwrap();
+        let full = BertModel::<B>::from_pretrained(
+            &path,
+            &Patcher::new(),
+            device,
+            &LoadOptions::default(),
+        )
+        .unwrap();
         let reference = read_file(&path.join("reference.safetensors"));
         let [ids, types, mask] = ["input_ids", "token_type_ids", "attention_mask"].map(|name| {
             let t = &reference[name];

@@ -14,8 +14,8 @@
 //!   `[numel / block, block]` and the scales to the shape divided by the block), so a block
 //!   must divide the width and only the last block dimension may exceed 1; GPU kernels quantize
 //!   whole vectors (4 f32 values, or a u32 word's values) of one block.
-//! - scale precision: F32 everywhere; F16/BF16 where the backend stores those dtypes; UE8M0
-//!   and UE4M3 nowhere on the CPU (their scales would need rounding to powers of two).
+//! - scale precision: F32 only; the CPU backends keep f32 scales whatever the scheme says, and
+//!   the GPU kernels computed 4-bit values wrongly with F16 scales.
 
 use burn::prelude::*;
 use burn::tensor::backend::DTypeUsage;
@@ -75,29 +75,21 @@ pub enum QuantizeError {
         /// The packing dimension asked for.
         dim: usize,
     },
-    /// Scales in a precision no backend of this build computes.
+    /// Scales in another precision than f32.
     #[error(
-        "QuantParam::{param:?} scales would be rounded to {param:?} by the GPU kernels and \
-         kept in f32 by the CPU backends (the same scheme would give different models); choose \
-         QuantParam::F32 (or F16/BF16 where the backend stores them)"
+        "QuantParam::{param:?} scales: Burn 0.21's CPU backends keep scales in f32 whatever the \
+         scheme says, and its GPU kernels mis-scale sub-byte values with 16-bit scales (4-bit \
+         logits 4% off on lavapipe), so the same scheme would give different models; choose \
+         QuantParam::F32"
     )]
     ScaleParam {
         /// The scale precision.
         param: QuantParam,
     },
-    /// Scales in a float dtype the backend does not store.
-    #[error(
-        "the {backend} backend does not store {param:?} tensors, so it cannot keep \
-         QuantParam::{param:?} scales; choose QuantParam::F32"
-    )]
-    ScaleDType {
-        /// The backend's name.
-        backend: String,
-        /// The scale precision.
-        param: QuantParam,
-    },
     /// A block level with no dimensions.
-    #[error("QuantLevel::Block with no dimensions; give a block size, e.g. QuantLevel::block([32])")]
+    #[error(
+        "QuantLevel::Block with no dimensions; give a block size, e.g. QuantLevel::block([32])"
+    )]
     EmptyBlock,
     /// A block with a zero dimension, or a multi-dimensional tile.
     #[error(
@@ -210,9 +202,17 @@ pub(crate) fn check<B: Backend>(
     float_bytes: usize,
     device: &B::Device,
 ) -> Result<(), QuantizeError> {
-    check_scheme(scheme)?;
-    check_backend::<B>(scheme, device)?;
+    check_scheme_on::<B>(scheme, device)?;
     check_shape(scheme, shape, float_bytes)
+}
+
+/// The part of [`check`] that does not depend on a parameter.
+pub(crate) fn check_scheme_on<B: Backend>(
+    scheme: &QuantScheme,
+    device: &B::Device,
+) -> Result<(), QuantizeError> {
+    check_scheme(scheme)?;
+    check_backend::<B>(scheme, device)
 }
 
 /// The scheme's parts on their own.
@@ -251,8 +251,10 @@ fn check_scheme(scheme: &QuantScheme) -> Result<(), QuantizeError> {
         QuantStore::PackedU32(dim) => return Err(QuantizeError::PackingDim { dim }),
     }
     match param {
-        QuantParam::F32 | QuantParam::F16 | QuantParam::BF16 => {}
-        QuantParam::UE8M0 | QuantParam::UE4M3 => return Err(QuantizeError::ScaleParam { param }),
+        QuantParam::F32 => {}
+        QuantParam::F16 | QuantParam::BF16 | QuantParam::UE8M0 | QuantParam::UE4M3 => {
+            return Err(QuantizeError::ScaleParam { param })
+        }
     }
     if let QuantLevel::Block(block) = level {
         let Some((&last, leading)) = block.as_slice().split_last() else {
@@ -268,29 +270,19 @@ fn check_scheme(scheme: &QuantScheme) -> Result<(), QuantizeError> {
     Ok(())
 }
 
-/// The backend's report on the scheme and on its scales' dtype.
+/// The backend's report on the scheme.
 fn check_backend<B: Backend>(
     scheme: &QuantScheme,
     device: &B::Device,
 ) -> Result<(), QuantizeError> {
-    let stores = |dtype| B::dtype_usage(device, dtype).contains(DTypeUsage::Storage);
-    if !stores(DType::QFloat(*scheme)) {
-        return Err(QuantizeError::Backend {
+    let usage = B::dtype_usage(device, DType::QFloat(*scheme));
+    if usage.contains(DTypeUsage::Storage) {
+        Ok(())
+    } else {
+        Err(QuantizeError::Backend {
             backend: B::name(device),
             scheme: *scheme,
-        });
-    }
-    let scales = match scheme.param {
-        QuantParam::F16 => Some(DType::F16),
-        QuantParam::BF16 => Some(DType::BF16),
-        _ => None,
-    };
-    match scales {
-        Some(dtype) if !stores(dtype) => Err(QuantizeError::ScaleDType {
-            backend: B::name(device),
-            param: scheme.param,
-        }),
-        _ => Ok(()),
+        })
     }
 }
 
