@@ -465,7 +465,7 @@ fn llama_with_norm_values(dir: &Path, values: &[f32]) -> PathBuf {
         })
         .collect();
     let out = dir.join("hostile");
-    std::fs::create_dir(&out).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
     save_safetensors(out.join("model.safetensors"), tensors, None).unwrap();
     std::fs::copy(source.join("config.json"), out.join("config.json")).unwrap();
     out

@@ -146,8 +146,7 @@ impl LoadOptions {
     /// Quantizes the weights of every `nn::Linear` with `scheme` as they are loaded: the
     /// full-precision model is never resident (only the bytes in flight are). The result is bit
     /// for bit what Burn's `quantize_weights` with `Calibration::MinMax` gives on those
-    /// parameters after a full-precision load (on Flex, the right scales where Burn's are not:
-    /// see [`Quantization`](crate::Quantization)). A quantized model cannot be saved back to
+    /// parameters after a full-precision load. A quantized model cannot be saved back to
     /// safetensors (the save refuses with an error); load it again in full precision to save.
     ///
     /// Not every scheme runs on every backend (Burn's `QuantScheme::default()` packs values in
