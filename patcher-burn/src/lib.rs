@@ -35,10 +35,12 @@ mod save;
 mod slot;
 mod visit;
 
+pub use load::backend_quant_scheme;
 pub use load::{
     from_pretrained, load_checkpoint, load_into, load_with, model_params, plan_with, Layout,
     LinearLayout, LoadError, LoadOptions, LoadPlan, LoadProgress, LoadSpec, Loaded, NonFiniteCount,
-    ParamInfo, ParamKind, PretrainedModel, Quantization, QuantizeTargets,
+    ParamInfo, ParamKind, PretrainedModel, Quantization, QuantizeError, QuantizeTargets,
+    MAX_LOAD_THREADS,
 };
 pub use load::{model_params_with, TorchLayout, TorchLayouts};
 pub use patcher::Patcher;

@@ -54,6 +54,11 @@ pub(crate) struct ConvertOptions {
     /// tensors share one (the values pass through f32, exactly for f16 and bf16), else f32.
     #[arg(long, value_enum)]
     dtype: Option<OutputDType>,
+    /// Let --dtype write values beyond its range as infinities and values below its smallest
+    /// subnormal as zeros. Without it such a value fails the conversion (exit status 3, naming
+    /// the tensor and the value) and nothing is written; rounding is always allowed.
+    #[arg(long)]
+    allow_lossy: bool,
 }
 
 /// The `convert` arguments.
@@ -164,6 +169,9 @@ impl FamilyCommand for ConvertArgs {
             .float_dtype(dtype);
         if let Some(bytes) = args.max_shard_size {
             options = options.max_shard_size(bytes);
+        }
+        if args.allow_lossy {
+            options = options.allow_lossy_narrowing();
         }
         let spinner = spinner(format!("writing {}", args.out.display()));
         let written = save_model(&loaded.model, staging.path(), &conversions, None, &options)

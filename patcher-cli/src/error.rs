@@ -14,8 +14,8 @@ Exit status:
      report says why)
   2  usage or input error: unknown family or patch, unreadable or malformed checkpoint or
      config.json, an output folder that is not empty
-  3  converting or writing failed (nothing was left in the output folder), or an internal
-     error";
+  3  converting or writing failed (nothing was left in the output folder), e.g. a value that
+     --dtype cannot hold without --allow-lossy, or an internal error";
 
 /// A failure of the command line.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@ use burn::backend::ndarray::NdArrayDevice;
 use burn::backend::NdArray;
 use burn::prelude::*;
 use patcher_burn::{LoadOptions, Patcher};
+use patcher_core::{save_safetensors, Checkpoint, DType, HostTensor};
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher};
@@ -470,6 +471,76 @@ fn bf16_stays_bf16_unless_asked() {
     convert(&stock, &f32, "qwen2-moe", &["--dtype", "f32"]);
     let (inspect, _) = expect_status(&["inspect", arg(&f32)], 0);
     assert!(inspect.contains("dtypes\n  F32  "), "{inspect}");
+}
+
+/// The llama fixture with `model.norm.weight`'s first values replaced by `values`, in `dir`.
+fn llama_with_norm_values(dir: &Path, values: &[f32]) -> PathBuf {
+    let source = fixture("llama");
+    let checkpoint = Checkpoint::open(&source).unwrap();
+    let tensors: Vec<(String, HostTensor<'static>)> = checkpoint
+        .keys()
+        .map(|key| {
+            let tensor = checkpoint.get(key).unwrap().host();
+            let tensor = if key == "model.norm.weight" {
+                let mut data = tensor.to_f32_vec().unwrap();
+                data[..values.len()].copy_from_slice(values);
+                HostTensor::from_f32(tensor.shape.clone(), &data)
+                    .cast(tensor.dtype)
+                    .unwrap()
+            } else {
+                HostTensor::new(
+                    tensor.dtype,
+                    tensor.shape.clone(),
+                    tensor.bytes.into_owned(),
+                )
+            };
+            (key.to_string(), tensor)
+        })
+        .collect();
+    let out = dir.join("hostile");
+    std::fs::create_dir_all(&out).unwrap();
+    save_safetensors(out.join("model.safetensors"), tensors, None).unwrap();
+    std::fs::copy(source.join("config.json"), out.join("config.json")).unwrap();
+    out
+}
+
+/// `--dtype f16` refuses values f16 cannot hold (the probe's 1e6, 3e38 and 1e-30: exit 3,
+/// nothing written) unless `--allow-lossy`; bf16 holds their range, so they only round.
+#[test]
+fn lossy_dtype_narrowing_is_refused_unless_allowed() {
+    let dir = TempDir::new().unwrap();
+    for (value, shown) in [(1e6f32, "1e6"), (3e38, "3e38"), (1e-30, "1e-30")] {
+        let hostile = llama_with_norm_values(&dir.path().join(shown), &[value]);
+        let out = dir.path().join(shown).join("f16");
+        let (_, err) = convert_status(&hostile, &out, "llama", &["--dtype", "f16"], 3);
+        assert!(err.contains("model.norm.weight"), "{err}");
+        assert!(err.contains(&format!("element 0 is {shown}")), "{err}");
+        assert!(err.contains("--allow-lossy"), "{err}");
+        assert!(!out.exists());
+
+        convert(
+            &hostile,
+            &out,
+            "llama",
+            &["--dtype", "f16", "--allow-lossy"],
+        );
+        let written = Checkpoint::open(&out).unwrap();
+        let norm = written.get("model.norm.weight").unwrap().host();
+        let expected = if value > 1.0 { 0x7c00u16 } else { 0 };
+        assert_eq!(norm.to_values::<u16>().unwrap()[0], expected, "{shown}");
+
+        let bf16 = dir.path().join(shown).join("bf16");
+        convert(&hostile, &bf16, "llama", &["--dtype", "bf16"]);
+        let written = Checkpoint::open(&bf16).unwrap();
+        let norm = written.get("model.norm.weight").unwrap().host();
+        let rounded = HostTensor::from_f32([1], &[value])
+            .cast(DType::BF16)
+            .unwrap();
+        assert_eq!(
+            norm.to_values::<u16>().unwrap()[0],
+            rounded.to_values::<u16>().unwrap()[0]
+        );
+    }
 }
 
 /// A config from elsewhere (`--config`), and a checkpoint without one (2).

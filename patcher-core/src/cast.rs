@@ -12,9 +12,57 @@ use half::{bf16, f16};
 
 use crate::tensor::{DType, HostTensor};
 
+mod nan;
+mod narrowing;
+
+pub use narrowing::LossyNarrowing;
+
+/// How a refusal of lossy narrowing ends: what to do instead.
+const ALLOW_LOSSY: &str = "keep a dtype with the range these values need, or allow lossy \
+                           narrowing explicitly (`HostTensor::cast_with(.., \
+                           LossyNarrowing::Allow)`, `SaveOptions::allow_lossy_narrowing`, \
+                           `burn-patcher convert --allow-lossy`)";
+
 /// A cast or a typed read was asked for something the data cannot give.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CastError {
+    /// A finite value is beyond the target dtype's range: the cast would make it infinite.
+    #[error(
+        "element {index} is {shown}, beyond the largest finite {to} ({max}): casting this \
+         {from} tensor to {to} would write infinity; {allow}",
+        shown = narrowing::shown(*value, *from),
+        max = narrowing::shown(narrowing::max_finite(*to), *to),
+        allow = ALLOW_LOSSY
+    )]
+    Overflow {
+        /// The element's index (row-major).
+        index: usize,
+        /// Its value.
+        value: f64,
+        /// The tensor's dtype.
+        from: DType,
+        /// The requested dtype.
+        to: DType,
+    },
+    /// A normal non-zero value is below the target dtype's smallest subnormal: the cast would
+    /// make it zero.
+    #[error(
+        "element {index} is {shown}, below the smallest positive {to} ({min}): casting this \
+         {from} tensor to {to} would write 0; {allow}",
+        shown = narrowing::shown(*value, *from),
+        min = narrowing::shown(narrowing::min_positive(*to), *to),
+        allow = ALLOW_LOSSY
+    )]
+    Underflow {
+        /// The element's index (row-major).
+        index: usize,
+        /// Its value.
+        value: f64,
+        /// The tensor's dtype.
+        from: DType,
+        /// The requested dtype.
+        to: DType,
+    },
     /// One of the dtypes is not a float type.
     #[error(
         "cannot cast a {from} tensor to {to}: only F32, F16, BF16 and F64 convert into each other; \
@@ -64,26 +112,16 @@ fn encode<T: Copy, const N: usize>(values: &[T], to_bytes: impl Fn(T) -> [u8; N]
     out
 }
 
-/// Decodes little-endian F32/F16/BF16 elements exactly as f32 (F64 rounds to nearest even).
+/// Decodes little-endian float elements as f32 (F64 rounds to nearest even; NaNs keep their
+/// bits as [`cast_bytes`] converts them).
 fn decode_f32(dtype: DType, bytes: &[u8]) -> Vec<f32> {
-    fn each<const I: usize>(bytes: &[u8], f: impl Fn([u8; I]) -> f32) -> Vec<f32> {
-        let mut element = [0u8; I];
-        bytes
-            .chunks_exact(I)
-            .map(|chunk| {
-                element.copy_from_slice(chunk);
-                f(element)
-            })
-            .collect()
-    }
-    match dtype {
-        DType::F32 => each(bytes, f32::from_le_bytes),
-        DType::F16 => each(bytes, |a| f16::from_le_bytes(a).to_f32()),
-        DType::BF16 => each(bytes, |a| bf16::from_le_bytes(a).to_f32()),
-        DType::F64 => each(bytes, |a| f64::from_le_bytes(a) as f32),
-        // Callers check `is_float` first.
-        DType::I64 | DType::I32 | DType::U8 | DType::Bool => Vec::new(),
-    }
+    let f32s = match dtype {
+        DType::F32 => Cow::Borrowed(bytes),
+        _ => Cow::Owned(cast_bytes(dtype, DType::F32, bytes)),
+    };
+    f32s.chunks_exact(4)
+        .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+        .collect()
 }
 
 /// `v` as f32 rounded to odd: truncated, with the last mantissa bit set if anything was cut.
@@ -105,6 +143,28 @@ fn round_to_odd(v: f64) -> f32 {
     f32::from_bits(bits | 1)
 }
 
+/// `fast` (an element conversion from `from` to `to`) for every value but NaNs, which keep
+/// their sign and payload bit for bit (`half` and the CPU's conversions quiet them; see
+/// `nan.rs`).
+fn keep_nan<const I: usize, const O: usize>(
+    from: DType,
+    to: DType,
+    fast: impl Fn([u8; I]) -> [u8; O],
+) -> impl Fn([u8; I]) -> [u8; O] {
+    move |element| {
+        let mut wide = [0u8; 8];
+        wide[..I].copy_from_slice(&element);
+        match nan::convert(u64::from_le_bytes(wide), from, to) {
+            Some(bits) => {
+                let mut out = [0u8; O];
+                out.copy_from_slice(&bits.to_le_bytes()[..O]);
+                out
+            }
+            None => fast(element),
+        }
+    }
+}
+
 /// Casts float bytes of `from` into `to` (both float, different). Each pair is its own loop
 /// so the conversion inlines; F16/BF16 go through f32 exactly, so every cast rounds once.
 fn cast_bytes(from: DType, to: DType, b: &[u8]) -> Vec<u8> {
@@ -112,39 +172,100 @@ fn cast_bytes(from: DType, to: DType, b: &[u8]) -> Vec<u8> {
     let f16_to_f32 = |a| f16::from_le_bytes(a).to_f32();
     let bf16_to_f32 = |a| bf16::from_le_bytes(a).to_f32();
     match (from, to) {
-        (F16, F32) => map(b, |a| f16_to_f32(a).to_le_bytes()),
-        (BF16, F32) => map(b, |a| bf16_to_f32(a).to_le_bytes()),
-        (F64, F32) => map(b, |a| (f64::from_le_bytes(a) as f32).to_le_bytes()),
-        (F32, F16) => map(b, |a| f16::from_f32(f32::from_le_bytes(a)).to_le_bytes()),
-        (BF16, F16) => map(b, |a| f16::from_f32(bf16_to_f32(a)).to_le_bytes()),
-        (F64, F16) => map(b, |a| {
-            f16::from_f32(round_to_odd(f64::from_le_bytes(a))).to_le_bytes()
-        }),
-        (F32, BF16) => map(b, |a| bf16::from_f32(f32::from_le_bytes(a)).to_le_bytes()),
-        (F16, BF16) => map(b, |a| bf16::from_f32(f16_to_f32(a)).to_le_bytes()),
-        (F64, BF16) => map(b, |a| {
-            bf16::from_f32(round_to_odd(f64::from_le_bytes(a))).to_le_bytes()
-        }),
-        (F32, F64) => map(b, |a| f64::from(f32::from_le_bytes(a)).to_le_bytes()),
-        (F16, F64) => map(b, |a| f64::from(f16_to_f32(a)).to_le_bytes()),
-        (BF16, F64) => map(b, |a| f64::from(bf16_to_f32(a)).to_le_bytes()),
+        (F16, F32) => map(b, keep_nan(from, to, |a| f16_to_f32(a).to_le_bytes())),
+        (BF16, F32) => map(b, keep_nan(from, to, |a| bf16_to_f32(a).to_le_bytes())),
+        (F64, F32) => map(
+            b,
+            keep_nan(from, to, |a| (f64::from_le_bytes(a) as f32).to_le_bytes()),
+        ),
+        (F32, F16) => map(
+            b,
+            keep_nan(from, to, |a| {
+                f16::from_f32(f32::from_le_bytes(a)).to_le_bytes()
+            }),
+        ),
+        (BF16, F16) => map(
+            b,
+            keep_nan(from, to, |a| f16::from_f32(bf16_to_f32(a)).to_le_bytes()),
+        ),
+        (F64, F16) => map(
+            b,
+            keep_nan(from, to, |a| {
+                f16::from_f32(round_to_odd(f64::from_le_bytes(a))).to_le_bytes()
+            }),
+        ),
+        (F32, BF16) => map(
+            b,
+            keep_nan(from, to, |a| {
+                bf16::from_f32(f32::from_le_bytes(a)).to_le_bytes()
+            }),
+        ),
+        (F16, BF16) => map(
+            b,
+            keep_nan(from, to, |a| bf16::from_f32(f16_to_f32(a)).to_le_bytes()),
+        ),
+        (F64, BF16) => map(
+            b,
+            keep_nan(from, to, |a| {
+                bf16::from_f32(round_to_odd(f64::from_le_bytes(a))).to_le_bytes()
+            }),
+        ),
+        (F32, F64) => map(
+            b,
+            keep_nan(from, to, |a| f64::from(f32::from_le_bytes(a)).to_le_bytes()),
+        ),
+        (F16, F64) => map(
+            b,
+            keep_nan(from, to, |a| f64::from(f16_to_f32(a)).to_le_bytes()),
+        ),
+        (BF16, F64) => map(
+            b,
+            keep_nan(from, to, |a| f64::from(bf16_to_f32(a)).to_le_bytes()),
+        ),
         // Callers pass two different float dtypes.
         _ => b.to_vec(),
     }
 }
 
 impl<'a> HostTensor<'a> {
-    /// Casts to `dtype`, rounding to nearest even. Casting to the tensor's own dtype returns it
-    /// unchanged (a borrowed tensor stays borrowed: no copy).
+    /// Casts to `dtype`, rounding to nearest even, and refuses lossy narrowing: a finite value
+    /// that would become infinite ([`CastError::Overflow`]) or a normal non-zero value that
+    /// would become zero ([`CastError::Underflow`]); see [`cast_with`](Self::cast_with) to
+    /// allow it. NaNs keep their bits (sign, quiet bit and payload; narrowing keeps the
+    /// payload's top bits), so a widening and narrowing round trip gives back the original
+    /// bytes. Casting to the tensor's own dtype returns it unchanged (a borrowed tensor stays
+    /// borrowed: no copy).
     ///
     /// ```
-    /// use patcher_core::{DType, HostTensor};
+    /// use patcher_core::{CastError, DType, HostTensor};
     /// let t = HostTensor::from_f32([2], &[1.0, 0.1]);
     /// let h = t.cast(DType::BF16)?;
     /// assert_eq!(h.to_f32_vec()?, vec![1.0, 0.10009765625]);
+    /// // 1e6 is beyond f16's range (65504).
+    /// let big = HostTensor::from_f32([1], &[1e6]);
+    /// assert!(matches!(big.cast(DType::F16), Err(CastError::Overflow { .. })));
     /// # Ok::<(), patcher_core::CastError>(())
     /// ```
     pub fn cast(self, dtype: DType) -> Result<HostTensor<'a>, CastError> {
+        self.cast_with(dtype, LossyNarrowing::Refuse)
+    }
+
+    /// [`cast`](Self::cast), with lossy narrowing refused or allowed (then values beyond the
+    /// target's range become infinite and values below its smallest subnormal become zero,
+    /// as PyTorch's `Tensor.to(dtype)` does).
+    ///
+    /// ```
+    /// use patcher_core::{DType, HostTensor, LossyNarrowing};
+    /// let t = HostTensor::from_f32([2], &[1e6, 1e-30]);
+    /// let h = t.cast_with(DType::F16, LossyNarrowing::Allow)?;
+    /// assert_eq!(h.to_f32_vec()?, vec![f32::INFINITY, 0.0]);
+    /// # Ok::<(), patcher_core::CastError>(())
+    /// ```
+    pub fn cast_with(
+        self,
+        dtype: DType,
+        narrowing: LossyNarrowing,
+    ) -> Result<HostTensor<'a>, CastError> {
         if self.dtype == dtype {
             return Ok(self);
         }
@@ -156,6 +277,11 @@ impl<'a> HostTensor<'a> {
         }
         self.check_len()?;
         let bytes = cast_bytes(self.dtype, dtype, &self.bytes);
+        if narrowing == LossyNarrowing::Refuse {
+            if let Some(lost) = narrowing::first_lost(self.dtype, &self.bytes, dtype, &bytes) {
+                return Err(lost);
+            }
+        }
         Ok(HostTensor {
             dtype,
             shape: self.shape,

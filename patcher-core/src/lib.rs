@@ -16,7 +16,7 @@ pub mod plan;
 mod tensor;
 mod transform;
 
-pub use cast::CastError;
+pub use cast::{CastError, LossyNarrowing};
 pub use checkpoint::{
     save_checkpoint, save_safetensors, write_atomic, Checkpoint, CheckpointError, TensorRef,
 };

@@ -4,6 +4,7 @@ use patcher_core::pattern::PatternError;
 use patcher_core::plan::PlannedGroup;
 use patcher_core::{CastError, CheckpointError, LoadReport, OpError, TransformError};
 
+use super::quantize::QuantizeError;
 use crate::slot::BuildError;
 
 /// A load or save that did not happen. The caller's model is untouched.
@@ -33,8 +34,10 @@ pub enum LoadError {
         /// The op's error.
         source: OpError,
     },
-    /// A tensor could not be cast to the parameter's dtype.
-    #[error("casting `{key}` for the model: {source}")]
+    /// A tensor could not be cast: to the parameter's dtype on a load, to
+    /// [`SaveOptions::float_dtype`](crate::SaveOptions::float_dtype) on a save (which refuses
+    /// lossy narrowing unless [`SaveOptions::allow_lossy_narrowing`](crate::SaveOptions::allow_lossy_narrowing)).
+    #[error("casting `{key}`: {source}")]
     Cast {
         /// The checkpoint key.
         key: String,
@@ -48,6 +51,16 @@ pub enum LoadError {
         key: String,
         /// What is not supported and what to do.
         message: String,
+    },
+    /// A parameter the load would quantize cannot be quantized with the scheme on this
+    /// backend: found before any parameter is uploaded.
+    #[error("cannot quantize `{key}`: {source}")]
+    Quantize {
+        /// The parameter's checkpoint name.
+        key: String,
+        /// Why, and what to choose instead.
+        #[source]
+        source: QuantizeError,
     },
     /// A key pattern of the load (an ignore pattern) is empty or not a valid regex.
     #[error(transparent)]

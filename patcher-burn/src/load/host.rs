@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType as BurnDType, Element, TensorData};
 use patcher_core::ops::Transpose;
-use patcher_core::{ConversionOp, DType, Groups, HostTensor, OpContext};
+use patcher_core::{ConversionOp, DType, Groups, HostTensor, LossyNarrowing, OpContext};
 
 use super::error::LoadError;
 use super::layout::Layout;
@@ -43,12 +43,14 @@ pub(crate) fn cast_for<'a>(
         ),
     };
     match (kind, tensor.dtype) {
-        (ParamKind::Float, d) if d.is_float() => {
-            tensor.cast(float).map_err(|source| LoadError::Cast {
+        // Into the backend's float type as transformers' `torch_dtype` casts: values beyond its
+        // range become infinite, as with torch's `Tensor.to` (the model runs in that type).
+        (ParamKind::Float, d) if d.is_float() => tensor
+            .cast_with(float, LossyNarrowing::Allow)
+            .map_err(|source| LoadError::Cast {
                 key: key.to_string(),
                 source,
-            })
-        }
+            }),
         (ParamKind::Float, _) => Err(wrong_kind("a float tensor")),
         (ParamKind::Int, DType::I64 | DType::I32 | DType::U8) => Ok(tensor),
         (ParamKind::Int, _) => Err(wrong_kind("an int tensor")),

@@ -19,9 +19,9 @@ pub use finite::NonFiniteCount;
 pub(crate) use host::from_tensor_data;
 pub use layout::{Layout, TorchLayout, TorchLayouts};
 pub use model::PretrainedModel;
-pub use options::{LoadOptions, LoadProgress};
+pub use options::{LoadOptions, LoadProgress, MAX_LOAD_THREADS};
 pub use params::{model_params, model_params_with, LinearLayout, ParamInfo, ParamKind};
 pub use pretrained::{
     from_pretrained, load_checkpoint, load_into, load_with, plan_with, LoadPlan, LoadSpec, Loaded,
 };
-pub use quantize::{Quantization, QuantizeTargets};
+pub use quantize::{backend_quant_scheme, Quantization, QuantizeError, QuantizeTargets};

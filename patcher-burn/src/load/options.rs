@@ -23,6 +23,11 @@ pub struct LoadProgress {
 
 type ProgressFn = Arc<dyn Fn(&LoadProgress) + Send + Sync>;
 
+/// The most threads a load runs on: [`LoadOptions::threads`] clamps to it. Well above what an
+/// I/O-bound load gains from (transformers measured 4 as fastest), low enough that starting
+/// them all costs milliseconds.
+pub const MAX_LOAD_THREADS: usize = 64;
+
 /// Options of a load. The default is strict, 4 threads and 512 MiB in flight.
 ///
 /// ```
@@ -79,9 +84,18 @@ impl LoadOptions {
         self
     }
 
-    /// Threads converting groups in parallel (at least 1).
+    /// Threads converting groups in parallel, clamped to `1..=`[`MAX_LOAD_THREADS`]: loading
+    /// is bound by reads and uploads, not by cores, and every thread is started for each load
+    /// (10,000 threads took over a minute to start on a tiny checkpoint).
+    ///
+    /// ```
+    /// use patcher_burn::{LoadOptions, MAX_LOAD_THREADS};
+    ///
+    /// assert_eq!(LoadOptions::default().threads(10_000).thread_count(), MAX_LOAD_THREADS);
+    /// assert_eq!(LoadOptions::default().threads(0).thread_count(), 1);
+    /// ```
     pub fn threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
+        self.threads = threads.clamp(1, MAX_LOAD_THREADS);
         self
     }
 
@@ -135,11 +149,51 @@ impl LoadOptions {
     /// parameters after a full-precision load. A quantized model cannot be saved back to
     /// safetensors (the save refuses with an error); load it again in full precision to save.
     ///
-    /// ```
-    /// use burn::tensor::quantization::QuantScheme;
-    /// use patcher_burn::LoadOptions;
+    /// Not every scheme runs on every backend (Burn's `QuantScheme::default()` packs values in
+    /// u32 words, which NdArray does not implement) nor fits every parameter (a block size
+    /// must divide a parameter's width): such a load fails with
+    /// [`LoadError::Quantize`](crate::LoadError::Quantize) naming the parameter and why, before
+    /// anything is uploaded. [`backend_quant_scheme`](crate::backend_quant_scheme) is the
+    /// backend's own 8-bit scheme.
     ///
-    /// let options = LoadOptions::default().quantize(QuantScheme::default());
+    /// ```
+    /// use burn::backend::NdArray;
+    /// use burn::nn::LinearConfig;
+    /// use burn::tensor::quantization::{QuantLevel, QuantScheme};
+    /// use burn::tensor::DType as BurnDType;
+    /// use patcher_burn::{backend_quant_scheme, load_checkpoint, LoadError, LoadOptions};
+    /// use patcher_core::{save_safetensors, Checkpoint, HostTensor};
+    ///
+    /// // A checkpoint of one Linear (PyTorch layout: weight [out, in]).
+    /// let dir = std::env::temp_dir().join(format!("quantize-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let file = dir.join("model.safetensors");
+    /// let weight: Vec<f32> = (0..32 * 16).map(|i| (i % 7) as f32 - 3.0).collect();
+    /// let bias = vec![0.5f32; 32];
+    /// save_safetensors(&file, [
+    ///     ("weight".to_string(), HostTensor::from_f32([32, 16], &weight)),
+    ///     ("bias".to_string(), HostTensor::from_f32([32], &bias)),
+    /// ], None)?;
+    /// let checkpoint = Checkpoint::open(&file)?;
+    /// let linear = LinearConfig::new(16, 32).init::<NdArray>(&Default::default());
+    ///
+    /// // The backend's 8-bit scheme loads (NdArray: one value per byte).
+    /// let options = LoadOptions::default().quantize(backend_quant_scheme::<NdArray>());
+    /// let loaded = load_checkpoint(&linear, &checkpoint, &[], None, &options)?;
+    /// assert!(matches!(loaded.model.weight.val().dtype(), BurnDType::QFloat(_)));
+    ///
+    /// // Burn's packed default is refused on NdArray, as is a block that does not divide the
+    /// // width (32): typed errors naming the parameter, and `linear` is untouched.
+    /// for scheme in [
+    ///     QuantScheme::default(),
+    ///     backend_quant_scheme::<NdArray>().with_level(QuantLevel::block([24])),
+    /// ] {
+    ///     let options = LoadOptions::default().quantize(scheme);
+    ///     let err = load_checkpoint(&linear, &checkpoint, &[], None, &options).unwrap_err();
+    ///     assert!(matches!(&err, LoadError::Quantize { key, .. } if key == "weight"), "{err}");
+    /// }
+    /// std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn quantize(self, scheme: QuantScheme) -> Self {
         self.quantization(Quantization {
@@ -217,7 +271,8 @@ impl LoadOptions {
         self.quantization.as_ref()
     }
 
-    pub(crate) fn thread_count(&self) -> usize {
+    /// Threads a load runs on (see [`threads`](Self::threads)).
+    pub fn thread_count(&self) -> usize {
         self.threads
     }
 

@@ -20,7 +20,7 @@ use super::layout::TorchLayouts;
 use super::model::PretrainedModel;
 use super::options::LoadOptions;
 use super::params::{model_params_with, ParamInfo};
-use super::quantize::{check_supported, model_device, QuantizeSelector};
+use super::quantize::{check_scheme, check_supported, model_device, QuantizeSelector};
 use crate::slot::{BuildContext, BuildError};
 use crate::visit;
 use crate::Patcher;
@@ -284,6 +284,11 @@ pub fn load_with<B: Backend, M: Module<B>>(
     options: &LoadOptions,
 ) -> Result<Loaded<M>, LoadError> {
     let float = float_dtype::<B>()?;
+    let quantize = QuantizeSelector::new(options.quantization_choice())?;
+    if let Some(selector) = &quantize {
+        let params = model_params_with(model, &spec.layouts);
+        check_scheme::<B>(selector, &params, &model_device(model))?;
+    }
     let (
         LoadPlan {
             plan,
@@ -298,19 +303,28 @@ pub fn load_with<B: Backend, M: Module<B>>(
         });
     }
 
-    if let Some(quantization) = options.quantization_choice() {
-        check_supported::<B>(&quantization.scheme, &model_device(model))?;
+    let params: HashMap<&str, &ParamInfo> =
+        params.iter().map(|p| (p.torch_name.as_str(), p)).collect();
+    if let Some(selector) = &quantize {
+        let written = plan
+            .groups()
+            .iter()
+            .flat_map(|group| group.ready_targets())
+            .filter_map(|target| params.get(target.key.as_str()).copied());
+        check_supported::<B>(
+            selector,
+            written,
+            float.size_in_bytes(),
+            &model_device(model),
+        )?;
     }
     let executor = Executor {
         checkpoint,
-        params: params
-            .iter()
-            .map(|p| (p.torch_name.as_str(), p))
-            .collect::<HashMap<_, _>>(),
+        params,
         float,
         non_finite: options.checks_finite().then(Default::default),
         linear_layout: options.linear_layout_choice(),
-        quantize: QuantizeSelector::new(options.quantization_choice())?,
+        quantize,
     };
     // Work on a copy (parameters are reference-counted: cheap), so a failure midway leaves the
     // caller's model as it was.

@@ -10,6 +10,10 @@ use super::error::LoadError;
 use super::layout::Layout;
 use super::params::{ParamInfo, ParamKind};
 
+mod support;
+
+pub use support::{backend_quant_scheme, QuantizeError};
+
 /// Which parameters a quantized load quantizes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum QuantizeTargets {
@@ -30,7 +34,10 @@ pub enum QuantizeTargets {
 /// gives the same bits as quantizing after a full-precision load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Quantization {
-    /// How values are quantized (`QuantScheme::default()`: 8-bit, symmetric, per tensor).
+    /// How values are quantized (`QuantScheme::default()`: 8-bit, symmetric, per tensor, packed
+    /// in u32 words; [`backend_quant_scheme`] gives the backend's own 8-bit scheme). A scheme
+    /// the backend or a parameter's shape does not allow fails the load before anything is
+    /// uploaded, with [`LoadError::Quantize`](crate::LoadError::Quantize).
     pub scheme: QuantScheme,
     /// Which parameters are quantized.
     pub targets: QuantizeTargets,
@@ -95,23 +102,47 @@ pub(crate) fn model_device<B: Backend, M: Module<B>>(model: &M) -> B::Device {
     first.0.unwrap_or_default()
 }
 
-/// Fails with a clear error, before anything is loaded, when the backend cannot quantize with
-/// `scheme` (Burn's backends panic on a scheme they do not implement, e.g. NdArray on the default
-/// packed store): a small tensor is quantized first, and a panic becomes [`LoadError`].
-pub(crate) fn check_supported<B: Backend>(
-    scheme: &QuantScheme,
+/// Fails with [`LoadError::Quantize`] naming the first of `params` (the model's) that
+/// `selector` quantizes if its scheme itself cannot run on `B` (whatever the shapes): the check
+/// before planning, so a wrong scheme costs no plan.
+pub(crate) fn check_scheme<'a, B: Backend>(
+    selector: &QuantizeSelector,
+    params: impl IntoIterator<Item = &'a ParamInfo>,
     device: &B::Device,
 ) -> Result<(), LoadError> {
-    let probe = Tensor::<B, 2>::ones([2, 512], device);
-    let quantized = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        quantize(probe, scheme).into_data()
-    }));
-    quantized.map(|_| ()).map_err(|_| LoadError::Unsupported {
-        key: String::new(),
-        message: format!(
-            "the {} backend cannot quantize with {scheme:?}; choose a scheme it implements (the \
-             CPU backends take `QuantScheme::default().with_store(QuantStore::Native)`)",
-            B::name(device)
-        ),
-    })
+    let first = params
+        .into_iter()
+        .find_map(|param| Some((param, selector.scheme_for(param)?)));
+    match first {
+        Some((param, scheme)) => {
+            support::check_scheme_on::<B>(&scheme, device).map_err(|source| LoadError::Quantize {
+                key: param.torch_name.clone(),
+                source,
+            })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Fails with [`LoadError::Quantize`], before anything is loaded, naming the first of `params`
+/// (the parameters the load writes) that `selector` quantizes and that its scheme cannot
+/// quantize on `B` (see `support.rs`): a failed check leaves the caller's model untouched.
+pub(crate) fn check_supported<'a, B: Backend>(
+    selector: &QuantizeSelector,
+    params: impl IntoIterator<Item = &'a ParamInfo>,
+    float_bytes: usize,
+    device: &B::Device,
+) -> Result<(), LoadError> {
+    for param in params {
+        let Some(scheme) = selector.scheme_for(param) else {
+            continue;
+        };
+        support::check::<B>(&scheme, &param.burn_shape, float_bytes, device).map_err(|source| {
+            LoadError::Quantize {
+                key: param.torch_name.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(())
 }

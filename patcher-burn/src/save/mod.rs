@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::prelude::*;
 use patcher_core::pattern::IntoPatterns;
 use patcher_core::plan::PlanOptions;
-use patcher_core::{DType, HostTensor, TensorMeta, WeightTransform};
+use patcher_core::{DType, HostTensor, LossyNarrowing, TensorMeta, WeightTransform};
 
 use crate::load::{LoadError, Loaded, TorchLayouts};
 
@@ -32,6 +32,7 @@ pub struct SaveOptions {
     float_dtype: Option<DType>,
     only_params: Vec<String>,
     skip_params: Vec<String>,
+    narrowing: LossyNarrowing,
 }
 
 impl SaveOptions {
@@ -75,6 +76,12 @@ impl SaveOptions {
     /// ([`Loaded::source_layout`]; bf16 and f16 values survive the round trip through f32, so
     /// an untrained tensor is written byte for byte as it was read), and the model's float type
     /// for a tensor the checkpoint did not hold (or with [`save_model`]).
+    ///
+    /// Lossy narrowing is refused: a finite value beyond `dtype`'s range (it would be written
+    /// as infinity) or a normal non-zero value below its smallest subnormal (written as 0)
+    /// fails the save with [`LoadError::Cast`] naming the tensor and the value, and nothing is
+    /// written; see [`allow_lossy_narrowing`](Self::allow_lossy_narrowing). Rounding is not
+    /// lossy narrowing. NaNs are written with their payloads.
     ///
     /// ```
     /// use patcher_burn::SaveOptions;
@@ -124,6 +131,28 @@ impl SaveOptions {
     /// The patterns set with [`skip_params`](Self::skip_params).
     pub fn skipped_params(&self) -> &[String] {
         &self.skip_params
+    }
+
+    /// Lets [`float_dtype`](Self::float_dtype) write values beyond its range as infinities and
+    /// values below its smallest subnormal as zeros (as PyTorch's `Tensor.to(dtype)` does)
+    /// instead of failing the save.
+    ///
+    /// ```
+    /// use patcher_burn::SaveOptions;
+    /// use patcher_core::{DType, LossyNarrowing};
+    /// let options = SaveOptions::default().float_dtype(DType::F16);
+    /// assert_eq!(options.lossy_narrowing_choice(), LossyNarrowing::Refuse);
+    /// let lossy = options.allow_lossy_narrowing();
+    /// assert_eq!(lossy.lossy_narrowing_choice(), LossyNarrowing::Allow);
+    /// ```
+    pub fn allow_lossy_narrowing(mut self) -> Self {
+        self.narrowing = LossyNarrowing::Allow;
+        self
+    }
+
+    /// Whether lossy narrowing is refused (the default) or allowed.
+    pub fn lossy_narrowing_choice(&self) -> LossyNarrowing {
+        self.narrowing
     }
 }
 
@@ -216,8 +245,12 @@ fn save<B: Backend, M: Module<B>>(
                     .into(),
             })
         }
-        Some(dtype) => cast_floats(collected.tensors, |_| Some(dtype))?,
-        None => cast_floats(collected.tensors, |key| loaded.get(key).copied())?,
+        Some(dtype) => cast_floats(collected.tensors, |_| Some(dtype), options.narrowing)?,
+        None => cast_floats(
+            collected.tensors,
+            |key| loaded.get(key).copied(),
+            options.narrowing,
+        )?,
     };
     let written: Vec<(String, TensorMeta)> = collected
         .tensors
@@ -238,10 +271,12 @@ fn save<B: Backend, M: Module<B>>(
 }
 
 /// The float tensors of `tensors` cast to the float dtype `dtype_of` gives for their key (left
-/// as they are where it gives none, or a dtype that is not a float).
+/// as they are where it gives none, or a dtype that is not a float), lossy narrowing refused or
+/// allowed.
 fn cast_floats(
     tensors: Vec<(String, HostTensor<'static>)>,
     dtype_of: impl Fn(&str) -> Option<DType>,
+    narrowing: LossyNarrowing,
 ) -> Result<Vec<(String, HostTensor<'static>)>, LoadError> {
     tensors
         .into_iter()
@@ -250,7 +285,7 @@ fn cast_floats(
                 Some(dtype) if dtype.is_float() && tensor.dtype.is_float() => dtype,
                 _ => return Ok((key, tensor)),
             };
-            match tensor.cast(dtype) {
+            match tensor.cast_with(dtype, narrowing) {
                 Ok(cast) => Ok((key, cast)),
                 Err(source) => Err(LoadError::Cast { key, source }),
             }

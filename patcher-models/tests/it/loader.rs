@@ -314,3 +314,41 @@ macro_rules! loader_tests {
 }
 
 crate::common::on_every_backend!(loader_tests);
+
+/// `LoadOptions::threads` is clamped to `MAX_LOAD_THREADS`: 10,000 threads asked load the
+/// sharded fixture on 64, to the same weights as the default 4.
+#[test]
+fn ten_thousand_threads_are_clamped_and_load_the_same_weights() {
+    use burn::backend::NdArray;
+    use patcher_burn::MAX_LOAD_THREADS;
+
+    let options = LoadOptions::default().threads(10_000);
+    assert_eq!(options.thread_count(), MAX_LOAD_THREADS);
+    let path = fixtures().join("qwen2_moe_sharded");
+    let device = Default::default();
+    let load = |options: &LoadOptions| {
+        Qwen2MoeForCausalLM::<NdArray>::from_pretrained(&path, &Patcher::new(), &device, options)
+            .unwrap()
+            .model
+    };
+    // Every float parameter's values, in visiting order (NdArray's threaded matmuls are not
+    // reproducible to the bit, so weights are compared, not logits).
+    struct Weights(Vec<burn::tensor::TensorData>);
+    impl burn::module::ModuleVisitor<NdArray> for Weights {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::tensor::Tensor<NdArray, D>>,
+        ) {
+            self.0.push(param.val().into_data());
+        }
+    }
+    let weights = |model: &Qwen2MoeForCausalLM<NdArray>| {
+        let mut visitor = Weights(Vec::new());
+        model.visit(&mut visitor);
+        visitor.0
+    };
+    let (many, default) = (load(&options), load(&LoadOptions::default()));
+    let (many, default) = (weights(&many), weights(&default));
+    assert!(!many.is_empty());
+    assert_eq!(many, default);
+}

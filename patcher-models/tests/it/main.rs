@@ -16,6 +16,7 @@ mod mixtral;
 mod ops_reference;
 mod parity;
 mod quantized;
+mod quantized_schemes;
 mod replacements;
 mod roundtrip;
 mod router;

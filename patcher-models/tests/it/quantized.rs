@@ -177,11 +177,9 @@ fn unsupported_schemes_are_an_error<B: Backend>(device: &B::Device) {
         device,
         &LoadOptions::default().quantize(packed),
     );
-    assert_eq!(result.is_err(), B::name(device) == "ndarray");
-    if let Err(err) = result {
-        let message = err.to_string();
-        assert!(message.contains("QuantStore::Native"), "{message}");
-    }
+    // Flex packs, but the shared expert gate's width (1) does not fill a u32 word.
+    let message = result.err().expect("refused").to_string();
+    assert!(message.contains("QuantStore::Native"), "{message}");
 }
 
 fn saving_a_quantized_model_is_refused<B: Backend>(device: &B::Device) {
