@@ -438,8 +438,12 @@ fn convert_removes_the_staging_folders_of_killed_runs_only() {
     let mut ended = Command::new("true").spawn().unwrap();
     ended.wait().unwrap();
     let mut running = Command::new("sleep").arg("60").spawn().unwrap();
-    let killed = dir.path().join(format!(".burn-patcher-{}-a1B2c3", ended.id()));
-    let live = dir.path().join(format!(".burn-patcher-{}-d4E5f6", running.id()));
+    let killed = dir
+        .path()
+        .join(format!(".burn-patcher-{}-a1B2c3", ended.id()));
+    let live = dir
+        .path()
+        .join(format!(".burn-patcher-{}-d4E5f6", running.id()));
     let unrelated = dir.path().join(".burn-patcher-notes");
     for folder in [&killed, &live, &unrelated] {
         std::fs::create_dir(folder).unwrap();
@@ -480,7 +484,7 @@ fn llama_with_norm_values(dir: &Path, values: &[f32]) -> PathBuf {
     let tensors: Vec<(String, HostTensor<'static>)> = checkpoint
         .keys()
         .map(|key| {
-            let tensor = checkpoint.get(key).unwrap().host();
+            let tensor = checkpoint.get(key).unwrap().read().unwrap();
             let tensor = if key == "model.norm.weight" {
                 let mut data = tensor.to_f32_vec().unwrap();
                 data[..values.len()].copy_from_slice(values);
@@ -525,14 +529,14 @@ fn lossy_dtype_narrowing_is_refused_unless_allowed() {
             &["--dtype", "f16", "--allow-lossy"],
         );
         let written = Checkpoint::open(&out).unwrap();
-        let norm = written.get("model.norm.weight").unwrap().host();
+        let norm = written.get("model.norm.weight").unwrap().read().unwrap();
         let expected = if value > 1.0 { 0x7c00u16 } else { 0 };
         assert_eq!(norm.to_values::<u16>().unwrap()[0], expected, "{shown}");
 
         let bf16 = dir.path().join(shown).join("bf16");
         convert(&hostile, &bf16, "llama", &["--dtype", "bf16"]);
         let written = Checkpoint::open(&bf16).unwrap();
-        let norm = written.get("model.norm.weight").unwrap().host();
+        let norm = written.get("model.norm.weight").unwrap().read().unwrap();
         let rounded = HostTensor::from_f32([1], &[value])
             .cast(DType::BF16)
             .unwrap();

@@ -103,7 +103,10 @@ impl Versions {
         let from: Vec<String> = found
             .iter()
             .map(|(key, bytes)| {
-                let v = self.0.iter().position(|version| version.get(key) == Some(bytes));
+                let v = self
+                    .0
+                    .iter()
+                    .position(|version| version.get(key) == Some(bytes));
                 format!("{key}: {v:?}")
             })
             .collect();
@@ -147,7 +150,12 @@ fn save_child() {
     assert_eq!(versions.which(dir.path()), 0);
     save(1, dir.path()).unwrap();
     assert_eq!(versions.which(dir.path()), 1);
-    assert_eq!(files(dir.path()).len(), LAYERS + 1, "{:?}", files(dir.path()));
+    assert_eq!(
+        files(dir.path()).len(),
+        LAYERS + 1,
+        "{:?}",
+        files(dir.path())
+    );
 }
 
 /// A small xorshift, so the test needs no random crate; its seed is printed to replay a run.
@@ -163,10 +171,22 @@ impl Rng {
 }
 
 /// Starts a child that saves `version` into `folder`; returns once it is about to save.
-fn start_child(folder: &Path, version: u32) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+fn start_child(
+    folder: &Path,
+    version: u32,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "commit::save_child", "--nocapture", "--test-threads", "1"])
-        .env("PATCHER_SAVE_CHILD", format!("{}:{version}", folder.display()))
+        .args([
+            "--exact",
+            "commit::save_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(
+            "PATCHER_SAVE_CHILD",
+            format!("{}:{version}", folder.display()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -178,8 +198,16 @@ fn start_child(folder: &Path, version: u32) -> (std::process::Child, BufReader<s
         line.clear();
         if stdout.read_line(&mut line).unwrap() == 0 {
             let mut stderr = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            panic!("the child ended before saving: {:?}\n{stderr}", child.wait());
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            panic!(
+                "the child ended before saving: {:?}\n{stderr}",
+                child.wait()
+            );
         }
     }
     (child, stdout)
@@ -213,7 +241,11 @@ fn a_save_killed_at_any_instant_leaves_the_old_or_the_new_checkpoint() {
         let start = Instant::now();
         assert!(child.wait().unwrap().success());
         window = window.max(start.elapsed());
-        assert_eq!(versions.which(folder), version, "uninterrupted save {round}");
+        assert_eq!(
+            versions.which(folder),
+            version,
+            "uninterrupted save {round}"
+        );
     }
 
     let (mut old, mut new) = (0, 0);
@@ -232,7 +264,9 @@ fn a_save_killed_at_any_instant_leaves_the_old_or_the_new_checkpoint() {
             new += 1;
         }
     }
-    println!("{kills} kills (save window {window:?}): {old} left the old checkpoint, {new} the new");
+    println!(
+        "{kills} kills (save window {window:?}): {old} left the old checkpoint, {new} the new"
+    );
     // The kills landed before and after the commit point, so the write window was hit.
     assert!(kills < 10 || (old > 0 && new > 0), "{old} old, {new} new");
 
@@ -338,7 +372,11 @@ fn a_save_that_runs_out_of_disk_leaves_the_old_checkpoint_and_no_file_of_its_own
     assert!(err.to_string().contains("room"), "{err}");
     assert_eq!(versions.which(&folder), 0);
     assert_eq!(files(&folder), listing);
-    assert_eq!(free_bytes(&folder), free, "the failed save left data on the disk");
+    assert_eq!(
+        free_bytes(&folder),
+        free,
+        "the failed save left data on the disk"
+    );
 
     // Sharded over one file (the folder emptied first: the tmpfs holds one checkpoint).
     let single = SaveOptions::default();
@@ -349,7 +387,11 @@ fn a_save_that_runs_out_of_disk_leaves_the_old_checkpoint_and_no_file_of_its_own
     save(1, &folder).unwrap_err();
     assert_eq!(versions.which(&folder), 0);
     assert_eq!(files(&folder), listing);
-    assert_eq!(free_bytes(&folder), free, "the failed save left data on the disk");
+    assert_eq!(
+        free_bytes(&folder),
+        free,
+        "the failed save left data on the disk"
+    );
 
     // One file over shards.
     std::fs::remove_dir_all(&folder).unwrap();

@@ -321,9 +321,18 @@ mod tests {
     #[test]
     fn shard_names_with_and_without_a_tag() {
         assert!(is_shard_of("model-00001-of-00003.safetensors", "model"));
-        assert!(is_shard_of("model-00001-of-00003-0a1b2c3d.safetensors", "model"));
-        assert!(!is_shard_of("model-00001-of-00003-0a1b2c3.safetensors", "model"));
-        assert!(!is_shard_of("model-00001-of-00003-xyzxyzxy.safetensors", "model"));
+        assert!(is_shard_of(
+            "model-00001-of-00003-0a1b2c3d.safetensors",
+            "model"
+        ));
+        assert!(!is_shard_of(
+            "model-00001-of-00003-0a1b2c3.safetensors",
+            "model"
+        ));
+        assert!(!is_shard_of(
+            "model-00001-of-00003-xyzxyzxy.safetensors",
+            "model"
+        ));
         assert!(!is_shard_of("model-0001-of-00003.safetensors", "model"));
         assert!(!is_shard_of("other-00001-of-00003.safetensors", "model"));
         assert!(!is_shard_of("model.safetensors", "model"));
