@@ -170,8 +170,8 @@ impl Checkpoint {
     /// `*.safetensors` file.
     ///
     /// Every file is opened and its header read and checked; no tensor data is read. The files
-    /// stay open until the `Checkpoint` is dropped (see the [module docs](self) for what a
-    /// file changed by another process meanwhile gives).
+    /// stay open until the `Checkpoint` is dropped; a file truncated or overwritten by another
+    /// process meanwhile makes the reads fail with [`CheckpointError::Modified`].
     ///
     /// ```
     /// use patcher_core::{save_safetensors, Checkpoint, HostTensor};
