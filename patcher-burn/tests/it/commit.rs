@@ -354,6 +354,18 @@ fn free_bytes(folder: &Path) -> u64 {
     text.lines().nth(1).unwrap().trim().parse().unwrap()
 }
 
+/// The folder still holds version 0 whole, the same files, and the same free space.
+#[track_caller]
+fn assert_untouched(versions: &Versions, folder: &Path, listing: &[String], free: u64) {
+    assert_eq!(versions.which(folder), 0);
+    assert_eq!(files(folder), listing);
+    assert_eq!(
+        free_bytes(folder),
+        free,
+        "the failed save left data on the disk"
+    );
+}
+
 #[test]
 fn a_save_that_runs_out_of_disk_leaves_the_old_checkpoint_and_no_file_of_its_own() {
     let versions = Versions::new(2);
@@ -370,13 +382,7 @@ fn a_save_that_runs_out_of_disk_leaves_the_old_checkpoint_and_no_file_of_its_own
         "{err}"
     );
     assert!(err.to_string().contains("room"), "{err}");
-    assert_eq!(versions.which(&folder), 0);
-    assert_eq!(files(&folder), listing);
-    assert_eq!(
-        free_bytes(&folder),
-        free,
-        "the failed save left data on the disk"
-    );
+    assert_untouched(&versions, &folder, &listing, free);
 
     // Sharded over one file (the folder emptied first: the tmpfs holds one checkpoint).
     let single = SaveOptions::default();
@@ -385,13 +391,7 @@ fn a_save_that_runs_out_of_disk_leaves_the_old_checkpoint_and_no_file_of_its_own
     let (listing, free) = (files(&folder), free_bytes(&folder));
     assert_eq!(listing, ["model.safetensors"]);
     save(1, &folder).unwrap_err();
-    assert_eq!(versions.which(&folder), 0);
-    assert_eq!(files(&folder), listing);
-    assert_eq!(
-        free_bytes(&folder),
-        free,
-        "the failed save left data on the disk"
-    );
+    assert_untouched(&versions, &folder, &listing, free);
 
     // One file over shards.
     std::fs::remove_dir_all(&folder).unwrap();

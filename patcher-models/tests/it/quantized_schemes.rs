@@ -309,7 +309,10 @@ fn check_tally<B: Backend>(dir: &str, tally: &Tally, device: &B::Device) {
     );
     assert!(!tally.refused.is_empty(), "{dir}: nothing refused");
     // A backend that only packs words loads nothing where a Linear is one value wide.
-    let narrow = matches!(refused(&own), Some(QuantizeError::PackedWidth { width: 1, .. }));
+    let narrow = matches!(
+        refused(&own),
+        Some(QuantizeError::PackedWidth { width: 1, .. })
+    );
     assert!(tally.loaded > 0 || narrow, "{dir}: nothing loaded");
 }
 
