@@ -10,7 +10,10 @@ use std::collections::HashSet;
 use crate::common::{fixtures, input_ids, read_file, read_reference, ModulePath};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
-use burn::tensor::quantization::{QuantLevel, QuantParam, QuantScheme, QuantStore, QuantValue};
+use burn::tensor::quantization::{
+    compute_q_params, compute_range, Calibration, QuantLevel, QuantParam, QuantScheme, QuantStore,
+    QuantValue,
+};
 use burn::tensor::DType as BurnDType;
 use patcher_burn::{
     backend_quant_scheme, load_with, model_params, LoadError, LoadOptions, LoadSpec, Loaded,
@@ -86,32 +89,76 @@ fn schemes() -> Vec<QuantScheme> {
 }
 
 /// The largest logit difference allowed, relative to the largest logit (at least 1), between
-/// the quantized model and the same scheme computed on the host: float rounding, and a value
-/// that lands on the other side of a rounding boundary (`x * (1 / scale)` against
-/// `x / scale`) moving by one quantum (NdArray agrees to 1e-4, wgpu's 8-bit blocks to 2e-4).
+/// the quantized model and the same scheme computed on the host with the backend's rounding:
+/// float rounding, and a value that lands on the other side of a rounding boundary moving by
+/// one quantum (NdArray and Flex agree to 1e-4, wgpu's 8-bit blocks to 2e-4).
 const TOLERANCE: f32 = 1e-3;
 
-/// Flex's bound for 8-bit values. Flex's quantized models are further off than the others'
-/// (0.6% at 8 bits; at 4 and 2 bits with blocks, up to 50% at 2 bits on the Llama fixture),
-/// cause not found (the scales are the same as the host's): its sub-byte logits are not
-/// compared, only that each scheme loads or is a typed error. See docs/differences.md.
-const FLEX_TOLERANCE: f32 = 5e-2;
+/// How a backend computes `x / scale` before rounding. The full-range values (Q8F, Q4F, Q2F)
+/// put the largest |x| of every tensor or block exactly on a tie (`alpha / scale` is 127.5,
+/// 7.5 or 1.5), so the two ways round it to neighbouring quanta (-128 or -127): both are
+/// within half a quantum of `x`, but at 2 bits a quantum is two thirds of the largest |x|,
+/// so the host reference must round as the backend does to be comparable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Division {
+    /// `x / scale` (NdArray, CubeCL).
+    Exact,
+    /// `x * (1 / scale)` (Flex).
+    Reciprocal,
+}
 
-/// The bound for backend `B` and `scheme`, if its logits are compared (Flex is told apart by
-/// its name: Burn has no type-level query).
-fn tolerance<B: Backend>(device: &B::Device, scheme: &QuantScheme) -> Option<f32> {
-    let eight_bits = matches!(scheme.value, QuantValue::Q8F | QuantValue::Q8S);
-    match B::name(device) == "flex" {
-        false => Some(TOLERANCE),
-        true if eight_bits => Some(FLEX_TOLERANCE),
-        true => None,
+impl Division {
+    fn quotient(self, x: f32, scale: f32) -> f32 {
+        match self {
+            Division::Exact => x / scale,
+            Division::Reciprocal => x * (1.0 / scale),
+        }
+    }
+
+    /// The backend's way, probed with Q8F per tensor (in the backend's own store) on
+    /// `[-alpha, alpha / 3, alpha / 5, alpha / 7]` (a u32 word of 8-bit values), for the first
+    /// `alpha` whose tie the two ways round apart.
+    fn of<B: Backend>(device: &B::Device) -> Division {
+        let scheme = backend_quant_scheme::<B>()
+            .with_value(QuantValue::Q8F)
+            .with_level(QuantLevel::Tensor);
+        let host = |values: &[f32], division| fake_quantize_with(values, &scheme, division);
+        let values = (1..1000)
+            .map(|i| {
+                let alpha = 1.0 + i as f32 / 64.0;
+                [-alpha, alpha / 3.0, alpha / 5.0, alpha / 7.0]
+            })
+            .find(|v| host(v, Division::Exact) != host(v, Division::Reciprocal))
+            .expect("a tie that the two ways round apart");
+        let tensor = Tensor::<B, 1>::from_data(TensorData::new(values.to_vec(), [4]), device);
+        let range = compute_range(&scheme, &tensor, &Calibration::MinMax);
+        let on_backend = tensor
+            .quantize(&scheme, compute_q_params(&scheme, range))
+            .dequantize()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let (exact, reciprocal) = (
+            host(&values, Division::Exact),
+            host(&values, Division::Reciprocal),
+        );
+        match on_backend {
+            v if v == exact => Division::Exact,
+            v if v == reciprocal => Division::Reciprocal,
+            v => panic!(
+                "{}: Q8F of {values:?} gave {v:?}, neither {exact:?} (x / scale) nor \
+                 {reciprocal:?} (x * (1 / scale))",
+                B::name(device)
+            ),
+        }
     }
 }
 
 /// `values` (row-major, the last dimension contiguous) quantized with `scheme` and dequantized,
 /// on the host: Burn's symmetric quantization (scale `2 max|x| / (b - a)` per tensor or per
-/// block of the last dimension, values `clamp(round(x / scale), a, b)`).
-fn fake_quantize(values: &[f32], scheme: &QuantScheme) -> Vec<f32> {
+/// block of the last dimension, values `clamp(round(x / scale), a, b)`, the quotient computed
+/// as `division` says).
+fn fake_quantize_with(values: &[f32], scheme: &QuantScheme, division: Division) -> Vec<f32> {
     let (a, b) = scheme.value.range();
     let block = match scheme.level {
         QuantLevel::Tensor => values.len(),
@@ -124,7 +171,7 @@ fn fake_quantize(values: &[f32], scheme: &QuantScheme) -> Vec<f32> {
             let scale = 2.0 * alpha / (b - a);
             chunk
                 .iter()
-                .map(move |v| (v / scale).round().clamp(a, b) * scale)
+                .map(move |&v| division.quotient(v, scale).round().clamp(a, b) * scale)
         })
         .collect()
 }
@@ -132,6 +179,7 @@ fn fake_quantize(values: &[f32], scheme: &QuantScheme) -> Vec<f32> {
 /// Replaces the parameters at `paths` by their [`fake_quantize`]d values.
 struct FakeQuantize {
     scheme: QuantScheme,
+    division: Division,
     paths: HashSet<String>,
     path: ModulePath,
 }
@@ -147,11 +195,11 @@ impl<B: Backend> ModuleMapper<B> for FakeQuantize {
         if !self.paths.contains(&self.path.key()) {
             return param;
         }
-        let scheme = self.scheme;
+        let (scheme, division) = (self.scheme, self.division);
         param.map(|tensor| {
             let (dims, device) = (tensor.dims(), tensor.device());
             let values = tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-            let quantized = fake_quantize(&values, &scheme);
+            let quantized = fake_quantize_with(&values, &scheme, division);
             Tensor::from_data(TensorData::new(quantized, dims), &device)
         })
     }
@@ -199,6 +247,7 @@ fn sweep<B: Backend, M: PretrainedModel<B>>(
     let checkpoint = Checkpoint::open(fixtures().join(dir)).unwrap();
     let spec = LoadSpec::for_model::<B, M>(&Patcher::new());
     let device = full.model.devices()[0].clone();
+    let division = Division::of::<B>(&device);
     let before = values(run(&full.model));
     let names: HashSet<String> = model_params(&full.model)
         .into_iter()
@@ -213,6 +262,7 @@ fn sweep<B: Backend, M: PretrainedModel<B>>(
                 assert!(!paths.is_empty(), "{dir} {scheme:?}: nothing quantized");
                 let reference = full.model.clone().map(&mut FakeQuantize {
                     scheme,
+                    division,
                     paths,
                     path: ModulePath::default(),
                 });
@@ -223,11 +273,10 @@ fn sweep<B: Backend, M: PretrainedModel<B>>(
                     .zip(&expected)
                     .fold(0f32, |m, (a, e)| m.max((a - e).abs()));
                 assert!(diff.is_finite(), "{dir} {scheme:?}: logits {diff:e}");
-                let tolerance = tolerance::<B>(&device, &scheme).unwrap_or(f32::INFINITY);
                 assert!(
-                    diff <= tolerance * largest,
-                    "{dir} {scheme:?}: logits {diff:e} from the host's quantization (largest \
-                     logit {largest})"
+                    diff <= TOLERANCE * largest,
+                    "{dir} {scheme:?}: logits {diff:e} from the host's quantization ({division:?} \
+                     division; largest logit {largest})"
                 );
                 tally.loaded += 1;
             }
