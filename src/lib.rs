@@ -123,6 +123,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub use patcher_burn::*;
 pub use patcher_core::*;
 #[cfg(feature = "derive")]

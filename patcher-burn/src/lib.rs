@@ -27,6 +27,7 @@
 //! crate `burn-patcher` has a complete, runnable example.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod layers;
 mod load;
@@ -59,3 +60,8 @@ pub use slot::{
 pub mod __private {
     pub use burn;
 }
+
+/// The README's examples, run as doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -30,6 +30,12 @@ use crate::prepare::Selection;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The load's and the save's phases (plan, waves read and uploaded, verify, write, commit,
+    /// with sizes and times) on stderr, at this level and above: error, warn, info, debug or
+    /// trace (trace adds the kernels each forward chose). Default: the BURN_PATCHER_LOG
+    /// environment variable, else nothing.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log: Option<tracing::Level>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +117,23 @@ fn run(cli: Cli) -> Result<String, CliError> {
 fn main() -> ExitCode {
     // clap prints usage errors and exits with status 2 itself.
     let cli = Cli::parse();
+    let log = cli.log.or_else(|| {
+        let level = std::env::var("BURN_PATCHER_LOG").ok()?;
+        let parsed = level.parse().ok();
+        if parsed.is_none() {
+            eprintln!(
+                "warning: BURN_PATCHER_LOG={level:?} is no level (error, warn, info, debug or \
+                 trace): nothing is logged"
+            );
+        }
+        parsed
+    });
+    if let Some(level) = log {
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     // A panic is a bug: say so, and exit with 3 rather than Rust's 101.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error, a bug of burn-patcher (please report it): {info}");

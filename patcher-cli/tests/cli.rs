@@ -674,3 +674,46 @@ fn a_full_disk_is_an_output_error_with_the_space() {
     assert!(!err.contains("CKPT must be"), "{err}");
     assert_entries(tmpfs.0.path(), &[]);
 }
+
+#[test]
+fn log_shows_the_phases_of_the_load_and_the_save_on_stderr() {
+    let dir = TempDir::new().unwrap();
+    let out_dir = dir.path().join("out");
+    let stock = fixture("llama");
+    let (out, err) = convert_status(&stock, &out_dir, "llama", &["--log", "debug"], 0);
+    // The report stays on stdout; the events go to stderr, each with its figures.
+    assert!(!out.contains("wave"), "{out}");
+    let bytes: usize = safetensors_bytes(&stock.join("model.safetensors"));
+    for needle in [
+        "planned".to_string(),
+        "wave".into(),
+        format!("bytes={bytes}"),
+        "loaded".into(),
+        "verified".into(),
+        "committed".into(),
+        "saved".into(),
+    ] {
+        assert!(err.contains(&needle), "no {needle} in stderr:\n{err}");
+    }
+    // Off by default, and a bad level says so.
+    let quiet = dir.path().join("quiet");
+    let (_, err) = convert_status(&stock, &quiet, "llama", &[], 0);
+    assert!(!err.contains("wave"), "{err}");
+    let output = Command::new(env!("CARGO_BIN_EXE_burn-patcher"))
+        .args(["inspect", arg(&stock)])
+        .env("BURN_PATCHER_LOG", "loud")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && err.contains("BURN_PATCHER_LOG=\"loud\" is no level"),
+        "{err}"
+    );
+}
+
+/// The tensor bytes of a safetensors file (its size less the header).
+fn safetensors_bytes(path: &Path) -> usize {
+    let file = std::fs::read(path).unwrap();
+    let header = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    file.len() - 8 - header
+}

@@ -6,6 +6,7 @@
 //! class mappings are typed by the slots they fill.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cast;
 mod checkpoint;
@@ -28,3 +29,8 @@ pub use transform::{
     GroupWeightRename, PrefixChange, TransformError, WeightConverter, WeightRenaming,
     WeightTransform,
 };
+
+/// The README's examples, run as doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -7,6 +7,8 @@
 //! The derive is organized like thiserror's: `ast` parses the struct, `attr` its
 //! `#[patchable(...)]` attributes, `valid` checks both, and `expand` generates the code.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod ast;
 mod attr;
 mod expand;

@@ -64,6 +64,7 @@
 //! [`bert::BertModel::forward`]).
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod bert;
 pub mod common;
@@ -74,3 +75,8 @@ pub mod qwen2_moe;
 pub mod replacements;
 
 pub use error::{ConfigError, PretrainedError};
+
+/// The README's examples, run as doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

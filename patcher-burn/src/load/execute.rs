@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use burn::tensor::quantization::QuantScheme;
 use burn::tensor::{Element, TensorData};
@@ -306,6 +307,7 @@ impl Executor<'_> {
             bytes_done: 0,
             bytes_total: sizes.iter().sum(),
         };
+        let started = Instant::now();
         let mut start = 0;
         while start < groups.len() {
             let mut end = start + 1;
@@ -315,6 +317,7 @@ impl Executor<'_> {
                 end += 1;
             }
             let wave = &groups[start..end];
+            let reading = Instant::now();
             let converted: Vec<_> =
                 pool.install(|| wave.par_iter().map(|g| self.convert(g)).collect());
             let mut tensors = Wave::new();
@@ -323,7 +326,18 @@ impl Executor<'_> {
                 progress.params_done += outputs.len();
                 tensors.extend(outputs);
             }
+            let (params, read_ms) = (tensors.len(), reading.elapsed().as_secs_f64() * 1e3);
+            let uploading = Instant::now();
             state = apply(state, tensors);
+            tracing::debug!(
+                groups = wave.len(),
+                params,
+                bytes,
+                read_convert_ms = read_ms,
+                upload_ms = uploading.elapsed().as_secs_f64() * 1e3,
+                quantized = self.quantize.is_some(),
+                "wave"
+            );
             if self.quantize.is_some() {
                 release_freed_memory();
             }
@@ -331,6 +345,15 @@ impl Executor<'_> {
             options.report(&progress);
             start = end;
         }
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            params = progress.params_done,
+            bytes = progress.bytes_total,
+            threads = options.thread_count(),
+            ms = seconds * 1e3,
+            gb_per_s = progress.bytes_total as f64 / 1e9 / seconds.max(1e-9),
+            "loaded"
+        );
         Ok(state)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -283,6 +284,8 @@ pub fn load_with<B: Backend, M: Module<B>>(
     spec: &LoadSpec,
     options: &LoadOptions,
 ) -> Result<Loaded<M>, LoadError> {
+    let _load = tracing::info_span!("load", checkpoint = %checkpoint.path().display()).entered();
+    let started = Instant::now();
     let float = float_dtype::<B>()?;
     let quantize = QuantizeSelector::new(options.quantization_choice())?;
     if let Some(selector) = &quantize {
@@ -297,6 +300,15 @@ pub fn load_with<B: Backend, M: Module<B>>(
         },
         params,
     ) = plan_params(model, checkpoint, spec, options)?;
+    tracing::debug!(
+        groups = plan.groups().len(),
+        missing = report.missing.len(),
+        unexpected = report.unexpected.len(),
+        mismatched = report.mismatched.len(),
+        would_load,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "planned"
+    );
     if !would_load {
         return Err(LoadError::Incomplete {
             report: Box::new(report),

@@ -9,6 +9,7 @@ mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -228,11 +229,18 @@ fn save<B: Backend, M: Module<B>>(
     layouts: &TorchLayouts,
     options: &SaveOptions,
 ) -> Result<Vec<PathBuf>, LoadError> {
+    let _save = tracing::info_span!("save", path = %path.display()).entered();
+    let started = Instant::now();
     let plan_options = PlanOptions::default()
         .base_model_prefix(base_model_prefix.unwrap_or_default())
         .source_keys(source_layout.iter().map(|(k, _)| k.clone()));
     let filter = filter::ParamFilter::new(options)?;
     let mut collected = collect::collect(model, conversions, &plan_options, layouts, &filter)?;
+    tracing::debug!(
+        tensors = collected.tensors.len(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "collected"
+    );
     let loaded: HashMap<&str, DType> = source_layout
         .iter()
         .map(|(key, meta)| (key.as_str(), meta.dtype))
@@ -257,6 +265,7 @@ fn save<B: Backend, M: Module<B>>(
         .iter()
         .map(|(k, t)| (k.clone(), t.meta()))
         .collect();
+    let verifying = Instant::now();
     verify::verify(
         &written,
         &collected.params,
@@ -265,9 +274,21 @@ fn save<B: Backend, M: Module<B>>(
         source_layout,
         options.float_dtype.is_none(),
     )?;
+    tracing::debug!(ms = verifying.elapsed().as_secs_f64() * 1e3, "verified");
     let file = files::target_file(path)?;
+    let bytes: usize = written.iter().map(|(_, meta)| meta.num_bytes()).sum();
     let shards = files::shard(collected.tensors, options.max_shard_size);
-    files::write(&file, shards)
+    let writing = Instant::now();
+    let files = files::write(&file, shards)?;
+    tracing::info!(
+        tensors = written.len(),
+        bytes,
+        files = files.len(),
+        write_ms = writing.elapsed().as_secs_f64() * 1e3,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "saved"
+    );
+    Ok(files)
 }
 
 /// The float tensors of `tensors` cast to the float dtype `dtype_of` gives for their key (left

@@ -6,5 +6,6 @@ mod commit;
 mod common;
 mod conv1d;
 mod directions;
+mod events;
 mod layouts;
 mod loader;

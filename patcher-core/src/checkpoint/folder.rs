@@ -55,16 +55,27 @@ pub fn save_checkpoint<'a>(
     metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<PathBuf>, CheckpointError> {
     let names = Names::of(file.as_ref());
+    let _save = tracing::debug_span!("save_checkpoint", file = %names.single.display()).entered();
+    let started = std::time::Instant::now();
     let _lock = FolderLock::acquire(&names.folder)?;
     let live = names.live_files();
     names.remove_orphans(live.as_deref());
-    let written = if shards.len() <= 1 {
+    let shard_count = shards.len();
+    let written = if shard_count <= 1 {
         let tensors = shards.into_iter().flatten();
         save_safetensors(&names.single, tensors, metadata)?;
         vec![names.single.clone()]
     } else {
         names.write_sharded(shards, metadata, live.as_deref())?
     };
+    // The commit point is behind: what follows only removes the old checkpoint's files.
+    tracing::debug!(
+        shards = shard_count,
+        files = written.len(),
+        replaced = live.as_ref().map_or(0, Vec::len),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "committed"
+    );
     names.remove_all_but(&written);
     Ok(written)
 }

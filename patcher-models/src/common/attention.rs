@@ -169,7 +169,7 @@ fn host_attention<B: Backend, I>(
     };
     let rope = position_embeddings.map(HostRope::of);
     let tables_ok = rope.as_ref().is_none_or(Option::is_some);
-    if !tables_ok || !cpu::runs_on_host::<B>(&device, dtypes) {
+    if !tables_ok || !cpu::runs_on_host::<B>("attention_heads", &device, dtypes) {
         return Err(inputs);
     }
     let [q, k, v] = split(rope.flatten().as_ref(), inputs);
@@ -293,7 +293,7 @@ fn grouped_attention<B: Backend>(
     let q = q.reshape([batch, kv_heads, rows, d]);
     #[cfg(feature = "flex")]
     if CpuBackend::of::<B>(&q.device()) == Some(CpuBackend::Flex)
-        && cpu::runs_on_host::<B>(&q.device(), &[q.dtype(), k.dtype(), v.dtype()])
+        && cpu::runs_on_host::<B>("attention", &q.device(), &[q.dtype(), k.dtype(), v.dtype()])
         && mask.is_none_or(|m| cpu_attention::takes_mask(m.dims(), batch, seq, kv_seq))
     {
         let out = cpu_attention::attention(q, k, v, mask, n_rep, scale);

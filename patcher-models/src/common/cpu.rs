@@ -43,9 +43,24 @@ impl CpuBackend {
 /// Elements per rayon task: large enough that a task outweighs its scheduling.
 const PART: usize = 1 << 14;
 
-/// Whether the host kernels take these tensors: `B` is a CPU backend and each dtype is f32.
-pub(crate) fn runs_on_host<B: Backend>(device: &B::Device, dtypes: &[DType]) -> bool {
-    CpuBackend::of::<B>(device).is_some() && dtypes.iter().all(|d| *d == DType::F32)
+/// Whether the host kernel `kernel` takes these tensors: `B` is a CPU backend and each dtype is
+/// f32. The choice is a `trace` event (target `patcher_models::kernels`).
+pub(crate) fn runs_on_host<B: Backend>(
+    kernel: &'static str,
+    device: &B::Device,
+    dtypes: &[DType],
+) -> bool {
+    let backend = CpuBackend::of::<B>(device);
+    let taken = backend.is_some() && dtypes.iter().all(|d| *d == DType::F32);
+    tracing::trace!(
+        target: "patcher_models::kernels",
+        kernel,
+        taken,
+        backend = ?backend,
+        dtypes = ?dtypes,
+        "host kernel"
+    );
+    taken
 }
 
 /// An f32 tensor's values (the caller checked the dtype): moved out of the backend without a
@@ -77,7 +92,9 @@ pub(crate) fn silu_mul<B: Backend, const D: usize>(
     up: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
     let device = gate.device();
-    if !runs_on_host::<B>(&device, &[gate.dtype(), up.dtype()]) || gate.dims() != up.dims() {
+    if gate.dims() != up.dims()
+        || !runs_on_host::<B>("silu_mul", &device, &[gate.dtype(), up.dtype()])
+    {
         return Err((gate, up));
     }
     let shape = gate.dims();
@@ -93,7 +110,7 @@ pub(crate) fn silu_mul<B: Backend, const D: usize>(
 pub(crate) fn silu_mul_halves<B: Backend>(x: Tensor<B, 2>) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let device = x.device();
     let [rows, n] = x.dims();
-    if !runs_on_host::<B>(&device, &[x.dtype()]) || rows % 2 != 0 {
+    if rows % 2 != 0 || !runs_on_host::<B>("silu_mul_halves", &device, &[x.dtype()]) {
         return Err(x);
     }
     let half = rows / 2 * n;

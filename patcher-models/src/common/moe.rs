@@ -120,7 +120,8 @@ pub fn routed_experts_forward<B: Backend>(
     if dispatch.assignments.is_empty() {
         return hidden_states.zeros_like();
     }
-    if cpu::runs_on_host::<B>(&device, &[hidden_states.dtype(), top_k_weights.dtype()]) {
+    let dtypes = [hidden_states.dtype(), top_k_weights.dtype()];
+    if cpu::runs_on_host::<B>("expert_dispatch", &device, &dtypes) {
         let outputs: Vec<Tensor<B, 2>> =
             cpu::gather_expert_inputs(&hidden_states, &dispatch, layout)
                 .into_iter()
