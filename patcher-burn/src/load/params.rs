@@ -11,12 +11,12 @@ use crate::visit::{self, Leaf, ModulePath, VisitParams};
 /// How a load lays out Linear weights (`[out, in]` in the checkpoint, `[in, out]` in Burn), and
 /// any parameter a [`TorchLayout`](crate::TorchLayout) says is [`Layout::Transposed`].
 ///
-/// Measured on the 189M-parameter Qwen2-MoE benchmark checkpoint (f32, 2 cores, Burn 0.21
-/// with `simd` and threads): a Linear forward on a transposed view runs 1.5 to 2.8 times
-/// slower than on contiguous `[in, out]` weights for a 1 x 128 prefill, on NdArray and Flex
-/// alike, and within noise of it for 4 x 512; the transpose fused into the load's one copy costs
-/// little. Hence [`Contiguous`](Self::Contiguous) by default, on every backend; see
-/// `docs/benchmarks.md`.
+/// Measured on the forward benchmark's Qwen2-MoE checkpoint (f32, 2 cores, Burn 0.21 with
+/// `simd` and threads): a whole 1 x 128 prefill runs 1.5 to 1.6 times slower with transposed
+/// views than with contiguous `[in, out]` weights, on NdArray and Flex alike (a Linear alone
+/// 1.5 to 2.8 times), and about 1.05 times at 4 x 512; the transpose during the load costs it
+/// about a fifth of its time. Hence [`Contiguous`](Self::Contiguous) by default, on every
+/// backend; see `docs/benchmarks.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LinearLayout {
     /// Transposed on the host during the load's single copy: contiguous `[in, out]` tensors,
