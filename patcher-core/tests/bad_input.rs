@@ -341,31 +341,38 @@ fn meta(shape: &[usize]) -> TensorMeta {
     TensorMeta::new(DType::F32, shape)
 }
 
-#[test]
-fn expert_indices_outside_the_model_are_unexpected() {
+/// `experts.*.w` merged into `experts.w` (`MergeModulelist` along 0), and a model of one layer
+/// whose `experts.w` stacks four experts of two values.
+fn four_merged_experts() -> (Vec<WeightTransform>, [(&'static str, Vec<usize>); 1]) {
     let merge = WeightConverter::try_new(
         "experts.*.w",
         "experts.w",
         vec![Arc::new(MergeModulelist::new(0))],
     )
     .unwrap();
-    let transforms: Vec<WeightTransform> = vec![merge.into()];
-    let expected = [("layers.0.experts.w", vec![4, 2])];
-    // Experts 0..=3 and 7: 7 is not one of the model's 4 experts.
-    let checkpoint: Vec<(String, TensorMeta)> = [0, 1, 2, 3, 7]
+    (vec![merge.into()], [("layers.0.experts.w", vec![4, 2])])
+}
+
+/// The checkpoint keys `layers.0.experts.{e}.w`, two values each, for each expert index `e`.
+fn expert_keys(experts: &[impl std::fmt::Display]) -> Vec<(String, TensorMeta)> {
+    experts
         .iter()
         .map(|e| (format!("layers.0.experts.{e}.w"), meta(&[2])))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn expert_indices_outside_the_model_are_unexpected() {
+    let (transforms, expected) = four_merged_experts();
+    // Experts 0..=3 and 7: 7 is not one of the model's 4 experts.
+    let checkpoint = expert_keys(&[0, 1, 2, 3, 7]);
     let plan = ConversionPlan::new(&transforms, &checkpoint, &expected, &PlanOptions::default());
     let report = plan.report();
     assert_eq!(report.unexpected, ["layers.0.experts.7.w"]);
     assert_eq!(report.loaded, 1);
     assert!(report.mismatched.is_empty(), "{report}");
     // 0, 1, 2, 7: never stacked as four experts.
-    let checkpoint: Vec<(String, TensorMeta)> = [0, 1, 2, 7]
-        .iter()
-        .map(|e| (format!("layers.0.experts.{e}.w"), meta(&[2])))
-        .collect();
+    let checkpoint = expert_keys(&[0, 1, 2, 7]);
     let plan = ConversionPlan::new(&transforms, &checkpoint, &expected, &PlanOptions::default());
     let report = plan.report();
     assert_eq!(report.unexpected, ["layers.0.experts.7.w"]);
@@ -375,20 +382,10 @@ fn expert_indices_outside_the_model_are_unexpected() {
 
 #[test]
 fn an_expert_index_longer_than_u64_is_unexpected() {
-    let merge = WeightConverter::try_new(
-        "experts.*.w",
-        "experts.w",
-        vec![Arc::new(MergeModulelist::new(0))],
-    )
-    .unwrap();
-    let transforms: Vec<WeightTransform> = vec![merge.into()];
-    let expected = [("layers.0.experts.w", vec![4, 2])];
+    let (transforms, expected) = four_merged_experts();
     // An index longer than u64 (it used to be no index at all, and joined the stack).
     let index = "99999999999999999999999";
-    let checkpoint: Vec<(String, TensorMeta)> = ["0", "1", "2", "3", index]
-        .iter()
-        .map(|e| (format!("layers.0.experts.{e}.w"), meta(&[2])))
-        .collect();
+    let checkpoint = expert_keys(&["0", "1", "2", "3", index]);
     let plan = ConversionPlan::new(&transforms, &checkpoint, &expected, &PlanOptions::default());
     let report = plan.report();
     // Not part of the stack: the four real experts still load as one parameter.

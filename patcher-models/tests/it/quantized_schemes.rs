@@ -6,6 +6,7 @@
 //! scheme panics.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use crate::common::{fixtures, input_ids, read_file, read_reference, ModulePath};
 use burn::module::{Module, ModuleMapper, Param};
@@ -24,6 +25,7 @@ use patcher_models::bert::BertModel;
 use patcher_models::llama::LlamaForCausalLM;
 use patcher_models::mixtral::MixtralForCausalLM;
 use patcher_models::qwen2_moe::Qwen2MoeForCausalLM;
+use patcher_models::PretrainedError;
 
 const VALUES: [QuantValue; 9] = [
     QuantValue::Q8F,
@@ -369,69 +371,64 @@ fn decoder_ids<B: Backend>(dir: &str, device: &B::Device) -> Tensor<B, 2, Int> {
     input_ids::<B>(&read_reference(&fixtures().join(dir)), device)
 }
 
+/// Every scheme over the decoder fixtures `dirs`, each loaded in full precision by `load` and
+/// run by `forward` on its reference input ids, each tally checked; the tallies, by fixture.
+fn decoders<'a, B: Backend, M: PretrainedModel<B>>(
+    dirs: &[&'a str],
+    device: &B::Device,
+    load: impl Fn(&Path) -> Result<Loaded<M>, PretrainedError>,
+    forward: impl Fn(&M, Tensor<B, 2, Int>) -> Tensor<B, 3>,
+) -> Vec<(&'a str, Tally)> {
+    dirs.iter()
+        .map(|&dir| {
+            let full = load(&fixtures().join(dir)).unwrap();
+            let ids = decoder_ids::<B>(dir, device);
+            let tally = sweep(dir, full, |m: &M| forward(m, ids.clone()));
+            check_tally::<B>(dir, &tally, device);
+            (dir, tally)
+        })
+        .collect()
+}
+
 fn llama<B: Backend>(device: &B::Device) {
-    for dir in ["llama", "llama_sharded", "llama_tied"] {
-        let path = fixtures().join(dir);
-        let full = LlamaForCausalLM::<B>::from_pretrained(
-            &path,
-            &Patcher::new(),
-            device,
-            &LoadOptions::default(),
-        )
-        .unwrap();
-        let ids = decoder_ids::<B>(dir, device);
-        let tally = sweep(dir, full, |m: &LlamaForCausalLM<B>| m.forward(ids.clone()));
-        check_tally::<B>(dir, &tally, device);
+    let dirs = ["llama", "llama_sharded", "llama_tied"];
+    let load = |path: &Path| {
+        LlamaForCausalLM::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
+    };
+    let forward = |m: &LlamaForCausalLM<B>, ids| m.forward(ids);
+    for (dir, tally) in decoders(&dirs, device, load, forward) {
         // A block of 32 does not divide the attention's and MLP's widths (48, 96, 112).
         let q8_32 = backend_quant_scheme::<B>().with_level(QuantLevel::block([32]));
         let (_, err) = tally.refused.iter().find(|(s, _)| *s == q8_32).unwrap();
         assert!(
             matches!(err, QuantizeError::BlockWidth { block: 32, width, .. } if width % 32 != 0),
-            "{err}"
+            "{dir}: {err}"
         );
     }
 }
 
 fn qwen2_moe<B: Backend>(device: &B::Device) {
-    for dir in [
+    let dirs = [
         "qwen2_moe",
         "qwen2_moe_bf16",
         "qwen2_moe_dense",
         "qwen2_moe_fused",
         "qwen2_moe_sharded",
-    ] {
-        let path = fixtures().join(dir);
-        let full = Qwen2MoeForCausalLM::<B>::from_pretrained(
-            &path,
-            &Patcher::new(),
-            device,
-            &LoadOptions::default(),
-        )
-        .unwrap();
-        let ids = decoder_ids::<B>(dir, device);
-        let tally = sweep(dir, full, |m: &Qwen2MoeForCausalLM<B>| {
-            m.forward(ids.clone())
-        });
-        check_tally::<B>(dir, &tally, device);
-    }
+    ];
+    let load = |path: &Path| {
+        Qwen2MoeForCausalLM::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
+    };
+    let forward = |m: &Qwen2MoeForCausalLM<B>, ids| m.forward(ids);
+    decoders(&dirs, device, load, forward);
 }
 
 fn mixtral<B: Backend>(device: &B::Device) {
-    for dir in ["mixtral", "mixtral_fused"] {
-        let path = fixtures().join(dir);
-        let full = MixtralForCausalLM::<B>::from_pretrained(
-            &path,
-            &Patcher::new(),
-            device,
-            &LoadOptions::default(),
-        )
-        .unwrap();
-        let ids = decoder_ids::<B>(dir, device);
-        let tally = sweep(dir, full, |m: &MixtralForCausalLM<B>| {
-            m.forward(ids.clone())
-        });
-        check_tally::<B>(dir, &tally, device);
-    }
+    let dirs = ["mixtral", "mixtral_fused"];
+    let load = |path: &Path| {
+        MixtralForCausalLM::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
+    };
+    let forward = |m: &MixtralForCausalLM<B>, ids| m.forward(ids);
+    decoders(&dirs, device, load, forward);
 }
 
 fn bert<B: Backend>(device: &B::Device) {
