@@ -12,7 +12,7 @@ mod common;
 use burn_patcher::{LoadOptions, Patcher};
 use common::{fixture, print_build, Backend, Reference};
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
-use patcher_models::replacements::llama_fused_qkv_patcher;
+use patcher_models::replacements::Patch;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = fixture("llama");
@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("unpatched (transformers' classes)", Patcher::new()),
         (
             "patched (FusedQKVAttention)",
-            llama_fused_qkv_patcher(&config),
+            Patch::fused_qkv().patcher(&config)?,
         ),
     ];
     for (title, patcher) in builds {

@@ -12,14 +12,14 @@
 //! The patcher is the seed's `Patcher(class_mapping={"Qwen2MoeExperts": SequentialExperts,
 //! "Qwen2MoeAttention": FusedQKVAttention}, filtered_weight_conversion_patterns=[".gate_up_proj",
 //! ".down_proj"], extra_weight_conversions=[q/k/v weight and bias concatenations])`, defined
-//! once in `patcher_models::replacements::qwen2_moe_fused_qkv_sequential_experts_patcher`.
+//! once for every family as `patcher_models::replacements::Patch::seed()`.
 
 mod common;
 
 use burn_patcher::{LoadOptions, Patcher};
 use common::{fixture, print_build, Backend, Reference};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::qwen2_moe_fused_qkv_sequential_experts_patcher;
+use patcher_models::replacements::Patch;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = fixture("qwen2_moe");
@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("unpatched (transformers' classes)", Patcher::new()),
         (
             "patched (FusedQKVAttention + SequentialExperts)",
-            qwen2_moe_fused_qkv_sequential_experts_patcher(&config),
+            Patch::seed().patcher(&config)?,
         ),
     ];
     for (title, patcher) in builds {
@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fused = fixture("qwen2_moe_fused");
     let loaded = Qwen2MoeForCausalLM::<Backend>::from_pretrained(
         &fused,
-        &qwen2_moe_fused_qkv_sequential_experts_patcher(&config),
+        &Patch::seed().patcher(&config)?,
         &device,
         &LoadOptions::default(),
     )?;

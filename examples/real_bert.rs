@@ -20,7 +20,7 @@ use burn::prelude::*;
 use burn_patcher::{Checkpoint, LoadOptions, Patcher};
 use common::Backend as B;
 use patcher_models::bert::{BertConfig, BertModel};
-use patcher_models::replacements::bert_fused_qkv_patcher;
+use patcher_models::replacements::Patch;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -37,7 +37,7 @@ fn main() -> Result<(), Error> {
     let config = BertConfig::from_file(dir.join("config.json"))?;
     for (name, patcher) in [
         ("unpatched", Patcher::new()),
-        ("fused QKV", bert_fused_qkv_patcher::<B>(&config)),
+        ("fused QKV", Patch::fused_qkv().patcher::<B, _>(&config)?),
     ] {
         let loaded =
             BertModel::<B>::from_pretrained(&dir, &patcher, &device, &LoadOptions::default())?;

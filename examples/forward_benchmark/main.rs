@@ -47,9 +47,7 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn_patcher::{LinearLayout, LoadOptions, Patcher};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{
-    qwen2_moe_fused_qkv_sequential_experts_patcher, qwen2_moe_patcher,
-};
+use patcher_models::replacements::Patch;
 
 fn main() {
     if let Err(error) = run() {
@@ -303,11 +301,11 @@ fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec
         models.push(("unpatched, transposed views", model));
     }
     if wanted("fused") {
-        let patcher = qwen2_moe_patcher(&config, true, false);
+        let patcher = Patch::fused_qkv().patcher(&config)?;
         models.push(("fused QKV", load(&patcher, LinearLayout::Contiguous)?));
     }
     if wanted("seed") {
-        let patcher = qwen2_moe_fused_qkv_sequential_experts_patcher(&config);
+        let patcher = Patch::seed().patcher(&config)?;
         models.push(("seed patcher", load(&patcher, LinearLayout::Contiguous)?));
     }
     let mut rows = Vec::new();

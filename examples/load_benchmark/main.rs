@@ -96,9 +96,7 @@ use burn::tensor::quantization::{QuantScheme, QuantStore};
 use burn_patcher::{from_pretrained, Checkpoint, LinearLayout, LoadOptions};
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{
-    qwen2_moe_fused_qkv_sequential_experts_patcher, qwen2_moe_patcher,
-};
+use patcher_models::replacements::Patch;
 
 type B = NdArray<f32>;
 
@@ -205,11 +203,12 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             Measure { usage, loaded }
         }
         "patcher-seed" | "patcher-merged" | "patcher-finite" | "patcher-views" | "patcher-q8" => {
-            let patcher = if matches!(mode, "patcher-merged" | "patcher-finite") {
-                qwen2_moe_patcher::<B>(&config, true, false)
+            let patch = if matches!(mode, "patcher-merged" | "patcher-finite") {
+                Patch::fused_qkv()
             } else {
-                qwen2_moe_fused_qkv_sequential_experts_patcher::<B>(&config)
+                Patch::seed()
             };
+            let patcher = patch.patcher::<B, _>(&config)?;
             let options = match mode {
                 "patcher-views" => options.linear_layout(LinearLayout::TransposedView),
                 "patcher-finite" => options.check_finite(),
@@ -238,7 +237,7 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
         "burn-store" => {
             let (model, usage) = measured(|| {
                 // Separate q/k/v and per-expert linears: the checkpoint's keys, one to one.
-                let patcher = qwen2_moe_patcher::<B>(&config, false, true);
+                let patcher = Patch::sequential_experts().patcher::<B, _>(&config)?;
                 let mut model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, &device)?;
                 // `skip_enum_variants`: a layer's `mlp` is an enum (sparse or dense).
                 let mut store = SafetensorsStore::from_file(dir.join("model.safetensors"))

@@ -193,7 +193,7 @@ impl FamilyCommand for ConvertArgs {
             Target::Patched => format!(
                 "the layout of --model {} with {} (loading it with them converts nothing)",
                 family.name(),
-                patch_flags(&prepared.patches)
+                patch_flags(prepared.patch)
             ),
             Target::Original => format!(
                 "the stock {} layout ({} conversions reversed)",

@@ -1,57 +1,31 @@
-//! The model families and patches the command line knows.
+//! The model families the command line knows.
 //!
-//! A family is one [`Family`] impl (config reader, model constructor, patcher per set of
-//! patches; the `family!` macro writes it for a `patcher_models` family) and one [`FamilyName`]
-//! variant that dispatches to it; adding a family is one `family!`, its patcher
-//! function, one variant and one line in each `match` of [`FamilyName`] (and a [`PatchName`]
-//! for a new patch).
+//! A family is one [`Family`] impl (config reader and model constructor; the `family!` macro
+//! writes it for a `patcher_models` family) and one [`FamilyName`] variant that dispatches to
+//! it; its patches are the kit's [`Patch`] presets its config takes ([`PatchTarget`]). Adding a
+//! family is one `family!`, one variant and one line in each `match` of [`FamilyName`].
 
 use std::path::Path;
 
 use burn::backend::NdArray;
 use clap::ValueEnum;
-use patcher_burn::{BuildContext, Patcher, PretrainedModel};
+use patcher_burn::{BuildContext, PretrainedModel};
 use patcher_models::bert::{BertConfig, BertModel};
 use patcher_models::common::limits::SizedConfig;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{
-    bert_fused_qkv_patcher, llama_fused_qkv_patcher, mixtral_patcher, qwen2_moe_patcher,
-};
+use patcher_models::replacements::{Patch, PatchTarget};
 use patcher_models::ConfigError;
 
 /// The backend the command line builds models on: NdArray in f32 (plans read no weights; a
 /// conversion computes in f32).
 pub(crate) type B = NdArray<f32>;
 
-/// A patch of the command line: one of the ready patchers' replacements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
-pub(crate) enum PatchName {
-    /// The attention's q/k/v projections as one `qkv_proj` (`FusedQKVAttention`; BERT's as one
-    /// `qkv`, `FusedQKVBertSelfAttention`).
-    FusedQkv,
-    /// The experts as a plain list of per-expert linears (`SequentialExperts`).
-    SequentialExperts,
-}
-
-impl PatchName {
-    /// The name on the command line.
-    pub(crate) fn name(self) -> String {
-        self.to_possible_value()
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default()
-    }
-}
-
-/// A model family: how the command line reads its config, builds it and patches it.
+/// A model family: how the command line reads its config and builds it.
 pub(crate) trait Family {
-    /// transformers' `model_type` of the family's `config.json`.
-    const MODEL_TYPE: &'static str;
-    /// The patches the family takes.
-    const PATCHES: &'static [PatchName];
-    /// The parsed `config.json`.
-    type Config: SizedConfig;
+    /// The parsed `config.json`, which says the family's `model_type` and patches.
+    type Config: SizedConfig + PatchTarget;
     /// The model (a causal LM, or BERT's encoder).
     type Model: PretrainedModel<B>;
 
@@ -59,27 +33,16 @@ pub(crate) trait Family {
     fn read_config(path: &Path) -> Result<Self::Config, ConfigError>;
     /// The model built through `ctx` (with the patcher's substitutions).
     fn build(config: &Self::Config, ctx: &BuildContext<'_, B>) -> Self::Model;
-    /// The patcher applying `patches` (all of them in [`Self::PATCHES`]).
-    fn patcher(config: &Self::Config, patches: &[PatchName]) -> Patcher<B>;
 }
 
-/// A unit struct implementing [`Family`] for a `patcher_models` family: its `model_type`, its
-/// patches, its config and causal LM types (with `from_file` and `build`), and the function
-/// making its patcher.
+/// A unit struct implementing [`Family`] for a `patcher_models` family: its config and model
+/// types (with `from_file` and `build`).
 macro_rules! family {
-    ($(#[$doc:meta])* $name:ident {
-        model_type: $model_type:literal,
-        patches: [$($patch:ident),*],
-        config: $config:ident,
-        model: $model:ident,
-        patcher: $patcher:path $(,)?
-    }) => {
+    ($(#[$doc:meta])* $name:ident { config: $config:ident, model: $model:ident $(,)? }) => {
         $(#[$doc])*
         pub(crate) struct $name;
 
         impl Family for $name {
-            const MODEL_TYPE: &'static str = $model_type;
-            const PATCHES: &'static [PatchName] = &[$(PatchName::$patch),*];
             type Config = $config;
             type Model = $model<B>;
 
@@ -90,89 +53,29 @@ macro_rules! family {
             fn build(config: &$config, ctx: &BuildContext<'_, B>) -> Self::Model {
                 $model::build(config, ctx)
             }
-
-            fn patcher(config: &$config, patches: &[PatchName]) -> Patcher<B> {
-                $patcher(config, patches)
-            }
         }
     };
 }
 
 family!(
     /// Llama (`LlamaForCausalLM`).
-    Llama {
-        model_type: "llama",
-        patches: [FusedQkv],
-        config: LlamaConfig,
-        model: LlamaForCausalLM,
-        patcher: llama_patcher,
-    }
+    Llama { config: LlamaConfig, model: LlamaForCausalLM }
 );
-
-fn llama_patcher(config: &LlamaConfig, patches: &[PatchName]) -> Patcher<B> {
-    if patches.contains(&PatchName::FusedQkv) {
-        llama_fused_qkv_patcher(config)
-    } else {
-        Patcher::new()
-    }
-}
 
 family!(
     /// Qwen2-MoE (`Qwen2MoeForCausalLM`).
-    Qwen2Moe {
-        model_type: "qwen2_moe",
-        patches: [FusedQkv, SequentialExperts],
-        config: Qwen2MoeConfig,
-        model: Qwen2MoeForCausalLM,
-        patcher: qwen2_moe_patches,
-    }
+    Qwen2Moe { config: Qwen2MoeConfig, model: Qwen2MoeForCausalLM }
 );
-
-fn qwen2_moe_patches(config: &Qwen2MoeConfig, patches: &[PatchName]) -> Patcher<B> {
-    qwen2_moe_patcher(
-        config,
-        patches.contains(&PatchName::FusedQkv),
-        patches.contains(&PatchName::SequentialExperts),
-    )
-}
 
 family!(
     /// Mixtral (`MixtralForCausalLM`).
-    Mixtral {
-        model_type: "mixtral",
-        patches: [FusedQkv, SequentialExperts],
-        config: MixtralConfig,
-        model: MixtralForCausalLM,
-        patcher: mixtral_patches,
-    }
+    Mixtral { config: MixtralConfig, model: MixtralForCausalLM }
 );
-
-fn mixtral_patches(config: &MixtralConfig, patches: &[PatchName]) -> Patcher<B> {
-    mixtral_patcher(
-        config,
-        patches.contains(&PatchName::FusedQkv),
-        patches.contains(&PatchName::SequentialExperts),
-    )
-}
 
 family!(
     /// BERT (`BertModel`).
-    Bert {
-        model_type: "bert",
-        patches: [FusedQkv],
-        config: BertConfig,
-        model: BertModel,
-        patcher: bert_patcher,
-    }
+    Bert { config: BertConfig, model: BertModel }
 );
-
-fn bert_patcher(config: &BertConfig, patches: &[PatchName]) -> Patcher<B> {
-    if patches.contains(&PatchName::FusedQkv) {
-        bert_fused_qkv_patcher(config)
-    } else {
-        Patcher::new()
-    }
-}
 
 /// The `--model` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -198,22 +101,12 @@ impl FamilyName {
 
     /// transformers' `model_type` of the family.
     pub(crate) fn model_type(self) -> &'static str {
-        match self {
-            Self::Llama => Llama::MODEL_TYPE,
-            Self::Qwen2Moe => Qwen2Moe::MODEL_TYPE,
-            Self::Mixtral => Mixtral::MODEL_TYPE,
-            Self::Bert => Bert::MODEL_TYPE,
-        }
+        self.dispatch(ModelType)
     }
 
-    /// The patches the family takes.
-    pub(crate) fn patches(self) -> &'static [PatchName] {
-        match self {
-            Self::Llama => Llama::PATCHES,
-            Self::Qwen2Moe => Qwen2Moe::PATCHES,
-            Self::Mixtral => Mixtral::PATCHES,
-            Self::Bert => Bert::PATCHES,
-        }
+    /// Every patch the family takes.
+    pub(crate) fn patches(self) -> Patch {
+        self.dispatch(Patches)
     }
 
     /// The family whose `model_type` is `model_type`, if the command line knows it.
@@ -243,26 +136,45 @@ pub(crate) trait FamilyCommand {
     fn run<F: Family>(self) -> Self::Output;
 }
 
-/// `patches` sorted and deduplicated; an error naming the family's patches if one does not
-/// apply to `family`.
-pub(crate) fn check_patches(
-    family: FamilyName,
-    patches: &[PatchName],
-) -> Result<Vec<PatchName>, String> {
-    let mut patches = patches.to_vec();
-    patches.sort();
-    patches.dedup();
+/// [`FamilyName::model_type`].
+struct ModelType;
+
+impl FamilyCommand for ModelType {
+    type Output = &'static str;
+
+    fn run<F: Family>(self) -> &'static str {
+        <F::Config as PatchTarget>::MODEL_TYPE
+    }
+}
+
+/// [`FamilyName::patches`].
+struct Patches;
+
+impl FamilyCommand for Patches {
+    type Output = Patch;
+
+    fn run<F: Family>(self) -> Patch {
+        <F::Config as PatchTarget>::PATCHES
+    }
+}
+
+/// The `--patch` values combined; an error naming the family's patches if one does not apply
+/// to `family`.
+pub(crate) fn check_patches(family: FamilyName, patches: &[Patch]) -> Result<Patch, String> {
+    let patch = patches.iter().fold(Patch::NONE, |all, p| all | *p);
     let valid = family.patches();
-    if let Some(wrong) = patches.iter().find(|p| !valid.contains(p)) {
-        let names: Vec<String> = valid.iter().map(|p| p.name()).collect();
+    if let Some((wrong, _)) = patch.presets().find(|(_, p)| !valid.contains(*p)) {
         return Err(format!(
-            "--patch {} does not apply to --model {}; its patches are: {}",
-            wrong.name(),
+            "--patch {wrong} does not apply to --model {}; its patches are: {}",
             family.name(),
-            names.join(", ")
+            valid
+                .presets()
+                .map(|(name, _)| name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
-    Ok(patches)
+    Ok(patch)
 }
 
 /// The `--model` names of every family.

@@ -17,7 +17,9 @@ use clap::{Parser, Subcommand};
 
 use crate::convert::{ConvertArgs, ConvertOptions};
 use crate::error::{CliError, EXIT_CODES};
-use crate::family::{check_patches, FamilyName, PatchName};
+use patcher_models::replacements::Patch;
+
+use crate::family::{check_patches, FamilyName};
 use crate::plan::PlanArgs;
 use crate::prepare::Selection;
 
@@ -80,9 +82,10 @@ struct ModelArgs {
     #[arg(long = "model", value_name = "FAMILY", value_enum)]
     family: FamilyName,
     /// Patches to apply (repeat the flag, or separate with commas). fused-qkv: q/k/v as one
-    /// qkv_proj (llama, qwen2-moe); sequential-experts: experts as a list of linears (qwen2-moe).
-    #[arg(long = "patch", value_name = "NAME", value_enum, value_delimiter = ',')]
-    patches: Vec<PatchName>,
+    /// projection (llama, qwen2-moe, mixtral, bert); sequential-experts: the experts as a list
+    /// of linears (qwen2-moe, mixtral); seed: both.
+    #[arg(long = "patch", value_name = "NAME", value_delimiter = ',')]
+    patches: Vec<Patch>,
     /// The model's config.json. Default: config.json in CKPT's folder.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -91,10 +94,10 @@ struct ModelArgs {
 impl ModelArgs {
     /// The selection, with the patches checked and deduplicated.
     fn checked(self) -> Result<Selection, CliError> {
-        let patches = check_patches(self.family, &self.patches).map_err(CliError::Usage)?;
+        let patch = check_patches(self.family, &self.patches).map_err(CliError::Usage)?;
         Ok(Selection {
             family: self.family,
-            patches,
+            patch,
             config: self.config,
         })
     }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use patcher_burn::LoadPlan;
 
 use crate::error::CliError;
-use crate::family::{Family, FamilyCommand, FamilyName, PatchName};
+use patcher_models::replacements::Patch;
+
+use crate::family::{Family, FamilyCommand, FamilyName};
 use crate::prepare::{Prepared, Selection};
 
 /// The `plan` arguments.
@@ -34,13 +36,13 @@ impl FamilyCommand for PlanArgs {
 }
 
 /// `--patch a --patch b`, or `no --patch`.
-pub(crate) fn patch_flags(patches: &[PatchName]) -> String {
-    if patches.is_empty() {
+pub(crate) fn patch_flags(patch: Patch) -> String {
+    if patch.is_empty() {
         return "no --patch".to_string();
     }
-    patches
-        .iter()
-        .map(|p| format!("--patch {}", p.name()))
+    patch
+        .presets()
+        .map(|(name, _)| format!("--patch {name}"))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -54,7 +56,7 @@ fn describe<F: Family>(prepared: &Prepared<F>, family: FamilyName, plan: &LoadPl
         prepared.checkpoint.path().display(),
         prepared.checkpoint.len(),
         family.name(),
-        patch_flags(&prepared.patches),
+        patch_flags(prepared.patch),
     );
     let _ = writeln!(out, "config: {}", prepared.config_path.display());
     let _ = write!(out, "{}", plan.report);
@@ -88,7 +90,7 @@ pub(crate) fn does_not_fit<F: Family>(
     let summary = format!(
         "the checkpoint does not fit --model {} with {}: {}",
         family.name(),
-        patch_flags(&prepared.patches),
+        patch_flags(prepared.patch),
         plan.report.to_string().lines().next().unwrap_or_default()
     );
     let fitting = prepared.patches_that_fit();
@@ -97,7 +99,7 @@ pub(crate) fn does_not_fit<F: Family>(
          and its config.json belong together (see the report)"
             .to_string()
     } else {
-        let options: Vec<String> = fitting.iter().map(|p| patch_flags(p)).collect();
+        let options: Vec<String> = fitting.into_iter().map(patch_flags).collect();
         format!("It would load with: {}", options.join(", or "))
     };
     CliError::DoesNotFit { summary, hint }

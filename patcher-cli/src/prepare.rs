@@ -4,12 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use patcher_burn::{plan_with, BuildContext, LoadOptions, LoadPlan, LoadSpec, Patcher};
+use patcher_burn::{plan_with, BuildContext, LoadOptions, LoadPlan, LoadSpec};
 use patcher_core::Checkpoint;
 use patcher_models::common::limits::{check_fits, SizedConfig};
 
 use crate::error::CliError;
-use crate::family::{Family, FamilyName, PatchName, B};
+use patcher_models::replacements::{Patch, PatchTarget};
+
+use crate::family::{Family, FamilyName, B};
 
 /// The largest `config.json` looked at for its `model_type` (the family's reader has the same
 /// bound and says so).
@@ -36,8 +38,8 @@ pub(crate) fn parent_folder(path: &Path) -> PathBuf {
 pub(crate) struct Selection {
     /// The family.
     pub(crate) family: FamilyName,
-    /// The patches, sorted, deduplicated, all of the family's.
-    pub(crate) patches: Vec<PatchName>,
+    /// The patches, all of the family's.
+    pub(crate) patch: Patch,
     /// `--config`, else `config.json` in the checkpoint's folder.
     pub(crate) config: Option<PathBuf>,
 }
@@ -59,8 +61,8 @@ pub(crate) struct Prepared<F: Family> {
     pub(crate) config: F::Config,
     /// The opened checkpoint (headers only).
     pub(crate) checkpoint: Checkpoint,
-    /// The patches, sorted and deduplicated.
-    pub(crate) patches: Vec<PatchName>,
+    /// The patches.
+    pub(crate) patch: Patch,
     /// The model built with the patches' patcher (parameters lazy: nothing read or allocated).
     pub(crate) model: F::Model,
     /// The load spec of `from_pretrained` with that patcher.
@@ -80,13 +82,13 @@ impl<F: Family> Prepared<F> {
             .model_size()
             .and_then(|size| check_fits(&size, &checkpoint))
             .map_err(|e| CliError::config(config_path.clone(), e))?;
-        let patches = selection.patches.clone();
-        let (model, spec) = build::<F>(&config, &patches)?;
+        let patch = selection.patch;
+        let (model, spec) = build::<F>(&config, patch)?;
         Ok(Self {
             config_path,
             config,
             checkpoint,
-            patches,
+            patch,
             model,
             spec,
         })
@@ -105,19 +107,12 @@ impl<F: Family> Prepared<F> {
 
     /// The sets of the family's patches, other than this one, with which a strict load of the
     /// checkpoint would succeed (for a hint when it would not).
-    pub(crate) fn patches_that_fit(&self) -> Vec<Vec<PatchName>> {
-        let all = F::PATCHES;
-        (0u32..1 << all.len())
-            .map(|mask| {
-                all.iter()
-                    .enumerate()
-                    .filter(|(i, _)| mask & (1 << i) != 0)
-                    .map(|(_, p)| *p)
-                    .collect::<Vec<_>>()
-            })
-            .filter(|patches| *patches != self.patches)
-            .filter(|patches| {
-                build::<F>(&self.config, patches)
+    pub(crate) fn patches_that_fit(&self) -> Vec<Patch> {
+        <F::Config as PatchTarget>::PATCHES
+            .subsets()
+            .filter(|patch| *patch != self.patch)
+            .filter(|patch| {
+                build::<F>(&self.config, *patch)
                     .and_then(|(model, spec)| {
                         plan_with(&model, &self.checkpoint, &spec, &LoadOptions::default())
                             .map_err(CliError::load)
@@ -128,12 +123,11 @@ impl<F: Family> Prepared<F> {
     }
 }
 
-/// The model built with the patcher of `patches`, and its load spec.
-fn build<F: Family>(
-    config: &F::Config,
-    patches: &[PatchName],
-) -> Result<(F::Model, LoadSpec), CliError> {
-    let patcher: Patcher<B> = F::patcher(config, patches);
+/// The model built with the patcher of `patch`, and its load spec.
+fn build<F: Family>(config: &F::Config, patch: Patch) -> Result<(F::Model, LoadSpec), CliError> {
+    let patcher = patch
+        .patcher::<B, _>(config)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let model = BuildContext::build(&patcher, &Default::default(), |ctx| F::build(config, ctx))?;
     Ok((model, LoadSpec::for_model::<B, F::Model>(&patcher)))
 }

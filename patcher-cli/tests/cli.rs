@@ -11,7 +11,7 @@ use patcher_burn::{LoadOptions, Patcher};
 use patcher_core::{save_safetensors, Checkpoint, DType, HostTensor};
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher};
+use patcher_models::replacements::Patch;
 use tempfile::TempDir;
 
 type B = NdArray<f32>;
@@ -86,10 +86,10 @@ enum Library {
 }
 
 impl Library {
-    /// Qwen2-MoE with the config of the checkpoint folder `dir` and some of the patches.
-    fn qwen2_moe(dir: &Path, fused_qkv: bool, sequential_experts: bool) -> Self {
+    /// Qwen2-MoE with the config of the checkpoint folder `dir`, patched by `patch`.
+    fn qwen2_moe(dir: &Path, patch: Patch) -> Self {
         let config = Qwen2MoeConfig::from_file(dir.join("config.json")).unwrap();
-        Self::Qwen2Moe(qwen2_moe_patcher(&config, fused_qkv, sequential_experts))
+        Self::Qwen2Moe(patch.patcher(&config).unwrap())
     }
 }
 
@@ -271,7 +271,7 @@ fn qwen2_moe_converts_to_the_patched_layout_and_back() {
     assert!(out.contains("No conversion used"), "{out}");
     assert!(out.contains("47 loaded, 0 unexpected, 0 missing"), "{out}");
 
-    assert_same_logits(&patched, &stock, &Library::qwen2_moe(&stock, true, true));
+    assert_same_logits(&patched, &stock, &Library::qwen2_moe(&stock, Patch::seed()));
 
     // Without the patches: unexpected qkv_proj, missing q/k/v; the hint names the patch.
     let (report, err) = plan(&patched, "qwen2-moe", &[], 1);
@@ -370,7 +370,7 @@ fn qwen2_moe_sharded_converts_to_fused_experts_in_shards_and_back() {
     assert_same_logits(
         &patched,
         &sharded,
-        &Library::qwen2_moe(&sharded, false, false),
+        &Library::qwen2_moe(&sharded, Patch::NONE),
     );
 
     // In one file, the fused layout is transformers 5's own: the fused fixture, byte for byte.
@@ -393,7 +393,7 @@ fn llama_converts_to_fused_qkv_and_back() {
     let (out, _) = plan(&patched, "llama", &["--patch", "fused-qkv"], 0);
     assert!(out.contains("No conversion used"), "{out}");
     let config = LlamaConfig::from_file(stock.join("config.json")).unwrap();
-    let patcher = llama_fused_qkv_patcher::<B>(&config);
+    let patcher = Patch::fused_qkv().patcher::<B, _>(&config).unwrap();
     assert_same_logits(&patched, &stock, &Library::Llama(patcher));
 
     let original = dir.path().join("original");

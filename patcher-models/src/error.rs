@@ -55,6 +55,19 @@ pub enum ConfigError {
         /// What it is.
         reason: String,
     },
+    /// A [`Patch`](crate::replacements::Patch) replaces a class the family does not have.
+    #[error(
+        "the patch `{patch}` does not apply to {model_type} models, which lack a class it \
+         replaces; {model_type} takes: {supported}"
+    )]
+    UnsupportedPatch {
+        /// The patch asked for.
+        patch: crate::replacements::Patch,
+        /// The family's `model_type`.
+        model_type: &'static str,
+        /// Every replacement the family takes.
+        supported: crate::replacements::Patch,
+    },
     /// A valid transformers config that this crate does not implement (e.g. a RoPE type).
     #[error("unsupported config: {0}")]
     Unsupported(String),

@@ -19,10 +19,9 @@
 //!   `bert.` prefix and `LayerNorm.gamma`/`.beta` load as in transformers.
 //! - [`replacements`] has [`FusedQKVAttention`](replacements::FusedQKVAttention),
 //!   [`SequentialExperts`](replacements::SequentialExperts),
-//!   [`FusedQKVBertSelfAttention`](replacements::FusedQKVBertSelfAttention), and the patchers that
-//!   apply them
-//!   ([`qwen2_moe_fused_qkv_sequential_experts_patcher`](replacements::qwen2_moe_fused_qkv_sequential_experts_patcher)
-//!   is the seed's).
+//!   [`FusedQKVBertSelfAttention`](replacements::FusedQKVBertSelfAttention), and
+//!   [`Patch`](replacements::Patch), the presets that apply them to any family
+//!   ([`Patch::seed`](replacements::Patch::seed) is the seed's patcher).
 //! - [`common`] has what the families share: RoPE in transformers' rotate-half convention,
 //!   eager grouped-query attention, RMSNorm, `torch.topk`'s CPU tie order, expert dispatch, the
 //!   forward interfaces of substitutable classes, and the logic behind the families' same-named
@@ -38,7 +37,7 @@
 //! use burn::prelude::*;
 //! use patcher_burn::list_slots;
 //! use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-//! use patcher_models::replacements::qwen2_moe_fused_qkv_sequential_experts_patcher;
+//! use patcher_models::replacements::Patch;
 //!
 //! type B = NdArray<f32>;
 //! let config = Qwen2MoeConfig::from_json_str(
@@ -47,7 +46,7 @@
 //!         "shared_expert_intermediate_size": 8, "num_experts": 4, "num_experts_per_tok": 2}"#,
 //! )?;
 //! let device = Default::default();
-//! let patcher = qwen2_moe_fused_qkv_sequential_experts_patcher(&config);
+//! let patcher = Patch::seed().patcher(&config)?;
 //! let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, &device)?;
 //! for slot in list_slots(&model) {
 //!     println!("{}: {} (was {})", slot.path, slot.class, slot.original_class);

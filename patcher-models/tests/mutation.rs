@@ -16,7 +16,7 @@ use mutate::{mutate_json, mutate_safetensors, settings, CountingAlloc, Rng};
 use patcher_burn::{LoadOptions, Loaded, Patcher};
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{mixtral_patcher, qwen2_moe_patcher};
+use patcher_models::replacements::Patch;
 use patcher_models::PretrainedError;
 
 type B = NdArray<f32>;
@@ -64,7 +64,7 @@ fn load_with<M: 'static>(
 
 fn qwen2_moe(name: &str) -> Load {
     let config = Qwen2MoeConfig::from_file(fixture(name).join("config.json")).unwrap();
-    let patched = qwen2_moe_patcher::<B>(&config, true, true);
+    let patched = Patch::seed().patcher::<B, _>(&config).unwrap();
     load_with([Patcher::new(), patched], |dir, patcher, options| {
         Qwen2MoeForCausalLM::<B>::from_pretrained(dir, patcher, &Default::default(), options)
     })
@@ -72,7 +72,7 @@ fn qwen2_moe(name: &str) -> Load {
 
 fn mixtral() -> Load {
     let config = MixtralConfig::from_file(fixture("mixtral").join("config.json")).unwrap();
-    let patched = mixtral_patcher::<B>(&config, true, true);
+    let patched = Patch::seed().patcher::<B, _>(&config).unwrap();
     load_with([Patcher::new(), patched], |dir, patcher, options| {
         MixtralForCausalLM::<B>::from_pretrained(dir, patcher, &Default::default(), options)
     })

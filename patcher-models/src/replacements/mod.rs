@@ -2,10 +2,11 @@
 //! ([`FusedQKVBertSelfAttention`] for BERT's self-attention) and
 //! [`SequentialExperts`] for the fused experts (`Qwen2MoeExperts`, `MixtralExperts`; another
 //! family's through [`AttentionConfig`] and [`ExpertsConfig`]), a [`LoraLinear`] for any
-//! `Linear` slot, and the patchers that apply them.
+//! `Linear` slot, and [`Patch`], the presets that apply them to a family.
 
 mod fused_qkv;
 mod lora;
+mod patch;
 mod patchers;
 mod sequential_experts;
 
@@ -15,9 +16,6 @@ pub use lora::{
     save_lora_merged, LoraLinear, OnlyLoraTrainable, PeftAdapterConfig, PeftAdapterError,
     ADAPTER_CONFIG, ADAPTER_WEIGHTS, LORA_PARAMETERS,
 };
-pub use patchers::{
-    bert_fused_qkv_patcher, llama_fused_qkv_patcher, mixtral_patcher, named_qkv_concatenation,
-    qkv_concatenation, qwen2_moe_fused_qkv_sequential_experts_patcher, qwen2_moe_patcher,
-    split_fused_experts,
-};
+pub use patch::{Patch, PatchTarget, UnknownPatch};
+pub use patchers::{named_qkv_concatenation, qkv_concatenation, split_fused_experts};
 pub use sequential_experts::{ExpertMLP, ExpertsConfig, ExpertsShape, SequentialExperts};

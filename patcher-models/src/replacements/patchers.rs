@@ -1,20 +1,18 @@
-//! Ready-made patchers for the seed's replacements, so examples and tests share one definition.
+//! What a [`Patch`] does to each of the kit's families ([`PatchTarget`]).
 //!
-//! [`qwen2_moe_fused_qkv_sequential_experts_patcher`] is the seed's Python `Patcher`: both class
-//! mappings, the filtered patterns `.gate_up_proj` and `.down_proj`, and the q/k/v weight and
-//! bias concatenations into `qkv_proj`. One addition: the concatenations record the q/k/v sizes
+//! [`Patch::seed`] on Qwen2-MoE is the seed's Python `Patcher`: both class mappings, the
+//! filtered patterns `.gate_up_proj` and `.down_proj`, and the q/k/v weight and bias
+//! concatenations into `qkv_proj`. One addition: the concatenations record the q/k/v sizes
 //! ([`Concatenate::with_split_sizes`]), so that saving the patched model back splits `qkv_proj`
 //! at the right rows under grouped-query attention (transformers' reverse, an equal `Chunk`,
 //! cannot: q has more rows than k and v). Loading is unchanged, plus a check of those sizes.
-//! [`mixtral_patcher`] is the same patch for Mixtral, [`bert_fused_qkv_patcher`] the fused QKV
-//! one for BERT.
 
 use burn::prelude::*;
 use patcher_burn::{Implements, OriginalClass, Patchable, Patcher};
 use patcher_core::ops::Concatenate;
 use patcher_core::{WeightConverter, WeightRenaming, WeightTransform};
 
-use super::{FusedQKVAttention, FusedQKVBertSelfAttention, SequentialExperts};
+use super::{FusedQKVAttention, FusedQKVBertSelfAttention, Patch, PatchTarget, SequentialExperts};
 use crate::bert::{BertConfig, BertSelfAttention};
 use crate::common::AttentionSpec;
 use crate::llama::{LlamaAttention, LlamaConfig};
@@ -45,50 +43,55 @@ pub fn named_qkv_concatenation(
     .op(Concatenate::new(0).with_split_sizes(sizes))
 }
 
-/// A Qwen2-MoE patcher applying some of the seed's replacements:
-/// - `fused_qkv`: `Qwen2MoeAttention` -> [`FusedQKVAttention`], with the q/k/v weight and bias
-///   concatenations (bias only when `config.qkv_bias`);
-/// - `sequential_experts`: `Qwen2MoeExperts` -> [`SequentialExperts`], with the default
-///   fused-expert converters filtered out (`.gate_up_proj`, `.down_proj`) so the per-expert
-///   checkpoint keys load as they are.
-pub fn qwen2_moe_patcher<B: Backend>(
-    config: &Qwen2MoeConfig,
-    fused_qkv: bool,
-    sequential_experts: bool,
-) -> Patcher<B> {
-    let (qkv, experts) = (
-        fused_qkv.then(|| config.attention_spec(0)),
-        sequential_experts,
-    );
-    moe_patcher::<B, Qwen2MoeAttention<B>, Qwen2MoeExperts<B>>(qkv, experts, Vec::new())
+impl PatchTarget for Qwen2MoeConfig {
+    const MODEL_TYPE: &'static str = "qwen2_moe";
+    const PATCHES: Patch = Patch::seed();
+
+    /// - fused QKV: `Qwen2MoeAttention` -> [`FusedQKVAttention`], with the q/k/v weight and bias
+    ///   concatenations (bias only when `config.qkv_bias`);
+    /// - sequential experts: `Qwen2MoeExperts` -> [`SequentialExperts`], with the default
+    ///   fused-expert converters filtered out (`.gate_up_proj`, `.down_proj`) so the per-expert
+    ///   checkpoint keys load as they are.
+    fn patcher_for<B: Backend>(&self, patch: Patch) -> Patcher<B> {
+        let qkv = patch.has_fused_qkv().then(|| self.attention_spec(0));
+        moe_patcher::<B, Qwen2MoeAttention<B>, Qwen2MoeExperts<B>>(
+            qkv,
+            patch.has_sequential_experts(),
+            Vec::new(),
+        )
+    }
 }
 
-/// A Mixtral patcher applying some of the seed's replacements:
-/// - `fused_qkv`: `MixtralAttention` -> [`FusedQKVAttention`], with the q/k/v weight
-///   concatenation;
-/// - `sequential_experts`: `MixtralExperts` -> [`SequentialExperts`], with the default
-///   fused-expert converters filtered out and the hub's per-expert `w1`/`w3`/`w2` renamed to
-///   `gate_proj`/`up_proj`/`down_proj` (after `block_sparse_moe` -> `mlp`, the default renaming),
-///   so they load as they are; a v5 checkpoint's fused `mlp.experts.gate_up_proj`/`down_proj` is
-///   split into the experts' linears ([`split_fused_experts`]). Saving writes back the layout
-///   that was loaded.
-pub fn mixtral_patcher<B: Backend>(
-    config: &MixtralConfig,
-    fused_qkv: bool,
-    sequential_experts: bool,
-) -> Patcher<B> {
-    let mut experts: Vec<WeightTransform> =
-        [("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")]
-            .into_iter()
-            .map(|(hub, ours)| {
-                WeightRenaming::new(format!(".{hub}.weight"), format!(".{ours}.weight"))
-                    .expect("a valid pattern")
-                    .into()
-            })
-            .collect();
-    experts.extend(split_fused_experts());
-    let qkv = fused_qkv.then(|| config.attention_spec(0));
-    moe_patcher::<B, MixtralAttention<B>, MixtralExperts<B>>(qkv, sequential_experts, experts)
+impl PatchTarget for MixtralConfig {
+    const MODEL_TYPE: &'static str = "mixtral";
+    const PATCHES: Patch = Patch::seed();
+
+    /// - fused QKV: `MixtralAttention` -> [`FusedQKVAttention`], with the q/k/v weight
+    ///   concatenation;
+    /// - sequential experts: `MixtralExperts` -> [`SequentialExperts`], with the default
+    ///   fused-expert converters filtered out and the hub's per-expert `w1`/`w3`/`w2` renamed to
+    ///   `gate_proj`/`up_proj`/`down_proj` (after `block_sparse_moe` -> `mlp`, the default
+    ///   renaming), so they load as they are; a v5 checkpoint's fused
+    ///   `mlp.experts.gate_up_proj`/`down_proj` is split into the experts' linears
+    ///   ([`split_fused_experts`]). Saving writes back the layout that was loaded.
+    fn patcher_for<B: Backend>(&self, patch: Patch) -> Patcher<B> {
+        let mut experts: Vec<WeightTransform> =
+            [("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")]
+                .into_iter()
+                .map(|(hub, ours)| {
+                    WeightRenaming::new(format!(".{hub}.weight"), format!(".{ours}.weight"))
+                        .expect("a valid pattern")
+                        .into()
+                })
+                .collect();
+        experts.extend(split_fused_experts());
+        let qkv = patch.has_fused_qkv().then(|| self.attention_spec(0));
+        moe_patcher::<B, MixtralAttention<B>, MixtralExperts<B>>(
+            qkv,
+            patch.has_sequential_experts(),
+            experts,
+        )
+    }
 }
 
 /// transformers 5's fused experts (`mlp.experts.gate_up_proj [E, 2I, H]`,
@@ -132,13 +135,6 @@ where
     patcher
 }
 
-/// The seed's patcher: sequential experts and fused QKV attention.
-pub fn qwen2_moe_fused_qkv_sequential_experts_patcher<B: Backend>(
-    config: &Qwen2MoeConfig,
-) -> Patcher<B> {
-    qwen2_moe_patcher(config, true, true)
-}
-
 /// The weight concatenation, and the bias one when the q/k/v projections have biases.
 fn qkv_concatenations(spec: &AttentionSpec) -> Vec<WeightConverter> {
     let mut converters = vec![qkv_concatenation("weight", spec)];
@@ -148,22 +144,38 @@ fn qkv_concatenations(spec: &AttentionSpec) -> Vec<WeightConverter> {
     converters
 }
 
-/// `BertSelfAttention` -> [`FusedQKVBertSelfAttention`], with the `query`/`key`/`value` weight
-/// and bias concatenations into `qkv` (split back on save).
-pub fn bert_fused_qkv_patcher<B: Backend>(config: &BertConfig) -> Patcher<B> {
-    let spec = config.attention_spec();
-    let names = ["query", "key", "value"];
-    Patcher::new()
-        .replace::<BertSelfAttention<B>, FusedQKVBertSelfAttention<B>>()
-        .extra_weight_conversions(
-            ["weight", "bias"].map(|leaf| named_qkv_concatenation(names, "qkv", leaf, &spec)),
-        )
+impl PatchTarget for BertConfig {
+    const MODEL_TYPE: &'static str = "bert";
+    const PATCHES: Patch = Patch::fused_qkv();
+
+    /// Fused QKV: `BertSelfAttention` -> [`FusedQKVBertSelfAttention`], with the
+    /// `query`/`key`/`value` weight and bias concatenations into `qkv` (split back on save).
+    fn patcher_for<B: Backend>(&self, patch: Patch) -> Patcher<B> {
+        if !patch.has_fused_qkv() {
+            return Patcher::new();
+        }
+        let spec = self.attention_spec();
+        let names = ["query", "key", "value"];
+        Patcher::new()
+            .replace::<BertSelfAttention<B>, FusedQKVBertSelfAttention<B>>()
+            .extra_weight_conversions(
+                ["weight", "bias"].map(|leaf| named_qkv_concatenation(names, "qkv", leaf, &spec)),
+            )
+    }
 }
 
-/// `LlamaAttention` -> [`FusedQKVAttention`], with the q/k/v weight concatenation (and the bias
-/// one when `config.attention_bias`).
-pub fn llama_fused_qkv_patcher<B: Backend>(config: &LlamaConfig) -> Patcher<B> {
-    Patcher::new()
-        .replace::<LlamaAttention<B>, FusedQKVAttention<B>>()
-        .extra_weight_conversions(qkv_concatenations(&config.attention_spec(0)))
+impl PatchTarget for LlamaConfig {
+    const MODEL_TYPE: &'static str = "llama";
+    const PATCHES: Patch = Patch::fused_qkv();
+
+    /// Fused QKV: `LlamaAttention` -> [`FusedQKVAttention`], with the q/k/v weight
+    /// concatenation (and the bias one when `config.attention_bias`).
+    fn patcher_for<B: Backend>(&self, patch: Patch) -> Patcher<B> {
+        if !patch.has_fused_qkv() {
+            return Patcher::new();
+        }
+        Patcher::new()
+            .replace::<LlamaAttention<B>, FusedQKVAttention<B>>()
+            .extra_weight_conversions(qkv_concatenations(&self.attention_spec(0)))
+    }
 }

@@ -5,7 +5,8 @@
 //! The list sits directly at the slot's path, like PyTorch's `nn.ModuleList` subclass in the seed:
 //! parameters are `mlp.experts.{e}.gate_proj.weight`, ..., Qwen2-MoE's checkpoint keys, so they
 //! load with no conversion (the patcher filters out the fused-expert converters; Mixtral's
-//! `w1`/`w3`/`w2` are renamed to them, see [`mixtral_patcher`](super::mixtral_patcher)). Burn's
+//! `w1`/`w3`/`w2` are renamed to them, see [`Patch::sequential_experts`](super::Patch::sequential_experts) on
+//! Mixtral). Burn's
 //! derive would insert the field name (`mlp.experts.experts.0...`); `#[patchable(transparent)]`
 //! puts the list at the class's own path instead.
 

@@ -10,7 +10,7 @@ use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::qwen2_moe_fused_qkv_sequential_experts_patcher;
+use patcher_models::replacements::Patch;
 
 type Inner = NdArray<f32>;
 type B = Autodiff<Inner>;
@@ -45,7 +45,7 @@ fn gradients_reach_patched_parameters_and_the_router() {
     let config = Qwen2MoeConfig::from_file(fixtures().join("qwen2_moe/config.json")).unwrap();
     let model = Qwen2MoeForCausalLM::<B>::with_patcher(
         &config,
-        &qwen2_moe_fused_qkv_sequential_experts_patcher(&config),
+        &Patch::seed().patcher(&config).unwrap(),
         &device,
     )
     .unwrap();

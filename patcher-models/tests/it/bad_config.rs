@@ -11,7 +11,7 @@ use patcher_burn::{LoadOptions, NonFiniteCount, Patcher};
 use patcher_models::llama::LlamaConfig;
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::qwen2_moe_patcher;
+use patcher_models::replacements::Patch;
 use patcher_models::{ConfigError, PretrainedError};
 use serde_json::{json, Value};
 
@@ -66,11 +66,11 @@ fn qwen_with(edits: &[(&str, Value)]) -> Value {
     config
 }
 
-/// `from_pretrained` on the fixture's weights with `config` and the seed's patcher.
-fn load(config: &Value, sequential_experts: bool) -> Result<(), PretrainedError> {
+/// `from_pretrained` on the fixture's weights with `config`, patched by `patch`.
+fn load(config: &Value, patch: Patch) -> Result<(), PretrainedError> {
     let checkout = Checkout::new(config);
     let good = Qwen2MoeConfig::from_file(fixture("qwen2_moe/config.json")).unwrap();
-    let patcher = qwen2_moe_patcher::<B>(&good, false, sequential_experts);
+    let patcher = patch.patcher::<B, _>(&good).unwrap();
     Qwen2MoeForCausalLM::<B>::from_pretrained(
         &checkout.0,
         &patcher,
@@ -100,7 +100,7 @@ fn parse_field(json: &Value) -> String {
 fn a_huge_hidden_size_is_a_field_error() {
     let config = qwen_with(&[("hidden_size", json!(1u64 << 43))]);
     assert_eq!(parse_field(&config), "hidden_size");
-    assert_eq!(field_error(load(&config, false)), "hidden_size");
+    assert_eq!(field_error(load(&config, Patch::NONE)), "hidden_size");
     let llama = LlamaConfig::from_json_str(r#"{"hidden_size": 8796093022208}"#);
     assert!(matches!(llama, Err(ConfigError::Field { field, .. }) if field == "hidden_size"));
 }
@@ -109,7 +109,7 @@ fn a_huge_hidden_size_is_a_field_error() {
 fn a_huge_head_dim_is_a_field_error() {
     let config = qwen_with(&[("head_dim", json!(1u64 << 40))]);
     assert_eq!(parse_field(&config), "head_dim");
-    assert_eq!(field_error(load(&config, false)), "head_dim");
+    assert_eq!(field_error(load(&config, Patch::NONE)), "head_dim");
 }
 
 #[test]
@@ -117,14 +117,17 @@ fn a_hundred_million_layers_is_a_field_error() {
     let mut config = qwen_with(&[("num_hidden_layers", json!(100_000_000u64))]);
     config.as_object_mut().unwrap().remove("layer_types");
     assert_eq!(parse_field(&config), "num_hidden_layers");
-    assert_eq!(field_error(load(&config, false)), "num_hidden_layers");
+    assert_eq!(field_error(load(&config, Patch::NONE)), "num_hidden_layers");
 }
 
 #[test]
 fn ten_million_sequential_experts_is_a_field_error() {
     let config = qwen_with(&[("num_experts", json!(10_000_000u64))]);
     assert_eq!(parse_field(&config), "num_experts");
-    assert_eq!(field_error(load(&config, true)), "num_experts");
+    assert_eq!(
+        field_error(load(&config, Patch::sequential_experts())),
+        "num_experts"
+    );
 }
 
 #[test]
@@ -135,7 +138,10 @@ fn heads_that_wrap_the_q_size_are_a_field_error() {
         ("num_key_value_heads", heads),
     ]);
     assert_eq!(parse_field(&config), "num_attention_heads");
-    assert_eq!(field_error(load(&config, false)), "num_attention_heads");
+    assert_eq!(
+        field_error(load(&config, Patch::NONE)),
+        "num_attention_heads"
+    );
 }
 
 #[test]
@@ -158,7 +164,7 @@ fn a_negative_or_zero_rms_norm_eps_is_a_field_error() {
     for eps in [json!(-1e-6), json!(0.0)] {
         let config = qwen_with(&[("rms_norm_eps", eps)]);
         assert_eq!(parse_field(&config), "rms_norm_eps");
-        assert_eq!(field_error(load(&config, false)), "rms_norm_eps");
+        assert_eq!(field_error(load(&config, Patch::NONE)), "rms_norm_eps");
     }
 }
 
@@ -187,11 +193,11 @@ fn a_config_larger_than_its_checkpoint_fails_before_the_build() {
     ] {
         let config = qwen_with(&[(field, value)]);
         // moe_intermediate_size is seen in the parameter count only: the field is still named.
-        assert_eq!(field_error(load(&config, false)), field, "{field}");
+        assert_eq!(field_error(load(&config, Patch::NONE)), field, "{field}");
     }
     let mut config = qwen_with(&[("num_hidden_layers", json!(3))]);
     config["layer_types"] = json!(["full_attention", "full_attention", "full_attention"]);
-    assert_eq!(field_error(load(&config, false)), "num_hidden_layers");
+    assert_eq!(field_error(load(&config, Patch::NONE)), "num_hidden_layers");
 }
 
 #[cfg(unix)]
@@ -281,8 +287,8 @@ fn model_size_counts_the_parameters_the_model_builds() {
     // All-sparse, and dense layers among sparse ones.
     for name in ["qwen2_moe", "qwen2_moe_dense"] {
         let qwen = Qwen2MoeConfig::from_file(fixture(name).join("config.json")).unwrap();
-        for sequential in [false, true] {
-            let patcher = qwen2_moe_patcher::<B>(&qwen, true, sequential);
+        for patch in [Patch::fused_qkv(), Patch::seed()] {
+            let patcher = patch.patcher::<B, _>(&qwen).unwrap();
             let model = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen, &patcher, &device).unwrap();
             assert_eq!(
                 count(model_params(&model)),
@@ -363,11 +369,14 @@ fn mixtral_bad_configs_are_typed_errors() {
 fn qwen2_moe_dense_layer_settings_are_checked() {
     let config = qwen_with(&[("decoder_sparse_step", json!(0))]);
     assert_eq!(parse_field(&config), "decoder_sparse_step");
-    assert_eq!(field_error(load(&config, false)), "decoder_sparse_step");
+    assert_eq!(
+        field_error(load(&config, Patch::NONE)),
+        "decoder_sparse_step"
+    );
     // A dense layer 1 the checkpoint does not have (it holds experts there): a typed load
     // error naming the missing dense weights, not a panic.
     let config = qwen_with(&[("mlp_only_layers", json!([1]))]);
-    match load(&config, false) {
+    match load(&config, Patch::NONE) {
         Err(PretrainedError::Load(error)) => {
             let message = error.to_string();
             assert!(

@@ -16,7 +16,7 @@ use patcher_models::bert::{
     BertConfig, BertInputError, BertIntermediate, BertIntermediateInterface, BertModel,
 };
 use patcher_models::common::EncoderIntermediate;
-use patcher_models::replacements::bert_fused_qkv_patcher;
+use patcher_models::replacements::Patch;
 use patcher_models::ConfigError;
 
 const TOLERANCE: f32 = 1e-4;
@@ -36,11 +36,12 @@ fn ints<B: Backend>(
 fn bert<B: Backend>(path: &Path, fused_qkv: bool, save_back: bool, device: &B::Device) -> f32 {
     let dir = path.file_name().unwrap().to_string_lossy();
     let config = BertConfig::from_file(path.join("config.json")).unwrap();
-    let patcher = if fused_qkv {
-        bert_fused_qkv_patcher::<B>(&config)
+    let patch = if fused_qkv {
+        Patch::fused_qkv()
     } else {
-        Patcher::new()
+        Patch::NONE
     };
+    let patcher = patch.patcher::<B, _>(&config).unwrap();
     let loaded =
         BertModel::<B>::from_pretrained(path, &patcher, device, &LoadOptions::default()).unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);

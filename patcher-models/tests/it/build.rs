@@ -8,9 +8,7 @@ use burn::prelude::*;
 use patcher_burn::{list_slots, replacement, BuildError, Patcher};
 use patcher_models::llama::{LlamaAttentionInterface, LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{
-    qwen2_moe_fused_qkv_sequential_experts_patcher, FusedQKVAttention,
-};
+use patcher_models::replacements::{FusedQKVAttention, Patch};
 
 type B = NdArray<f32>;
 
@@ -47,7 +45,7 @@ fn qwen2_moe_parameter_names_are_transformers_names() {
 
     let patched = Qwen2MoeForCausalLM::<B>::with_patcher(
         &qwen_config(),
-        &qwen2_moe_fused_qkv_sequential_experts_patcher(&qwen_config()),
+        &Patch::seed().patcher(&qwen_config()).unwrap(),
         &device,
     )
     .unwrap();
@@ -70,7 +68,7 @@ fn slot_listing() {
     let device = Default::default();
     let model = Qwen2MoeForCausalLM::<B>::with_patcher(
         &qwen_config(),
-        &qwen2_moe_fused_qkv_sequential_experts_patcher(&qwen_config()),
+        &Patch::seed().patcher(&qwen_config()).unwrap(),
         &device,
     )
     .unwrap();

@@ -6,22 +6,23 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 use crate::common::parity::assert_parity;
-use crate::common::{fixtures, input_ids, read_reference, scratch};
+use crate::common::{fixtures, input_ids, read_reference, scratch, MOE_PATCHES};
 use burn::module::Module;
 use burn::prelude::Backend;
 use patcher_burn::{list_slots, save_pretrained, LoadError, LoadOptions, Loaded, Patcher};
 use patcher_core::{Checkpoint, LoadReport};
 use patcher_models::llama::{LlamaAttention, LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher, FusedQKVAttention};
+use patcher_models::replacements::{FusedQKVAttention, Patch};
 use patcher_models::PretrainedError;
 
 const TOLERANCE: f32 = 1e-4;
 
-fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, device: &B::Device) {
+fn qwen2_moe<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
     let path = fixtures().join(dir);
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
-    let patcher = qwen2_moe_patcher::<B>(&config, fused_qkv, sequential_experts);
+    let patcher = patch.patcher::<B, _>(&config).unwrap();
+    let (fused_qkv, sequential_experts) = (patch.has_fused_qkv(), patch.has_sequential_experts());
     let loaded =
         Qwen2MoeForCausalLM::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
             .unwrap();
@@ -47,16 +48,11 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
     let out = loaded
         .model
         .forward_with_hidden_states(input_ids::<B>(&reference, device));
-    let label =
-        format!("loader {dir} fused_qkv={fused_qkv} sequential_experts={sequential_experts}");
+    let label = format!("loader {dir} patch={patch}");
     assert_parity(&label, &out, &reference, TOLERANCE);
 
     // Save the (patched) model back in the checkpoint's layout; it reloads unpatched.
-    let out_dir = save_and_compare(
-        &loaded,
-        &path,
-        &format!("{dir}-{fused_qkv}-{sequential_experts}"),
-    );
+    let out_dir = save_and_compare(&loaded, &path, &format!("{dir}-{patch}"));
     std::fs::copy(path.join("config.json"), out_dir.join("config.json")).unwrap();
     let reloaded = Qwen2MoeForCausalLM::<B>::from_pretrained(
         &out_dir,
@@ -116,11 +112,12 @@ fn assert_same_tensors(original: &Path, saved: &Path) {
 fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
     let path = fixtures().join(dir);
     let config = LlamaConfig::from_file(path.join("config.json")).unwrap();
-    let patcher = if fused_qkv {
-        llama_fused_qkv_patcher::<B>(&config)
+    let patch = if fused_qkv {
+        Patch::fused_qkv()
     } else {
-        Patcher::new()
+        Patch::NONE
     };
+    let patcher = patch.patcher::<B, _>(&config).unwrap();
     let loaded =
         LlamaForCausalLM::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
             .unwrap();
@@ -241,7 +238,7 @@ fn an_overlong_expert_index_is_unexpected() {
     let dir = fixture_with_an_overlong_expert_index(key);
     let path = dir.path();
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
-    let patcher = qwen2_moe_patcher::<B>(&config, false, false);
+    let patcher = Patch::NONE.patcher::<B, _>(&config).unwrap();
     let strict =
         Qwen2MoeForCausalLM::<B>::from_pretrained(path, &patcher, device, &LoadOptions::default());
     let (report, message) = incomplete_load(strict);
@@ -273,30 +270,28 @@ macro_rules! loader_tests {
 
         #[test]
         fn qwen2_moe_variants() {
-            for (fused, sequential) in [(false, false), (true, false), (false, true), (true, true)]
-            {
-                qwen2_moe::<B>("qwen2_moe", fused, sequential, &$device);
+            for patch in MOE_PATCHES {
+                qwen2_moe::<B>("qwen2_moe", patch, &$device);
             }
         }
 
         #[test]
         fn qwen2_moe_fused_layout_variants() {
-            for (fused, sequential) in [(false, false), (true, false), (false, true), (true, true)]
-            {
-                qwen2_moe::<B>("qwen2_moe_fused", fused, sequential, &$device);
+            for patch in MOE_PATCHES {
+                qwen2_moe::<B>("qwen2_moe_fused", patch, &$device);
             }
         }
 
         #[test]
         fn qwen2_moe_sharded_and_bf16() {
-            qwen2_moe::<B>("qwen2_moe_sharded", true, true, &$device);
-            qwen2_moe::<B>("qwen2_moe_bf16", true, true, &$device);
+            qwen2_moe::<B>("qwen2_moe_sharded", Patch::seed(), &$device);
+            qwen2_moe::<B>("qwen2_moe_bf16", Patch::seed(), &$device);
         }
 
         #[test]
         fn qwen2_moe_dense_layers() {
-            qwen2_moe::<B>("qwen2_moe_dense", false, false, &$device);
-            qwen2_moe::<B>("qwen2_moe_dense", true, true, &$device);
+            qwen2_moe::<B>("qwen2_moe_dense", Patch::NONE, &$device);
+            qwen2_moe::<B>("qwen2_moe_dense", Patch::seed(), &$device);
         }
 
         #[test]

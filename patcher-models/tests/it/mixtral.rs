@@ -4,18 +4,20 @@
 //! unpatched and with each seed-style patch, and each load saved back byte for byte.
 
 use crate::common::parity::assert_parity;
-use crate::common::{assert_saves_back_byte_for_byte, fixtures, input_ids, read_reference};
+use crate::common::{
+    assert_saves_back_byte_for_byte, fixtures, input_ids, read_reference, MOE_PATCHES,
+};
 use burn::prelude::Backend;
 use patcher_burn::{list_slots, LoadOptions};
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
-use patcher_models::replacements::mixtral_patcher;
+use patcher_models::replacements::Patch;
 
 const TOLERANCE: f32 = 1e-4;
 
-fn mixtral<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, device: &B::Device) {
+fn mixtral<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
     let path = fixtures().join(dir);
     let config = MixtralConfig::from_file(path.join("config.json")).unwrap();
-    let patcher = mixtral_patcher::<B>(&config, fused_qkv, sequential_experts);
+    let patcher = patch.patcher::<B, _>(&config).unwrap();
     let loaded =
         MixtralForCausalLM::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
             .unwrap();
@@ -23,7 +25,7 @@ fn mixtral<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, dev
     assert!(report.is_clean() && report.ignored.is_empty(), "{report}");
     let slots = list_slots(&loaded.model);
     let replaced: Vec<_> = slots.iter().filter(|s| s.replaced).collect();
-    let per_layer = fused_qkv as usize + sequential_experts as usize;
+    let per_layer = patch.presets().count();
     assert_eq!(replaced.len(), per_layer * config.num_hidden_layers);
     for slot in replaced {
         let expected = match slot.original_class.as_str() {
@@ -38,15 +40,13 @@ fn mixtral<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, dev
     let out = loaded
         .model
         .forward_with_hidden_states(input_ids::<B>(&reference, device));
-    let label = format!("{dir} fused_qkv={fused_qkv} sequential_experts={sequential_experts}");
+    let label = format!("{dir} patch={patch}");
     assert_parity(&label, &out, &reference, TOLERANCE);
 
     // Saved back in the layout it was loaded from: the very file transformers wrote.
-    let name = format!("{dir}-{fused_qkv}-{sequential_experts}");
+    let name = format!("{dir}-{patch}");
     assert_saves_back_byte_for_byte(&loaded, &path, &name, &label);
 }
-
-const VARIANTS: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
 
 #[test]
 fn hub_and_v5_configs_parse_alike() {
@@ -81,15 +81,15 @@ macro_rules! mixtral_tests {
 
         #[test]
         fn hub_layout_variants() {
-            for (fused, sequential) in VARIANTS {
-                mixtral::<B>("mixtral", fused, sequential, &$device);
+            for patch in MOE_PATCHES {
+                mixtral::<B>("mixtral", patch, &$device);
             }
         }
 
         #[test]
         fn fused_layout_variants() {
-            for (fused, sequential) in VARIANTS {
-                mixtral::<B>("mixtral_fused", fused, sequential, &$device);
+            for patch in MOE_PATCHES {
+                mixtral::<B>("mixtral_fused", patch, &$device);
             }
         }
     };

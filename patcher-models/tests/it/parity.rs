@@ -9,14 +9,15 @@ use burn::prelude::Backend;
 use patcher_burn::list_slots;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{llama_fused_qkv_patcher, qwen2_moe_patcher};
+use patcher_models::replacements::Patch;
 
 const TOLERANCE: f32 = 1e-4;
 
-fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, device: &B::Device) {
+fn qwen2_moe<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
     let path = fixtures().join(dir);
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
-    let patcher = qwen2_moe_patcher::<B>(&config, fused_qkv, sequential_experts);
+    let patcher = patch.patcher::<B, _>(&config).unwrap();
+    let (fused_qkv, sequential_experts) = (patch.has_fused_qkv(), patch.has_sequential_experts());
     let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, device).unwrap();
     let slots = list_slots(&model);
     let count = |class: &str| slots.iter().filter(|s| s.original_class == class).count();
@@ -53,7 +54,7 @@ fn qwen2_moe<B: Backend>(dir: &str, fused_qkv: bool, sequential_experts: bool, d
         out.logits.to_data(),
         "forward == forward_with_hidden_states"
     );
-    let label = format!("{dir} fused_qkv={fused_qkv} sequential_experts={sequential_experts}");
+    let label = format!("{dir} patch={patch}");
     assert_parity(&label, &out, &reference, TOLERANCE);
 }
 
@@ -61,7 +62,7 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
     let path = fixtures().join(dir);
     let config = LlamaConfig::from_file(path.join("config.json")).unwrap();
     let model = if fused_qkv {
-        let patcher = llama_fused_qkv_patcher::<B>(&config);
+        let patcher = Patch::fused_qkv().patcher::<B, _>(&config).unwrap();
         LlamaForCausalLM::<B>::with_patcher(&config, &patcher, device).unwrap()
     } else {
         LlamaForCausalLM::<B>::new(&config, device)
@@ -100,40 +101,40 @@ macro_rules! parity_tests {
 
         #[test]
         fn qwen2_moe_original() {
-            qwen2_moe::<B>("qwen2_moe", false, false, &$device);
+            qwen2_moe::<B>("qwen2_moe", Patch::NONE, &$device);
         }
 
         #[test]
         fn qwen2_moe_fused_qkv() {
-            qwen2_moe::<B>("qwen2_moe", true, false, &$device);
+            qwen2_moe::<B>("qwen2_moe", Patch::fused_qkv(), &$device);
         }
 
         #[test]
         fn qwen2_moe_sequential_experts() {
-            qwen2_moe::<B>("qwen2_moe", false, true, &$device);
+            qwen2_moe::<B>("qwen2_moe", Patch::sequential_experts(), &$device);
         }
 
         #[test]
         fn qwen2_moe_seed_patch() {
-            qwen2_moe::<B>("qwen2_moe", true, true, &$device);
+            qwen2_moe::<B>("qwen2_moe", Patch::seed(), &$device);
         }
 
         #[test]
         fn qwen2_moe_sharded() {
-            qwen2_moe::<B>("qwen2_moe_sharded", false, false, &$device);
-            qwen2_moe::<B>("qwen2_moe_sharded", true, true, &$device);
+            qwen2_moe::<B>("qwen2_moe_sharded", Patch::NONE, &$device);
+            qwen2_moe::<B>("qwen2_moe_sharded", Patch::seed(), &$device);
         }
 
         #[test]
         fn qwen2_moe_bf16_weights() {
-            qwen2_moe::<B>("qwen2_moe_bf16", false, false, &$device);
-            qwen2_moe::<B>("qwen2_moe_bf16", true, true, &$device);
+            qwen2_moe::<B>("qwen2_moe_bf16", Patch::NONE, &$device);
+            qwen2_moe::<B>("qwen2_moe_bf16", Patch::seed(), &$device);
         }
 
         #[test]
         fn qwen2_moe_dense_layers() {
-            qwen2_moe::<B>("qwen2_moe_dense", false, false, &$device);
-            qwen2_moe::<B>("qwen2_moe_dense", true, true, &$device);
+            qwen2_moe::<B>("qwen2_moe_dense", Patch::NONE, &$device);
+            qwen2_moe::<B>("qwen2_moe_dense", Patch::seed(), &$device);
         }
 
         #[test]

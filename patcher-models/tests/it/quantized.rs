@@ -14,7 +14,7 @@ use patcher_burn::{
     model_params, save_pretrained, Layout, LoadError, LoadOptions, Quantization, QuantizeTargets,
 };
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::qwen2_moe_patcher;
+use patcher_models::replacements::Patch;
 use patcher_models::PretrainedError;
 
 /// Largest logit difference from transformers' full-precision reference allowed for 8-bit
@@ -71,13 +71,13 @@ fn dtypes<B: Backend, M: Module<B>>(model: &M) -> Vec<(String, BurnDType)> {
 }
 
 fn load<B: Backend>(
-    sequential_experts: bool,
+    patch: Patch,
     options: &LoadOptions,
     device: &B::Device,
 ) -> Qwen2MoeForCausalLM<B> {
     let path = fixtures().join("qwen2_moe");
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
-    let patcher = qwen2_moe_patcher::<B>(&config, true, sequential_experts);
+    let patcher = patch.patcher::<B, _>(&config).unwrap();
     Qwen2MoeForCausalLM::<B>::from_pretrained(&path, &patcher, device, options)
         .unwrap()
         .model
@@ -87,12 +87,8 @@ fn quantized_load_matches_quantize_weights<B: Backend>(device: &B::Device) {
     let scheme = scheme();
     let reference = read_reference(&fixtures().join("qwen2_moe"));
     let ids = input_ids::<B>(&reference, device);
-    for sequential_experts in [false, true] {
-        let quantized = load::<B>(
-            sequential_experts,
-            &LoadOptions::default().quantize(scheme),
-            device,
-        );
+    for patch in [Patch::fused_qkv(), Patch::seed()] {
+        let quantized = load::<B>(patch, &LoadOptions::default().quantize(scheme), device);
         // Linear weights only: experts too when they are Linears, never norms or embeddings.
         let linear: HashSet<String> = model_params(&quantized)
             .into_iter()
@@ -102,14 +98,14 @@ fn quantized_load_matches_quantize_weights<B: Backend>(device: &B::Device) {
         assert!(linear.iter().any(|p| p.contains("qkv_proj")));
         assert_eq!(
             linear.iter().any(|p| p.contains(".experts.")),
-            sequential_experts
+            patch.has_sequential_experts()
         );
         for (path, dtype) in dtypes(&quantized) {
             let is_quantized = matches!(dtype, BurnDType::QFloat(_));
             assert_eq!(is_quantized, linear.contains(&path), "{path}: {dtype:?}");
         }
 
-        let full = load::<B>(sequential_experts, &LoadOptions::default(), device);
+        let full = load::<B>(patch, &LoadOptions::default(), device);
         let after = full.map(&mut QuantizeSome {
             quantizer: Quantizer {
                 calibration: Calibration::MinMax,
@@ -124,11 +120,11 @@ fn quantized_load_matches_quantize_weights<B: Backend>(device: &B::Device) {
         assert_eq!(
             ours.to_data().as_slice::<f32>().unwrap(),
             theirs.to_data().as_slice::<f32>().unwrap(),
-            "sequential_experts={sequential_experts}"
+            "patch={patch}"
         );
         let diff = max_abs_diff(&ours, &reference.logits);
         println!(
-            "qwen2_moe 8-bit (sequential_experts={sequential_experts}): logits within {diff:.3e} \
+            "qwen2_moe 8-bit (patch={patch}): logits within {diff:.3e} \
              of transformers' full precision"
         );
         assert!(diff <= QUANTIZED_TOLERANCE, "{diff}");
@@ -141,7 +137,7 @@ fn patterns_select_parameters<B: Backend>(device: &B::Device) {
         targets: QuantizeTargets::Matching(vec![r"mlp\.experts\.".into()]),
     };
     let model = load::<B>(
-        true,
+        Patch::seed(),
         &LoadOptions::default().quantization(quantization),
         device,
     );

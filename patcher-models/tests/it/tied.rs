@@ -12,7 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 use patcher_burn::{model_params, save_pretrained, LoadOptions, Patcher};
 use patcher_core::Checkpoint;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
-use patcher_models::replacements::llama_fused_qkv_patcher;
+use patcher_models::replacements::Patch;
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -20,11 +20,12 @@ fn load_and_check<B: Backend>(fused_qkv: bool, device: &B::Device) {
     let dir = fixtures().join("llama_tied");
     let config = LlamaConfig::from_file(dir.join("config.json")).unwrap();
     assert!(config.tie_word_embeddings);
-    let patcher = if fused_qkv {
-        llama_fused_qkv_patcher(&config)
+    let patch = if fused_qkv {
+        Patch::fused_qkv()
     } else {
-        Patcher::new()
+        Patch::NONE
     };
+    let patcher = patch.patcher(&config).unwrap();
     let loaded =
         LlamaForCausalLM::<B>::from_pretrained(&dir, &patcher, device, &LoadOptions::default())
             .unwrap_or_else(|e| panic!("{e}"));

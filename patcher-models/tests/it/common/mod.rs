@@ -21,6 +21,17 @@ pub struct HostF32 {
     pub data: Vec<f32>,
 }
 
+/// Every patch of a mixture-of-experts family: none, each replacement alone, both (the seed's).
+pub const MOE_PATCHES: [patcher_models::replacements::Patch; 4] = {
+    use patcher_models::replacements::Patch;
+    [
+        Patch::NONE,
+        Patch::fused_qkv(),
+        Patch::sequential_experts(),
+        Patch::seed(),
+    ]
+};
+
 /// The fixtures directory.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
