@@ -235,7 +235,7 @@ fn stock_conversions<M: burn::module::Module<crate::family::B>>(
         .collect();
     let options = PlanOptions::default();
     let save = ConversionPlan::for_save(spec.stock_transforms(), &params, &options)
-        .map_err(|e| CliError::load(e.into()))?;
+        .map_err(|e| CliError::Save(e.into()))?;
     let stock: Vec<(String, TensorMeta)> = save
         .groups()
         .iter()
@@ -243,7 +243,7 @@ fn stock_conversions<M: burn::module::Module<crate::family::B>>(
         .collect();
     let load = ConversionPlan::new(spec.stock_transforms(), &stock, &params, &options);
     if !load.is_clean() {
-        return Err(CliError::load(patcher_burn::LoadError::SaveMismatch {
+        return Err(CliError::Save(patcher_burn::SaveError::Mismatch {
             message: format!(
                 "the stock layout does not load back into the model:\n{}",
                 load.report()

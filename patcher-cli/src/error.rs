@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use patcher_burn::{BuildError, LoadError};
+use patcher_burn::{BuildError, LoadError, SaveError};
 use patcher_core::CheckpointError;
 use patcher_models::ConfigError;
 
@@ -97,9 +97,12 @@ pub(crate) enum CliError {
     /// The model could not be built with the patcher (a bug of the family's patcher).
     #[error("building the model: {0}")]
     Build(#[from] BuildError),
-    /// Loading, converting or saving failed.
+    /// Loading or converting failed.
     #[error("{0}")]
     Load(#[source] LoadError),
+    /// Saving the converted checkpoint was refused or failed before writing.
+    #[error("{0}")]
+    Save(#[source] SaveError),
     /// A file could not be written or copied.
     #[error("{what} {path}: {source}")]
     Io {
@@ -122,7 +125,11 @@ impl CliError {
             | Self::Checkpoint { .. }
             | Self::Config { .. }
             | Self::Output { .. } => 2,
-            Self::Build(_) | Self::Load(_) | Self::Write { .. } | Self::Io { .. } => 3,
+            Self::Build(_)
+            | Self::Load(_)
+            | Self::Save(_)
+            | Self::Write { .. }
+            | Self::Io { .. } => 3,
         }
     }
 

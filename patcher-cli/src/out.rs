@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use patcher_burn::{model_params_with, LoadError, TorchLayouts};
+use patcher_burn::{model_params_with, SaveError, TorchLayouts};
 use patcher_core::DType;
 
 use crate::error::CliError;
@@ -72,9 +72,9 @@ pub(crate) fn bytes_to_write<B: burn::prelude::Backend, M: Module<B>>(
 /// A save into `out` that failed with `error`: a checkpoint error there is about the files
 /// being written (the input was read before), so it is an output error (exit status 3) that
 /// says where and how much space the output needs against how much is free.
-pub(crate) fn write_failed(out: &Path, needed: u64, error: LoadError) -> CliError {
-    let LoadError::Checkpoint(source) = error else {
-        return CliError::load(error);
+pub(crate) fn write_failed(out: &Path, needed: u64, error: SaveError) -> CliError {
+    let SaveError::Write(source) = error else {
+        return CliError::Save(error);
     };
     let folder = parent_folder(out);
     let free = match free_bytes(&folder) {

@@ -25,6 +25,7 @@ const ALLOW_LOSSY: &str = "keep a dtype with the range these values need, or all
 
 /// A cast or a typed read was asked for something the data cannot give.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CastError {
     /// A finite value is beyond the target dtype's range: the cast would make it infinite.
     #[error(

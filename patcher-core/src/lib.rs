@@ -10,6 +10,7 @@
 
 mod cast;
 mod checkpoint;
+mod config_error;
 pub mod ops;
 mod patch;
 pub mod pattern;
@@ -21,6 +22,7 @@ pub use cast::{CastError, LossyNarrowing};
 pub use checkpoint::{
     save_checkpoint, save_safetensors, write_atomic, Checkpoint, CheckpointError, TensorRef,
 };
+pub use config_error::ConfigError;
 pub use ops::{ConversionOp, Groups, OpContext, OpError};
 pub use patch::{PatcherError, PatcherErrors, UnmatchedKey, WeightPatch};
 pub use plan::{ConversionPlan, LoadReport, PlanOptions};

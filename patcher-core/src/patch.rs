@@ -165,6 +165,7 @@ pub struct UnmatchedKey {
 
 /// What a patcher could not compile, or a key of it that does not fit the model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PatcherError {
     /// A class-mapping or path regex is not a valid regex.
     #[error(

@@ -73,7 +73,7 @@ pub mod mixtral;
 pub mod qwen2_moe;
 pub mod replacements;
 
-pub use error::{ConfigError, PretrainedError};
+pub use error::ConfigError;
 
 /// The README's examples, run as doc tests so that they stay true.
 #[doc = include_str!("../README.md")]

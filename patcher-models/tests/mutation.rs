@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::NdArray;
 use mutate::{mutate_json, mutate_safetensors, settings, CountingAlloc, Rng};
-use patcher_burn::{LoadOptions, Loaded, Patcher};
+use patcher_burn::{LoadError, LoadOptions, Loaded, Patcher};
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::Patch;
-use patcher_models::PretrainedError;
 
 type B = NdArray<f32>;
 
@@ -47,13 +46,12 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A family's `from_pretrained` on a folder, with patcher `i % 2` (unpatched, or fused QKV and
 /// sequential experts): whether every weight is finite, or the error.
-type Load = Box<dyn Fn(&Path, usize) -> Result<bool, PretrainedError>>;
+type Load = Box<dyn Fn(&Path, usize) -> Result<bool, LoadError>>;
 
 /// A [`Load`] through `from_pretrained` with the two `patchers`, counting non-finite weights.
 fn load_with<M: 'static>(
     patchers: [Patcher<B>; 2],
-    from_pretrained: impl Fn(&Path, &Patcher<B>, &LoadOptions) -> Result<Loaded<M>, PretrainedError>
-        + 'static,
+    from_pretrained: impl Fn(&Path, &Patcher<B>, &LoadOptions) -> Result<Loaded<M>, LoadError> + 'static,
 ) -> Load {
     Box::new(move |dir, i| {
         let options = LoadOptions::default().check_finite();
@@ -79,26 +77,21 @@ fn mixtral() -> Load {
 }
 
 /// A load's outcome, named.
-fn outcome(result: Result<bool, PretrainedError>) -> String {
+fn outcome(result: Result<bool, LoadError>) -> String {
     match result {
         Ok(true) => "loaded".into(),
         Ok(false) => "loaded with NaN/Inf".into(),
         Err(error) => {
             let _ = error.to_string();
             let debug = format!("{error:?}");
-            let inner = match &error {
-                PretrainedError::Config(_) => "Config",
-                PretrainedError::Load(_) => "Load",
-            };
-            let variant: String = debug
-                .split_once('(')
-                .map(|(_, rest)| rest)
-                .unwrap_or(&debug)
+            // `Config(Field { .. })` -> `Config::Field`: the load error's variant and the one
+            // it wraps (a field name for a struct variant).
+            let mut names = debug
                 .split(|c: char| !c.is_alphanumeric())
-                .next()
-                .unwrap_or("")
-                .to_string();
-            format!("{inner}::{variant}")
+                .filter(|name| !name.is_empty());
+            let outer = names.next().unwrap_or_default();
+            let inner = names.next().unwrap_or_default();
+            format!("{outer}::{inner}")
         }
     }
 }

@@ -11,6 +11,7 @@ use patcher_core::{ConversionOp, DType, Groups, HostTensor, LossyNarrowing, OpCo
 use super::error::LoadError;
 use super::layout::Layout;
 use super::params::{LinearLayout, ParamInfo, ParamKind};
+use crate::save::SaveError;
 
 /// The checkpoint dtype of the backend's float type.
 pub(crate) fn float_dtype<B: Backend>() -> Result<DType, LoadError> {
@@ -60,7 +61,7 @@ pub(crate) fn cast_for<'a>(
 }
 
 /// Swaps the two dimensions of a 2-D tensor (the PyTorch/Burn Linear layout step).
-fn transpose(tensor: HostTensor<'_>, key: &str) -> Result<HostTensor<'static>, LoadError> {
+fn transpose(tensor: HostTensor<'_>, key: &str) -> Result<HostTensor<'static>, SaveError> {
     let patterns = [key.to_string()];
     let ctx = OpContext {
         source_patterns: &patterns,
@@ -70,14 +71,14 @@ fn transpose(tensor: HostTensor<'_>, key: &str) -> Result<HostTensor<'static>, L
     let op = Transpose::new(0, 1);
     let mut out = op
         .convert(Groups::new().with(key, vec![tensor]), &ctx)
-        .map_err(|source| LoadError::Conversion {
+        .map_err(|source| SaveError::Conversion {
             key: key.to_string(),
             source,
         })?;
     let tensor = out
         .take(key)
         .and_then(|mut v| v.pop())
-        .ok_or_else(|| LoadError::Unsupported {
+        .ok_or_else(|| SaveError::Unsupported {
             key: key.to_string(),
             message: "the layout transpose gave no tensor".into(),
         })?;
@@ -348,8 +349,8 @@ mod avx {
 pub(crate) fn from_tensor_data(
     data: TensorData,
     param: &ParamInfo,
-) -> Result<HostTensor<'static>, LoadError> {
-    let unsupported = |dtype: BurnDType| LoadError::Unsupported {
+) -> Result<HostTensor<'static>, SaveError> {
+    let unsupported = |dtype: BurnDType| SaveError::Unsupported {
         key: param.burn_path.clone(),
         message: format!("cannot save a parameter of dtype {dtype:?} to safetensors"),
     };
@@ -370,7 +371,7 @@ pub(crate) fn from_tensor_data(
             (DType::Bool, values)
         }
         BurnDType::QFloat(_) => {
-            return Err(LoadError::Unsupported {
+            return Err(SaveError::Unsupported {
                 key: param.burn_path.clone(),
                 message: "the parameter is quantized, and safetensors checkpoints hold full \
                           precision: save the model loaded without `LoadOptions::quantize` (or \

@@ -9,7 +9,8 @@ use patcher_core::plan::PlanOptions;
 use patcher_core::{ConversionPlan, Groups, HostTensor, TensorMeta, WeightTransform};
 
 use super::filter::ParamFilter;
-use crate::load::{from_tensor_data, model_params_with, LoadError, TorchLayouts};
+use super::SaveError;
+use crate::load::{from_tensor_data, model_params_with, TorchLayouts};
 use crate::visit::{self, Leaf, ModulePath, VisitParams};
 
 /// The tensors a save writes, in checkpoint naming and plan order, and the model's parameters
@@ -27,7 +28,7 @@ pub(crate) fn collect<B: Backend, M: Module<B>>(
     options: &PlanOptions,
     layouts: &TorchLayouts,
     filter: &ParamFilter,
-) -> Result<Collected, LoadError> {
+) -> Result<Collected, SaveError> {
     let mut params = model_params_with(model, layouts);
     params.retain(|p| filter.keeps(&p.torch_name));
     let mut values = visit::visit(model, ParamValues::default());
@@ -37,7 +38,7 @@ pub(crate) fn collect<B: Backend, M: Module<B>>(
         let data = values
             .data
             .remove(&param.burn_path)
-            .ok_or_else(|| LoadError::Unsupported {
+            .ok_or_else(|| SaveError::Unsupported {
                 key: param.burn_path.clone(),
                 message: "the model did not visit this parameter twice the same way".into(),
             })?;
@@ -49,7 +50,7 @@ pub(crate) fn collect<B: Backend, M: Module<B>>(
         .collect();
     let plan = ConversionPlan::for_save(conversions, &metas, options)?;
     if let Some(error) = plan.report().conversion_errors.first() {
-        return Err(LoadError::SaveMismatch {
+        return Err(SaveError::Mismatch {
             message: format!("the reversed conversions cannot run: {}", error.message),
             conversion: error.op.clone(),
             keys: vec![error.target.clone()],
@@ -68,7 +69,7 @@ pub(crate) fn collect<B: Backend, M: Module<B>>(
         }
         let outputs = group
             .execute(inputs)
-            .map_err(LoadError::converting(group))?;
+            .map_err(SaveError::converting(group))?;
         tensors.extend(outputs.into_iter().map(|(k, t)| (k, t.into_owned())));
     }
     Ok(Collected {
@@ -80,8 +81,8 @@ pub(crate) fn collect<B: Backend, M: Module<B>>(
 fn take(
     host: &mut HashMap<&str, HostTensor<'static>>,
     key: &str,
-) -> Result<HostTensor<'static>, LoadError> {
-    host.remove(key).ok_or_else(|| LoadError::Unsupported {
+) -> Result<HostTensor<'static>, SaveError> {
+    host.remove(key).ok_or_else(|| SaveError::Unsupported {
         key: key.to_string(),
         message: "the save plan reads a parameter twice or one the model does not have".into(),
     })

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 
 use patcher_core::{save_checkpoint, CheckpointError, HostTensor};
 
-use crate::load::LoadError;
+use super::SaveError;
 
 /// The file name a save into a folder uses, as transformers.
 const WEIGHTS_NAME: &str = "model.safetensors";
 
 /// Resolves `path`: a `.safetensors` file, or a folder (created if needed) that gets
 /// `model.safetensors`.
-pub(crate) fn target_file(path: &Path) -> Result<PathBuf, LoadError> {
+pub(crate) fn target_file(path: &Path) -> Result<PathBuf, SaveError> {
     if path.extension().is_some_and(|e| e == "safetensors") && !path.is_dir() {
         return Ok(path.to_path_buf());
     }
@@ -53,13 +53,13 @@ pub(crate) fn shard(
 pub(crate) fn write(
     file: &Path,
     shards: Vec<Vec<(String, HostTensor<'static>)>>,
-) -> Result<Vec<PathBuf>, LoadError> {
+) -> Result<Vec<PathBuf>, SaveError> {
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     Ok(save_checkpoint(file, shards, Some(metadata))?)
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> LoadError {
-    LoadError::Checkpoint(CheckpointError::Io {
+fn io_error(path: &Path, source: std::io::Error) -> SaveError {
+    SaveError::Write(CheckpointError::Io {
         path: path.to_path_buf(),
         source,
     })

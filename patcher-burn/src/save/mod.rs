@@ -3,9 +3,12 @@
 //! (metadata only) and then written atomically, in one file or in shards with an index.
 
 mod collect;
+mod error;
 mod files;
 mod filter;
 mod verify;
+
+pub use error::SaveError;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ use patcher_core::pattern::IntoPatterns;
 use patcher_core::plan::PlanOptions;
 use patcher_core::{DType, HostTensor, LossyNarrowing, TensorMeta, WeightTransform};
 
-use crate::load::{LoadError, Loaded, TorchLayouts};
+use crate::load::{Loaded, TorchLayouts};
 
 /// How a save writes.
 ///
@@ -80,7 +83,7 @@ impl SaveOptions {
     ///
     /// Lossy narrowing is refused: a finite value beyond `dtype`'s range (it would be written
     /// as infinity) or a normal non-zero value below its smallest subnormal (written as 0)
-    /// fails the save with [`LoadError::Cast`] naming the tensor and the value, and nothing is
+    /// fails the save with [`SaveError::Cast`] naming the tensor and the value, and nothing is
     /// written; see [`allow_lossy_narrowing`](Self::allow_lossy_narrowing). Rounding is not
     /// lossy narrowing. NaNs are written with their payloads.
     ///
@@ -167,14 +170,14 @@ impl SaveOptions {
 ///
 /// Nothing is written unless the file would load back into the same model bit for bit through
 /// the same conversions and hold the keys and shapes that were loaded
-/// ([`LoadError::SaveMismatch`] otherwise). The save is one commit
+/// ([`SaveError::Mismatch`] otherwise). The save is one commit
 /// ([`patcher_core::save_checkpoint`]): killed at any instant, out of disk, or raced by another
 /// save into the folder (which fails with [`patcher_core::CheckpointError::FolderBusy`]), it
 /// leaves the whole old checkpoint or the whole new one.
 pub fn save_pretrained<B: Backend, M: Module<B>>(
     loaded: &Loaded<M>,
     path: impl AsRef<Path>,
-) -> Result<Vec<PathBuf>, LoadError> {
+) -> Result<Vec<PathBuf>, SaveError> {
     save_pretrained_with(loaded, path, &SaveOptions::default())
 }
 
@@ -183,7 +186,7 @@ pub fn save_pretrained_with<B: Backend, M: Module<B>>(
     loaded: &Loaded<M>,
     path: impl AsRef<Path>,
     options: &SaveOptions,
-) -> Result<Vec<PathBuf>, LoadError> {
+) -> Result<Vec<PathBuf>, SaveError> {
     let layouts = options.torch_layouts_choice().unwrap_or(&loaded.layouts);
     save(
         &loaded.model,
@@ -206,7 +209,7 @@ pub fn save_model<B: Backend, M: Module<B>>(
     conversions: &[WeightTransform],
     base_model_prefix: Option<&str>,
     options: &SaveOptions,
-) -> Result<Vec<PathBuf>, LoadError> {
+) -> Result<Vec<PathBuf>, SaveError> {
     let defaults = TorchLayouts::default();
     let layouts = options.torch_layouts_choice().unwrap_or(&defaults);
     save(
@@ -228,7 +231,7 @@ fn save<B: Backend, M: Module<B>>(
     source_layout: &[(String, TensorMeta)],
     layouts: &TorchLayouts,
     options: &SaveOptions,
-) -> Result<Vec<PathBuf>, LoadError> {
+) -> Result<Vec<PathBuf>, SaveError> {
     let _save = tracing::info_span!("save", path = %path.display()).entered();
     let started = Instant::now();
     let plan_options = PlanOptions::default()
@@ -247,7 +250,7 @@ fn save<B: Backend, M: Module<B>>(
         .collect();
     collected.tensors = match options.float_dtype {
         Some(dtype) if !dtype.is_float() => {
-            return Err(LoadError::Unsupported {
+            return Err(SaveError::Unsupported {
                 key: dtype.as_str().to_string(),
                 message: "SaveOptions::float_dtype takes a float dtype (F32, F16, BF16, F64)"
                     .into(),
@@ -298,7 +301,7 @@ fn cast_floats(
     tensors: Vec<(String, HostTensor<'static>)>,
     dtype_of: impl Fn(&str) -> Option<DType>,
     narrowing: LossyNarrowing,
-) -> Result<Vec<(String, HostTensor<'static>)>, LoadError> {
+) -> Result<Vec<(String, HostTensor<'static>)>, SaveError> {
     tensors
         .into_iter()
         .map(|(key, tensor)| {
@@ -308,7 +311,7 @@ fn cast_floats(
             };
             match tensor.cast_with(dtype, narrowing) {
                 Ok(cast) => Ok((key, cast)),
-                Err(source) => Err(LoadError::Cast { key, source }),
+                Err(source) => Err(SaveError::Cast { key, source }),
             }
         })
         .collect()

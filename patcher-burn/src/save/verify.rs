@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use patcher_core::plan::PlanOptions;
 use patcher_core::{ConversionPlan, TensorMeta, WeightTransform};
 
-use crate::load::LoadError;
+use super::SaveError;
 
 /// Checks `written` (checkpoint keys and metas) against the model's `params`.
 ///
@@ -26,7 +26,7 @@ pub(crate) fn verify(
     options: &PlanOptions,
     source_layout: &[(String, TensorMeta)],
     same_dtypes: bool,
-) -> Result<(), LoadError> {
+) -> Result<(), SaveError> {
     let plan = ConversionPlan::new(conversions, written, params, options);
     let report = plan.report();
     if !report.is_clean() {
@@ -35,14 +35,14 @@ pub(crate) fn verify(
         keys.extend(report.missing.iter().cloned());
         keys.extend(report.mismatched.iter().map(|m| m.name.clone()));
         keys.extend(report.conversion_errors.iter().map(|e| e.target.clone()));
-        return Err(LoadError::SaveMismatch {
+        return Err(SaveError::Mismatch {
             message: format!("loading the file back would not fit the model:\n{report}"),
             conversion: None,
             keys,
         });
     }
     if let Some(unused) = report.unused_transforms.first() {
-        return Err(LoadError::SaveMismatch {
+        return Err(SaveError::Mismatch {
             message: "a conversion the load used would not take part in loading the file back \
                       (its reverse was skipped or renamed the keys elsewhere)"
                 .into(),
@@ -83,7 +83,7 @@ pub(crate) fn verify(
         .take(3)
         .map(|(_, line)| line.as_str())
         .collect();
-    Err(LoadError::SaveMismatch {
+    Err(SaveError::Mismatch {
         message: format!(
             "the file would not have the layout that was loaded ({} keys differ; {})",
             wrong.len(),

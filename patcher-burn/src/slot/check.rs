@@ -56,6 +56,7 @@ pub enum RecordMismatch {
 
 /// A checked load failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadRecordError {
     /// The recorder could not read the file.
     #[error(transparent)]

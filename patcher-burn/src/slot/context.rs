@@ -20,6 +20,7 @@ use crate::Patcher;
 
 /// A class-mapping entry that does not fit the model being built, or a patcher with errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// A replacement implements another interface than the slot it was mapped to.
     #[error(

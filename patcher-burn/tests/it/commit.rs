@@ -16,7 +16,7 @@ use burn::backend::NdArray;
 use burn::module::{Param, ParamId};
 use burn::nn::Linear;
 use burn::prelude::*;
-use patcher_burn::{save_model, LoadError, SaveOptions};
+use patcher_burn::{save_model, SaveError, SaveOptions};
 use patcher_core::{Checkpoint, CheckpointError};
 
 use crate::common::TempDir;
@@ -58,7 +58,7 @@ fn stack(version: u32) -> Stack<B> {
 }
 
 /// Saves version `version` into `folder`, in shards.
-fn save(version: u32, folder: &Path) -> Result<Vec<PathBuf>, LoadError> {
+fn save(version: u32, folder: &Path) -> Result<Vec<PathBuf>, SaveError> {
     let options = SaveOptions::default().max_shard_size(SHARD_BYTES);
     save_model(&stack(version), folder, &[], None, &options)
 }
@@ -284,7 +284,7 @@ fn two_saves_into_one_folder_at_once_never_lose_data() {
     let (mut busy, mut both) = (0, 0);
     for _ in 0..40 {
         let barrier = std::sync::Barrier::new(2);
-        let results: Vec<Result<Vec<PathBuf>, LoadError>> = std::thread::scope(|s| {
+        let results: Vec<Result<Vec<PathBuf>, SaveError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..2)
                 .map(|v| {
                     let barrier = &barrier;
@@ -300,7 +300,7 @@ fn two_saves_into_one_folder_at_once_never_lose_data() {
         for result in &results {
             match result {
                 Ok(_) => {}
-                Err(LoadError::Checkpoint(CheckpointError::FolderBusy { folder: f })) => {
+                Err(SaveError::Write(CheckpointError::FolderBusy { folder: f })) => {
                     assert_eq!(f, folder);
                     busy += 1;
                 }
@@ -378,7 +378,7 @@ fn a_save_that_runs_out_of_disk_leaves_the_old_checkpoint_and_no_file_of_its_own
     let (listing, free) = (files(&folder), free_bytes(&folder));
     let err = save(1, &folder).unwrap_err();
     assert!(
-        matches!(err, LoadError::Checkpoint(CheckpointError::Write { .. })),
+        matches!(err, SaveError::Write(CheckpointError::Write { .. })),
         "{err}"
     );
     assert!(err.to_string().contains("room"), "{err}");

@@ -8,6 +8,7 @@ use safetensors::SafeTensorError;
 
 /// A checkpoint could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// A file or folder could not be opened or read.
     #[error("cannot read `{path}`: {source}; check that the path exists and is readable")]

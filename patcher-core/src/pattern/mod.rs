@@ -40,6 +40,7 @@ pub use target::{process_source_pattern, process_target_pattern};
 
 /// A key pattern could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PatternError {
     /// The pattern is not a valid regular expression for the Rust `regex` crate.
     #[error(

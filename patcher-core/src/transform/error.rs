@@ -5,6 +5,7 @@ use crate::pattern::PatternError;
 /// A [`WeightRenaming`](crate::WeightRenaming) or [`WeightConverter`](crate::WeightConverter)
 /// could not be built or reversed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransformError {
     /// A pattern is invalid or missing.
     #[error(transparent)]

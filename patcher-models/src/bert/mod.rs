@@ -65,7 +65,7 @@ impl<B: burn::prelude::Backend> BertModel<B> {
         patcher: &patcher_burn::Patcher<B>,
         device: &B::Device,
         options: &patcher_burn::LoadOptions,
-    ) -> Result<patcher_burn::Loaded<Self>, crate::PretrainedError> {
+    ) -> Result<patcher_burn::Loaded<Self>, patcher_burn::LoadError> {
         let (path, read) = (path.as_ref(), BertConfig::from_file);
         crate::common::pretrained::from_pretrained(
             path,

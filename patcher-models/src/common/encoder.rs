@@ -273,6 +273,7 @@ pub struct EncoderOutput<B: Backend> {
 
 /// Why an encoder model's `forward` refused its inputs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncoderInputError {
     /// Longer than the position embedding table.
     #[error("sequence of {seq} tokens, longer than max_position_embeddings ({max})")]

@@ -10,7 +10,7 @@ use patcher_core::Checkpoint;
 
 use super::limits::{check_fits, SizedConfig};
 
-use crate::error::{config_path, ConfigError, PretrainedError};
+use crate::error::{config_path, ConfigError};
 
 /// `XxxForCausalLM.from_pretrained`: reads the `config.json` next to the weights at `path` with
 /// `read_config`, then builds the model with `build` (and `patcher`'s substitutions) and loads
@@ -24,7 +24,7 @@ pub(crate) fn from_pretrained<B: Backend, M: PretrainedModel<B>, C: SizedConfig>
     options: &LoadOptions,
     read_config: impl FnOnce(PathBuf) -> Result<C, ConfigError>,
     build: impl Fn(&C, &BuildContext<'_, B>) -> M,
-) -> Result<Loaded<M>, PretrainedError> {
+) -> Result<Loaded<M>, patcher_burn::LoadError> {
     let config = read_config(config_path(path))?;
     // Plan, then build: the config's sizes are compared with the checkpoint's header before
     // anything of the model's size is allocated.
@@ -80,7 +80,7 @@ macro_rules! pretrained_family {
                 patcher: &patcher_burn::Patcher<B>,
                 device: &B::Device,
                 options: &patcher_burn::LoadOptions,
-            ) -> Result<patcher_burn::Loaded<Self>, $crate::PretrainedError> {
+            ) -> Result<patcher_burn::Loaded<Self>, patcher_burn::LoadError> {
                 $crate::common::pretrained::from_pretrained(
                     path.as_ref(),
                     patcher,

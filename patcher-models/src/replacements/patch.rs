@@ -145,9 +145,9 @@ impl Patch {
         let supported = C::PATCHES;
         if !supported.contains(self) {
             return Err(ConfigError::UnsupportedPatch {
-                patch: self,
-                model_type: C::MODEL_TYPE,
-                supported,
+                patch: self.to_string(),
+                model_type: C::MODEL_TYPE.to_string(),
+                supported: supported.to_string(),
             });
         }
         Ok(config.patcher_for(self))

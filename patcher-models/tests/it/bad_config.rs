@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::backend::NdArray;
-use patcher_burn::{LoadOptions, NonFiniteCount, Patcher};
+use patcher_burn::{LoadError, LoadOptions, NonFiniteCount, Patcher};
 use patcher_models::llama::LlamaConfig;
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::Patch;
-use patcher_models::{ConfigError, PretrainedError};
+use patcher_models::ConfigError;
 use serde_json::{json, Value};
 
 type B = NdArray<f32>;
@@ -67,7 +67,7 @@ fn qwen_with(edits: &[(&str, Value)]) -> Value {
 }
 
 /// `from_pretrained` on the fixture's weights with `config`, patched by `patch`.
-fn load(config: &Value, patch: Patch) -> Result<(), PretrainedError> {
+fn load(config: &Value, patch: Patch) -> Result<(), LoadError> {
     let checkout = Checkout::new(config);
     let good = Qwen2MoeConfig::from_file(fixture("qwen2_moe/config.json")).unwrap();
     let patcher = patch.patcher::<B, _>(&good).unwrap();
@@ -81,10 +81,10 @@ fn load(config: &Value, patch: Patch) -> Result<(), PretrainedError> {
 }
 
 /// The config error, with the field it names.
-fn field_error(result: Result<(), PretrainedError>) -> String {
+fn field_error(result: Result<(), LoadError>) -> String {
     match result {
-        Err(PretrainedError::Config(ConfigError::Field { field, .. })) => field,
-        Err(PretrainedError::Config(ConfigError::CheckpointMismatch { field, .. })) => field,
+        Err(LoadError::Config(ConfigError::Field { field, .. })) => field,
+        Err(LoadError::Config(ConfigError::CheckpointMismatch { field, .. })) => field,
         other => panic!("expected a config error naming a field, got {other:?}"),
     }
 }
@@ -377,7 +377,7 @@ fn qwen2_moe_dense_layer_settings_are_checked() {
     // error naming the missing dense weights, not a panic.
     let config = qwen_with(&[("mlp_only_layers", json!([1]))]);
     match load(&config, Patch::NONE) {
-        Err(PretrainedError::Load(error)) => {
+        Err(error @ LoadError::Incomplete { .. }) => {
             let message = error.to_string();
             assert!(
                 message.contains("model.layers.1.mlp.gate_proj.weight"),

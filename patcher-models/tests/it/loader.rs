@@ -14,7 +14,6 @@ use patcher_core::{Checkpoint, LoadReport};
 use patcher_models::llama::{LlamaAttention, LlamaConfig, LlamaForCausalLM};
 use patcher_models::qwen2_moe::{Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeForCausalLM};
 use patcher_models::replacements::{FusedQKVAttention, Patch};
-use patcher_models::PretrainedError;
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -141,18 +140,18 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
 fn load_qwen2_moe_fixture<B: Backend>(
     patcher: &Patcher<B>,
     device: &B::Device,
-) -> Result<Loaded<Qwen2MoeForCausalLM<B>>, PretrainedError> {
+) -> Result<Loaded<Qwen2MoeForCausalLM<B>>, LoadError> {
     let path = fixtures().join("qwen2_moe");
     Qwen2MoeForCausalLM::<B>::from_pretrained(path, patcher, device, &LoadOptions::default())
 }
 
 /// The report and message of a load that must fail for keys that do not line up.
-fn incomplete_load<M: Debug>(result: Result<M, PretrainedError>) -> (Box<LoadReport>, String) {
+fn incomplete_load<M: Debug>(result: Result<M, LoadError>) -> (Box<LoadReport>, String) {
     let err = result.unwrap_err();
     let message = err.to_string();
     println!("{message}");
     match err {
-        PretrainedError::Load(LoadError::Incomplete { report }) => (report, message),
+        LoadError::Incomplete { report } => (report, message),
         other => panic!("expected an incomplete load, got {other}"),
     }
 }
@@ -201,10 +200,7 @@ fn wrong_patch_fails<B: Backend>(device: &B::Device) {
         device,
         &LoadOptions::default(),
     );
-    assert!(matches!(
-        err,
-        Err(PretrainedError::Load(LoadError::Incomplete { .. }))
-    ));
+    assert!(matches!(err, Err(LoadError::Incomplete { .. })));
 }
 
 /// The `qwen2_moe` fixture with one more expert key, whose index does not fit in u64, in a

@@ -25,7 +25,6 @@ use patcher_models::bert::BertModel;
 use patcher_models::llama::LlamaForCausalLM;
 use patcher_models::mixtral::MixtralForCausalLM;
 use patcher_models::qwen2_moe::Qwen2MoeForCausalLM;
-use patcher_models::PretrainedError;
 
 const VALUES: [QuantValue; 9] = [
     QuantValue::Q8F,
@@ -376,7 +375,7 @@ fn decoder_ids<B: Backend>(dir: &str, device: &B::Device) -> Tensor<B, 2, Int> {
 fn decoders<'a, B: Backend, M: PretrainedModel<B>>(
     dirs: &[&'a str],
     device: &B::Device,
-    load: impl Fn(&Path) -> Result<Loaded<M>, PretrainedError>,
+    load: impl Fn(&Path) -> Result<Loaded<M>, LoadError>,
     forward: impl Fn(&M, Tensor<B, 2, Int>) -> Tensor<B, 3>,
 ) -> Vec<(&'a str, Tally)> {
     dirs.iter()

@@ -32,6 +32,7 @@ const VECTOR_BYTES: usize = 16;
 /// [`LoadError::Quantize`](crate::LoadError::Quantize)). Every variant says what to choose
 /// instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum QuantizeError {
     /// A floating-point value format (e4m3, e5m2, e2m1).
     #[error(

@@ -4,11 +4,14 @@ use std::path::PathBuf;
 
 /// A LoRA adapter, base or merged save, or an adapter load, that did not happen.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PeftAdapterError {
-    /// The save or load of the tensors failed (nothing was written for that file; the model
-    /// was not changed).
+    /// Loading the adapter's tensors failed (the model was not changed).
     #[error(transparent)]
-    Tensors(#[from] patcher_burn::LoadError),
+    Load(#[from] patcher_burn::LoadError),
+    /// Saving the tensors failed (nothing was written for that file).
+    #[error(transparent)]
+    Save(#[from] patcher_burn::SaveError),
     /// The adapter file does not fit the model's adapters.
     #[error(
         "the PEFT adapter does not fit the model's LoRA layers:\n{report}\nPatch the model with \
