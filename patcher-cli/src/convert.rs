@@ -39,7 +39,7 @@ pub(crate) enum Target {
 pub(crate) struct ConvertOptions {
     /// The checkpoint.
     #[arg(value_name = "CKPT")]
-    checkpoint: PathBuf,
+    pub(crate) checkpoint: PathBuf,
     /// The folder to write.
     #[arg(value_name = "OUT")]
     out: PathBuf,

@@ -10,7 +10,7 @@ mod out;
 mod plan;
 mod prepare;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -21,7 +21,7 @@ use patcher_models::replacements::Patch;
 
 use crate::family::{check_patches, FamilyName};
 use crate::plan::PlanArgs;
-use crate::prepare::Selection;
+use crate::prepare::{checkpoint_folder, family_of_config, Selection};
 
 /// Inspect, plan and convert safetensors checkpoints for patched Burn models.
 ///
@@ -78,9 +78,9 @@ enum Command {
 /// `--model` and `--patch`.
 #[derive(Debug, clap::Args)]
 struct ModelArgs {
-    /// The model family.
+    /// The model family. Default: the one config.json's model_type names.
     #[arg(long = "model", value_name = "FAMILY", value_enum)]
-    family: FamilyName,
+    family: Option<FamilyName>,
     /// Patches to apply (repeat the flag, or separate with commas). fused-qkv: q/k/v as one
     /// projection (llama, qwen2-moe, mixtral, bert); sequential-experts: the experts as a list
     /// of linears (qwen2-moe, mixtral); seed: both.
@@ -92,11 +92,20 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The selection, with the patches checked and deduplicated.
-    fn checked(self) -> Result<Selection, CliError> {
-        let patch = check_patches(self.family, &self.patches).map_err(CliError::Usage)?;
+    /// The selection for the checkpoint at `checkpoint`, with the family found (`--model`, else
+    /// config.json's `model_type`) and the patches checked.
+    fn checked(self, checkpoint: &Path) -> Result<Selection, CliError> {
+        let config = self
+            .config
+            .clone()
+            .unwrap_or_else(|| checkpoint_folder(checkpoint).join("config.json"));
+        let family = match self.family {
+            Some(family) => family,
+            None => family_of_config(&config)?,
+        };
+        let patch = check_patches(family, &self.patches).map_err(CliError::Usage)?;
         Ok(Selection {
-            family: self.family,
+            family,
             patch,
             config: self.config,
         })
@@ -107,11 +116,11 @@ fn run(cli: Cli) -> Result<String, CliError> {
     match cli.command {
         Command::Inspect { checkpoint } => inspect::inspect(&checkpoint),
         Command::Plan { checkpoint, model } => {
-            let model = model.checked()?;
+            let model = model.checked(&checkpoint)?;
             model.family.dispatch(PlanArgs { checkpoint, model })
         }
         Command::Convert { options, model } => {
-            let model = model.checked()?;
+            let model = model.checked(&options.checkpoint)?;
             model.family.dispatch(ConvertArgs { options, model })
         }
     }

@@ -132,19 +132,42 @@ fn build<F: Family>(config: &F::Config, patch: Patch) -> Result<(F::Model, LoadS
     Ok((model, LoadSpec::for_model::<B, F::Model>(&patcher)))
 }
 
+/// The `model_type` of the config file at `path`, if it is a readable JSON object naming one.
+pub(crate) fn config_model_type(path: &Path) -> Option<String> {
+    let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= MAX_CONFIG_BYTES);
+    let json = small
+        .then(|| std::fs::read_to_string(path).ok())
+        .flatten()?;
+    let value = serde_json::from_str::<serde_json::Value>(&json).ok()?;
+    Some(value.get("model_type")?.as_str()?.to_string())
+}
+
+/// The family whose `model_type` the config at `path` names (what `--model` defaults to).
+pub(crate) fn family_of_config(path: &Path) -> Result<FamilyName, CliError> {
+    let Some(model_type) = config_model_type(path) else {
+        return Err(CliError::Usage(format!(
+            "{} names no model_type (or cannot be read): give the family with --model ({})",
+            path.display(),
+            crate::family::family_names().join(", ")
+        )));
+    };
+    FamilyName::of_model_type(&model_type).ok_or_else(|| {
+        CliError::Usage(format!(
+            "{} has model_type `{model_type}`, which burn-patcher has no family for (its \
+             families: {})",
+            path.display(),
+            crate::family::family_names().join(", ")
+        ))
+    })
+}
+
 /// Fails with the right `--model` when `config.json` names another family's `model_type`.
 /// Anything unreadable is left to the family's config reader, which says what is wrong.
 fn check_model_type(path: &Path, family: FamilyName) -> Result<(), CliError> {
-    let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= MAX_CONFIG_BYTES);
-    let Some(json) = small.then(|| std::fs::read_to_string(path).ok()).flatten() else {
+    let Some(model_type) = config_model_type(path) else {
         return Ok(());
     };
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&json) else {
-        return Ok(());
-    };
-    let Some(model_type) = value.get("model_type").and_then(|t| t.as_str()) else {
-        return Ok(());
-    };
+    let model_type = model_type.as_str();
     if model_type == family.model_type() {
         return Ok(());
     }

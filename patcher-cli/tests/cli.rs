@@ -212,6 +212,37 @@ fn plan_of_another_family_exits_1_naming_the_right_one() {
 }
 
 #[test]
+fn without_model_the_family_is_the_one_config_json_names() {
+    let qwen = fixture("qwen2_moe");
+    let patches = ["--patch", "seed"];
+    let (out, _) = expect_status(&["plan", arg(&qwen), patches[0], patches[1]], 0);
+    assert!(
+        out.contains("into --model qwen2-moe with --patch fused-qkv --patch sequential-experts"),
+        "{out}"
+    );
+    // A model_type with no family, and none at all: usage errors naming the families.
+    let dir = TempDir::new().unwrap();
+    for (name, config) in [
+        ("gpt2", r#"{"model_type": "gpt2"}"#),
+        ("untyped", r#"{"hidden_size": 8}"#),
+    ] {
+        let folder = dir.path().join(name);
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::copy(
+            qwen.join("model.safetensors"),
+            folder.join("model.safetensors"),
+        )
+        .unwrap();
+        std::fs::write(folder.join("config.json"), config).unwrap();
+        let (_, err) = expect_status(&["plan", arg(&folder)], 2);
+        assert!(
+            err.contains("llama, qwen2-moe, mixtral, bert"),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
 fn usage_errors_exit_2_listing_the_valid_names() {
     let qwen = fixture("qwen2_moe");
     let (_, err) = plan(&qwen, "gpt2", &[], 2);
@@ -229,8 +260,6 @@ fn usage_errors_exit_2_listing_the_valid_names() {
         err.contains("does not apply to --model llama; its patches are: fused-qkv"),
         "{err}"
     );
-    // No --model.
-    expect_status(&["plan", arg(&qwen)], 2);
     // A bad shard size.
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("x");

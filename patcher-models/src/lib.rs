@@ -22,6 +22,9 @@
 //!   [`FusedQKVBertSelfAttention`](replacements::FusedQKVBertSelfAttention), and
 //!   [`Patch`](replacements::Patch), the presets that apply them to any family
 //!   ([`Patch::seed`](replacements::Patch::seed) is the seed's patcher).
+//! - [`auto`] has transformers' Auto classes: [`AutoModelForCausalLM`](auto::AutoModelForCausalLM)
+//!   and [`AutoModel`](auto::AutoModel) load any registered family by `config.json`'s
+//!   `model_type`; a user's family registers as the kit's do.
 //! - [`common`] has what the families share: RoPE in transformers' rotate-half convention,
 //!   eager grouped-query attention, RMSNorm, `torch.topk`'s CPU tie order, expert dispatch, the
 //!   forward interfaces of substitutable classes, and the logic behind the families' same-named
@@ -65,6 +68,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod auto;
 pub mod bert;
 pub mod common;
 mod error;

@@ -66,14 +66,20 @@ impl<B: burn::prelude::Backend> BertModel<B> {
         device: &B::Device,
         options: &patcher_burn::LoadOptions,
     ) -> Result<patcher_burn::Loaded<Self>, patcher_burn::LoadError> {
-        let (path, read) = (path.as_ref(), BertConfig::from_file);
-        crate::common::pretrained::from_pretrained(
-            path,
-            patcher,
-            device,
-            options,
-            read,
-            Self::build,
-        )
+        crate::common::pretrained::from_pretrained(path.as_ref(), patcher, device, options)
+    }
+}
+
+impl crate::auto::FamilyConfig for BertConfig {
+    fn from_file(path: &std::path::Path) -> Result<Self, patcher_core::ConfigError> {
+        BertConfig::from_file(path)
+    }
+}
+
+impl<B: burn::prelude::Backend> crate::auto::FamilyModel<B> for BertModel<B> {
+    type Config = BertConfig;
+
+    fn build(config: &BertConfig, ctx: &patcher_burn::BuildContext<'_, B>) -> Self {
+        BertModel::build(config, ctx)
     }
 }

@@ -3,6 +3,7 @@
 //! `tests/mutation.rs` is a binary of its own: its counting global allocator must see no other
 //! test's allocations.
 
+mod auto;
 mod autodiff;
 mod bad_config;
 mod bert;

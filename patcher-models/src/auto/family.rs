@@ -1,0 +1,34 @@
+//! What makes a model type a family the Auto classes can load: its config (read, sized,
+//! patchable) and how it is built.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use patcher_burn::{BuildContext, PretrainedModel};
+use patcher_core::ConfigError;
+
+use crate::common::limits::SizedConfig;
+use crate::replacements::PatchTarget;
+
+/// A family's `config.json`: read and validated from a file, sized before anything is allocated
+/// ([`SizedConfig`]), and naming its `model_type` and patches ([`PatchTarget`]).
+pub trait FamilyConfig: SizedConfig + PatchTarget + Sized {
+    /// Reads and validates the config file at `path`.
+    fn from_file(path: &Path) -> Result<Self, ConfigError>;
+}
+
+/// A model a family builds from its config (`LlamaForCausalLM`, `BertModel`, a user's model):
+/// the loader's [`PretrainedModel`] plus its config type and constructor.
+pub trait FamilyModel<B: Backend>: PretrainedModel<B> {
+    /// The family's config.
+    type Config: FamilyConfig;
+
+    /// The model built through `ctx`, with the patcher's substitutions.
+    fn build(config: &Self::Config, ctx: &BuildContext<'_, B>) -> Self;
+}
+
+/// A causal language model: token ids to next-token logits.
+pub trait CausalLm<B: Backend> {
+    /// `input_ids [batch, seq]` to logits `[batch, seq, vocab]`.
+    fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3>;
+}
