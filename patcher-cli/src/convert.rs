@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
-use patcher_burn::{load_with, model_params_with, save_model, LoadOptions, LoadSpec, SaveOptions};
+use patcher_burn::{
+    load_with, model_params_with, save_model, LoadOptions, LoadSpec, PretrainedModel, SaveOptions,
+};
 use patcher_core::plan::PlanOptions;
 use patcher_core::{Checkpoint, ConversionPlan, DType, TensorMeta, WeightTransform};
 use tempfile::TempDir;
 
 use crate::abandoned::{remove_abandoned_stagings, staging_prefix};
 use crate::error::CliError;
-use crate::family::{Family, FamilyCommand};
+use crate::family::{Family, FamilyCommand, B};
 use crate::out;
 use crate::plan::{does_not_fit, patch_flags};
 use crate::prepare::{checkpoint_folder, parent_folder, Prepared, Selection};
@@ -26,8 +28,8 @@ const MAX_FILES_LISTED: usize = 12;
 /// The layout `convert` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Target {
-    /// The patched model's own parameter names, in PyTorch layout: loading it with the same
-    /// patches converts nothing.
+    /// The patched model's own parameters, under transformers' names and in PyTorch layout:
+    /// loading it with the same patches converts no tensor.
     Patched,
     /// The family's stock transformers layout (the layout its default conversions and the
     /// patches' conversions start from).
@@ -157,7 +159,9 @@ impl FamilyCommand for ConvertArgs {
         )
         .map_err(CliError::load)?;
         let conversions = match args.to {
-            Target::Patched => Vec::new(),
+            // The model's own parameters under transformers' names (BERT's `self_` is written
+            // `self`).
+            Target::Patched => <F::Model as PretrainedModel<B>>::field_renamings(),
             Target::Original => stock_conversions(&loaded.model, &prepared.spec)?,
         };
         let dtype = args
@@ -186,12 +190,15 @@ impl FamilyCommand for ConvertArgs {
             &prepared.config_path,
             staging.path(),
         )?;
+        // What was written, counted from the file itself (a stock layout may hold more tensors
+        // than the model has parameters: per-expert linears).
+        let tensors = Checkpoint::open(staging.path())?.len();
         staging.commit()?;
 
         let mut out = String::new();
         let layout = match args.to {
             Target::Patched => format!(
-                "the layout of --model {} with {} (loading it with them converts nothing)",
+                "the layout of --model {} with {} (loading it with them converts no tensor)",
                 family.name(),
                 patch_flags(prepared.patch)
             ),
@@ -203,11 +210,20 @@ impl FamilyCommand for ConvertArgs {
         };
         let _ = writeln!(
             out,
-            "wrote {} in {layout}: {} parameters, float tensors in {}",
+            "wrote {} in {layout}: {tensors} tensors ({} parameters loaded), float tensors in {}",
             args.out.display(),
             loaded.report.loaded,
             dtype.as_str()
         );
+        if !loaded.report.ignored.is_empty() {
+            // Buffers such as BERT's `position_ids`: not parameters, and transformers' own
+            // save leaves them out too.
+            let _ = writeln!(
+                out,
+                "not written: {} (checkpoint keys the model declares are not parameters)",
+                loaded.report.ignored.join(", ")
+            );
+        }
         let files: Vec<&PathBuf> = written.iter().chain(&copied).collect();
         for file in files.iter().take(MAX_FILES_LISTED) {
             let name = file.file_name().unwrap_or(file.as_os_str());

@@ -288,7 +288,9 @@ fn qwen2_moe_converts_to_the_patched_layout_and_back() {
     let both = ["--patch", "fused-qkv", "--patch", "sequential-experts"];
     let out = convert(&stock, &patched, "qwen2-moe", &both);
     assert!(
-        out.contains("converts nothing): 47 parameters, float tensors in F32"),
+        out.contains(
+            "converts no tensor): 47 tensors (47 parameters loaded), float tensors in F32"
+        ),
         "{out}"
     );
     assert_entries(
@@ -336,9 +338,10 @@ fn qwen2_moe_converts_to_the_patched_layout_and_back() {
     assert_same_file(&original, &stock);
 }
 
-/// BERT with fused QKV: `query`/`key`/`value` concatenated into `qkv` (and `.attention.self.`
-/// renamed to the model's `self_`), the patched layout loading with no conversion, and back to
-/// the fixture byte for byte; the legacy layout (`bert.`, `gamma`/`beta`) plans clean too.
+/// BERT with fused QKV: `query`/`key`/`value` concatenated into `qkv`, the patched layout under
+/// transformers' names (`attention.self.qkv`, never the Rust field `self_`) loading with no
+/// tensor conversion, and back to the fixture byte for byte; the legacy layout (`bert.`,
+/// `gamma`/`beta`) plans clean too, and its converted file says which buffer it leaves out.
 #[test]
 fn bert_converts_to_fused_qkv_and_back() {
     let dir = TempDir::new().unwrap();
@@ -351,8 +354,33 @@ fn bert_converts_to_fused_qkv_and_back() {
     }
     let patched = dir.path().join("patched");
     convert(&stock, &patched, "bert", &fused);
+    let keys: Vec<String> = Checkpoint::open(&patched)
+        .unwrap()
+        .metas()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert!(
+        keys.contains(&"encoder.layer.0.attention.self.qkv.weight".to_string()),
+        "{keys:?}"
+    );
+    assert!(!keys.iter().any(|k| k.contains("self_")), "{keys:?}");
     let (out, _) = plan(&patched, "bert", &fused, 0);
-    assert!(out.contains("No conversion used"), "{out}");
+    assert!(out.contains("Conversions used (1):"), "{out}");
+    assert!(
+        out.contains("\"attention.self.\" -> \"attention.self_.\""),
+        "{out}"
+    );
+    let legacy = convert(
+        &fixture("bert_legacy"),
+        &dir.path().join("legacy"),
+        "bert",
+        &fused,
+    );
+    assert!(
+        legacy.contains("not written: bert.embeddings.position_ids"),
+        "{legacy}"
+    );
     let original = dir.path().join("original");
     let back = ["--patch", "fused-qkv", "--to", "original"];
     convert(&patched, &original, "bert", &back);
@@ -409,8 +437,14 @@ fn qwen2_moe_sharded_converts_to_fused_experts_in_shards_and_back() {
 
     // Back in one file: the same bytes as the single-file fixture holding the same weights.
     let original = dir.path().join("original");
-    convert(&patched, &original, "qwen2-moe", &["--to", "original"]);
+    let out = convert(&patched, &original, "qwen2-moe", &["--to", "original"]);
     assert_same_file(&original, &fixture("qwen2_moe"));
+    // The count is of what was written: per-expert tensors, more than the fused parameters.
+    let written = Checkpoint::open(fixture("qwen2_moe")).unwrap().len();
+    let loaded = Checkpoint::open(&patched).unwrap().len();
+    assert!(written > loaded);
+    let counts = format!("{written} tensors ({loaded} parameters loaded)");
+    assert!(out.contains(&counts), "{out}");
 }
 
 #[test]

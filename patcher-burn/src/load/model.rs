@@ -61,6 +61,14 @@ pub trait PretrainedModel<B: Backend>: Module<B> {
         None
     }
 
+    /// The renamings among [`weight_conversions`](Self::weight_conversions) that exist only
+    /// because Rust names the field differently from the checkpoint (BERT's `attention.self` is
+    /// the field `self_`, `self` being a keyword): a save in the model's own layout reverses
+    /// them, so it writes transformers' names, never a Rust field name. Default: none.
+    fn field_renamings() -> Vec<WeightTransform> {
+        Vec::new()
+    }
+
     /// How the model's module types lay out their parameters in its checkpoints: Burn's layers
     /// by default; add your own modules with [`TorchLayouts::with`] (see
     /// [`TorchLayout`](crate::TorchLayout)). Loads through the model and saves of what they

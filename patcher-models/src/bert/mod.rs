@@ -46,6 +46,11 @@ impl<B: burn::prelude::Backend> patcher_burn::PretrainedModel<B> for BertModel<B
         legacy_weight_conversions()
     }
 
+    fn field_renamings() -> Vec<WeightTransform> {
+        // The defaults are only `attention.self` -> `attention.self_`.
+        default_weight_conversions()
+    }
+
     fn base_model_prefix() -> Option<&'static str> {
         Some("bert")
     }
