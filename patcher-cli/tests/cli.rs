@@ -368,7 +368,7 @@ fn bert_converts_to_fused_qkv_and_back() {
     let (out, _) = plan(&patched, "bert", &fused, 0);
     assert!(out.contains("Conversions used (1):"), "{out}");
     assert!(
-        out.contains("\"attention.self.\" -> \"attention.self_.\""),
+        out.contains(r#"WeightRenaming("\\.attention\\.self\\." -> ".attention.self_.")"#),
         "{out}"
     );
     let legacy = convert(
