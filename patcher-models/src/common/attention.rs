@@ -41,6 +41,74 @@ pub struct AttentionSpec {
 }
 
 impl AttentionSpec {
+    /// Multi-head attention over `hidden_size` features with `num_attention_heads` heads, as
+    /// transformers' defaults have it: as many key/value heads, `head_dim = hidden_size /
+    /// num_attention_heads`, no biases, weights initialised with a standard deviation of 0.02,
+    /// full (not sliding) attention. The `with_*` methods change one field each.
+    ///
+    /// ```
+    /// use patcher_models::common::AttentionSpec;
+    ///
+    /// // GPT-2's attention: biased q/k/v and output.
+    /// let gpt2 = AttentionSpec::new(768, 12).with_qkv_bias(true).with_o_bias(true);
+    /// assert_eq!((gpt2.head_dim, gpt2.q_size(), gpt2.kv_size()), (64, 768, 768));
+    /// // Grouped-query attention with wider heads.
+    /// let gqa = AttentionSpec::new(2048, 16).with_kv_heads(4).with_head_dim(256);
+    /// assert_eq!((gqa.q_size(), gqa.kv_size()), (4096, 1024));
+    /// ```
+    pub fn new(hidden_size: usize, num_attention_heads: usize) -> Self {
+        Self {
+            hidden_size,
+            num_attention_heads,
+            num_key_value_heads: num_attention_heads,
+            head_dim: hidden_size.checked_div(num_attention_heads).unwrap_or(0),
+            qkv_bias: false,
+            o_bias: false,
+            initializer_range: 0.02,
+            sliding_window: None,
+        }
+    }
+
+    /// With `num_key_value_heads` key/value heads (grouped-query attention when fewer than the
+    /// query heads).
+    pub fn with_kv_heads(self, num_key_value_heads: usize) -> Self {
+        Self {
+            num_key_value_heads,
+            ..self
+        }
+    }
+
+    /// With heads `head_dim` wide (a config's explicit `head_dim`).
+    pub fn with_head_dim(self, head_dim: usize) -> Self {
+        Self { head_dim, ..self }
+    }
+
+    /// With (or without) biases on the q/k/v projections.
+    pub fn with_qkv_bias(self, qkv_bias: bool) -> Self {
+        Self { qkv_bias, ..self }
+    }
+
+    /// With (or without) a bias on the output projection.
+    pub fn with_o_bias(self, o_bias: bool) -> Self {
+        Self { o_bias, ..self }
+    }
+
+    /// With this standard deviation for the normal init of the weights.
+    pub fn with_initializer_range(self, initializer_range: f64) -> Self {
+        Self {
+            initializer_range,
+            ..self
+        }
+    }
+
+    /// With this sliding window (`None`: full causal attention).
+    pub fn with_sliding_window(self, sliding_window: Option<usize>) -> Self {
+        Self {
+            sliding_window,
+            ..self
+        }
+    }
+
     /// Output width of the query projection.
     pub fn q_size(&self) -> usize {
         self.num_attention_heads * self.head_dim

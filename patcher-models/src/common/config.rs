@@ -225,16 +225,13 @@ impl DecoderConfig {
         o_bias: bool,
         sliding_window: Option<usize>,
     ) -> AttentionSpec {
-        AttentionSpec {
-            hidden_size: self.hidden_size,
-            num_attention_heads: self.num_attention_heads,
-            num_key_value_heads: self.num_key_value_heads,
-            head_dim: self.head_dim,
-            qkv_bias,
-            o_bias,
-            initializer_range: self.initializer_range,
-            sliding_window,
-        }
+        AttentionSpec::new(self.hidden_size, self.num_attention_heads)
+            .with_kv_heads(self.num_key_value_heads)
+            .with_head_dim(self.head_dim)
+            .with_qkv_bias(qkv_bias)
+            .with_o_bias(o_bias)
+            .with_initializer_range(self.initializer_range)
+            .with_sliding_window(sliding_window)
     }
 }
 

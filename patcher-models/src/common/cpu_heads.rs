@@ -200,16 +200,7 @@ mod tests {
     #[test]
     fn fused_split_is_the_split_of_each_view() {
         let device = Default::default();
-        let spec = AttentionSpec {
-            hidden_size: 12,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            head_dim: 4,
-            qkv_bias: false,
-            o_bias: false,
-            initializer_range: 0.02,
-            sliding_window: None,
-        };
+        let spec = AttentionSpec::new(12, 4).with_kv_heads(2).with_head_dim(4);
         let (batch, seq) = (2, 3);
         let width = spec.q_size() + 2 * spec.kv_size();
         let qkv = Tensor::<B, 3>::random([batch, seq, width], Distribution::Default, &device);

@@ -129,17 +129,10 @@ impl EncoderConfig {
 
     /// Every layer's self-attention shape: q/k/v with biases, as many key/value heads as heads.
     pub fn attention_spec(&self) -> AttentionSpec {
-        let heads = self.num_attention_heads;
-        AttentionSpec {
-            hidden_size: self.hidden_size,
-            num_attention_heads: heads,
-            num_key_value_heads: heads,
-            head_dim: self.hidden_size / heads,
-            qkv_bias: true,
-            o_bias: true,
-            initializer_range: self.initializer_range,
-            sliding_window: None,
-        }
+        AttentionSpec::new(self.hidden_size, self.num_attention_heads)
+            .with_qkv_bias(true)
+            .with_o_bias(true)
+            .with_initializer_range(self.initializer_range)
     }
 
     /// `nn.Linear(d_in, d_out)`, normal-initialised.
