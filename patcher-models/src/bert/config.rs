@@ -12,6 +12,9 @@ use crate::error::{read_config_file, ConfigError};
 pub struct BertConfig(pub EncoderConfig);
 
 impl BertConfig {
+    /// transformers' `model_type` of the family.
+    pub const MODEL_TYPE: &'static str = "bert";
+
     /// Reads and validates `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         Self::from_json_str(&read_config_file(path.as_ref())?)
@@ -19,7 +22,7 @@ impl BertConfig {
 
     /// Parses and validates a config JSON string (see [`EncoderConfig::from_json_str`]).
     pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
-        EncoderConfig::from_json_str(json, "bert").map(Self)
+        EncoderConfig::from_json_str(json, Self::MODEL_TYPE).map(Self)
     }
 }
 

@@ -45,6 +45,10 @@ struct Raw {
 }
 
 impl MixtralConfig {
+    /// transformers' `model_type` of the family.
+    pub const MODEL_TYPE: &'static str =
+        <Defaults as crate::common::config::CoreDefaults>::MODEL_TYPE;
+
     /// Reads and validates `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         Self::from_json_str(&read_config_file(path.as_ref())?)

@@ -44,7 +44,7 @@ pub fn named_qkv_concatenation(
 }
 
 impl PatchTarget for Qwen2MoeConfig {
-    const MODEL_TYPE: &'static str = "qwen2_moe";
+    const MODEL_TYPE: &'static str = Qwen2MoeConfig::MODEL_TYPE;
     const PATCHES: Patch = Patch::seed();
 
     /// - fused QKV: `Qwen2MoeAttention` -> [`FusedQKVAttention`], with the q/k/v weight and bias
@@ -63,7 +63,7 @@ impl PatchTarget for Qwen2MoeConfig {
 }
 
 impl PatchTarget for MixtralConfig {
-    const MODEL_TYPE: &'static str = "mixtral";
+    const MODEL_TYPE: &'static str = MixtralConfig::MODEL_TYPE;
     const PATCHES: Patch = Patch::seed();
 
     /// - fused QKV: `MixtralAttention` -> [`FusedQKVAttention`], with the q/k/v weight
@@ -145,7 +145,7 @@ fn qkv_concatenations(spec: &AttentionSpec) -> Vec<WeightConverter> {
 }
 
 impl PatchTarget for BertConfig {
-    const MODEL_TYPE: &'static str = "bert";
+    const MODEL_TYPE: &'static str = BertConfig::MODEL_TYPE;
     const PATCHES: Patch = Patch::fused_qkv();
 
     /// Fused QKV: `BertSelfAttention` -> [`FusedQKVBertSelfAttention`], with the
@@ -165,7 +165,7 @@ impl PatchTarget for BertConfig {
 }
 
 impl PatchTarget for LlamaConfig {
-    const MODEL_TYPE: &'static str = "llama";
+    const MODEL_TYPE: &'static str = LlamaConfig::MODEL_TYPE;
     const PATCHES: Patch = Patch::fused_qkv();
 
     /// Fused QKV: `LlamaAttention` -> [`FusedQKVAttention`], with the q/k/v weight
