@@ -102,6 +102,26 @@ impl<'p, B: Backend> BuildContext<'p, B> {
     /// Errors, all collected: the patcher's own errors (bad regexes, converters that cannot
     /// run), a replacement mapped to a slot of another interface, and keys that select no slot
     /// (each with a did-you-mean among the model's slot classes or paths).
+    ///
+    /// A constructor kept in a variable needs its argument's type spelled out, lifetime
+    /// included (`&BuildContext<'_, B>`), since Rust does not infer a closure's
+    /// higher-ranked argument from a later call:
+    ///
+    /// ```
+    /// use burn::backend::NdArray;
+    /// use burn::nn::LinearConfig;
+    /// use burn::prelude::*;
+    /// use patcher_burn::layers::{InitSlot, LinearSlot};
+    /// use patcher_burn::{BuildContext, Patcher};
+    ///
+    /// type B = NdArray<f32>;
+    /// let config = LinearConfig::new(4, 2);
+    /// let constructor = |ctx: &BuildContext<'_, B>| -> LinearSlot<B> { config.init_slot(ctx) };
+    /// let device = Default::default();
+    /// let linear = BuildContext::build(&Patcher::<B>::new(), &device, constructor)?;
+    /// assert_eq!(linear.forward(Tensor::<B, 2>::ones([3, 4], &device)).dims(), [3, 2]);
+    /// # Ok::<(), patcher_burn::BuildError>(())
+    /// ```
     pub fn build<M: Module<B>>(
         patcher: &'p Patcher<B>,
         device: &B::Device,
