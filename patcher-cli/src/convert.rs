@@ -161,7 +161,7 @@ impl FamilyCommand for ConvertArgs {
         let conversions = match args.to {
             // The model's own parameters under transformers' names (BERT's `self_` is written
             // `self`).
-            Target::Patched => <F::Model as PretrainedModel<B>>::field_renamings(),
+            Target::Patched => <F as PretrainedModel<B>>::field_renamings(),
             Target::Original => stock_conversions(&loaded.model, &prepared.spec)?,
         };
         let dtype = args

@@ -1,81 +1,29 @@
 //! The model families the command line knows.
 //!
-//! A family is one [`Family`] impl (config reader and model constructor; the `family!` macro
-//! writes it for a `patcher_models` family) and one [`FamilyName`] variant that dispatches to
-//! it; its patches are the kit's [`Patch`] presets its config takes ([`PatchTarget`]). Adding a
-//! family is one `family!`, one variant and one line in each `match` of [`FamilyName`].
-
-use std::path::Path;
+//! A family is the kit's model type ([`FamilyModel`]: its config, read with
+//! [`FamilyConfig::from_file`](patcher_models::auto::FamilyConfig::from_file), and its
+//! constructor), dispatched to from one [`FamilyName`] variant; its patches are the kit's
+//! [`Patch`] presets its config takes ([`PatchTarget`]). Adding a family is one variant and one
+//! line in [`FamilyName::dispatch`].
 
 use burn::backend::NdArray;
 use clap::ValueEnum;
-use patcher_burn::{BuildContext, PretrainedModel};
-use patcher_models::bert::{BertConfig, BertModel};
-use patcher_models::common::limits::SizedConfig;
-use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
-use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::auto::FamilyModel;
+use patcher_models::bert::BertModel;
+use patcher_models::llama::LlamaForCausalLM;
+use patcher_models::mixtral::MixtralForCausalLM;
+use patcher_models::qwen2_moe::Qwen2MoeForCausalLM;
 use patcher_models::replacements::{Patch, PatchTarget};
-use patcher_models::ConfigError;
 
 /// The backend the command line builds models on: NdArray in f32 (plans read no weights; a
 /// conversion computes in f32).
 pub(crate) type B = NdArray<f32>;
 
-/// A model family: how the command line reads its config and builds it.
-pub(crate) trait Family {
-    /// The parsed `config.json`, which says the family's `model_type` and patches.
-    type Config: SizedConfig + PatchTarget;
-    /// The model (a causal LM, or BERT's encoder).
-    type Model: PretrainedModel<B>;
+/// A model family on the command line's backend: a model type of the kit (a causal LM, or
+/// BERT's encoder).
+pub(crate) trait Family: FamilyModel<B> {}
 
-    /// Reads and validates `config.json`.
-    fn read_config(path: &Path) -> Result<Self::Config, ConfigError>;
-    /// The model built through `ctx` (with the patcher's substitutions).
-    fn build(config: &Self::Config, ctx: &BuildContext<'_, B>) -> Self::Model;
-}
-
-/// A unit struct implementing [`Family`] for a `patcher_models` family: its config and model
-/// types (with `from_file` and `build`).
-macro_rules! family {
-    ($(#[$doc:meta])* $name:ident { config: $config:ident, model: $model:ident $(,)? }) => {
-        $(#[$doc])*
-        pub(crate) struct $name;
-
-        impl Family for $name {
-            type Config = $config;
-            type Model = $model<B>;
-
-            fn read_config(path: &Path) -> Result<$config, ConfigError> {
-                $config::from_file(path)
-            }
-
-            fn build(config: &$config, ctx: &BuildContext<'_, B>) -> Self::Model {
-                $model::build(config, ctx)
-            }
-        }
-    };
-}
-
-family!(
-    /// Llama (`LlamaForCausalLM`).
-    Llama { config: LlamaConfig, model: LlamaForCausalLM }
-);
-
-family!(
-    /// Qwen2-MoE (`Qwen2MoeForCausalLM`).
-    Qwen2Moe { config: Qwen2MoeConfig, model: Qwen2MoeForCausalLM }
-);
-
-family!(
-    /// Mixtral (`MixtralForCausalLM`).
-    Mixtral { config: MixtralConfig, model: MixtralForCausalLM }
-);
-
-family!(
-    /// BERT (`BertModel`).
-    Bert { config: BertConfig, model: BertModel }
-);
+impl<M: FamilyModel<B>> Family for M {}
 
 /// The `--model` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -117,13 +65,13 @@ impl FamilyName {
             .find(|f| f.model_type() == model_type)
     }
 
-    /// Runs `command` with the family's [`Family`] impl.
+    /// Runs `command` with the family's model type.
     pub(crate) fn dispatch<R>(self, command: impl FamilyCommand<Output = R>) -> R {
         match self {
-            Self::Llama => command.run::<Llama>(),
-            Self::Qwen2Moe => command.run::<Qwen2Moe>(),
-            Self::Mixtral => command.run::<Mixtral>(),
-            Self::Bert => command.run::<Bert>(),
+            Self::Llama => command.run::<LlamaForCausalLM<B>>(),
+            Self::Qwen2Moe => command.run::<Qwen2MoeForCausalLM<B>>(),
+            Self::Mixtral => command.run::<MixtralForCausalLM<B>>(),
+            Self::Bert => command.run::<BertModel<B>>(),
         }
     }
 }

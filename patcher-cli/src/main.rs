@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use patcher_models::replacements::Patch;
 
 use crate::convert::{ConvertArgs, ConvertOptions};
 use crate::error::{CliError, EXIT_CODES};
-use patcher_models::replacements::Patch;
-
 use crate::family::{check_patches, FamilyName};
 use crate::plan::PlanArgs;
 use crate::prepare::{checkpoint_folder, family_of_config, Selection};

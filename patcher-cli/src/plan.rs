@@ -4,10 +4,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use patcher_burn::LoadPlan;
-
-use crate::error::CliError;
 use patcher_models::replacements::Patch;
 
+use crate::error::CliError;
 use crate::family::{Family, FamilyCommand, FamilyName};
 use crate::prepare::{Prepared, Selection};
 

@@ -6,16 +6,12 @@ use std::path::{Path, PathBuf};
 
 use patcher_burn::{plan_with, BuildContext, LoadOptions, LoadPlan, LoadSpec};
 use patcher_core::Checkpoint;
+use patcher_models::auto::{read_model_type, FamilyConfig};
 use patcher_models::common::limits::{check_fits, SizedConfig};
-
-use crate::error::CliError;
 use patcher_models::replacements::{Patch, PatchTarget};
 
+use crate::error::CliError;
 use crate::family::{Family, FamilyName, B};
-
-/// The largest `config.json` looked at for its `model_type` (the family's reader has the same
-/// bound and says so).
-const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 /// The folder of a checkpoint path: the path itself for a folder, else the file's folder.
 pub(crate) fn checkpoint_folder(path: &Path) -> PathBuf {
@@ -64,7 +60,7 @@ pub(crate) struct Prepared<F: Family> {
     /// The patches.
     pub(crate) patch: Patch,
     /// The model built with the patches' patcher (parameters lazy: nothing read or allocated).
-    pub(crate) model: F::Model,
+    pub(crate) model: F,
     /// The load spec of `from_pretrained` with that patcher.
     pub(crate) spec: LoadSpec,
 }
@@ -75,8 +71,8 @@ impl<F: Family> Prepared<F> {
     pub(crate) fn new(path: &Path, selection: &Selection) -> Result<Self, CliError> {
         let config_path = selection.config_path(path);
         check_model_type(&config_path, selection.family)?;
-        let config =
-            F::read_config(&config_path).map_err(|e| CliError::config(config_path.clone(), e))?;
+        let config = F::Config::from_file(&config_path)
+            .map_err(|e| CliError::config(config_path.clone(), e))?;
         let checkpoint = Checkpoint::open(path)?;
         config
             .model_size()
@@ -124,27 +120,17 @@ impl<F: Family> Prepared<F> {
 }
 
 /// The model built with the patcher of `patch`, and its load spec.
-fn build<F: Family>(config: &F::Config, patch: Patch) -> Result<(F::Model, LoadSpec), CliError> {
+fn build<F: Family>(config: &F::Config, patch: Patch) -> Result<(F, LoadSpec), CliError> {
     let patcher = patch
         .patcher::<B, _>(config)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let model = BuildContext::build(&patcher, &Default::default(), |ctx| F::build(config, ctx))?;
-    Ok((model, LoadSpec::for_model::<B, F::Model>(&patcher)))
-}
-
-/// The `model_type` of the config file at `path`, if it is a readable JSON object naming one.
-pub(crate) fn config_model_type(path: &Path) -> Option<String> {
-    let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= MAX_CONFIG_BYTES);
-    let json = small
-        .then(|| std::fs::read_to_string(path).ok())
-        .flatten()?;
-    let value = serde_json::from_str::<serde_json::Value>(&json).ok()?;
-    Some(value.get("model_type")?.as_str()?.to_string())
+    Ok((model, LoadSpec::for_model::<B, F>(&patcher)))
 }
 
 /// The family whose `model_type` the config at `path` names (what `--model` defaults to).
 pub(crate) fn family_of_config(path: &Path) -> Result<FamilyName, CliError> {
-    let Some(model_type) = config_model_type(path) else {
+    let Some(model_type) = read_model_type(path).ok() else {
         return Err(CliError::Usage(format!(
             "{} names no model_type (or cannot be read): give the family with --model ({})",
             path.display(),
@@ -164,7 +150,7 @@ pub(crate) fn family_of_config(path: &Path) -> Result<FamilyName, CliError> {
 /// Fails with the right `--model` when `config.json` names another family's `model_type`.
 /// Anything unreadable is left to the family's config reader, which says what is wrong.
 fn check_model_type(path: &Path, family: FamilyName) -> Result<(), CliError> {
-    let Some(model_type) = config_model_type(path) else {
+    let Some(model_type) = read_model_type(path).ok() else {
         return Ok(());
     };
     let model_type = model_type.as_str();

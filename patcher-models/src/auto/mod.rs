@@ -16,4 +16,4 @@ mod registry;
 
 pub use family::{CausalLm, FamilyConfig, FamilyModel};
 pub use loaded::{LoadedCausalLm, LoadedModel};
-pub use registry::{AutoModel, AutoModelForCausalLM, AutoRegistry, IntoLoaded};
+pub use registry::{read_model_type, AutoModel, AutoModelForCausalLM, AutoRegistry, IntoLoaded};

@@ -1,6 +1,5 @@
 //! [`AutoRegistry`]: families by `model_type`, each with the function that loads it.
 
-use std::marker::PhantomData;
 use std::path::Path;
 
 use burn::prelude::*;
@@ -65,7 +64,6 @@ impl<B: Backend, M: FamilyModel<B> + CausalLm<B> + 'static> IntoLoaded<dyn Loade
 /// ```
 pub struct AutoRegistry<B: Backend, L: ?Sized> {
     families: Vec<Family<B, L>>,
-    output: PhantomData<fn() -> Box<L>>,
 }
 
 /// transformers' `AutoModelForCausalLM`: the kit's causal LMs (Llama, Mixtral, Qwen2-MoE) and
@@ -83,7 +81,6 @@ impl<B: Backend, L: ?Sized> AutoRegistry<B, L> {
     pub fn empty() -> Self {
         Self {
             families: Vec::new(),
-            output: PhantomData,
         }
     }
 
@@ -190,8 +187,9 @@ where
     Ok(loaded.into_loaded())
 }
 
-/// The `model_type` of the config file at `path`.
-fn read_model_type(path: &Path) -> Result<String, ConfigError> {
+/// The `model_type` of the config file at `path` (read with the bound every config read has),
+/// which picks the family. Errors if the file cannot be read, is not JSON, or names none.
+pub fn read_model_type(path: &Path) -> Result<String, ConfigError> {
     let json: serde_json::Value = serde_json::from_str(&read_config_file(path)?)?;
     match json.get("model_type").and_then(|t| t.as_str()) {
         Some(model_type) => Ok(model_type.to_string()),

@@ -127,12 +127,23 @@ where
             .filtered_weight_conversion_patterns([".gate_up_proj", ".down_proj"])
             .extra_weight_conversions(expert_conversions);
     }
-    if let Some(spec) = fused_qkv {
-        patcher = patcher
-            .replace::<A, FusedQKVAttention<B>>()
-            .extra_weight_conversions(qkv_concatenations(&spec));
+    match fused_qkv {
+        Some(spec) => with_fused_qkv::<B, A>(patcher, &spec),
+        None => patcher,
     }
+}
+
+/// `patcher` with attention class `A` replaced by [`FusedQKVAttention`] and the q/k/v
+/// concatenations of `spec` added.
+fn with_fused_qkv<B, A>(patcher: Patcher<B>, spec: &AttentionSpec) -> Patcher<B>
+where
+    B: Backend,
+    A: OriginalClass,
+    FusedQKVAttention<B>: Implements<A::Interface> + Patchable<Backend = B>,
+{
     patcher
+        .replace::<A, FusedQKVAttention<B>>()
+        .extra_weight_conversions(qkv_concatenations(spec))
 }
 
 /// The weight concatenation, and the bias one when the q/k/v projections have biases.
@@ -174,8 +185,6 @@ impl PatchTarget for LlamaConfig {
         if !patch.has_fused_qkv() {
             return Patcher::new();
         }
-        Patcher::new()
-            .replace::<LlamaAttention<B>, FusedQKVAttention<B>>()
-            .extra_weight_conversions(qkv_concatenations(&self.attention_spec(0)))
+        with_fused_qkv::<B, LlamaAttention<B>>(Patcher::new(), &self.attention_spec(0))
     }
 }
