@@ -11,7 +11,8 @@ mod common;
 
 use burn_patcher::{LoadOptions, Patcher};
 use common::{fixture, print_build, Backend, Reference};
-use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
+use patcher_models::auto::FamilyModel;
+use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
 use patcher_models::replacements::Patch;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,9 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "Llama checkpoint {} ({} layers, {} heads / {} KV heads, head_dim {})\n",
         dir.display(),
-        config.num_hidden_layers,
-        config.num_attention_heads,
-        config.num_key_value_heads,
+        config.core.num_hidden_layers,
+        config.core.num_attention_heads,
+        config.core.num_key_value_heads,
         config.attention_spec(0).head_dim,
     );
 
@@ -36,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     for (title, patcher) in builds {
-        let loaded = LlamaForCausalLM::<Backend>::from_pretrained(
+        let loaded = LlamaForCausalLm::<Backend>::from_pretrained(
             &dir,
             &patcher,
             &device,

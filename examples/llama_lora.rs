@@ -16,7 +16,8 @@ use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn_patcher::SaveOptions;
 use burn_patcher::{list_slots, LoadOptions};
 use common::{fixture, Reference};
-use patcher_models::llama::{LlamaForCausalLM, LINEAR_NAMES};
+use patcher_models::auto::FamilyModel;
+use patcher_models::llama::{LlamaForCausalLm, LINEAR_NAMES};
 use patcher_models::replacements::{
     lora_patcher, save_lora_adapter, save_lora_base, OnlyLoraTrainable, PeftAdapterConfig,
     LORA_PARAMETERS,
@@ -30,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reference = Reference::read(&dir)?;
     let patcher = lora_patcher::<B, 8>(&LINEAR_NAMES)?;
     let options = LoadOptions::default().ignore_missing([LORA_PARAMETERS]);
-    let loaded = LlamaForCausalLM::<B>::from_pretrained(&dir, &patcher, &device, &options)?;
+    let loaded = LlamaForCausalLm::<B>::from_pretrained(&dir, &patcher, &device, &options)?;
 
     let slots = list_slots(&loaded.model);
     let lora = slots.iter().filter(|s| s.class == "LoraLinear").count();

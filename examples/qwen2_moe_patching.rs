@@ -18,7 +18,8 @@ mod common;
 
 use burn_patcher::{LoadOptions, Patcher};
 use common::{fixture, print_build, Backend, Reference};
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::auto::FamilyModel;
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,11 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "Qwen2-MoE checkpoint {} ({} layers, {} experts top-{}, {} heads / {} KV heads)\n",
         dir.display(),
-        config.num_hidden_layers,
+        config.core.num_hidden_layers,
         config.num_experts,
         config.num_experts_per_tok,
-        config.num_attention_heads,
-        config.num_key_value_heads,
+        config.core.num_attention_heads,
+        config.core.num_key_value_heads,
     );
 
     let builds = [
@@ -44,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     for (title, patcher) in builds {
-        let loaded = Qwen2MoeForCausalLM::<Backend>::from_pretrained(
+        let loaded = Qwen2MoeForCausalLm::<Backend>::from_pretrained(
             &dir,
             &patcher,
             &device,
@@ -56,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Any on-disk layout into any patched class: the fused checkpoint into sequential experts.
     let fused = fixture("qwen2_moe_fused");
-    let loaded = Qwen2MoeForCausalLM::<Backend>::from_pretrained(
+    let loaded = Qwen2MoeForCausalLm::<Backend>::from_pretrained(
         &fused,
         &Patch::seed().patcher(&config)?,
         &device,

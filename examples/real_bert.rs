@@ -14,6 +14,7 @@
 
 mod common;
 
+use patcher_models::auto::FamilyModel;
 use std::path::PathBuf;
 
 use burn::prelude::*;

@@ -6,6 +6,7 @@ versions recorded in tests/fixtures/VERSIONS.md (transformers==5.23.0, torch, sa
 
     python3 scripts/make_fixtures.py
     python3 scripts/make_fixtures.py llama_lora   # only the PEFT adapter fixture (needs peft)
+    python3 scripts/make_fixtures.py cache        # only the decoders' cache references
 
 What it writes, per model directory:
 - config.json + model.safetensors (or sharded files + model.safetensors.index.json), written by
@@ -41,6 +42,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import (
     BertConfig,
+    DynamicCache,
     BertModel,
     LlamaConfig,
     LlamaForCausalLM,
@@ -434,6 +436,7 @@ def main() -> None:
     # --- BERT -------------------------------------------------------------------------------
     conventions["bert"] = bert_fixtures()
 
+    write_cache_references()
     write_op_references()
     conventions["llama_lora"] = llama_lora_fixture()
     write_conv1d_fixture()
@@ -453,6 +456,57 @@ def main() -> None:
     write_versions_md(versions, notes, conventions)
     total = sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file())
     print(f"fixtures total: {total / 1024:.1f} KiB")
+
+
+# Left padding of the cache references' second row, and the greedy tokens decoded after the prompt.
+PAD = 3
+DECODE_STEPS = 4
+
+
+def write_cache_references() -> None:
+    """`cache/{name}.safetensors` for the decoder fixtures `name`: a left-padded batch (the fixture's
+    `input_ids`, row 1's first `PAD` tokens replaced by padding, id 0) with its
+    `attention_mask`, the logits of one forward over it (`logits`, positions from the mask as
+    `generate` computes them), then `DECODE_STEPS` greedy steps through a `DynamicCache`
+    (`generated` [2, steps], `step_logits` [2, steps + 1, vocab]: the prompt's last logits, then
+    each step's), as `generate(do_sample=False)` runs them without stopping at EOS."""
+    cache_dir = fresh_dir(FIXTURES / "cache")
+    for cls, name in ((LlamaForCausalLM, "llama"), (Qwen2MoeForCausalLM, "qwen2_moe"), (MixtralForCausalLM, "mixtral")):
+        path = FIXTURES / name
+        model = load_eager(cls, path)
+        ids = input_ids(model.config.vocab_size)
+        mask = torch.ones_like(ids)
+        mask[1, :PAD] = 0
+        padded = ids.masked_fill(mask == 0, 0)
+        # `GenerationMixin._prepare_position_ids`: positions count the kept tokens.
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        with torch.no_grad():
+            logits = model(input_ids=padded, attention_mask=mask, position_ids=positions).logits
+            cache = DynamicCache(config=model.config)
+            out = model(input_ids=padded, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+            torch.testing.assert_close(out.logits, logits, rtol=0, atol=0)
+            steps, tokens = [out.logits[:, -1]], []
+            step_mask, step_pos = mask, positions[:, -1:]
+            for _ in range(DECODE_STEPS):
+                token = steps[-1].argmax(-1, keepdim=True)
+                tokens.append(token)
+                step_mask = torch.cat([step_mask, torch.ones_like(token)], dim=1)
+                step_pos = step_pos + 1
+                out = model(input_ids=token, attention_mask=step_mask, position_ids=step_pos, past_key_values=cache, use_cache=True)
+                steps.append(out.logits[:, -1])
+            generated = torch.cat(tokens, dim=1)
+            # The same tokens as `generate`, EOS never reached or not stopping it.
+            check = model.generate(padded, attention_mask=mask, max_new_tokens=DECODE_STEPS, do_sample=False, eos_token_id=None, pad_token_id=0)
+            assert torch.equal(check[:, ids.shape[1]:], generated), (check, generated)
+        tensors = {
+            "input_ids": padded.contiguous(),
+            "attention_mask": mask.contiguous(),
+            "logits": logits.float().contiguous(),
+            "generated": generated.contiguous(),
+            "step_logits": torch.stack(steps, dim=1).float().contiguous(),
+        }
+        save_file(tensors, str(cache_dir / f"{name}.safetensors"), metadata={"format": "pt"})
+        print(f"{name}: cache reference, greedy tokens {generated.tolist()}")
 
 
 # Every Linear of the Llama fixture, the head included (patcher-models' `llama::LINEAR_NAMES`).
@@ -743,5 +797,8 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["llama_lora"]:
         print(llama_lora_fixture())
+    elif sys.argv[1:] == ["cache"]:
+        torch.use_deterministic_algorithms(True)
+        write_cache_references()
     else:
         sys.exit(main())

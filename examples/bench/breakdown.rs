@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use patcher_models::common::{causal_mask, eager_attention, RotaryEmbedding};
 use patcher_models::qwen2_moe::{
-    Qwen2MoeConfig, Qwen2MoeDecoderLayer, Qwen2MoeForCausalLM, Qwen2MoeLayerMlp,
+    Qwen2MoeConfig, Qwen2MoeDecoderLayer, Qwen2MoeForCausalLm, Qwen2MoeLayerMlp,
     Qwen2MoeSparseMoeBlock,
 };
 
@@ -30,7 +30,7 @@ pub struct Part {
 
 /// Times the parts of `model`'s forward on `input_ids`, `rounds` times each.
 pub fn breakdown<B: Backend>(
-    model: &Qwen2MoeForCausalLM<B>,
+    model: &Qwen2MoeForCausalLm<B>,
     config: &Qwen2MoeConfig,
     input_ids: Tensor<B, 2, Int>,
     rounds: usize,
@@ -38,15 +38,18 @@ pub fn breakdown<B: Backend>(
     let device = input_ids.device();
     let [batch, seq] = input_ids.dims();
     let tokens = (batch * seq) as f64;
-    let (h, layers) = (config.hidden_size as f64, config.num_hidden_layers as f64);
+    let (h, layers) = (
+        config.core.hidden_size as f64,
+        config.core.num_hidden_layers as f64,
+    );
     let spec = config.attention_spec(0);
     let (q, kv) = (spec.q_size() as f64, spec.kv_size() as f64);
     let active = config.num_experts_per_tok as f64 * config.moe_intermediate_size as f64;
     let shared = config.shared_expert_intermediate_size as f64;
-    let heads = config.num_attention_heads as f64;
+    let heads = config.core.num_attention_heads as f64;
 
     // Inputs of each part, from one forward (layer 0's; the layers are alike).
-    let rope = RotaryEmbedding::new(&config.rope, config.head_dim);
+    let rope = RotaryEmbedding::new(&config.core.rope, config.core.head_dim);
     let pe = rope.forward::<B>(seq, &device);
     let mask = causal_mask::<B>(seq, None, &device);
     let m = &model.model;
@@ -62,7 +65,9 @@ pub fn breakdown<B: Backend>(
         .expect("an unpatched sparse MoE block");
     let embedded = m.embed_tokens.forward(input_ids.clone());
     let normed = layer.input_layernorm.forward(embedded.clone());
-    let flat = normed.clone().reshape([batch * seq, config.hidden_size]);
+    let flat = normed
+        .clone()
+        .reshape([batch * seq, config.core.hidden_size]);
     let routing = block.gate.forward(flat.clone());
     let q_in = Tensor::<B, 3>::random([batch, seq, spec.q_size()], Distribution::Default, &device);
     let k_in = Tensor::<B, 3>::random([batch, seq, spec.kv_size()], Distribution::Default, &device);
@@ -118,7 +123,12 @@ pub fn breakdown<B: Backend>(
         "attention (projections + core)",
         layers * time(&|| layer.self_attn.forward(normed.clone(), &pe, Some(&mask))),
         layers * tokens * 2.0 * (h * (q + 2.0 * kv) + q * h)
-            + layers * batch as f64 * heads * 4.0 * (seq * seq) as f64 * config.head_dim as f64,
+            + layers
+                * batch as f64
+                * heads
+                * 4.0
+                * (seq * seq) as f64
+                * config.core.head_dim as f64,
     );
     part(
         "  of which the core (eager_attention)",
@@ -133,7 +143,7 @@ pub fn breakdown<B: Backend>(
                     Some(&mask),
                 )
             }),
-        layers * batch as f64 * heads * 4.0 * (seq * seq) as f64 * config.head_dim as f64,
+        layers * batch as f64 * heads * 4.0 * (seq * seq) as f64 * config.core.head_dim as f64,
     );
     // The core's steps on tensors of their shapes: `[b, KV, n_rep, s, d]` against the KV heads.
     let (kv_heads, n_rep, d) = (
@@ -225,7 +235,7 @@ pub fn breakdown<B: Backend>(
         time(&|| m.norm.forward(embedded.clone())),
         0.0,
     );
-    let lm_flops = tokens * 2.0 * h * config.vocab_size as f64;
+    let lm_flops = tokens * 2.0 * h * config.core.vocab_size as f64;
     match &model.lm_head {
         Some(lm_head) => part(
             "lm_head",

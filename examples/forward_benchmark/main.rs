@@ -46,7 +46,8 @@ use bench::Error;
 use burn::module::Module;
 use burn::prelude::*;
 use burn_patcher::{LinearLayout, LoadOptions, Patcher};
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::auto::FamilyModel;
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 
 fn main() {
@@ -276,7 +277,7 @@ fn run() -> Result<(), Error> {
 fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec<Row>, Error> {
     let config = Qwen2MoeConfig::from_file(args.dir.join("config.json"))?;
     let load = |patcher: &Patcher<B>, layout: LinearLayout| {
-        Qwen2MoeForCausalLM::<B>::from_pretrained(
+        Qwen2MoeForCausalLm::<B>::from_pretrained(
             &args.dir,
             patcher,
             device,
@@ -310,8 +311,8 @@ fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec
     }
     let mut rows = Vec::new();
     for &(b, s) in &args.shapes {
-        let ids = input_ids::<B>(b, s, config.vocab_size, device);
-        let forward = |model: &Qwen2MoeForCausalLM<B>| model.forward(ids.clone()).into_data();
+        let ids = input_ids::<B>(b, s, config.core.vocab_size, device);
+        let forward = |model: &Qwen2MoeForCausalLm<B>| model.forward(ids.clone()).into_data();
         let reference = forward(&unpatched);
         let reference: Vec<f32> = reference.iter::<f32>().collect();
         let mut diffs = Vec::new();

@@ -95,7 +95,7 @@ use burn::backend::NdArray;
 use burn::tensor::quantization::{QuantScheme, QuantStore};
 use burn_patcher::{from_pretrained, Checkpoint, LinearLayout, LoadOptions};
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 
 type B = NdArray<f32>;
@@ -223,7 +223,7 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
                     dir,
                     &patcher,
                     &device,
-                    |ctx| Qwen2MoeForCausalLM::build(&config, ctx),
+                    |ctx| Qwen2MoeForCausalLm::build(&config, ctx),
                     &options,
                 )?)
             })?;
@@ -238,7 +238,7 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             let (model, usage) = measured(|| {
                 // Separate q/k/v and per-expert linears: the checkpoint's keys, one to one.
                 let patcher = Patch::sequential_experts().patcher::<B, _>(&config)?;
-                let mut model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, &device)?;
+                let mut model = Qwen2MoeForCausalLm::<B>::with_patcher(&config, &patcher, &device)?;
                 // `skip_enum_variants`: a layer's `mlp` is an enum (sparse or dense).
                 let mut store = SafetensorsStore::from_file(dir.join("model.safetensors"))
                     .with_from_adapter(PyTorchToBurnAdapter)

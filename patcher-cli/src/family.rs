@@ -10,9 +10,9 @@ use burn::backend::NdArray;
 use clap::ValueEnum;
 use patcher_models::auto::FamilyModel;
 use patcher_models::bert::BertModel;
-use patcher_models::llama::LlamaForCausalLM;
-use patcher_models::mixtral::MixtralForCausalLM;
-use patcher_models::qwen2_moe::Qwen2MoeForCausalLM;
+use patcher_models::llama::LlamaForCausalLm;
+use patcher_models::mixtral::MixtralForCausalLm;
+use patcher_models::qwen2_moe::Qwen2MoeForCausalLm;
 use patcher_models::replacements::{Patch, PatchTarget};
 
 /// The backend the command line builds models on: NdArray in f32 (plans read no weights; a
@@ -68,9 +68,9 @@ impl FamilyName {
     /// Runs `command` with the family's model type.
     pub(crate) fn dispatch<R>(self, command: impl FamilyCommand<Output = R>) -> R {
         match self {
-            Self::Llama => command.run::<LlamaForCausalLM<B>>(),
-            Self::Qwen2Moe => command.run::<Qwen2MoeForCausalLM<B>>(),
-            Self::Mixtral => command.run::<MixtralForCausalLM<B>>(),
+            Self::Llama => command.run::<LlamaForCausalLm<B>>(),
+            Self::Qwen2Moe => command.run::<Qwen2MoeForCausalLm<B>>(),
+            Self::Mixtral => command.run::<MixtralForCausalLm<B>>(),
             Self::Bert => command.run::<BertModel<B>>(),
         }
     }

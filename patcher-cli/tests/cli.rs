@@ -1,6 +1,7 @@
 //! The `burn-patcher` binary on the committed fixtures (`tests/fixtures/`): inspect, plan (exit
 //! statuses 0, 1 and 2), and convert to the patched layout and back.
 
+use patcher_models::auto::FamilyModel;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -9,8 +10,8 @@ use burn::backend::NdArray;
 use burn::prelude::*;
 use patcher_burn::{LoadOptions, Patcher};
 use patcher_core::{save_safetensors, Checkpoint, DType, HostTensor};
-use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 use tempfile::TempDir;
 
@@ -105,11 +106,11 @@ fn library_logits(path: &Path, model: &Library) -> Vec<f32> {
     let options = LoadOptions::default();
     let logits = match model {
         Library::Llama(patcher) => {
-            LlamaForCausalLM::from_pretrained(path, patcher, &device, &options)
+            LlamaForCausalLm::from_pretrained(path, patcher, &device, &options)
                 .map(|loaded| loaded.model.forward(ids(&device)))
         }
         Library::Qwen2Moe(patcher) => {
-            Qwen2MoeForCausalLM::from_pretrained(path, patcher, &device, &options)
+            Qwen2MoeForCausalLm::from_pretrained(path, patcher, &device, &options)
                 .map(|loaded| loaded.model.forward(ids(&device)))
         }
     };

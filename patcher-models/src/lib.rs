@@ -17,12 +17,12 @@
 //!   padding mask) and its classes, every one a slot; [`bert::default_weight_conversions`]
 //!   renames `attention.self` (a Rust keyword) to the field `self_`, and old checkpoints'
 //!   `bert.` prefix and `LayerNorm.gamma`/`.beta` load as in transformers.
-//! - [`replacements`] has [`FusedQKVAttention`](replacements::FusedQKVAttention),
+//! - [`replacements`] has [`FusedQkvAttention`](replacements::FusedQKVAttention),
 //!   [`SequentialExperts`](replacements::SequentialExperts),
-//!   [`FusedQKVBertSelfAttention`](replacements::FusedQKVBertSelfAttention), and
+//!   [`FusedQkvBertSelfAttention`](replacements::FusedQKVBertSelfAttention), and
 //!   [`Patch`](replacements::Patch), the presets that apply them to any family
 //!   ([`Patch::seed`](replacements::Patch::seed) is the seed's patcher).
-//! - [`auto`] has transformers' Auto classes: [`AutoModelForCausalLM`](auto::AutoModelForCausalLM)
+//! - [`auto`] has transformers' Auto classes: [`AutoModelForCausalLm`](auto::AutoModelForCausalLM)
 //!   and [`AutoModel`](auto::AutoModel) load any registered family by `config.json`'s
 //!   `model_type`; a user's family registers as the kit's do.
 //! - [`common`] has what the families share: RoPE in transformers' rotate-half convention,
@@ -39,7 +39,7 @@
 //! use burn::backend::NdArray;
 //! use burn::prelude::*;
 //! use patcher_burn::list_slots;
-//! use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+//! use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 //! use patcher_models::replacements::Patch;
 //!
 //! type B = NdArray<f32>;
@@ -50,7 +50,7 @@
 //! )?;
 //! let device = Default::default();
 //! let patcher = Patch::seed().patcher(&config)?;
-//! let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, &device)?;
+//! let model = Qwen2MoeForCausalLm::<B>::with_patcher(&config, &patcher, &device)?;
 //! for slot in list_slots(&model) {
 //!     println!("{}: {} (was {})", slot.path, slot.class, slot.original_class);
 //! }
@@ -62,7 +62,7 @@
 //! The decoders' forward passes take `input_ids [batch, seq]` with positions `0..seq` and no
 //! padding mask (no KV cache): `forward` returns the logits, `forward_with_hidden_states` also the
 //! hidden states in transformers' `output_hidden_states` convention (see
-//! [`common::CausalLMOutput`]). BERT's takes token types and a padding mask too (see
+//! [`common::CausalLmOutput`]). BERT's takes token types and a padding mask too (see
 //! [`bert::BertModel::forward`]).
 
 #![warn(missing_docs)]

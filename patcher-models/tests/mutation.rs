@@ -8,14 +8,15 @@
 #[path = "../../patcher-core/tests/common/mutate.rs"]
 mod mutate;
 
+use patcher_models::auto::FamilyModel;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::backend::NdArray;
 use mutate::{mutate_json, mutate_safetensors, settings, CountingAlloc, Rng};
 use patcher_burn::{LoadError, LoadOptions, Loaded, Patcher};
-use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLm};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 
 type B = NdArray<f32>;
@@ -64,7 +65,7 @@ fn qwen2_moe(name: &str) -> Load {
     let config = Qwen2MoeConfig::from_file(fixture(name).join("config.json")).unwrap();
     let patched = Patch::seed().patcher::<B, _>(&config).unwrap();
     load_with([Patcher::new(), patched], |dir, patcher, options| {
-        Qwen2MoeForCausalLM::<B>::from_pretrained(dir, patcher, &Default::default(), options)
+        Qwen2MoeForCausalLm::<B>::from_pretrained(dir, patcher, &Default::default(), options)
     })
 }
 
@@ -72,7 +73,7 @@ fn mixtral() -> Load {
     let config = MixtralConfig::from_file(fixture("mixtral").join("config.json")).unwrap();
     let patched = Patch::seed().patcher::<B, _>(&config).unwrap();
     load_with([Patcher::new(), patched], |dir, patcher, options| {
-        MixtralForCausalLM::<B>::from_pretrained(dir, patcher, &Default::default(), options)
+        MixtralForCausalLm::<B>::from_pretrained(dir, patcher, &Default::default(), options)
     })
 }
 

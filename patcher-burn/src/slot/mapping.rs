@@ -96,7 +96,7 @@ fn build_replacement<R: Implements<K>, K: InterfaceKey>(
 /// ```text
 /// Patcher::new().class_mapping(
 ///     "LlamaAttention",
-///     replacement::<FusedQKVAttention<B>, dyn LlamaAttentionInterface<B>>(),
+///     replacement::<FusedQkvAttention<B>, dyn AttentionInterface<B>>(),
 /// )
 /// ```
 pub fn replacement<R, I>() -> ClassReplacement<R::Backend>

@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use patcher_burn::{BuildContext, PretrainedModel};
+use patcher_burn::{BuildContext, LoadError, LoadOptions, Loaded, Patcher, PretrainedModel};
 use patcher_core::ConfigError;
 
 use crate::common::limits::SizedConfig;
+use crate::common::pretrained;
 use crate::replacements::PatchTarget;
 
 /// A family's `config.json`: read and validated from a file, sized before anything is allocated
@@ -25,6 +26,25 @@ pub trait FamilyModel<B: Backend>: PretrainedModel<B> {
 
     /// The model built through `ctx`, with the patcher's substitutions.
     fn build(config: &Self::Config, ctx: &BuildContext<'_, B>) -> Self;
+
+    /// transformers' `from_pretrained(path, patcher=patcher)`: reads `config.json` next to the
+    /// weights (`path` is the checkpoint folder, a weights file, or a sharded index), checks
+    /// the config fits the checkpoint, builds the model with `patcher`'s substitutions and
+    /// loads the weights through the default conversions as `patcher` changes them.
+    ///
+    /// The result carries the load report and the conversions used (for
+    /// [`save_pretrained`](patcher_burn::save_pretrained)).
+    fn from_pretrained(
+        path: impl AsRef<Path>,
+        patcher: &Patcher<B>,
+        device: &B::Device,
+        options: &LoadOptions,
+    ) -> Result<Loaded<Self>, LoadError>
+    where
+        Self: Sized,
+    {
+        pretrained::from_pretrained(path.as_ref(), patcher, device, options)
+    }
 }
 
 /// A causal language model: token ids to next-token logits.

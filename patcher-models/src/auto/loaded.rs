@@ -29,7 +29,7 @@ pub trait LoadedModel<B: Backend> {
     ) -> Result<Vec<PathBuf>, SaveError>;
 }
 
-/// A causal LM loaded by [`AutoModelForCausalLM`](super::AutoModelForCausalLM).
+/// A causal LM loaded by [`AutoModelForCausalLm`](super::AutoModelForCausalLM).
 pub trait LoadedCausalLm<B: Backend>: LoadedModel<B> {
     /// `input_ids [batch, seq]` to logits `[batch, seq, vocab]`.
     fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3>;

@@ -1,4 +1,4 @@
-//! transformers' Auto classes: [`AutoModelForCausalLM`] and [`AutoModel`] read a checkpoint's
+//! transformers' Auto classes: [`AutoModelForCausalLm`] and [`AutoModel`] read a checkpoint's
 //! `config.json`, pick the family its `model_type` names, and load it with a [`Patch`], so one
 //! call loads any family without naming it. A user's family joins with
 //! [`register`](AutoRegistry::register), as transformers' `AutoModelForCausalLM.register`.
@@ -16,4 +16,4 @@ mod registry;
 
 pub use family::{CausalLm, FamilyConfig, FamilyModel};
 pub use loaded::{LoadedCausalLm, LoadedModel};
-pub use registry::{read_model_type, AutoModel, AutoModelForCausalLM, AutoRegistry, IntoLoaded};
+pub use registry::{read_model_type, AutoModel, AutoModelForCausalLm, AutoRegistry, IntoLoaded};

@@ -11,9 +11,9 @@ use super::loaded::{LoadedCausalLm, LoadedModel};
 use crate::bert::BertModel;
 use crate::common::pretrained::load_with_config;
 use crate::error::{config_path, read_config_file};
-use crate::llama::LlamaForCausalLM;
-use crate::mixtral::MixtralForCausalLM;
-use crate::qwen2_moe::Qwen2MoeForCausalLM;
+use crate::llama::LlamaForCausalLm;
+use crate::mixtral::MixtralForCausalLm;
+use crate::qwen2_moe::Qwen2MoeForCausalLm;
 use crate::replacements::{Patch, PatchTarget};
 
 /// One registered family.
@@ -48,18 +48,18 @@ impl<B: Backend, M: FamilyModel<B> + CausalLm<B> + 'static> IntoLoaded<dyn Loade
 
 /// Families by `model_type`: reads a checkpoint's `config.json`, picks the family it names, and
 /// loads the checkpoint into that family's model with a [`Patch`]. `L` is what a load returns
-/// ([`AutoModelForCausalLM`], [`AutoModel`]).
+/// ([`AutoModelForCausalLm`], [`AutoModel`]).
 ///
 /// ```
 /// use burn::backend::NdArray;
-/// use patcher_models::auto::AutoModelForCausalLM;
+/// use patcher_models::auto::AutoModelForCausalLm;
 ///
-/// let auto = AutoModelForCausalLM::<NdArray>::new();
+/// let auto = AutoModelForCausalLm::<NdArray>::new();
 /// assert_eq!(auto.model_types().collect::<Vec<_>>(), ["llama", "mixtral", "qwen2_moe"]);
 /// // A user's family joins with `register::<MyForCausalLM<B>>()`; one of the same
 /// // `model_type` replaces the kit's.
-/// let only_llama = AutoModelForCausalLM::<NdArray>::empty()
-///     .register::<patcher_models::llama::LlamaForCausalLM<NdArray>>();
+/// let only_llama = AutoModelForCausalLm::<NdArray>::empty()
+///     .register::<patcher_models::llama::LlamaForCausalLm<NdArray>>();
 /// assert_eq!(only_llama.model_types().collect::<Vec<_>>(), ["llama"]);
 /// ```
 pub struct AutoRegistry<B: Backend, L: ?Sized> {
@@ -68,11 +68,11 @@ pub struct AutoRegistry<B: Backend, L: ?Sized> {
 
 /// transformers' `AutoModelForCausalLM`: the kit's causal LMs (Llama, Mixtral, Qwen2-MoE) and
 /// those registered, loaded as [`LoadedCausalLm`].
-pub type AutoModelForCausalLM<B> = AutoRegistry<B, dyn LoadedCausalLm<B>>;
+pub type AutoModelForCausalLm<B> = AutoRegistry<B, dyn LoadedCausalLm<B>>;
 
 /// transformers' `AutoModel`, loaded as [`LoadedModel`]: the kit's BERT (`BertModel`) and the
 /// families registered. The kit's decoders are causal LMs, loaded by
-/// [`AutoModelForCausalLM`]; a bare decoder from a causal-LM checkpoint would leave `lm_head`
+/// [`AutoModelForCausalLm`]; a bare decoder from a causal-LM checkpoint would leave `lm_head`
 /// unexpected, which a strict load refuses.
 pub type AutoModel<B> = AutoRegistry<B, dyn LoadedModel<B>>;
 
@@ -139,17 +139,17 @@ impl<B: Backend, L: ?Sized> AutoRegistry<B, L> {
     }
 }
 
-impl<B: Backend> AutoModelForCausalLM<B> {
+impl<B: Backend> AutoModelForCausalLm<B> {
     /// The kit's causal LMs: Llama, Mixtral, Qwen2-MoE.
     pub fn new() -> Self {
         Self::empty()
-            .register::<LlamaForCausalLM<B>>()
-            .register::<MixtralForCausalLM<B>>()
-            .register::<Qwen2MoeForCausalLM<B>>()
+            .register::<LlamaForCausalLm<B>>()
+            .register::<MixtralForCausalLm<B>>()
+            .register::<Qwen2MoeForCausalLm<B>>()
     }
 }
 
-impl<B: Backend> Default for AutoModelForCausalLM<B> {
+impl<B: Backend> Default for AutoModelForCausalLm<B> {
     fn default() -> Self {
         Self::new()
     }

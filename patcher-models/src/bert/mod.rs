@@ -1,6 +1,5 @@
 //! BERT as transformers 5.23 writes it (`models/bert/modeling_bert.py`): `BertModel` and its
-//! classes, each a slot, with transformers' class and parameter names, written by the kit's
-//! encoder macros (`common::encoder_family`).
+//! classes, each a slot, with transformers' class and parameter names.
 //!
 //! One name differs: Rust cannot name a field `self`, so `BertAttention.self` is `self_`, and
 //! [`default_weight_conversions`] renames the checkpoint's `.attention.self.` to it on load (and
@@ -8,20 +7,23 @@
 //! to `.weight`/`.bias`, as transformers does. The bare model loads the `bert.` keys of
 //! `BertForPreTraining`/`BertForMaskedLM` checkpoints and ignores their heads (`cls.`).
 
-mod classes;
 mod config;
+mod model;
 
 use patcher_core::{WeightRenaming, WeightTransform};
 
 pub use crate::common::{
     EncoderInputError as BertInputError, EncoderMask as BertMask, EncoderOutput as BertModelOutput,
 };
-pub use classes::*;
 pub use config::BertConfig;
+pub use model::*;
 
-/// `.attention.self.` -> `.attention.self_.` (see the module docs).
+/// transformers' `BertAttention.self` is `self_` here (Rust cannot name a field `self`): the
+/// renaming of checkpoint keys `.attention.self.` -> `.attention.self_.` on load (and back on
+/// save).
 pub fn default_weight_conversions() -> Vec<WeightTransform> {
-    crate::common::encoder_weight_conversions()
+    let renaming = WeightRenaming::new(r"\.attention\.self\.", ".attention.self_.");
+    vec![renaming.expect("a valid pattern").into()]
 }
 
 /// transformers' `mapping["legacy"]` for BERT: `LayerNorm.gamma` -> `LayerNorm.weight`,
@@ -58,20 +60,6 @@ impl<B: burn::prelude::Backend> patcher_burn::PretrainedModel<B> for BertModel<B
     fn keys_to_ignore_on_load_unexpected() -> Vec<String> {
         // The heads of `BertFor*` checkpoints, and the position ids older ones saved.
         vec![r"^cls\.".into(), r"embeddings\.position_ids$".into()]
-    }
-}
-
-impl<B: burn::prelude::Backend> BertModel<B> {
-    /// transformers' `BertModel.from_pretrained(path, patcher=patcher)`: reads `config.json`
-    /// next to the weights, builds the model with `patcher`'s substitutions and loads the
-    /// weights through [`default_weight_conversions`] as `patcher` changes them.
-    pub fn from_pretrained(
-        path: impl AsRef<std::path::Path>,
-        patcher: &patcher_burn::Patcher<B>,
-        device: &B::Device,
-        options: &patcher_burn::LoadOptions,
-    ) -> Result<patcher_burn::Loaded<Self>, patcher_burn::LoadError> {
-        crate::common::pretrained::from_pretrained(path.as_ref(), patcher, device, options)
     }
 }
 

@@ -13,10 +13,12 @@ use super::activation::Activation;
 use super::attention::AttentionSpec;
 use super::limits::{self, MAX_DIMENSION, MAX_HEADS, MAX_LAYERS};
 use super::rope::RopeParameters;
+use super::specs::{ExpertsSpec, MlpSpec, RouterSpec};
 use crate::error::ConfigError;
 
 /// transformers' dataclass defaults of the shared fields where the families differ (the others
-/// have the same default everywhere, see [`RawCore`]'s `Default`).
+/// have the same default everywhere, see [`RawCore`]'s `Default`): a family implements it on a
+/// unit struct of its own.
 pub(crate) trait CoreDefaults {
     /// The `model_type` a config of this family must have when it names one.
     const MODEL_TYPE: &'static str;
@@ -39,39 +41,6 @@ pub(crate) trait CoreDefaults {
     /// The config class's `default_theta`: RoPE's base when the config names none.
     const ROPE_THETA: f64 = super::rope::DEFAULT_THETA;
 }
-
-/// `struct Defaults`, the [`CoreDefaults`] of a family's config class: its `model_type`, then
-/// the defaults named as in `config.json` (`num_key_value_heads` an `Option`), then optionally
-/// `rms_norm_eps` and `rope_theta` where the class differs from the common default.
-macro_rules! core_defaults {
-    ($model_type:literal: vocab_size = $vocab:expr, hidden_size = $hidden:expr,
-     intermediate_size = $inter:expr, num_hidden_layers = $layers:expr,
-     num_attention_heads = $heads:expr, num_key_value_heads = $kv:expr,
-     max_position_embeddings = $max:expr $(, $name:ident = $value:expr)* $(,)?) => {
-        /// transformers' defaults of the shared fields.
-        struct Defaults;
-
-        impl $crate::common::config::CoreDefaults for Defaults {
-            const MODEL_TYPE: &'static str = $model_type;
-            const VOCAB_SIZE: usize = $vocab;
-            const HIDDEN_SIZE: usize = $hidden;
-            const INTERMEDIATE_SIZE: usize = $inter;
-            const NUM_HIDDEN_LAYERS: usize = $layers;
-            const NUM_ATTENTION_HEADS: usize = $heads;
-            const NUM_KEY_VALUE_HEADS: Option<usize> = $kv;
-            const MAX_POSITION_EMBEDDINGS: usize = $max;
-            $($crate::common::config::core_defaults!(@optional $name = $value);)*
-        }
-    };
-    (@optional rms_norm_eps = $value:expr) => {
-        const RMS_NORM_EPS: f64 = $value;
-    };
-    (@optional rope_theta = $value:expr) => {
-        const ROPE_THETA: f64 = $value;
-    };
-}
-
-pub(crate) use core_defaults;
 
 /// The shared fields as `config.json` writes them, absent ones at `D`'s defaults.
 ///
@@ -178,7 +147,8 @@ impl<D: CoreDefaults> RawCore<D> {
 }
 
 /// The fields every decoder family's config has, resolved and checked. A family's config holds
-/// it as `core` and derefs to it, so `config.hidden_size` reads the same in every family.
+/// it as its `core` field (`config.core.hidden_size`), and builds its classes' shapes from it
+/// ([`attention_spec`](Self::attention_spec), [`mlp_spec`](Self::mlp_spec), ...).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecoderConfig {
     /// Vocabulary size.
@@ -214,8 +184,67 @@ impl DecoderConfig {
     /// Checks the shared fields (as a family's `validate` does first): sizes within
     /// [`limits`](super::limits), floats finite, heads consistent, RoPE implemented.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_core(&core_fields!(self))?;
+        validate_core(&self.fields())?;
         self.rope.validate()
+    }
+
+    /// The fields [`validate_core`] and the size checks read.
+    pub(crate) fn fields(&self) -> CoreFields {
+        CoreFields {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            max_position_embeddings: self.max_position_embeddings,
+            initializer_range: self.initializer_range,
+            rms_norm_eps: self.rms_norm_eps,
+        }
+    }
+
+    /// `(hidden_size, rms_norm_eps)`: what a [`DecoderNormInterface`](super::DecoderNormInterface)
+    /// class is built from.
+    pub fn norm_args(&self) -> (usize, f64) {
+        (self.hidden_size, self.rms_norm_eps)
+    }
+
+    /// A gated MLP of this model, `intermediate_size` wide, biased or not.
+    pub fn mlp_spec(&self, intermediate_size: usize, bias: bool) -> MlpSpec {
+        MlpSpec {
+            hidden_size: self.hidden_size,
+            intermediate_size,
+            bias,
+            hidden_act: self.hidden_act,
+            initializer_range: self.initializer_range,
+        }
+    }
+
+    /// `num_experts` routed experts of this model, each `intermediate_size` wide.
+    pub fn experts_spec(&self, num_experts: usize, intermediate_size: usize) -> ExpertsSpec {
+        ExpertsSpec {
+            num_experts,
+            hidden_size: self.hidden_size,
+            intermediate_size,
+            hidden_act: self.hidden_act,
+            initializer_range: self.initializer_range,
+        }
+    }
+
+    /// A router choosing `top_k` of `num_experts` experts for each token of this model.
+    pub fn router_spec(
+        &self,
+        num_experts: usize,
+        top_k: usize,
+        norm_topk_prob: bool,
+    ) -> RouterSpec {
+        RouterSpec {
+            num_experts,
+            hidden_size: self.hidden_size,
+            top_k,
+            norm_topk_prob,
+            initializer_range: self.initializer_range,
+        }
     }
 
     /// The attention shape of a layer with these biases and this sliding window.
@@ -234,27 +263,6 @@ impl DecoderConfig {
             .with_sliding_window(sliding_window)
     }
 }
-
-/// `Deref<Target = DecoderConfig>` for a family config holding it as `core`.
-macro_rules! deref_decoder_config {
-    ($config:ty) => {
-        impl std::ops::Deref for $config {
-            type Target = $crate::common::DecoderConfig;
-
-            fn deref(&self) -> &Self::Target {
-                &self.core
-            }
-        }
-
-        impl std::ops::DerefMut for $config {
-            fn deref_mut(&mut self) -> &mut Self::Target {
-                &mut self.core
-            }
-        }
-    };
-}
-
-pub(crate) use deref_decoder_config;
 
 impl<D: CoreDefaults> RawCore<D> {
     /// [Checks](Self::check) the shared fields and resolves them; `root` is the whole
@@ -305,25 +313,6 @@ pub(crate) struct CoreFields {
     pub(crate) initializer_range: f64,
     pub(crate) rms_norm_eps: f64,
 }
-
-/// The [`CoreFields`] of a resolved family config (the families name them alike).
-macro_rules! core_fields {
-    ($config:expr) => {
-        $crate::common::config::CoreFields {
-            vocab_size: $config.vocab_size,
-            hidden_size: $config.hidden_size,
-            num_hidden_layers: $config.num_hidden_layers,
-            num_attention_heads: $config.num_attention_heads,
-            num_key_value_heads: $config.num_key_value_heads,
-            head_dim: $config.head_dim,
-            max_position_embeddings: $config.max_position_embeddings,
-            initializer_range: $config.initializer_range,
-            rms_norm_eps: $config.rms_norm_eps,
-        }
-    };
-}
-
-pub(crate) use core_fields;
 
 /// The checks every family's `validate` starts with: each shared size positive and within
 /// [`limits`](super::limits), the floats finite and in range, the heads consistent.

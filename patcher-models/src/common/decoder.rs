@@ -8,9 +8,14 @@ use patcher_burn::layers::LinearLayer;
 use patcher_burn::{InterfaceKey, Slot, SlotInterface};
 
 use super::attention::causal_mask;
+use super::config::DecoderConfig;
 use super::init::linear_config;
-use super::output::CausalLMOutput;
+use super::output::CausalLmOutput;
 use super::rope::{PositionEmbeddings, RotaryEmbedding};
+
+/// The checkpoint keys a decoder family ignores when loading: older checkpoints kept RoPE's
+/// inverse frequencies as a buffer; the kit computes them from the config.
+pub const DECODER_KEYS_TO_IGNORE: [&str; 1] = [r"rotary_emb\.inv_freq$"];
 
 /// A decoder layer (`LlamaDecoderLayer`, `Qwen2MoeDecoderLayer`), as
 /// [`decoder_stack_forward`] runs it.
@@ -55,7 +60,7 @@ pub fn pre_norm_residuals<B: Backend>(
 
 /// `XxxModel.forward`: `input_ids [batch, seq]` (positions `0..seq`, no padding) through the
 /// embedding, `layers` and `final_norm`, to the final-normed hidden states, and all hidden states
-/// when asked (see [`CausalLMOutput::hidden_states`]).
+/// when asked (see [`CausalLmOutput::hidden_states`]).
 ///
 /// `sliding_windows` gives each layer's window in order (`None`: full causal attention); the
 /// layers run as far as it goes, so a model without sliding attention passes `repeat(None)`.
@@ -98,13 +103,10 @@ pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
 
 /// The config of `lm_head`: `hidden -> vocab`, no bias; `None` when `tie_word_embeddings` (the
 /// logits then use the embedding matrix, and a checkpoint has no `lm_head.weight` to load).
-pub fn lm_head(
-    tie_word_embeddings: bool,
-    hidden_size: usize,
-    vocab_size: usize,
-    initializer_range: f64,
-) -> Option<LinearConfig> {
-    (!tie_word_embeddings).then(|| linear_config(hidden_size, vocab_size, false, initializer_range))
+pub fn lm_head(config: &DecoderConfig) -> Option<LinearConfig> {
+    let c = config;
+    (!c.tie_word_embeddings)
+        .then(|| linear_config(c.hidden_size, c.vocab_size, false, c.initializer_range))
 }
 
 /// `XxxForCausalLM.forward` after its model: the logits of the final hidden states through
@@ -113,12 +115,12 @@ pub fn causal_lm_output<B: Backend>(
     lm_head: Option<&dyn LinearLayer<B>>,
     embed_tokens: &Embedding<B>,
     (hidden, hidden_states): (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>),
-) -> CausalLMOutput<B> {
+) -> CausalLmOutput<B> {
     let logits = match lm_head {
         Some(lm_head) => lm_head.forward(hidden),
         None => hidden.matmul(embed_tokens.weight.val().transpose().unsqueeze()),
     };
-    CausalLMOutput {
+    CausalLmOutput {
         logits,
         hidden_states,
     }

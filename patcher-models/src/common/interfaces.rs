@@ -1,15 +1,25 @@
-//! The interfaces a parent module calls on its substitutable children. The original class and
-//! every replacement implement them, so a decoder layer does not know which class it holds.
+//! The interfaces a parent module calls on its substitutable children, the same for every
+//! family: what a class computes (`DecoderAttention`, `FeedForward`, `MoeExperts`, `MoeRouter`)
+//! and what it is built from (the slot interfaces: a shape such as [`AttentionSpec`], not a
+//! family's config). The original class and every replacement implement them, so a decoder layer
+//! does not know which class it holds, and one replacement fills every family.
+//!
+//! A decoder layer and a sparse MoE block are built from their family's whole config, so their
+//! slot interfaces are the family's own (`LlamaDecoderLayerInterface`, ...); what they compute
+//! is shared ([`DecoderLayer`](super::DecoderLayer), [`FeedForward`]).
 //!
 //! Signatures are transformers' `forward`s, minus the KV cache and minus outputs nobody reads
 //! (the eager attention weights).
 
 use burn::prelude::*;
-use patcher_burn::layers::NormForward;
+use patcher_burn::layers::{any_rank, NormForward};
+use patcher_burn::BuildContext;
 use patcher_derive::slot_interface;
 
+use super::attention::AttentionSpec;
 use super::moe::RouterOutput;
 use super::rope::PositionEmbeddings;
+use super::specs::{ExpertsSpec, MlpSpec, RouterSpec};
 
 /// Self-attention of a decoder layer (`LlamaAttention`, `Qwen2MoeAttention`,
 /// `FusedQKVAttention`, ...).
@@ -58,22 +68,46 @@ pub trait FeedForward<B: Backend> {
     }
 }
 
-/// The any-rank `forward` of an interface's trait object over [`FeedForward`] or
-/// `NormForward`: `x [.., hidden] -> [.., hidden]`.
-macro_rules! any_rank_forward {
-    ($interface:path) => {
-        impl<B: burn::prelude::Backend> dyn $interface + '_ {
-            /// `[.., hidden] -> [.., hidden]`, whatever the class inside.
-            pub fn forward<const D: usize>(
-                &self,
-                x: burn::prelude::Tensor<B, D>,
-            ) -> burn::prelude::Tensor<B, D> {
-                patcher_burn::layers::any_rank(x, |x| self.forward_2d(x), |x| self.forward_3d(x))
-            }
-        }
-    };
+/// Classes that fill an attention slot of any decoder family (`LlamaAttention`,
+/// `Qwen2MoeAttention`, `MixtralAttention`, [`FusedQkvAttention`](crate::replacements::FusedQKVAttention),
+/// a user's): built from the layer's shape, so one replacement fills every family.
+#[slot_interface(crate = "patcher_burn")]
+pub trait AttentionInterface<B: Backend>: DecoderAttention<B> {
+    /// `Class::new(spec, layer_idx, ctx)`: the context builds the class's own slots (its
+    /// linears, say) and knows the device.
+    fn new(spec: &AttentionSpec, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self;
 }
-pub(crate) use any_rank_forward;
+
+/// Classes that fill a gated-MLP slot of any family (`LlamaMLP`, `Qwen2MoeMLP`, a user's).
+#[slot_interface(crate = "patcher_burn")]
+pub trait MlpInterface<B: Backend>: FeedForward<B> {
+    /// `Class::new(spec, ctx)`: the context builds the class's own linears.
+    fn new(spec: &MlpSpec, ctx: &BuildContext<'_, B>) -> Self;
+}
+
+impl<B: Backend> dyn MlpInterface<B> + '_ {
+    /// `[.., hidden] -> [.., hidden]`, whatever the class inside.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        any_rank(x, |x| self.forward_2d(x), |x| self.forward_3d(x))
+    }
+}
+
+/// Classes that fill the routed-experts slot of any mixture-of-experts family
+/// (`Qwen2MoeExperts`, `MixtralExperts`,
+/// [`SequentialExperts`](crate::replacements::SequentialExperts), a user's).
+#[slot_interface(crate = "patcher_burn")]
+pub trait ExpertsInterface<B: Backend>: MoeExperts<B> {
+    /// `Class::new(spec, device)`.
+    fn new(spec: &ExpertsSpec, device: &B::Device) -> Self;
+}
+
+/// Classes that fill the router slot of any mixture-of-experts family (`Qwen2MoeTopKRouter`,
+/// `MixtralTopKRouter`, a user's).
+#[slot_interface(crate = "patcher_burn")]
+pub trait RouterInterface<B: Backend>: MoeRouter<B> {
+    /// `Class::new(spec, device)`.
+    fn new(spec: &RouterSpec, device: &B::Device) -> Self;
+}
 
 /// The RMSNorms of the decoder families (`LlamaRMSNorm`, `Qwen2MoeRMSNorm`, and their
 /// replacements): a norm over `hidden_size` features with an epsilon.
@@ -83,4 +117,9 @@ pub trait DecoderNormInterface<B: Backend>: NormForward<B> {
     fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self;
 }
 
-any_rank_forward!(DecoderNormInterface<B>);
+impl<B: Backend> dyn DecoderNormInterface<B> + '_ {
+    /// `[.., hidden] -> [.., hidden]`, whatever the class inside.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        any_rank(x, |x| self.forward_2d(x), |x| self.forward_3d(x))
+    }
+}

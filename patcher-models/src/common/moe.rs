@@ -13,6 +13,7 @@ use super::cpu;
 use super::dispatch::ExpertDispatch;
 use super::experts::fused_expert_mlp_transposed;
 use super::init::normal_param;
+use super::specs::ExpertsSpec;
 use super::topk::torch_topk;
 
 /// A router's output for `T` tokens.
@@ -62,18 +63,17 @@ pub fn top_k_routing<B: Backend>(
     }
 }
 
-/// The fused experts' parameters `(gate_up_proj [E, 2I, H], down_proj [E, H, I])`,
+/// The fused experts' parameters `(gate_up_proj [E, 2I, H], down_proj [E, H, I])` of `spec`,
 /// normal-initialised.
 pub fn fused_expert_params<B: Backend>(
-    num_experts: usize,
-    hidden: usize,
-    intermediate: usize,
-    std: f64,
+    spec: &ExpertsSpec,
     device: &B::Device,
 ) -> (Param<Tensor<B, 3>>, Param<Tensor<B, 3>>) {
+    let (e, h, i) = (spec.num_experts, spec.hidden_size, spec.intermediate_size);
+    let std = spec.initializer_range;
     (
-        normal_param([num_experts, 2 * intermediate, hidden], std, device),
-        normal_param([num_experts, hidden, intermediate], std, device),
+        normal_param([e, 2 * i, h], std, device),
+        normal_param([e, h, i], std, device),
     )
 }
 

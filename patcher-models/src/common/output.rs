@@ -5,7 +5,7 @@ use burn::prelude::*;
 /// Logits and, on request, hidden states (transformers' `CausalLMOutputWithPast` without the
 /// cache and loss).
 #[derive(Debug, Clone)]
-pub struct CausalLMOutput<B: Backend> {
+pub struct CausalLmOutput<B: Backend> {
     /// `[batch, seq, vocab]`.
     pub logits: Tensor<B, 3>,
     /// With `output_hidden_states`, `num_hidden_layers + 1` tensors `[batch, seq, hidden]` in

@@ -13,6 +13,7 @@ use super::activation::Activation;
 use super::attention::{eager_attention, AttentionSpec};
 use super::init::linear_config;
 use super::rope::PositionEmbeddings;
+use super::specs::MlpSpec;
 
 /// The configs of `[q_proj, k_proj, v_proj, o_proj]` of an attention class with separate q/k/v
 /// projections, shaped and biased by `spec` (`.init(device)` each, or `.init_slot(ctx)`).
@@ -43,18 +44,15 @@ pub fn separate_qkv_attention<B: Backend>(
     o_proj.forward(out)
 }
 
-/// The configs of `[gate_proj, up_proj, down_proj]` of a gated MLP from `hidden` to
-/// `intermediate` and back.
-pub fn gated_mlp_projections(
-    hidden: usize,
-    intermediate: usize,
-    bias: bool,
-    std: f64,
-) -> [LinearConfig; 3] {
+/// The configs of `[gate_proj, up_proj, down_proj]` of the gated MLP `spec` (`.init(device)`
+/// each, or `.init_slot(ctx)`).
+pub fn gated_mlp_projections(spec: &MlpSpec) -> [LinearConfig; 3] {
+    let (h, i) = (spec.hidden_size, spec.intermediate_size);
+    let (bias, std) = (spec.bias, spec.initializer_range);
     [
-        linear_config(hidden, intermediate, bias, std),
-        linear_config(hidden, intermediate, bias, std),
-        linear_config(intermediate, hidden, bias, std),
+        linear_config(h, i, bias, std),
+        linear_config(h, i, bias, std),
+        linear_config(i, h, bias, std),
     ]
 }
 

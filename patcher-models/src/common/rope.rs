@@ -8,6 +8,7 @@
 use burn::prelude::*;
 use serde_json::{Map, Value};
 
+use super::layout::AttentionLayout;
 use crate::error::ConfigError;
 
 /// transformers' `RotaryEmbeddingConfigMixin.default_theta` (a family's config may override it,
@@ -366,8 +367,9 @@ fn yarn_inv_freq(
         .collect()
 }
 
-/// The `(cos, sin)` pair every attention layer receives, each `[1, seq_len, head_dim]`
-/// (transformers' `position_embeddings`).
+/// The `(cos, sin)` pair every attention layer receives, each `[rows, seq_len, head_dim]`
+/// (transformers' `position_embeddings`): one row shared by the batch, or one per sequence of a
+/// padded batch.
 #[derive(Debug, Clone)]
 pub struct PositionEmbeddings<B: Backend> {
     /// `cos(cat(freqs, freqs))`.
@@ -404,11 +406,32 @@ impl RotaryEmbedding {
 
     /// `cos`/`sin` for positions `0..seq_len`, in the backend's default float dtype.
     pub fn forward<B: Backend>(&self, seq_len: usize, device: &B::Device) -> PositionEmbeddings<B> {
+        let positions: Vec<usize> = (0..seq_len).collect();
+        self.at_positions(&positions, 1, device)
+    }
+
+    /// `cos`/`sin` for the new tokens of `layout`, `[rows, seq, head_dim]` (one row shared by
+    /// the batch, or one per padded sequence).
+    pub fn forward_layout<B: Backend>(
+        &self,
+        layout: &AttentionLayout,
+        device: &B::Device,
+    ) -> PositionEmbeddings<B> {
+        self.at_positions(layout.positions(), layout.position_rows(), device)
+    }
+
+    /// The tables of `positions`, `rows` rows of equal length.
+    fn at_positions<B: Backend>(
+        &self,
+        positions: &[usize],
+        rows: usize,
+        device: &B::Device,
+    ) -> PositionEmbeddings<B> {
         let half = self.inv_freq.len();
         let dim = 2 * half;
-        let mut cos = Vec::with_capacity(seq_len * dim);
-        let mut sin = Vec::with_capacity(seq_len * dim);
-        for pos in 0..seq_len {
+        let mut cos = Vec::with_capacity(positions.len() * dim);
+        let mut sin = Vec::with_capacity(positions.len() * dim);
+        for &pos in positions {
             // `position_ids.float() * inv_freq`, then `cat((freqs, freqs), -1)`.
             let freqs: Vec<f32> = self.inv_freq.iter().map(|f| pos as f32 * f).collect();
             let scale = self.attention_scaling;
@@ -417,7 +440,7 @@ impl RotaryEmbedding {
                 sin.extend(freqs.iter().map(|f| f.sin() * scale));
             }
         }
-        let shape = [1, seq_len, dim];
+        let shape = [rows, positions.len() / rows.max(1), dim];
         PositionEmbeddings {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
             sin: Tensor::from_data(TensorData::new(sin, shape), device),

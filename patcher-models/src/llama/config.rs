@@ -4,17 +4,15 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{
-    core_defaults, core_fields, deref_decoder_config, parse_config_json, RawCore,
-};
+use crate::common::config::{parse_config_json, CoreDefaults, RawCore};
 use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
-use crate::common::{AttentionSpec, DecoderConfig};
+use crate::common::{AttentionSpec, DecoderConfig, MlpSpec};
 use crate::error::{read_config_file, ConfigError};
 
 /// The fields of transformers' `LlamaConfig` that the model reads, resolved and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
-    /// The fields every family has (the config derefs to them: `config.hidden_size`).
+    /// The fields every decoder family has (`config.core.hidden_size`).
     pub core: DecoderConfig,
     /// Biases on q/k/v/o.
     pub attention_bias: bool,
@@ -22,26 +20,33 @@ pub struct LlamaConfig {
     pub mlp_bias: bool,
 }
 
-deref_decoder_config!(LlamaConfig);
+/// transformers' `LlamaConfig` defaults of the fields every family has.
+struct LlamaDefaults;
 
-core_defaults! { "llama": vocab_size = 32000, hidden_size = 4096, intermediate_size = 11008,
-num_hidden_layers = 32, num_attention_heads = 32, num_key_value_heads = None,
-max_position_embeddings = 2048 }
+impl CoreDefaults for LlamaDefaults {
+    const MODEL_TYPE: &'static str = "llama";
+    const VOCAB_SIZE: usize = 32000;
+    const HIDDEN_SIZE: usize = 4096;
+    const INTERMEDIATE_SIZE: usize = 11008;
+    const NUM_HIDDEN_LAYERS: usize = 32;
+    const NUM_ATTENTION_HEADS: usize = 32;
+    const NUM_KEY_VALUE_HEADS: Option<usize> = None;
+    const MAX_POSITION_EMBEDDINGS: usize = 2048;
+}
 
 /// `config.json` as written, with transformers' dataclass defaults.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Raw {
     #[serde(flatten)]
-    core: RawCore<Defaults>,
+    core: RawCore<LlamaDefaults>,
     attention_bias: bool,
     mlp_bias: bool,
 }
 
 impl LlamaConfig {
     /// transformers' `model_type` of the family.
-    pub const MODEL_TYPE: &'static str =
-        <Defaults as crate::common::config::CoreDefaults>::MODEL_TYPE;
+    pub const MODEL_TYPE: &'static str = LlamaDefaults::MODEL_TYPE;
 
     /// Reads and validates `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
@@ -68,13 +73,12 @@ impl LlamaConfig {
     /// config can make building the model abort; errors name the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.core.validate()?;
-        limits::size("intermediate_size", self.intermediate_size, MAX_DIMENSION)?;
+        limits::size(
+            "intermediate_size",
+            self.core.intermediate_size,
+            MAX_DIMENSION,
+        )?;
         self.model_size().map(drop)
-    }
-
-    /// Each layer's sliding window: none, Llama attends to every previous position.
-    pub fn sliding_windows(&self) -> Vec<Option<usize>> {
-        vec![None; self.num_hidden_layers]
     }
 
     /// The attention shape (the same for every layer).
@@ -82,14 +86,22 @@ impl LlamaConfig {
         self.core
             .attention_spec(self.attention_bias, self.attention_bias, None)
     }
+
+    /// The MLP's shape (the same for every layer).
+    pub fn mlp_spec(&self) -> MlpSpec {
+        (self.core).mlp_spec(self.core.intermediate_size, self.mlp_bias)
+    }
 }
 
 impl SizedConfig for LlamaConfig {
     fn model_size(&self) -> Result<ModelSize, ConfigError> {
-        let core = core_fields!(self);
-        let mut p = decoder_params(&core, self.tie_word_embeddings, self.attention_bias)?;
-        let (l, hidden) = (self.num_hidden_layers, ("hidden_size", self.hidden_size));
-        let inter = ("intermediate_size", self.intermediate_size);
+        let core = self.core.fields();
+        let mut p = decoder_params(&core, self.core.tie_word_embeddings, self.attention_bias)?;
+        let (l, hidden) = (
+            self.core.num_hidden_layers,
+            ("hidden_size", self.core.hidden_size),
+        );
+        let inter = ("intermediate_size", self.core.intermediate_size);
         p.add(3 * l, &[inter, hidden])?; // gate, up, down
         if self.attention_bias {
             p.add(l, &[hidden])?; // o
@@ -110,13 +122,17 @@ mod tests {
     fn defaults_follow_transformers() {
         let c = LlamaConfig::from_json_str("{}").unwrap();
         assert_eq!(
-            (c.vocab_size, c.hidden_size, c.num_hidden_layers),
+            (
+                c.core.vocab_size,
+                c.core.hidden_size,
+                c.core.num_hidden_layers
+            ),
             (32000, 4096, 32)
         );
-        assert_eq!((c.num_key_value_heads, c.head_dim), (32, 128));
-        assert!(!c.attention_bias && !c.mlp_bias && !c.tie_word_embeddings);
+        assert_eq!((c.core.num_key_value_heads, c.core.head_dim), (32, 128));
+        assert!(!c.attention_bias && !c.mlp_bias && !c.core.tie_word_embeddings);
         let c = LlamaConfig::from_json_str(r#"{"head_dim": 24, "num_key_value_heads": 8}"#);
-        assert_eq!(c.unwrap().head_dim, 24);
+        assert_eq!(c.unwrap().core.head_dim, 24);
     }
 
     #[test]

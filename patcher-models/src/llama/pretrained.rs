@@ -1,11 +1,76 @@
-//! Loading Llama checkpoints: the model's default conversions and base model prefix for
-//! burn-patcher's loader, and `from_pretrained`.
+//! Loading Llama checkpoints: the default conversions and base model prefix the loader reads
+//! ([`PretrainedModel`]), and the Auto classes' view of the family ([`FamilyModel`]).
+
+use std::path::Path;
+
+use burn::prelude::*;
+use patcher_burn::{BuildContext, PretrainedModel};
+use patcher_core::{ConfigError, WeightTransform};
 
 use super::config::LlamaConfig;
-use super::model::{LlamaForCausalLM, LlamaModel};
-use crate::common::pretrained::pretrained_family;
+use super::model::{LlamaForCausalLm, LlamaModel};
+use crate::auto::{CausalLm, FamilyConfig, FamilyModel};
+use crate::common::DECODER_KEYS_TO_IGNORE;
 
-// The causal LM loads a checkpoint as is; the bare model loads its `model.` keys.
-pretrained_family!(
-    super::conversions::default_weight_conversions => LlamaForCausalLM, LlamaModel, LlamaConfig
-);
+/// The conversions transformers applies when loading a Llama checkpoint: none
+/// (`conversion_mapping.py` declares none for `llama`; the keys are the parameters' names).
+pub fn default_weight_conversions() -> Vec<WeightTransform> {
+    Vec::new()
+}
+
+impl<B: Backend> PretrainedModel<B> for LlamaForCausalLm<B> {
+    fn weight_conversions() -> Vec<WeightTransform> {
+        default_weight_conversions()
+    }
+
+    fn base_model_prefix() -> Option<&'static str> {
+        Some("model")
+    }
+
+    fn keys_to_ignore_on_load_unexpected() -> Vec<String> {
+        DECODER_KEYS_TO_IGNORE.map(String::from).to_vec()
+    }
+}
+
+/// The bare model loads a causal LM's checkpoint through its `model.` prefix.
+impl<B: Backend> PretrainedModel<B> for LlamaModel<B> {
+    fn weight_conversions() -> Vec<WeightTransform> {
+        default_weight_conversions()
+    }
+
+    fn base_model_prefix() -> Option<&'static str> {
+        Some("model")
+    }
+
+    fn keys_to_ignore_on_load_unexpected() -> Vec<String> {
+        DECODER_KEYS_TO_IGNORE.map(String::from).to_vec()
+    }
+}
+
+impl FamilyConfig for LlamaConfig {
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        LlamaConfig::from_file(path)
+    }
+}
+
+impl<B: Backend> FamilyModel<B> for LlamaForCausalLm<B> {
+    type Config = LlamaConfig;
+
+    fn build(config: &LlamaConfig, ctx: &BuildContext<'_, B>) -> Self {
+        LlamaForCausalLm::build(config, ctx)
+    }
+}
+
+impl<B: Backend> FamilyModel<B> for LlamaModel<B> {
+    type Config = LlamaConfig;
+
+    fn build(config: &LlamaConfig, ctx: &BuildContext<'_, B>) -> Self {
+        LlamaModel::new(config, ctx)
+    }
+}
+
+impl<B: Backend> CausalLm<B> for LlamaForCausalLm<B> {
+    fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        LlamaForCausalLm::forward(self, input_ids)
+    }
+}

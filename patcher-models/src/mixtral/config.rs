@@ -5,11 +5,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{
-    core_defaults, core_fields, deref_decoder_config, parse_config_json, RawCore,
-};
+use crate::common::config::{parse_config_json, CoreDefaults, RawCore};
 use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
-use crate::common::{AttentionSpec, DecoderConfig};
+use crate::common::{AttentionSpec, DecoderConfig, ExpertsSpec, RouterSpec};
 use crate::error::{read_config_file, ConfigError};
 
 /// The fields of transformers' `MixtralConfig` that the model reads, resolved and validated.
@@ -26,18 +24,28 @@ pub struct MixtralConfig {
     pub num_local_experts: usize,
 }
 
-deref_decoder_config!(MixtralConfig);
+/// transformers' `MixtralConfig` defaults of the fields every family has.
+struct MixtralDefaults;
 
-core_defaults! { "mixtral": vocab_size = 32000, hidden_size = 4096, intermediate_size = 14336,
-num_hidden_layers = 32, num_attention_heads = 32, num_key_value_heads = Some(8),
-max_position_embeddings = 4096 * 32, rms_norm_eps = 1e-5, rope_theta = 1e6 }
+impl CoreDefaults for MixtralDefaults {
+    const MODEL_TYPE: &'static str = "mixtral";
+    const VOCAB_SIZE: usize = 32000;
+    const HIDDEN_SIZE: usize = 4096;
+    const INTERMEDIATE_SIZE: usize = 14336;
+    const NUM_HIDDEN_LAYERS: usize = 32;
+    const NUM_ATTENTION_HEADS: usize = 32;
+    const NUM_KEY_VALUE_HEADS: Option<usize> = Some(8);
+    const MAX_POSITION_EMBEDDINGS: usize = 4096 * 32;
+    const RMS_NORM_EPS: f64 = 1e-5;
+    const ROPE_THETA: f64 = 1e6;
+}
 
 /// `config.json` as written; `None` where absent (transformers' defaults are filled in below).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Raw {
     #[serde(flatten)]
-    core: RawCore<Defaults>,
+    core: RawCore<MixtralDefaults>,
     sliding_window: Option<usize>,
     num_experts_per_tok: Option<usize>,
     #[serde(alias = "num_experts")]
@@ -46,8 +54,7 @@ struct Raw {
 
 impl MixtralConfig {
     /// transformers' `model_type` of the family.
-    pub const MODEL_TYPE: &'static str =
-        <Defaults as crate::common::config::CoreDefaults>::MODEL_TYPE;
+    pub const MODEL_TYPE: &'static str = MixtralDefaults::MODEL_TYPE;
 
     /// Reads and validates `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
@@ -73,31 +80,45 @@ impl MixtralConfig {
         self.core.validate()?;
         let (experts, k) = (self.num_local_experts, self.num_experts_per_tok);
         limits::experts("num_local_experts", experts, k)?;
-        limits::size("intermediate_size", self.intermediate_size, MAX_DIMENSION)?;
+        limits::size(
+            "intermediate_size",
+            self.core.intermediate_size,
+            MAX_DIMENSION,
+        )?;
         if let Some(window) = self.sliding_window {
             limits::size("sliding_window", window, usize::MAX)?;
         }
         self.model_size().map(drop)
     }
 
-    /// Each layer's sliding window (the same for all).
-    pub fn sliding_windows(&self) -> Vec<Option<usize>> {
-        vec![self.sliding_window; self.num_hidden_layers]
-    }
-
     /// The attention shape (the same for every layer; no biases).
     pub fn attention_spec(&self, _layer_idx: usize) -> AttentionSpec {
         self.core.attention_spec(false, false, self.sliding_window)
+    }
+
+    /// The routed experts' shape.
+    pub fn experts_spec(&self) -> ExpertsSpec {
+        let c = &self.core;
+        c.experts_spec(self.num_local_experts, c.intermediate_size)
+    }
+
+    /// The router's shape (top-k probabilities always renormalised, as in transformers).
+    pub fn router_spec(&self) -> RouterSpec {
+        let (experts, k) = (self.num_local_experts, self.num_experts_per_tok);
+        self.core.router_spec(experts, k, true)
     }
 }
 
 impl SizedConfig for MixtralConfig {
     fn model_size(&self) -> Result<ModelSize, ConfigError> {
-        let core = core_fields!(self);
-        let mut p = decoder_params(&core, self.tie_word_embeddings, false)?;
-        let (l, hidden) = (self.num_hidden_layers, ("hidden_size", self.hidden_size));
+        let core = self.core.fields();
+        let mut p = decoder_params(&core, self.core.tie_word_embeddings, false)?;
+        let (l, hidden) = (
+            self.core.num_hidden_layers,
+            ("hidden_size", self.core.hidden_size),
+        );
         let experts = ("num_local_experts", self.num_local_experts);
-        let inter = ("intermediate_size", self.intermediate_size);
+        let inter = ("intermediate_size", self.core.intermediate_size);
         p.add(l, &[experts, hidden])?; // router
         p.add(3 * l, &[experts, inter, hidden])?; // experts' gate, up, down
         p.finish(&core, Some(("num_local_experts", self.num_local_experts)))

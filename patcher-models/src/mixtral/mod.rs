@@ -5,41 +5,24 @@
 //! [`default_weight_conversions`] renames and merges them, as transformers does.
 
 mod config;
-mod modules;
+mod model;
 
 use burn::prelude::*;
-use patcher_burn::BuildContext;
+use std::path::Path;
+
+use patcher_burn::{BuildContext, PretrainedModel};
 use patcher_core::ops::{Concatenate, MergeModulelist};
-use patcher_core::{WeightConverter, WeightRenaming, WeightTransform};
-use patcher_derive::slot_interface;
+use patcher_core::{ConfigError, WeightConverter, WeightRenaming, WeightTransform};
 
 pub use config::MixtralConfig;
-pub use modules::{
-    MixtralAttention, MixtralDecoderLayer, MixtralExperts, MixtralForCausalLM, MixtralModel,
-    MixtralRMSNorm, MixtralSparseMoeBlock, MixtralTopKRouter,
+pub use model::{
+    MixtralAttention, MixtralDecoderLayer, MixtralDecoderLayerInterface, MixtralExperts,
+    MixtralForCausalLm, MixtralModel, MixtralRmsNorm, MixtralSparseMoeBlock,
+    MixtralSparseMoeBlockInterface, MixtralTopKRouter,
 };
 
-use crate::common::pretrained::pretrained_family;
-use crate::common::{moe_layer_interfaces, DecoderAttention, MoeExperts};
-
-/// Classes that fill `MixtralDecoderLayer.self_attn`: `MixtralAttention` and its replacements
-/// (e.g. [`FusedQKVAttention`](crate::replacements::FusedQKVAttention)).
-#[slot_interface(crate = "patcher_burn")]
-pub trait MixtralAttentionInterface<B: Backend>: DecoderAttention<B> {
-    /// `Class::new(config, layer_idx, ctx)`.
-    fn new(config: &MixtralConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self;
-}
-
-/// Classes that fill `MixtralSparseMoeBlock.experts`: `MixtralExperts` and its replacements
-/// (e.g. [`SequentialExperts`](crate::replacements::SequentialExperts)).
-#[slot_interface(crate = "patcher_burn")]
-pub trait MixtralExpertsInterface<B: Backend>: MoeExperts<B> {
-    /// `Class::new(config, device)`.
-    fn new(config: &MixtralConfig, device: &B::Device) -> Self;
-}
-
-moe_layer_interfaces! { MixtralConfig, MixtralDecoderLayerInterface,
-MixtralSparseMoeBlockInterface, MixtralTopKRouterInterface }
+use crate::auto::{CausalLm, FamilyConfig, FamilyModel};
+use crate::common::DECODER_KEYS_TO_IGNORE;
 
 /// transformers' `mapping["mixtral"]`: `.block_sparse_moe.` renamed to `.mlp.`, then
 /// `.experts.*.w1.weight` + `.experts.*.w3.weight` -> `.experts.gate_up_proj` by
@@ -58,5 +41,59 @@ pub fn default_weight_conversions() -> Vec<WeightTransform> {
     vec![renaming.into(), gate_up.into(), down.into()]
 }
 
-// The causal LM loads a checkpoint as is; the bare model loads its `model.` keys.
-pretrained_family!(default_weight_conversions => MixtralForCausalLM, MixtralModel, MixtralConfig);
+impl<B: Backend> PretrainedModel<B> for MixtralForCausalLm<B> {
+    fn weight_conversions() -> Vec<WeightTransform> {
+        default_weight_conversions()
+    }
+
+    fn base_model_prefix() -> Option<&'static str> {
+        Some("model")
+    }
+
+    fn keys_to_ignore_on_load_unexpected() -> Vec<String> {
+        DECODER_KEYS_TO_IGNORE.map(String::from).to_vec()
+    }
+}
+
+/// The bare model loads a causal LM's checkpoint through its `model.` prefix.
+impl<B: Backend> PretrainedModel<B> for MixtralModel<B> {
+    fn weight_conversions() -> Vec<WeightTransform> {
+        default_weight_conversions()
+    }
+
+    fn base_model_prefix() -> Option<&'static str> {
+        Some("model")
+    }
+
+    fn keys_to_ignore_on_load_unexpected() -> Vec<String> {
+        DECODER_KEYS_TO_IGNORE.map(String::from).to_vec()
+    }
+}
+
+impl FamilyConfig for MixtralConfig {
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        MixtralConfig::from_file(path)
+    }
+}
+
+impl<B: Backend> FamilyModel<B> for MixtralForCausalLm<B> {
+    type Config = MixtralConfig;
+
+    fn build(config: &MixtralConfig, ctx: &BuildContext<'_, B>) -> Self {
+        MixtralForCausalLm::build(config, ctx)
+    }
+}
+
+impl<B: Backend> FamilyModel<B> for MixtralModel<B> {
+    type Config = MixtralConfig;
+
+    fn build(config: &MixtralConfig, ctx: &BuildContext<'_, B>) -> Self {
+        MixtralModel::new(config, ctx)
+    }
+}
+
+impl<B: Backend> CausalLm<B> for MixtralForCausalLm<B> {
+    fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        MixtralForCausalLm::forward(self, input_ids)
+    }
+}

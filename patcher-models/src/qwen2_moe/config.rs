@@ -5,11 +5,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::common::config::{
-    core_defaults, core_fields, deref_decoder_config, parse_config_json, RawCore,
-};
+use crate::common::config::{parse_config_json, CoreDefaults, RawCore};
 use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
-use crate::common::{AttentionSpec, DecoderConfig};
+use crate::common::{AttentionSpec, DecoderConfig, ExpertsSpec, MlpSpec, RouterSpec};
 use crate::error::{read_config_file, ConfigError};
 
 /// The attention kind of one layer (`layer_types`).
@@ -24,7 +22,7 @@ pub enum LayerType {
 /// The fields of transformers' `Qwen2MoeConfig` that the model reads, resolved and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Qwen2MoeConfig {
-    /// The fields every family has (the config derefs to them: `config.hidden_size`).
+    /// The fields every decoder family has (`config.core.hidden_size`).
     pub core: DecoderConfig,
     /// Attention kind per layer.
     pub layer_types: Vec<LayerType>,
@@ -48,18 +46,26 @@ pub struct Qwen2MoeConfig {
     pub qkv_bias: bool,
 }
 
-deref_decoder_config!(Qwen2MoeConfig);
+/// transformers' `Qwen2MoeConfig` defaults of the fields every family has.
+struct Qwen2MoeDefaults;
 
-core_defaults! { "qwen2_moe": vocab_size = 151936, hidden_size = 2048, intermediate_size = 5632,
-num_hidden_layers = 24, num_attention_heads = 16, num_key_value_heads = Some(16),
-max_position_embeddings = 32768 }
+impl CoreDefaults for Qwen2MoeDefaults {
+    const MODEL_TYPE: &'static str = "qwen2_moe";
+    const VOCAB_SIZE: usize = 151936;
+    const HIDDEN_SIZE: usize = 2048;
+    const INTERMEDIATE_SIZE: usize = 5632;
+    const NUM_HIDDEN_LAYERS: usize = 24;
+    const NUM_ATTENTION_HEADS: usize = 16;
+    const NUM_KEY_VALUE_HEADS: Option<usize> = Some(16);
+    const MAX_POSITION_EMBEDDINGS: usize = 32768;
+}
 
 /// `config.json` as written, with transformers' dataclass defaults.
 #[derive(Deserialize)]
 #[serde(default)]
 struct Raw {
     #[serde(flatten)]
-    core: RawCore<Defaults>,
+    core: RawCore<Qwen2MoeDefaults>,
     use_sliding_window: bool,
     sliding_window: Option<usize>,
     max_window_layers: usize,
@@ -96,8 +102,7 @@ impl Default for Raw {
 
 impl Qwen2MoeConfig {
     /// transformers' `model_type` of the family.
-    pub const MODEL_TYPE: &'static str =
-        <Defaults as crate::common::config::CoreDefaults>::MODEL_TYPE;
+    pub const MODEL_TYPE: &'static str = Qwen2MoeDefaults::MODEL_TYPE;
 
     /// Reads and validates `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
@@ -173,7 +178,7 @@ impl Qwen2MoeConfig {
             limits::experts("num_experts", self.num_experts, self.num_experts_per_tok)?;
         }
         for (field, value) in [
-            ("intermediate_size", self.intermediate_size),
+            ("intermediate_size", self.core.intermediate_size),
             ("moe_intermediate_size", self.moe_intermediate_size),
             (
                 "shared_expert_intermediate_size",
@@ -183,11 +188,11 @@ impl Qwen2MoeConfig {
             limits::size(field, value, MAX_DIMENSION)?;
         }
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.layer_types.len() != self.num_hidden_layers {
+        if self.layer_types.len() != self.core.num_hidden_layers {
             return invalid(format!(
                 "layer_types has {} entries for {} layers",
                 self.layer_types.len(),
-                self.num_hidden_layers
+                self.core.num_hidden_layers
             ));
         }
         if self.layer_types.contains(&LayerType::Sliding) && self.sliding_window.is_none() {
@@ -210,16 +215,9 @@ impl Qwen2MoeConfig {
 
     /// How many layers are sparse.
     pub fn sparse_layers(&self) -> usize {
-        (0..self.num_hidden_layers)
+        (0..self.core.num_hidden_layers)
             .filter(|&i| self.is_sparse_layer(i))
             .count()
-    }
-
-    /// Each layer's sliding window (`None`: full attention).
-    pub fn sliding_windows(&self) -> Vec<Option<usize>> {
-        (0..self.num_hidden_layers)
-            .map(|i| self.attention_spec(i).sliding_window)
-            .collect()
     }
 
     /// The attention shape of layer `layer_idx`.
@@ -231,17 +229,35 @@ impl Qwen2MoeConfig {
         self.core
             .attention_spec(self.qkv_bias, false, sliding_window)
     }
+
+    /// A `Qwen2MoeMLP` `intermediate_size` wide (no biases): a dense layer's MLP
+    /// (`config.core.intermediate_size`) or the shared expert
+    /// (`shared_expert_intermediate_size`).
+    pub fn mlp_spec(&self, intermediate_size: usize) -> MlpSpec {
+        self.core.mlp_spec(intermediate_size, false)
+    }
+
+    /// The routed experts' shape.
+    pub fn experts_spec(&self) -> ExpertsSpec {
+        (self.core).experts_spec(self.num_experts, self.moe_intermediate_size)
+    }
+
+    /// The router's shape.
+    pub fn router_spec(&self) -> RouterSpec {
+        let (experts, k) = (self.num_experts, self.num_experts_per_tok);
+        self.core.router_spec(experts, k, self.norm_topk_prob)
+    }
 }
 
 impl SizedConfig for Qwen2MoeConfig {
     fn model_size(&self) -> Result<ModelSize, ConfigError> {
-        let core = core_fields!(self);
-        let mut p = decoder_params(&core, self.tie_word_embeddings, self.qkv_bias)?;
-        let (l, hidden) = (self.sparse_layers(), ("hidden_size", self.hidden_size));
-        let dense = self.num_hidden_layers - l;
+        let core = self.core.fields();
+        let mut p = decoder_params(&core, self.core.tie_word_embeddings, self.qkv_bias)?;
+        let (l, hidden) = (self.sparse_layers(), ("hidden_size", self.core.hidden_size));
+        let dense = self.core.num_hidden_layers - l;
         p.add(
             3 * dense,
-            &[("intermediate_size", self.intermediate_size), hidden],
+            &[("intermediate_size", self.core.intermediate_size), hidden],
         )?;
         let experts = ("num_experts", self.num_experts);
         let moe = ("moe_intermediate_size", self.moe_intermediate_size);
@@ -265,12 +281,12 @@ mod tests {
     #[test]
     fn defaults_follow_transformers() {
         let c = Qwen2MoeConfig::from_json_str(r#"{"num_hidden_layers": 2}"#).unwrap();
-        assert_eq!(c.vocab_size, 151936);
-        assert_eq!(c.head_dim, 128);
+        assert_eq!(c.core.vocab_size, 151936);
+        assert_eq!(c.core.head_dim, 128);
         assert_eq!((c.num_experts, c.num_experts_per_tok), (60, 4));
         assert_eq!(c.layer_types, vec![LayerType::Full; 2]);
         assert_eq!(c.sliding_window, None);
-        assert_eq!(c.rope.rope_theta, 10000.0);
+        assert_eq!(c.core.rope.rope_theta, 10000.0);
         assert!(c.qkv_bias && !c.norm_topk_prob);
     }
 

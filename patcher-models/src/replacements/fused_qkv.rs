@@ -1,6 +1,6 @@
-//! `FusedQKVAttention`: the seed's replacement for `Qwen2MoeAttention`, `LlamaAttention` and
-//! `MixtralAttention`, with one `qkv_proj` instead of separate q/k/v projections (what
-//! compute-bound quantisation kernels want); [`FusedQKVBertSelfAttention`], the same for
+//! `FusedQKVAttention`: the seed's replacement for `Qwen2MoeAttention`, `LlamaAttention`,
+//! `MixtralAttention` and any attention class of the shared [`AttentionInterface`], with one `qkv_proj` instead of separate q/k/v projections (what
+//! compute-bound quantisation kernels want); [`FusedQkvBertSelfAttention`], the same for
 //! `BertSelfAttention` (which has no output projection, and no RoPE).
 //!
 //! `qkv_proj` is sized `(num_attention_heads + 2 * num_key_value_heads) * head_dim`: the rows of
@@ -18,48 +18,19 @@ use patcher_derive::Patchable;
 use crate::bert::{BertConfig, BertMask, BertSelfAttentionInterface};
 use crate::common::EncoderSelfAttention;
 use crate::common::{
-    fused_qkv_attention, linear_config, AttentionSpec, DecoderAttention, PositionEmbeddings,
+    fused_qkv_attention, linear_config, AttentionInterface, AttentionSpec, DecoderAttention,
+    PositionEmbeddings,
 };
-use crate::llama::{LlamaAttentionInterface, LlamaConfig};
-use crate::mixtral::{MixtralAttentionInterface, MixtralConfig};
-use crate::qwen2_moe::{Qwen2MoeAttentionInterface, Qwen2MoeConfig};
 
-/// A config that describes attention layers, so one replacement class serves several families.
-pub trait AttentionConfig {
-    /// The attention shape of layer `layer_idx`.
-    fn attention_spec(&self, layer_idx: usize) -> AttentionSpec;
-}
-
-impl AttentionConfig for Qwen2MoeConfig {
-    fn attention_spec(&self, layer_idx: usize) -> AttentionSpec {
-        Qwen2MoeConfig::attention_spec(self, layer_idx)
-    }
-}
-
-impl AttentionConfig for LlamaConfig {
-    fn attention_spec(&self, layer_idx: usize) -> AttentionSpec {
-        LlamaConfig::attention_spec(self, layer_idx)
-    }
-}
-
-impl AttentionConfig for MixtralConfig {
-    fn attention_spec(&self, layer_idx: usize) -> AttentionSpec {
-        MixtralConfig::attention_spec(self, layer_idx)
-    }
-}
-
-/// Attention with fused Q, K, V projections, split after projection. Fills the attention slots
-/// of Qwen2-MoE, Llama and Mixtral.
+/// Attention with fused Q, K, V projections, split after projection. Fills the attention slot
+/// of every decoder family ([`AttentionInterface`]).
 #[derive(Module, Patchable, Debug)]
 #[patchable(
     crate = "patcher_burn",
-    implements(
-        Qwen2MoeAttentionInterface,
-        LlamaAttentionInterface,
-        MixtralAttentionInterface
-    )
+    name = "FusedQKVAttention",
+    implements(AttentionInterface)
 )]
-pub struct FusedQKVAttention<B: Backend> {
+pub struct FusedQkvAttention<B: Backend> {
     /// `hidden -> (heads + 2 * kv_heads) * head_dim`; bias when the config's q/k/v have one.
     pub qkv_proj: LinearSlot<B>,
     /// `heads * head_dim -> hidden`.
@@ -68,24 +39,15 @@ pub struct FusedQKVAttention<B: Backend> {
     spec: AttentionSpec,
 }
 
-impl<B: Backend> FusedQKVAttention<B> {
-    /// Built from the same arguments as the attention it replaces (`config`, `layer_idx`), its
-    /// linears through `ctx` (so they are substitutable too).
-    pub fn new<C: AttentionConfig>(
-        config: &C,
-        layer_idx: usize,
-        ctx: &BuildContext<'_, B>,
-    ) -> Self {
-        Self::from_spec(config.attention_spec(layer_idx), ctx)
-    }
-
-    /// Built from an attention shape.
-    pub fn from_spec(spec: AttentionSpec, ctx: &BuildContext<'_, B>) -> Self {
+impl<B: Backend> FusedQkvAttention<B> {
+    /// Built from the same arguments as the attention it replaces (the layer's shape and
+    /// index), its linears through `ctx` (so they are substitutable too).
+    pub fn new(spec: &AttentionSpec, _layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
         let (h, std) = (spec.hidden_size, spec.initializer_range);
         Self {
-            qkv_proj: qkv_linear(&spec).init_slot(ctx),
+            qkv_proj: qkv_linear(spec).init_slot(ctx),
             o_proj: linear_config(spec.q_size(), h, spec.o_bias, std).init_slot(ctx),
-            spec,
+            spec: *spec,
         }
     }
 
@@ -95,7 +57,7 @@ impl<B: Backend> FusedQKVAttention<B> {
     }
 }
 
-impl<B: Backend> DecoderAttention<B> for FusedQKVAttention<B> {
+impl<B: Backend> DecoderAttention<B> for FusedQkvAttention<B> {
     fn forward(
         &self,
         hidden_states: Tensor<B, 3>,
@@ -123,15 +85,19 @@ fn qkv_linear(spec: &AttentionSpec) -> LinearConfig {
 /// `BertSelfAttention` with its `query`, `key` and `value` fused in one `qkv` linear (weight and
 /// bias: the rows of `query`, then `key`, then `value`), split after projection.
 #[derive(Module, Patchable, Debug)]
-#[patchable(crate = "patcher_burn", implements(BertSelfAttentionInterface))]
-pub struct FusedQKVBertSelfAttention<B: Backend> {
+#[patchable(
+    crate = "patcher_burn",
+    name = "FusedQKVBertSelfAttention",
+    implements(BertSelfAttentionInterface)
+)]
+pub struct FusedQkvBertSelfAttention<B: Backend> {
     /// `hidden -> 3 * hidden`.
     pub qkv: LinearSlot<B>,
     #[module(skip)]
     spec: AttentionSpec,
 }
 
-impl<B: Backend> FusedQKVBertSelfAttention<B> {
+impl<B: Backend> FusedQkvBertSelfAttention<B> {
     /// Built from `BertSelfAttention`'s arguments, its linear through `ctx`.
     pub fn new(config: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
         let spec = config.attention_spec();
@@ -140,7 +106,7 @@ impl<B: Backend> FusedQKVBertSelfAttention<B> {
     }
 }
 
-impl<B: Backend> EncoderSelfAttention<B> for FusedQKVBertSelfAttention<B> {
+impl<B: Backend> EncoderSelfAttention<B> for FusedQkvBertSelfAttention<B> {
     fn forward(&self, hidden_states: Tensor<B, 3>, mask: Option<&BertMask<B>>) -> Tensor<B, 3> {
         fused_qkv_attention(&self.spec, self.qkv.forward(hidden_states), None, mask)
     }

@@ -12,7 +12,7 @@ use patcher_burn::{Implements, OriginalClass, Patchable, Patcher};
 use patcher_core::ops::Concatenate;
 use patcher_core::{WeightConverter, WeightRenaming, WeightTransform};
 
-use super::{FusedQKVAttention, FusedQKVBertSelfAttention, Patch, PatchTarget, SequentialExperts};
+use super::{FusedQkvAttention, FusedQkvBertSelfAttention, Patch, PatchTarget, SequentialExperts};
 use crate::bert::{BertConfig, BertSelfAttention};
 use crate::common::AttentionSpec;
 use crate::llama::{LlamaAttention, LlamaConfig};
@@ -47,7 +47,7 @@ impl PatchTarget for Qwen2MoeConfig {
     const MODEL_TYPE: &'static str = Qwen2MoeConfig::MODEL_TYPE;
     const PATCHES: Patch = Patch::seed();
 
-    /// - fused QKV: `Qwen2MoeAttention` -> [`FusedQKVAttention`], with the q/k/v weight and bias
+    /// - fused QKV: `Qwen2MoeAttention` -> [`FusedQkvAttention`], with the q/k/v weight and bias
     ///   concatenations (bias only when `config.qkv_bias`);
     /// - sequential experts: `Qwen2MoeExperts` -> [`SequentialExperts`], with the default
     ///   fused-expert converters filtered out (`.gate_up_proj`, `.down_proj`) so the per-expert
@@ -66,7 +66,7 @@ impl PatchTarget for MixtralConfig {
     const MODEL_TYPE: &'static str = MixtralConfig::MODEL_TYPE;
     const PATCHES: Patch = Patch::seed();
 
-    /// - fused QKV: `MixtralAttention` -> [`FusedQKVAttention`], with the q/k/v weight
+    /// - fused QKV: `MixtralAttention` -> [`FusedQkvAttention`], with the q/k/v weight
     ///   concatenation;
     /// - sequential experts: `MixtralExperts` -> [`SequentialExperts`], with the default
     ///   fused-expert converters filtered out and the hub's per-expert `w1`/`w3`/`w2` renamed to
@@ -117,7 +117,7 @@ where
     B: Backend,
     A: OriginalClass,
     E: OriginalClass,
-    FusedQKVAttention<B>: Implements<A::Interface> + Patchable<Backend = B>,
+    FusedQkvAttention<B>: Implements<A::Interface> + Patchable<Backend = B>,
     SequentialExperts<B>: Implements<E::Interface> + Patchable<Backend = B>,
 {
     let mut patcher = Patcher::<B>::new();
@@ -133,16 +133,16 @@ where
     }
 }
 
-/// `patcher` with attention class `A` replaced by [`FusedQKVAttention`] and the q/k/v
+/// `patcher` with attention class `A` replaced by [`FusedQkvAttention`] and the q/k/v
 /// concatenations of `spec` added.
 fn with_fused_qkv<B, A>(patcher: Patcher<B>, spec: &AttentionSpec) -> Patcher<B>
 where
     B: Backend,
     A: OriginalClass,
-    FusedQKVAttention<B>: Implements<A::Interface> + Patchable<Backend = B>,
+    FusedQkvAttention<B>: Implements<A::Interface> + Patchable<Backend = B>,
 {
     patcher
-        .replace::<A, FusedQKVAttention<B>>()
+        .replace::<A, FusedQkvAttention<B>>()
         .extra_weight_conversions(qkv_concatenations(spec))
 }
 
@@ -159,7 +159,7 @@ impl PatchTarget for BertConfig {
     const MODEL_TYPE: &'static str = BertConfig::MODEL_TYPE;
     const PATCHES: Patch = Patch::fused_qkv();
 
-    /// Fused QKV: `BertSelfAttention` -> [`FusedQKVBertSelfAttention`], with the
+    /// Fused QKV: `BertSelfAttention` -> [`FusedQkvBertSelfAttention`], with the
     /// `query`/`key`/`value` weight and bias concatenations into `qkv` (split back on save).
     fn patcher_for<B: Backend>(&self, patch: Patch) -> Patcher<B> {
         if !patch.has_fused_qkv() {
@@ -168,7 +168,7 @@ impl PatchTarget for BertConfig {
         let spec = self.attention_spec();
         let names = ["query", "key", "value"];
         Patcher::new()
-            .replace::<BertSelfAttention<B>, FusedQKVBertSelfAttention<B>>()
+            .replace::<BertSelfAttention<B>, FusedQkvBertSelfAttention<B>>()
             .extra_weight_conversions(
                 ["weight", "bias"].map(|leaf| named_qkv_concatenation(names, "qkv", leaf, &spec)),
             )
@@ -179,7 +179,7 @@ impl PatchTarget for LlamaConfig {
     const MODEL_TYPE: &'static str = LlamaConfig::MODEL_TYPE;
     const PATCHES: Patch = Patch::fused_qkv();
 
-    /// Fused QKV: `LlamaAttention` -> [`FusedQKVAttention`], with the q/k/v weight
+    /// Fused QKV: `LlamaAttention` -> [`FusedQkvAttention`], with the q/k/v weight
     /// concatenation (and the bias one when `config.attention_bias`).
     fn patcher_for<B: Backend>(&self, patch: Patch) -> Patcher<B> {
         if !patch.has_fused_qkv() {

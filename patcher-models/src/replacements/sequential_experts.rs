@@ -17,62 +17,13 @@ use patcher_burn::layers::LinearLayer;
 use patcher_derive::Patchable;
 
 use crate::common::{
-    gated_mlp, gated_mlp_projections, routed_experts_forward, Activation, DecoderConfig,
-    MoeExperts, TokenLayout,
+    gated_mlp, gated_mlp_projections, routed_experts_forward, Activation, ExpertsInterface,
+    ExpertsSpec, MlpSpec, MoeExperts, TokenLayout,
 };
-use crate::mixtral::{MixtralConfig, MixtralExpertsInterface};
-use crate::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeExpertsInterface};
 
-/// The shape of a family's routed experts, as its config gives it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ExpertsShape {
-    /// Routed experts.
-    pub num_experts: usize,
-    /// Model width.
-    pub hidden_size: usize,
-    /// Width of each expert.
-    pub intermediate_size: usize,
-    /// The experts' activation.
-    pub hidden_act: Activation,
-    /// Std of the normal weight init.
-    pub initializer_range: f64,
-}
-
-impl ExpertsShape {
-    /// `num_experts` experts of width `intermediate_size` in a model described by `core`.
-    pub fn new(core: &DecoderConfig, num_experts: usize, intermediate_size: usize) -> Self {
-        Self {
-            num_experts,
-            hidden_size: core.hidden_size,
-            intermediate_size,
-            hidden_act: core.hidden_act,
-            initializer_range: core.initializer_range,
-        }
-    }
-}
-
-/// A config that describes a mixture of experts, so one replacement class serves several
-/// families (implement it for your own family's config to use [`SequentialExperts`] there).
-pub trait ExpertsConfig {
-    /// The routed experts' shape.
-    fn experts_shape(&self) -> ExpertsShape;
-}
-
-impl ExpertsConfig for Qwen2MoeConfig {
-    fn experts_shape(&self) -> ExpertsShape {
-        ExpertsShape::new(self, self.num_experts, self.moe_intermediate_size)
-    }
-}
-
-impl ExpertsConfig for MixtralConfig {
-    fn experts_shape(&self) -> ExpertsShape {
-        ExpertsShape::new(self, self.num_local_experts, self.intermediate_size)
-    }
-}
-
-/// One expert: `down(act(gate(x)) * up(x))`, no biases (the seed's `ExpertMLP`).
+/// One expert: `down(act(gate(x)) * up(x))`, no biases (the seed's `ExpertMlp`).
 #[derive(Module, Debug)]
-pub struct ExpertMLP<B: Backend> {
+pub struct ExpertMlp<B: Backend> {
     /// `hidden -> expert_intermediate`.
     pub gate_proj: Linear<B>,
     /// `hidden -> expert_intermediate`.
@@ -83,17 +34,22 @@ pub struct ExpertMLP<B: Backend> {
     act_fn: Activation,
 }
 
-impl<B: Backend> ExpertMLP<B> {
+impl<B: Backend> ExpertMlp<B> {
     /// One routed expert of `shape`.
-    pub fn new(shape: &ExpertsShape, device: &B::Device) -> Self {
-        let (h, i) = (shape.hidden_size, shape.intermediate_size);
-        let [gate_proj, up_proj, down_proj] =
-            gated_mlp_projections(h, i, false, shape.initializer_range).map(|c| c.init(device));
+    pub fn new(spec: &ExpertsSpec, device: &B::Device) -> Self {
+        let mlp = MlpSpec {
+            hidden_size: spec.hidden_size,
+            intermediate_size: spec.intermediate_size,
+            bias: false,
+            hidden_act: spec.hidden_act,
+            initializer_range: spec.initializer_range,
+        };
+        let [gate_proj, up_proj, down_proj] = gated_mlp_projections(&mlp).map(|c| c.init(device));
         Self {
             gate_proj,
             up_proj,
             down_proj,
-            act_fn: shape.hidden_act,
+            act_fn: spec.hidden_act,
         }
     }
 
@@ -105,32 +61,27 @@ impl<B: Backend> ExpertMLP<B> {
     }
 }
 
-/// The experts as a list of [`ExpertMLP`]s, at the slot's own path. Fills
-/// `Qwen2MoeSparseMoeBlock.experts` and `MixtralSparseMoeBlock.experts`.
+/// The experts as a list of [`ExpertMlp`]s, at the slot's own path. Fills the experts slot of
+/// every mixture-of-experts family ([`ExpertsInterface`]): `Qwen2MoeSparseMoeBlock.experts`,
+/// `MixtralSparseMoeBlock.experts`, a user's.
 #[derive(Patchable, Debug, Clone)]
-#[patchable(
-    crate = "patcher_burn",
-    transparent,
-    implements(Qwen2MoeExpertsInterface, MixtralExpertsInterface)
-)]
+#[patchable(crate = "patcher_burn", transparent, implements(ExpertsInterface))]
 pub struct SequentialExperts<B: Backend> {
-    experts: Vec<ExpertMLP<B>>,
+    experts: Vec<ExpertMlp<B>>,
 }
 
 impl<B: Backend> SequentialExperts<B> {
-    /// Built from the same arguments as the fused experts it replaces (`config`): one
-    /// [`ExpertMLP`] per routed expert.
-    pub fn new<C: ExpertsConfig>(config: &C, device: &B::Device) -> Self {
-        let shape = config.experts_shape();
+    /// Built from the same arguments as the fused experts it replaces: one [`ExpertMlp`] per
+    /// routed expert.
+    pub fn new(spec: &ExpertsSpec, device: &B::Device) -> Self {
+        let experts = (0..spec.num_experts).map(|_| ExpertMlp::new(spec, device));
         Self {
-            experts: (0..shape.num_experts)
-                .map(|_| ExpertMLP::new(&shape, device))
-                .collect(),
+            experts: experts.collect(),
         }
     }
 
     /// The experts, by index.
-    pub fn experts(&self) -> &[ExpertMLP<B>] {
+    pub fn experts(&self) -> &[ExpertMlp<B>] {
         &self.experts
     }
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use crate::common::{fixtures, input_ids, max_abs_diff, read_reference, scratch};
 use burn::prelude::Backend;
 use patcher_burn::{LoadError, LoadOptions, SaveOptions};
-use patcher_models::auto::{AutoModel, AutoModelForCausalLM, LoadedModel};
-use patcher_models::llama::LlamaForCausalLM;
+use patcher_models::auto::{AutoModel, AutoModelForCausalLm, LoadedModel};
+use patcher_models::llama::LlamaForCausalLm;
 use patcher_models::replacements::Patch;
 use patcher_models::ConfigError;
 
@@ -61,7 +61,7 @@ fn check_loaded<B: Backend>(
 }
 
 fn causal_lms<B: Backend>(device: &B::Device) {
-    let auto = AutoModelForCausalLM::<B>::new();
+    let auto = AutoModelForCausalLm::<B>::new();
     for (dir, model_type, patches) in [
         ("llama", "llama", [Patch::NONE, Patch::fused_qkv()]),
         ("qwen2_moe", "qwen2_moe", [Patch::NONE, Patch::seed()]),
@@ -124,7 +124,7 @@ fn config_error(result: Result<impl Sized, LoadError>) -> ConfigError {
 }
 
 fn load<B: Backend>(
-    auto: &AutoModelForCausalLM<B>,
+    auto: &AutoModelForCausalLm<B>,
     path: &Path,
     patch: Patch,
 ) -> Result<(), LoadError> {
@@ -136,7 +136,7 @@ fn load<B: Backend>(
 #[test]
 fn unknown_and_missing_model_types_are_config_errors_naming_the_families() {
     type B = burn::backend::NdArray<f32>;
-    let auto = AutoModelForCausalLM::<B>::new();
+    let auto = AutoModelForCausalLm::<B>::new();
     let gpt2 = with_config("llama", "auto-gpt2", |c| c["model_type"] = "gpt2".into());
     let error = config_error(load(&auto, &gpt2, Patch::NONE));
     let message = error.to_string();
@@ -160,7 +160,7 @@ fn unknown_and_missing_model_types_are_config_errors_naming_the_families() {
 #[test]
 fn a_patch_the_family_cannot_take_is_a_config_error() {
     type B = burn::backend::NdArray<f32>;
-    let auto = AutoModelForCausalLM::<B>::new();
+    let auto = AutoModelForCausalLm::<B>::new();
     let error = config_error(load(&auto, &fixtures().join("llama"), Patch::seed()));
     let ConfigError::UnsupportedPatch {
         patch,
@@ -179,7 +179,7 @@ fn a_patch_the_family_cannot_take_is_a_config_error() {
 #[test]
 fn a_registry_loads_only_what_is_registered() {
     type B = burn::backend::NdArray<f32>;
-    let only_llama = AutoModelForCausalLM::<B>::empty().register::<LlamaForCausalLM<B>>();
+    let only_llama = AutoModelForCausalLm::<B>::empty().register::<LlamaForCausalLm<B>>();
     assert_eq!(only_llama.model_types().collect::<Vec<_>>(), ["llama"]);
     load(&only_llama, &fixtures().join("llama"), Patch::NONE).unwrap();
     let error = config_error(load(
@@ -189,9 +189,9 @@ fn a_registry_loads_only_what_is_registered() {
     ));
     assert!(error.to_string().contains("registered: llama)"), "{error}");
     // Registering a model type again replaces it; a causal LM is a bare model too.
-    let again = only_llama.register::<LlamaForCausalLM<B>>();
+    let again = only_llama.register::<LlamaForCausalLm<B>>();
     assert_eq!(again.model_types().count(), 1);
-    let bare = AutoModel::<B>::new().register::<LlamaForCausalLM<B>>();
+    let bare = AutoModel::<B>::new().register::<LlamaForCausalLm<B>>();
     assert_eq!(bare.model_types().collect::<Vec<_>>(), ["bert", "llama"]);
 }
 

@@ -9,7 +9,7 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 
 type Inner = NdArray<f32>;
@@ -43,7 +43,7 @@ impl ModuleVisitor<B> for WithGrad<'_> {
 fn gradients_reach_patched_parameters_and_the_router() {
     let device = Default::default();
     let config = Qwen2MoeConfig::from_file(fixtures().join("qwen2_moe/config.json")).unwrap();
-    let model = Qwen2MoeForCausalLM::<B>::with_patcher(
+    let model = Qwen2MoeForCausalLm::<B>::with_patcher(
         &config,
         &Patch::seed().patcher(&config).unwrap(),
         &device,

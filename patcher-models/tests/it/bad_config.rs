@@ -3,14 +3,15 @@
 //! built; a config larger than its checkpoint fails before the build; NaN weights are counted
 //! when asked.
 
+use patcher_models::auto::FamilyModel;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::backend::NdArray;
 use patcher_burn::{LoadError, LoadOptions, NonFiniteCount, Patcher};
 use patcher_models::llama::LlamaConfig;
-use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLm};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 use patcher_models::ConfigError;
 use serde_json::{json, Value};
@@ -71,7 +72,7 @@ fn load(config: &Value, patch: Patch) -> Result<(), LoadError> {
     let checkout = Checkout::new(config);
     let good = Qwen2MoeConfig::from_file(fixture("qwen2_moe/config.json")).unwrap();
     let patcher = patch.patcher::<B, _>(&good).unwrap();
-    Qwen2MoeForCausalLM::<B>::from_pretrained(
+    Qwen2MoeForCausalLm::<B>::from_pretrained(
         &checkout.0,
         &patcher,
         &Default::default(),
@@ -230,7 +231,7 @@ fn nan_and_inf_weights_are_counted_when_asked() {
     let file = checkout.0.join("model.safetensors");
     let options = LoadOptions::default().check_finite();
     let load = || {
-        Qwen2MoeForCausalLM::<B>::from_pretrained(
+        Qwen2MoeForCausalLm::<B>::from_pretrained(
             &checkout.0,
             &Patcher::new(),
             &Default::default(),
@@ -261,7 +262,7 @@ fn nan_and_inf_weights_are_counted_when_asked() {
         }]
     );
     // Off by default: nothing counted.
-    let plain = Qwen2MoeForCausalLM::<B>::from_pretrained(
+    let plain = Qwen2MoeForCausalLm::<B>::from_pretrained(
         &checkout.0,
         &Patcher::new(),
         &Default::default(),
@@ -275,7 +276,7 @@ fn nan_and_inf_weights_are_counted_when_asked() {
 fn model_size_counts_the_parameters_the_model_builds() {
     use patcher_burn::model_params;
     use patcher_models::common::limits::SizedConfig;
-    use patcher_models::llama::LlamaForCausalLM;
+    use patcher_models::llama::LlamaForCausalLm;
 
     let count = |params: Vec<patcher_burn::ParamInfo>| -> u64 {
         params
@@ -289,7 +290,7 @@ fn model_size_counts_the_parameters_the_model_builds() {
         let qwen = Qwen2MoeConfig::from_file(fixture(name).join("config.json")).unwrap();
         for patch in [Patch::fused_qkv(), Patch::seed()] {
             let patcher = patch.patcher::<B, _>(&qwen).unwrap();
-            let model = Qwen2MoeForCausalLM::<B>::with_patcher(&qwen, &patcher, &device).unwrap();
+            let model = Qwen2MoeForCausalLm::<B>::with_patcher(&qwen, &patcher, &device).unwrap();
             assert_eq!(
                 count(model_params(&model)),
                 qwen.model_size().unwrap().parameters,
@@ -298,7 +299,7 @@ fn model_size_counts_the_parameters_the_model_builds() {
         }
     }
     let mixtral = MixtralConfig::from_file(fixture("mixtral/config.json")).unwrap();
-    let model = MixtralForCausalLM::<B>::new(&mixtral, &device);
+    let model = MixtralForCausalLm::<B>::new(&mixtral, &device);
     assert_eq!(
         count(model_params(&model)),
         mixtral.model_size().unwrap().parameters
@@ -311,7 +312,7 @@ fn model_size_counts_the_parameters_the_model_builds() {
             "tie_word_embeddings": true}"#,
     ] {
         let llama = LlamaConfig::from_json_str(json).unwrap();
-        let model = LlamaForCausalLM::<B>::with_patcher(&llama, &Patcher::new(), &device).unwrap();
+        let model = LlamaForCausalLm::<B>::with_patcher(&llama, &Patcher::new(), &device).unwrap();
         assert_eq!(
             count(model_params(&model)),
             llama.model_size().unwrap().parameters,
@@ -327,7 +328,7 @@ fn mixtral_bad_configs_are_typed_errors() {
     let load = |config: &Value| {
         let checkout = Checkout::of("mixtral", config);
         let options = LoadOptions::default();
-        MixtralForCausalLM::<B>::from_pretrained(
+        MixtralForCausalLm::<B>::from_pretrained(
             &checkout.0,
             &Patcher::new(),
             &Default::default(),

@@ -6,9 +6,10 @@ use burn::backend::NdArray;
 use burn::module::Module;
 use burn::prelude::*;
 use patcher_burn::{list_slots, replacement, BuildError, Patcher};
-use patcher_models::llama::{LlamaAttentionInterface, LlamaConfig, LlamaForCausalLM};
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{FusedQKVAttention, Patch};
+use patcher_models::common::AttentionInterface;
+use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
+use patcher_models::replacements::{FusedQkvAttention, Patch};
 
 type B = NdArray<f32>;
 
@@ -19,7 +20,7 @@ fn qwen_config() -> Qwen2MoeConfig {
 #[test]
 fn qwen2_moe_parameter_names_are_transformers_names() {
     let device = Default::default();
-    let model = Qwen2MoeForCausalLM::<B>::new(&qwen_config(), &device);
+    let model = Qwen2MoeForCausalLm::<B>::new(&qwen_config(), &device);
     let paths = param_paths(&model);
     for expected in [
         "model.embed_tokens.weight",
@@ -43,7 +44,7 @@ fn qwen2_moe_parameter_names_are_transformers_names() {
     }
     assert!(!paths.iter().any(|p| p.contains("o_proj.bias")));
 
-    let patched = Qwen2MoeForCausalLM::<B>::with_patcher(
+    let patched = Qwen2MoeForCausalLm::<B>::with_patcher(
         &qwen_config(),
         &Patch::seed().patcher(&qwen_config()).unwrap(),
         &device,
@@ -66,7 +67,7 @@ fn qwen2_moe_parameter_names_are_transformers_names() {
 #[test]
 fn slot_listing() {
     let device = Default::default();
-    let model = Qwen2MoeForCausalLM::<B>::with_patcher(
+    let model = Qwen2MoeForCausalLm::<B>::with_patcher(
         &qwen_config(),
         &Patch::seed().patcher(&qwen_config()).unwrap(),
         &device,
@@ -111,10 +112,10 @@ fn unknown_class_is_an_error_with_the_model_classes() {
     let device = Default::default();
     let patcher = Patcher::<B>::new().class_mapping(
         "Qwen2MoeAtention",
-        replacement::<FusedQKVAttention<B>, dyn LlamaAttentionInterface<B>>(),
+        replacement::<FusedQkvAttention<B>, dyn AttentionInterface<B>>(),
     );
     let err =
-        Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &patcher, &device).unwrap_err();
+        Qwen2MoeForCausalLm::<B>::with_patcher(&qwen_config(), &patcher, &device).unwrap_err();
     let message = err.to_string();
     println!("{message}");
     assert!(matches!(err, BuildError::Patcher(_)));
@@ -128,31 +129,36 @@ fn unknown_class_is_an_error_with_the_model_classes() {
 #[test]
 fn replacement_of_the_wrong_interface_is_an_error() {
     let device = Default::default();
-    // FusedQKVAttention registered for Llama's interface, mapped onto Qwen2-MoE's attention.
+    // An attention class mapped onto the experts, whose slots take `ExpertsInterface` classes.
     let patcher = Patcher::<B>::new().class_mapping(
-        "Qwen2MoeAttention",
-        replacement::<FusedQKVAttention<B>, dyn LlamaAttentionInterface<B>>(),
+        "Qwen2MoeExperts",
+        replacement::<FusedQkvAttention<B>, dyn AttentionInterface<B>>(),
     );
     let err =
-        Qwen2MoeForCausalLM::<B>::with_patcher(&qwen_config(), &patcher, &device).unwrap_err();
+        Qwen2MoeForCausalLm::<B>::with_patcher(&qwen_config(), &patcher, &device).unwrap_err();
     println!("{err}");
     assert!(matches!(err, BuildError::WrongInterface { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("AttentionInterface") && message.contains("ExpertsInterface"),
+        "{message}"
+    );
 }
 
 #[test]
 fn llama_parameter_names_and_tied_embeddings() {
     let device = Default::default();
     let config = LlamaConfig::from_file(fixtures().join("llama/config.json")).unwrap();
-    let model = LlamaForCausalLM::<B>::new(&config, &device);
+    let model = LlamaForCausalLm::<B>::new(&config, &device);
     let paths = param_paths(&model);
     assert!(paths.contains(&"model.layers.2.self_attn.q_proj.weight".to_string()));
     assert!(paths.contains(&"lm_head.weight".to_string()));
     assert!(!paths.iter().any(|p| p.ends_with(".bias")));
 
     let mut tied = config.clone();
-    tied.tie_word_embeddings = true;
-    let model = LlamaForCausalLM::<B>::new(&tied, &device);
+    tied.core.tie_word_embeddings = true;
+    let model = LlamaForCausalLm::<B>::new(&tied, &device);
     assert!(!param_paths(&model).contains(&"lm_head.weight".to_string()));
     let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 2, 3], [1, 3]), &device);
-    assert_eq!(model.forward(ids).dims(), [1, 3, config.vocab_size]);
+    assert_eq!(model.forward(ids).dims(), [1, 3, config.core.vocab_size]);
 }

@@ -7,12 +7,13 @@ use burn::module::Param;
 use burn::prelude::*;
 use patcher_burn::layers::NormForward;
 use patcher_burn::{list_slots, replacement, BuildContext, LoadOptions, Patchable, Patcher, Slot};
+use patcher_models::auto::FamilyModel;
 use patcher_models::common::{
-    DecoderAttention, DecoderLayer, DecoderNormInterface, PositionEmbeddings,
+    AttentionInterface, DecoderAttention, DecoderLayer, DecoderNormInterface, PositionEmbeddings,
 };
 use patcher_models::qwen2_moe::{
-    Qwen2MoeAttention, Qwen2MoeAttentionInterface, Qwen2MoeConfig, Qwen2MoeDecoderLayer,
-    Qwen2MoeDecoderLayerInterface, Qwen2MoeForCausalLM, Qwen2MoeLayerMlp, Qwen2MoeRMSNorm,
+    Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeDecoderLayer, Qwen2MoeDecoderLayerInterface,
+    Qwen2MoeForCausalLm, Qwen2MoeLayerMlp, Qwen2MoeRmsNorm,
 };
 
 type B = NdArray<f32>;
@@ -54,7 +55,7 @@ impl<B: Backend> NormForward<B> for PlainRMSNorm<B> {
 #[derive(Module, Patchable, Debug)]
 #[patchable(crate = "patcher_burn", implements(Qwen2MoeDecoderLayerInterface))]
 pub struct ParallelDecoderLayer<B: Backend> {
-    pub self_attn: Slot<B, dyn Qwen2MoeAttentionInterface<B>>,
+    pub self_attn: Slot<B, dyn AttentionInterface<B>>,
     pub mlp: Qwen2MoeLayerMlp<B>,
     pub input_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
     pub post_attention_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
@@ -62,10 +63,10 @@ pub struct ParallelDecoderLayer<B: Backend> {
 
 impl<B: Backend> ParallelDecoderLayer<B> {
     pub fn new(config: &Qwen2MoeConfig, layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
-        let norm =
-            || Slot::build::<Qwen2MoeRMSNorm<B>>(ctx, (config.hidden_size, config.rms_norm_eps));
+        let norm = || Slot::build::<Qwen2MoeRmsNorm<B>>(ctx, config.core.norm_args());
+        let attention = (&config.attention_spec(layer_idx), layer_idx);
         Self {
-            self_attn: Slot::build::<Qwen2MoeAttention<B>>(ctx, (config, layer_idx)),
+            self_attn: Slot::build::<Qwen2MoeAttention<B>>(ctx, attention),
             mlp: Qwen2MoeLayerMlp::new(config, layer_idx, ctx),
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
@@ -93,12 +94,12 @@ impl<B: Backend> DecoderLayer<B> for ParallelDecoderLayer<B> {
     }
 }
 
-fn load(patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2MoeForCausalLM<B>> {
+fn load(patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2MoeForCausalLm<B>> {
     load_fixture("qwen2_moe", patcher)
 }
 
-fn load_fixture(name: &str, patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2MoeForCausalLM<B>> {
-    Qwen2MoeForCausalLM::<B>::from_pretrained(
+fn load_fixture(name: &str, patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2MoeForCausalLm<B>> {
+    Qwen2MoeForCausalLm::<B>::from_pretrained(
         fixtures().join(name),
         patcher,
         &Default::default(),
@@ -107,7 +108,7 @@ fn load_fixture(name: &str, patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2M
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn logits(model: &Qwen2MoeForCausalLM<B>) -> (Tensor<B, 3>, crate::common::Reference) {
+fn logits(model: &Qwen2MoeForCausalLm<B>) -> (Tensor<B, 3>, crate::common::Reference) {
     let reference = read_reference(&fixtures().join("qwen2_moe"));
     let out = model.forward(input_ids::<B>(&reference, &Default::default()));
     (out, reference)
@@ -115,7 +116,7 @@ fn logits(model: &Qwen2MoeForCausalLM<B>) -> (Tensor<B, 3>, crate::common::Refer
 
 #[test]
 fn every_rms_norm_replaced_by_type() {
-    let patched = load(&Patcher::new().replace::<Qwen2MoeRMSNorm<B>, PlainRMSNorm<B>>());
+    let patched = load(&Patcher::new().replace::<Qwen2MoeRmsNorm<B>, PlainRMSNorm<B>>());
     let norms: Vec<_> = list_slots(&patched.model)
         .into_iter()
         .filter(|s| s.original_class == "Qwen2MoeRMSNorm")
@@ -171,7 +172,7 @@ fn decoder_layers_replaced_by_type_and_by_path() {
             "model.layers.1",
             replacement::<ParallelDecoderLayer<B>, dyn Qwen2MoeDecoderLayerInterface<B>>(),
         )
-        .replace::<Qwen2MoeRMSNorm<B>, PlainRMSNorm<B>>();
+        .replace::<Qwen2MoeRmsNorm<B>, PlainRMSNorm<B>>();
     let one = load(&patcher);
     let slots = list_slots(&one.model);
     let class_at = |path: &str| {
@@ -192,7 +193,7 @@ fn decoder_layers_replaced_by_type_and_by_path() {
 #[test]
 fn dense_and_sparse_mlps_are_slots_at_transformers_paths() {
     // Layers 0, 2, 3 dense (decoder_sparse_step 2, mlp_only_layers [3]), layer 1 sparse.
-    let patcher = Patcher::new().replace::<Qwen2MoeRMSNorm<B>, PlainRMSNorm<B>>();
+    let patcher = Patcher::new().replace::<Qwen2MoeRmsNorm<B>, PlainRMSNorm<B>>();
     let loaded = load_fixture("qwen2_moe_dense", &patcher);
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     let slots = list_slots(&loaded.model);

@@ -2,6 +2,7 @@
 //! for the original and every patched variant, saving a patched model back in the checkpoint's
 //! layout and reloading it unpatched, and a wrong patch failing with the report.
 
+use patcher_models::auto::FamilyModel;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
@@ -11,9 +12,9 @@ use burn::module::Module;
 use burn::prelude::Backend;
 use patcher_burn::{list_slots, save_pretrained, LoadError, LoadOptions, Loaded, Patcher};
 use patcher_core::{Checkpoint, LoadReport};
-use patcher_models::llama::{LlamaAttention, LlamaConfig, LlamaForCausalLM};
-use patcher_models::qwen2_moe::{Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeForCausalLM};
-use patcher_models::replacements::{FusedQKVAttention, Patch};
+use patcher_models::llama::{LlamaAttention, LlamaConfig, LlamaForCausalLm};
+use patcher_models::qwen2_moe::{Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeForCausalLm};
+use patcher_models::replacements::{FusedQkvAttention, Patch};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -23,7 +24,7 @@ fn qwen2_moe<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
     let patcher = patch.patcher::<B, _>(&config).unwrap();
     let (fused_qkv, sequential_experts) = (patch.has_fused_qkv(), patch.has_sequential_experts());
     let loaded =
-        Qwen2MoeForCausalLM::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
+        Qwen2MoeForCausalLm::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
             .unwrap();
     assert!(loaded.report.missing.is_empty() && loaded.report.unexpected.is_empty());
     // transformers 5's fused expert layout into per-expert linears: the model's default expert
@@ -39,7 +40,7 @@ fn qwen2_moe<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
         .iter()
         .filter(|s| s.replaced)
         .count();
-    let expected = config.num_hidden_layers * fused_qkv as usize
+    let expected = config.core.num_hidden_layers * fused_qkv as usize
         + config.sparse_layers() * sequential_experts as usize;
     assert_eq!(replaced, expected);
 
@@ -53,7 +54,7 @@ fn qwen2_moe<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
     // Save the (patched) model back in the checkpoint's layout; it reloads unpatched.
     let out_dir = save_and_compare(&loaded, &path, &format!("{dir}-{patch}"));
     std::fs::copy(path.join("config.json"), out_dir.join("config.json")).unwrap();
-    let reloaded = Qwen2MoeForCausalLM::<B>::from_pretrained(
+    let reloaded = Qwen2MoeForCausalLm::<B>::from_pretrained(
         &out_dir,
         &Patcher::new(),
         device,
@@ -118,7 +119,7 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
     };
     let patcher = patch.patcher::<B, _>(&config).unwrap();
     let loaded =
-        LlamaForCausalLM::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
+        LlamaForCausalLm::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
             .unwrap();
     let reference = read_reference(&path);
     let out = loaded
@@ -136,13 +137,13 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
     std::fs::remove_dir_all(out_dir).ok();
 }
 
-/// `Qwen2MoeForCausalLM::from_pretrained` of the `qwen2_moe` fixture with `patcher`.
+/// `Qwen2MoeForCausalLm::from_pretrained` of the `qwen2_moe` fixture with `patcher`.
 fn load_qwen2_moe_fixture<B: Backend>(
     patcher: &Patcher<B>,
     device: &B::Device,
-) -> Result<Loaded<Qwen2MoeForCausalLM<B>>, LoadError> {
+) -> Result<Loaded<Qwen2MoeForCausalLm<B>>, LoadError> {
     let path = fixtures().join("qwen2_moe");
-    Qwen2MoeForCausalLM::<B>::from_pretrained(path, patcher, device, &LoadOptions::default())
+    Qwen2MoeForCausalLm::<B>::from_pretrained(path, patcher, device, &LoadOptions::default())
 }
 
 /// The report and message of a load that must fail for keys that do not line up.
@@ -164,7 +165,7 @@ fn ends_with_any(keys: &[String], suffix: &str) -> bool {
 fn wrong_patch_fails<B: Backend>(device: &B::Device) {
     // Fused QKV attention without the q/k/v concatenations: `qkv_proj` has no source, and the
     // checkpoint's q/k/v keys have no parameter.
-    let patcher = Patcher::<B>::new().replace::<Qwen2MoeAttention<B>, FusedQKVAttention<B>>();
+    let patcher = Patcher::<B>::new().replace::<Qwen2MoeAttention<B>, FusedQkvAttention<B>>();
     let (report, _) = incomplete_load(load_qwen2_moe_fixture(&patcher, device));
     assert!(ends_with_any(&report.missing, "self_attn.qkv_proj.weight"));
     assert!(ends_with_any(&report.unexpected, "self_attn.q_proj.weight"));
@@ -193,8 +194,8 @@ fn wrong_patch_fails<B: Backend>(device: &B::Device) {
     assert!(message.contains("did you mean"), "{message}");
 
     // The same for Llama.
-    let patcher = Patcher::<B>::new().replace::<LlamaAttention<B>, FusedQKVAttention<B>>();
-    let err = LlamaForCausalLM::<B>::from_pretrained(
+    let patcher = Patcher::<B>::new().replace::<LlamaAttention<B>, FusedQkvAttention<B>>();
+    let err = LlamaForCausalLm::<B>::from_pretrained(
         fixtures().join("llama"),
         &patcher,
         device,
@@ -236,7 +237,7 @@ fn an_overlong_expert_index_is_unexpected() {
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
     let patcher = Patch::NONE.patcher::<B, _>(&config).unwrap();
     let strict =
-        Qwen2MoeForCausalLM::<B>::from_pretrained(path, &patcher, device, &LoadOptions::default());
+        Qwen2MoeForCausalLm::<B>::from_pretrained(path, &patcher, device, &LoadOptions::default());
     let (report, message) = incomplete_load(strict);
     assert_eq!(report.unexpected, [key], "{message}");
     assert!(
@@ -246,7 +247,7 @@ fn an_overlong_expert_index_is_unexpected() {
 
     let partial = LoadOptions::default().partial();
     let loaded =
-        Qwen2MoeForCausalLM::<B>::from_pretrained(path, &patcher, device, &partial).unwrap();
+        Qwen2MoeForCausalLm::<B>::from_pretrained(path, &patcher, device, &partial).unwrap();
     assert_eq!(loaded.report.unexpected, [key]);
     assert!(loaded.report.missing.is_empty(), "{}", loaded.report);
     assert!(loaded.report.mismatched.is_empty(), "{}", loaded.report);
@@ -318,7 +319,7 @@ fn ten_thousand_threads_are_clamped_and_load_the_same_weights() {
     let path = fixtures().join("qwen2_moe_sharded");
     let device = Default::default();
     let load = |options: &LoadOptions| {
-        Qwen2MoeForCausalLM::<NdArray>::from_pretrained(&path, &Patcher::new(), &device, options)
+        Qwen2MoeForCausalLm::<NdArray>::from_pretrained(&path, &Patcher::new(), &device, options)
             .unwrap()
             .model
     };
@@ -333,7 +334,7 @@ fn ten_thousand_threads_are_clamped_and_load_the_same_weights() {
             self.0.push(param.val().into_data());
         }
     }
-    let weights = |model: &Qwen2MoeForCausalLM<NdArray>| {
+    let weights = |model: &Qwen2MoeForCausalLm<NdArray>| {
         let mut visitor = Weights(Vec::new());
         model.visit(&mut visitor);
         visitor.0

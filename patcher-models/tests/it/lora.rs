@@ -3,6 +3,7 @@
 //! initialized, the logits equal the unpatched model's (and transformers'), and SGD steps on
 //! `Autodiff<NdArray>` change the adapters and nothing else.
 
+use patcher_models::auto::FamilyModel;
 use std::collections::BTreeMap;
 
 use crate::common::{fixtures, input_ids, read_reference};
@@ -11,7 +12,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
 use patcher_burn::{list_slots, LoadOptions, Patcher};
-use patcher_models::llama::{LlamaForCausalLM, LINEAR_NAMES};
+use patcher_models::llama::{LlamaForCausalLm, LINEAR_NAMES};
 use patcher_models::replacements::{lora_patcher, OnlyLoraTrainable, LORA_PARAMETERS};
 
 type Inner = NdArray<f32>;
@@ -20,8 +21,8 @@ type B = Autodiff<Inner>;
 fn load<Be: Backend>(
     patcher: &Patcher<Be>,
     options: &LoadOptions,
-) -> patcher_burn::Loaded<LlamaForCausalLM<Be>> {
-    LlamaForCausalLM::<Be>::from_pretrained(
+) -> patcher_burn::Loaded<LlamaForCausalLm<Be>> {
+    LlamaForCausalLm::<Be>::from_pretrained(
         fixtures().join("llama"),
         patcher,
         &Default::default(),
@@ -101,7 +102,7 @@ fn lora_on_every_linear_loads_the_stock_checkpoint_and_equals_the_unpatched_mode
     assert!(worst <= 1e-4, "max |logits - transformers| = {worst}");
 
     // Without ignoring the adapters, a strict load says exactly what is missing.
-    let err = LlamaForCausalLM::<Inner>::from_pretrained(
+    let err = LlamaForCausalLm::<Inner>::from_pretrained(
         fixtures().join("llama"),
         &lora_patcher::<Inner, 4>(&LINEAR_NAMES).unwrap(),
         &Default::default(),
@@ -122,7 +123,7 @@ fn sgd_steps_change_the_adapters_and_nothing_else() {
     let reference = read_reference(&fixtures().join("llama"));
     let ids = input_ids::<B>(&reference, &Default::default());
     let mut optimizer = SgdConfig::new().init();
-    let mut step = |model: LlamaForCausalLM<B>| {
+    let mut step = |model: LlamaForCausalLm<B>| {
         let loss = model.forward(ids.clone()).powi_scalar(2).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         optimizer.step(0.5, model, grads)

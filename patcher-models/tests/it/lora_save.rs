@@ -3,13 +3,14 @@
 //! PEFT's logits, saves back as PEFT wrote it, the base saves byte for byte, and the merged
 //! model saves as a stock checkpoint with the same logits.
 
+use patcher_models::auto::FamilyModel;
 use std::path::{Path, PathBuf};
 
 use crate::common::{fixtures, input_ids, max_abs_diff, read_reference};
 use crate::roundtrip::{assert_round_trip, raw};
 use burn::backend::NdArray;
 use patcher_burn::{LoadOptions, Loaded, Patcher, SaveOptions};
-use patcher_models::llama::{LlamaForCausalLM, LINEAR_NAMES};
+use patcher_models::llama::{LlamaForCausalLm, LINEAR_NAMES};
 use patcher_models::replacements::{
     load_lora_adapter, lora_patcher, save_lora_adapter, save_lora_base, save_lora_merged,
     PeftAdapterConfig, PeftAdapterError, ADAPTER_CONFIG, ADAPTER_WEIGHTS, LORA_PARAMETERS,
@@ -25,10 +26,10 @@ fn adapter_dir() -> PathBuf {
 }
 
 /// The llama fixture in a rank-`R` LoRA model, adapters at their initial values.
-fn lora<const R: usize>() -> Loaded<LlamaForCausalLM<B>> {
+fn lora<const R: usize>() -> Loaded<LlamaForCausalLm<B>> {
     let options = LoadOptions::default().ignore_missing([LORA_PARAMETERS]);
     let patcher = lora_patcher::<B, R>(&LINEAR_NAMES).unwrap();
-    LlamaForCausalLM::<B>::from_pretrained(
+    LlamaForCausalLm::<B>::from_pretrained(
         fixtures().join("llama"),
         &patcher,
         &Default::default(),
@@ -38,7 +39,7 @@ fn lora<const R: usize>() -> Loaded<LlamaForCausalLM<B>> {
 }
 
 /// The rank-4 LoRA model with PEFT's adapter loaded.
-fn with_peft_adapter() -> Loaded<LlamaForCausalLM<B>> {
+fn with_peft_adapter() -> Loaded<LlamaForCausalLm<B>> {
     let mut loaded = lora::<4>();
     loaded.model =
         load_lora_adapter(&loaded.model, adapter_dir()).unwrap_or_else(|e| panic!("{e}"));
@@ -46,7 +47,7 @@ fn with_peft_adapter() -> Loaded<LlamaForCausalLM<B>> {
 }
 
 /// Max |logits - PEFT's logits| of `model` on the fixture's input.
-fn peft_gap(model: &LlamaForCausalLM<B>) -> f32 {
+fn peft_gap(model: &LlamaForCausalLm<B>) -> f32 {
     let reference = read_reference(&adapter_dir());
     let ids = input_ids::<B>(&reference, &Default::default());
     max_abs_diff(&model.forward(ids), &reference.logits)
@@ -159,7 +160,7 @@ fn the_merged_model_saves_as_a_stock_checkpoint_with_peft_logits() {
     let config = fixtures().join("llama/config.json");
     std::fs::copy(config, out.path().join("config.json")).unwrap();
     let options = LoadOptions::default();
-    let plain = LlamaForCausalLM::<B>::from_pretrained(
+    let plain = LlamaForCausalLm::<B>::from_pretrained(
         out.path(),
         &Patcher::new(),
         &Default::default(),
@@ -211,7 +212,7 @@ fn adapters_that_do_not_fit_are_typed_errors() {
     );
 
     // A model without adapters has none to save.
-    let plain = LlamaForCausalLM::<B>::from_pretrained(
+    let plain = LlamaForCausalLm::<B>::from_pretrained(
         fixtures().join("llama"),
         &Patcher::new(),
         &Default::default(),

@@ -1,4 +1,4 @@
-//! Mixtral through the real loader (`MixtralForCausalLM::from_pretrained`), from the hub layout
+//! Mixtral through the real loader (`MixtralForCausalLm::from_pretrained`), from the hub layout
 //! (per-expert `block_sparse_moe.experts.{e}.w1/w2/w3`, hub-style config) and from transformers
 //! 5's fused layout (v5 config): parity with transformers on the logits and every hidden state,
 //! unpatched and with each seed-style patch, and each load saved back byte for byte.
@@ -9,7 +9,8 @@ use crate::common::{
 };
 use burn::prelude::Backend;
 use patcher_burn::{list_slots, LoadOptions};
-use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLM};
+use patcher_models::auto::FamilyModel;
+use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLm};
 use patcher_models::replacements::Patch;
 
 const TOLERANCE: f32 = 1e-4;
@@ -19,14 +20,14 @@ fn mixtral<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
     let config = MixtralConfig::from_file(path.join("config.json")).unwrap();
     let patcher = patch.patcher::<B, _>(&config).unwrap();
     let loaded =
-        MixtralForCausalLM::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
+        MixtralForCausalLm::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
             .unwrap();
     let report = &loaded.report;
     assert!(report.is_clean() && report.ignored.is_empty(), "{report}");
     let slots = list_slots(&loaded.model);
     let replaced: Vec<_> = slots.iter().filter(|s| s.replaced).collect();
     let per_layer = patch.presets().count();
-    assert_eq!(replaced.len(), per_layer * config.num_hidden_layers);
+    assert_eq!(replaced.len(), per_layer * config.core.num_hidden_layers);
     for slot in replaced {
         let expected = match slot.original_class.as_str() {
             "MixtralAttention" => "FusedQKVAttention",
@@ -53,13 +54,16 @@ fn hub_and_v5_configs_parse_alike() {
     let hub = MixtralConfig::from_file(fixtures().join("mixtral/config.json")).unwrap();
     let v5 = MixtralConfig::from_file(fixtures().join("mixtral_fused/config.json")).unwrap();
     assert_eq!(hub, v5);
-    assert_eq!(hub.rope.rope_theta, 5000.0);
+    assert_eq!(hub.core.rope.rope_theta, 5000.0);
     assert_eq!((hub.sliding_window, hub.num_local_experts), (Some(5), 4));
     // transformers' MixtralConfig defaults, and `num_experts` as an alias.
     let defaults = MixtralConfig::from_json_str(r#"{"num_experts": 4}"#).unwrap();
-    assert_eq!(defaults.rope.rope_theta, 1e6);
+    assert_eq!(defaults.core.rope.rope_theta, 1e6);
     assert_eq!(
-        (defaults.rms_norm_eps, defaults.num_key_value_heads),
+        (
+            defaults.core.rms_norm_eps,
+            defaults.core.num_key_value_heads
+        ),
         (1e-5, 8)
     );
     assert_eq!(

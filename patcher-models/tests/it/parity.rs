@@ -7,8 +7,8 @@ use crate::common::parity::assert_parity;
 use crate::common::{assign_all, fixtures, input_ids, read_reference};
 use burn::prelude::Backend;
 use patcher_burn::list_slots;
-use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 
 const TOLERANCE: f32 = 1e-4;
@@ -18,10 +18,10 @@ fn qwen2_moe<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
     let patcher = patch.patcher::<B, _>(&config).unwrap();
     let (fused_qkv, sequential_experts) = (patch.has_fused_qkv(), patch.has_sequential_experts());
-    let model = Qwen2MoeForCausalLM::<B>::with_patcher(&config, &patcher, device).unwrap();
+    let model = Qwen2MoeForCausalLm::<B>::with_patcher(&config, &patcher, device).unwrap();
     let slots = list_slots(&model);
     let count = |class: &str| slots.iter().filter(|s| s.original_class == class).count();
-    let (layers, sparse) = (config.num_hidden_layers, config.sparse_layers());
+    let (layers, sparse) = (config.core.num_hidden_layers, config.sparse_layers());
     // Every class is a slot: per layer the layer, its attention and two norms, and its MLP: a
     // MoE block with its router, experts and shared expert (a `Qwen2MoeMLP`), or a dense
     // `Qwen2MoeMLP`; then the final norm; the fused attention's own linears too.
@@ -63,14 +63,14 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
     let config = LlamaConfig::from_file(path.join("config.json")).unwrap();
     let model = if fused_qkv {
         let patcher = Patch::fused_qkv().patcher::<B, _>(&config).unwrap();
-        LlamaForCausalLM::<B>::with_patcher(&config, &patcher, device).unwrap()
+        LlamaForCausalLm::<B>::with_patcher(&config, &patcher, device).unwrap()
     } else {
-        LlamaForCausalLM::<B>::new(&config, device)
+        LlamaForCausalLm::<B>::new(&config, device)
     };
     let slots = list_slots(&model);
     let of =
         |class: &str| -> Vec<_> { slots.iter().filter(|s| s.original_class == class).collect() };
-    let layers = config.num_hidden_layers;
+    let layers = config.core.num_hidden_layers;
     let attention = of("LlamaAttention");
     assert_eq!(attention.len(), layers);
     assert!(attention.iter().all(|s| s.replaced == fused_qkv));

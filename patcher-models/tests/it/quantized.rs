@@ -3,6 +3,7 @@
 //! only by default (experts included through `SequentialExperts`), patterns otherwise, and a
 //! quantized model refusing to be saved.
 
+use patcher_models::auto::FamilyModel;
 use std::collections::HashSet;
 
 use crate::common::{fixtures, input_ids, max_abs_diff, read_reference, ModulePath};
@@ -13,7 +14,7 @@ use burn::tensor::DType as BurnDType;
 use patcher_burn::{
     model_params, save_pretrained, Layout, LoadError, LoadOptions, Quantization, QuantizeTargets,
 };
-use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLM};
+use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 
 /// Largest logit difference from transformers' full-precision reference allowed for 8-bit
@@ -73,11 +74,11 @@ fn load<B: Backend>(
     patch: Patch,
     options: &LoadOptions,
     device: &B::Device,
-) -> Qwen2MoeForCausalLM<B> {
+) -> Qwen2MoeForCausalLm<B> {
     let path = fixtures().join("qwen2_moe");
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
     let patcher = patch.patcher::<B, _>(&config).unwrap();
-    Qwen2MoeForCausalLM::<B>::from_pretrained(&path, &patcher, device, options)
+    Qwen2MoeForCausalLm::<B>::from_pretrained(&path, &patcher, device, options)
         .unwrap()
         .model
 }
@@ -149,7 +150,7 @@ fn patterns_select_parameters<B: Backend>(device: &B::Device) {
         targets: QuantizeTargets::Matching(vec!["(".into()]),
     };
     let path = fixtures().join("qwen2_moe");
-    let err = Qwen2MoeForCausalLM::<B>::from_pretrained(
+    let err = Qwen2MoeForCausalLm::<B>::from_pretrained(
         &path,
         &patcher_burn::Patcher::new(),
         device,
@@ -163,7 +164,7 @@ fn unsupported_schemes_are_an_error<B: Backend>(device: &B::Device) {
     // NdArray implements only the native store; the packed default is refused before loading.
     let packed = QuantScheme::default();
     let path = fixtures().join("qwen2_moe");
-    let result = Qwen2MoeForCausalLM::<B>::from_pretrained(
+    let result = Qwen2MoeForCausalLm::<B>::from_pretrained(
         &path,
         &patcher_burn::Patcher::new(),
         device,
@@ -179,7 +180,7 @@ fn unsupported_schemes_are_an_error<B: Backend>(device: &B::Device) {
 
 fn saving_a_quantized_model_is_refused<B: Backend>(device: &B::Device) {
     let path = fixtures().join("qwen2_moe");
-    let loaded = Qwen2MoeForCausalLM::<B>::from_pretrained(
+    let loaded = Qwen2MoeForCausalLm::<B>::from_pretrained(
         &path,
         &patcher_burn::Patcher::new(),
         device,

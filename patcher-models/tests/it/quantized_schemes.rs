@@ -5,6 +5,7 @@
 //! with `LoadError::Quantize` before anything is uploaded, leaving the model untouched. No
 //! scheme panics.
 
+use patcher_models::auto::FamilyModel;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -22,9 +23,9 @@ use patcher_burn::{
 };
 use patcher_core::Checkpoint;
 use patcher_models::bert::BertModel;
-use patcher_models::llama::LlamaForCausalLM;
-use patcher_models::mixtral::MixtralForCausalLM;
-use patcher_models::qwen2_moe::Qwen2MoeForCausalLM;
+use patcher_models::llama::LlamaForCausalLm;
+use patcher_models::mixtral::MixtralForCausalLm;
+use patcher_models::qwen2_moe::Qwen2MoeForCausalLm;
 
 const VALUES: [QuantValue; 9] = [
     QuantValue::Q8F,
@@ -392,9 +393,9 @@ fn decoders<'a, B: Backend, M: PretrainedModel<B>>(
 fn llama<B: Backend>(device: &B::Device) {
     let dirs = ["llama", "llama_sharded", "llama_tied"];
     let load = |path: &Path| {
-        LlamaForCausalLM::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
+        LlamaForCausalLm::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
     };
-    let forward = |m: &LlamaForCausalLM<B>, ids| m.forward(ids);
+    let forward = |m: &LlamaForCausalLm<B>, ids| m.forward(ids);
     for (dir, tally) in decoders(&dirs, device, load, forward) {
         // A block of 32 does not divide the attention's and MLP's widths (48, 96, 112).
         let q8_32 = backend_quant_scheme::<B>().with_level(QuantLevel::block([32]));
@@ -415,18 +416,18 @@ fn qwen2_moe<B: Backend>(device: &B::Device) {
         "qwen2_moe_sharded",
     ];
     let load = |path: &Path| {
-        Qwen2MoeForCausalLM::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
+        Qwen2MoeForCausalLm::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
     };
-    let forward = |m: &Qwen2MoeForCausalLM<B>, ids| m.forward(ids);
+    let forward = |m: &Qwen2MoeForCausalLm<B>, ids| m.forward(ids);
     decoders(&dirs, device, load, forward);
 }
 
 fn mixtral<B: Backend>(device: &B::Device) {
     let dirs = ["mixtral", "mixtral_fused"];
     let load = |path: &Path| {
-        MixtralForCausalLM::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
+        MixtralForCausalLm::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
     };
-    let forward = |m: &MixtralForCausalLM<B>, ids| m.forward(ids);
+    let forward = |m: &MixtralForCausalLm<B>, ids| m.forward(ids);
     decoders(&dirs, device, load, forward);
 }
 

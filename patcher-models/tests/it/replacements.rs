@@ -8,12 +8,14 @@ use burn::backend::NdArray;
 use burn::module::Module;
 use burn::prelude::*;
 use patcher_burn::{model_params, BuildContext};
-use patcher_models::common::{causal_mask, DecoderAttention, MoeExperts, RotaryEmbedding};
+use patcher_models::common::{
+    causal_mask, DecoderAttention, MoeExperts, MoeRouter, RotaryEmbedding,
+};
 use patcher_models::llama::{LlamaAttention, LlamaConfig};
 use patcher_models::qwen2_moe::{
     Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeExperts, Qwen2MoeTopKRouter,
 };
-use patcher_models::replacements::{FusedQKVAttention, SequentialExperts};
+use patcher_models::replacements::{FusedQkvAttention, SequentialExperts};
 
 type B = NdArray<f32>;
 
@@ -37,16 +39,16 @@ fn fused_qkv_matches_qwen2_moe_attention() {
     let dir = fixtures().join("qwen2_moe");
     let config = Qwen2MoeConfig::from_file(dir.join("config.json")).unwrap();
     let weights = read_checkpoint(&dir);
-    for layer in 0..config.num_hidden_layers {
+    for layer in 0..config.core.num_hidden_layers {
         let prefix = format!("model.layers.{layer}.self_attn.");
         let (original, _) = assign(
-            Qwen2MoeAttention::<B>::new(&config, layer, &ctx),
+            Qwen2MoeAttention::<B>::new(&config.attention_spec(layer), layer, &ctx),
             &weights,
             &prefix,
             &device,
         );
         let (fused, used) = assign(
-            FusedQKVAttention::<B>::new(&config, layer, &ctx),
+            FusedQkvAttention::<B>::new(&config.attention_spec(layer), layer, &ctx),
             &weights,
             &prefix,
             &device,
@@ -58,8 +60,9 @@ fn fused_qkv_matches_qwen2_moe_attention() {
         };
         assert_eq!(fused_out, (4 + 2 * 2) * 16, "(H + 2*KV) * head_dim");
 
-        let x = seeded_input::<B>([2, 7, config.hidden_size], 7 + layer as u64, &device);
-        let pe = RotaryEmbedding::new(&config.rope, config.head_dim).forward::<B>(7, &device);
+        let x = seeded_input::<B>([2, 7, config.core.hidden_size], 7 + layer as u64, &device);
+        let pe =
+            RotaryEmbedding::new(&config.core.rope, config.core.head_dim).forward::<B>(7, &device);
         let mask = causal_mask::<B>(7, None, &device);
         let a = original.forward(x.clone(), &pe, Some(&mask));
         let b = fused.forward(x, &pe, Some(&mask));
@@ -78,13 +81,13 @@ fn fused_qkv_matches_llama_attention() {
     let weights = read_checkpoint(&dir);
     let prefix = "model.layers.1.self_attn.";
     let (original, _) = assign(
-        LlamaAttention::<B>::new(&config, 1, &ctx),
+        LlamaAttention::<B>::new(&config.attention_spec(1), 1, &ctx),
         &weights,
         prefix,
         &device,
     );
     let (fused, _) = assign(
-        FusedQKVAttention::<B>::new(&config, 1, &ctx),
+        FusedQkvAttention::<B>::new(&config.attention_spec(1), 1, &ctx),
         &weights,
         prefix,
         &device,
@@ -95,8 +98,8 @@ fn fused_qkv_matches_llama_attention() {
             .any(|p| p.burn_path == "qkv_proj.bias"),
         "llama fixture has no attention bias"
     );
-    let x = seeded_input::<B>([2, 5, config.hidden_size], 11, &device);
-    let pe = RotaryEmbedding::new(&config.rope, config.head_dim).forward::<B>(5, &device);
+    let x = seeded_input::<B>([2, 5, config.core.hidden_size], 11, &device);
+    let pe = RotaryEmbedding::new(&config.core.rope, config.core.head_dim).forward::<B>(5, &device);
     let mask = causal_mask::<B>(5, None, &device);
     let diff = max_diff(
         original.forward(x.clone(), &pe, Some(&mask)),
@@ -112,23 +115,23 @@ fn sequential_experts_match_fused_experts() {
     let dir = fixtures().join("qwen2_moe");
     let config = Qwen2MoeConfig::from_file(dir.join("config.json")).unwrap();
     let weights = read_checkpoint(&dir);
-    for layer in 0..config.num_hidden_layers {
+    for layer in 0..config.core.num_hidden_layers {
         let prefix = format!("model.layers.{layer}.mlp.");
         let (router, _) = assign(
-            Qwen2MoeTopKRouter::<B>::new(&config, &device),
+            Qwen2MoeTopKRouter::<B>::new(&config.router_spec(), &device),
             &weights,
             &format!("{prefix}gate."),
             &device,
         );
         let experts_prefix = format!("{prefix}experts.");
         let (fused, _) = assign(
-            Qwen2MoeExperts::<B>::new(&config, &device),
+            Qwen2MoeExperts::<B>::new(&config.experts_spec(), &device),
             &weights,
             &experts_prefix,
             &device,
         );
         let (sequential, used) = assign(
-            SequentialExperts::<B>::new(&config, &device),
+            SequentialExperts::<B>::new(&config.experts_spec(), &device),
             &weights,
             &experts_prefix,
             &device,
@@ -137,8 +140,8 @@ fn sequential_experts_match_fused_experts() {
         assert!(used.contains(&format!("{experts_prefix}3.down_proj.weight")));
         assert_eq!(sequential.num_params(), fused.num_params());
 
-        let x = seeded_input::<B>([1, 40, config.hidden_size], 3 + layer as u64, &device)
-            .reshape([40, config.hidden_size]);
+        let x = seeded_input::<B>([1, 40, config.core.hidden_size], 3 + layer as u64, &device)
+            .reshape([40, config.core.hidden_size]);
         let routing = router.forward(x.clone());
         let a = fused.forward(
             x.clone(),
@@ -156,7 +159,7 @@ fn sequential_experts_match_fused_experts() {
 fn sequential_experts_paths_are_the_checkpoint_keys() {
     let device = Default::default();
     let config = Qwen2MoeConfig::from_file(fixtures().join("qwen2_moe/config.json")).unwrap();
-    let experts = SequentialExperts::<B>::new(&config, &device);
+    let experts = SequentialExperts::<B>::new(&config.experts_spec(), &device);
     let names = param_paths(&experts);
     assert_eq!(names.len(), 3 * config.num_experts);
     assert_eq!(names[0], "0.gate_proj.weight");

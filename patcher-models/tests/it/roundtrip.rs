@@ -2,6 +2,7 @@
 //! its base model prefix (the load adds it, the save removes it), BERT's legacy layout (prefix,
 //! `gamma`/`beta`), and half-precision checkpoints (each tensor written in its loaded dtype).
 
+use patcher_models::auto::FamilyModel;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -10,7 +11,7 @@ use burn::backend::NdArray;
 use half::f16;
 use patcher_burn::{save_pretrained, LoadOptions, Patcher};
 use patcher_models::bert::BertModel;
-use patcher_models::llama::LlamaForCausalLM;
+use patcher_models::llama::LlamaForCausalLm;
 use safetensors::{Dtype, SafeTensors};
 
 type B = NdArray<f32>;
@@ -67,9 +68,9 @@ pub fn assert_round_trip(expected: &Raw, save: impl FnOnce(&Path)) {
     }
 }
 
-fn llama(dir: &Path) -> patcher_burn::Loaded<LlamaForCausalLM<B>> {
+fn llama(dir: &Path) -> patcher_burn::Loaded<LlamaForCausalLm<B>> {
     let options = LoadOptions::default();
-    LlamaForCausalLM::<B>::from_pretrained(dir, &Patcher::new(), &Default::default(), &options)
+    LlamaForCausalLm::<B>::from_pretrained(dir, &Patcher::new(), &Default::default(), &options)
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -134,7 +135,7 @@ fn an_f16_checkpoint_saves_back_in_f16() {
 fn a_bf16_checkpoint_saves_back_in_bf16_and_float_dtype_overrides() {
     let path = fixtures().join("qwen2_moe_bf16");
     let options = LoadOptions::default();
-    let loaded = patcher_models::qwen2_moe::Qwen2MoeForCausalLM::<B>::from_pretrained(
+    let loaded = patcher_models::qwen2_moe::Qwen2MoeForCausalLm::<B>::from_pretrained(
         &path,
         &Patcher::new(),
         &Default::default(),

@@ -4,6 +4,7 @@ use crate::common::fixtures;
 use burn::backend::NdArray;
 use burn::module::Param;
 use burn::prelude::*;
+use patcher_models::common::MoeRouter;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeTopKRouter};
 
 type B = NdArray<f32>;
@@ -18,13 +19,13 @@ fn config(norm_topk_prob: bool) -> Qwen2MoeConfig {
 fn ties_follow_torch_topk_on_the_cpu() {
     let device = Default::default();
     let config = config(false);
-    let mut router = Qwen2MoeTopKRouter::<B>::new(&config, &device);
+    let mut router = Qwen2MoeTopKRouter::<B>::new(&config.router_spec(), &device);
     // A zero router: every probability is 1/4; torch.topk(k=2) picks experts 2 and 3.
     router.weight = Param::from_tensor(Tensor::zeros(
-        [config.num_experts, config.hidden_size],
+        [config.num_experts, config.core.hidden_size],
         &device,
     ));
-    let x = Tensor::<B, 2>::ones([3, config.hidden_size], &device);
+    let x = Tensor::<B, 2>::ones([3, config.core.hidden_size], &device);
     let out = router.forward(x);
     let index: Vec<i64> = out.top_k_index.to_data().iter::<i64>().collect();
     assert_eq!(index, vec![2, 3, 2, 3, 2, 3]);
@@ -40,8 +41,8 @@ fn norm_topk_prob_renormalises() {
         burn::tensor::Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let plain = Qwen2MoeTopKRouter::<B>::new(&config(false), &device);
-    let mut normed = Qwen2MoeTopKRouter::<B>::new(&config(true), &device);
+    let plain = Qwen2MoeTopKRouter::<B>::new(&config(false).router_spec(), &device);
+    let mut normed = Qwen2MoeTopKRouter::<B>::new(&config(true).router_spec(), &device);
     // A lazy parameter cloned before use would initialise twice: share the value.
     normed.weight = Param::from_tensor(plain.weight.val());
     let a = plain.forward(x.clone());

@@ -11,7 +11,8 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use patcher_burn::{model_params, save_pretrained, LoadOptions, Patcher};
 use patcher_core::Checkpoint;
-use patcher_models::llama::{LlamaConfig, LlamaForCausalLM};
+use patcher_models::auto::FamilyModel;
+use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
 use patcher_models::replacements::Patch;
 
 const TOLERANCE: f32 = 1e-4;
@@ -19,7 +20,7 @@ const TOLERANCE: f32 = 1e-4;
 fn load_and_check<B: Backend>(fused_qkv: bool, device: &B::Device) {
     let dir = fixtures().join("llama_tied");
     let config = LlamaConfig::from_file(dir.join("config.json")).unwrap();
-    assert!(config.tie_word_embeddings);
+    assert!(config.core.tie_word_embeddings);
     let patch = if fused_qkv {
         Patch::fused_qkv()
     } else {
@@ -27,7 +28,7 @@ fn load_and_check<B: Backend>(fused_qkv: bool, device: &B::Device) {
     };
     let patcher = patch.patcher(&config).unwrap();
     let loaded =
-        LlamaForCausalLM::<B>::from_pretrained(&dir, &patcher, device, &LoadOptions::default())
+        LlamaForCausalLm::<B>::from_pretrained(&dir, &patcher, device, &LoadOptions::default())
             .unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     // One parameter for both ends of the model.
@@ -112,7 +113,7 @@ fn training_updates_the_one_shared_parameter() {
     type B = Autodiff<NdArray>;
     let device = Default::default();
     let dir = fixtures().join("llama_tied");
-    let loaded = LlamaForCausalLM::<B>::from_pretrained(
+    let loaded = LlamaForCausalLm::<B>::from_pretrained(
         &dir,
         &Patcher::new(),
         &device,

@@ -1,7 +1,7 @@
 //! Parity of a forward with transformers' reference outputs: logits and every hidden state.
 
 use burn::prelude::*;
-use patcher_models::common::CausalLMOutput;
+use patcher_models::common::CausalLmOutput;
 
 use super::{max_abs_diff, Reference};
 
@@ -45,7 +45,7 @@ pub fn parity<B: Backend>(
 /// `tolerance`.
 pub fn assert_parity<B: Backend>(
     label: &str,
-    out: &CausalLMOutput<B>,
+    out: &CausalLmOutput<B>,
     reference: &Reference,
     tolerance: f32,
 ) {
