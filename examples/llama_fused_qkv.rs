@@ -11,8 +11,8 @@ mod common;
 
 use burn_patcher::{LoadOptions, Patcher};
 use common::{fixture, print_build, Backend, Reference};
-use patcher_models::auto::FamilyModel;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
+use patcher_models::prelude::*;
 use patcher_models::replacements::Patch;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

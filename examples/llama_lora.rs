@@ -16,8 +16,8 @@ use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn_patcher::SaveOptions;
 use burn_patcher::{list_slots, LoadOptions};
 use common::{fixture, Reference};
-use patcher_models::auto::FamilyModel;
 use patcher_models::llama::{LlamaForCausalLm, LINEAR_NAMES};
+use patcher_models::prelude::*;
 use patcher_models::replacements::{
     lora_patcher, save_lora_adapter, save_lora_base, OnlyLoraTrainable, PeftAdapterConfig,
     LORA_PARAMETERS,

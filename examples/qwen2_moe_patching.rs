@@ -18,7 +18,7 @@ mod common;
 
 use burn_patcher::{LoadOptions, Patcher};
 use common::{fixture, print_build, Backend, Reference};
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 

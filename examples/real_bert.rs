@@ -14,7 +14,7 @@
 
 mod common;
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::path::PathBuf;
 
 use burn::prelude::*;

@@ -7,6 +7,7 @@ versions recorded in tests/fixtures/VERSIONS.md (transformers==5.23.0, torch, sa
     python3 scripts/make_fixtures.py
     python3 scripts/make_fixtures.py llama_lora   # only the PEFT adapter fixture (needs peft)
     python3 scripts/make_fixtures.py cache        # only the decoders' cache references
+    python3 scripts/make_fixtures.py gpt2         # only GPT-2's fixtures (and the cache references)
 
 What it writes, per model directory:
 - config.json + model.safetensors (or sharded files + model.safetensors.index.json), written by
@@ -42,8 +43,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import (
     BertConfig,
-    DynamicCache,
     BertModel,
+    DynamicCache,
+    GPT2Config,
+    GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
     MixtralConfig,
@@ -156,12 +159,13 @@ def seeded_init(model: torch.nn.Module, seed: int) -> None:
     with torch.no_grad():
         for name, param in model.named_parameters():
             noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
-            # `.lower()`: BERT's norms are `LayerNorm`.
-            if name.lower().endswith("norm.weight"):
+            # `.lower()`: BERT's norms are `LayerNorm`; GPT-2's are `ln_1`, `ln_2`, `ln_f`.
+            gpt2_norm = name.endswith(".weight") and name.split(".")[-2].startswith("ln_")
+            if name.lower().endswith("norm.weight") or gpt2_norm:
                 value = 1.0 + 0.3 * noise
             elif name.endswith(".bias"):
                 value = 0.2 * noise
-            elif name.endswith(("embed_tokens.weight", "embeddings.weight")):
+            elif name.endswith(("embed_tokens.weight", "embeddings.weight", "wte.weight", "wpe.weight")):
                 value = noise
             elif name.endswith("mlp.gate.weight"):
                 value = 0.3 * noise
@@ -193,14 +197,18 @@ def check_hidden_state_convention(model, ids: torch.Tensor, out) -> str:
     """Work out, with hooks, what `output_hidden_states` returns, and assert it."""
     captured = {}
     hooks = []
-    for i, layer in enumerate(model.model.layers):
+    if hasattr(model, "transformer"):
+        # GPT-2: the embedding output is the sum of token and position embeddings, the dropout's
+        # output.
+        layers, embed, norm = model.transformer.h, model.transformer.drop, model.transformer.ln_f
+    else:
+        layers, embed, norm = model.model.layers, model.model.embed_tokens, model.model.norm
+    for i, layer in enumerate(layers):
         hooks.append(
             layer.register_forward_hook(lambda _m, _i, o, i=i: captured.__setitem__(f"layer{i}", o))
         )
-    hooks.append(
-        model.model.embed_tokens.register_forward_hook(lambda _m, _i, o: captured.__setitem__("embed", o))
-    )
-    hooks.append(model.model.norm.register_forward_hook(lambda _m, _i, o: captured.__setitem__("norm", o)))
+    hooks.append(embed.register_forward_hook(lambda _m, _i, o: captured.__setitem__("embed", o)))
+    hooks.append(norm.register_forward_hook(lambda _m, _i, o: captured.__setitem__("norm", o)))
     with torch.no_grad():
         model(input_ids=ids)
     for h in hooks:
@@ -210,7 +218,7 @@ def check_hidden_state_convention(model, ids: torch.Tensor, out) -> str:
         return o[0] if isinstance(o, tuple) else o
 
     hs = out.hidden_states
-    n = len(model.model.layers)
+    n = len(layers)
     assert len(hs) == n + 1, len(hs)
     assert torch.equal(hs[0], unwrap(captured["embed"])), "hidden_states[0] is not the embedding output"
     for i in range(1, n):
@@ -436,6 +444,9 @@ def main() -> None:
     # --- BERT -------------------------------------------------------------------------------
     conventions["bert"] = bert_fixtures()
 
+    # --- GPT-2 ------------------------------------------------------------------------------
+    conventions["gpt2"] = gpt2_fixtures()
+
     write_cache_references()
     write_op_references()
     conventions["llama_lora"] = llama_lora_fixture()
@@ -458,6 +469,41 @@ def main() -> None:
     print(f"fixtures total: {total / 1024:.1f} KiB")
 
 
+def gpt2_config() -> GPT2Config:
+    # GPT-2's defaults (gelu_new, tied head, learned positions) at a tiny size; n_inner left at
+    # its default (4 * n_embd).
+    return GPT2Config(vocab_size=128, n_positions=64, n_embd=64, n_layer=2, n_head=4, bos_token_id=1, eos_token_id=2)
+
+
+def gpt2_fixtures() -> str:
+    """tests/fixtures/gpt2/ (as `save_pretrained` writes it: `transformer.` keys, the head tied
+    to `transformer.wte`) and gpt2_legacy/ (the same weights as the original hub checkpoints
+    hold them: no `transformer.` prefix, and each block's causal-mask buffer `h.{i}.attn.bias`
+    [1, 1, n_positions, n_positions]), each with its reference."""
+    model = build(GPT2LMHeadModel, gpt2_config(), seed=20260020)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    ids = input_ids(model.config.vocab_size)
+    gdir = fresh_dir(FIXTURES / "gpt2")
+    model.save_pretrained(gdir)
+    keys = on_disk_keys(gdir)
+    assert "transformer.h.0.attn.c_attn.weight" in keys and "lm_head.weight" not in keys, keys
+    ref = load_eager(GPT2LMHeadModel, gdir)
+    convention = save_reference(ref, ids, gdir)
+
+    ldir = fresh_dir(FIXTURES / "gpt2_legacy")
+    (ldir / "config.json").write_text((gdir / "config.json").read_text())
+    n = model.config.n_positions
+    legacy = {k.removeprefix("transformer."): v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    for i in range(model.config.n_layer):
+        legacy[f"h.{i}.attn.bias"] = torch.tril(torch.ones(n, n)).view(1, 1, n, n)
+    save_file(legacy, str(ldir / "model.safetensors"), metadata={"format": "pt"})
+    lref = load_eager(GPT2LMHeadModel, ldir)
+    with torch.no_grad():
+        torch.testing.assert_close(lref(input_ids=ids).logits, ref(input_ids=ids).logits, rtol=0, atol=0)
+    save_reference(lref, ids, ldir)
+    return convention
+
+
 # Left padding of the cache references' second row, and the greedy tokens decoded after the prompt.
 PAD = 3
 DECODE_STEPS = 4
@@ -471,7 +517,8 @@ def write_cache_references() -> None:
     (`generated` [2, steps], `step_logits` [2, steps + 1, vocab]: the prompt's last logits, then
     each step's), as `generate(do_sample=False)` runs them without stopping at EOS."""
     cache_dir = fresh_dir(FIXTURES / "cache")
-    for cls, name in ((LlamaForCausalLM, "llama"), (Qwen2MoeForCausalLM, "qwen2_moe"), (MixtralForCausalLM, "mixtral")):
+    families = ((LlamaForCausalLM, "llama"), (Qwen2MoeForCausalLM, "qwen2_moe"), (MixtralForCausalLM, "mixtral"), (GPT2LMHeadModel, "gpt2"))
+    for cls, name in families:
         path = FIXTURES / name
         model = load_eager(cls, path)
         ids = input_ids(model.config.vocab_size)
@@ -799,6 +846,10 @@ if __name__ == "__main__":
         print(llama_lora_fixture())
     elif sys.argv[1:] == ["cache"]:
         torch.use_deterministic_algorithms(True)
+        write_cache_references()
+    elif sys.argv[1:] == ["gpt2"]:
+        torch.use_deterministic_algorithms(True)
+        print(gpt2_fixtures())
         write_cache_references()
     else:
         sys.exit(main())

@@ -116,7 +116,7 @@
 //!
 //! // By name, a key that names no slot class of the model is an error, with a did-you-mean.
 //! let typo = Patcher::<B>::new()
-//!     .class_mapping("LlamaMlp", replacement::<GatedMlp<B>, dyn MlpLayer<B>>());
+//!     .class_mapping("LlamaMLP", replacement::<GatedMlp<B>, dyn MlpLayer<B>>());
 //! let err = BuildContext::build(&typo, &device, Model::new).unwrap_err();
 //! assert!(err.to_string().contains("did you mean `LlamaMlp`?"));
 //! # }
@@ -136,11 +136,12 @@ pub use patcher_derive::{slot_interface, Patchable};
 /// ```
 /// use burn::backend::NdArray;
 /// use burn_patcher::models::llama::{LlamaConfig, LlamaForCausalLm};
+/// use burn_patcher::models::prelude::*;
 ///
 /// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llama");
 /// let config = LlamaConfig::from_file(format!("{dir}/config.json")).unwrap();
 /// let model = LlamaForCausalLm::<NdArray>::new(&config, &Default::default());
-/// assert_eq!(model.model.layers.len(), config.num_hidden_layers);
+/// assert_eq!(model.model.layers.len(), config.core.num_hidden_layers);
 /// ```
 #[cfg(feature = "models")]
 pub use patcher_models as models;

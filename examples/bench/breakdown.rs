@@ -5,6 +5,7 @@
 //! them; the attention core (`eager_attention`: head split, RoPE, `repeat_kv`, scores, mask,
 //! softmax, head merge) is also timed alone, on the projections' outputs.
 
+use patcher_models::prelude::*;
 use std::time::Instant;
 
 use burn::prelude::*;
@@ -121,7 +122,12 @@ pub fn breakdown<B: Backend>(
     );
     part(
         "attention (projections + core)",
-        layers * time(&|| layer.self_attn.forward(normed.clone(), &pe, Some(&mask))),
+        layers
+            * time(&|| {
+                layer
+                    .self_attn
+                    .forward(normed.clone(), &pe, Some(&mask), None)
+            }),
         layers * tokens * 2.0 * (h * (q + 2.0 * kv) + q * h)
             + layers
                 * batch as f64
@@ -134,14 +140,8 @@ pub fn breakdown<B: Backend>(
         "  of which the core (eager_attention)",
         layers
             * time(&|| {
-                eager_attention(
-                    &spec,
-                    q_in.clone(),
-                    k_in.clone(),
-                    v_in.clone(),
-                    &pe,
-                    Some(&mask),
-                )
+                let qkv = [q_in.clone(), k_in.clone(), v_in.clone()];
+                eager_attention(&spec, qkv, &pe, Some(&mask), None)
             }),
         layers * batch as f64 * heads * 4.0 * (seq * seq) as f64 * config.core.head_dim as f64,
     );

@@ -46,7 +46,7 @@ use bench::Error;
 use burn::module::Module;
 use burn::prelude::*;
 use burn_patcher::{LinearLayout, LoadOptions, Patcher};
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 

@@ -78,6 +78,7 @@
 #[path = "../bench/mod.rs"]
 mod bench;
 
+use patcher_models::prelude::*;
 use std::path::PathBuf;
 
 use bench::checkpoint::{ensure_checkpoint, tensor_bytes, Shape};

@@ -8,10 +8,10 @@
 
 use burn::backend::NdArray;
 use clap::ValueEnum;
-use patcher_models::auto::FamilyModel;
 use patcher_models::bert::BertModel;
 use patcher_models::llama::LlamaForCausalLm;
 use patcher_models::mixtral::MixtralForCausalLm;
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::Qwen2MoeForCausalLm;
 use patcher_models::replacements::{Patch, PatchTarget};
 

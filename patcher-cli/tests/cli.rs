@@ -1,7 +1,7 @@
 //! The `burn-patcher` binary on the committed fixtures (`tests/fixtures/`): inspect, plan (exit
 //! statuses 0, 1 and 2), and convert to the patched layout and back.
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -5,31 +5,37 @@
 //! 1:1 to Burn parameter paths, up to Burn's `[in, out]` Linear layout and BERT's `self` ->
 //! `self_`), and the seed's replacement classes.
 //!
-//! - [`qwen2_moe`] has `Qwen2MoeForCausalLM` and its parts; the experts are fused in memory
+//! - [`qwen2_moe`] has `Qwen2MoeForCausalLm` and its parts; the experts are fused in memory
 //!   (`gate_up_proj [E, 2I, H]`, `down_proj [E, H, I]`) and
 //!   [`qwen2_moe::default_weight_conversions`] merges the checkpoint's per-expert linears, as
 //!   transformers does.
-//! - [`llama`] has `LlamaForCausalLM` and its parts (no default conversions).
-//! - [`mixtral`] has `MixtralForCausalLM` and its parts; experts fused in memory as in
+//! - [`llama`] has `LlamaForCausalLm` and its parts (no default conversions).
+//! - [`mixtral`] has `MixtralForCausalLm` and its parts; experts fused in memory as in
 //!   Qwen2-MoE, and [`mixtral::default_weight_conversions`] renames the hub's
 //!   `block_sparse_moe` to `mlp` and merges its per-expert `w1`/`w3`/`w2`.
 //! - [`bert`] has `BertModel` (the encoder with its pooler; token types, absolute positions,
 //!   padding mask) and its classes, every one a slot; [`bert::default_weight_conversions`]
 //!   renames `attention.self` (a Rust keyword) to the field `self_`, and old checkpoints'
 //!   `bert.` prefix and `LayerNorm.gamma`/`.beta` load as in transformers.
-//! - [`replacements`] has [`FusedQkvAttention`](replacements::FusedQKVAttention),
+//! - [`replacements`] has [`FusedQkvAttention`](replacements::FusedQkvAttention),
 //!   [`SequentialExperts`](replacements::SequentialExperts),
-//!   [`FusedQkvBertSelfAttention`](replacements::FusedQKVBertSelfAttention), and
+//!   [`FusedQkvBertSelfAttention`](replacements::FusedQkvBertSelfAttention), and
 //!   [`Patch`](replacements::Patch), the presets that apply them to any family
 //!   ([`Patch::seed`](replacements::Patch::seed) is the seed's patcher).
-//! - [`auto`] has transformers' Auto classes: [`AutoModelForCausalLm`](auto::AutoModelForCausalLM)
+//! - [`auto`] has transformers' Auto classes: [`AutoModelForCausalLm`](auto::AutoModelForCausalLm)
 //!   and [`AutoModel`](auto::AutoModel) load any registered family by `config.json`'s
 //!   `model_type`; a user's family registers as the kit's do.
-//! - [`common`] has what the families share: RoPE in transformers' rotate-half convention,
-//!   eager grouped-query attention, RMSNorm, `torch.topk`'s CPU tie order, expert dispatch, the
-//!   forward interfaces of substitutable classes, and the logic behind the families' same-named
-//!   classes (projections, decoder forward, config core, `from_pretrained`), which keep their
-//!   own structs and parameter names.
+//! - [`common`] has the public blocks every family is written with, the kit's and a user's:
+//!   the slot interfaces shared by all families (an attention class is built from an
+//!   [`AttentionSpec`](common::AttentionSpec), experts from an
+//!   [`ExpertsSpec`](common::ExpertsSpec), ...), RoPE in transformers' rotate-half convention,
+//!   eager grouped-query attention, the KV cache ([`KvCache`](common::KvCache)) and padding
+//!   ([`AttentionLayout`](common::AttentionLayout)), RMSNorm, `torch.topk`'s CPU tie order,
+//!   expert dispatch, the decoder stack, and [`CausalLm`](common::CausalLm), the forwards every
+//!   causal LM gets from its one `forward_layout`.
+//!
+//! Each family is a folder of plain structs, readable and copyable: `llama/model.rs` is the
+//! whole Llama.
 //!
 //! The substitutable fields (each layer's `self_attn`, each sparse block's `experts`) are
 //! [`Slot`](patcher_burn::Slot)s: a model built with a [`Patcher`](patcher_burn::Patcher) holds
@@ -39,6 +45,7 @@
 //! use burn::backend::NdArray;
 //! use burn::prelude::*;
 //! use patcher_burn::list_slots;
+//! use patcher_models::prelude::*;
 //! use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 //! use patcher_models::replacements::Patch;
 //!
@@ -59,11 +66,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The decoders' forward passes take `input_ids [batch, seq]` with positions `0..seq` and no
-//! padding mask (no KV cache): `forward` returns the logits, `forward_with_hidden_states` also the
-//! hidden states in transformers' `output_hidden_states` convention (see
-//! [`common::CausalLmOutput`]). BERT's takes token types and a padding mask too (see
-//! [`bert::BertModel::forward`]).
+//! The decoders' forward passes ([`CausalLm`](common::CausalLm), in [`prelude`]): `forward`
+//! returns the logits of `input_ids [batch, seq]`, `forward_with_hidden_states` also the hidden
+//! states in transformers' `output_hidden_states` convention (see [`common::CausalLmOutput`]),
+//! `forward_masked` those of a left-padded batch, and `forward_cached` decodes through a
+//! [`KvCache`](common::KvCache) (transformers' `DynamicCache`). BERT's takes token types and a
+//! padding mask too (see [`bert::BertModel::forward`]).
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -78,6 +86,14 @@ pub mod qwen2_moe;
 pub mod replacements;
 
 pub use error::ConfigError;
+
+/// The traits a model's user calls through: [`FamilyModel`](auto::FamilyModel) (`new`,
+/// `with_patcher`, `from_pretrained`) and [`CausalLm`](common::CausalLm) (`forward`,
+/// `forward_cached`, ...), and the cache.
+pub mod prelude {
+    pub use crate::auto::FamilyModel;
+    pub use crate::common::{CausalLm, KvCache};
+}
 
 /// The README's examples, run as doc tests so that they stay true.
 #[doc = include_str!("../README.md")]

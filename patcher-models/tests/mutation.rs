@@ -8,7 +8,7 @@
 #[path = "../../patcher-core/tests/common/mutate.rs"]
 mod mutate;
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use patcher_burn::{BuildContext, LoadError, LoadOptions, Loaded, Patcher, PretrainedModel};
+use patcher_burn::{
+    BuildContext, BuildError, LoadError, LoadOptions, Loaded, Patcher, PretrainedModel,
+};
 use patcher_core::ConfigError;
 
 use crate::common::limits::SizedConfig;
@@ -27,6 +29,31 @@ pub trait FamilyModel<B: Backend>: PretrainedModel<B> {
     /// The model built through `ctx`, with the patcher's substitutions.
     fn build(config: &Self::Config, ctx: &BuildContext<'_, B>) -> Self;
 
+    /// `Model(config)` with every original class, parameters initialised lazily (nothing is
+    /// allocated until loaded or used).
+    fn new(config: &Self::Config, device: &B::Device) -> Self
+    where
+        Self: Sized,
+    {
+        Self::build(config, &BuildContext::plain(device))
+    }
+
+    /// The model with `patcher`'s class substitutions.
+    ///
+    /// Errors when a `class_mapping` key names no substitutable class of this model (the
+    /// message lists them, with a did-you-mean) or maps a class to a replacement of another
+    /// interface.
+    fn with_patcher(
+        config: &Self::Config,
+        patcher: &Patcher<B>,
+        device: &B::Device,
+    ) -> Result<Self, BuildError>
+    where
+        Self: Sized,
+    {
+        BuildContext::build(patcher, device, |ctx| Self::build(config, ctx))
+    }
+
     /// transformers' `from_pretrained(path, patcher=patcher)`: reads `config.json` next to the
     /// weights (`path` is the checkpoint folder, a weights file, or a sharded index), checks
     /// the config fits the checkpoint, builds the model with `patcher`'s substitutions and
@@ -45,10 +72,4 @@ pub trait FamilyModel<B: Backend>: PretrainedModel<B> {
     {
         pretrained::from_pretrained(path.as_ref(), patcher, device, options)
     }
-}
-
-/// A causal language model: token ids to next-token logits.
-pub trait CausalLm<B: Backend> {
-    /// `input_ids [batch, seq]` to logits `[batch, seq, vocab]`.
-    fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3>;
 }

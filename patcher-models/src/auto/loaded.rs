@@ -6,7 +6,8 @@ use burn::prelude::*;
 use patcher_burn::{list_slots, save_pretrained_with, Loaded, SaveError, SaveOptions, SlotInfo};
 use patcher_core::LoadReport;
 
-use super::family::{CausalLm, FamilyModel};
+use super::family::FamilyModel;
+use crate::common::CausalLm;
 use crate::replacements::PatchTarget;
 
 /// A model loaded by [`AutoModel`](super::AutoModel): what every family offers once loaded.
@@ -29,7 +30,7 @@ pub trait LoadedModel<B: Backend> {
     ) -> Result<Vec<PathBuf>, SaveError>;
 }
 
-/// A causal LM loaded by [`AutoModelForCausalLm`](super::AutoModelForCausalLM).
+/// A causal LM loaded by [`AutoModelForCausalLm`](super::AutoModelForCausalLm).
 pub trait LoadedCausalLm<B: Backend>: LoadedModel<B> {
     /// `input_ids [batch, seq]` to logits `[batch, seq, vocab]`.
     fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3>;

@@ -14,6 +14,7 @@ mod family;
 mod loaded;
 mod registry;
 
-pub use family::{CausalLm, FamilyConfig, FamilyModel};
+pub use crate::common::CausalLm;
+pub use family::{FamilyConfig, FamilyModel};
 pub use loaded::{LoadedCausalLm, LoadedModel};
 pub use registry::{read_model_type, AutoModel, AutoModelForCausalLm, AutoRegistry, IntoLoaded};

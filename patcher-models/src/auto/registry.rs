@@ -6,10 +6,11 @@ use burn::prelude::*;
 use patcher_burn::{LoadError, LoadOptions, Loaded};
 use patcher_core::ConfigError;
 
-use super::family::{CausalLm, FamilyConfig, FamilyModel};
+use super::family::{FamilyConfig, FamilyModel};
 use super::loaded::{LoadedCausalLm, LoadedModel};
 use crate::bert::BertModel;
 use crate::common::pretrained::load_with_config;
+use crate::common::CausalLm;
 use crate::error::{config_path, read_config_file};
 use crate::llama::LlamaForCausalLm;
 use crate::mixtral::MixtralForCausalLm;

@@ -10,6 +10,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::DType;
 use rayon::prelude::*;
 
+use super::cache::LayerCache;
 use super::cpu::{self, CpuBackend};
 #[cfg(feature = "flex")]
 use super::cpu_attention;
@@ -168,15 +169,19 @@ pub fn causal_mask<B: Backend>(
 /// batch against their KV head broadcast (no `repeat_kv` copy) and the mask added as a `0` /
 /// `-inf` bias row. On the CPU backends the head split, RoPE and merge run on the host (see
 /// `cpu_heads`), with the same values.
+///
+/// With a `cache`, the new keys and values (after RoPE) are appended to it and the queries attend
+/// every cached position: `attention_mask` is then `[.., seq, cached + seq]` (see
+/// [`AttentionLayout::mask`](super::AttentionLayout::mask)).
 pub fn eager_attention<B: Backend>(
     spec: &AttentionSpec,
-    q: Tensor<B, 3>,
-    k: Tensor<B, 3>,
-    v: Tensor<B, 3>,
+    [q, k, v]: [Tensor<B, 3>; 3],
     position_embeddings: &PositionEmbeddings<B>,
     attention_mask: Option<&Tensor<B, 4, Bool>>,
+    cache: Option<&mut LayerCache<B>>,
 ) -> Tensor<B, 3> {
-    attention_heads(spec, q, k, v, Some(position_embeddings), attention_mask)
+    let pos = Some(position_embeddings);
+    attention_heads(spec, [q, k, v], pos, attention_mask, cache)
 }
 
 /// [`eager_attention`] without RoPE, for models whose positions are added to the embeddings
@@ -189,7 +194,7 @@ pub fn eager_attention_without_rope<B: Backend>(
     v: Tensor<B, 3>,
     attention_mask: Option<&Tensor<B, 4, Bool>>,
 ) -> Tensor<B, 3> {
-    attention_heads(spec, q, k, v, None, attention_mask)
+    attention_heads(spec, [q, k, v], None, attention_mask, None)
 }
 
 /// [`eager_attention`] of a fused projection's output `qkv [b, s, q_size + 2 * kv_size]` (q's
@@ -201,14 +206,16 @@ pub fn fused_qkv_attention<B: Backend>(
     qkv: Tensor<B, 3>,
     position_embeddings: Option<&PositionEmbeddings<B>>,
     attention_mask: Option<&Tensor<B, 4, Bool>>,
+    mut cache: Option<&mut LayerCache<B>>,
 ) -> Tensor<B, 3> {
     let on = (qkv.device(), &[qkv.dtype()][..]);
     let heads = |rope: Option<&HostRope>, qkv| split_fused_heads(qkv, spec, rope);
-    match host_attention(spec, on, qkv, heads, position_embeddings, attention_mask) {
+    let inputs = (position_embeddings, attention_mask, cache.as_deref_mut());
+    match host_attention(spec, on, qkv, heads, inputs) {
         Ok(out) => out,
         Err(qkv) => {
-            let [q, k, v] = split_qkv(qkv, spec);
-            attention_heads(spec, q, k, v, position_embeddings, attention_mask)
+            let qkv = split_qkv(qkv, spec);
+            attention_heads(spec, qkv, position_embeddings, attention_mask, cache)
         }
     }
 }
@@ -221,6 +228,13 @@ pub fn split_qkv<B: Backend>(qkv: Tensor<B, 3>, spec: &AttentionSpec) -> [Tensor
         .map(|(start, len)| qkv.clone().narrow(2, start, len))
 }
 
+/// The tables, mask and cache of one attention call.
+type AttentionInputs<'a, B> = (
+    Option<&'a PositionEmbeddings<B>>,
+    Option<&'a Tensor<B, 4, Bool>>,
+    Option<&'a mut LayerCache<B>>,
+);
+
 /// On the CPU backends, with f32 inputs (`dtypes`, on `device`) and f32 RoPE tables when given:
 /// the head split (with RoPE) and merge on the host (`cpu_heads`) around [`grouped_attention`];
 /// `split` makes the heads `[q, k, v]` from `inputs` and the tables. Otherwise `inputs` back.
@@ -229,8 +243,7 @@ fn host_attention<B: Backend, I>(
     (device, dtypes): (B::Device, &[DType]),
     inputs: I,
     split: impl FnOnce(Option<&HostRope>, I) -> [Tensor<B, 4>; 3],
-    position_embeddings: Option<&PositionEmbeddings<B>>,
-    attention_mask: Option<&Tensor<B, 4, Bool>>,
+    (position_embeddings, attention_mask, cache): AttentionInputs<'_, B>,
 ) -> Result<Tensor<B, 3>, I> {
     let Some(parts) = fused_attention::<B>(&device) else {
         return Err(inputs);
@@ -241,18 +254,30 @@ fn host_attention<B: Backend, I>(
         return Err(inputs);
     }
     let [q, k, v] = split(rope.flatten().as_ref(), inputs);
+    let [k, v] = with_cache(cache, k, v);
     let out = grouped_attention(q, k, v, attention_mask, spec.scaling(), parts);
     Ok(merge_heads(out))
+}
+
+/// The keys and values to attend: `k`, `v` appended to the cache when there is one.
+fn with_cache<B: Backend>(
+    cache: Option<&mut LayerCache<B>>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+) -> [Tensor<B, 4>; 2] {
+    match cache {
+        Some(cache) => cache.update(k, v),
+        None => [k, v],
+    }
 }
 
 /// [`eager_attention`], RoPE applied when `position_embeddings` are given.
 fn attention_heads<B: Backend>(
     spec: &AttentionSpec,
-    q: Tensor<B, 3>,
-    k: Tensor<B, 3>,
-    v: Tensor<B, 3>,
+    [q, k, v]: [Tensor<B, 3>; 3],
     position_embeddings: Option<&PositionEmbeddings<B>>,
     attention_mask: Option<&Tensor<B, 4, Bool>>,
+    mut cache: Option<&mut LayerCache<B>>,
 ) -> Tensor<B, 3> {
     let d = spec.head_dim;
     let (heads, kv_heads) = (spec.num_attention_heads, spec.num_key_value_heads);
@@ -264,14 +289,8 @@ fn attention_heads<B: Backend>(
         ]
     };
     let on = (q.device(), &[q.dtype(), k.dtype(), v.dtype()][..]);
-    let [q, k, v] = match host_attention(
-        spec,
-        on,
-        [q, k, v],
-        split,
-        position_embeddings,
-        attention_mask,
-    ) {
+    let inputs = (position_embeddings, attention_mask, cache.as_deref_mut());
+    let [q, k, v] = match host_attention(spec, on, [q, k, v], split, inputs) {
         Ok(out) => return out,
         Err(inputs) => inputs,
     };
@@ -289,6 +308,8 @@ fn attention_heads<B: Backend>(
     let q = split(q, heads);
     let k = split(k, kv_heads);
     let v = v.reshape([batch, seq, kv_heads, d]).swap_dims(1, 2);
+    let [k, v] = with_cache(cache, k, v);
+    let kv_seq = k.dims()[2];
     let merge = |x: Tensor<B, 4>| x.swap_dims(1, 2).reshape([batch, seq, heads * d]);
 
     if let Some(parts) = fused_attention::<B>(&device) {
@@ -303,11 +324,11 @@ fn attention_heads<B: Backend>(
     // both operands in the order the CPU backends' GEMM packs them.
     let k_t = k
         .swap_dims(2, 3)
-        .reshape([batch, kv_heads, 1, d, seq])
-        .expand([batch, kv_heads, n_rep, d, seq]);
+        .reshape([batch, kv_heads, 1, d, kv_seq])
+        .expand([batch, kv_heads, n_rep, d, kv_seq]);
     let v = v
         .unsqueeze_dim::<5>(2)
-        .expand([batch, kv_heads, n_rep, seq, d]);
+        .expand([batch, kv_heads, n_rep, kv_seq, d]);
 
     let dtype = q.dtype();
     let scores = q.matmul(k_t) * spec.scaling();
@@ -403,34 +424,36 @@ fn grouped_attention<B: Backend>(
 }
 
 /// RoPE on `x [b, heads, seq, head_dim]`, each head's `seq * head_dim` values as one contiguous
-/// row so that the `cos`/`sin` tables broadcast as whole rows: the values of
-/// [`apply_rotary_pos_emb`] (`x * cos + rotate_half(x) * sin`), bit for bit. `rotate_half(x) *
-/// sin` is computed as `x` with its halves swapped (a gather) times `sin` with the first half
-/// negated: the same products, without the strided negation and concatenation that the CPU
-/// backends run element by element. Returns a contiguous tensor.
+/// row so that the `cos`/`sin` tables (`[1 or b, seq, head_dim]`) broadcast as whole rows: the
+/// values of [`apply_rotary_pos_emb`] (`x * cos + rotate_half(x) * sin`), bit for bit.
+/// `rotate_half(x) * sin` is computed as `x` with its halves swapped (a gather) times `sin` with
+/// the first half negated: the same products, without the strided negation and concatenation
+/// that the CPU backends run element by element. Returns a contiguous tensor.
 pub(super) fn rotary_rows<B: Backend>(
     x: Tensor<B, 4>,
     position_embeddings: &PositionEmbeddings<B>,
 ) -> Tensor<B, 4> {
     let [batch, heads, seq, d] = x.dims();
+    let rows = position_embeddings.cos.dims()[0];
     let device = x.device();
-    let rows = x.reshape([batch * heads, seq * d]);
+    let x = x.reshape([batch, heads, seq * d]);
     // `rotate_half` puts the second half (`d - d / 2` values) first, negated, then the first.
     let half = d / 2;
     let swap: Vec<i64> = (half..d).chain(0..half).map(|i| i as i64).collect();
     let swap = Tensor::<B, 1, Int>::from_data(TensorData::new(swap, [d]), &device);
-    let swapped = rows
+    let swapped = x
         .clone()
         .reshape([batch * heads * seq, d])
         .select(1, swap)
-        .reshape([batch * heads, seq * d]);
+        .reshape([batch, heads, seq * d]);
     let sign: Vec<f32> = (0..d)
         .map(|j| if j < d - half { -1.0 } else { 1.0 })
         .collect();
-    let sign = Tensor::<B, 2>::from_data(TensorData::new(sign, [1, d]), &device);
-    let sin = position_embeddings.sin.clone().reshape([seq, d]) * sign;
-    let cos = position_embeddings.cos.clone().reshape([1, seq * d]);
-    (rows * cos + swapped * sin.reshape([1, seq * d])).reshape([batch, heads, seq, d])
+    let sign = Tensor::<B, 3>::from_data(TensorData::new(sign, [1, 1, d]), &device);
+    let sin = position_embeddings.sin.clone() * sign;
+    let cos = position_embeddings.cos.clone().reshape([rows, 1, seq * d]);
+    let sin = sin.reshape([rows, 1, seq * d]);
+    (x * cos + swapped * sin).reshape([batch, heads, seq, d])
 }
 
 /// `scores [b, KV, n_rep, seq, seq]` with `-inf` where `mask [1 or b, 1, seq, seq]` is `true`:

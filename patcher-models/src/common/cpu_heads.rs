@@ -13,7 +13,9 @@ use super::rope::PositionEmbeddings;
 
 /// RoPE's tables as [`split_heads`] applies them, for `seq` positions of width `d`.
 pub(crate) struct HostRope {
-    /// `cos`, `[seq, d]` row-major.
+    /// Whether the tables have one row per sequence (a padded batch) rather than one shared.
+    per_sequence: bool,
+    /// `cos`, `[rows, seq, d]` row-major.
     cos: Vec<f32>,
     /// `sin` with `rotate_half`'s sign: its first `d - d / 2` columns negated.
     signed_sin: Vec<f32>,
@@ -27,7 +29,7 @@ impl HostRope {
         let PositionEmbeddings { cos, sin } = position_embeddings;
         let f32 = cos.dtype() == DType::F32 && sin.dtype() == DType::F32;
         CpuBackend::of::<B>(&cos.device()).filter(|_| f32)?;
-        let d = cos.dims()[2];
+        let [rows, _, d] = cos.dims();
         let half = d / 2;
         let cos = f32_values(cos.clone());
         let signed_sin = f32_values(sin.clone())
@@ -40,6 +42,7 @@ impl HostRope {
             .collect();
         let source = (half..d).chain(0..half).collect();
         Some(Self {
+            per_sequence: rows > 1,
             cos,
             signed_sin,
             source,
@@ -131,8 +134,9 @@ impl<'a> Columns<'a> {
                     match rope {
                         None => row.copy_from_slice(x),
                         Some(rope) => {
-                            let cos = &rope.cos[s * d..(s + 1) * d];
-                            let sin = &rope.signed_sin[s * d..(s + 1) * d];
+                            let t = if rope.per_sequence { b * seq + s } else { s };
+                            let cos = &rope.cos[t * d..(t + 1) * d];
+                            let sin = &rope.signed_sin[t * d..(t + 1) * d];
                             for (j, o) in row.iter_mut().enumerate() {
                                 let rotated = x[rope.source[j]] * sin[j];
                                 *o = x[j] * cos[j] + rotated;

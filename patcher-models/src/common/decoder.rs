@@ -7,9 +7,10 @@ use burn::prelude::*;
 use patcher_burn::layers::LinearLayer;
 use patcher_burn::{InterfaceKey, Slot, SlotInterface};
 
-use super::attention::causal_mask;
+use super::cache::{KvCache, LayerCache};
 use super::config::DecoderConfig;
 use super::init::linear_config;
+use super::layout::AttentionLayout;
 use super::output::CausalLmOutput;
 use super::rope::{PositionEmbeddings, RotaryEmbedding};
 
@@ -21,12 +22,13 @@ pub const DECODER_KEYS_TO_IGNORE: [&str; 1] = [r"rotary_emb\.inv_freq$"];
 /// [`decoder_stack_forward`] runs it.
 pub trait DecoderLayer<B: Backend> {
     /// `hidden_states [batch, seq, hidden]` to `[batch, seq, hidden]`; `attention_mask` is
-    /// `true` where attention is forbidden.
+    /// `true` where attention is forbidden; the layer's `cache` takes the new keys and values.
     fn forward(
         &self,
         hidden_states: Tensor<B, 3>,
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3>;
 }
 
@@ -40,8 +42,9 @@ where
         hidden_states: Tensor<B, 3>,
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
-        (**self).forward(hidden_states, position_embeddings, attention_mask)
+        (**self).forward(hidden_states, position_embeddings, attention_mask, cache)
     }
 }
 
@@ -58,40 +61,44 @@ pub fn pre_norm_residuals<B: Backend>(
     residual + mlp(x)
 }
 
-/// `XxxModel.forward`: `input_ids [batch, seq]` (positions `0..seq`, no padding) through the
-/// embedding, `layers` and `final_norm`, to the final-normed hidden states, and all hidden states
-/// when asked (see [`CausalLmOutput::hidden_states`]).
+/// `XxxModel.forward` after the embedding: the embedded tokens through `layers` and
+/// `final_norm`, to the final-normed hidden states, and all hidden states when asked (see
+/// [`CausalLmOutput::hidden_states`]).
 ///
-/// `sliding_windows` gives each layer's window in order (`None`: full causal attention); the
-/// layers run as far as it goes, so a model without sliding attention passes `repeat(None)`.
+/// The tokens sit where `layout` says (after the cached positions, padding masked), RoPE at
+/// their positions; each layer takes its share of `cache` when given. `sliding_windows` gives
+/// each layer's window in order (`None`: full causal attention); the layers run as far as it
+/// goes, so a model without sliding attention passes `repeat(None)`.
 pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
-    embed_tokens: &Embedding<B>,
+    embedded: Tensor<B, 3>,
     rotary_emb: &RotaryEmbedding,
     layers: &[L],
     sliding_windows: impl IntoIterator<Item = Option<usize>>,
     final_norm: impl Fn(Tensor<B, 3>) -> Tensor<B, 3>,
-    input_ids: Tensor<B, 2, Int>,
+    (layout, cache): (&AttentionLayout, Option<&mut KvCache<B>>),
     output_hidden_states: bool,
 ) -> (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>) {
-    let device = input_ids.device();
-    let [_, seq] = input_ids.dims();
-    let mut hidden = embed_tokens.forward(input_ids);
-    let position_embeddings = rotary_emb.forward::<B>(seq, &device);
-    let full_mask = causal_mask::<B>(seq, None, &device);
+    let device = embedded.device();
+    let mut hidden = embedded;
+    let position_embeddings = rotary_emb.forward_layout::<B>(layout, &device);
+    let mut masks: Vec<(Option<usize>, Option<Tensor<B, 4, Bool>>)> = Vec::new();
+    let mut caches = cache.map(|c| c.layers_mut(layers.len()).iter_mut());
     let mut all = output_hidden_states.then(Vec::new);
     for (layer, window) in layers.iter().zip(sliding_windows) {
         if let Some(all) = all.as_mut() {
             all.push(hidden.clone());
         }
-        let sliding_mask;
-        let mask = match window {
-            None => &full_mask,
-            Some(w) => {
-                sliding_mask = causal_mask::<B>(seq, Some(w), &device);
-                &sliding_mask
+        // One mask per distinct window, built when a layer first needs it.
+        let index = match masks.iter().position(|(w, _)| *w == window) {
+            Some(index) => index,
+            None => {
+                masks.push((window, layout.mask::<B>(window, &device)));
+                masks.len() - 1
             }
         };
-        hidden = layer.forward(hidden, &position_embeddings, Some(mask));
+        let layer_cache = caches.as_mut().and_then(Iterator::next);
+        let mask = masks[index].1.as_ref();
+        hidden = layer.forward(hidden, &position_embeddings, mask, layer_cache);
     }
     let hidden = final_norm(hidden);
     if let Some(all) = all.as_mut() {

@@ -8,8 +8,8 @@
 //! slot interfaces are the family's own (`LlamaDecoderLayerInterface`, ...); what they compute
 //! is shared ([`DecoderLayer`](super::DecoderLayer), [`FeedForward`]).
 //!
-//! Signatures are transformers' `forward`s, minus the KV cache and minus outputs nobody reads
-//! (the eager attention weights).
+//! Signatures are transformers' `forward`s, minus outputs nobody reads (the eager attention
+//! weights).
 
 use burn::prelude::*;
 use patcher_burn::layers::{any_rank, NormForward};
@@ -17,6 +17,7 @@ use patcher_burn::BuildContext;
 use patcher_derive::slot_interface;
 
 use super::attention::AttentionSpec;
+use super::cache::LayerCache;
 use super::moe::RouterOutput;
 use super::rope::PositionEmbeddings;
 use super::specs::{ExpertsSpec, MlpSpec, RouterSpec};
@@ -26,12 +27,15 @@ use super::specs::{ExpertsSpec, MlpSpec, RouterSpec};
 pub trait DecoderAttention<B: Backend> {
     /// `hidden_states [batch, seq, hidden]` to `[batch, seq, hidden]`.
     ///
-    /// `attention_mask` is `[1 or batch, 1, seq, seq]`, `true` where attention is forbidden.
+    /// `attention_mask` is `[1 or batch, 1, seq, cached + seq]`, `true` where attention is
+    /// forbidden. With a `cache`, the new keys and values are appended to it and every cached
+    /// position is attended ([`eager_attention`](super::eager_attention) does both).
     fn forward(
         &self,
         hidden_states: Tensor<B, 3>,
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3>;
 }
 
@@ -69,7 +73,7 @@ pub trait FeedForward<B: Backend> {
 }
 
 /// Classes that fill an attention slot of any decoder family (`LlamaAttention`,
-/// `Qwen2MoeAttention`, `MixtralAttention`, [`FusedQkvAttention`](crate::replacements::FusedQKVAttention),
+/// `Qwen2MoeAttention`, `MixtralAttention`, [`FusedQkvAttention`](crate::replacements::FusedQkvAttention),
 /// a user's): built from the layer's shape, so one replacement fills every family.
 #[slot_interface(crate = "patcher_burn")]
 pub trait AttentionInterface<B: Backend>: DecoderAttention<B> {

@@ -8,6 +8,7 @@
 mod activation;
 mod attention;
 mod cache;
+mod causal_lm;
 pub(crate) mod config;
 pub(crate) mod cpu;
 #[cfg(feature = "flex")]
@@ -36,6 +37,7 @@ pub use attention::{
     split_qkv, AttentionSpec,
 };
 pub use cache::{KvCache, LayerCache};
+pub use causal_lm::CausalLm;
 pub use config::DecoderConfig;
 pub use decoder::{
     causal_lm_output, decoder_stack_forward, lm_head, pre_norm_residuals, DecoderLayer,

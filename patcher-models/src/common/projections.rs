@@ -11,6 +11,7 @@ use patcher_burn::layers::LinearLayer;
 
 use super::activation::Activation;
 use super::attention::{eager_attention, AttentionSpec};
+use super::cache::LayerCache;
 use super::init::linear_config;
 use super::rope::PositionEmbeddings;
 use super::specs::MlpSpec;
@@ -28,19 +29,18 @@ pub fn attention_projections(spec: &AttentionSpec) -> [LinearConfig; 4] {
 }
 
 /// The forward of an attention class with separate projections `[q_proj, k_proj, v_proj,
-/// o_proj]`: project, [`eager_attention`], project out (`hidden_states [batch, seq, hidden]` to
-/// `[batch, seq, hidden]`).
+/// o_proj]`: project, [`eager_attention`] (through the cache when given), project out
+/// (`hidden_states [batch, seq, hidden]` to `[batch, seq, hidden]`).
 pub fn separate_qkv_attention<B: Backend>(
     [q_proj, k_proj, v_proj, o_proj]: [&dyn LinearLayer<B>; 4],
     spec: &AttentionSpec,
     hidden_states: Tensor<B, 3>,
     position_embeddings: &PositionEmbeddings<B>,
     attention_mask: Option<&Tensor<B, 4, Bool>>,
+    cache: Option<&mut LayerCache<B>>,
 ) -> Tensor<B, 3> {
-    let q = q_proj.forward(hidden_states.clone());
-    let k = k_proj.forward(hidden_states.clone());
-    let v = v_proj.forward(hidden_states);
-    let out = eager_attention(spec, q, k, v, position_embeddings, attention_mask);
+    let qkv = [q_proj, k_proj, v_proj].map(|p| p.forward(hidden_states.clone()));
+    let out = eager_attention(spec, qkv, position_embeddings, attention_mask, cache);
     o_proj.forward(out)
 }
 

@@ -9,7 +9,7 @@ use patcher_core::{ConfigError, WeightTransform};
 
 use super::config::LlamaConfig;
 use super::model::{LlamaForCausalLm, LlamaModel};
-use crate::auto::{CausalLm, FamilyConfig, FamilyModel};
+use crate::auto::{FamilyConfig, FamilyModel};
 use crate::common::DECODER_KEYS_TO_IGNORE;
 
 /// The conversions transformers applies when loading a Llama checkpoint: none
@@ -53,24 +53,10 @@ impl FamilyConfig for LlamaConfig {
     }
 }
 
-impl<B: Backend> FamilyModel<B> for LlamaForCausalLm<B> {
-    type Config = LlamaConfig;
-
-    fn build(config: &LlamaConfig, ctx: &BuildContext<'_, B>) -> Self {
-        LlamaForCausalLm::build(config, ctx)
-    }
-}
-
 impl<B: Backend> FamilyModel<B> for LlamaModel<B> {
     type Config = LlamaConfig;
 
     fn build(config: &LlamaConfig, ctx: &BuildContext<'_, B>) -> Self {
         LlamaModel::new(config, ctx)
-    }
-}
-
-impl<B: Backend> CausalLm<B> for LlamaForCausalLm<B> {
-    fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        LlamaForCausalLm::forward(self, input_ids)
     }
 }

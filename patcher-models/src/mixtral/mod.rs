@@ -21,7 +21,7 @@ pub use model::{
     MixtralSparseMoeBlockInterface, MixtralTopKRouter,
 };
 
-use crate::auto::{CausalLm, FamilyConfig, FamilyModel};
+use crate::auto::{FamilyConfig, FamilyModel};
 use crate::common::DECODER_KEYS_TO_IGNORE;
 
 /// transformers' `mapping["mixtral"]`: `.block_sparse_moe.` renamed to `.mlp.`, then
@@ -76,24 +76,10 @@ impl FamilyConfig for MixtralConfig {
     }
 }
 
-impl<B: Backend> FamilyModel<B> for MixtralForCausalLm<B> {
-    type Config = MixtralConfig;
-
-    fn build(config: &MixtralConfig, ctx: &BuildContext<'_, B>) -> Self {
-        MixtralForCausalLm::build(config, ctx)
-    }
-}
-
 impl<B: Backend> FamilyModel<B> for MixtralModel<B> {
     type Config = MixtralConfig;
 
     fn build(config: &MixtralConfig, ctx: &BuildContext<'_, B>) -> Self {
         MixtralModel::new(config, ctx)
-    }
-}
-
-impl<B: Backend> CausalLm<B> for MixtralForCausalLm<B> {
-    fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        MixtralForCausalLm::forward(self, input_ids)
     }
 }

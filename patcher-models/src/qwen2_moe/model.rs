@@ -5,17 +5,18 @@ use burn::module::Param;
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 use patcher_burn::layers::NormForward;
-use patcher_burn::{BuildContext, BuildError, Patcher, Slot};
+use patcher_burn::{BuildContext, Slot};
 use patcher_derive::{slot_interface, Patchable};
 
 use super::config::Qwen2MoeConfig;
 use super::moe::Qwen2MoeLayerMlp;
+use crate::auto::FamilyModel;
 use crate::common::{
     attention_projections, causal_lm_output, decoder_stack_forward, embedding, gated_mlp,
     gated_mlp_projections, lm_head, ones_param, pre_norm_residuals, rms_norm,
-    separate_qkv_attention, Activation, AttentionInterface, AttentionSpec, CausalLmOutput,
-    DecoderAttention, DecoderLayer, DecoderNormInterface, FeedForward, MlpInterface, MlpSpec,
-    PositionEmbeddings, RotaryEmbedding,
+    separate_qkv_attention, Activation, AttentionInterface, AttentionLayout, AttentionSpec,
+    CausalLm, CausalLmOutput, DecoderAttention, DecoderLayer, DecoderNormInterface, FeedForward,
+    KvCache, LayerCache, MlpInterface, MlpSpec, PositionEmbeddings, RotaryEmbedding,
 };
 
 /// transformers' `Qwen2MoeAttention`: separate q/k/v projections (biased when `qkv_bias`), RoPE,
@@ -58,6 +59,7 @@ impl<B: Backend> DecoderAttention<B> for Qwen2MoeAttention<B> {
         hidden_states: Tensor<B, 3>,
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         separate_qkv_attention(
             [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj],
@@ -65,6 +67,7 @@ impl<B: Backend> DecoderAttention<B> for Qwen2MoeAttention<B> {
             hidden_states,
             position_embeddings,
             attention_mask,
+            cache,
         )
     }
 }
@@ -182,12 +185,13 @@ impl<B: Backend> DecoderLayer<B> for Qwen2MoeDecoderLayer<B> {
         x: Tensor<B, 3>,
         pos: &PositionEmbeddings<B>,
         mask: Option<&Tensor<B, 4, Bool>>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         pre_norm_residuals(
             x,
             |x| {
-                self.self_attn
-                    .forward(self.input_layernorm.forward(x), pos, mask)
+                let x = self.input_layernorm.forward(x);
+                self.self_attn.forward(x, pos, mask, cache)
             },
             |x| self.mlp.forward(self.post_attention_layernorm.forward(x)),
         )
@@ -233,23 +237,28 @@ impl<B: Backend> Qwen2MoeModel<B> {
         }
     }
 
-    /// `input_ids [batch, seq]` (positions `0..seq`) to the final-normed hidden states, and
-    /// every hidden state when asked (see [`CausalLmOutput::hidden_states`]).
+    /// `input_ids [batch, seq]`, placed as `layout` says (after the positions in `cache`, which
+    /// takes their keys and values), to the final-normed hidden states, and every hidden state
+    /// when asked (see [`CausalLmOutput::hidden_states`]).
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
+        layout: &AttentionLayout,
+        cache: Option<&mut KvCache<B>>,
         output_hidden_states: bool,
     ) -> (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>) {
-        let (embed, rope, layers) = (&self.embed_tokens, &self.rotary_emb, &self.layers);
+        let embedded = self.embed_tokens.forward(input_ids);
         let windows = self.windows.iter().copied();
         let norm = |hidden| self.norm.forward(hidden);
+        let (rope, layers) = (&self.rotary_emb, &self.layers);
+        let step = (layout, cache);
         decoder_stack_forward(
-            embed,
+            embedded,
             rope,
             layers,
             windows,
             norm,
-            input_ids,
+            step,
             output_hidden_states,
         )
     }
@@ -265,41 +274,31 @@ pub struct Qwen2MoeForCausalLm<B: Backend> {
     pub lm_head: Option<Linear<B>>,
 }
 
-impl<B: Backend> Qwen2MoeForCausalLm<B> {
-    /// The model with every original class (parameters initialised lazily).
-    pub fn new(config: &Qwen2MoeConfig, device: &B::Device) -> Self {
-        Self::build(config, &BuildContext::plain(device))
-    }
+impl<B: Backend> FamilyModel<B> for Qwen2MoeForCausalLm<B> {
+    type Config = Qwen2MoeConfig;
 
-    /// The model with `patcher`'s class substitutions (errors name a class the model lacks).
-    pub fn with_patcher(
-        config: &Qwen2MoeConfig,
-        patcher: &Patcher<B>,
-        device: &B::Device,
-    ) -> Result<Self, BuildError> {
-        BuildContext::build(patcher, device, |ctx| Self::build(config, ctx))
-    }
-
-    /// The model built through `ctx`.
-    pub fn build(config: &Qwen2MoeConfig, ctx: &BuildContext<'_, B>) -> Self {
+    fn build(config: &Qwen2MoeConfig, ctx: &BuildContext<'_, B>) -> Self {
         let model = Qwen2MoeModel::new(config, ctx);
         let lm_head = lm_head(&config.core).map(|c| c.init(ctx.device()));
         Self { model, lm_head }
     }
+}
 
-    /// `input_ids [batch, seq]` to logits `[batch, seq, vocab]`.
-    pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        self.output(input_ids, false).logits
-    }
-
-    /// Logits and every hidden state (transformers' `output_hidden_states=True`).
-    pub fn forward_with_hidden_states(&self, input_ids: Tensor<B, 2, Int>) -> CausalLmOutput<B> {
-        self.output(input_ids, true)
-    }
-
-    fn output(&self, input_ids: Tensor<B, 2, Int>, hidden_states: bool) -> CausalLmOutput<B> {
-        let hidden = self.model.forward(input_ids, hidden_states);
-        let lm_head = self.lm_head.as_ref().map(|l| l as _);
-        causal_lm_output(lm_head, &self.model.embed_tokens, hidden)
+impl<B: Backend> CausalLm<B> for Qwen2MoeForCausalLm<B> {
+    fn forward_layout(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        layout: &AttentionLayout,
+        cache: Option<&mut KvCache<B>>,
+        output_hidden_states: bool,
+    ) -> CausalLmOutput<B> {
+        let hidden = self
+            .model
+            .forward(input_ids, layout, cache, output_hidden_states);
+        causal_lm_output(
+            self.lm_head.as_ref().map(|l| l as _),
+            &self.model.embed_tokens,
+            hidden,
+        )
     }
 }

@@ -10,7 +10,7 @@ use patcher_core::{ConfigError, WeightConverter, WeightTransform};
 
 use super::config::Qwen2MoeConfig;
 use super::model::{Qwen2MoeForCausalLm, Qwen2MoeModel};
-use crate::auto::{CausalLm, FamilyConfig, FamilyModel};
+use crate::auto::{FamilyConfig, FamilyModel};
 use crate::common::DECODER_KEYS_TO_IGNORE;
 
 /// transformers' `mapping["qwen2_moe"]`:
@@ -68,25 +68,11 @@ impl FamilyConfig for Qwen2MoeConfig {
     }
 }
 
-impl<B: Backend> FamilyModel<B> for Qwen2MoeForCausalLm<B> {
-    type Config = Qwen2MoeConfig;
-
-    fn build(config: &Qwen2MoeConfig, ctx: &BuildContext<'_, B>) -> Self {
-        Qwen2MoeForCausalLm::build(config, ctx)
-    }
-}
-
 impl<B: Backend> FamilyModel<B> for Qwen2MoeModel<B> {
     type Config = Qwen2MoeConfig;
 
     fn build(config: &Qwen2MoeConfig, ctx: &BuildContext<'_, B>) -> Self {
         Qwen2MoeModel::new(config, ctx)
-    }
-}
-
-impl<B: Backend> CausalLm<B> for Qwen2MoeForCausalLm<B> {
-    fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        Qwen2MoeForCausalLm::forward(self, input_ids)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::bert::{BertConfig, BertMask, BertSelfAttentionInterface};
 use crate::common::EncoderSelfAttention;
 use crate::common::{
     fused_qkv_attention, linear_config, AttentionInterface, AttentionSpec, DecoderAttention,
-    PositionEmbeddings,
+    LayerCache, PositionEmbeddings,
 };
 
 /// Attention with fused Q, K, V projections, split after projection. Fills the attention slot
@@ -63,9 +63,16 @@ impl<B: Backend> DecoderAttention<B> for FusedQkvAttention<B> {
         hidden_states: Tensor<B, 3>,
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let qkv = self.qkv_proj.forward(hidden_states);
-        let out = fused_qkv_attention(&self.spec, qkv, Some(position_embeddings), attention_mask);
+        let out = fused_qkv_attention(
+            &self.spec,
+            qkv,
+            Some(position_embeddings),
+            attention_mask,
+            cache,
+        );
         self.o_proj.forward(out)
     }
 }
@@ -108,6 +115,12 @@ impl<B: Backend> FusedQkvBertSelfAttention<B> {
 
 impl<B: Backend> EncoderSelfAttention<B> for FusedQkvBertSelfAttention<B> {
     fn forward(&self, hidden_states: Tensor<B, 3>, mask: Option<&BertMask<B>>) -> Tensor<B, 3> {
-        fused_qkv_attention(&self.spec, self.qkv.forward(hidden_states), None, mask)
+        fused_qkv_attention(
+            &self.spec,
+            self.qkv.forward(hidden_states),
+            None,
+            mask,
+            None,
+        )
     }
 }

@@ -2,6 +2,7 @@
 //! uses, through slots, the replacements and the router (whose top-k weights are gathered on the
 //! device, so they stay differentiable as in transformers); `valid()` gives the same outputs.
 
+use patcher_models::prelude::*;
 use std::collections::BTreeSet;
 
 use crate::common::{fixtures, ModulePath};

@@ -3,7 +3,7 @@
 //! built; a config larger than its checkpoint fails before the build; NaN weights are counted
 //! when asked.
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -4,7 +4,7 @@
 //! layout (`bert.` prefix, `LayerNorm.gamma`/`.beta`, extra buffers and heads) loads to the same
 //! outputs; bad configs and inputs are typed errors.
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

@@ -8,6 +8,7 @@ use burn::prelude::*;
 use patcher_burn::{list_slots, replacement, BuildError, Patcher};
 use patcher_models::common::AttentionInterface;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::{FusedQkvAttention, Patch};
 

@@ -7,10 +7,11 @@ use burn::module::Param;
 use burn::prelude::*;
 use patcher_burn::layers::NormForward;
 use patcher_burn::{list_slots, replacement, BuildContext, LoadOptions, Patchable, Patcher, Slot};
-use patcher_models::auto::FamilyModel;
 use patcher_models::common::{
-    AttentionInterface, DecoderAttention, DecoderLayer, DecoderNormInterface, PositionEmbeddings,
+    AttentionInterface, DecoderAttention, DecoderLayer, DecoderNormInterface, LayerCache,
+    PositionEmbeddings,
 };
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{
     Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeDecoderLayer, Qwen2MoeDecoderLayerInterface,
     Qwen2MoeForCausalLm, Qwen2MoeLayerMlp, Qwen2MoeRmsNorm,
@@ -80,12 +81,14 @@ impl<B: Backend> DecoderLayer<B> for ParallelDecoderLayer<B> {
         x: Tensor<B, 3>,
         position_embeddings: &PositionEmbeddings<B>,
         attention_mask: Option<&Tensor<B, 4, Bool>>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let attention = DecoderAttention::forward(
             &*self.self_attn,
             self.input_layernorm.forward(x.clone()),
             position_embeddings,
             attention_mask,
+            cache,
         );
         let mlp = self
             .mlp

@@ -2,7 +2,7 @@
 //! for the original and every patched variant, saving a patched model back in the checkpoint's
 //! layout and reloading it unpatched, and a wrong patch failing with the report.
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! initialized, the logits equal the unpatched model's (and transformers'), and SGD steps on
 //! `Autodiff<NdArray>` change the adapters and nothing else.
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::collections::BTreeMap;
 
 use crate::common::{fixtures, input_ids, read_reference};

@@ -3,7 +3,7 @@
 //! PEFT's logits, saves back as PEFT wrote it, the base saves byte for byte, and the merged
 //! model saves as a stock checkpoint with the same logits.
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::path::{Path, PathBuf};
 
 use crate::common::{fixtures, input_ids, max_abs_diff, read_reference};

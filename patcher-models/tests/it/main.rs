@@ -8,6 +8,7 @@ mod autodiff;
 mod bad_config;
 mod bert;
 mod build;
+mod cache;
 mod common;
 mod every_class;
 mod loader;

@@ -9,8 +9,8 @@ use crate::common::{
 };
 use burn::prelude::Backend;
 use patcher_burn::{list_slots, LoadOptions};
-use patcher_models::auto::FamilyModel;
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLm};
+use patcher_models::prelude::*;
 use patcher_models::replacements::Patch;
 
 const TOLERANCE: f32 = 1e-4;

@@ -8,6 +8,7 @@ use crate::common::{assign_all, fixtures, input_ids, read_reference};
 use burn::prelude::Backend;
 use patcher_burn::list_slots;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 

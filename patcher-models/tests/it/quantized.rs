@@ -3,7 +3,7 @@
 //! only by default (experts included through `SequentialExperts`), patterns otherwise, and a
 //! quantized model refusing to be saved.
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::collections::HashSet;
 
 use crate::common::{fixtures, input_ids, max_abs_diff, read_reference, ModulePath};

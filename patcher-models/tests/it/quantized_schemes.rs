@@ -5,7 +5,7 @@
 //! with `LoadError::Quantize` before anything is uploaded, leaving the model untouched. No
 //! scheme panics.
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::collections::HashSet;
 use std::path::Path;
 

@@ -64,8 +64,8 @@ fn fused_qkv_matches_qwen2_moe_attention() {
         let pe =
             RotaryEmbedding::new(&config.core.rope, config.core.head_dim).forward::<B>(7, &device);
         let mask = causal_mask::<B>(7, None, &device);
-        let a = original.forward(x.clone(), &pe, Some(&mask));
-        let b = fused.forward(x, &pe, Some(&mask));
+        let a = original.forward(x.clone(), &pe, Some(&mask), None);
+        let b = fused.forward(x, &pe, Some(&mask), None);
         let diff = max_diff(a, b);
         println!("qwen2_moe layer {layer}: fused QKV vs original max abs diff {diff:.3e}");
         assert!(diff <= 1e-5);
@@ -102,8 +102,8 @@ fn fused_qkv_matches_llama_attention() {
     let pe = RotaryEmbedding::new(&config.core.rope, config.core.head_dim).forward::<B>(5, &device);
     let mask = causal_mask::<B>(5, None, &device);
     let diff = max_diff(
-        original.forward(x.clone(), &pe, Some(&mask)),
-        fused.forward(x, &pe, Some(&mask)),
+        original.forward(x.clone(), &pe, Some(&mask), None),
+        fused.forward(x, &pe, Some(&mask), None),
     );
     println!("llama: fused QKV vs original max abs diff {diff:.3e}");
     assert!(diff <= 1e-5);

@@ -2,7 +2,7 @@
 //! its base model prefix (the load adds it, the save removes it), BERT's legacy layout (prefix,
 //! `gamma`/`beta`), and half-precision checkpoints (each tensor written in its loaded dtype).
 
-use patcher_models::auto::FamilyModel;
+use patcher_models::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 

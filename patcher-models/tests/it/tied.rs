@@ -11,8 +11,8 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use patcher_burn::{model_params, save_pretrained, LoadOptions, Patcher};
 use patcher_core::Checkpoint;
-use patcher_models::auto::FamilyModel;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
+use patcher_models::prelude::*;
 use patcher_models::replacements::Patch;
 
 const TOLERANCE: f32 = 1e-4;

@@ -1,0 +1,236 @@
+//! The KV cache and padding masks, for every decoder family and patch, on every backend:
+//! - a left-padded batch against transformers (`tests/fixtures/cache/{family}.safetensors`:
+//!   positions from the mask, as `generate` computes them), at every kept token;
+//! - greedy decoding through the cache against transformers' `DynamicCache`: the same tokens and
+//!   the logits of every step;
+//! - cached decoding against a full recompute, and each padded row against its unpadded run.
+//!
+//! Mixtral's fixture has a sliding window (5) shorter than its prompt and decode (7 + 4).
+
+use burn::prelude::*;
+use patcher_burn::{LoadOptions, Loaded};
+use patcher_models::auto::FamilyConfig;
+use patcher_models::common::DecoderInputError;
+use patcher_models::llama::LlamaForCausalLm;
+use patcher_models::mixtral::MixtralForCausalLm;
+use patcher_models::prelude::*;
+use patcher_models::qwen2_moe::Qwen2MoeForCausalLm;
+use patcher_models::replacements::Patch;
+
+use crate::common::{fixtures, read_file, HostF32, MOE_PATCHES};
+
+/// Against transformers (its eager attention, f32).
+const TOLERANCE: f32 = 1e-4;
+/// Against our own recompute: the same operations on other shapes.
+const SELF_TOLERANCE: f32 = 1e-5;
+
+/// A fixture family loaded with `patch` through the real loader.
+fn load<B: Backend, M: FamilyModel<B> + CausalLm<B>>(
+    dir: &str,
+    patch: Patch,
+    device: &B::Device,
+) -> M {
+    let path = fixtures().join(dir);
+    let config = M::Config::from_file(&path.join("config.json")).unwrap();
+    let patcher = patch.patcher::<B, _>(&config).unwrap();
+    let loaded: Loaded<M> = M::from_pretrained(&path, &patcher, device, &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{dir} {patch}: {e}"));
+    loaded.model
+}
+
+fn ints<B: Backend>(t: &HostF32, device: &B::Device) -> Tensor<B, 2, Int> {
+    let values: Vec<i64> = t.data.iter().map(|&v| v as i64).collect();
+    Tensor::from_data(TensorData::new(values, [t.shape[0], t.shape[1]]), device)
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.to_data().convert::<f32>().iter::<f32>().collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Row `row`'s logits at positions `from..` of `[batch, seq, vocab]` values.
+fn rows(values: &[f32], [_, seq, vocab]: [usize; 3], row: usize, from: usize) -> &[f32] {
+    &values[(row * seq + from) * vocab..(row + 1) * seq * vocab]
+}
+
+/// Every check of the module for one family and patch.
+fn check<B: Backend, M: FamilyModel<B> + CausalLm<B>>(dir: &str, patch: Patch, device: &B::Device) {
+    let model: M = load(dir, patch, device);
+    let reference = read_file(&fixtures().join(format!("cache/{dir}.safetensors")));
+    let ids = ints::<B>(&reference["input_ids"], device);
+    let mask = ints::<B>(&reference["attention_mask"], device);
+    let [batch, seq] = ids.dims();
+    // Row 0 is whole; row 1 starts with the padding.
+    let row_1 = host(mask.clone().narrow(0, 1, 1).float());
+    let pad = row_1.iter().take_while(|&&m| m == 0.0).count();
+    assert!(pad > 0, "the reference pads row 1");
+    let label = format!("{dir} patch={patch}");
+
+    // 1. The padded batch against transformers, at every kept token.
+    let logits = model.forward_masked(ids.clone(), mask.clone()).unwrap();
+    let shape = logits.dims();
+    let vocab = shape[2];
+    let ours = host(logits);
+    let theirs = &reference["logits"].data;
+    let diff = max_diff(rows(&ours, shape, 0, 0), rows(theirs, shape, 0, 0)).max(max_diff(
+        rows(&ours, shape, 1, pad),
+        rows(theirs, shape, 1, pad),
+    ));
+    println!("{label}: padded batch vs transformers {diff:.2e}");
+    assert!(diff <= TOLERANCE, "{label}: padded batch {diff}");
+
+    // 2. Each padded row equals its unpadded run.
+    let unpadded = ids.clone().narrow(0, 1, 1).narrow(1, pad, seq - pad);
+    let alone = host(model.forward(unpadded));
+    let diff = max_diff(&alone, rows(&ours, shape, 1, pad));
+    println!("{label}: padded row vs unpadded run {diff:.2e}");
+    assert!(diff <= SELF_TOLERANCE, "{label}: padded row {diff}");
+
+    // 3. Greedy decoding through the cache against transformers' steps, and each step against
+    // a full recompute of the padded sequence so far.
+    let generated = ints::<B>(&reference["generated"], device);
+    let steps = generated.dims()[1];
+    let step_logits = &reference["step_logits"].data;
+    let mut cache = KvCache::new();
+    let prefill = model
+        .forward_cached(ids.clone(), Some(mask.clone()), &mut cache)
+        .unwrap();
+    let mut last = prefill.narrow(1, seq - 1, 1);
+    let (mut all_ids, mut all_mask) = (ids, mask);
+    for step in 0..=steps {
+        let expected: Vec<f32> = (0..batch)
+            .flat_map(|b| {
+                let at = (b * (steps + 1) + step) * vocab;
+                step_logits[at..at + vocab].to_vec()
+            })
+            .collect();
+        let ours = host(last.clone());
+        let diff = max_diff(&ours, &expected);
+        println!("{label}: step {step} vs transformers {diff:.2e}");
+        assert!(diff <= TOLERANCE, "{label}: step {step} {diff}");
+        let recompute = model
+            .forward_masked(all_ids.clone(), all_mask.clone())
+            .unwrap();
+        let len = all_ids.dims()[1];
+        let diff = max_diff(&ours, &host(recompute.narrow(1, len - 1, 1)));
+        assert!(
+            diff <= SELF_TOLERANCE,
+            "{label}: step {step} vs recompute {diff}"
+        );
+        if step == steps {
+            break;
+        }
+        let token = generated.clone().narrow(1, step, 1);
+        let argmax = host(last.clone().argmax(2).float());
+        let expected_token = host(token.clone().float());
+        assert_eq!(
+            argmax, expected_token,
+            "{label}: greedy token of step {step}"
+        );
+        all_ids = Tensor::cat(vec![all_ids, token.clone()], 1);
+        all_mask = Tensor::cat(vec![all_mask, token.ones_like()], 1);
+        let out = model
+            .forward_cached(token, Some(all_mask.clone()), &mut cache)
+            .unwrap();
+        last = out;
+    }
+    assert_eq!(cache.seq_len(), seq + steps);
+
+    // 4. Without padding, a cached decode equals the full forward.
+    let prompt = all_ids.clone().narrow(0, 0, 1);
+    let total = prompt.dims()[1];
+    let mut cache = KvCache::new();
+    let split = total - 3;
+    let mut outs = vec![model
+        .forward_cached(prompt.clone().narrow(1, 0, split), None, &mut cache)
+        .unwrap()];
+    for t in split..total {
+        outs.push(
+            model
+                .forward_cached(prompt.clone().narrow(1, t, 1), None, &mut cache)
+                .unwrap(),
+        );
+    }
+    let diff = max_diff(&host(Tensor::cat(outs, 1)), &host(model.forward(prompt)));
+    println!("{label}: cached decode vs full forward {diff:.2e}");
+    assert!(diff <= SELF_TOLERANCE, "{label}: cached decode {diff}");
+}
+
+/// Wrong inputs are typed errors, and leave the cache as it was.
+fn typed_errors<B: Backend>(device: &B::Device) {
+    let model: LlamaForCausalLm<B> = load("llama", Patch::NONE, device);
+    let ids = Tensor::<B, 2, Int>::from_data([[3, 4, 5], [6, 7, 8]], device);
+    let mut cache = KvCache::new();
+    model.forward_cached(ids.clone(), None, &mut cache).unwrap();
+    let short = Tensor::<B, 2, Int>::ones([2, 3], device);
+    let next = ids.clone().narrow(1, 0, 1);
+    let err = model
+        .forward_cached(next.clone(), Some(short), &mut cache)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DecoderInputError::MaskShape {
+            found: [2, 3],
+            expected: [2, 4]
+        }
+    );
+    assert!(
+        err.to_string()
+            .contains("[batch, cached positions + new tokens]"),
+        "{err}"
+    );
+    let err = model
+        .forward_cached(next.narrow(0, 0, 1), None, &mut cache)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DecoderInputError::CacheBatch {
+            cached: 2,
+            batch: 1
+        }
+    );
+    assert_eq!(cache.seq_len(), 3);
+}
+
+macro_rules! cache_tests {
+    ($backend:ty, $device:expr) => {
+        use super::*;
+
+        type B = $backend;
+
+        #[test]
+        fn llama() {
+            for patch in [Patch::NONE, Patch::fused_qkv()] {
+                check::<B, LlamaForCausalLm<B>>("llama", patch, &$device);
+            }
+        }
+
+        #[test]
+        fn qwen2_moe() {
+            for patch in MOE_PATCHES {
+                check::<B, Qwen2MoeForCausalLm<B>>("qwen2_moe", patch, &$device);
+            }
+        }
+
+        #[test]
+        fn mixtral_sliding_window() {
+            for patch in MOE_PATCHES {
+                check::<B, MixtralForCausalLm<B>>("mixtral", patch, &$device);
+            }
+        }
+
+        #[test]
+        fn wrong_inputs_are_typed_errors() {
+            typed_errors::<B>(&$device);
+        }
+    };
+}
+
+crate::common::on_every_backend!(cache_tests);
