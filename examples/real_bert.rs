@@ -14,13 +14,13 @@
 
 mod common;
 
-use patcher_models::prelude::*;
 use std::path::PathBuf;
 
 use burn::prelude::*;
 use burn_patcher::{Checkpoint, LoadOptions, Patcher};
 use common::Backend as B;
 use patcher_models::bert::{BertConfig, BertModel};
+use patcher_models::prelude::*;
 use patcher_models::replacements::Patch;
 
 type Error = Box<dyn std::error::Error>;

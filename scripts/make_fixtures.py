@@ -165,8 +165,11 @@ def seeded_init(model: torch.nn.Module, seed: int) -> None:
                 value = 1.0 + 0.3 * noise
             elif name.endswith(".bias"):
                 value = 0.2 * noise
-            elif name.endswith(("embed_tokens.weight", "embeddings.weight", "wte.weight", "wpe.weight")):
+            elif name.endswith(("embed_tokens.weight", "embeddings.weight")):
                 value = noise
+            elif name.endswith(("wte.weight", "wpe.weight")):
+                # GPT-2's head is tied to `wte`: logits of the other fixtures' size.
+                value = 0.3 * noise
             elif name.endswith("mlp.gate.weight"):
                 value = 0.3 * noise
             else:

@@ -5,12 +5,12 @@
 //! them; the attention core (`eager_attention`: head split, RoPE, `repeat_kv`, scores, mask,
 //! softmax, head merge) is also timed alone, on the projections' outputs.
 
-use patcher_models::prelude::*;
 use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use patcher_models::common::{causal_mask, eager_attention, RotaryEmbedding};
+use patcher_models::common::{causal_mask, eager_attention, AttentionInputs, RotaryEmbedding};
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{
     Qwen2MoeConfig, Qwen2MoeDecoderLayer, Qwen2MoeForCausalLm, Qwen2MoeLayerMlp,
     Qwen2MoeSparseMoeBlock,
@@ -120,14 +120,14 @@ pub fn breakdown<B: Backend>(
         2.0 * layers * time(&|| layer.input_layernorm.forward(embedded.clone())),
         0.0,
     );
+    let inputs = || AttentionInputs {
+        position_embeddings: Some(&pe),
+        attention_mask: Some(&mask),
+        cache: None,
+    };
     part(
         "attention (projections + core)",
-        layers
-            * time(&|| {
-                layer
-                    .self_attn
-                    .forward(normed.clone(), &pe, Some(&mask), None)
-            }),
+        layers * time(&|| layer.self_attn.forward(normed.clone(), inputs())),
         layers * tokens * 2.0 * (h * (q + 2.0 * kv) + q * h)
             + layers
                 * batch as f64
@@ -141,7 +141,7 @@ pub fn breakdown<B: Backend>(
         layers
             * time(&|| {
                 let qkv = [q_in.clone(), k_in.clone(), v_in.clone()];
-                eager_attention(&spec, qkv, &pe, Some(&mask), None)
+                eager_attention(&spec, qkv, inputs())
             }),
         layers * batch as f64 * heads * 4.0 * (seq * seq) as f64 * config.core.head_dim as f64,
     );

@@ -78,7 +78,6 @@
 #[path = "../bench/mod.rs"]
 mod bench;
 
-use patcher_models::prelude::*;
 use std::path::PathBuf;
 
 use bench::checkpoint::{ensure_checkpoint, tensor_bytes, Shape};
@@ -96,6 +95,7 @@ use burn::backend::NdArray;
 use burn::tensor::quantization::{QuantScheme, QuantStore};
 use burn_patcher::{from_pretrained, Checkpoint, LinearLayout, LoadOptions};
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 

@@ -9,6 +9,7 @@
 use burn::backend::NdArray;
 use clap::ValueEnum;
 use patcher_models::bert::BertModel;
+use patcher_models::gpt2::Gpt2LmHeadModel;
 use patcher_models::llama::LlamaForCausalLm;
 use patcher_models::mixtral::MixtralForCausalLm;
 use patcher_models::prelude::*;
@@ -28,6 +29,8 @@ impl<M: FamilyModel<B>> Family for M {}
 /// The `--model` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FamilyName {
+    /// GPT-2 (`model_type: gpt2`).
+    Gpt2,
     /// Llama (`model_type: llama`).
     Llama,
     /// Qwen2-MoE (`model_type: qwen2_moe`).
@@ -68,6 +71,7 @@ impl FamilyName {
     /// Runs `command` with the family's model type.
     pub(crate) fn dispatch<R>(self, command: impl FamilyCommand<Output = R>) -> R {
         match self {
+            Self::Gpt2 => command.run::<Gpt2LmHeadModel<B>>(),
             Self::Llama => command.run::<LlamaForCausalLm<B>>(),
             Self::Qwen2Moe => command.run::<Qwen2MoeForCausalLm<B>>(),
             Self::Mixtral => command.run::<MixtralForCausalLm<B>>(),

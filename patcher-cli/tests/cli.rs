@@ -1,7 +1,6 @@
 //! The `burn-patcher` binary on the committed fixtures (`tests/fixtures/`): inspect, plan (exit
 //! statuses 0, 1 and 2), and convert to the patched layout and back.
 
-use patcher_models::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -11,6 +10,7 @@ use burn::prelude::*;
 use patcher_burn::{LoadOptions, Patcher};
 use patcher_core::{save_safetensors, Checkpoint, DType, HostTensor};
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 use tempfile::TempDir;
@@ -224,7 +224,7 @@ fn without_model_the_family_is_the_one_config_json_names() {
     // A model_type with no family, and none at all: usage errors naming the families.
     let dir = TempDir::new().unwrap();
     for (name, config) in [
-        ("gpt2", r#"{"model_type": "gpt2"}"#),
+        ("falcon", r#"{"model_type": "falcon"}"#),
         ("untyped", r#"{"hidden_size": 8}"#),
     ] {
         let folder = dir.path().join(name);
@@ -237,7 +237,7 @@ fn without_model_the_family_is_the_one_config_json_names() {
         std::fs::write(folder.join("config.json"), config).unwrap();
         let (_, err) = expect_status(&["plan", arg(&folder)], 2);
         assert!(
-            err.contains("llama, qwen2-moe, mixtral, bert"),
+            err.contains("gpt2, llama, qwen2-moe, mixtral, bert"),
             "{name}: {err}"
         );
     }
@@ -246,8 +246,8 @@ fn without_model_the_family_is_the_one_config_json_names() {
 #[test]
 fn usage_errors_exit_2_listing_the_valid_names() {
     let qwen = fixture("qwen2_moe");
-    let (_, err) = plan(&qwen, "gpt2", &[], 2);
-    assert!(err.contains("llama, qwen2-moe"), "{err}");
+    let (_, err) = plan(&qwen, "falcon", &[], 2);
+    assert!(err.contains("gpt2, llama, qwen2-moe"), "{err}");
     let (_, err) = plan(&qwen, "qwen2-moe", &["--patch", "fused-mlp"], 2);
     assert!(err.contains("fused-qkv, sequential-experts"), "{err}");
     // A patch of another family.

@@ -80,6 +80,7 @@ pub mod auto;
 pub mod bert;
 pub mod common;
 mod error;
+pub mod gpt2;
 pub mod llama;
 pub mod mixtral;
 pub mod qwen2_moe;

@@ -8,7 +8,6 @@
 #[path = "../../patcher-core/tests/common/mutate.rs"]
 mod mutate;
 
-use patcher_models::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +15,7 @@ use burn::backend::NdArray;
 use mutate::{mutate_json, mutate_safetensors, settings, CountingAlloc, Rng};
 use patcher_burn::{LoadError, LoadOptions, Loaded, Patcher};
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLm};
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 

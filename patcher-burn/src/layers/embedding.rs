@@ -8,6 +8,12 @@ use patcher_derive::slot_interface;
 pub trait EmbeddingForward<B: Backend> {
     /// `[batch, seq] -> [batch, seq, d_model]`, like `Embedding::forward`.
     fn forward(&self, input: Tensor<B, 2, Int>) -> Tensor<B, 3>;
+
+    /// `hidden [batch, seq, d_model]` to a score per row of the table, `[batch, seq,
+    /// n_embedding]`: `hidden @ weight^T`, the output layer tied to this embedding (transformers'
+    /// tied `lm_head`, Flax's `Embed.attend`). A replacement class computes it from whatever it
+    /// holds, so a tied head works whatever fills the slot.
+    fn attend(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3>;
 }
 
 /// Classes that fill `Embedding` slots ([`EmbeddingSlot`](super::EmbeddingSlot)).
@@ -20,5 +26,9 @@ pub trait EmbeddingLayer<B: Backend>: EmbeddingForward<B> {
 impl<B: Backend> EmbeddingForward<B> for Embedding<B> {
     fn forward(&self, input: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         Embedding::forward(self, input)
+    }
+
+    fn attend(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        hidden.matmul(self.weight.val().transpose().unsqueeze())
     }
 }

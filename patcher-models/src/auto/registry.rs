@@ -12,6 +12,7 @@ use crate::bert::BertModel;
 use crate::common::pretrained::load_with_config;
 use crate::common::CausalLm;
 use crate::error::{config_path, read_config_file};
+use crate::gpt2::Gpt2LmHeadModel;
 use crate::llama::LlamaForCausalLm;
 use crate::mixtral::MixtralForCausalLm;
 use crate::qwen2_moe::Qwen2MoeForCausalLm;
@@ -141,9 +142,10 @@ impl<B: Backend, L: ?Sized> AutoRegistry<B, L> {
 }
 
 impl<B: Backend> AutoModelForCausalLm<B> {
-    /// The kit's causal LMs: Llama, Mixtral, Qwen2-MoE.
+    /// The kit's causal LMs: GPT-2, Llama, Mixtral, Qwen2-MoE.
     pub fn new() -> Self {
         Self::empty()
+            .register::<Gpt2LmHeadModel<B>>()
             .register::<LlamaForCausalLm<B>>()
             .register::<MixtralForCausalLm<B>>()
             .register::<Qwen2MoeForCausalLm<B>>()

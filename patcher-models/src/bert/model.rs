@@ -14,9 +14,9 @@ use patcher_derive::{slot_interface, Patchable};
 
 use super::config::BertConfig;
 use crate::common::{
-    eager_attention_without_rope, encoder_inputs, encoder_stack_forward, Activation, AttentionSpec,
-    EncoderBlock, EncoderEmbeddings, EncoderInputError, EncoderIntermediate, EncoderMask,
-    EncoderOutput, EncoderPooler, EncoderSelfAttention, ResidualNormForward,
+    eager_attention, encoder_inputs, encoder_stack_forward, Activation, AttentionInputs,
+    AttentionSpec, EncoderBlock, EncoderEmbeddings, EncoderInputError, EncoderIntermediate,
+    EncoderMask, EncoderOutput, EncoderPooler, EncoderSelfAttention, ResidualNormForward,
 };
 
 /// Classes that fill `BertModel.embeddings`: [`BertEmbeddings`] and its replacements.
@@ -172,7 +172,11 @@ impl<B: Backend> BertSelfAttention<B> {
 impl<B: Backend> EncoderSelfAttention<B> for BertSelfAttention<B> {
     fn forward(&self, x: Tensor<B, 3>, mask: Option<&EncoderMask<B>>) -> Tensor<B, 3> {
         let [q, k, v] = [&self.query, &self.key, &self.value].map(|p| p.forward(x.clone()));
-        eager_attention_without_rope(&self.spec, q, k, v, mask)
+        let inputs = AttentionInputs {
+            attention_mask: mask,
+            ..Default::default()
+        };
+        eager_attention(&self.spec, [q, k, v], inputs)
     }
 }
 

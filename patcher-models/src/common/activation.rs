@@ -14,6 +14,9 @@ pub enum Activation {
     Silu,
     /// `"gelu"`: the exact (erf) GELU.
     Gelu,
+    /// `"gelu_new"` / `"gelu_pytorch_tanh"`: GELU's tanh approximation (GPT-2's),
+    /// `0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))`.
+    GeluTanh,
     /// `"relu"`.
     Relu,
 }
@@ -24,9 +27,11 @@ impl Activation {
         match name {
             "silu" | "swish" => Ok(Self::Silu),
             "gelu" => Ok(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(Self::GeluTanh),
             "relu" => Ok(Self::Relu),
             other => Err(ConfigError::Unsupported(format!(
-                "hidden_act `{other}` (supported: silu, swish, gelu, relu)"
+                "hidden_act `{other}` (supported: silu, swish, gelu, gelu_new, \
+                 gelu_pytorch_tanh, relu)"
             ))),
         }
     }
@@ -36,6 +41,12 @@ impl Activation {
         match self {
             Self::Silu => activation::silu(x),
             Self::Gelu => activation::gelu(x),
+            Self::GeluTanh => {
+                // transformers' `NewGELUActivation`, term for term.
+                let inner = x.clone() + x.clone().powi_scalar(3) * 0.044715;
+                let tanh = (inner * (2.0f64 / std::f64::consts::PI).sqrt()).tanh();
+                x * 0.5 * (tanh + 1.0)
+            }
             Self::Relu => activation::relu(x),
         }
     }

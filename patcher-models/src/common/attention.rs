@@ -158,8 +158,44 @@ pub fn causal_mask<B: Backend>(
     Tensor::from_data(TensorData::new(masked, [1, 1, seq_len, seq_len]), device)
 }
 
+/// What an attention layer receives in one forward besides its input: RoPE's tables (none for
+/// models whose positions are added to the embeddings, as BERT's and GPT-2's), the mask
+/// (`[1 or batch, 1, seq, cached + seq]`, `true` where a query may not attend a key; see
+/// [`AttentionLayout::mask`](super::AttentionLayout::mask)) and the layer's share of the KV
+/// cache, which takes the new keys and values.
+pub struct AttentionInputs<'a, B: Backend> {
+    /// `cos`/`sin` of the new tokens' positions.
+    pub position_embeddings: Option<&'a PositionEmbeddings<B>>,
+    /// Which keys each query may not attend.
+    pub attention_mask: Option<&'a Tensor<B, 4, Bool>>,
+    /// The layer's cached keys and values.
+    pub cache: Option<&'a mut LayerCache<B>>,
+}
+
+impl<B: Backend> Default for AttentionInputs<'_, B> {
+    fn default() -> Self {
+        Self {
+            position_embeddings: None,
+            attention_mask: None,
+            cache: None,
+        }
+    }
+}
+
+impl<B: Backend> AttentionInputs<'_, B> {
+    /// The same inputs, lent for a shorter call.
+    pub fn reborrow(&mut self) -> AttentionInputs<'_, B> {
+        AttentionInputs {
+            position_embeddings: self.position_embeddings,
+            attention_mask: self.attention_mask,
+            cache: self.cache.as_deref_mut(),
+        }
+    }
+}
+
 /// Attention from projected `q [b, s, H*d]`, `k`/`v [b, s, KV*d]` to the merged heads
-/// `[b, s, H*d]` (before the output projection).
+/// `[b, s, H*d]` (before the output projection), RoPE applied to q and k when the inputs have
+/// position embeddings. The mask may differ per batch row (padding).
 ///
 /// The values are transformers' (`eager_attention_forward` after `apply_rotary_pos_emb` and
 /// `repeat_kv`), up to rounding. RoPE runs on each head's `[seq * head_dim]` row (the tables
@@ -170,53 +206,30 @@ pub fn causal_mask<B: Backend>(
 /// `-inf` bias row. On the CPU backends the head split, RoPE and merge run on the host (see
 /// `cpu_heads`), with the same values.
 ///
-/// With a `cache`, the new keys and values (after RoPE) are appended to it and the queries attend
-/// every cached position: `attention_mask` is then `[.., seq, cached + seq]` (see
-/// [`AttentionLayout::mask`](super::AttentionLayout::mask)).
+/// With a cache, the new keys and values (after RoPE) are appended to it and the queries attend
+/// every cached position.
 pub fn eager_attention<B: Backend>(
     spec: &AttentionSpec,
-    [q, k, v]: [Tensor<B, 3>; 3],
-    position_embeddings: &PositionEmbeddings<B>,
-    attention_mask: Option<&Tensor<B, 4, Bool>>,
-    cache: Option<&mut LayerCache<B>>,
+    qkv: [Tensor<B, 3>; 3],
+    inputs: AttentionInputs<'_, B>,
 ) -> Tensor<B, 3> {
-    let pos = Some(position_embeddings);
-    attention_heads(spec, [q, k, v], pos, attention_mask, cache)
-}
-
-/// [`eager_attention`] without RoPE, for models whose positions are added to the embeddings
-/// (BERT's absolute position embeddings): the same head split, mask, softmax in f32 and head
-/// merge. `attention_mask` may differ per batch row (`[batch, 1, seq, seq]`, a padding mask).
-pub fn eager_attention_without_rope<B: Backend>(
-    spec: &AttentionSpec,
-    q: Tensor<B, 3>,
-    k: Tensor<B, 3>,
-    v: Tensor<B, 3>,
-    attention_mask: Option<&Tensor<B, 4, Bool>>,
-) -> Tensor<B, 3> {
-    attention_heads(spec, [q, k, v], None, attention_mask, None)
+    attention_heads(spec, qkv, inputs)
 }
 
 /// [`eager_attention`] of a fused projection's output `qkv [b, s, q_size + 2 * kv_size]` (q's
-/// columns, then k's, then v's: `FusedQKVAttention`'s `qkv_proj`), RoPE applied when
-/// `position_embeddings` are given. On the CPU backends the three are split into heads from the
-/// fused buffer in one pass; elsewhere they are the [`split_qkv`] views.
+/// columns, then k's, then v's: `FusedQKVAttention`'s `qkv_proj`, GPT-2's `c_attn`). On the CPU
+/// backends the three are split into heads from the fused buffer in one pass; elsewhere they are
+/// the [`split_qkv`] views.
 pub fn fused_qkv_attention<B: Backend>(
     spec: &AttentionSpec,
     qkv: Tensor<B, 3>,
-    position_embeddings: Option<&PositionEmbeddings<B>>,
-    attention_mask: Option<&Tensor<B, 4, Bool>>,
-    mut cache: Option<&mut LayerCache<B>>,
+    mut inputs: AttentionInputs<'_, B>,
 ) -> Tensor<B, 3> {
     let on = (qkv.device(), &[qkv.dtype()][..]);
     let heads = |rope: Option<&HostRope>, qkv| split_fused_heads(qkv, spec, rope);
-    let inputs = (position_embeddings, attention_mask, cache.as_deref_mut());
-    match host_attention(spec, on, qkv, heads, inputs) {
+    match host_attention(spec, on, qkv, heads, inputs.reborrow()) {
         Ok(out) => out,
-        Err(qkv) => {
-            let qkv = split_qkv(qkv, spec);
-            attention_heads(spec, qkv, position_embeddings, attention_mask, cache)
-        }
+        Err(qkv) => attention_heads(spec, split_qkv(qkv, spec), inputs),
     }
 }
 
@@ -228,13 +241,6 @@ pub fn split_qkv<B: Backend>(qkv: Tensor<B, 3>, spec: &AttentionSpec) -> [Tensor
         .map(|(start, len)| qkv.clone().narrow(2, start, len))
 }
 
-/// The tables, mask and cache of one attention call.
-type AttentionInputs<'a, B> = (
-    Option<&'a PositionEmbeddings<B>>,
-    Option<&'a Tensor<B, 4, Bool>>,
-    Option<&'a mut LayerCache<B>>,
-);
-
 /// On the CPU backends, with f32 inputs (`dtypes`, on `device`) and f32 RoPE tables when given:
 /// the head split (with RoPE) and merge on the host (`cpu_heads`) around [`grouped_attention`];
 /// `split` makes the heads `[q, k, v]` from `inputs` and the tables. Otherwise `inputs` back.
@@ -243,8 +249,13 @@ fn host_attention<B: Backend, I>(
     (device, dtypes): (B::Device, &[DType]),
     inputs: I,
     split: impl FnOnce(Option<&HostRope>, I) -> [Tensor<B, 4>; 3],
-    (position_embeddings, attention_mask, cache): AttentionInputs<'_, B>,
+    inputs_of: AttentionInputs<'_, B>,
 ) -> Result<Tensor<B, 3>, I> {
+    let AttentionInputs {
+        position_embeddings,
+        attention_mask,
+        cache,
+    } = inputs_of;
     let Some(parts) = fused_attention::<B>(&device) else {
         return Err(inputs);
     };
@@ -271,13 +282,11 @@ fn with_cache<B: Backend>(
     }
 }
 
-/// [`eager_attention`], RoPE applied when `position_embeddings` are given.
+/// [`eager_attention`].
 fn attention_heads<B: Backend>(
     spec: &AttentionSpec,
     [q, k, v]: [Tensor<B, 3>; 3],
-    position_embeddings: Option<&PositionEmbeddings<B>>,
-    attention_mask: Option<&Tensor<B, 4, Bool>>,
-    mut cache: Option<&mut LayerCache<B>>,
+    mut inputs: AttentionInputs<'_, B>,
 ) -> Tensor<B, 3> {
     let d = spec.head_dim;
     let (heads, kv_heads) = (spec.num_attention_heads, spec.num_key_value_heads);
@@ -289,11 +298,15 @@ fn attention_heads<B: Backend>(
         ]
     };
     let on = (q.device(), &[q.dtype(), k.dtype(), v.dtype()][..]);
-    let inputs = (position_embeddings, attention_mask, cache.as_deref_mut());
-    let [q, k, v] = match host_attention(spec, on, [q, k, v], split, inputs) {
+    let [q, k, v] = match host_attention(spec, on, [q, k, v], split, inputs.reborrow()) {
         Ok(out) => return out,
-        Err(inputs) => inputs,
+        Err(qkv) => qkv,
     };
+    let AttentionInputs {
+        position_embeddings,
+        attention_mask,
+        cache,
+    } = inputs;
     let [batch, seq, _] = q.dims();
     let n_rep = heads / kv_heads;
     let device = q.device();

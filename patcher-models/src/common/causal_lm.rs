@@ -49,7 +49,15 @@ pub trait CausalLm<B: Backend> {
         output_hidden_states: bool,
     ) -> CausalLmOutput<B>;
 
-    /// `input_ids [batch, seq]` (positions `0..seq`) to logits `[batch, seq, vocab]`.
+    /// The longest sequence the model's positions allow (a learned position table's rows);
+    /// `None` when unbounded (RoPE). The fallible forwards check it.
+    fn max_positions(&self) -> Option<usize> {
+        None
+    }
+
+    /// `input_ids [batch, seq]` (positions `0..seq`) to logits `[batch, seq, vocab]`. Token ids
+    /// must be below the vocabulary size and `seq` within [`max_positions`](Self::max_positions)
+    /// (as in transformers; checking would read the ids back from the device).
     fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [batch, seq] = input_ids.dims();
         let layout = AttentionLayout::contiguous(batch, seq, 0);
@@ -72,6 +80,7 @@ pub trait CausalLm<B: Backend> {
         attention_mask: Tensor<B, 2, Int>,
     ) -> Result<Tensor<B, 3>, DecoderInputError> {
         let layout = AttentionLayout::new(input_ids.dims(), 0, Some(&attention_mask))?;
+        layout.check_positions(self.max_positions())?;
         Ok(self.forward_layout(input_ids, &layout, None, false).logits)
     }
 
@@ -91,8 +100,8 @@ pub trait CausalLm<B: Backend> {
             return Err(DecoderInputError::CacheBatch { cached, batch });
         }
         let layout = AttentionLayout::new(dims, cache.seq_len(), attention_mask.as_ref())?;
-        Ok(self
-            .forward_layout(input_ids, &layout, Some(cache), false)
-            .logits)
+        layout.check_positions(self.max_positions())?;
+        let out = self.forward_layout(input_ids, &layout, Some(cache), false);
+        Ok(out.logits)
     }
 }

@@ -2,17 +2,18 @@
 //! stack of layers between the embedding and the final norm, and the LM head (untied or tied to
 //! the embedding). The model classes hold the parts as their own fields and pass them in.
 
-use burn::nn::{Embedding, LinearConfig};
+use burn::nn::LinearConfig;
 use burn::prelude::*;
-use patcher_burn::layers::LinearLayer;
+use patcher_burn::layers::{EmbeddingForward, LinearLayer};
 use patcher_burn::{InterfaceKey, Slot, SlotInterface};
 
-use super::cache::{KvCache, LayerCache};
+use super::attention::AttentionInputs;
+use super::cache::KvCache;
 use super::config::DecoderConfig;
 use super::init::linear_config;
 use super::layout::AttentionLayout;
 use super::output::CausalLmOutput;
-use super::rope::{PositionEmbeddings, RotaryEmbedding};
+use super::rope::RotaryEmbedding;
 
 /// The checkpoint keys a decoder family ignores when loading: older checkpoints kept RoPE's
 /// inverse frequencies as a buffer; the kit computes them from the config.
@@ -21,15 +22,9 @@ pub const DECODER_KEYS_TO_IGNORE: [&str; 1] = [r"rotary_emb\.inv_freq$"];
 /// A decoder layer (`LlamaDecoderLayer`, `Qwen2MoeDecoderLayer`), as
 /// [`decoder_stack_forward`] runs it.
 pub trait DecoderLayer<B: Backend> {
-    /// `hidden_states [batch, seq, hidden]` to `[batch, seq, hidden]`; `attention_mask` is
-    /// `true` where attention is forbidden; the layer's `cache` takes the new keys and values.
-    fn forward(
-        &self,
-        hidden_states: Tensor<B, 3>,
-        position_embeddings: &PositionEmbeddings<B>,
-        attention_mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3>;
+    /// `hidden_states [batch, seq, hidden]` to `[batch, seq, hidden]`, its attention taking
+    /// `inputs`.
+    fn forward(&self, hidden_states: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3>;
 }
 
 /// A slot of decoder layers runs as the layer inside it.
@@ -37,14 +32,8 @@ impl<B: Backend, I: ?Sized + SlotInterface> DecoderLayer<B> for Slot<B, I>
 where
     <I::Key as InterfaceKey>::Dyn<B>: DecoderLayer<B>,
 {
-    fn forward(
-        &self,
-        hidden_states: Tensor<B, 3>,
-        position_embeddings: &PositionEmbeddings<B>,
-        attention_mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
-        (**self).forward(hidden_states, position_embeddings, attention_mask, cache)
+    fn forward(&self, hidden_states: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
+        (**self).forward(hidden_states, inputs)
     }
 }
 
@@ -66,12 +55,12 @@ pub fn pre_norm_residuals<B: Backend>(
 /// [`CausalLmOutput::hidden_states`]).
 ///
 /// The tokens sit where `layout` says (after the cached positions, padding masked), RoPE at
-/// their positions; each layer takes its share of `cache` when given. `sliding_windows` gives
+/// their positions when the model has a `rotary_emb`; each layer takes its share of `cache` when given. `sliding_windows` gives
 /// each layer's window in order (`None`: full causal attention); the layers run as far as it
 /// goes, so a model without sliding attention passes `repeat(None)`.
 pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
     embedded: Tensor<B, 3>,
-    rotary_emb: &RotaryEmbedding,
+    rotary_emb: Option<&RotaryEmbedding>,
     layers: &[L],
     sliding_windows: impl IntoIterator<Item = Option<usize>>,
     final_norm: impl Fn(Tensor<B, 3>) -> Tensor<B, 3>,
@@ -80,7 +69,7 @@ pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
 ) -> (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>) {
     let device = embedded.device();
     let mut hidden = embedded;
-    let position_embeddings = rotary_emb.forward_layout::<B>(layout, &device);
+    let position_embeddings = rotary_emb.map(|rope| rope.forward_layout::<B>(layout, &device));
     let mut masks: Vec<(Option<usize>, Option<Tensor<B, 4, Bool>>)> = Vec::new();
     let mut caches = cache.map(|c| c.layers_mut(layers.len()).iter_mut());
     let mut all = output_hidden_states.then(Vec::new);
@@ -96,9 +85,12 @@ pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
                 masks.len() - 1
             }
         };
-        let layer_cache = caches.as_mut().and_then(Iterator::next);
-        let mask = masks[index].1.as_ref();
-        hidden = layer.forward(hidden, &position_embeddings, mask, layer_cache);
+        let inputs = AttentionInputs {
+            position_embeddings: position_embeddings.as_ref(),
+            attention_mask: masks[index].1.as_ref(),
+            cache: caches.as_mut().and_then(Iterator::next),
+        };
+        hidden = layer.forward(hidden, inputs);
     }
     let hidden = final_norm(hidden);
     if let Some(all) = all.as_mut() {
@@ -120,12 +112,12 @@ pub fn lm_head(config: &DecoderConfig) -> Option<LinearConfig> {
 /// `lm_head`, or through `embed_tokens.weight` when tied, with the model's hidden states.
 pub fn causal_lm_output<B: Backend>(
     lm_head: Option<&dyn LinearLayer<B>>,
-    embed_tokens: &Embedding<B>,
+    embed_tokens: &dyn EmbeddingForward<B>,
     (hidden, hidden_states): (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>),
 ) -> CausalLmOutput<B> {
     let logits = match lm_head {
         Some(lm_head) => lm_head.forward(hidden),
-        None => hidden.matmul(embed_tokens.weight.val().transpose().unsqueeze()),
+        None => embed_tokens.attend(hidden),
     };
     CausalLmOutput {
         logits,

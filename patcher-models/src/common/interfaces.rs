@@ -16,27 +16,17 @@ use patcher_burn::layers::{any_rank, NormForward};
 use patcher_burn::BuildContext;
 use patcher_derive::slot_interface;
 
-use super::attention::AttentionSpec;
-use super::cache::LayerCache;
+use super::attention::{AttentionInputs, AttentionSpec};
 use super::moe::RouterOutput;
-use super::rope::PositionEmbeddings;
 use super::specs::{ExpertsSpec, MlpSpec, RouterSpec};
 
 /// Self-attention of a decoder layer (`LlamaAttention`, `Qwen2MoeAttention`,
 /// `FusedQKVAttention`, ...).
 pub trait DecoderAttention<B: Backend> {
-    /// `hidden_states [batch, seq, hidden]` to `[batch, seq, hidden]`.
-    ///
-    /// `attention_mask` is `[1 or batch, 1, seq, cached + seq]`, `true` where attention is
-    /// forbidden. With a `cache`, the new keys and values are appended to it and every cached
-    /// position is attended ([`eager_attention`](super::eager_attention) does both).
-    fn forward(
-        &self,
-        hidden_states: Tensor<B, 3>,
-        position_embeddings: &PositionEmbeddings<B>,
-        attention_mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3>;
+    /// `hidden_states [batch, seq, hidden]` to `[batch, seq, hidden]`, attending as `inputs`
+    /// say (RoPE, mask) and through their cache ([`eager_attention`](super::eager_attention)
+    /// does both).
+    fn forward(&self, hidden_states: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3>;
 }
 
 /// The experts of a mixture-of-experts block (`Qwen2MoeExperts`, `SequentialExperts`, ...).

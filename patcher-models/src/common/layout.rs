@@ -20,6 +20,17 @@ pub enum DecoderInputError {
         /// `[batch, cached + new]`.
         expected: [usize; 2],
     },
+    /// A position beyond the model's position table.
+    #[error(
+        "position {position} is beyond the model's {max} positions (n_positions / \
+         max_position_embeddings): shorten the sequence"
+    )]
+    TooLong {
+        /// The largest position asked for.
+        position: usize,
+        /// Positions the model has.
+        max: usize,
+    },
     /// The cache holds another batch.
     #[error(
         "the cache holds {cached} sequences, input_ids has {batch}: continue a cache with the \
@@ -121,6 +132,15 @@ impl AttentionLayout {
             positions,
             padding,
         })
+    }
+
+    /// Fails when a position is `max` or beyond (`None`: no limit).
+    pub fn check_positions(&self, max: Option<usize>) -> Result<(), DecoderInputError> {
+        let position = self.positions.iter().copied().max().unwrap_or(0);
+        match max {
+            Some(max) if position >= max => Err(DecoderInputError::TooLong { position, max }),
+            _ => Ok(()),
+        }
     }
 
     /// Sequences in the batch.

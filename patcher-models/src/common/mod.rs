@@ -33,8 +33,8 @@ mod topk;
 
 pub use activation::Activation;
 pub use attention::{
-    causal_mask, eager_attention, eager_attention_without_rope, fused_qkv_attention, repeat_kv,
-    split_qkv, AttentionSpec,
+    causal_mask, eager_attention, fused_qkv_attention, repeat_kv, split_qkv, AttentionInputs,
+    AttentionSpec,
 };
 pub use cache::{KvCache, LayerCache};
 pub use causal_lm::CausalLm;

@@ -10,10 +10,8 @@ use burn::prelude::*;
 use patcher_burn::layers::LinearLayer;
 
 use super::activation::Activation;
-use super::attention::{eager_attention, AttentionSpec};
-use super::cache::LayerCache;
+use super::attention::{eager_attention, AttentionInputs, AttentionSpec};
 use super::init::linear_config;
-use super::rope::PositionEmbeddings;
 use super::specs::MlpSpec;
 
 /// The configs of `[q_proj, k_proj, v_proj, o_proj]` of an attention class with separate q/k/v
@@ -35,13 +33,10 @@ pub fn separate_qkv_attention<B: Backend>(
     [q_proj, k_proj, v_proj, o_proj]: [&dyn LinearLayer<B>; 4],
     spec: &AttentionSpec,
     hidden_states: Tensor<B, 3>,
-    position_embeddings: &PositionEmbeddings<B>,
-    attention_mask: Option<&Tensor<B, 4, Bool>>,
-    cache: Option<&mut LayerCache<B>>,
+    inputs: AttentionInputs<'_, B>,
 ) -> Tensor<B, 3> {
     let qkv = [q_proj, k_proj, v_proj].map(|p| p.forward(hidden_states.clone()));
-    let out = eager_attention(spec, qkv, position_embeddings, attention_mask, cache);
-    o_proj.forward(out)
+    o_proj.forward(eager_attention(spec, qkv, inputs))
 }
 
 /// The configs of `[gate_proj, up_proj, down_proj]` of the gated MLP `spec` (`.init(device)`

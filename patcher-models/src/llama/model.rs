@@ -14,9 +14,9 @@ use crate::auto::FamilyModel;
 use crate::common::{
     attention_projections, causal_lm_output, decoder_stack_forward, embedding, gated_mlp,
     gated_mlp_projections, lm_head, ones_param, pre_norm_residuals, rms_norm,
-    separate_qkv_attention, Activation, AttentionInterface, AttentionLayout, AttentionSpec,
-    CausalLm, CausalLmOutput, DecoderAttention, DecoderLayer, DecoderNormInterface, FeedForward,
-    KvCache, LayerCache, MlpInterface, MlpSpec, PositionEmbeddings, RotaryEmbedding,
+    separate_qkv_attention, Activation, AttentionInputs, AttentionInterface, AttentionLayout,
+    AttentionSpec, CausalLm, CausalLmOutput, DecoderAttention, DecoderLayer, DecoderNormInterface,
+    FeedForward, KvCache, MlpInterface, MlpSpec, RotaryEmbedding,
 };
 
 /// transformers' `LlamaAttention`: separate q/k/v/o projections (biased when
@@ -53,23 +53,10 @@ impl<B: Backend> LlamaAttention<B> {
 }
 
 impl<B: Backend> DecoderAttention<B> for LlamaAttention<B> {
-    fn forward(
-        &self,
-        hidden_states: Tensor<B, 3>,
-        position_embeddings: &PositionEmbeddings<B>,
-        attention_mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
+    fn forward(&self, hidden_states: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
         let projections = [&*self.q_proj, &*self.k_proj, &*self.v_proj, &*self.o_proj];
         let spec = &self.spec;
-        separate_qkv_attention(
-            projections,
-            spec,
-            hidden_states,
-            position_embeddings,
-            attention_mask,
-            cache,
-        )
+        separate_qkv_attention(projections, spec, hidden_states, inputs)
     }
 }
 
@@ -177,18 +164,12 @@ impl<B: Backend> LlamaDecoderLayer<B> {
 }
 
 impl<B: Backend> DecoderLayer<B> for LlamaDecoderLayer<B> {
-    fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        pos: &PositionEmbeddings<B>,
-        mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
         pre_norm_residuals(
             x,
             |x| {
-                let x = self.input_layernorm.forward(x);
-                self.self_attn.forward(x, pos, mask, cache)
+                self.self_attn
+                    .forward(self.input_layernorm.forward(x), inputs)
             },
             |x| self.mlp.forward(self.post_attention_layernorm.forward(x)),
         )
@@ -240,7 +221,7 @@ impl<B: Backend> LlamaModel<B> {
         let embedded = self.embed_tokens.forward(input_ids);
         let windows = std::iter::repeat(None);
         let norm = |hidden| self.norm.forward(hidden);
-        let (rope, layers) = (&self.rotary_emb, &self.layers);
+        let (rope, layers) = (Some(&self.rotary_emb), &self.layers);
         let step = (layout, cache);
         decoder_stack_forward(
             embedded,

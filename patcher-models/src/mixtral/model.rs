@@ -14,10 +14,10 @@ use crate::auto::FamilyModel;
 use crate::common::{
     attention_projections, causal_lm_output, decoder_stack_forward, embedding, fused_expert_params,
     fused_experts_forward, lm_head, normal_param, ones_param, pre_norm_residuals, rms_norm,
-    separate_qkv_attention, top_k_routing, Activation, AttentionInterface, AttentionLayout,
-    AttentionSpec, CausalLm, CausalLmOutput, DecoderAttention, DecoderLayer, DecoderNormInterface,
-    ExpertsInterface, ExpertsSpec, FeedForward, KvCache, LayerCache, MoeExperts, MoeRouter,
-    PositionEmbeddings, RotaryEmbedding, RouterInterface, RouterOutput, RouterSpec,
+    separate_qkv_attention, top_k_routing, Activation, AttentionInputs, AttentionInterface,
+    AttentionLayout, AttentionSpec, CausalLm, CausalLmOutput, DecoderAttention, DecoderLayer,
+    DecoderNormInterface, ExpertsInterface, ExpertsSpec, FeedForward, KvCache, MoeExperts,
+    MoeRouter, RotaryEmbedding, RouterInterface, RouterOutput, RouterSpec,
 };
 
 /// transformers' `MixtralAttention`: separate q/k/v/o projections without biases, RoPE,
@@ -54,23 +54,10 @@ impl<B: Backend> MixtralAttention<B> {
 }
 
 impl<B: Backend> DecoderAttention<B> for MixtralAttention<B> {
-    fn forward(
-        &self,
-        hidden_states: Tensor<B, 3>,
-        position_embeddings: &PositionEmbeddings<B>,
-        attention_mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
+    fn forward(&self, hidden_states: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
         let projections = [&*self.q_proj, &*self.k_proj, &*self.v_proj, &*self.o_proj];
         let spec = &self.spec;
-        separate_qkv_attention(
-            projections,
-            spec,
-            hidden_states,
-            position_embeddings,
-            attention_mask,
-            cache,
-        )
+        separate_qkv_attention(projections, spec, hidden_states, inputs)
     }
 }
 
@@ -255,18 +242,12 @@ impl<B: Backend> MixtralDecoderLayer<B> {
 }
 
 impl<B: Backend> DecoderLayer<B> for MixtralDecoderLayer<B> {
-    fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        pos: &PositionEmbeddings<B>,
-        mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
         pre_norm_residuals(
             x,
             |x| {
-                let x = self.input_layernorm.forward(x);
-                self.self_attn.forward(x, pos, mask, cache)
+                self.self_attn
+                    .forward(self.input_layernorm.forward(x), inputs)
             },
             |x| {
                 self.mlp
@@ -325,7 +306,7 @@ impl<B: Backend> MixtralModel<B> {
         let embedded = self.embed_tokens.forward(input_ids);
         let windows = std::iter::repeat(self.sliding_window);
         let norm = |hidden| self.norm.forward(hidden);
-        let (rope, layers) = (&self.rotary_emb, &self.layers);
+        let (rope, layers) = (Some(&self.rotary_emb), &self.layers);
         let step = (layout, cache);
         decoder_stack_forward(
             embedded,

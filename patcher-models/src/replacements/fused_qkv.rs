@@ -18,8 +18,8 @@ use patcher_derive::Patchable;
 use crate::bert::{BertConfig, BertMask, BertSelfAttentionInterface};
 use crate::common::EncoderSelfAttention;
 use crate::common::{
-    fused_qkv_attention, linear_config, AttentionInterface, AttentionSpec, DecoderAttention,
-    LayerCache, PositionEmbeddings,
+    fused_qkv_attention, linear_config, AttentionInputs, AttentionInterface, AttentionSpec,
+    DecoderAttention,
 };
 
 /// Attention with fused Q, K, V projections, split after projection. Fills the attention slot
@@ -58,21 +58,9 @@ impl<B: Backend> FusedQkvAttention<B> {
 }
 
 impl<B: Backend> DecoderAttention<B> for FusedQkvAttention<B> {
-    fn forward(
-        &self,
-        hidden_states: Tensor<B, 3>,
-        position_embeddings: &PositionEmbeddings<B>,
-        attention_mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
+    fn forward(&self, hidden_states: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
         let qkv = self.qkv_proj.forward(hidden_states);
-        let out = fused_qkv_attention(
-            &self.spec,
-            qkv,
-            Some(position_embeddings),
-            attention_mask,
-            cache,
-        );
+        let out = fused_qkv_attention(&self.spec, qkv, inputs);
         self.o_proj.forward(out)
     }
 }
@@ -115,12 +103,10 @@ impl<B: Backend> FusedQkvBertSelfAttention<B> {
 
 impl<B: Backend> EncoderSelfAttention<B> for FusedQkvBertSelfAttention<B> {
     fn forward(&self, hidden_states: Tensor<B, 3>, mask: Option<&BertMask<B>>) -> Tensor<B, 3> {
-        fused_qkv_attention(
-            &self.spec,
-            self.qkv.forward(hidden_states),
-            None,
-            mask,
-            None,
-        )
+        let inputs = AttentionInputs {
+            attention_mask: mask,
+            ..Default::default()
+        };
+        fused_qkv_attention(&self.spec, self.qkv.forward(hidden_states), inputs)
     }
 }

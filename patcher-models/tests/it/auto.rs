@@ -137,12 +137,14 @@ fn load<B: Backend>(
 fn unknown_and_missing_model_types_are_config_errors_naming_the_families() {
     type B = burn::backend::NdArray<f32>;
     let auto = AutoModelForCausalLm::<B>::new();
-    let gpt2 = with_config("llama", "auto-gpt2", |c| c["model_type"] = "gpt2".into());
-    let error = config_error(load(&auto, &gpt2, Patch::NONE));
+    let falcon = with_config("llama", "auto-falcon", |c| {
+        c["model_type"] = "falcon".into()
+    });
+    let error = config_error(load(&auto, &falcon, Patch::NONE));
     let message = error.to_string();
     assert!(matches!(error, ConfigError::Unsupported(_)), "{message}");
     assert!(
-        message.contains("`gpt2`") && message.contains("llama, mixtral, qwen2_moe"),
+        message.contains("`falcon`") && message.contains("gpt2, llama, mixtral, qwen2_moe"),
         "{message}"
     );
 
@@ -152,7 +154,7 @@ fn unknown_and_missing_model_types_are_config_errors_naming_the_families() {
     let error = config_error(load(&auto, &untyped, Patch::NONE));
     assert!(matches!(error, ConfigError::Invalid(_)), "{error}");
     assert!(error.to_string().contains("model_type"), "{error}");
-    for dir in [gpt2, untyped] {
+    for dir in [falcon, untyped] {
         std::fs::remove_dir_all(dir).ok();
     }
 }

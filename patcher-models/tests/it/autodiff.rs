@@ -2,7 +2,6 @@
 //! uses, through slots, the replacements and the router (whose top-k weights are gathered on the
 //! device, so they stay differentiable as in transformers); `valid()` gives the same outputs.
 
-use patcher_models::prelude::*;
 use std::collections::BTreeSet;
 
 use crate::common::{fixtures, ModulePath};
@@ -10,6 +9,7 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 

@@ -3,7 +3,6 @@
 //! built; a config larger than its checkpoint fails before the build; NaN weights are counted
 //! when asked.
 
-use patcher_models::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -11,6 +10,7 @@ use burn::backend::NdArray;
 use patcher_burn::{LoadError, LoadOptions, NonFiniteCount, Patcher};
 use patcher_models::llama::LlamaConfig;
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLm};
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 use patcher_models::ConfigError;

@@ -4,7 +4,6 @@
 //! layout (`bert.` prefix, `LayerNorm.gamma`/`.beta`, extra buffers and heads) loads to the same
 //! outputs; bad configs and inputs are typed errors.
 
-use patcher_models::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -17,6 +16,7 @@ use patcher_models::bert::{
     BertConfig, BertInputError, BertIntermediate, BertIntermediateInterface, BertModel,
 };
 use patcher_models::common::EncoderIntermediate;
+use patcher_models::prelude::*;
 use patcher_models::replacements::Patch;
 use patcher_models::ConfigError;
 

@@ -5,12 +5,14 @@
 //!   the logits of every step;
 //! - cached decoding against a full recompute, and each padded row against its unpadded run.
 //!
-//! Mixtral's fixture has a sliding window (5) shorter than its prompt and decode (7 + 4).
+//! Mixtral's fixture has a sliding window (5) shorter than its prompt and decode (7 + 4); GPT-2's
+//! positions are a learned table, indexed from the mask too.
 
 use burn::prelude::*;
 use patcher_burn::{LoadOptions, Loaded};
 use patcher_models::auto::FamilyConfig;
 use patcher_models::common::DecoderInputError;
+use patcher_models::gpt2::Gpt2LmHeadModel;
 use patcher_models::llama::LlamaForCausalLm;
 use patcher_models::mixtral::MixtralForCausalLm;
 use patcher_models::prelude::*;
@@ -224,6 +226,11 @@ macro_rules! cache_tests {
             for patch in MOE_PATCHES {
                 check::<B, MixtralForCausalLm<B>>("mixtral", patch, &$device);
             }
+        }
+
+        #[test]
+        fn gpt2_learned_positions() {
+            check::<B, Gpt2LmHeadModel<B>>("gpt2", Patch::NONE, &$device);
         }
 
         #[test]

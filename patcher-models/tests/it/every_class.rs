@@ -8,8 +8,7 @@ use burn::prelude::*;
 use patcher_burn::layers::NormForward;
 use patcher_burn::{list_slots, replacement, BuildContext, LoadOptions, Patchable, Patcher, Slot};
 use patcher_models::common::{
-    AttentionInterface, DecoderAttention, DecoderLayer, DecoderNormInterface, LayerCache,
-    PositionEmbeddings,
+    AttentionInputs, AttentionInterface, DecoderAttention, DecoderLayer, DecoderNormInterface,
 };
 use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{
@@ -76,19 +75,11 @@ impl<B: Backend> ParallelDecoderLayer<B> {
 }
 
 impl<B: Backend> DecoderLayer<B> for ParallelDecoderLayer<B> {
-    fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        position_embeddings: &PositionEmbeddings<B>,
-        attention_mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
         let attention = DecoderAttention::forward(
             &*self.self_attn,
             self.input_layernorm.forward(x.clone()),
-            position_embeddings,
-            attention_mask,
-            cache,
+            inputs,
         );
         let mlp = self
             .mlp

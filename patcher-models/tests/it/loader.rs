@@ -2,7 +2,6 @@
 //! for the original and every patched variant, saving a patched model back in the checkpoint's
 //! layout and reloading it unpatched, and a wrong patch failing with the report.
 
-use patcher_models::prelude::*;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +12,7 @@ use burn::prelude::Backend;
 use patcher_burn::{list_slots, save_pretrained, LoadError, LoadOptions, Loaded, Patcher};
 use patcher_core::{Checkpoint, LoadReport};
 use patcher_models::llama::{LlamaAttention, LlamaConfig, LlamaForCausalLm};
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeAttention, Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::{FusedQkvAttention, Patch};
 

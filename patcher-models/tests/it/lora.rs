@@ -3,7 +3,6 @@
 //! initialized, the logits equal the unpatched model's (and transformers'), and SGD steps on
 //! `Autodiff<NdArray>` change the adapters and nothing else.
 
-use patcher_models::prelude::*;
 use std::collections::BTreeMap;
 
 use crate::common::{fixtures, input_ids, read_reference};
@@ -13,6 +12,7 @@ use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
 use patcher_burn::{list_slots, LoadOptions, Patcher};
 use patcher_models::llama::{LlamaForCausalLm, LINEAR_NAMES};
+use patcher_models::prelude::*;
 use patcher_models::replacements::{lora_patcher, OnlyLoraTrainable, LORA_PARAMETERS};
 
 type Inner = NdArray<f32>;

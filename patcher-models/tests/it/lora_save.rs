@@ -3,7 +3,6 @@
 //! PEFT's logits, saves back as PEFT wrote it, the base saves byte for byte, and the merged
 //! model saves as a stock checkpoint with the same logits.
 
-use patcher_models::prelude::*;
 use std::path::{Path, PathBuf};
 
 use crate::common::{fixtures, input_ids, max_abs_diff, read_reference};
@@ -11,6 +10,7 @@ use crate::roundtrip::{assert_round_trip, raw};
 use burn::backend::NdArray;
 use patcher_burn::{LoadOptions, Loaded, Patcher, SaveOptions};
 use patcher_models::llama::{LlamaForCausalLm, LINEAR_NAMES};
+use patcher_models::prelude::*;
 use patcher_models::replacements::{
     load_lora_adapter, lora_patcher, save_lora_adapter, save_lora_base, save_lora_merged,
     PeftAdapterConfig, PeftAdapterError, ADAPTER_CONFIG, ADAPTER_WEIGHTS, LORA_PARAMETERS,

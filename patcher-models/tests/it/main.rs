@@ -11,6 +11,7 @@ mod build;
 mod cache;
 mod common;
 mod every_class;
+mod gpt2;
 mod loader;
 mod lora;
 mod lora_save;

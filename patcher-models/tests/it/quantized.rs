@@ -3,7 +3,6 @@
 //! only by default (experts included through `SequentialExperts`), patterns otherwise, and a
 //! quantized model refusing to be saved.
 
-use patcher_models::prelude::*;
 use std::collections::HashSet;
 
 use crate::common::{fixtures, input_ids, max_abs_diff, read_reference, ModulePath};
@@ -14,6 +13,7 @@ use burn::tensor::DType as BurnDType;
 use patcher_burn::{
     model_params, save_pretrained, Layout, LoadError, LoadOptions, Quantization, QuantizeTargets,
 };
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
 use patcher_models::replacements::Patch;
 

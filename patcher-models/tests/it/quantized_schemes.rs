@@ -5,7 +5,6 @@
 //! with `LoadError::Quantize` before anything is uploaded, leaving the model untouched. No
 //! scheme panics.
 
-use patcher_models::prelude::*;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -25,6 +24,7 @@ use patcher_core::Checkpoint;
 use patcher_models::bert::BertModel;
 use patcher_models::llama::LlamaForCausalLm;
 use patcher_models::mixtral::MixtralForCausalLm;
+use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::Qwen2MoeForCausalLm;
 
 const VALUES: [QuantValue; 9] = [

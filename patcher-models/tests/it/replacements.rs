@@ -9,7 +9,8 @@ use burn::module::Module;
 use burn::prelude::*;
 use patcher_burn::{model_params, BuildContext};
 use patcher_models::common::{
-    causal_mask, DecoderAttention, MoeExperts, MoeRouter, RotaryEmbedding,
+    causal_mask, AttentionInputs, DecoderAttention, MoeExperts, MoeRouter, PositionEmbeddings,
+    RotaryEmbedding,
 };
 use patcher_models::llama::{LlamaAttention, LlamaConfig};
 use patcher_models::qwen2_moe::{
@@ -18,6 +19,18 @@ use patcher_models::qwen2_moe::{
 use patcher_models::replacements::{FusedQkvAttention, SequentialExperts};
 
 type B = NdArray<f32>;
+
+/// The RoPE tables and the mask of a forward without cache.
+fn inputs<'a>(
+    pe: &'a PositionEmbeddings<B>,
+    mask: &'a Tensor<B, 4, Bool>,
+) -> AttentionInputs<'a, B> {
+    AttentionInputs {
+        position_embeddings: Some(pe),
+        attention_mask: Some(mask),
+        cache: None,
+    }
+}
 
 /// Burn's shape of the parameter at `path`.
 fn burn_shape<M: Module<B>>(module: &M, path: &str) -> Vec<usize> {
@@ -64,8 +77,8 @@ fn fused_qkv_matches_qwen2_moe_attention() {
         let pe =
             RotaryEmbedding::new(&config.core.rope, config.core.head_dim).forward::<B>(7, &device);
         let mask = causal_mask::<B>(7, None, &device);
-        let a = original.forward(x.clone(), &pe, Some(&mask), None);
-        let b = fused.forward(x, &pe, Some(&mask), None);
+        let a = original.forward(x.clone(), inputs(&pe, &mask));
+        let b = fused.forward(x, inputs(&pe, &mask));
         let diff = max_diff(a, b);
         println!("qwen2_moe layer {layer}: fused QKV vs original max abs diff {diff:.3e}");
         assert!(diff <= 1e-5);
@@ -102,8 +115,8 @@ fn fused_qkv_matches_llama_attention() {
     let pe = RotaryEmbedding::new(&config.core.rope, config.core.head_dim).forward::<B>(5, &device);
     let mask = causal_mask::<B>(5, None, &device);
     let diff = max_diff(
-        original.forward(x.clone(), &pe, Some(&mask), None),
-        fused.forward(x, &pe, Some(&mask), None),
+        original.forward(x.clone(), inputs(&pe, &mask)),
+        fused.forward(x, inputs(&pe, &mask)),
     );
     println!("llama: fused QKV vs original max abs diff {diff:.3e}");
     assert!(diff <= 1e-5);

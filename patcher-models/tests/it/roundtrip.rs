@@ -2,7 +2,6 @@
 //! its base model prefix (the load adds it, the save removes it), BERT's legacy layout (prefix,
 //! `gamma`/`beta`), and half-precision checkpoints (each tensor written in its loaded dtype).
 
-use patcher_models::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -12,6 +11,7 @@ use half::f16;
 use patcher_burn::{save_pretrained, LoadOptions, Patcher};
 use patcher_models::bert::BertModel;
 use patcher_models::llama::LlamaForCausalLm;
+use patcher_models::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
 type B = NdArray<f32>;
