@@ -88,13 +88,7 @@ pub fn breakdown<B: Backend>(
     };
     let two_d = |x: Tensor<B, 2>| x.unsqueeze::<3>();
     let mut parts = Vec::new();
-    let mut part = |name, seconds, flops| {
-        parts.push(Part {
-            name,
-            seconds,
-            flops,
-        })
-    };
+    let mut part = |name, seconds, flops| parts.push(Part { name, seconds, flops });
 
     part(
         "whole forward",

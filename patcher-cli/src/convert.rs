@@ -139,10 +139,7 @@ impl FamilyCommand for ConvertArgs {
     type Output = Result<String, CliError>;
 
     fn run<F: Family>(self) -> Self::Output {
-        let ConvertArgs {
-            options: args,
-            model,
-        } = self;
+        let ConvertArgs { options: args, model } = self;
         let staging = Staging::new(&args.out)?;
         let family = model.family;
         let prepared = Prepared::<F>::new(&args.checkpoint, &model)?;
@@ -341,10 +338,7 @@ impl Staging {
             .prefix(&staging_prefix())
             .tempdir_in(&parent)
             .map_err(CliError::io("creating a temporary folder in", &parent))?;
-        Ok(Self {
-            dir,
-            out: out.to_path_buf(),
-        })
+        Ok(Self { dir, out: out.to_path_buf() })
     }
 
     fn path(&self) -> &Path {

@@ -103,11 +103,7 @@ impl ModelArgs {
             None => family_of_config(&config)?,
         };
         let patch = check_patches(family, &self.patches).map_err(CliError::Usage)?;
-        Ok(Selection {
-            family,
-            patch,
-            config: self.config,
-        })
+        Ok(Selection { family, patch, config: self.config })
     }
 }
 

@@ -17,10 +17,7 @@ use crate::prepare::parent_folder;
 /// empty folder gets the checkpoint written into that folder (the link is left as it is and
 /// names the result); a link to nothing is refused.
 pub(crate) fn resolve(out: &Path) -> Result<PathBuf, CliError> {
-    let refuse = |message: String| CliError::Output {
-        path: out.to_path_buf(),
-        message,
-    };
+    let refuse = |message: String| CliError::Output { path: out.to_path_buf(), message };
     let is_link = std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink());
     let folder = if is_link {
         std::fs::canonicalize(out).map_err(|error| {

@@ -80,14 +80,7 @@ impl<F: Family> Prepared<F> {
             .map_err(|e| CliError::config(config_path.clone(), e))?;
         let patch = selection.patch;
         let (model, spec) = build::<F>(&config, patch)?;
-        Ok(Self {
-            config_path,
-            config,
-            checkpoint,
-            patch,
-            model,
-            spec,
-        })
+        Ok(Self { config_path, config, checkpoint, patch, model, spec })
     }
 
     /// The dry run of a strict load.

@@ -271,10 +271,7 @@ impl<'a> HostTensor<'a> {
             return Ok(self);
         }
         if !self.dtype.is_float() || !dtype.is_float() {
-            return Err(CastError::NotFloat {
-                from: self.dtype,
-                to: dtype,
-            });
+            return Err(CastError::NotFloat { from: self.dtype, to: dtype });
         }
         self.check_len()?;
         let bytes = cast_bytes(self.dtype, dtype, &self.bytes);
@@ -283,20 +280,13 @@ impl<'a> HostTensor<'a> {
                 return Err(lost);
             }
         }
-        Ok(HostTensor {
-            dtype,
-            shape: self.shape,
-            bytes: Cow::Owned(bytes),
-        })
+        Ok(HostTensor { dtype, shape: self.shape, bytes: Cow::Owned(bytes) })
     }
 
     /// The values as f32, from any float dtype (F64 rounds to nearest even).
     pub fn to_f32_vec(&self) -> Result<Vec<f32>, CastError> {
         if !self.dtype.is_float() {
-            return Err(CastError::NotFloat {
-                from: self.dtype,
-                to: DType::F32,
-            });
+            return Err(CastError::NotFloat { from: self.dtype, to: DType::F32 });
         }
         self.check_len()?;
         Ok(decode_f32(self.dtype, &self.bytes))
@@ -481,10 +471,7 @@ mod tests {
         let err = t.clone().cast(DType::F32).unwrap_err();
         assert_eq!(
             err,
-            CastError::NotFloat {
-                from: DType::I64,
-                to: DType::F32
-            }
+            CastError::NotFloat { from: DType::I64, to: DType::F32 }
         );
         assert!(err.to_string().contains("cannot cast a I64 tensor to F32"));
         assert!(t.to_f32_vec().is_err());
@@ -517,11 +504,7 @@ mod tests {
         let err = t.to_f32_vec().unwrap_err();
         assert!(matches!(
             err,
-            CastError::ByteLength {
-                expected: 8,
-                actual: 4,
-                ..
-            }
+            CastError::ByteLength { expected: 8, actual: 4, .. }
         ));
     }
 }

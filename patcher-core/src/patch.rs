@@ -67,10 +67,9 @@ impl WeightPatch {
         for pattern in patterns.into_patterns() {
             match Regex::new(&pattern) {
                 Ok(regex) => filters.push(regex),
-                Err(e) => self.errors.push(PatcherError::InvalidFilterPattern {
-                    pattern,
-                    message: e.to_string(),
-                }),
+                Err(e) => self
+                    .errors
+                    .push(PatcherError::InvalidFilterPattern { pattern, message: e.to_string() }),
             }
         }
         self

@@ -100,10 +100,7 @@ pub struct TensorMeta {
 impl TensorMeta {
     /// A new description.
     pub fn new(dtype: DType, shape: impl Into<Vec<usize>>) -> Self {
-        Self {
-            dtype,
-            shape: shape.into(),
-        }
+        Self { dtype, shape: shape.into() }
     }
 
     /// Number of elements (1 for a scalar).
@@ -172,11 +169,7 @@ impl<'a> HostTensor<'a> {
             "HostTensor::new: {} bytes for a {dtype} tensor of shape {shape:?} (expected {expected})",
             bytes.len()
         );
-        Self {
-            dtype,
-            shape,
-            bytes,
-        }
+        Self { dtype, shape, bytes }
     }
 
     /// Number of bytes of data.

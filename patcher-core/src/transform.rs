@@ -203,11 +203,7 @@ impl WeightConverter {
         let sources = sources.into_patterns();
         let targets = targets.into_patterns();
         match TransformCore::new("WeightConverter", sources.clone(), targets.clone()) {
-            Ok(core) => Self {
-                core,
-                ops: Vec::new(),
-                invalid: None,
-            },
+            Ok(core) => Self { core, ops: Vec::new(), invalid: None },
             Err(error) => Self {
                 core: TransformCore::unmatchable(sources, targets),
                 ops: Vec::new(),
@@ -251,19 +247,13 @@ impl WeightConverter {
         let sources = || self.core.original_sources.clone();
         let targets = || self.core.original_targets.clone();
         if self.ops.is_empty() {
-            return Err(TransformError::NoOperations {
-                sources: sources(),
-                targets: targets(),
-            });
+            return Err(TransformError::NoOperations { sources: sources(), targets: targets() });
         }
         if self.core.sources.len() > 1
             && self.core.targets.len() > 1
             && !self.ops.iter().any(|op| op.supports_many_to_many())
         {
-            return Err(TransformError::ManyToMany {
-                sources: sources(),
-                targets: targets(),
-            });
+            return Err(TransformError::ManyToMany { sources: sources(), targets: targets() });
         }
         Ok(())
     }
@@ -283,11 +273,7 @@ impl WeightConverter {
             .zip(pinned.into_iter().chain(std::iter::repeat(None)))
             .map(|(op, pin)| pin.unwrap_or_else(|| op.clone()))
             .collect();
-        Self {
-            core: self.core.clone(),
-            ops,
-            invalid: self.invalid.clone(),
-        }
+        Self { core: self.core.clone(), ops, invalid: self.invalid.clone() }
     }
 
     /// The converter the other way round (for saving): patterns swapped, each op replaced by its

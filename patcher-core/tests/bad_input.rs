@@ -318,11 +318,7 @@ fn an_empty_pattern_is_an_error() {
 fn a_reference_to_a_missing_group_is_an_error() {
     assert!(matches!(
         WeightRenaming::new(r"layers\.(\d+)\.a", r"layers.\2.b"),
-        Err(TransformError::MissingSourceGroup {
-            group: 2,
-            available: 1,
-            ..
-        })
+        Err(TransformError::MissingSourceGroup { group: 2, available: 1, .. })
     ));
     assert!(matches!(
         WeightRenaming::new(r"(x)\.(\d+)\.a", r"\2.b"),

@@ -145,12 +145,7 @@ fn reads_outside_a_tensor_are_typed_errors() {
     assert!(
         matches!(
             error,
-            CheckpointError::ReadRange {
-                start: 4090,
-                end: 4098,
-                size: 4096,
-                ..
-            }
+            CheckpointError::ReadRange { start: 4090, end: 4098, size: 4096, .. }
         ),
         "{error:?}"
     );

@@ -63,10 +63,7 @@ impl Model {
             shape.insert(0, count);
             expected.push((key, shape));
         }
-        Self {
-            transforms: vec![merge.into()],
-            expected,
-        }
+        Self { transforms: vec![merge.into()], expected }
     }
 }
 

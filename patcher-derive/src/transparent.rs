@@ -84,11 +84,7 @@ pub fn expand(
         <#backend as #burn::tensor::backend::AutodiffBackend>::InnerBackend
     );
     let mut inner_ty: Type = syn::parse_quote!(#ident #ty_generics);
-    SwapBackend {
-        backend,
-        with: &inner_backend,
-    }
-    .visit_type_mut(&mut inner_ty);
+    SwapBackend { backend, with: &inner_backend }.visit_type_mut(&mut inner_ty);
     let mut autodiff_generics = input.generics.clone();
     for param in autodiff_generics.type_params_mut() {
         if param.ident == *backend {

@@ -9,10 +9,7 @@ pub(crate) const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// FIFO would block) of at most [`MAX_CONFIG_BYTES`].
 pub(crate) fn read_config_file(path: &std::path::Path) -> Result<String, ConfigError> {
     use std::io::Read;
-    let io = |source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| ConfigError::Io { path: path.to_path_buf(), source };
     let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_file() {
         return Err(ConfigError::NotAConfig {

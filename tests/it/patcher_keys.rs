@@ -117,12 +117,8 @@ fn keys_that_select_nothing_are_all_reported() {
         .replace_path("layers.1.self_atn", fused())
         .replace_path_regex(r"^decoder\.", fused());
     let errors = patcher_errors(build(&patcher));
-    let [PatcherError::UnknownClasses {
-        unmatched: classes, ..
-    }, PatcherError::UnknownPaths {
-        unmatched: paths,
-        known,
-    }] = errors.as_slice()
+    let [PatcherError::UnknownClasses { unmatched: classes, .. }, PatcherError::UnknownPaths { unmatched: paths, known }] =
+        errors.as_slice()
     else {
         panic!("{errors:?}");
     };

@@ -313,10 +313,7 @@ fn record_of_other_class<B: Backend>(device: &B::Device) {
 
 /// A record of the same classes saved with another configuration is an error too.
 fn record_of_other_shapes<B: Backend>(device: &B::Device) {
-    let wide = TinyConfig {
-        ffn: 2 * FFN,
-        ..TinyConfig::new()
-    };
+    let wide = TinyConfig { ffn: 2 * FFN, ..TinyConfig::new() };
     let record = BuildContext::build(&patcher::<B>(Swap::None), device, |ctx| {
         TinyModel::new(ctx, &wide)
     })

@@ -77,9 +77,6 @@ pub enum LoadError {
 impl LoadError {
     /// Wraps an op's error with the group it failed on.
     pub(crate) fn converting(group: &PlannedGroup) -> impl FnOnce(OpError) -> Self + '_ {
-        move |source| Self::Conversion {
-            key: group.key.clone(),
-            source,
-        }
+        move |source| Self::Conversion { key: group.key.clone(), source }
     }
 }

@@ -237,10 +237,9 @@ impl Executor<'_> {
         }
         let host = tensor.read()?;
         self.count_non_finite(key, &host);
-        let cast = host.cast(dtype).map_err(|source| LoadError::Cast {
-            key: key.to_string(),
-            source,
-        })?;
+        let cast = host
+            .cast(dtype)
+            .map_err(|source| LoadError::Cast { key: key.to_string(), source })?;
         if cast.bytes.len() != dst.len() {
             return Err(LoadError::Unsupported {
                 key: key.to_string(),
@@ -261,11 +260,7 @@ impl Executor<'_> {
         };
         let (nan, inf) = count_non_finite(tensor);
         if nan + inf > 0 {
-            let count = NonFiniteCount {
-                key: key.to_string(),
-                nan,
-                inf,
-            };
+            let count = NonFiniteCount { key: key.to_string(), nan, inf };
             found.lock().unwrap_or_else(|e| e.into_inner()).push(count);
         }
     }

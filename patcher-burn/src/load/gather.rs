@@ -209,12 +209,7 @@ impl Slabs {
                 shape.extend_from_slice(&shape0[..c]);
                 shape.push(shapes.iter().map(|s| s[c]).sum());
                 shape.extend_from_slice(&shape0[c + 1..]);
-                Some(Self {
-                    shape,
-                    outer,
-                    slab_bytes,
-                    pattern_major: false,
-                })
+                Some(Self { shape, outer, slab_bytes, pattern_major: false })
             }
         }
     }

@@ -48,10 +48,7 @@ pub(crate) fn cast_for<'a>(
         // range become infinite, as with torch's `Tensor.to` (the model runs in that type).
         (ParamKind::Float, d) if d.is_float() => tensor
             .cast_with(float, LossyNarrowing::Allow)
-            .map_err(|source| LoadError::Cast {
-                key: key.to_string(),
-                source,
-            }),
+            .map_err(|source| LoadError::Cast { key: key.to_string(), source }),
         (ParamKind::Float, _) => Err(wrong_kind("a float tensor")),
         (ParamKind::Int, DType::I64 | DType::I32 | DType::U8) => Ok(tensor),
         (ParamKind::Int, _) => Err(wrong_kind("an int tensor")),
@@ -71,10 +68,7 @@ fn transpose(tensor: HostTensor<'_>, key: &str) -> Result<HostTensor<'static>, S
     let op = Transpose::new(0, 1);
     let mut out = op
         .convert(Groups::new().with(key, vec![tensor]), &ctx)
-        .map_err(|source| SaveError::Conversion {
-            key: key.to_string(),
-            source,
-        })?;
+        .map_err(|source| SaveError::Conversion { key: key.to_string(), source })?;
     let tensor = out
         .take(key)
         .and_then(|mut v| v.pop())

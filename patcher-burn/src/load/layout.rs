@@ -124,9 +124,7 @@ pub struct TorchLayouts {
 impl TorchLayouts {
     /// A registry with no type: every parameter keeps Burn's name and layout.
     pub fn empty() -> Self {
-        Self {
-            modules: BTreeMap::new(),
-        }
+        Self { modules: BTreeMap::new() }
     }
 
     /// Registers `T` under its [`TorchLayout::MODULE_NAME`], replacing a type registered under

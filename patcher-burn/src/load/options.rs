@@ -196,10 +196,7 @@ impl LoadOptions {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn quantize(self, scheme: QuantScheme) -> Self {
-        self.quantization(Quantization {
-            scheme,
-            targets: QuantizeTargets::LinearWeights,
-        })
+        self.quantization(Quantization { scheme, targets: QuantizeTargets::LinearWeights })
     }
 
     /// Quantizes the parameters `quantization` selects as they are loaded (see

@@ -109,10 +109,7 @@ pub fn model_params_with<B: Backend, M: Module<B>>(
     module: &M,
     layouts: &TorchLayouts,
 ) -> Vec<ParamInfo> {
-    let collector = ParamCollector {
-        layouts,
-        params: Vec::new(),
-    };
+    let collector = ParamCollector { layouts, params: Vec::new() };
     visit::visit(module, collector).params
 }
 

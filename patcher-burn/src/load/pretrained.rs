@@ -262,14 +262,7 @@ fn plan_params<B: Backend, M: Module<B>>(
     let stock = spec.stock_transforms().len();
     report.unused_transforms.retain(|t| t.index < stock);
     let would_load = !options.is_strict() || plan.is_clean();
-    Ok((
-        LoadPlan {
-            plan,
-            report,
-            would_load,
-        },
-        params,
-    ))
+    Ok((LoadPlan { plan, report, would_load }, params))
 }
 
 /// Loads an open `checkpoint` into a copy of `model` as `spec` says: the building block of
@@ -292,14 +285,8 @@ pub fn load_with<B: Backend, M: Module<B>>(
         let params = model_params_with(model, &spec.layouts);
         check_scheme::<B>(selector, &params, &model_device(model))?;
     }
-    let (
-        LoadPlan {
-            plan,
-            report,
-            would_load,
-        },
-        params,
-    ) = plan_params(model, checkpoint, spec, options)?;
+    let (LoadPlan { plan, report, would_load }, params) =
+        plan_params(model, checkpoint, spec, options)?;
     tracing::debug!(
         groups = plan.groups().len(),
         missing = report.missing.len(),
@@ -310,9 +297,7 @@ pub fn load_with<B: Backend, M: Module<B>>(
         "planned"
     );
     if !would_load {
-        return Err(LoadError::Incomplete {
-            report: Box::new(report),
-        });
+        return Err(LoadError::Incomplete { report: Box::new(report) });
     }
 
     let params: HashMap<&str, &ParamInfo> =

@@ -58,10 +58,7 @@ impl QuantizeSelector {
             QuantizeTargets::LinearWeights => None,
             QuantizeTargets::Matching(patterns) => Some(PatternSet::new(patterns.clone())?),
         };
-        Ok(Some(Self {
-            scheme: quantization.scheme,
-            patterns,
-        }))
+        Ok(Some(Self { scheme: quantization.scheme, patterns }))
     }
 
     /// The scheme `param` is quantized with, if it is selected.
@@ -114,12 +111,8 @@ pub(crate) fn check_scheme<'a, B: Backend>(
         .into_iter()
         .find_map(|param| Some((param, selector.scheme_for(param)?)));
     match first {
-        Some((param, scheme)) => {
-            support::check_scheme_on::<B>(&scheme, device).map_err(|source| LoadError::Quantize {
-                key: param.torch_name.clone(),
-                source,
-            })
-        }
+        Some((param, scheme)) => support::check_scheme_on::<B>(&scheme, device)
+            .map_err(|source| LoadError::Quantize { key: param.torch_name.clone(), source }),
         None => Ok(()),
     }
 }
@@ -137,12 +130,8 @@ pub(crate) fn check_supported<'a, B: Backend>(
         let Some(scheme) = selector.scheme_for(param) else {
             continue;
         };
-        support::check::<B>(&scheme, &param.burn_shape, float_bytes, device).map_err(|source| {
-            LoadError::Quantize {
-                key: param.torch_name.clone(),
-                source,
-            }
-        })?;
+        support::check::<B>(&scheme, &param.burn_shape, float_bytes, device)
+            .map_err(|source| LoadError::Quantize { key: param.torch_name.clone(), source })?;
     }
     Ok(())
 }

@@ -72,10 +72,7 @@ pub(crate) fn collect<B: Backend, M: Module<B>>(
             .map_err(SaveError::converting(group))?;
         tensors.extend(outputs.into_iter().map(|(k, t)| (k, t.into_owned())));
     }
-    Ok(Collected {
-        tensors,
-        params: metas,
-    })
+    Ok(Collected { tensors, params: metas })
 }
 
 fn take(

@@ -73,10 +73,7 @@ pub enum SaveError {
 impl SaveError {
     /// Wraps a reversed op's error with the group it failed on.
     pub(crate) fn converting(group: &PlannedGroup) -> impl FnOnce(OpError) -> Self + '_ {
-        move |source| Self::Conversion {
-            key: group.key.clone(),
-            source,
-        }
+        move |source| Self::Conversion { key: group.key.clone(), source }
     }
 }
 

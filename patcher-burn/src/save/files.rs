@@ -59,8 +59,5 @@ pub(crate) fn write(
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> SaveError {
-    SaveError::Write(CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    SaveError::Write(CheckpointError::Io { path: path.to_path_buf(), source })
 }

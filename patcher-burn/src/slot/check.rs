@@ -159,12 +159,7 @@ pub(crate) fn compare<B: Backend>(
     if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
         None
     } else {
-        Some(RecordMismatch::Params {
-            class,
-            missing,
-            unexpected,
-            mismatched,
-        })
+        Some(RecordMismatch::Params { class, missing, unexpected, mismatched })
     }
 }
 

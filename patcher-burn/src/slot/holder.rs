@@ -21,10 +21,7 @@ pub(crate) struct Holder<C: Patchable, B: Backend> {
 
 impl<C: Patchable, B: Backend> Holder<C, B> {
     fn with_module(&self, module: C::WithBackend<B>) -> Self {
-        Self {
-            module,
-            routes: self.routes.clone(),
-        }
+        Self { module, routes: self.routes.clone() }
     }
 }
 
@@ -86,18 +83,12 @@ where
 
     fn to_device(self: Box<Self>, device: &B::Device) -> Box<dyn ErasedModule<B, K>> {
         let Holder { module, routes } = *self;
-        Box::new(Holder::<C, B> {
-            module: module.to_device(device),
-            routes,
-        })
+        Box::new(Holder::<C, B> { module: module.to_device(device), routes })
     }
 
     fn fork(self: Box<Self>, device: &B::Device) -> Box<dyn ErasedModule<B, K>> {
         let Holder { module, routes } = *self;
-        Box::new(Holder::<C, B> {
-            module: module.fork(device),
-            routes,
-        })
+        Box::new(Holder::<C, B> { module: module.fork(device), routes })
     }
 
     fn routes(&self) -> &Routes {
@@ -118,10 +109,7 @@ where
     {
         // The inner module remembers how to come back to exactly this backend.
         let routes = self.routes.with::<B, K>(route_from_inner::<C, K, B>);
-        Box::new(Holder::<C, B::InnerBackend> {
-            module: C::valid::<B>(&self.module),
-            routes,
-        })
+        Box::new(Holder::<C, B::InnerBackend> { module: C::valid::<B>(&self.module), routes })
     }
 }
 

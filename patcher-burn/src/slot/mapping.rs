@@ -187,9 +187,7 @@ pub(crate) struct ClassMapping<B: Backend> {
 
 impl<B: Backend> ClassMapping<B> {
     pub(crate) fn new() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
+        Self { entries: Vec::new() }
     }
 
     /// Adds an entry; a key given twice (same kind) keeps its position and takes the new
@@ -270,8 +268,6 @@ impl<B: Backend> ClassMapping<B> {
 
 impl<B: Backend> Clone for ClassMapping<B> {
     fn clone(&self) -> Self {
-        Self {
-            entries: self.entries.clone(),
-        }
+        Self { entries: self.entries.clone() }
     }
 }

@@ -84,13 +84,7 @@ impl<B: AutodiffBackend, I: ?Sized + SlotInterface> AutodiffModule<B> for Slot<B
     }
 
     fn from_inner(module: Self::InnerModule) -> Self {
-        let Slot {
-            module,
-            original,
-            replaced,
-            position,
-            ..
-        } = module;
+        let Slot { module, original, replaced, position, .. } = module;
         let class = module.class_name();
         let route = module.routes().get::<B, I::Key>();
         match route.and_then(|route| route(module)) {

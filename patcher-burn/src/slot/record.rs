@@ -151,11 +151,7 @@ impl<B: Backend> Record<B> for SlotRecord<B> {
                 }
             })
             .collect();
-        SlotRecordItem {
-            class: self.class,
-            params,
-            slots: self.nested,
-        }
+        SlotRecordItem { class: self.class, params, slots: self.nested }
     }
 
     fn from_item<S: PrecisionSettings>(item: Self::Item<S>, device: &B::Device) -> Self {
@@ -185,11 +181,7 @@ impl<B: Backend> Record<B> for SlotRecord<B> {
                 ParamRecord::new(p.path, kind, shape, param)
             })
             .collect();
-        Self {
-            class: item.class,
-            params,
-            nested: item.slots,
-        }
+        Self { class: item.class, params, nested: item.slots }
     }
 }
 
@@ -208,13 +200,7 @@ where
 
 impl<B: Backend> ParamRecord<B> {
     fn new(path: String, kind: ParamKind, shape: Vec<usize>, param: Box<dyn Any + Send>) -> Self {
-        Self {
-            path,
-            kind,
-            shape,
-            param,
-            _backend: std::marker::PhantomData,
-        }
+        Self { path, kind, shape, param, _backend: std::marker::PhantomData }
     }
 }
 
@@ -238,10 +224,7 @@ pub(crate) struct Collect<B: Backend> {
 
 impl<B: Backend> Collect<B> {
     pub(crate) fn new() -> Self {
-        Self {
-            params: Vec::new(),
-            nested: Vec::new(),
-        }
+        Self { params: Vec::new(), nested: Vec::new() }
     }
 
     /// The record of a module of class `class`, once visited.

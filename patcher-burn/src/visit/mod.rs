@@ -153,10 +153,7 @@ pub(crate) struct Tracked<V> {
 
 impl<V> Tracked<V> {
     pub(crate) fn new(inner: V) -> Self {
-        Self {
-            path: ModulePath::default(),
-            inner,
-        }
+        Self { path: ModulePath::default(), inner }
     }
 }
 

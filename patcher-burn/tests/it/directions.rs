@@ -312,10 +312,7 @@ fn a_save_that_would_split_q_k_v_evenly_is_refused_and_writes_nothing() {
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let err = save_pretrained(&loaded, &out).unwrap_err();
-    let SaveError::Mismatch {
-        keys, conversion, ..
-    } = &err
-    else {
+    let SaveError::Mismatch { keys, conversion, .. } = &err else {
         panic!("expected SaveError::Mismatch, got {err}");
     };
     assert!(keys.iter().any(|k| k == "layers.0.q_proj.weight"), "{err}");
@@ -373,11 +370,7 @@ fn renamings_that_match_their_own_output_save_back_the_loaded_names() {
 
     // `.experts.N.` -> `.experts.experts.N.`: the forward pattern matches the renamed key.
     check(&|| {
-        let model = Mlp {
-            mlp: Experts {
-                experts: vec![linear(), linear()],
-            },
-        };
+        let model = Mlp { mlp: Experts { experts: vec![linear(), linear()] } };
         let renaming: Vec<WeightTransform> =
             vec![
                 WeightRenaming::new(r"\.experts\.(\d+)\.", r".experts.experts.\1.")
@@ -393,11 +386,7 @@ fn renamings_that_match_their_own_output_save_back_the_loaded_names() {
     });
     // An unescaped `attention.self.` (`.` matches `_`) -> `attention.self_attn.`.
     check(&|| {
-        let model = Bert {
-            attention: SelfAttention {
-                self_attn: linear(),
-            },
-        };
+        let model = Bert { attention: SelfAttention { self_attn: linear() } };
         let renaming: Vec<WeightTransform> =
             vec![
                 WeightRenaming::new("attention.self.", "attention.self_attn.")

@@ -76,16 +76,10 @@ fn param<const D: usize>(shape: [usize; D]) -> Param<Tensor<B, D>> {
 
 fn block() -> Block<B> {
     Block {
-        c_attn: Conv1D {
-            weight: param([IN, OUT]),
-            bias: param([OUT]),
-        },
+        c_attn: Conv1D { weight: param([IN, OUT]), bias: param([OUT]) },
         // nn.Linear(OUT, IN): PyTorch weight [IN, OUT], Burn's [OUT, IN].
         c_proj: LinearConfig::new(OUT, IN).init(&Default::default()),
-        ln: ScaleShift {
-            scale: param([IN]),
-            shift: param([IN]),
-        },
+        ln: ScaleShift { scale: param([IN]), shift: param([IN]) },
     }
 }
 

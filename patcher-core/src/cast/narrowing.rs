@@ -61,19 +61,9 @@ pub(super) fn first_lost(from: DType, input: &[u8], to: DType, output: &[u8]) ->
         .enumerate()
         .find_map(|(index, (value, cast))| {
             if value.is_finite() && cast.is_infinite() {
-                Some(CastError::Overflow {
-                    index,
-                    value,
-                    from,
-                    to,
-                })
+                Some(CastError::Overflow { index, value, from, to })
             } else if is_normal_in(value, from) && cast == 0.0 {
-                Some(CastError::Underflow {
-                    index,
-                    value,
-                    from,
-                    to,
-                })
+                Some(CastError::Underflow { index, value, from, to })
             } else {
                 None
             }

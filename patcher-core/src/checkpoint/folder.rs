@@ -175,12 +175,8 @@ impl Names {
         let result = self.write_shards_and_index(shards, metadata, &tag, &mut written);
         // A sharded save over a single file commits when that file goes (a load opens it first).
         let result = result.and_then(|()| match live {
-            Some([single]) if *single == self.single => {
-                std::fs::remove_file(single).map_err(|source| CheckpointError::Io {
-                    path: single.clone(),
-                    source,
-                })
-            }
+            Some([single]) if *single == self.single => std::fs::remove_file(single)
+                .map_err(|source| CheckpointError::Io { path: single.clone(), source }),
             _ => Ok(()),
         });
         match result {
@@ -302,10 +298,7 @@ struct FolderLock(#[allow(dead_code)] File);
 
 impl FolderLock {
     fn acquire(folder: &Path) -> Result<Self, CheckpointError> {
-        let io = |source| CheckpointError::Io {
-            path: folder.to_path_buf(),
-            source,
-        };
+        let io = |source| CheckpointError::Io { path: folder.to_path_buf(), source };
         #[cfg(unix)]
         let file = File::open(folder).map_err(io)?;
         #[cfg(not(unix))]
@@ -317,9 +310,9 @@ impl FolderLock {
             .map_err(io)?;
         match file.try_lock() {
             Ok(()) => Ok(Self(file)),
-            Err(TryLockError::WouldBlock) => Err(CheckpointError::FolderBusy {
-                folder: folder.to_path_buf(),
-            }),
+            Err(TryLockError::WouldBlock) => {
+                Err(CheckpointError::FolderBusy { folder: folder.to_path_buf() })
+            }
             Err(TryLockError::Error(source)) => Err(io(source)),
         }
     }

@@ -23,10 +23,7 @@ const INDEX: &str = "model.safetensors.index.json";
 /// Resolves a file (index if it ends in `.json`, safetensors otherwise) or a folder (the
 /// transformers names first, then a lone index, then a lone safetensors file).
 pub(crate) fn resolve(path: &Path) -> Result<Source, CheckpointError> {
-    let io = |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| CheckpointError::Io { path: path.to_path_buf(), source };
     let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_dir() {
         check_regular(path)?;
@@ -77,10 +74,7 @@ pub(crate) fn resolve(path: &Path) -> Result<Source, CheckpointError> {
                 (false, 0) => found.join(", "),
                 (false, more) => format!("{} and {more} more", found.join(", ")),
             };
-            Err(CheckpointError::NoCheckpointInFolder {
-                dir: path.to_path_buf(),
-                found,
-            })
+            Err(CheckpointError::NoCheckpointInFolder { dir: path.to_path_buf(), found })
         }
     }
 }
@@ -89,10 +83,8 @@ pub(crate) fn resolve(path: &Path) -> Result<Source, CheckpointError> {
 /// Checked before a file is opened: opening a FIFO for reading blocks until a writer comes, and
 /// a character device may never end.
 pub(crate) fn check_regular(path: &Path) -> Result<(), CheckpointError> {
-    let meta = std::fs::metadata(path).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let meta = std::fs::metadata(path)
+        .map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
     if meta.is_file() {
         return Ok(());
     }
@@ -143,10 +135,7 @@ struct IndexFile {
 /// name a tensor twice.
 pub(crate) fn read_weight_map(index: &Path) -> Result<BTreeMap<String, String>, CheckpointError> {
     check_regular(index)?;
-    let io = |source| CheckpointError::Io {
-        path: index.to_path_buf(),
-        source,
-    };
+    let io = |source| CheckpointError::Io { path: index.to_path_buf(), source };
     let size = std::fs::metadata(index).map_err(io)?.len();
     if size > MAX_INDEX_BYTES {
         return Err(CheckpointError::IndexTooLarge {
@@ -160,16 +149,10 @@ pub(crate) fn read_weight_map(index: &Path) -> Result<BTreeMap<String, String>, 
     std::fs::File::open(index)
         .and_then(|file| file.take(MAX_INDEX_BYTES + 1).read_to_end(&mut text))
         .map_err(io)?;
-    let parsed: IndexFile =
-        serde_json::from_slice(&text).map_err(|source| CheckpointError::IndexJson {
-            index: index.to_path_buf(),
-            source,
-        })?;
+    let parsed: IndexFile = serde_json::from_slice(&text)
+        .map_err(|source| CheckpointError::IndexJson { index: index.to_path_buf(), source })?;
     if let Some(key) = first_duplicate_in_weight_map(&text) {
-        return Err(CheckpointError::DuplicateIndexKey {
-            index: index.to_path_buf(),
-            key,
-        });
+        return Err(CheckpointError::DuplicateIndexKey { index: index.to_path_buf(), key });
     }
     Ok(parsed.weight_map)
 }

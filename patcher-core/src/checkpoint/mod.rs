@@ -154,12 +154,7 @@ impl<'a> TensorRef<'a> {
     }
 
     fn out_of_range(&self, start: usize, end: usize) -> CheckpointError {
-        CheckpointError::ReadRange {
-            key: self.name.to_string(),
-            start,
-            end,
-            size: self.len,
-        }
+        CheckpointError::ReadRange { key: self.name.to_string(), start, end, size: self.len }
     }
 }
 
@@ -197,10 +192,8 @@ impl Checkpoint {
 
     fn open_single(file: PathBuf) -> Result<Self, CheckpointError> {
         index::check_regular(&file)?;
-        let opened = File::open(&file).map_err(|source| CheckpointError::Io {
-            path: file.clone(),
-            source,
-        })?;
+        let opened = File::open(&file)
+            .map_err(|source| CheckpointError::Io { path: file.clone(), source })?;
         let (shard, entries) = Shard::open(file.clone(), opened, 0)?;
         Ok(Self {
             path: file,
@@ -241,10 +234,7 @@ impl Checkpoint {
                     shard: path.clone(),
                     key: key.to_string(),
                 },
-                _ => CheckpointError::Io {
-                    path: path.clone(),
-                    source,
-                },
+                _ => CheckpointError::Io { path: path.clone(), source },
             })?;
             let (opened, entries) = Shard::open(path, file, file_index)?;
             for (name, entry) in entries {
@@ -274,11 +264,7 @@ impl Checkpoint {
             }
         }
 
-        Ok(Self {
-            path: index_path,
-            files,
-            tensors,
-        })
+        Ok(Self { path: index_path, files, tensors })
     }
 
     /// The file that was opened: the `.safetensors` file or the index JSON.

@@ -48,21 +48,11 @@ impl Shard {
         file: File,
         file_index: usize,
     ) -> Result<(Self, Vec<(String, Entry)>), CheckpointError> {
-        let stamp = Stamp::of(&file).map_err(|source| CheckpointError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let mut shard = Self {
-            path,
-            file,
-            stamp,
-            metadata: None,
-        };
+        let stamp = Stamp::of(&file)
+            .map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
+        let mut shard = Self { path, file, stamp, metadata: None };
         let (header, data_start) = shard.read_header()?;
-        let header_error = |source| CheckpointError::Header {
-            file: shard.path.clone(),
-            source,
-        };
+        let header_error = |source| CheckpointError::Header { file: shard.path.clone(), source };
         let text = std::str::from_utf8(&header)
             .map_err(|e| header_error(SafeTensorError::InvalidHeader(e)))?;
         // Validates that offsets are contiguous from 0 and match dtype * shape.
@@ -70,10 +60,7 @@ impl Shard {
             .map_err(|e| header_error(SafeTensorError::InvalidHeaderDeserialization(e)))?;
         // serde keeps the last of two equal keys: a tensor named twice must not load either copy.
         if let Some(key) = first_duplicate_key(&header) {
-            return Err(CheckpointError::DuplicateHeaderKey {
-                file: shard.path.clone(),
-                key,
-            });
+            return Err(CheckpointError::DuplicateHeaderKey { file: shard.path.clone(), key });
         }
         // The data must end exactly at the end of the file (so truncation is caught here).
         let data_end = metadata
@@ -120,10 +107,7 @@ impl Shard {
 
     /// The header's JSON bytes and the offset where the data starts.
     fn read_header(&self) -> Result<(Vec<u8>, u64), CheckpointError> {
-        let header_error = |source| CheckpointError::Header {
-            file: self.path.clone(),
-            source,
-        };
+        let header_error = |source| CheckpointError::Header { file: self.path.clone(), source };
         if self.stamp.len < 8 {
             return Err(header_error(SafeTensorError::HeaderTooSmall));
         }
@@ -147,10 +131,7 @@ impl Shard {
     /// an overwrite in place since is [`CheckpointError::Modified`], as is a read that ends early.
     pub(crate) fn read_at(&self, offset: u64, dst: &mut [u8]) -> Result<(), CheckpointError> {
         let read = read_exact_at(&self.file, dst, offset);
-        let io = |source| CheckpointError::Io {
-            path: self.path.clone(),
-            source,
-        };
+        let io = |source| CheckpointError::Io { path: self.path.clone(), source };
         // Checked after the read: a change during the read shows in the stamp, and a read cut
         // short by a truncation is reported as the truncation it is.
         let now = Stamp::of(&self.file).map_err(io)?;
@@ -169,9 +150,6 @@ impl Shard {
     }
 
     fn modified(&self, change: String) -> CheckpointError {
-        CheckpointError::Modified {
-            file: self.path.clone(),
-            change,
-        }
+        CheckpointError::Modified { file: self.path.clone(), change }
     }
 }

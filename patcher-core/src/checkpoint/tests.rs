@@ -54,12 +54,7 @@ fn raw(name: &'static str, dtype: Dtype, shape: &[usize]) -> Raw {
             }
         })
         .collect();
-    Raw {
-        name,
-        dtype,
-        shape: shape.to_vec(),
-        bytes,
-    }
+    Raw { name, dtype, shape: shape.to_vec(), bytes }
 }
 
 /// Writes tensors with safetensors' own writer.

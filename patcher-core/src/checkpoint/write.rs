@@ -109,10 +109,7 @@ fn write_through_temporary(
         source: safetensors::SafeTensorError::IoError(source),
     };
     let result = write(&temporary)
-        .map_err(|source| CheckpointError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })
         // The bytes reach the disk before the name does: after a crash, `path` holds either the
         // old file or the whole new one.
         .and_then(|()| {

@@ -418,11 +418,7 @@ impl Chunk {
             .enumerate()
             .map(|(i, t)| {
                 let start = (i * piece).min(size);
-                Piece {
-                    target: t.clone(),
-                    start,
-                    len: piece.min(size - start),
-                }
+                Piece { target: t.clone(), start, len: piece.min(size - start) }
             })
             .collect();
         Ok((pattern.to_string(), tensor.clone(), out))

@@ -29,10 +29,7 @@ struct Plan {
 impl Interleave {
     /// De-interleaving along `dim`.
     pub fn new(dim: usize) -> Self {
-        Self {
-            dim,
-            inverse: false,
-        }
+        Self { dim, inverse: false }
     }
 
     /// The same op, interleaving instead when `inverse` is true.
@@ -104,13 +101,7 @@ impl ConversionOp for Interleave {
         mut inputs: Groups<HostTensor<'a>>,
         ctx: &OpContext<'_>,
     ) -> Result<Groups<HostTensor<'a>>, OpError> {
-        let Plan {
-            pattern,
-            key,
-            meta,
-            split,
-            perm,
-        } = self.plan(&metas(&inputs), ctx)?;
+        let Plan { pattern, key, meta, split, perm } = self.plan(&metas(&inputs), ctx)?;
         let tensor = take_one(self, ctx, &mut inputs, &pattern)?;
         let bytes = permute(tensor.bytes, meta.dtype.size_in_bytes(), &split, &perm);
         Ok(Groups::new().with(key, vec![HostTensor::new(meta.dtype, meta.shape, bytes)]))

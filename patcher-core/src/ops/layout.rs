@@ -127,13 +127,7 @@ pub(crate) fn permute<'a>(
                 axis.stride = strides[a];
                 *last = a;
             }
-            _ => axes.push((
-                a,
-                Axis {
-                    size: shape[a],
-                    stride: strides[a],
-                },
-            )),
+            _ => axes.push((a, Axis { size: shape[a], stride: strides[a] })),
         }
     }
     let axes: Vec<Axis> = axes.into_iter().map(|(_, axis)| axis).collect();

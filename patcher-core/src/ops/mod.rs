@@ -19,9 +19,7 @@ pub struct Groups<T> {
 
 impl<T> Default for Groups<T> {
     fn default() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
+        Self { entries: Vec::new() }
     }
 }
 

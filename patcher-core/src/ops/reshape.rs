@@ -23,18 +23,12 @@ pub struct Reshape {
 impl Reshape {
     /// Reshaping any input to `to` (at most one `-1`).
     pub fn new(to: impl Into<Vec<isize>>) -> Self {
-        Self {
-            from: None,
-            to: to.into(),
-        }
+        Self { from: None, to: to.into() }
     }
 
     /// Reshaping inputs of shape `from` to `to` (each with at most one `-1`); reversible.
     pub fn between(from: impl Into<Vec<isize>>, to: impl Into<Vec<isize>>) -> Self {
-        Self {
-            from: Some(from.into()),
-            to: to.into(),
-        }
+        Self { from: Some(from.into()), to: to.into() }
     }
 
     /// Resolves `spec` (with at most one `-1`) for `count` elements.

@@ -64,10 +64,7 @@ impl PermuteForRope {
     /// Head count for patterns that no [`heads`](Self::heads) name matches (transformers'
     /// behaviour with `num_attention_heads`).
     pub fn default_heads(self, heads: usize) -> Self {
-        Self {
-            default_heads: Some(heads),
-            ..self
-        }
+        Self { default_heads: Some(heads), ..self }
     }
 
     /// The same op, going from rotate-half back to interleaved when `inverse` is true.

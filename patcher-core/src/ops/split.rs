@@ -49,10 +49,7 @@ pub struct Split {
 impl Split {
     /// Splitting along `dim` into pieces of `sizes`, one per target pattern in order.
     pub fn new(dim: usize, sizes: impl Into<Vec<usize>>) -> Self {
-        Self {
-            dim,
-            sizes: sizes.into(),
-        }
+        Self { dim, sizes: sizes.into() }
     }
 
     /// The dimension.
@@ -124,11 +121,7 @@ impl Split {
             .iter()
             .zip(&self.sizes)
             .map(|(target, &len)| {
-                let piece = Piece {
-                    target: target.clone(),
-                    start,
-                    len,
-                };
+                let piece = Piece { target: target.clone(), start, len };
                 start += len;
                 piece
             })

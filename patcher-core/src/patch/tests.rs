@@ -105,17 +105,11 @@ fn bad_filters_and_conversions_are_collected_not_returned() {
     );
     assert!(matches!(
         &errors[1],
-        PatcherError::InvalidConversion {
-            error: crate::TransformError::Pattern(_),
-            ..
-        }
+        PatcherError::InvalidConversion { error: crate::TransformError::Pattern(_), .. }
     ));
     assert!(matches!(
         &errors[2],
-        PatcherError::InvalidConversion {
-            error: crate::TransformError::NoOperations { .. },
-            ..
-        }
+        PatcherError::InvalidConversion { error: crate::TransformError::NoOperations { .. }, .. }
     ));
     // Every error is in the combined message, numbered.
     let message = PatcherErrors(errors.to_vec()).to_string();

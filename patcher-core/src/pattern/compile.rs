@@ -130,9 +130,7 @@ impl PatternSet {
 
     fn build(patterns: Vec<String>, order: Vec<usize>) -> Result<Self, PatternError> {
         if patterns.is_empty() {
-            return Err(PatternError::Empty {
-                what: "a pattern set".into(),
-            });
+            return Err(PatternError::Empty { what: "a pattern set".into() });
         }
         if let Some(position) = patterns.iter().position(String::is_empty) {
             return Err(PatternError::EmptyPattern { position });
@@ -193,12 +191,7 @@ impl PatternSet {
                 tail: index_of(&format!("{TAIL_GROUP}{k}")),
             });
         }
-        Ok(Self {
-            patterns,
-            regex,
-            branches,
-            capture_counts,
-        })
+        Ok(Self { patterns, regex, branches, capture_counts })
     }
 
     /// A set that matches no key (stands in for the patterns of a transform that did not
@@ -266,10 +259,7 @@ impl PatternSet {
 }
 
 fn invalid(pattern: &str, error: &regex::Error) -> PatternError {
-    PatternError::InvalidRegex {
-        pattern: pattern.to_string(),
-        message: error.to_string(),
-    }
+    PatternError::InvalidRegex { pattern: pattern.to_string(), message: error.to_string() }
 }
 
 fn internal(pattern: &str) -> PatternError {

@@ -286,10 +286,6 @@ impl PlannedGroup {
                 .join(", "),
             None => "rename".to_string(),
         };
-        OpError {
-            op,
-            target: self.key.clone(),
-            message,
-        }
+        OpError { op, target: self.key.clone(), message }
     }
 }

@@ -263,10 +263,7 @@ pub(crate) fn plan_load(
         .iter()
         .enumerate()
         .filter(|(i, _)| !used[*i])
-        .map(|(index, t)| UnusedTransform {
-            index,
-            description: t.to_string(),
-        })
+        .map(|(index, t)| UnusedTransform { index, description: t.to_string() })
         .collect();
     report.reversed = used_backwards
         .iter()
@@ -307,17 +304,13 @@ fn classify(param: Option<&Expected<'_>>, meta: &TensorMeta) -> TargetStatus {
     };
     if let Some(model_dtype) = dtype {
         if !meta.dtype.loads_into(*model_dtype) {
-            return TargetStatus::DTypeMismatch {
-                model_dtype: *model_dtype,
-            };
+            return TargetStatus::DTypeMismatch { model_dtype: *model_dtype };
         }
     }
     if *shape == meta.shape.as_slice() {
         TargetStatus::Ready
     } else {
-        TargetStatus::Mismatched {
-            model_shape: shape.to_vec(),
-        }
+        TargetStatus::Mismatched { model_shape: shape.to_vec() }
     }
 }
 
@@ -427,11 +420,7 @@ fn resolve(
             matched: Vec::new(),
         };
     }
-    Resolved {
-        key,
-        converter,
-        matched,
-    }
+    Resolved { key, converter, matched }
 }
 
 /// Strips or adds the base model prefix when that gives a model key, so a `ForCausalLM` model

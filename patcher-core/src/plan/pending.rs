@@ -52,29 +52,16 @@ impl<'t, 'c> PendingGroups<'t, 'c> {
         let Some(&at) = self.index.get(&key) else {
             let mut per_source = vec![Vec::new(); converter.source_patterns().len()];
             per_source[source].push(input);
-            self.push(
-                key,
-                Source::Converter {
-                    index,
-                    converter,
-                    per_source,
-                },
-            );
+            self.push(key, Source::Converter { index, converter, per_source });
             return;
         };
         let pending = &mut self.list[at];
         let conflict = match &mut pending.source {
-            Source::Converter {
-                index: existing,
-                per_source,
-                ..
-            } if *existing == index => {
+            Source::Converter { index: existing, per_source, .. } if *existing == index => {
                 per_source[source].push(input);
                 None
             }
-            Source::Converter {
-                index: existing, ..
-            } => Some(format!(
+            Source::Converter { index: existing, .. } => Some(format!(
                 "`{key_in}` is converted into `{key}` by conversion #{index}, which conversion \
                  #{existing} also produces; make their patterns exclusive"
             )),
@@ -113,11 +100,7 @@ impl<'t, 'c> PendingGroups<'t, 'c> {
 
     fn push(&mut self, key: String, source: Source<'t, 'c>) {
         self.index.insert(key.clone(), self.list.len());
-        self.list.push(Pending {
-            key,
-            source,
-            conflict: None,
-        });
+        self.list.push(Pending { key, source, conflict: None });
     }
 
     /// The groups (targets not filled in yet) with their input metas, or why one cannot run.
@@ -129,18 +112,10 @@ impl<'t, 'c> PendingGroups<'t, 'c> {
             .into_iter()
             .map(|pending| {
                 if let Some(message) = pending.conflict {
-                    return Err(ConversionError {
-                        target: pending.key,
-                        op: None,
-                        message,
-                    });
+                    return Err(ConversionError { target: pending.key, op: None, message });
                 }
                 Ok(match pending.source {
-                    Source::Converter {
-                        index,
-                        converter,
-                        per_source,
-                    } => {
+                    Source::Converter { index, converter, per_source } => {
                         let mut sources = Groups::new();
                         let mut metas = Groups::new();
                         let patterns = converter.source_patterns();

@@ -56,11 +56,7 @@ pub struct ConversionError {
 
 impl From<OpError> for ConversionError {
     fn from(e: OpError) -> Self {
-        Self {
-            target: e.target,
-            op: Some(e.op),
-            message: e.message,
-        }
+        Self { target: e.target, op: Some(e.op), message: e.message }
     }
 }
 

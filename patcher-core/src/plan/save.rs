@@ -27,10 +27,7 @@ pub(crate) fn plan_save(
         if reversed.is_converter() {
             converters.push((i, reversed));
         } else {
-            steps.push(RenameStep {
-                reversed,
-                forward: transform.clone(),
-            });
+            steps.push(RenameStep { reversed, forward: transform.clone() });
         }
     }
     let post = PostRenames {
@@ -86,11 +83,9 @@ pub(crate) fn plan_save(
         for (key, meta) in outputs {
             written.insert(key.clone());
             report.loaded += 1;
-            group.targets.push(PlannedTarget {
-                key,
-                meta,
-                status: TargetStatus::Ready,
-            });
+            group
+                .targets
+                .push(PlannedTarget { key, meta, status: TargetStatus::Ready });
         }
         groups.push(group);
     }

@@ -120,10 +120,7 @@ fn an_inexact_reverse_is_refused_naming_the_pattern() {
     for (source, part) in IRREVERSIBLE {
         let forward = WeightRenaming::new(*source, "renamed").unwrap();
         let err = forward.reverse().unwrap_err();
-        let TransformError::IrreversibleRenaming {
-            renaming, pattern, ..
-        } = &err
-        else {
+        let TransformError::IrreversibleRenaming { renaming, pattern, .. } = &err else {
             panic!("{source}: {err:?}");
         };
         assert_eq!(pattern, source);

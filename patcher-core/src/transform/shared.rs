@@ -88,10 +88,7 @@ impl TransformCore {
             }
         }
         if groups.len() > 1 {
-            return Err(TransformError::MultipleCaptureGroups {
-                targets: targets.clone(),
-                groups,
-            });
+            return Err(TransformError::MultipleCaptureGroups { targets: targets.clone(), groups });
         }
         let group = groups.pop();
 
@@ -265,10 +262,7 @@ fn check_other_backreferences(
             group,
             available: compiled.capture_count(i),
         },
-        None => TransformError::UnsupportedBackreference {
-            target: target.clone(),
-            group,
-        },
+        None => TransformError::UnsupportedBackreference { target: target.clone(), group },
     })
 }
 

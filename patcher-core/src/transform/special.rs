@@ -193,11 +193,7 @@ impl GroupWeightRename {
             .zip(&targets)
             .map(|(s, t)| TransformCore::new("GroupWeightRename", vec![s.clone()], vec![t.clone()]))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            pairs,
-            sources,
-            targets,
-        })
+        Ok(Self { pairs, sources, targets })
     }
 
     /// Whether the guard (the first source) matches `key`.

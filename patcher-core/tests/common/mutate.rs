@@ -19,10 +19,7 @@ pub struct CountingAlloc {
 impl CountingAlloc {
     /// A counter at zero.
     pub const fn new() -> Self {
-        Self {
-            live: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-        }
+        Self { live: AtomicUsize::new(0), peak: AtomicUsize::new(0) }
     }
 
     /// Starts a new measurement: the peak is the live bytes now. Returns them.

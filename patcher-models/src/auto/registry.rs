@@ -81,9 +81,7 @@ pub type AutoModel<B> = AutoRegistry<B, dyn LoadedModel<B>>;
 impl<B: Backend, L: ?Sized> AutoRegistry<B, L> {
     /// A registry with no family.
     pub fn empty() -> Self {
-        Self {
-            families: Vec::new(),
-        }
+        Self { families: Vec::new() }
     }
 
     /// Adds the family of model `M`, under its config's `model_type` (replacing a family
@@ -95,10 +93,8 @@ impl<B: Backend, L: ?Sized> AutoRegistry<B, L> {
     {
         let model_type = <M::Config as PatchTarget>::MODEL_TYPE;
         self.families.retain(|f| f.model_type != model_type);
-        self.families.push(Family {
-            model_type,
-            load: load_family::<B, M, L>,
-        });
+        self.families
+            .push(Family { model_type, load: load_family::<B, M, L> });
         self.families.sort_by_key(|f| f.model_type);
         self
     }

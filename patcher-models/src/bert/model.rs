@@ -108,10 +108,7 @@ pub struct BertEmbeddings<B: Backend> {
 impl<B: Backend> BertEmbeddings<B> {
     /// `BertEmbeddings(config)`, its tables slots.
     pub fn new(c: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
-        let normal = Initializer::Normal {
-            mean: 0.0,
-            std: c.initializer_range,
-        };
+        let normal = Initializer::Normal { mean: 0.0, std: c.initializer_range };
         let table = |rows| {
             let config = EmbeddingConfig::new(rows, c.hidden_size);
             config.with_initializer(normal.clone()).init_slot(ctx)
@@ -160,22 +157,14 @@ impl<B: Backend> BertSelfAttention<B> {
     pub fn new(c: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
         let square = || linear(c, c.hidden_size, c.hidden_size, ctx);
         let spec = c.attention_spec();
-        Self {
-            query: square(),
-            key: square(),
-            value: square(),
-            spec,
-        }
+        Self { query: square(), key: square(), value: square(), spec }
     }
 }
 
 impl<B: Backend> EncoderSelfAttention<B> for BertSelfAttention<B> {
     fn forward(&self, x: Tensor<B, 3>, mask: Option<&EncoderMask<B>>) -> Tensor<B, 3> {
         let [q, k, v] = [&self.query, &self.key, &self.value].map(|p| p.forward(x.clone()));
-        let inputs = AttentionInputs {
-            attention_mask: mask,
-            ..Default::default()
-        };
+        let inputs = AttentionInputs { attention_mask: mask, ..Default::default() };
         eager_attention(&self.spec, [q, k, v], inputs)
     }
 }
@@ -194,10 +183,7 @@ impl<B: Backend> BertSelfOutput<B> {
     /// `BertSelfOutput(config)`, its layers slots.
     pub fn new(c: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
         let dense = linear(c, c.hidden_size, c.hidden_size, ctx);
-        Self {
-            dense,
-            LayerNorm: layer_norm(c, ctx),
-        }
+        Self { dense, LayerNorm: layer_norm(c, ctx) }
     }
 }
 
@@ -247,10 +233,7 @@ impl<B: Backend> BertIntermediate<B> {
     /// `BertIntermediate(config)`, its linear a slot.
     pub fn new(c: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
         let dense = linear(c, c.hidden_size, c.intermediate_size, ctx);
-        Self {
-            dense,
-            act: c.hidden_act,
-        }
+        Self { dense, act: c.hidden_act }
     }
 }
 
@@ -274,10 +257,7 @@ impl<B: Backend> BertOutput<B> {
     /// `BertOutput(config)`, its layers slots.
     pub fn new(c: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
         let dense = linear(c, c.intermediate_size, c.hidden_size, ctx);
-        Self {
-            dense,
-            LayerNorm: layer_norm(c, ctx),
-        }
+        Self { dense, LayerNorm: layer_norm(c, ctx) }
     }
 }
 
@@ -383,9 +363,7 @@ impl<B: Backend> BertModel<B> {
             (0..config.num_hidden_layers).map(|_| Slot::build::<BertLayer<B>>(ctx, config));
         Self {
             embeddings: Slot::build::<BertEmbeddings<B>>(ctx, config),
-            encoder: BertEncoder {
-                layer: layers.collect(),
-            },
+            encoder: BertEncoder { layer: layers.collect() },
             pooler: Slot::build::<BertPooler<B>>(ctx, config),
             max_position_embeddings: config.max_position_embeddings,
         }

@@ -73,10 +73,7 @@ impl AttentionSpec {
     /// With `num_key_value_heads` key/value heads (grouped-query attention when fewer than the
     /// query heads).
     pub fn with_kv_heads(self, num_key_value_heads: usize) -> Self {
-        Self {
-            num_key_value_heads,
-            ..self
-        }
+        Self { num_key_value_heads, ..self }
     }
 
     /// With heads `head_dim` wide (a config's explicit `head_dim`).
@@ -96,18 +93,12 @@ impl AttentionSpec {
 
     /// With this standard deviation for the normal init of the weights.
     pub fn with_initializer_range(self, initializer_range: f64) -> Self {
-        Self {
-            initializer_range,
-            ..self
-        }
+        Self { initializer_range, ..self }
     }
 
     /// With this sliding window (`None`: full causal attention).
     pub fn with_sliding_window(self, sliding_window: Option<usize>) -> Self {
-        Self {
-            sliding_window,
-            ..self
-        }
+        Self { sliding_window, ..self }
     }
 
     /// Output width of the query projection.
@@ -174,11 +165,7 @@ pub struct AttentionInputs<'a, B: Backend> {
 
 impl<B: Backend> Default for AttentionInputs<'_, B> {
     fn default() -> Self {
-        Self {
-            position_embeddings: None,
-            attention_mask: None,
-            cache: None,
-        }
+        Self { position_embeddings: None, attention_mask: None, cache: None }
     }
 }
 
@@ -251,11 +238,7 @@ fn host_attention<B: Backend, I>(
     split: impl FnOnce(Option<&HostRope>, I) -> [Tensor<B, 4>; 3],
     inputs_of: AttentionInputs<'_, B>,
 ) -> Result<Tensor<B, 3>, I> {
-    let AttentionInputs {
-        position_embeddings,
-        attention_mask,
-        cache,
-    } = inputs_of;
+    let AttentionInputs { position_embeddings, attention_mask, cache } = inputs_of;
     let Some(parts) = fused_attention::<B>(&device) else {
         return Err(inputs);
     };
@@ -302,11 +285,7 @@ fn attention_heads<B: Backend>(
         Ok(out) => return out,
         Err(qkv) => qkv,
     };
-    let AttentionInputs {
-        position_embeddings,
-        attention_mask,
-        cache,
-    } = inputs;
+    let AttentionInputs { position_embeddings, attention_mask, cache } = inputs;
     let [batch, seq, _] = q.dims();
     let n_rep = heads / kv_heads;
     let device = q.device();
@@ -383,11 +362,7 @@ fn grouped_attention<B: Backend>(
     scale: f64,
     parts: usize,
 ) -> Tensor<B, 4> {
-    let options = AttentionModuleOptions {
-        scale: Some(scale),
-        softcap: None,
-        is_causal: false,
-    };
+    let options = AttentionModuleOptions { scale: Some(scale), softcap: None, is_causal: false };
     let [batch, heads, seq, d] = q.dims();
     let [_, kv_heads, kv_seq, _] = k.dims();
     let n_rep = heads / kv_heads;

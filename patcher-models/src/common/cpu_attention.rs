@@ -67,13 +67,7 @@ pub(crate) fn attention<B: Backend>(
         }
     });
     let (q, k, v) = (f32_values(q), f32_values(k), f32_values(v));
-    let shape = Shape {
-        n_rep,
-        seq,
-        keys,
-        d,
-        scale: scale as f32,
-    };
+    let shape = Shape { n_rep, seq, keys, d, scale: scale as f32 };
     let mut out = vec![0.0f32; q.len()];
     let head_len = (rows * d).max(1);
     out.par_chunks_mut(head_len)
@@ -111,13 +105,7 @@ struct HeadInputs<'a> {
 
 /// One KV head, block of positions after block, into `out [n_rep * seq, d]`.
 fn head_attention(shape: &Shape, inputs: &HeadInputs<'_>, out: &mut [f32]) {
-    let Shape {
-        n_rep,
-        seq,
-        keys,
-        d,
-        scale,
-    } = *shape;
+    let Shape { n_rep, seq, keys, d, scale } = *shape;
     let forbidden = |s: usize| inputs.mask.map(|(m, b)| m.row(b, s));
     for s0 in (0..seq).step_by(BLOCK) {
         let positions = s0..(s0 + BLOCK).min(seq);
@@ -175,20 +163,12 @@ struct Operand<'a> {
 impl<'a> Operand<'a> {
     /// Row-major rows of `width` values.
     fn rows(data: &'a [f32], width: usize) -> Self {
-        Self {
-            data,
-            row_stride: width,
-            col_stride: 1,
-        }
+        Self { data, row_stride: width, col_stride: 1 }
     }
 
     /// The transpose of row-major rows of `width` values: those rows as columns.
     fn columns(data: &'a [f32], width: usize) -> Self {
-        Self {
-            data,
-            row_stride: 1,
-            col_stride: width,
-        }
+        Self { data, row_stride: 1, col_stride: width }
     }
 }
 
@@ -295,11 +275,8 @@ mod tests {
         let padding =
             Tensor::<B, 4, Bool>::from_data(TensorData::new(padding, [batch, 1, 1, seq]), &device);
         for mask in [causal_mask::<B>(seq, Some(70), &device), padding] {
-            let options = AttentionModuleOptions {
-                scale: Some(0.3),
-                softcap: None,
-                is_causal: false,
-            };
+            let options =
+                AttentionModuleOptions { scale: Some(0.3), softcap: None, is_causal: false };
             let expanded = mask.clone().expand([batch, heads, seq, seq]);
             let want = burn_attention(
                 q.clone(),

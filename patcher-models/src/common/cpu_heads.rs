@@ -41,12 +41,7 @@ impl HostRope {
             })
             .collect();
         let source = (half..d).chain(0..half).collect();
-        Some(Self {
-            per_sequence: rows > 1,
-            cos,
-            signed_sin,
-            source,
-        })
+        Some(Self { per_sequence: rows > 1, cos, signed_sin, source })
     }
 }
 
@@ -111,12 +106,7 @@ struct Columns<'a> {
 
 impl<'a> Columns<'a> {
     fn new(src: &'a [f32], [batch, seq, width]: [usize; 3]) -> Self {
-        Self {
-            src,
-            batch,
-            seq,
-            width,
-        }
+        Self { src, batch, seq, width }
     }
 
     /// The `heads` heads of width `d` from column `offset` on, as `[batch, heads, seq, d]`

@@ -119,8 +119,5 @@ pub fn causal_lm_output<B: Backend>(
         Some(lm_head) => lm_head.forward(hidden),
         None => embed_tokens.attend(hidden),
     };
-    CausalLmOutput {
-        logits,
-        hidden_states,
-    }
+    CausalLmOutput { logits, hidden_states }
 }

@@ -35,11 +35,7 @@ impl ExpertDispatch {
     pub fn from_indices(top_k_index: &[usize], top_k: usize, num_experts: usize) -> Self {
         let num_tokens = top_k_index.len().checked_div(top_k).unwrap_or(0);
         let mut assignments: Vec<ExpertAssignment> = (0..num_experts)
-            .map(|expert| ExpertAssignment {
-                expert,
-                token_idx: Vec::new(),
-                top_k_pos: Vec::new(),
-            })
+            .map(|expert| ExpertAssignment { expert, token_idx: Vec::new(), top_k_pos: Vec::new() })
             .collect();
         for pos in 0..top_k {
             for token in 0..num_tokens {
@@ -51,11 +47,7 @@ impl ExpertDispatch {
             }
         }
         assignments.retain(|a| !a.token_idx.is_empty());
-        Self {
-            num_tokens,
-            top_k,
-            assignments,
-        }
+        Self { num_tokens, top_k, assignments }
     }
 
     /// Reads `top_k_index` `[tokens, k]` back from the device (one synchronisation, as

@@ -115,11 +115,7 @@ pub fn encoder_inputs<B: Backend>(
         ("attention_mask", &attention_mask),
     ] {
         if let Some(found) = found.as_ref().map(Tensor::dims).filter(|&d| d != expected) {
-            return Err(EncoderInputError::Shape {
-                name,
-                found,
-                expected,
-            });
+            return Err(EncoderInputError::Shape { name, found, expected });
         }
     }
     let mask = attention_mask.map(|m| m.equal_elem(0).reshape([batch, 1, 1, seq]));

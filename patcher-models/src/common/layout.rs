@@ -73,13 +73,7 @@ impl AttentionLayout {
     /// `seq` new tokens per sequence after `past` cached ones, no padding.
     pub fn contiguous(batch: usize, seq: usize, past: usize) -> Self {
         let positions = (past..past + seq).collect();
-        Self {
-            batch,
-            seq,
-            past,
-            positions,
-            padding: None,
-        }
+        Self { batch, seq, past, positions, padding: None }
     }
 
     /// `[batch, seq]` new tokens after `past` cached positions, with the 2-D `attention_mask`
@@ -125,13 +119,7 @@ impl AttentionLayout {
             positions.extend_from_slice(&counted[past..]);
         }
         let padding = Some(keep.iter().map(|&k| !k).collect());
-        Ok(Self {
-            batch,
-            seq,
-            past,
-            positions,
-            padding,
-        })
+        Ok(Self { batch, seq, past, positions, padding })
     }
 
     /// Fails when a position is `max` or beyond (`None`: no limit).
@@ -247,10 +235,7 @@ mod tests {
         let expected = [2, 4];
         assert_eq!(
             wrong,
-            Err(DecoderInputError::MaskShape {
-                found: [2, 3],
-                expected
-            })
+            Err(DecoderInputError::MaskShape { found: [2, 3], expected })
         );
     }
 }

@@ -129,9 +129,7 @@ impl RopeParameters {
             .unwrap_or("default");
         let scaling = match rope_type {
             "default" => RopeScaling::Default,
-            "linear" => RopeScaling::Linear {
-                factor: required("factor", rope_type)?,
-            },
+            "linear" => RopeScaling::Linear { factor: required("factor", rope_type)? },
             "llama3" => RopeScaling::Llama3 {
                 factor: required("factor", rope_type)?,
                 low_freq_factor: required("low_freq_factor", rope_type)?,
@@ -193,10 +191,7 @@ impl RopeParameters {
                 )))
             }
         };
-        let params = Self {
-            rope_theta,
-            scaling,
-        };
+        let params = Self { rope_theta, scaling };
         params.validate()?;
         Ok(params)
     }
@@ -258,9 +253,7 @@ impl RopeParameters {
     /// factor, 1 otherwise.
     pub fn attention_scaling(&self) -> f64 {
         match self.scaling {
-            RopeScaling::Yarn {
-                attention_factor, ..
-            } => attention_factor,
+            RopeScaling::Yarn { attention_factor, .. } => attention_factor,
             _ => 1.0,
         }
     }

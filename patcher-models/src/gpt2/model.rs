@@ -48,11 +48,7 @@ impl<B: Backend> Gpt2Attention<B> {
     pub fn new(spec: &AttentionSpec, _layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
         let (h, std, device) = (spec.hidden_size, spec.initializer_range, ctx.device());
         let (c_attn, c_proj) = (conv1d(h, 3 * h, std, device), conv1d(h, h, std, device));
-        Self {
-            c_attn,
-            c_proj,
-            spec: *spec,
-        }
+        Self { c_attn, c_proj, spec: *spec }
     }
 }
 
@@ -88,11 +84,7 @@ impl<B: Backend> Gpt2Mlp<B> {
             conv1d(h, i, std, ctx.device()),
             conv1d(i, h, std, ctx.device()),
         );
-        Self {
-            c_fc,
-            c_proj,
-            act: spec.hidden_act,
-        }
+        Self { c_fc, c_proj, act: spec.hidden_act }
     }
 }
 
@@ -232,10 +224,7 @@ impl<B: Backend> FamilyModel<B> for Gpt2LmHeadModel<B> {
             let (h, v, std) = (config.n_embd, config.vocab_size, config.initializer_range);
             linear_config(h, v, false, std).init_slot(ctx)
         });
-        Self {
-            transformer,
-            lm_head,
-        }
+        Self { transformer, lm_head }
     }
 }
 

@@ -42,13 +42,7 @@ impl<B: Backend> LlamaAttention<B> {
         let [q_proj, k_proj, v_proj, o_proj] =
             attention_projections(spec).map(|c| c.init_slot(ctx));
         let spec = *spec;
-        Self {
-            q_proj,
-            k_proj,
-            v_proj,
-            o_proj,
-            spec,
-        }
+        Self { q_proj, k_proj, v_proj, o_proj, spec }
     }
 }
 
@@ -79,12 +73,7 @@ impl<B: Backend> LlamaMlp<B> {
     pub fn new(spec: &MlpSpec, ctx: &BuildContext<'_, B>) -> Self {
         let [gate_proj, up_proj, down_proj] = gated_mlp_projections(spec).map(|c| c.init_slot(ctx));
         let act_fn = spec.hidden_act;
-        Self {
-            gate_proj,
-            up_proj,
-            down_proj,
-            act_fn,
-        }
+        Self { gate_proj, up_proj, down_proj, act_fn }
     }
 }
 
@@ -113,10 +102,7 @@ impl<B: Backend> LlamaRmsNorm<B> {
     /// A norm over `hidden_size` features, weight at one.
     pub fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self {
         let weight = ones_param([hidden_size], device);
-        Self {
-            weight,
-            variance_epsilon: eps,
-        }
+        Self { weight, variance_epsilon: eps }
     }
 }
 

@@ -43,13 +43,7 @@ impl<B: Backend> MixtralAttention<B> {
         let [q_proj, k_proj, v_proj, o_proj] =
             attention_projections(spec).map(|c| c.init_slot(ctx));
         let spec = *spec;
-        Self {
-            q_proj,
-            k_proj,
-            v_proj,
-            o_proj,
-            spec,
-        }
+        Self { q_proj, k_proj, v_proj, o_proj, spec }
     }
 }
 
@@ -81,11 +75,7 @@ impl<B: Backend> MixtralExperts<B> {
     pub fn new(spec: &ExpertsSpec, device: &B::Device) -> Self {
         let (gate_up_proj, down_proj) = fused_expert_params(spec, device);
         let act_fn = spec.hidden_act;
-        Self {
-            gate_up_proj,
-            down_proj,
-            act_fn,
-        }
+        Self { gate_up_proj, down_proj, act_fn }
     }
 }
 
@@ -124,10 +114,7 @@ impl<B: Backend> MixtralTopKRouter<B> {
     pub fn new(spec: &RouterSpec, device: &B::Device) -> Self {
         let shape = [spec.num_experts, spec.hidden_size];
         let weight = normal_param(shape, spec.initializer_range, device);
-        Self {
-            weight,
-            spec: *spec,
-        }
+        Self { weight, spec: *spec }
     }
 }
 
@@ -190,10 +177,7 @@ impl<B: Backend> MixtralRmsNorm<B> {
     /// A norm over `hidden_size` features, weight at one.
     pub fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self {
         let weight = ones_param([hidden_size], device);
-        Self {
-            weight,
-            variance_epsilon: eps,
-        }
+        Self { weight, variance_epsilon: eps }
     }
 }
 

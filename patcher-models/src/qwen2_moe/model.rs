@@ -43,13 +43,7 @@ impl<B: Backend> Qwen2MoeAttention<B> {
         let [q_proj, k_proj, v_proj, o_proj] =
             attention_projections(spec).map(|c| c.init(ctx.device()));
         let spec = *spec;
-        Self {
-            q_proj,
-            k_proj,
-            v_proj,
-            o_proj,
-            spec,
-        }
+        Self { q_proj, k_proj, v_proj, o_proj, spec }
     }
 }
 
@@ -85,12 +79,7 @@ impl<B: Backend> Qwen2MoeMlp<B> {
         let [gate_proj, up_proj, down_proj] =
             gated_mlp_projections(spec).map(|c| c.init(ctx.device()));
         let act_fn = spec.hidden_act;
-        Self {
-            gate_proj,
-            up_proj,
-            down_proj,
-            act_fn,
-        }
+        Self { gate_proj, up_proj, down_proj, act_fn }
     }
 }
 
@@ -122,10 +111,7 @@ impl<B: Backend> Qwen2MoeRmsNorm<B> {
     /// A norm over `hidden_size` features, weight at one.
     pub fn new(hidden_size: usize, eps: f64, device: &B::Device) -> Self {
         let weight = ones_param([hidden_size], device);
-        Self {
-            weight,
-            variance_epsilon: eps,
-        }
+        Self { weight, variance_epsilon: eps }
     }
 }
 

@@ -37,11 +37,7 @@ impl<B: Backend> Qwen2MoeExperts<B> {
     pub fn new(spec: &ExpertsSpec, device: &B::Device) -> Self {
         let (gate_up_proj, down_proj) = fused_expert_params(spec, device);
         let act_fn = spec.hidden_act;
-        Self {
-            gate_up_proj,
-            down_proj,
-            act_fn,
-        }
+        Self { gate_up_proj, down_proj, act_fn }
     }
 }
 
@@ -81,10 +77,7 @@ impl<B: Backend> Qwen2MoeTopKRouter<B> {
     pub fn new(spec: &RouterSpec, device: &B::Device) -> Self {
         let shape = [spec.num_experts, spec.hidden_size];
         let weight = normal_param(shape, spec.initializer_range, device);
-        Self {
-            weight,
-            spec: *spec,
-        }
+        Self { weight, spec: *spec }
     }
 }
 

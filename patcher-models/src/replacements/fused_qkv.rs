@@ -103,10 +103,7 @@ impl<B: Backend> FusedQkvBertSelfAttention<B> {
 
 impl<B: Backend> EncoderSelfAttention<B> for FusedQkvBertSelfAttention<B> {
     fn forward(&self, hidden_states: Tensor<B, 3>, mask: Option<&BertMask<B>>) -> Tensor<B, 3> {
-        let inputs = AttentionInputs {
-            attention_mask: mask,
-            ..Default::default()
-        };
+        let inputs = AttentionInputs { attention_mask: mask, ..Default::default() };
         fused_qkv_attention(&self.spec, self.qkv.forward(hidden_states), inputs)
     }
 }

@@ -63,18 +63,9 @@ const PRESETS: [(&str, Patch); 2] = [
 
 impl Patch {
     /// No replacement: a patcher that builds every original class.
-    pub const NONE: Self = Self {
-        fused_qkv: false,
-        sequential_experts: false,
-    };
-    const FUSED_QKV: Self = Self {
-        fused_qkv: true,
-        sequential_experts: false,
-    };
-    const SEQUENTIAL_EXPERTS: Self = Self {
-        fused_qkv: false,
-        sequential_experts: true,
-    };
+    pub const NONE: Self = Self { fused_qkv: false, sequential_experts: false };
+    const FUSED_QKV: Self = Self { fused_qkv: true, sequential_experts: false };
+    const SEQUENTIAL_EXPERTS: Self = Self { fused_qkv: false, sequential_experts: true };
 
     /// The attention's q/k/v projections fused into one.
     pub const fn fused_qkv() -> Self {
@@ -88,10 +79,7 @@ impl Patch {
 
     /// The seed's patch: fused QKV attention and sequential experts.
     pub const fn seed() -> Self {
-        Self {
-            fused_qkv: true,
-            sequential_experts: true,
-        }
+        Self { fused_qkv: true, sequential_experts: true }
     }
 
     /// Whether every replacement of `other` is in `self`.

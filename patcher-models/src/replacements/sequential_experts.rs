@@ -45,12 +45,7 @@ impl<B: Backend> ExpertMlp<B> {
             initializer_range: spec.initializer_range,
         };
         let [gate_proj, up_proj, down_proj] = gated_mlp_projections(&mlp).map(|c| c.init(device));
-        Self {
-            gate_proj,
-            up_proj,
-            down_proj,
-            act_fn: spec.hidden_act,
-        }
+        Self { gate_proj, up_proj, down_proj, act_fn: spec.hidden_act }
     }
 
     /// `[n, hidden] -> [n, hidden]`.
@@ -75,9 +70,7 @@ impl<B: Backend> SequentialExperts<B> {
     /// routed expert.
     pub fn new(spec: &ExpertsSpec, device: &B::Device) -> Self {
         let experts = (0..spec.num_experts).map(|_| ExpertMlp::new(spec, device));
-        Self {
-            experts: experts.collect(),
-        }
+        Self { experts: experts.collect() }
     }
 
     /// The experts, by index.

@@ -164,12 +164,7 @@ fn a_patch_the_family_cannot_take_is_a_config_error() {
     type B = burn::backend::NdArray<f32>;
     let auto = AutoModelForCausalLm::<B>::new();
     let error = config_error(load(&auto, &fixtures().join("llama"), Patch::seed()));
-    let ConfigError::UnsupportedPatch {
-        patch,
-        model_type,
-        supported,
-    } = &error
-    else {
+    let ConfigError::UnsupportedPatch { patch, model_type, supported } = &error else {
         panic!("expected UnsupportedPatch, got {error}");
     };
     assert_eq!(

@@ -255,11 +255,7 @@ fn nan_and_inf_weights_are_counted_when_asked() {
     let loaded = load();
     assert_eq!(
         loaded.non_finite,
-        [NonFiniteCount {
-            key: key.into(),
-            nan: 2,
-            inf: 1
-        }]
+        [NonFiniteCount { key: key.into(), nan: 2, inf: 1 }]
     );
     // Off by default: nothing counted.
     let plain = Qwen2MoeForCausalLm::<B>::from_pretrained(

@@ -182,11 +182,7 @@ fn bad_inputs_are_typed_errors() {
     let err = model.forward(ids, None, Some(mask), false).unwrap_err();
     assert_eq!(
         err,
-        BertInputError::Shape {
-            name: "attention_mask",
-            found: [2, 4],
-            expected: [2, 3]
-        }
+        BertInputError::Shape { name: "attention_mask", found: [2, 4], expected: [2, 3] }
     );
 }
 
@@ -201,9 +197,7 @@ pub struct ErfGeluIntermediate<B: Backend> {
 impl<B: Backend> ErfGeluIntermediate<B> {
     pub fn new(config: &BertConfig, ctx: &BuildContext<'_, B>) -> Self {
         let dense = LinearConfig::new(config.hidden_size, config.intermediate_size);
-        Self {
-            dense: dense.init_slot(ctx),
-        }
+        Self { dense: dense.init_slot(ctx) }
     }
 }
 

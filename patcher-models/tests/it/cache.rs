@@ -178,10 +178,7 @@ fn typed_errors<B: Backend>(device: &B::Device) {
         .unwrap_err();
     assert_eq!(
         err,
-        DecoderInputError::MaskShape {
-            found: [2, 3],
-            expected: [2, 4]
-        }
+        DecoderInputError::MaskShape { found: [2, 3], expected: [2, 4] }
     );
     assert!(
         err.to_string()
@@ -191,13 +188,7 @@ fn typed_errors<B: Backend>(device: &B::Device) {
     let err = model
         .forward_cached(next.narrow(0, 0, 1), None, &mut cache)
         .unwrap_err();
-    assert_eq!(
-        err,
-        DecoderInputError::CacheBatch {
-            cached: 2,
-            batch: 1
-        }
-    );
+    assert_eq!(err, DecoderInputError::CacheBatch { cached: 2, batch: 1 });
     assert_eq!(cache.seq_len(), 3);
 }
 

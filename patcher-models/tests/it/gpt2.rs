@@ -123,13 +123,7 @@ fn positions_beyond_the_table_are_a_typed_error() {
     let err = model
         .forward_cached(one_more, None, &mut cache)
         .unwrap_err();
-    assert_eq!(
-        err,
-        DecoderInputError::TooLong {
-            position: 64,
-            max: 64
-        }
-    );
+    assert_eq!(err, DecoderInputError::TooLong { position: 64, max: 64 });
     assert!(err.to_string().contains("n_positions"), "{err}");
 }
 

@@ -56,10 +56,7 @@ fn snapshot<M: Module<B>>(model: &M) -> BTreeMap<String, Vec<f32>> {
             self.out.insert(self.path.join("."), values(param.val()));
         }
     }
-    let mut snapshot = Snapshot {
-        path: Vec::new(),
-        out: BTreeMap::new(),
-    };
+    let mut snapshot = Snapshot { path: Vec::new(), out: BTreeMap::new() };
     model.visit(&mut snapshot);
     snapshot.out
 }

@@ -64,10 +64,7 @@ fn rope_inv_freq_matches_transformers() {
         ),
     ];
     for (name, head_dim, rope_theta, scaling) in cases {
-        let params = RopeParameters {
-            rope_theta,
-            scaling,
-        };
+        let params = RopeParameters { rope_theta, scaling };
         let ours = params.inv_freq(head_dim);
         let theirs = &all[&format!("rope.{name}.inv_freq")];
         assert_eq!(ours.len(), theirs.data.len());

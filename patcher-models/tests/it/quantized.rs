@@ -107,10 +107,7 @@ fn quantized_load_matches_quantize_weights<B: Backend>(device: &B::Device) {
 
         let full = load::<B>(patch, &LoadOptions::default(), device);
         let after = full.map(&mut QuantizeSome {
-            quantizer: Quantizer {
-                calibration: Calibration::MinMax,
-                scheme,
-            },
+            quantizer: Quantizer { calibration: Calibration::MinMax, scheme },
             paths: linear,
             path: ModulePath::default(),
         });

@@ -324,9 +324,7 @@ fn check_tally<B: Backend>(dir: &str, tally: &Tally, device: &B::Device) {
     for (scheme, expected) in [
         (
             q8.with_value(QuantValue::E4M3),
-            QuantizeError::FloatValue {
-                value: QuantValue::E4M3,
-            },
+            QuantizeError::FloatValue { value: QuantValue::E4M3 },
         ),
         (
             q8.with_level(QuantLevel::block([])),
@@ -334,10 +332,7 @@ fn check_tally<B: Backend>(dir: &str, tally: &Tally, device: &B::Device) {
         ),
         (
             q8.with_level(QuantLevel::block([2, 16])),
-            QuantizeError::BlockShape {
-                block: vec![2, 16],
-                last: 16,
-            },
+            QuantizeError::BlockShape { block: vec![2, 16], last: 16 },
         ),
         (
             QuantScheme::default().with_store(QuantStore::PackedU32(1)),
@@ -345,9 +340,7 @@ fn check_tally<B: Backend>(dir: &str, tally: &Tally, device: &B::Device) {
         ),
         (
             q8.with_param(QuantParam::F16),
-            QuantizeError::ScaleParam {
-                param: QuantParam::F16,
-            },
+            QuantizeError::ScaleParam { param: QuantParam::F16 },
         ),
     ] {
         assert_eq!(refused(&scheme), Some(&expected), "{dir}");

@@ -99,11 +99,7 @@ fn with_gradient<B: AutodiffBackend, M: Module<B>>(model: &M, grads: &B::Gradien
             }
         }
     }
-    let mut visit = Visit {
-        grads,
-        path: Vec::new(),
-        found: Vec::new(),
-    };
+    let mut visit = Visit { grads, path: Vec::new(), found: Vec::new() };
     model.visit(&mut visit);
     visit.found
 }

@@ -34,11 +34,7 @@ pub struct TinyConfig {
 
 impl TinyConfig {
     pub fn new() -> Self {
-        Self {
-            hidden: HIDDEN,
-            ffn: FFN,
-            layers: LAYERS,
-        }
+        Self { hidden: HIDDEN, ffn: FFN, layers: LAYERS }
     }
 }
 

@@ -218,13 +218,7 @@ pub(crate) fn check_scheme_on<B: Backend>(
 
 /// The scheme's parts on their own.
 fn check_scheme(scheme: &QuantScheme) -> Result<(), QuantizeError> {
-    let QuantScheme {
-        value,
-        param,
-        store,
-        level,
-        mode,
-    } = *scheme;
+    let QuantScheme { value, param, store, level, mode } = *scheme;
     // Exhaustive on purpose: a mode or value a later Burn adds must be decided here.
     match mode {
         QuantMode::Symmetric => {}
@@ -242,10 +236,7 @@ fn check_scheme(scheme: &QuantScheme) -> Result<(), QuantizeError> {
     }
     match store {
         QuantStore::Native if value.size_bits() < 8 => {
-            return Err(QuantizeError::SubByteNative {
-                value,
-                bits: value.size_bits(),
-            })
+            return Err(QuantizeError::SubByteNative { value, bits: value.size_bits() })
         }
         QuantStore::Native | QuantStore::PackedU32(0) => {}
         QuantStore::PackedNative(dim) => return Err(QuantizeError::PackedNative { dim, value }),
@@ -262,10 +253,7 @@ fn check_scheme(scheme: &QuantScheme) -> Result<(), QuantizeError> {
             return Err(QuantizeError::EmptyBlock);
         };
         if last == 0 || leading.iter().any(|&d| d != 1) {
-            return Err(QuantizeError::BlockShape {
-                block: block.to_vec(),
-                last: last.max(1),
-            });
+            return Err(QuantizeError::BlockShape { block: block.to_vec(), last: last.max(1) });
         }
     }
     Ok(())
@@ -280,10 +268,7 @@ fn check_backend<B: Backend>(
     if usage.contains(DTypeUsage::Storage) {
         Ok(())
     } else {
-        Err(QuantizeError::Backend {
-            backend: B::name(device),
-            scheme: *scheme,
-        })
+        Err(QuantizeError::Backend { backend: B::name(device), scheme: *scheme })
     }
 }
 
@@ -308,10 +293,7 @@ fn check_shape(
         return Ok(());
     };
     if block_dims.len() > shape.len() {
-        return Err(QuantizeError::BlockRank {
-            block: block_dims.to_vec(),
-            shape: shape.to_vec(),
-        });
+        return Err(QuantizeError::BlockRank { block: block_dims.to_vec(), shape: shape.to_vec() });
     }
     // `check_scheme` made sure the block has a last dimension.
     let block = block_dims.last().copied().map_or(1, usize::from);

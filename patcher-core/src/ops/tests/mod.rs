@@ -38,10 +38,7 @@ impl Patterns {
 
     /// The patterns of the reversed converter.
     pub(super) fn reversed(&self) -> Self {
-        Self {
-            sources: self.targets.clone(),
-            targets: self.sources.clone(),
-        }
+        Self { sources: self.targets.clone(), targets: self.sources.clone() }
     }
 }
 

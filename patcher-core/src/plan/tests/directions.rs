@@ -395,9 +395,6 @@ fn group_rename_is_switched_on_by_its_guard() {
     assert!(used.is_empty());
     assert!(matches!(
         GroupWeightRename::new(["a"], ["b", "c"]),
-        Err(crate::TransformError::GroupLength {
-            sources: 1,
-            targets: 2
-        })
+        Err(crate::TransformError::GroupLength { sources: 1, targets: 2 })
     ));
 }

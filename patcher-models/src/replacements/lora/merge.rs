@@ -22,10 +22,7 @@ pub fn merge_lora<B: Backend, M: Module<B>>(model: M) -> M {
             Some((at, a.matmul(b)))
         })
         .collect();
-    model.map(&mut Merge {
-        path: Vec::new(),
-        updates,
-    })
+    model.map(&mut Merge { path: Vec::new(), updates })
 }
 
 /// Where a LoRA parameter sits: the path of its `LoraLinear` and which part it is.
@@ -46,11 +43,7 @@ struct Adapters<B: Backend> {
 
 impl<B: Backend> Default for Adapters<B> {
     fn default() -> Self {
-        Self {
-            path: Vec::new(),
-            a: HashMap::new(),
-            b: HashMap::new(),
-        }
+        Self { path: Vec::new(), a: HashMap::new(), b: HashMap::new() }
     }
 }
 

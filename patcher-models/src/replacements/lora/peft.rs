@@ -62,10 +62,8 @@ pub fn save_lora_adapter<B: Backend, M: Module<B>>(
 ) -> Result<Vec<PathBuf>, PeftAdapterError> {
     let dir = dir.as_ref();
     let (rank, targets) = adapter_shape(loaded)?;
-    std::fs::create_dir_all(dir).map_err(|source| PeftAdapterError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| PeftAdapterError::Io { path: dir.to_path_buf(), source })?;
     let options = SaveOptions::default()
         .only_params([LORA_PARAMETERS])
         .torch_layouts(loaded.layouts.clone());
@@ -99,14 +97,10 @@ pub fn save_lora_adapter<B: Backend, M: Module<B>>(
         "use_rslora": false,
     });
     let path = dir.join(ADAPTER_CONFIG);
-    let text = serde_json::to_string_pretty(&config).map_err(|e| PeftAdapterError::Io {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    std::fs::write(&path, text).map_err(|source| PeftAdapterError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let text = serde_json::to_string_pretty(&config)
+        .map_err(|e| PeftAdapterError::Io { path: path.clone(), source: e.into() })?;
+    std::fs::write(&path, text)
+        .map_err(|source| PeftAdapterError::Io { path: path.clone(), source })?;
     written.push(path);
     Ok(written)
 }
@@ -165,23 +159,17 @@ pub fn load_lora_adapter<B: Backend, M: Module<B>>(
     let adapters = PatternSet::new(LORA_PARAMETERS).expect("a valid pattern");
     report.missing.retain(|name| adapters.is_match(name));
     if !report.is_clean() {
-        return Err(PeftAdapterError::Mismatch {
-            report: Box::new(report),
-        });
+        return Err(PeftAdapterError::Mismatch { report: Box::new(report) });
     }
     Ok(loaded.model)
 }
 
 /// Checks that `adapter_config.json` asks for what `LoraLinear` computes.
 fn check_config(path: &Path) -> Result<(), PeftAdapterError> {
-    let unsupported = |message: String| PeftAdapterError::UnsupportedConfig {
-        path: path.to_path_buf(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|source| PeftAdapterError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let unsupported =
+        |message: String| PeftAdapterError::UnsupportedConfig { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PeftAdapterError::Io { path: path.to_path_buf(), source })?;
     let config: Value = serde_json::from_str(&text)
         .map_err(|e| unsupported(format!("not a JSON adapter config ({e})")))?;
     if config["peft_type"] != "LORA" {

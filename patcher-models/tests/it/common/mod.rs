@@ -70,10 +70,7 @@ pub fn read_file(path: &Path) -> BTreeMap<String, HostF32> {
     st.tensors()
         .into_iter()
         .map(|(name, view)| {
-            let t = HostF32 {
-                shape: view.shape().to_vec(),
-                data: to_f32(&view),
-            };
+            let t = HostF32 { shape: view.shape().to_vec(), data: to_f32(&view) };
             (name, t)
         })
         .collect()
@@ -202,10 +199,7 @@ fn transpose2(t: &HostF32) -> HostF32 {
             data[j * r + i] = t.data[i * c + j];
         }
     }
-    HostF32 {
-        shape: vec![c, r],
-        data,
-    }
+    HostF32 { shape: vec![c, r], data }
 }
 
 /// Where a visitor or mapper is in the module tree, named as the loader names parameters: the
