@@ -548,15 +548,20 @@ def write_cache_references() -> None:
             # The same tokens as `generate`, EOS never reached or not stopping it.
             check = model.generate(padded, attention_mask=mask, max_new_tokens=DECODE_STEPS, do_sample=False, eos_token_id=None, pad_token_id=0)
             assert torch.equal(check[:, ids.shape[1]:], generated), (check, generated)
+            # With a repetition penalty (transformers' RepetitionPenaltyLogitsProcessor: the
+            # prompt's and generated tokens' logits divided by it where positive, multiplied
+            # where negative).
+            penalized = model.generate(padded, attention_mask=mask, max_new_tokens=DECODE_STEPS, do_sample=False, repetition_penalty=1.5, eos_token_id=None, pad_token_id=0)[:, ids.shape[1]:]
         tensors = {
             "input_ids": padded.contiguous(),
             "attention_mask": mask.contiguous(),
             "logits": logits.float().contiguous(),
             "generated": generated.contiguous(),
+            "generated_penalized": penalized.contiguous(),
             "step_logits": torch.stack(steps, dim=1).float().contiguous(),
         }
         save_file(tensors, str(cache_dir / f"{name}.safetensors"), metadata={"format": "pt"})
-        print(f"{name}: cache reference, greedy tokens {generated.tolist()}")
+        print(f"{name}: cache reference, greedy tokens {generated.tolist()}, penalized {penalized.tolist()}")
 
 
 # Every Linear of the Llama fixture, the head included (patcher-models' `llama::LINEAR_NAMES`).
@@ -822,6 +827,16 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
         "- `mixtral_fused/`: the same weights in transformers 5's layout (`save_original_format=False`:",
         "  `mlp.experts.gate_up_proj`, `mlp.experts.down_proj`, `mlp.gate`) with its v5 config",
         "  (`rope_parameters`, `dtype`).",
+        "- `gpt2/`: GPT-2 (GPT2LMHeadModel), 2 layers, n_embd 64, 4 heads, n_inner 256, gelu_new,",
+        "  64 positions, vocab 128, head tied to `transformer.wte` (no `lm_head.weight` on disk), as",
+        "  transformers 5 saves it (`transformer.` keys).",
+        "- `gpt2_legacy/`: the same weights as the original hub checkpoints hold them: no",
+        "  `transformer.` prefix, and each block's causal-mask buffer `h.{i}.attn.bias [1, 1, 64, 64]`.",
+        "- `cache/`: per decoder fixture (`llama`, `qwen2_moe`, `mixtral`, `gpt2`), the fixture's",
+        "  `input_ids` with row 1 left-padded by 3 (`attention_mask`), the logits of one forward over",
+        "  them (positions from the mask, as `generate` computes them), and 4 greedy steps through a",
+        "  `DynamicCache`: `generated` [2, 4] and `step_logits` [2, 5, vocab] (checked against",
+        "  `generate(do_sample=False)`); `generated_penalized`: the same with `repetition_penalty=1.5`.",
         "- `bert/`: BertModel, 2 layers, hidden 32, 4 heads, intermediate 64, exact GELU, vocab 100,",
         "  2 token types, 64 positions, layer_norm_eps 1e-5, as transformers 5 saves it (no prefix).",
         "  Its reference holds `input_ids`, `token_type_ids` and `attention_mask` (the second row's",

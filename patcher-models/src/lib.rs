@@ -1,6 +1,6 @@
 //! # patcher-models
 //!
-//! Qwen2-MoE, Llama, Mixtral and BERT written patch-ready for burn-patcher, matching
+//! Qwen2-MoE, Llama, Mixtral, GPT-2 and BERT written patch-ready for burn-patcher, matching
 //! transformers 5.23's modules class for class and parameter for parameter (checkpoint keys map
 //! 1:1 to Burn parameter paths, up to Burn's `[in, out]` Linear layout and BERT's `self` ->
 //! `self_`), and the seed's replacement classes.
@@ -13,6 +13,9 @@
 //! - [`mixtral`] has `MixtralForCausalLm` and its parts; experts fused in memory as in
 //!   Qwen2-MoE, and [`mixtral::default_weight_conversions`] renames the hub's
 //!   `block_sparse_moe` to `mlp` and merges its per-expert `w1`/`w3`/`w2`.
+//! - [`gpt2`] has `Gpt2LmHeadModel` and its parts: `Conv1D` layers loaded as stored, learned
+//!   positions, the head tied to `transformer.wte` (through the embedding slot), and the hub's
+//!   original layout (no `transformer.` prefix, `attn.bias` buffers) loading too.
 //! - [`bert`] has `BertModel` (the encoder with its pooler; token types, absolute positions,
 //!   padding mask) and its classes, every one a slot; [`bert::default_weight_conversions`]
 //!   renames `attention.self` (a Rust keyword) to the field `self_`, and old checkpoints'
@@ -93,7 +96,7 @@ pub use error::ConfigError;
 /// `forward_cached`, ...), and the cache.
 pub mod prelude {
     pub use crate::auto::FamilyModel;
-    pub use crate::common::{CausalLm, KvCache};
+    pub use crate::common::{CausalLm, GenerationConfig, KvCache};
 }
 
 /// The README's examples, run as doc tests so that they stay true.

@@ -5,6 +5,7 @@
 use burn::prelude::*;
 
 use super::cache::KvCache;
+use super::generation::{self, GenerateError, Generated, GenerationConfig};
 use super::layout::{AttentionLayout, DecoderInputError};
 use super::output::CausalLmOutput;
 
@@ -103,5 +104,31 @@ pub trait CausalLm<B: Backend> {
         layout.check_positions(self.max_positions())?;
         let out = self.forward_layout(input_ids, &layout, Some(cache), false);
         Ok(out.logits)
+    }
+
+    /// transformers' `generate(input_ids, attention_mask=..., generation_config=config)`: the
+    /// prompt `input_ids [batch, seq]` (left-padded, with its `attention_mask`, when the prompts
+    /// differ in length) decoded through a [`KvCache`] until each sequence reaches an EOS token,
+    /// a stop sequence or the length limit, tokens chosen as `config` says (greedy, or sampling
+    /// with its seed: the same seed gives the same tokens).
+    fn generate(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+        config: &GenerationConfig,
+    ) -> Result<Generated, GenerateError> {
+        generation::generate(self, input_ids, attention_mask, config, &mut |_, _| {})
+    }
+
+    /// [`generate`](Self::generate), calling `on_token(sequence, token)` with each token as it is
+    /// chosen (to stream it).
+    fn generate_streaming(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+        config: &GenerationConfig,
+        on_token: &mut dyn FnMut(usize, i64),
+    ) -> Result<Generated, GenerateError> {
+        generation::generate(self, input_ids, attention_mask, config, on_token)
     }
 }

@@ -18,6 +18,7 @@ mod decoder;
 mod dispatch;
 mod encoder;
 mod experts;
+mod generation;
 mod init;
 mod interfaces;
 mod layout;
@@ -50,6 +51,7 @@ pub use encoder::{
     EncoderSelfAttention, ResidualNormForward,
 };
 pub use experts::{fused_expert_mlp, fused_expert_mlp_transposed};
+pub use generation::{FinishReason, GenerateError, Generated, GenerationConfig};
 pub use init::{embedding, linear, linear_config, normal_param, ones_param};
 pub use interfaces::{
     AttentionInterface, DecoderAttention, DecoderNormInterface, ExpertsInterface, FeedForward,

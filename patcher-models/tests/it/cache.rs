@@ -11,7 +11,9 @@
 use burn::prelude::*;
 use patcher_burn::{LoadOptions, Loaded};
 use patcher_models::auto::FamilyConfig;
-use patcher_models::common::DecoderInputError;
+use std::collections::BTreeMap;
+
+use patcher_models::common::{DecoderInputError, FinishReason, GenerationConfig};
 use patcher_models::gpt2::Gpt2LmHeadModel;
 use patcher_models::llama::LlamaForCausalLm;
 use patcher_models::mixtral::MixtralForCausalLm;
@@ -145,7 +147,11 @@ fn check<B: Backend, M: FamilyModel<B> + CausalLm<B>>(dir: &str, patch: Patch, d
     }
     assert_eq!(cache.seq_len(), seq + steps);
 
-    // 4. Without padding, a cached decode equals the full forward.
+    // 4. `generate` on the padded prompts: transformers' greedy tokens, with and without a
+    // repetition penalty; streamed as chosen; EOS tokens and stop sequences end a sequence.
+    generation(&model, &label, &reference, ids_and_mask(&reference, device));
+
+    // 5. Without padding, a cached decode equals the full forward.
     let prompt = all_ids.clone().narrow(0, 0, 1);
     let total = prompt.dims()[1];
     let mut cache = KvCache::new();
@@ -163,6 +169,94 @@ fn check<B: Backend, M: FamilyModel<B> + CausalLm<B>>(dir: &str, patch: Patch, d
     let diff = max_diff(&host(Tensor::cat(outs, 1)), &host(model.forward(prompt)));
     println!("{label}: cached decode vs full forward {diff:.2e}");
     assert!(diff <= SELF_TOLERANCE, "{label}: cached decode {diff}");
+}
+
+fn ids_and_mask<B: Backend>(
+    reference: &BTreeMap<String, HostF32>,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let ids = ints::<B>(&reference["input_ids"], device);
+    (ids, ints::<B>(&reference["attention_mask"], device))
+}
+
+fn rows_of(t: &HostF32) -> Vec<Vec<i64>> {
+    t.data
+        .chunks(t.shape[1])
+        .map(|r| r.iter().map(|&v| v as i64).collect())
+        .collect()
+}
+
+fn generation<B: Backend, M: CausalLm<B>>(
+    model: &M,
+    label: &str,
+    reference: &BTreeMap<String, HostF32>,
+    (ids, mask): (Tensor<B, 2, Int>, Tensor<B, 2, Int>),
+) {
+    let greedy = rows_of(&reference["generated"]);
+    let steps = greedy[0].len();
+    let config = GenerationConfig::default().with_max_new_tokens(steps);
+    let mut streamed = vec![Vec::new(); greedy.len()];
+    let out = model
+        .generate_streaming(
+            ids.clone(),
+            Some(mask.clone()),
+            &config,
+            &mut |row, token| streamed[row].push(token),
+        )
+        .unwrap();
+    assert_eq!(out.tokens, greedy, "{label}: greedy tokens");
+    assert_eq!(streamed, greedy, "{label}: streamed tokens");
+    assert!(out.finish.iter().all(|f| *f == FinishReason::Length));
+    let penalized = config.clone().with_repetition_penalty(1.5);
+    let out = model
+        .generate(ids.clone(), Some(mask.clone()), &penalized)
+        .unwrap();
+    let expected = rows_of(&reference["generated_penalized"]);
+    assert_eq!(
+        out.tokens, expected,
+        "{label}: tokens with a repetition penalty"
+    );
+
+    // Row 0's second token as EOS: each row stops at its first occurrence, or goes on.
+    let eos = greedy[0][1];
+    let with_eos = config.clone().with_eos_token_ids(vec![eos]);
+    let out = model
+        .generate(ids.clone(), Some(mask.clone()), &with_eos)
+        .unwrap();
+    for (row, tokens) in greedy.iter().enumerate() {
+        let end = tokens.iter().position(|&t| t == eos);
+        let expected = &tokens[..end.map_or(steps, |i| i + 1)];
+        let reason = end.map_or(FinishReason::Length, |_| FinishReason::Eos);
+        assert_eq!(
+            (&out.tokens[row][..], out.finish[row]),
+            (expected, reason),
+            "{label}: {row}"
+        );
+    }
+    // Row 1's tokens 1..3 as a stop sequence.
+    let stop = config
+        .clone()
+        .with_stop_sequences(vec![greedy[1][1..3].to_vec()]);
+    let out = model
+        .generate(ids.clone(), Some(mask.clone()), &stop)
+        .unwrap();
+    assert_eq!(
+        (&out.tokens[1][..], out.finish[1]),
+        (&greedy[1][..3], FinishReason::StopSequence)
+    );
+
+    // Sampling: the same seed, the same tokens; top-1 sampling is greedy.
+    let sampling = config.clone().with_temperature(0.8).with_seed(3);
+    let a = model
+        .generate(ids.clone(), Some(mask.clone()), &sampling)
+        .unwrap();
+    let b = model
+        .generate(ids.clone(), Some(mask.clone()), &sampling)
+        .unwrap();
+    assert_eq!(a, b, "{label}: seeded sampling");
+    let top_1 = config.clone().with_top_k(1).with_seed(5);
+    let out = model.generate(ids, Some(mask), &top_1).unwrap();
+    assert_eq!(out.tokens, greedy, "{label}: top-1 sampling");
 }
 
 /// Wrong inputs are typed errors, and leave the cache as it was.

@@ -1,0 +1,126 @@
+//! `generate`, written once on [`CausalLm`]: prefill the prompt into a [`KvCache`], then one
+//! token per step through it, chosen as transformers' `generate` does (repetition penalty,
+//! greedy or sampling with temperature, top-k and top-p), until each sequence reaches an EOS
+//! token, a stop sequence or the length limit. A left-padded batch decodes together; finished
+//! sequences are fed padding while the others go on.
+
+mod config;
+mod logits;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+pub use config::GenerationConfig;
+
+use super::cache::KvCache;
+use super::causal_lm::CausalLm;
+use super::layout::DecoderInputError;
+use crate::error::ConfigError;
+
+/// Why a sequence stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// It generated `max_new_tokens` (or reached `max_length`).
+    Length,
+    /// It generated an EOS token (the last of its tokens).
+    Eos,
+    /// Its tokens ended with a stop sequence.
+    StopSequence,
+}
+
+/// What [`CausalLm::generate`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// Per sequence, the new tokens (an EOS token or stop sequence included), no padding.
+    pub tokens: Vec<Vec<i64>>,
+    /// Per sequence, why it stopped.
+    pub finish: Vec<FinishReason>,
+}
+
+/// Why `generate` did not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// The generation config is inconsistent (a non-positive temperature, ...).
+    #[error("generation config: {0}")]
+    Config(#[from] ConfigError),
+    /// The prompt or its mask does not fit the model.
+    #[error(transparent)]
+    Input(#[from] DecoderInputError),
+}
+
+/// The loop behind [`CausalLm::generate`]; `on_token(sequence, token)` sees each token as it is
+/// chosen.
+pub(crate) fn generate<B: Backend, M: CausalLm<B> + ?Sized>(
+    model: &M,
+    input_ids: Tensor<B, 2, Int>,
+    attention_mask: Option<Tensor<B, 2, Int>>,
+    config: &GenerationConfig,
+    on_token: &mut dyn FnMut(usize, i64),
+) -> Result<Generated, GenerateError> {
+    config.validate()?;
+    let device = input_ids.device();
+    let [batch, prompt_len] = input_ids.dims();
+    let ids: Vec<i64> = input_ids
+        .to_data()
+        .convert::<i64>()
+        .to_vec()
+        .unwrap_or_default();
+    // Every token of each sequence, its padding included, as transformers' penalty sees them.
+    let mut seen: Vec<Vec<i64>> = ids.chunks(prompt_len.max(1)).map(<[i64]>::to_vec).collect();
+    let pad = (config.pad_token_id)
+        .or(config.eos_token_ids.first().copied())
+        .unwrap_or(0);
+    let seed = config.seed.unwrap_or_else(clock_seed);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut cache, mut mask, mut input) = (KvCache::new(), attention_mask, input_ids);
+    let mut tokens = vec![Vec::new(); batch];
+    let mut finish: Vec<Option<FinishReason>> = vec![None; batch];
+    for _ in 0..config.new_tokens(prompt_len) {
+        let logits = model.forward_cached(input, mask.clone(), &mut cache)?;
+        let [_, seq, vocab] = logits.dims();
+        let last = logits.narrow(1, seq - 1, 1).reshape([batch, vocab]);
+        let mut host: Vec<f32> = last.to_data().convert::<f32>().to_vec().unwrap_or_default();
+        let mut next = Vec::with_capacity(batch);
+        for (row, logits) in host.chunks_mut(vocab.max(1)).enumerate() {
+            if finish[row].is_some() {
+                next.push(pad);
+                continue;
+            }
+            logits::repetition_penalty(logits, &seen[row], config.repetition_penalty);
+            let token = logits::next_token(logits, config, &mut rng);
+            on_token(row, token);
+            (tokens[row].push(token), seen[row].push(token));
+            if config.eos_token_ids.contains(&token) {
+                finish[row] = Some(FinishReason::Eos);
+            } else if config
+                .stop_sequences
+                .iter()
+                .any(|s| tokens[row].ends_with(s))
+            {
+                finish[row] = Some(FinishReason::StopSequence);
+            }
+            next.push(token);
+        }
+        if finish.iter().all(Option::is_some) {
+            break;
+        }
+        input = Tensor::from_data(TensorData::new(next, [batch, 1]), &device);
+        mask = mask.map(|m| Tensor::cat(vec![m, Tensor::ones([batch, 1], &device)], 1));
+    }
+    let finish = finish
+        .into_iter()
+        .map(|f| f.unwrap_or(FinishReason::Length))
+        .collect();
+    Ok(Generated { tokens, finish })
+}
+
+/// A seed from the clock, when the config names none.
+fn clock_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
