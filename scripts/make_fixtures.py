@@ -509,7 +509,7 @@ def gpt2_fixtures() -> str:
 
 # Left padding of the cache references' second row, and the greedy tokens decoded after the prompt.
 PAD = 3
-DECODE_STEPS = 4
+DECODE_STEPS = 32
 
 
 def write_cache_references() -> None:
@@ -834,8 +834,8 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
         "  `transformer.` prefix, and each block's causal-mask buffer `h.{i}.attn.bias [1, 1, 64, 64]`.",
         "- `cache/`: per decoder fixture (`llama`, `qwen2_moe`, `mixtral`, `gpt2`), the fixture's",
         "  `input_ids` with row 1 left-padded by 3 (`attention_mask`), the logits of one forward over",
-        "  them (positions from the mask, as `generate` computes them), and 4 greedy steps through a",
-        "  `DynamicCache`: `generated` [2, 4] and `step_logits` [2, 5, vocab] (checked against",
+        "  them (positions from the mask, as `generate` computes them), and 32 greedy steps through a",
+        "  `DynamicCache`: `generated` [2, 32] and `step_logits` [2, 33, vocab] (checked against",
         "  `generate(do_sample=False)`); `generated_penalized`: the same with `repetition_penalty=1.5`.",
         "- `bert/`: BertModel, 2 layers, hidden 32, 4 heads, intermediate 64, exact GELU, vocab 100,",
         "  2 token types, 64 positions, layer_norm_eps 1e-5, as transformers 5 saves it (no prefix).",

@@ -57,8 +57,9 @@ impl<B: Backend, M: FamilyModel<B> + CausalLm<B> + 'static> IntoLoaded<dyn Loade
 /// use patcher_models::auto::AutoModelForCausalLm;
 ///
 /// let auto = AutoModelForCausalLm::<NdArray>::new();
-/// assert_eq!(auto.model_types().collect::<Vec<_>>(), ["llama", "mixtral", "qwen2_moe"]);
-/// // A user's family joins with `register::<MyForCausalLM<B>>()`; one of the same
+/// let kit = ["gpt2", "llama", "mixtral", "qwen2_moe"];
+/// assert_eq!(auto.model_types().collect::<Vec<_>>(), kit);
+/// // A user's family joins with `register::<MyForCausalLm<B>>()`; one of the same
 /// // `model_type` replaces the kit's.
 /// let only_llama = AutoModelForCausalLm::<NdArray>::empty()
 ///     .register::<patcher_models::llama::LlamaForCausalLm<NdArray>>();

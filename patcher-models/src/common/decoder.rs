@@ -19,6 +19,9 @@ use super::rope::RotaryEmbedding;
 /// inverse frequencies as a buffer; the kit computes them from the config.
 pub const DECODER_KEYS_TO_IGNORE: [&str; 1] = [r"rotary_emb\.inv_freq$"];
 
+/// `true` where a query may not attend a key.
+type Mask<B> = Tensor<B, 4, Bool>;
+
 /// A decoder layer (`LlamaDecoderLayer`, `Qwen2MoeDecoderLayer`), as
 /// [`decoder_stack_forward`] runs it.
 pub trait DecoderLayer<B: Backend> {
@@ -70,14 +73,14 @@ pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
     let device = embedded.device();
     let mut hidden = embedded;
     let position_embeddings = rotary_emb.map(|rope| rope.forward_layout::<B>(layout, &device));
-    let mut masks: Vec<(Option<usize>, Option<Tensor<B, 4, Bool>>)> = Vec::new();
+    // One mask per distinct window, built when a layer first needs it.
+    let mut masks: Vec<(Option<usize>, Option<Mask<B>>)> = Vec::new();
     let mut caches = cache.map(|c| c.layers_mut(layers.len()).iter_mut());
     let mut all = output_hidden_states.then(Vec::new);
     for (layer, window) in layers.iter().zip(sliding_windows) {
         if let Some(all) = all.as_mut() {
             all.push(hidden.clone());
         }
-        // One mask per distinct window, built when a layer first needs it.
         let index = match masks.iter().position(|(w, _)| *w == window) {
             Some(index) => index,
             None => {

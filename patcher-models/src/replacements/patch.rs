@@ -15,7 +15,7 @@ use crate::ConfigError;
 ///
 /// - [`Patch::fused_qkv`]: the attention's q/k/v projections as one `qkv_proj`
 ///   ([`FusedQkvAttention`](super::FusedQkvAttention); BERT's as one `qkv`,
-///   [`FusedQkvBertSelfAttention`](super::FusedQKVBertSelfAttention)), with the weight (and bias)
+///   [`FusedQkvBertSelfAttention`](super::FusedQkvBertSelfAttention)), with the weight (and bias)
 ///   concatenations that load a stock checkpoint into it and split it back on save;
 /// - [`Patch::sequential_experts`]: the fused experts as a plain list of per-expert linears
 ///   ([`SequentialExperts`](super::SequentialExperts)), the checkpoint's per-expert keys loaded

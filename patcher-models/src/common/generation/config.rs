@@ -100,10 +100,11 @@ impl GenerationConfig {
             return Self::from_file(generation);
         }
         let config: Value = serde_json::from_str(&read_config_file(&dir.join("config.json"))?)?;
-        let mut out = Self::default();
-        out.eos_token_ids = eos_ids(config.get("eos_token_id"))?;
-        out.pad_token_id = config.get("pad_token_id").and_then(Value::as_i64);
-        Ok(out)
+        Ok(Self {
+            eos_token_ids: eos_ids(config.get("eos_token_id"))?,
+            pad_token_id: config.get("pad_token_id").and_then(Value::as_i64),
+            ..Self::default()
+        })
     }
 
     /// Parses and validates a generation config JSON string over the defaults.

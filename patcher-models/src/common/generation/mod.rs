@@ -93,7 +93,8 @@ pub(crate) fn generate<B: Backend, M: CausalLm<B> + ?Sized>(
             logits::repetition_penalty(logits, &seen[row], config.repetition_penalty);
             let token = logits::next_token(logits, config, &mut rng);
             on_token(row, token);
-            (tokens[row].push(token), seen[row].push(token));
+            tokens[row].push(token);
+            seen[row].push(token);
             if config.eos_token_ids.contains(&token) {
                 finish[row] = Some(FinishReason::Eos);
             } else if config
