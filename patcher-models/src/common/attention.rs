@@ -15,6 +15,7 @@ use super::cpu::{self, CpuBackend};
 #[cfg(feature = "flex")]
 use super::cpu_attention;
 use super::cpu_heads::{merge_heads, split_fused_heads, split_heads, HostRope};
+use super::layout::AttentionLayout;
 #[cfg(doc)]
 use super::rope::apply_rotary_pos_emb;
 use super::rope::PositionEmbeddings;
@@ -138,15 +139,11 @@ pub fn causal_mask<B: Backend>(
     sliding_window: Option<usize>,
     device: &B::Device,
 ) -> Tensor<B, 4, Bool> {
-    let mut masked = Vec::with_capacity(seq_len * seq_len);
-    for q in 0..seq_len {
-        for k in 0..seq_len {
-            let future = k > q;
-            let too_far = sliding_window.is_some_and(|w| q >= k + w);
-            masked.push(future || too_far);
-        }
-    }
-    Tensor::from_data(TensorData::new(masked, [1, 1, seq_len, seq_len]), device)
+    let layout = AttentionLayout::contiguous(1, seq_len, 0);
+    layout.mask(sliding_window, device).unwrap_or_else(|| {
+        // A single position: nothing to hide.
+        Tensor::<B, 4, Int>::zeros([1, 1, seq_len, seq_len], device).bool()
+    })
 }
 
 /// What an attention layer receives in one forward besides its input: RoPE's tables (none for

@@ -1,9 +1,10 @@
-//! Pieces shared by the model families and the replacements: RoPE, attention math, RMSNorm,
-//! activations, top-k routing with PyTorch's tie order, expert dispatch, the interfaces of
-//! substitutable classes, and the forward output; and the code the families' classes share
-//! while keeping their own names and fields: the projections of attention and MLP classes, the
-//! decoder forward, the config core and `from_pretrained`; and the same for BERT-style
-//! encoders (`encoder`, `encoder_family`).
+//! The public blocks every family is written with, the kit's and a user's: the slot interfaces
+//! shared by all families and the shapes their classes are built from (`interfaces`, `specs`),
+//! RoPE, eager attention through the KV cache (`attention`, `cache`, `layout`), RMSNorm,
+//! activations, top-k routing with PyTorch's tie order, expert dispatch, the projections of
+//! attention and MLP classes, the decoder stack, what a causal LM computes (`causal_lm`,
+//! `generation`), the config core and `from_pretrained`; and what BERT-style encoders compute
+//! (`encoder`).
 
 mod activation;
 mod attention;

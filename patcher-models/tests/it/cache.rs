@@ -97,8 +97,8 @@ fn check<B: Backend, M: FamilyModel<B> + CausalLm<B>>(dir: &str, patch: Patch, d
     println!("{label}: padded row vs unpadded run {diff:.2e}");
     assert!(diff <= SELF_TOLERANCE, "{label}: padded row {diff}");
 
-    // 3. Greedy decoding through the cache against transformers' steps, and each step against
-    // a full recompute of the padded sequence so far.
+    // 3. Greedy decoding through the cache against transformers' steps, and steps against a full
+    // recompute of the padded sequence so far.
     let generated = ints::<B>(&reference["generated"], device);
     let steps = generated.dims()[1];
     let step_logits = &reference["step_logits"].data;
@@ -119,15 +119,17 @@ fn check<B: Backend, M: FamilyModel<B> + CausalLm<B>>(dir: &str, patch: Patch, d
         let diff = max_diff(&ours, &expected);
         println!("{label}: step {step} vs transformers {diff:.2e}");
         assert!(diff <= TOLERANCE, "{label}: step {step} {diff}");
-        let recompute = model
-            .forward_masked(all_ids.clone(), all_mask.clone())
-            .unwrap();
-        let len = all_ids.dims()[1];
-        let diff = max_diff(&ours, &host(recompute.narrow(1, len - 1, 1)));
-        assert!(
-            diff <= SELF_TOLERANCE,
-            "{label}: step {step} vs recompute {diff}"
-        );
+        // A few steps only: each length is new shapes, which wgpu compiles kernels for.
+        if [0, 1, steps / 2, steps].contains(&step) {
+            let recompute = model.forward_masked(all_ids.clone(), all_mask.clone());
+            let len = all_ids.dims()[1];
+            let recompute = host(recompute.unwrap().narrow(1, len - 1, 1));
+            let diff = max_diff(&ours, &recompute);
+            assert!(
+                diff <= SELF_TOLERANCE,
+                "{label}: step {step} vs recompute {diff}"
+            );
+        }
         if step == steps {
             break;
         }
@@ -147,9 +149,18 @@ fn check<B: Backend, M: FamilyModel<B> + CausalLm<B>>(dir: &str, patch: Patch, d
     }
     assert_eq!(cache.seq_len(), seq + steps);
 
-    // 4. `generate` on the padded prompts: transformers' greedy tokens, with and without a
-    // repetition penalty; streamed as chosen; EOS tokens and stop sequences end a sequence.
-    generation(&model, &label, &reference, ids_and_mask(&reference, device));
+    // 4. `generate` on the padded prompts: transformers' greedy tokens (for every patch), with
+    // and without a repetition penalty; streamed as chosen; EOS tokens and stop sequences end a
+    // sequence; seeded sampling. The loop is the same whatever the classes: the rest once per
+    // family (each decode length is new shapes, which wgpu compiles kernels for).
+    let all = patch == Patch::NONE;
+    generation(
+        &model,
+        &label,
+        &reference,
+        ids_and_mask(&reference, device),
+        all,
+    );
 
     // 5. Without padding, a cached decode equals the full forward.
     let prompt = all_ids.clone().narrow(0, 0, 1);
@@ -191,6 +202,7 @@ fn generation<B: Backend, M: CausalLm<B>>(
     label: &str,
     reference: &BTreeMap<String, HostF32>,
     (ids, mask): (Tensor<B, 2, Int>, Tensor<B, 2, Int>),
+    all: bool,
 ) {
     let greedy = rows_of(&reference["generated"]);
     let steps = greedy[0].len();
@@ -207,6 +219,9 @@ fn generation<B: Backend, M: CausalLm<B>>(
     assert_eq!(out.tokens, greedy, "{label}: greedy tokens");
     assert_eq!(streamed, greedy, "{label}: streamed tokens");
     assert!(out.finish.iter().all(|f| *f == FinishReason::Length));
+    if !all {
+        return;
+    }
     let penalized = config.clone().with_repetition_penalty(1.5);
     let out = model
         .generate(ids.clone(), Some(mask.clone()), &penalized)
