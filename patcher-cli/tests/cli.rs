@@ -213,6 +213,19 @@ fn plan_of_another_family_exits_1_naming_the_right_one() {
 }
 
 #[test]
+fn gpt2_legacy_checkpoints_plan_with_their_buffers_ignored() {
+    let (out, _) = expect_status(&["plan", arg(&fixture("gpt2_legacy"))], 0);
+    assert!(out.contains("into --model gpt2 with no --patch"), "{out}");
+    assert!(out.contains("28 loaded, 0 unexpected, 0 missing"), "{out}");
+    assert!(
+        out.contains("2 checkpoint keys ignored") && out.contains("h.{0,1}.attn.bias"),
+        "{out}"
+    );
+    let (_, err) = plan(&fixture("gpt2"), "gpt2", &["--patch", "fused-qkv"], 2);
+    assert!(err.contains("does not apply to --model gpt2"), "{err}");
+}
+
+#[test]
 fn without_model_the_family_is_the_one_config_json_names() {
     let qwen = fixture("qwen2_moe");
     let patches = ["--patch", "seed"];
