@@ -58,7 +58,8 @@ pub fn pre_norm_residuals<B: Backend>(
 /// [`CausalLmOutput::hidden_states`]).
 ///
 /// The tokens sit where `layout` says (after the cached positions, padding masked), RoPE at
-/// their positions when the model has a `rotary_emb`; each layer takes its share of `cache` when given. `sliding_windows` gives
+/// their positions when the model has a `rotary_emb`; each layer takes its share of `cache`
+/// when given. `sliding_windows` gives
 /// each layer's window in order (`None`: full causal attention); the layers run as far as it
 /// goes, so a model without sliding attention passes `repeat(None)`.
 pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(

@@ -63,7 +63,8 @@ pub trait FeedForward<B: Backend> {
 }
 
 /// Classes that fill an attention slot of any decoder family (`LlamaAttention`,
-/// `Qwen2MoeAttention`, `MixtralAttention`, [`FusedQkvAttention`](crate::replacements::FusedQkvAttention),
+/// `Qwen2MoeAttention`, `MixtralAttention`,
+/// [`FusedQkvAttention`](crate::replacements::FusedQkvAttention),
 /// a user's): built from the layer's shape, so one replacement fills every family.
 #[slot_interface(crate = "patcher_burn")]
 pub trait AttentionInterface<B: Backend>: DecoderAttention<B> {

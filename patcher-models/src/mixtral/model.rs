@@ -1,6 +1,7 @@
 //! Mixtral's classes as transformers 5.23's `modeling_mixtral.py` writes them: attention,
-//! experts, router, sparse MoE block, RMSNorm, decoder layer, model and causal LM. Every substitutable field is a slot of a shared
-//! interface ([`crate::common`]), so the kit's replacements and a user's fill them.
+//! experts, router, sparse MoE block, RMSNorm, decoder layer, model and causal LM. Every
+//! substitutable field is a slot of a shared interface ([`crate::common`]), so the kit's
+//! replacements and a user's fill them.
 
 use burn::module::Param;
 use burn::nn::Embedding;

@@ -1,6 +1,7 @@
 //! `FusedQKVAttention`: the seed's replacement for `Qwen2MoeAttention`, `LlamaAttention`,
-//! `MixtralAttention` and any attention class of the shared [`AttentionInterface`], with one `qkv_proj` instead of separate q/k/v projections (what
-//! compute-bound quantisation kernels want); [`FusedQkvBertSelfAttention`], the same for
+//! `MixtralAttention` and any attention class of the shared [`AttentionInterface`], with one
+//! `qkv_proj` instead of separate q/k/v projections (what compute-bound quantisation kernels
+//! want); [`FusedQkvBertSelfAttention`], the same for
 //! `BertSelfAttention` (which has no output projection, and no RoPE).
 //!
 //! `qkv_proj` is sized `(num_attention_heads + 2 * num_key_value_heads) * head_dim`: the rows of
