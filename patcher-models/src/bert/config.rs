@@ -6,7 +6,7 @@ use burn::nn::{LayerNormConfig, LinearConfig};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::common::config::parse_config_json;
+use crate::common::config::{check_model_type, parse_config_json};
 use crate::common::limits::{self, ModelSize, ParamCount, SizedConfig};
 use crate::common::limits::{MAX_DIMENSION, MAX_HEADS, MAX_LAYERS};
 use crate::common::{linear_config, Activation, AttentionSpec};
@@ -73,14 +73,10 @@ impl BertConfig {
     /// [`ConfigError::Invalid`]); unknown keys are ignored. Relative position embeddings and
     /// an encoder used as a decoder are [`ConfigError::Unsupported`].
     pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
-        let model_type = Self::MODEL_TYPE;
         let (root, mut config) = parse_config_json::<Self>(json)?;
+        check_model_type(&root, Self::MODEL_TYPE)?;
         let get = |key: &str| root.get(key).filter(|v| !v.is_null());
         let unsupported = |what: String| Err(ConfigError::Unsupported(what));
-        if let Some(kind) = get("model_type").filter(|v| v.as_str() != Some(model_type)) {
-            let message = format!("model_type is {kind}, expected \"{model_type}\"");
-            return Err(ConfigError::Invalid(message));
-        }
         let position = get("position_embedding_type");
         if let Some(kind) = position.filter(|v| v.as_str() != Some("absolute")) {
             return unsupported(format!(

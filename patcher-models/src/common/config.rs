@@ -287,6 +287,21 @@ impl<D: CoreDefaults> RawCore<D> {
     }
 }
 
+/// Fails unless `config.json`'s `model_type` (the whole object `root`), when it names one, is
+/// `expected`: a config of another family is [`ConfigError::Invalid`].
+pub(crate) fn check_model_type(
+    root: &Map<String, Value>,
+    expected: &str,
+) -> Result<(), ConfigError> {
+    let named = root.get("model_type").filter(|v| !v.is_null());
+    match named.filter(|v| v.as_str() != Some(expected)) {
+        Some(kind) => Err(ConfigError::Invalid(format!(
+            "model_type is {kind}, expected \"{expected}\""
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Parses `json`, which must be an object, into a family's raw config; returns the object too.
 pub(crate) fn parse_config_json<R: DeserializeOwned>(
     json: &str,

@@ -6,7 +6,7 @@ use burn::prelude::Backend;
 use patcher_burn::Patcher;
 use serde::Deserialize;
 
-use crate::common::config::parse_config_json;
+use crate::common::config::{check_model_type, parse_config_json};
 use crate::common::limits::{self, ModelSize, ParamCount, SizedConfig};
 use crate::common::limits::{MAX_DIMENSION, MAX_HEADS, MAX_LAYERS};
 use crate::common::{Activation, AttentionSpec, MlpSpec};
@@ -71,12 +71,8 @@ impl Gpt2Config {
     /// unscaled attention) are [`ConfigError::Unsupported`].
     pub fn from_json_str(json: &str) -> Result<Self, ConfigError> {
         let (root, mut config) = parse_config_json::<Self>(json)?;
+        check_model_type(&root, Self::MODEL_TYPE)?;
         let get = |key: &str| root.get(key).filter(|v| !v.is_null());
-        if let Some(kind) = get("model_type").filter(|v| v.as_str() != Some(Self::MODEL_TYPE)) {
-            return Err(ConfigError::Invalid(format!(
-                "model_type is {kind}, expected \"gpt2\""
-            )));
-        }
         for (key, unsupported_when) in [
             ("scale_attn_by_inverse_layer_idx", true),
             ("reorder_and_upcast_attn", true),

@@ -104,6 +104,13 @@ fn configs_follow_transformers_and_refuse_what_is_not_implemented() {
         assert!(matches!(err, ConfigError::Unsupported(_)), "{err}");
         assert!(err.to_string().contains(field), "{err}");
     }
+    let err = Gpt2Config::from_json_str(r#"{"model_type": "llama"}"#).unwrap_err();
+    assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains(r#"model_type is "llama", expected "gpt2""#),
+        "{err}"
+    );
     let err = Gpt2Config::from_json_str(r#"{"n_embd": 10, "n_head": 4}"#).unwrap_err();
     assert!(
         matches!(err, ConfigError::Field { ref field, .. } if field == "n_head"),
