@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use patcher_burn::{BuildError, LoadError, SaveError};
 use patcher_core::CheckpointError;
+use patcher_models::common::GenerateError;
+use patcher_models::tokenizer::TokenizerError;
 use patcher_models::ConfigError;
 
 /// The exit statuses, as `--help` prints them.
@@ -12,8 +14,8 @@ Exit status:
   0  success (plan: a strict load would succeed)
   1  the checkpoint does not fit the model and patches (plan: a strict load would fail; the
      report says why)
-  2  usage or input error: unknown family or patch, unreadable or malformed checkpoint or
-     config.json, an output folder that is not empty
+  2  usage or input error: unknown family or patch, unreadable or malformed checkpoint,
+     config.json or tokenizer, an output folder that is not empty, a prompt too long
   3  converting or writing failed (nothing was left in the output folder), e.g. a value that
      --dtype cannot hold without --allow-lossy, or an internal error";
 
@@ -103,6 +105,12 @@ pub(crate) enum CliError {
     /// Saving the converted checkpoint was refused or failed before writing.
     #[error("{0}")]
     Save(#[source] SaveError),
+    /// The checkpoint's tokenizer could not be read or used (`generate`).
+    #[error("{0}")]
+    Tokenizer(#[from] TokenizerError),
+    /// Generation refused its input (`generate`: a prompt longer than the model's positions).
+    #[error("{0}")]
+    Generate(#[from] GenerateError),
     /// A file could not be written or copied.
     #[error("{what} {path}: {source}")]
     Io {
@@ -124,7 +132,9 @@ impl CliError {
             Self::Usage(_)
             | Self::Checkpoint { .. }
             | Self::Config { .. }
-            | Self::Output { .. } => 2,
+            | Self::Output { .. }
+            | Self::Tokenizer(_)
+            | Self::Generate(_) => 2,
             Self::Build(_)
             | Self::Load(_)
             | Self::Save(_)

@@ -1,10 +1,12 @@
 //! `burn-patcher`: inspect a safetensors checkpoint, plan a patched load (dry run, no tensor
-//! read), and convert a checkpoint to a patched model's layout and back.
+//! read), convert a checkpoint to a patched model's layout and back, and generate text with a
+//! patched causal LM.
 
 mod abandoned;
 mod convert;
 mod error;
 mod family;
+mod generate;
 mod inspect;
 mod out;
 mod plan;
@@ -19,10 +21,12 @@ use patcher_models::replacements::Patch;
 use crate::convert::{ConvertArgs, ConvertOptions};
 use crate::error::{CliError, EXIT_CODES};
 use crate::family::{check_patches, FamilyName};
+use crate::generate::GenerateArgs;
 use crate::plan::PlanArgs;
 use crate::prepare::{checkpoint_folder, family_of_config, Selection};
 
-/// Inspect, plan and convert safetensors checkpoints for patched Burn models.
+/// Inspect, plan and convert safetensors checkpoints for patched Burn models, and generate text
+/// with them.
 ///
 /// CKPT is a .safetensors file, a sharded *.safetensors.index.json, or a folder holding either;
 /// plan and convert read config.json from CKPT's folder.
@@ -72,6 +76,12 @@ enum Command {
         #[command(flatten)]
         options: ConvertOptions,
     },
+    /// Generates text from --prompt with a causal LM checkpoint (any family whose config.json
+    /// model_type the kit has), its tokenizer.json and, with --chat, its chat template; the
+    /// text streams to stdout as it is generated, then the prompt's and the decode's tokens/s
+    /// go to stderr.
+    #[command(after_help = EXIT_CODES)]
+    Generate(GenerateArgs),
 }
 
 /// `--model` and `--patch`.
@@ -118,6 +128,7 @@ fn run(cli: Cli) -> Result<String, CliError> {
             let model = model.checked(&options.checkpoint)?;
             model.family.dispatch(ConvertArgs { options, model })
         }
+        Command::Generate(args) => args.run(),
     }
 }
 

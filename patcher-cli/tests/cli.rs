@@ -1,5 +1,6 @@
 //! The `burn-patcher` binary on the committed fixtures (`tests/fixtures/`): inspect, plan (exit
-//! statuses 0, 1 and 2), and convert to the patched layout and back.
+//! statuses 0, 1 and 2), convert to the patched layout and back, and generate (text against
+//! transformers' greedy `generate`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -793,4 +794,118 @@ fn safetensors_bytes(path: &Path) -> usize {
     let file = std::fs::read(path).unwrap();
     let header = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
     file.len() - 8 - header
+}
+
+/// The greedy `generate` transformers ran on `family`'s fixture (from
+/// `scripts/make_tokenizers.py`): `kind` is `plain` or `chat`.
+fn transformers_generation(family: &str, kind: &str) -> (String, usize) {
+    let path = fixture("tokenizers").join("reference.json");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let generate = &reference["families"][family]["generate"];
+    let text = generate[kind]["text"].as_str().unwrap().to_string();
+    let n = generate["max_new_tokens"].as_u64().unwrap() as usize;
+    (text, n)
+}
+
+#[test]
+fn generate_streams_transformers_greedy_text_and_its_speed() {
+    // Every decoder family, plain prompts on both CPU backends, chat prompts through the
+    // checkpoint's template, and patched and 8-bit loads (the tiny fixtures' greedy tokens do
+    // not move under the seed's patch; the 8-bit load is only checked to run and stream).
+    for (family, kind, extra) in [
+        ("llama", "plain", vec!["--backend", "ndarray"]),
+        ("llama", "chat", vec!["--chat", "--patch", "fused-qkv"]),
+        ("qwen2_moe", "plain", vec!["--patch", "seed"]),
+        ("qwen2_moe", "chat", vec!["--chat", "--backend", "ndarray"]),
+        (
+            "mixtral",
+            "chat",
+            vec!["--chat", "--patch", "sequential-experts"],
+        ),
+        ("gpt2", "plain", vec![]),
+    ] {
+        let (expected, n) = transformers_generation(family, kind);
+        let dir = fixture(family);
+        let n = n.to_string();
+        let mut args = vec!["generate", arg(&dir), "--prompt", "The quick brown fox"];
+        args.extend(["--max-new-tokens", n.as_str()]);
+        args.extend(extra.iter().copied());
+        let (out, err) = expect_status(&args, 0);
+        assert_eq!(out, format!("{expected}\n"), "{family} {kind} {extra:?}");
+        assert!(
+            err.contains("prompt: ") && err.contains("tokens/s"),
+            "{err}"
+        );
+    }
+    let dir = fixture("qwen2_moe");
+    let args = [
+        "generate",
+        arg(&dir),
+        "--prompt",
+        "hi",
+        "--quantize",
+        "int8",
+        "--backend",
+        "ndarray",
+    ];
+    let (out, err) = expect_status(&args, 0);
+    assert!(
+        !out.trim().is_empty() && err.contains("decode: "),
+        "{out}\n{err}"
+    );
+}
+
+#[test]
+fn generate_samples_reproducibly_under_a_seed() {
+    let dir = fixture("llama");
+    let run = |seed: &str| {
+        let args = [
+            "generate",
+            arg(&dir),
+            "--prompt",
+            "Hello",
+            "--temperature",
+            "1.5",
+        ];
+        let mut args = args.to_vec();
+        args.extend(["--top-k", "50", "--seed", seed, "--max-new-tokens", "24"]);
+        expect_status(&args, 0).0
+    };
+    assert_eq!(run("7"), run("7"));
+    assert_ne!(run("7"), run("8"));
+}
+
+#[test]
+fn generate_refuses_what_it_cannot_run_with_exit_2() {
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("gpt2", &["--chat"], "no chat template"),
+        ("bert", &[], "generate needs a causal LM"),
+        (
+            "llama",
+            &["--patch", "sequential-experts"],
+            "its patches are: fused-qkv",
+        ),
+        (
+            "gpt2",
+            &["--max-new-tokens", "80"],
+            "more than the model's 64",
+        ),
+        ("llama", &["--temperature", "-1"], "temperature"),
+    ];
+    for (family, extra, message) in cases {
+        let dir = fixture(family);
+        let mut args = vec!["generate", arg(&dir), "--prompt", "hello there"];
+        args.extend(extra);
+        let (_, err) = expect_status(&args, 2);
+        assert!(err.contains(message), "{family} {extra:?}: {err}");
+    }
+    let empty = TempDir::new().unwrap();
+    std::fs::copy(
+        fixture("llama").join("config.json"),
+        empty.path().join("config.json"),
+    )
+    .unwrap();
+    let (_, err) = expect_status(&["generate", arg(empty.path()), "--prompt", "x"], 2);
+    assert!(err.contains("no tokenizer.json"), "{err}");
 }

@@ -37,6 +37,10 @@
 //!   expert dispatch, the decoder stack, and [`CausalLm`](common::CausalLm), the forwards every
 //!   causal LM gets from its one `forward_layout`.
 //!
+//! - [`tokenizer`] (feature `tokenizer`, on by default) reads a checkpoint's `tokenizer.json`
+//!   and chat template as transformers' `AutoTokenizer` does, for text in and out of
+//!   [`generate`](common::CausalLm::generate).
+//!
 //! Each family is a folder of plain structs, readable and copyable: `llama/model.rs` is the
 //! whole Llama.
 //!
@@ -88,6 +92,9 @@ pub mod llama;
 pub mod mixtral;
 pub mod qwen2_moe;
 pub mod replacements;
+#[cfg(feature = "tokenizer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokenizer")))]
+pub mod tokenizer;
 
 pub use error::ConfigError;
 

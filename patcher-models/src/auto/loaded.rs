@@ -34,6 +34,9 @@ pub trait LoadedModel<B: Backend> {
 pub trait LoadedCausalLm<B: Backend>: LoadedModel<B> {
     /// `input_ids [batch, seq]` to logits `[batch, seq, vocab]`.
     fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3>;
+
+    /// The model as a [`CausalLm`]: its cached forward, `generate` and the rest.
+    fn causal_lm(&self) -> &dyn CausalLm<B>;
 }
 
 impl<B: Backend, M: FamilyModel<B>> LoadedModel<B> for Loaded<M> {
@@ -61,5 +64,9 @@ impl<B: Backend, M: FamilyModel<B>> LoadedModel<B> for Loaded<M> {
 impl<B: Backend, M: FamilyModel<B> + CausalLm<B>> LoadedCausalLm<B> for Loaded<M> {
     fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         self.model.forward(input_ids)
+    }
+
+    fn causal_lm(&self) -> &dyn CausalLm<B> {
+        &self.model
     }
 }

@@ -24,3 +24,5 @@ mod replacements;
 mod roundtrip;
 mod router;
 mod tied;
+#[cfg(feature = "tokenizer")]
+mod tokenizer;

@@ -50,6 +50,35 @@ pub enum GenerateError {
     /// The prompt or its mask does not fit the model.
     #[error(transparent)]
     Input(#[from] DecoderInputError),
+    /// The prompt is as long as `max_length` already, and no `max_new_tokens` is set (an error
+    /// in transformers too).
+    #[error(
+        "the prompt has {prompt} tokens, but max_length is {max_length}: set max_new_tokens \
+         (or a larger max_length)"
+    )]
+    PromptAtMaxLength {
+        /// The prompt's length, padding included.
+        prompt: usize,
+        /// The config's `max_length`.
+        max_length: usize,
+    },
+    /// The prompt and the tokens to generate need more positions than the model has (a learned
+    /// position table's rows).
+    #[error(
+        "the prompt's {prompt} tokens and {new_tokens} new ones need {positions} positions (the \
+         last new token is not fed back), more than the model's {max_positions}: shorten the \
+         prompt or lower max_new_tokens"
+    )]
+    TooManyPositions {
+        /// The prompt's length, padding included.
+        prompt: usize,
+        /// The tokens `generate` would add.
+        new_tokens: usize,
+        /// The positions they need.
+        positions: usize,
+        /// The model's positions.
+        max_positions: usize,
+    },
 }
 
 /// The loop behind [`CausalLm::generate`]; `on_token(sequence, token)` sees each token as it is
@@ -64,6 +93,22 @@ pub(crate) fn generate<B: Backend, M: CausalLm<B> + ?Sized>(
     config.validate()?;
     let device = input_ids.device();
     let [batch, prompt_len] = input_ids.dims();
+    if config.max_new_tokens.is_none() && prompt_len >= config.max_length {
+        let max_length = config.max_length;
+        return Err(GenerateError::PromptAtMaxLength { prompt: prompt_len, max_length });
+    }
+    let new_tokens = config.new_tokens(prompt_len);
+    // The last token generated is never fed back: it needs no position.
+    let positions = prompt_len + new_tokens.saturating_sub(1);
+    if let Some(max_positions) = model.max_positions().filter(|&m| positions > m) {
+        let prompt = prompt_len;
+        return Err(GenerateError::TooManyPositions {
+            prompt,
+            new_tokens,
+            positions,
+            max_positions,
+        });
+    }
     let ids: Vec<i64> = input_ids
         .to_data()
         .convert::<i64>()
@@ -79,7 +124,7 @@ pub(crate) fn generate<B: Backend, M: CausalLm<B> + ?Sized>(
     let (mut cache, mut mask, mut input) = (KvCache::new(), attention_mask, input_ids);
     let mut tokens = vec![Vec::new(); batch];
     let mut finish: Vec<Option<FinishReason>> = vec![None; batch];
-    for _ in 0..config.new_tokens(prompt_len) {
+    for _ in 0..new_tokens {
         let logits = model.forward_cached(input, mask.clone(), &mut cache)?;
         let [_, seq, vocab] = logits.dims();
         let last = logits.narrow(1, seq - 1, 1).reshape([batch, vocab]);
