@@ -13,7 +13,7 @@ use patcher_burn::{LoadOptions, Loaded};
 use patcher_models::auto::FamilyConfig;
 use std::collections::BTreeMap;
 
-use patcher_models::common::{DecoderInputError, FinishReason, GenerationConfig};
+use patcher_models::common::{DecoderInputError, FinishReason, GenerateError, GenerationConfig};
 use patcher_models::gpt2::Gpt2LmHeadModel;
 use patcher_models::llama::LlamaForCausalLm;
 use patcher_models::mixtral::MixtralForCausalLm;
@@ -341,3 +341,37 @@ macro_rules! cache_tests {
 }
 
 crate::common::on_every_backend!(cache_tests);
+
+#[test]
+fn generate_refuses_prompts_the_config_or_positions_cannot_hold() {
+    // transformers raises on a prompt as long as max_length without max_new_tokens; GPT-2's
+    // learned positions (64) bound prompt + new tokens, checked before any forward.
+    type B = burn::backend::NdArray;
+    let device = Default::default();
+    let model: Gpt2LmHeadModel<B> = load("gpt2", Patch::NONE, &device);
+    let ids =
+        |n: usize| Tensor::<B, 2, Int>::from_data(TensorData::new(vec![5i64; n], [1, n]), &device);
+    let config = GenerationConfig::default();
+    let err = model
+        .generate(ids(config.max_length), None, &config)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GenerateError::PromptAtMaxLength { prompt: 20, max_length: 20 }
+        ),
+        "{err}"
+    );
+    let config = config.with_max_new_tokens(60);
+    let err = model.generate(ids(6), None, &config).unwrap_err();
+    let expected = GenerateError::TooManyPositions {
+        prompt: 6,
+        new_tokens: 60,
+        positions: 65,
+        max_positions: 64,
+    };
+    assert_eq!(err.to_string(), expected.to_string());
+    // 5 + 60 needs 64 positions: the last token is never fed back.
+    let out = model.generate(ids(5), None, &config).unwrap();
+    assert_eq!(out.tokens[0].len(), 60);
+}

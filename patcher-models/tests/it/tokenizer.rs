@@ -27,10 +27,26 @@ struct Reference {
 
 #[derive(Deserialize)]
 struct FamilyReference {
+    generate: GenerateCase,
     encode: Vec<EncodeCase>,
     batch: BatchCase,
     decode: DecodeCase,
     chat: Vec<ChatCase>,
+}
+
+#[derive(Deserialize)]
+struct GenerateCase {
+    prompt: String,
+    max_new_tokens: usize,
+    plain: Generation,
+    chat: Option<Generation>,
+}
+
+#[derive(Deserialize)]
+struct Generation {
+    prompt_ids: Vec<i64>,
+    new_tokens: Vec<i64>,
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -343,4 +359,45 @@ fn generated_text_equals_transformers_batch_decode() {
             );
         }
     }
+}
+
+#[test]
+fn text_prompts_generate_transformers_greedy_text() {
+    // Text to text, each step as transformers: the prompt (plain, and through the chat
+    // template where there is one) encoded to its ids, greedy `generate` with the checkpoint's
+    // generation_config.json (its EOS stops), the new tokens decoded to its text.
+    type B = NdArray;
+    let device = Default::default();
+    let reference = reference();
+    let mut chats = 0;
+    for family in DECODERS {
+        let dir = fixtures().join(family);
+        let loaded = AutoModelForCausalLm::<B>::new()
+            .from_pretrained(&dir, Patch::NONE, &device, &LoadOptions::default())
+            .unwrap();
+        let tok = tokenizer(family);
+        let case = &reference.families[family].generate;
+        let config = GenerationConfig::for_checkpoint(&dir)
+            .unwrap()
+            .with_max_new_tokens(case.max_new_tokens);
+        let chat = case.chat.as_ref().map(|c| {
+            let text = tok.apply_chat_template(&[ChatMessage::user(&case.prompt)], true);
+            (tok.encode(&text.unwrap(), false).unwrap(), c)
+        });
+        let plain = (tok.encode(&case.prompt, true).unwrap(), &case.plain);
+        for (ids, expected) in std::iter::once(plain).chain(chat) {
+            assert_eq!(ids, expected.prompt_ids, "{family}");
+            let shape = [1, ids.len()];
+            let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, shape), &device);
+            let out = loaded.causal_lm().generate(input, None, &config).unwrap();
+            assert_eq!(out.tokens[0], expected.new_tokens, "{family}");
+            assert_eq!(
+                tok.decode(&out.tokens[0], true).unwrap(),
+                expected.text,
+                "{family}"
+            );
+        }
+        chats += usize::from(case.chat.is_some());
+    }
+    assert_eq!(chats, 3);
 }
