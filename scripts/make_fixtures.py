@@ -9,6 +9,9 @@ versions recorded in tests/fixtures/VERSIONS.md (transformers==5.23.0, torch, sa
     python3 scripts/make_fixtures.py cache        # only the decoders' cache references
     python3 scripts/make_fixtures.py gpt2         # only GPT-2's fixtures (and the cache references)
 
+Every mode that writes the cache references then runs `make_tokenizers.py` (the tokenizers and
+their references, which decode the cache references' tokens).
+
 What it writes, per model directory:
 - config.json + model.safetensors (or sharded files + model.safetensors.index.json), written by
   `save_pretrained`, so the on-disk keys are exactly what hub checkpoints have (per-expert
@@ -41,6 +44,7 @@ import torch
 import transformers
 from safetensors import safe_open
 from safetensors.torch import save_file
+import make_tokenizers
 from transformers import (
     BertConfig,
     BertModel,
@@ -451,6 +455,7 @@ def main() -> None:
     conventions["gpt2"] = gpt2_fixtures()
 
     write_cache_references()
+    make_tokenizers.main()
     write_op_references()
     conventions["llama_lora"] = llama_lora_fixture()
     write_conv1d_fixture()
@@ -855,6 +860,8 @@ def write_versions_md(versions: dict, notes: dict, conventions: dict) -> None:
         f"{notes['mixtral_min_topk_logit_margin']:.4g} (Mixtral),",
         "so top-k selection is stable under float noise.",
         "",
+        *make_tokenizers.VERSIONS_MD.splitlines(),
+        "",
     ]
     (FIXTURES / "VERSIONS.md").write_text("\n".join(lines))
 
@@ -865,9 +872,11 @@ if __name__ == "__main__":
     elif sys.argv[1:] == ["cache"]:
         torch.use_deterministic_algorithms(True)
         write_cache_references()
+        make_tokenizers.main()
     elif sys.argv[1:] == ["gpt2"]:
         torch.use_deterministic_algorithms(True)
         print(gpt2_fixtures())
         write_cache_references()
+        make_tokenizers.main()
     else:
         sys.exit(main())

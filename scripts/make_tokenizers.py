@@ -176,6 +176,18 @@ CONVERSATIONS = [
     [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}],
 ]
 
+# What `make_fixtures.py` writes about these files in tests/fixtures/VERSIONS.md.
+VERSIONS_MD = """\
+Tokenizers (`scripts/make_tokenizers.py`, transformers 5.23.0, tokenizers 0.23.3, no torch but
+for its `generate` references): `llama/`, `qwen2_moe/`, `mixtral/` and `gpt2/` hold a
+`tokenizer.json` (one BPE of 128 tokens trained on a fixed text, Metaspace; `<s>` prepended for
+Llama and Mixtral) and a `tokenizer_config.json`; Llama's and Mixtral's chat templates are in
+`chat_template.jinja`, Qwen2-MoE's in its `tokenizer_config.json`, GPT-2 has none.
+`tokenizers/reference.json` holds transformers' encodings, padded batches, decodings (of the
+cache references' greedy tokens too), chat renderings, greedy `generate` text, and extra
+templates rendered in transformers' jinja environment.
+"""
+
 BATCH_PROMPTS = ["Hello world", "The quick brown fox jumps over the lazy dog."]
 
 GENERATE_PROMPT = "The quick brown fox"

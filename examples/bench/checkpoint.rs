@@ -2,7 +2,7 @@
 //! deterministic pseudo-random values, generated once and reused while its `bench.key` matches.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn_patcher::{save_safetensors, Checkpoint, DType, HostTensor};
@@ -271,6 +271,27 @@ pub fn fill_bytes(name: &str, elements: usize, fill: Fill) -> Vec<u8> {
         rest.copy_from_slice(&to_f32(rng.next() as u32).to_le_bytes());
     }
     bytes
+}
+
+/// The checkpoint a benchmark runs on: `given` (`--dir`), read and never written (it must hold
+/// a `config.json`), or else the generated one of `shape` under the default folder (generated
+/// once, then reused).
+pub fn benchmark_checkpoint(given: Option<&Path>, shape: &Shape) -> Result<PathBuf, Error> {
+    if let Some(dir) = given {
+        if !dir.join("config.json").is_file() {
+            return Err(format!(
+                "{}: no config.json; --dir takes a checkpoint folder (read only)",
+                dir.display()
+            )
+            .into());
+        }
+        println!("checkpoint: {} (given; read only)", dir.display());
+        return Ok(dir.to_path_buf());
+    }
+    let dir = super::cli::default_checkpoint_dir();
+    ensure_checkpoint(&dir, shape)?;
+    println!("model: {}", shape.describe());
+    Ok(dir)
 }
 
 /// Generates the checkpoint in `dir`, or reuses it when its `bench.key` matches `shape`.

@@ -35,7 +35,7 @@
 mod bench;
 
 use bench::breakdown::{breakdown, print_breakdown};
-use bench::checkpoint::{ensure_checkpoint, Shape};
+use bench::checkpoint::{benchmark_checkpoint, Shape};
 use bench::cli::{default_checkpoint_dir, unknown, Cli};
 use bench::inputs::{input_ids, Contiguous};
 use bench::layouts::{linear_layouts, timed};
@@ -59,6 +59,8 @@ fn main() {
 
 struct Args {
     dir: std::path::PathBuf,
+    /// Whether `--dir` gave it (then it is read, never written).
+    dir_given: bool,
     size_mb: u64,
     rounds: usize,
     shapes: Vec<(usize, usize)>,
@@ -78,6 +80,7 @@ impl Args {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut args = Self {
             dir: default_checkpoint_dir(),
+            dir_given: false,
             size_mb: 600,
             rounds: 3,
             shapes: vec![(1, 128), (4, 512)],
@@ -91,7 +94,10 @@ impl Args {
         let mut cli = Cli::new();
         while let Some(flag) = cli.flag() {
             match flag.as_str() {
-                "--dir" => args.dir = cli.value(&flag)?.into(),
+                "--dir" => {
+                    args.dir = cli.value(&flag)?.into();
+                    args.dir_given = true;
+                }
                 "--size-mb" => args.size_mb = cli.parsed(&flag)?,
                 "--rounds" => args.rounds = cli.count(&flag)?,
                 "--threads" => args.threads = cli.count(&flag)?,
@@ -154,8 +160,7 @@ struct Row {
 fn run() -> Result<(), Error> {
     let args = Args::parse()?;
     let shape = Shape::for_size(args.size_mb);
-    ensure_checkpoint(&args.dir, &shape)?;
-    println!("model: {}", shape.describe());
+    benchmark_checkpoint(args.dir_given.then_some(args.dir.as_path()), &shape)?;
     println!(
         "threads: {} (Burn's thread pools use every core); load average {:.2}",
         args.threads,

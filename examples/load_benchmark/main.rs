@@ -80,7 +80,7 @@ mod bench;
 
 use std::path::PathBuf;
 
-use bench::checkpoint::{ensure_checkpoint, tensor_bytes, Shape};
+use bench::checkpoint::{benchmark_checkpoint, tensor_bytes, Shape};
 use bench::checksum::Checksum;
 use bench::cli::{default_checkpoint_dir, unknown, Cli};
 use bench::json::Object;
@@ -124,6 +124,8 @@ fn run() -> Result<(), Error> {
 
 struct Args {
     dir: PathBuf,
+    /// Whether `--dir` gave it (then it is read, never written).
+    dir_given: bool,
     size_mb: u64,
     repeats: usize,
     threads: usize,
@@ -135,6 +137,7 @@ impl Args {
     fn parse() -> Result<Self, Error> {
         let mut args = Self {
             dir: default_checkpoint_dir(),
+            dir_given: false,
             size_mb: 600,
             repeats: 3,
             threads: DEFAULT_THREADS,
@@ -144,7 +147,10 @@ impl Args {
         let mut cli = Cli::new();
         while let Some(flag) = cli.flag() {
             match flag.as_str() {
-                "--dir" => args.dir = cli.value(&flag)?.into(),
+                "--dir" => {
+                    args.dir = cli.value(&flag)?.into();
+                    args.dir_given = true;
+                }
                 "--size-mb" => args.size_mb = cli.parsed(&flag)?,
                 "--repeats" => args.repeats = cli.count(&flag)?,
                 "--threads" => args.threads = cli.count(&flag)?,
@@ -262,7 +268,7 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
 /// The parent: checkpoint, warm-up, children in interleaved rounds, table, targets, summary.
 fn parent(args: &Args) -> Result<(), Error> {
     let shape = Shape::for_size(args.size_mb);
-    ensure_checkpoint(&args.dir, &shape)?;
+    benchmark_checkpoint(args.dir_given.then_some(args.dir.as_path()), &shape)?;
     let checkpoint = Checkpoint::open(&args.dir)?;
     let bytes = tensor_bytes(&checkpoint) as f64;
     let tensors = checkpoint.len();

@@ -110,7 +110,7 @@ impl GenerateArgs {
             config = config.with_max_new_tokens(n);
         }
         match self.temperature {
-            Some(t) if t == 0.0 => config = config.with_sampling(false),
+            Some(0.0) => config = config.with_sampling(false),
             Some(t) => config = config.with_sampling(true).with_temperature(t),
             None => {}
         }

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use super::cache::KvCache;
 use super::generation::{self, GenerateError, Generated, GenerationConfig};
 use super::layout::{AttentionLayout, DecoderInputError};
-use super::output::CausalLmOutput;
+use super::output::{CausalLmOutput, Outputs};
 
 /// A causal language model (`LlamaForCausalLM`, a user's): token ids to next-token logits.
 ///
@@ -41,13 +41,13 @@ use super::output::CausalLmOutput;
 pub trait CausalLm<B: Backend> {
     /// The logits of `input_ids [batch, seq]` placed as `layout` says (after the positions in
     /// `cache`, padding masked), appending their keys and values to `cache` when given; the
-    /// hidden states too with `output_hidden_states`.
+    /// hidden states too, and logits of the last positions only, as `outputs` asks.
     fn forward_layout(
         &self,
         input_ids: Tensor<B, 2, Int>,
         layout: &AttentionLayout,
         cache: Option<&mut KvCache<B>>,
-        output_hidden_states: bool,
+        outputs: Outputs,
     ) -> CausalLmOutput<B>;
 
     /// The longest sequence the model's positions allow (a learned position table's rows);
@@ -62,14 +62,20 @@ pub trait CausalLm<B: Backend> {
     fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [batch, seq] = input_ids.dims();
         let layout = AttentionLayout::contiguous(batch, seq, 0);
-        self.forward_layout(input_ids, &layout, None, false).logits
+        self.forward_layout(input_ids, &layout, None, Outputs::logits())
+            .logits
     }
 
     /// Logits and every hidden state (transformers' `output_hidden_states=True`).
     fn forward_with_hidden_states(&self, input_ids: Tensor<B, 2, Int>) -> CausalLmOutput<B> {
         let [batch, seq] = input_ids.dims();
         let layout = AttentionLayout::contiguous(batch, seq, 0);
-        self.forward_layout(input_ids, &layout, None, true)
+        self.forward_layout(
+            input_ids,
+            &layout,
+            None,
+            Outputs::logits().with_hidden_states(),
+        )
     }
 
     /// The logits of a padded batch: `attention_mask [batch, seq]` is `1` at tokens and `0` at
@@ -82,7 +88,9 @@ pub trait CausalLm<B: Backend> {
     ) -> Result<Tensor<B, 3>, DecoderInputError> {
         let layout = AttentionLayout::new(input_ids.dims(), 0, Some(&attention_mask))?;
         layout.check_positions(self.max_positions())?;
-        Ok(self.forward_layout(input_ids, &layout, None, false).logits)
+        Ok(self
+            .forward_layout(input_ids, &layout, None, Outputs::logits())
+            .logits)
     }
 
     /// The logits of `input_ids [batch, new]` after the positions in `cache`, whose keys and
@@ -95,15 +103,8 @@ pub trait CausalLm<B: Backend> {
         attention_mask: Option<Tensor<B, 2, Int>>,
         cache: &mut KvCache<B>,
     ) -> Result<Tensor<B, 3>, DecoderInputError> {
-        let dims @ [batch, _] = input_ids.dims();
-        let cached = cache.batch_size();
-        if cached != 0 && cached != batch {
-            return Err(DecoderInputError::CacheBatch { cached, batch });
-        }
-        let layout = AttentionLayout::new(dims, cache.seq_len(), attention_mask.as_ref())?;
-        layout.check_positions(self.max_positions())?;
-        let out = self.forward_layout(input_ids, &layout, Some(cache), false);
-        Ok(out.logits)
+        let outputs = Outputs::logits();
+        Ok(cached_forward(self, input_ids, attention_mask, cache, outputs)?.logits)
     }
 
     /// transformers' `generate(input_ids, attention_mask=..., generation_config=config)`: the
@@ -131,4 +132,22 @@ pub trait CausalLm<B: Backend> {
     ) -> Result<Generated, GenerateError> {
         generation::generate(self, input_ids, attention_mask, config, on_token)
     }
+}
+
+/// [`CausalLm::forward_cached`] with `outputs` chosen (`generate` keeps the last logits only).
+pub(crate) fn cached_forward<B: Backend, M: CausalLm<B> + ?Sized>(
+    model: &M,
+    input_ids: Tensor<B, 2, Int>,
+    attention_mask: Option<Tensor<B, 2, Int>>,
+    cache: &mut KvCache<B>,
+    outputs: Outputs,
+) -> Result<CausalLmOutput<B>, DecoderInputError> {
+    let dims @ [batch, _] = input_ids.dims();
+    let cached = cache.batch_size();
+    if cached != 0 && cached != batch {
+        return Err(DecoderInputError::CacheBatch { cached, batch });
+    }
+    let layout = AttentionLayout::new(dims, cache.seq_len(), attention_mask.as_ref())?;
+    layout.check_positions(model.max_positions())?;
+    Ok(model.forward_layout(input_ids, &layout, Some(cache), outputs))
 }

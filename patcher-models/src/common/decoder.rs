@@ -112,13 +112,20 @@ pub fn lm_head(config: &DecoderConfig) -> Option<LinearConfig> {
         .then(|| linear_config(c.hidden_size, c.vocab_size, false, c.initializer_range))
 }
 
-/// `XxxForCausalLM.forward` after its model: the logits of the final hidden states through
-/// `lm_head`, or through `embed_tokens.weight` when tied, with the model's hidden states.
+/// `XxxForCausalLM.forward` after its model: the logits of the final hidden states (of the last
+/// `logits_to_keep` positions when given) through `lm_head`, or through `embed_tokens.weight`
+/// when tied, with the model's hidden states.
 pub fn causal_lm_output<B: Backend>(
     lm_head: Option<&dyn LinearLayer<B>>,
     embed_tokens: &dyn EmbeddingForward<B>,
     (hidden, hidden_states): (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>),
+    logits_to_keep: Option<usize>,
 ) -> CausalLmOutput<B> {
+    let seq = hidden.dims()[1];
+    let hidden = match logits_to_keep {
+        Some(keep) if keep < seq => hidden.narrow(1, seq - keep, keep),
+        _ => hidden,
+    };
     let logits = match lm_head {
         Some(lm_head) => lm_head.forward(hidden),
         None => embed_tokens.attend(hidden),

@@ -64,7 +64,7 @@ pub use moe::{
     RouterOutput, TokenLayout,
 };
 pub use norm::rms_norm;
-pub use output::CausalLmOutput;
+pub use output::{CausalLmOutput, Outputs};
 pub use projections::{
     attention_projections, gated_mlp, gated_mlp_projections, separate_qkv_attention,
 };

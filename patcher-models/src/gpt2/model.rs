@@ -16,7 +16,7 @@ use crate::auto::FamilyModel;
 use crate::common::{
     causal_lm_output, decoder_stack_forward, fused_qkv_attention, linear_config, Activation,
     AttentionInputs, AttentionInterface, AttentionLayout, AttentionSpec, CausalLm, CausalLmOutput,
-    DecoderAttention, DecoderLayer, FeedForward, KvCache, MlpInterface, MlpSpec,
+    DecoderAttention, DecoderLayer, FeedForward, KvCache, MlpInterface, MlpSpec, Outputs,
 };
 
 fn conv1d<B: Backend>(d_in: usize, d_out: usize, std: f64, device: &B::Device) -> Conv1D<B> {
@@ -238,11 +238,16 @@ impl<B: Backend> CausalLm<B> for Gpt2LmHeadModel<B> {
         input_ids: Tensor<B, 2, Int>,
         layout: &AttentionLayout,
         cache: Option<&mut KvCache<B>>,
-        output_hidden_states: bool,
+        outputs: Outputs,
     ) -> CausalLmOutput<B> {
         let hidden = self
             .transformer
-            .forward(input_ids, layout, cache, output_hidden_states);
-        causal_lm_output(self.lm_head.as_deref(), &*self.transformer.wte, hidden)
+            .forward(input_ids, layout, cache, outputs.hidden_states);
+        causal_lm_output(
+            self.lm_head.as_deref(),
+            &*self.transformer.wte,
+            hidden,
+            outputs.logits_to_keep,
+        )
     }
 }

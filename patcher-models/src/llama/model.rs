@@ -16,7 +16,7 @@ use crate::common::{
     gated_mlp_projections, lm_head, ones_param, pre_norm_residuals, rms_norm,
     separate_qkv_attention, Activation, AttentionInputs, AttentionInterface, AttentionLayout,
     AttentionSpec, CausalLm, CausalLmOutput, DecoderAttention, DecoderLayer, DecoderNormInterface,
-    FeedForward, KvCache, MlpInterface, MlpSpec, RotaryEmbedding,
+    FeedForward, KvCache, MlpInterface, MlpSpec, Outputs, RotaryEmbedding,
 };
 
 /// transformers' `LlamaAttention`: separate q/k/v/o projections (biased when
@@ -247,11 +247,16 @@ impl<B: Backend> CausalLm<B> for LlamaForCausalLm<B> {
         input_ids: Tensor<B, 2, Int>,
         layout: &AttentionLayout,
         cache: Option<&mut KvCache<B>>,
-        output_hidden_states: bool,
+        outputs: Outputs,
     ) -> CausalLmOutput<B> {
         let hidden = self
             .model
-            .forward(input_ids, layout, cache, output_hidden_states);
-        causal_lm_output(self.lm_head.as_deref(), &self.model.embed_tokens, hidden)
+            .forward(input_ids, layout, cache, outputs.hidden_states);
+        causal_lm_output(
+            self.lm_head.as_deref(),
+            &self.model.embed_tokens,
+            hidden,
+            outputs.logits_to_keep,
+        )
     }
 }

@@ -18,7 +18,7 @@ use crate::common::{
     separate_qkv_attention, top_k_routing, Activation, AttentionInputs, AttentionInterface,
     AttentionLayout, AttentionSpec, CausalLm, CausalLmOutput, DecoderAttention, DecoderLayer,
     DecoderNormInterface, ExpertsInterface, ExpertsSpec, FeedForward, KvCache, MoeExperts,
-    MoeRouter, RotaryEmbedding, RouterInterface, RouterOutput, RouterSpec,
+    MoeRouter, Outputs, RotaryEmbedding, RouterInterface, RouterOutput, RouterSpec,
 };
 
 /// transformers' `MixtralAttention`: separate q/k/v/o projections without biases, RoPE,
@@ -331,11 +331,16 @@ impl<B: Backend> CausalLm<B> for MixtralForCausalLm<B> {
         input_ids: Tensor<B, 2, Int>,
         layout: &AttentionLayout,
         cache: Option<&mut KvCache<B>>,
-        output_hidden_states: bool,
+        outputs: Outputs,
     ) -> CausalLmOutput<B> {
         let hidden = self
             .model
-            .forward(input_ids, layout, cache, output_hidden_states);
-        causal_lm_output(self.lm_head.as_deref(), &self.model.embed_tokens, hidden)
+            .forward(input_ids, layout, cache, outputs.hidden_states);
+        causal_lm_output(
+            self.lm_head.as_deref(),
+            &self.model.embed_tokens,
+            hidden,
+            outputs.logits_to_keep,
+        )
     }
 }

@@ -16,7 +16,7 @@ use crate::common::{
     gated_mlp_projections, lm_head, ones_param, pre_norm_residuals, rms_norm,
     separate_qkv_attention, Activation, AttentionInputs, AttentionInterface, AttentionLayout,
     AttentionSpec, CausalLm, CausalLmOutput, DecoderAttention, DecoderLayer, DecoderNormInterface,
-    FeedForward, KvCache, MlpInterface, MlpSpec, RotaryEmbedding,
+    FeedForward, KvCache, MlpInterface, MlpSpec, Outputs, RotaryEmbedding,
 };
 
 /// transformers' `Qwen2MoeAttention`: separate q/k/v projections (biased when `qkv_bias`), RoPE,
@@ -262,15 +262,16 @@ impl<B: Backend> CausalLm<B> for Qwen2MoeForCausalLm<B> {
         input_ids: Tensor<B, 2, Int>,
         layout: &AttentionLayout,
         cache: Option<&mut KvCache<B>>,
-        output_hidden_states: bool,
+        outputs: Outputs,
     ) -> CausalLmOutput<B> {
         let hidden = self
             .model
-            .forward(input_ids, layout, cache, output_hidden_states);
+            .forward(input_ids, layout, cache, outputs.hidden_states);
         causal_lm_output(
             self.lm_head.as_ref().map(|l| l as _),
             &self.model.embed_tokens,
             hidden,
+            outputs.logits_to_keep,
         )
     }
 }

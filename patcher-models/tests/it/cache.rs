@@ -13,7 +13,9 @@ use patcher_burn::{LoadOptions, Loaded};
 use patcher_models::auto::FamilyConfig;
 use std::collections::BTreeMap;
 
-use patcher_models::common::{DecoderInputError, FinishReason, GenerateError, GenerationConfig};
+use patcher_models::common::{
+    AttentionLayout, DecoderInputError, FinishReason, GenerateError, GenerationConfig, Outputs,
+};
 use patcher_models::gpt2::Gpt2LmHeadModel;
 use patcher_models::llama::LlamaForCausalLm;
 use patcher_models::mixtral::MixtralForCausalLm;
@@ -374,4 +376,22 @@ fn generate_refuses_prompts_the_config_or_positions_cannot_hold() {
     // 5 + 60 needs 64 positions: the last token is never fed back.
     let out = model.generate(ids(5), None, &config).unwrap();
     assert_eq!(out.tokens[0].len(), 60);
+}
+
+#[test]
+fn logits_to_keep_gives_the_last_positions_logits() {
+    // What `generate` asks for at each step: the head on the last positions only, the same
+    // logits as the full forward's there.
+    type B = burn::backend::NdArray;
+    let device = Default::default();
+    let model: LlamaForCausalLm<B> = load("llama", Patch::NONE, &device);
+    let ids = Tensor::<B, 2, Int>::from_data([[3i64, 9, 27, 81 % 128, 5, 7]], &device);
+    let layout = AttentionLayout::contiguous(1, 6, 0);
+    let outputs = Outputs::logits().keep_last_logits(2);
+    let kept = model
+        .forward_layout(ids.clone(), &layout, None, outputs)
+        .logits;
+    let full = model.forward(ids);
+    assert_eq!(kept.dims(), [1, 2, 128]);
+    assert_eq!(host(kept), host(full.narrow(1, 4, 2)));
 }

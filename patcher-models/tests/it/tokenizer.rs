@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use burn::backend::NdArray;
 use burn::prelude::*;
 use patcher_burn::LoadOptions;
-use patcher_models::auto::AutoModelForCausalLm;
+use patcher_models::auto::{AutoModelForCausalLm, LoadedCausalLm};
 use patcher_models::prelude::*;
 use patcher_models::replacements::Patch;
 use patcher_models::tokenizer::{
@@ -305,6 +305,23 @@ fn broken_tokenizer_files_are_typed_errors() {
     ));
 }
 
+/// A fixture's folder, its model through `AutoModelForCausalLm` (NdArray, unpatched) and its
+/// tokenizer.
+fn load_auto(
+    family: &str,
+    device: &burn::backend::ndarray::NdArrayDevice,
+) -> (
+    std::path::PathBuf,
+    Box<dyn LoadedCausalLm<NdArray>>,
+    Tokenizer,
+) {
+    let dir = fixtures().join(family);
+    let loaded = AutoModelForCausalLm::<NdArray>::new()
+        .from_pretrained(&dir, Patch::NONE, device, &LoadOptions::default())
+        .unwrap();
+    (dir, loaded, tokenizer(family))
+}
+
 #[test]
 fn generated_text_equals_transformers_batch_decode() {
     // Text out of the auto-loaded model: `generate` on the cache reference's padded prompt, its
@@ -313,11 +330,7 @@ fn generated_text_equals_transformers_batch_decode() {
     let device = Default::default();
     let reference = reference();
     for family in DECODERS {
-        let dir = fixtures().join(family);
-        let loaded = AutoModelForCausalLm::<B>::new()
-            .from_pretrained(&dir, Patch::NONE, &device, &LoadOptions::default())
-            .unwrap();
-        let tok = tokenizer(family);
+        let (_, loaded, tok) = load_auto(family, &device);
         let cache = read_file(
             &fixtures()
                 .join("cache")
@@ -371,11 +384,7 @@ fn text_prompts_generate_transformers_greedy_text() {
     let reference = reference();
     let mut chats = 0;
     for family in DECODERS {
-        let dir = fixtures().join(family);
-        let loaded = AutoModelForCausalLm::<B>::new()
-            .from_pretrained(&dir, Patch::NONE, &device, &LoadOptions::default())
-            .unwrap();
-        let tok = tokenizer(family);
+        let (dir, loaded, tok) = load_auto(family, &device);
         let case = &reference.families[family].generate;
         let config = GenerationConfig::for_checkpoint(&dir)
             .unwrap()

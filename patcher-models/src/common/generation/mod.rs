@@ -16,8 +16,9 @@ use rand::SeedableRng;
 pub use config::GenerationConfig;
 
 use super::cache::KvCache;
-use super::causal_lm::CausalLm;
+use super::causal_lm::{cached_forward, CausalLm};
 use super::layout::DecoderInputError;
+use super::output::Outputs;
 use crate::error::ConfigError;
 
 /// Why a sequence stopped.
@@ -125,9 +126,11 @@ pub(crate) fn generate<B: Backend, M: CausalLm<B> + ?Sized>(
     let mut tokens = vec![Vec::new(); batch];
     let mut finish: Vec<Option<FinishReason>> = vec![None; batch];
     for _ in 0..new_tokens {
-        let logits = model.forward_cached(input, mask.clone(), &mut cache)?;
-        let [_, seq, vocab] = logits.dims();
-        let last = logits.narrow(1, seq - 1, 1).reshape([batch, vocab]);
+        // transformers' `logits_to_keep=1`: the head runs on the last position only.
+        let outputs = Outputs::logits().keep_last_logits(1);
+        let logits = cached_forward(model, input, mask.clone(), &mut cache, outputs)?.logits;
+        let vocab = logits.dims()[2];
+        let last = logits.reshape([batch, vocab]);
         let mut host: Vec<f32> = last.to_data().convert::<f32>().to_vec().unwrap_or_default();
         let mut next = Vec::with_capacity(batch);
         for (row, logits) in host.chunks_mut(vocab.max(1)).enumerate() {
