@@ -34,7 +34,7 @@
 #[path = "../bench/mod.rs"]
 mod bench;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bench::checkpoint::{benchmark_checkpoint, Shape};
@@ -179,7 +179,7 @@ fn run() -> Result<(), Error> {
 }
 
 /// Every model variant on backend `B`, every batch size.
-fn measure<B: Backend>(name: &str, dir: &PathBuf, args: &Args) -> Result<Vec<Row>, Error> {
+fn measure<B: Backend>(name: &str, dir: &Path, args: &Args) -> Result<Vec<Row>, Error> {
     let device = B::Device::default();
     let auto = AutoModelForCausalLm::<B>::new();
     let mut rows = Vec::new();
@@ -253,8 +253,16 @@ fn generate_times<B: Backend>(
     Ok((seconds(prefills), seconds(decodes), tokens))
 }
 
-/// transformers' rows: `(batch, prefill, decode, first row's tokens)`; empty when skipped.
-fn transformers(dir: &PathBuf, args: &Args) -> Result<Vec<(usize, f64, f64, Vec<i64>)>, Error> {
+/// One transformers row: medians in seconds, and its first sequence's new tokens.
+struct Theirs {
+    batch: usize,
+    prefill: f64,
+    decode: f64,
+    tokens: Vec<i64>,
+}
+
+/// transformers' rows; empty when skipped.
+fn transformers(dir: &Path, args: &Args) -> Result<Vec<Theirs>, Error> {
     let batches: Vec<String> = args.batches.iter().map(ToString::to_string).collect();
     let mut command = child::python("bench_transformers_generate.py");
     command
@@ -289,13 +297,13 @@ fn transformers(dir: &PathBuf, args: &Args) -> Result<Vec<(usize, f64, f64, Vec<
             .split(',')
             .map(str::parse)
             .collect::<Result<_, _>>()?;
-        out.push((batch, prefill, decode, tokens));
+        out.push(Theirs { batch, prefill, decode, tokens });
     }
     Ok(out)
 }
 
 /// The KV cache's size at the end of a batch-1 run, in MB (f32).
-fn cache_mb(dir: &PathBuf, args: &Args) -> Result<f64, Error> {
+fn cache_mb(dir: &Path, args: &Args) -> Result<f64, Error> {
     let config = std::fs::read_to_string(dir.join("config.json"))?;
     let config: serde_json::Value = serde_json::from_str(&config)?;
     let get = |key: &str| config[key].as_u64().map(|v| v as f64);
@@ -312,7 +320,7 @@ fn cache_mb(dir: &PathBuf, args: &Args) -> Result<f64, Error> {
     Ok(2.0 * layers * kv_heads * head_dim * positions * 4.0 / 1e6)
 }
 
-fn print_table(rows: &[Row], theirs: &[(usize, f64, f64, Vec<i64>)], args: &Args, cache_mb: f64) {
+fn print_table(rows: &[Row], theirs: &[Theirs], args: &Args, cache_mb: f64) {
     let decoded = (args.new - 1) as f64;
     println!(
         "\n`generate`, prompt {} tokens, {} new, medians of {} rounds:\n",
@@ -333,32 +341,34 @@ fn print_table(rows: &[Row], theirs: &[(usize, f64, f64, Vec<i64>)], args: &Args
         let b = row.batch as f64;
         let prefill = b * args.prompt as f64 / row.prefill.as_secs_f64();
         let decode = b * decoded / row.decode.as_secs_f64();
-        let other = theirs.iter().find(|t| t.0 == row.batch);
+        let other = theirs.iter().find(|t| t.batch == row.batch);
         let ratio = |ours: f64, secs: f64, n: f64| format!("{:.2}", ours / (b * n / secs));
         table.row(vec![
             row.backend.clone(),
             row.model.clone(),
             row.batch.to_string(),
             format!("{prefill:.0}"),
-            other.map_or("-".into(), |t| ratio(prefill, t.1, args.prompt as f64)),
+            other.map_or("-".into(), |t| {
+                ratio(prefill, t.prefill, args.prompt as f64)
+            }),
             format!("{decode:.1}"),
-            other.map_or("-".into(), |t| ratio(decode, t.2, decoded)),
+            other.map_or("-".into(), |t| ratio(decode, t.decode, decoded)),
             format!("{:.1}", cache_mb * b),
             match (other, row.model.as_str()) {
-                (Some(t), "unpatched" | "fused" | "seed") => (t.3 == row.tokens).to_string(),
+                (Some(t), "unpatched" | "fused" | "seed") => (t.tokens == row.tokens).to_string(),
                 _ => "-".into(),
             },
         ]);
     }
-    for (batch, prefill, decode, _) in theirs {
-        let b = *batch as f64;
+    for t in theirs {
+        let b = t.batch as f64;
         table.row(vec![
             "torch".into(),
             "transformers 5.23 eager".into(),
-            batch.to_string(),
-            format!("{:.0}", b * args.prompt as f64 / prefill),
+            t.batch.to_string(),
+            format!("{:.0}", b * args.prompt as f64 / t.prefill),
             "1.00".into(),
-            format!("{:.1}", b * decoded / decode),
+            format!("{:.1}", b * decoded / t.decode),
             "1.00".into(),
             format!("{:.1}", cache_mb * b),
             "-".into(),
