@@ -25,6 +25,11 @@
 //!    experts, `DynamicCache`, `torch.set_num_threads(--threads)`), the same prompt and counts;
 //!    its first row's tokens are compared with ours (unpatched, f32); skipped when Python lacks
 //!    it.
+//! 4. **llama.cpp**, with `--llama-cpp LLAMA_CPP` (a llama.cpp tree with `llama-bench` built):
+//!    `scripts/bench_llamacpp.py` converts DIR to an f32 GGUF in a temporary folder with
+//!    llama.cpp's own converter and runs `llama-bench` (one sequence, the same prompt and new
+//!    tokens and threads); our batch-1 rows against it. Its help says how to build it from the
+//!    `llama-cpp-python` sdist.
 //!
 //! Columns: `prefill tok/s` prompt tokens per second; `decode tok/s` new tokens (after the
 //! first) per second, over the batch; `x transformers` ours over transformers' tokens/s;
@@ -72,6 +77,8 @@ struct Args {
     rounds: usize,
     models: Vec<String>,
     transformers: bool,
+    /// A llama.cpp source tree with `llama-bench` built (`--llama-cpp`).
+    llama_cpp: Option<PathBuf>,
 }
 
 impl Args {
@@ -88,6 +95,7 @@ impl Args {
             rounds: 1,
             models: MODELS.iter().map(|m| m.to_string()).collect(),
             transformers: true,
+            llama_cpp: None,
         };
         let list = |text: String| -> Vec<String> { text.split(',').map(Into::into).collect() };
         let mut cli = Cli::new();
@@ -112,11 +120,13 @@ impl Args {
                     }
                 }
                 "--no-transformers" => args.transformers = false,
+                "--llama-cpp" => args.llama_cpp = Some(cli.value(&flag)?.into()),
                 "-h" | "--help" => {
                     println!(
                         "usage: decode_benchmark [--dir DIR] [--size-mb N] [--prompt 128] \
                          [--new 128] [--batches 1,4] [--backends ndarray,flex] [--threads N] \
-                         [--rounds N] [--models unpatched,fused,seed,int8] [--no-transformers]"
+                         [--rounds N] [--models unpatched,fused,seed,int8] [--no-transformers] \
+                         [--llama-cpp LLAMA_CPP]"
                     );
                     std::process::exit(0);
                 }
@@ -173,7 +183,17 @@ fn run() -> Result<(), Error> {
     } else {
         Vec::new()
     };
+    let llama = match &args.llama_cpp {
+        Some(tree) => llama_cpp(&dir, tree, &args)?,
+        None => {
+            println!("llama.cpp: not run (give --llama-cpp LLAMA_CPP)");
+            None
+        }
+    };
     print_table(&rows, &theirs, &args, cache_mb(&dir, &args)?);
+    if let Some((prefill, decode)) = llama {
+        print_llama_cpp(&rows, &args, prefill, decode);
+    }
     println!("\nload average after: {:.2}", load_average());
     Ok(())
 }
@@ -300,6 +320,70 @@ fn transformers(dir: &Path, args: &Args) -> Result<Vec<Theirs>, Error> {
         out.push(Theirs { batch, prefill, decode, tokens });
     }
     Ok(out)
+}
+
+/// llama.cpp's `(prefill, decode)` tokens/s of one sequence in f32
+/// (`scripts/bench_llamacpp.py`), or `None` when skipped.
+fn llama_cpp(dir: &Path, tree: &Path, args: &Args) -> Result<Option<(f64, f64)>, Error> {
+    let mut command = child::python("bench_llamacpp.py");
+    command
+        .arg(dir)
+        .arg(tree)
+        .args(["--threads", &args.threads.to_string()])
+        .args(["--prompt", &args.prompt.to_string()])
+        .args(["--new", &args.new.to_string()]);
+    let stdout = match child::run(command, true) {
+        Ran::Done(stdout) => stdout,
+        Ran::Skipped(why) => {
+            println!("llama.cpp: {why}");
+            return Ok(None);
+        }
+        Ran::Failed(why) => return Err(format!("bench_llamacpp.py: {why}").into()),
+    };
+    if let Some(info) = child::info_line(&stdout) {
+        println!("{info}");
+    }
+    let fields = child::results(&stdout);
+    let result = fields
+        .first()
+        .and_then(|f| Some((f.get("prefill_tps")?, f.get("decode_tps")?)));
+    result
+        .map(Some)
+        .ok_or_else(|| "bench_llamacpp.py: no RESULT line".into())
+}
+
+/// Our batch-1 rows against llama.cpp's one sequence.
+fn print_llama_cpp(rows: &[Row], args: &Args, prefill: f64, decode: f64) {
+    println!("\nAgainst llama.cpp (f32, one sequence, llama-bench):\n");
+    let mut table = Table::new([
+        ("backend", 0),
+        ("model", 0),
+        ("prefill tok/s", 0),
+        ("x llama.cpp", 0),
+        ("decode tok/s", 0),
+        ("x llama.cpp", 0),
+    ]);
+    for row in rows.iter().filter(|r| r.batch == 1) {
+        let ours_prefill = args.prompt as f64 / row.prefill.as_secs_f64();
+        let ours_decode = (args.new - 1) as f64 / row.decode.as_secs_f64();
+        table.row(vec![
+            row.backend.clone(),
+            row.model.clone(),
+            format!("{ours_prefill:.0}"),
+            format!("{:.2}", ours_prefill / prefill),
+            format!("{ours_decode:.1}"),
+            format!("{:.2}", ours_decode / decode),
+        ]);
+    }
+    table.row(vec![
+        "llama.cpp".into(),
+        "f32 GGUF".into(),
+        format!("{prefill:.0}"),
+        "1.00".into(),
+        format!("{decode:.1}"),
+        "1.00".into(),
+    ]);
+    print!("{}", table.markdown());
 }
 
 /// The KV cache's size at the end of a batch-1 run, in MB (f32).

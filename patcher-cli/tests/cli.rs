@@ -18,6 +18,16 @@ use tempfile::TempDir;
 
 type B = NdArray<f32>;
 
+/// What converting the `qwen2_moe` fixture writes: its weights, and its config, generation
+/// config and tokenizer files carried over.
+const QWEN2_MOE_CONVERTED: [&str; 5] = [
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+];
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
@@ -308,10 +318,7 @@ fn qwen2_moe_converts_to_the_patched_layout_and_back() {
         ),
         "{out}"
     );
-    assert_entries(
-        &patched,
-        &["config.json", "generation_config.json", "model.safetensors"],
-    );
+    assert_entries(&patched, &QWEN2_MOE_CONVERTED);
 
     let (out, _) = plan(&patched, "qwen2-moe", &both, 0);
     assert!(out.contains("No conversion used"), "{out}");
@@ -497,10 +504,7 @@ fn convert_leaves_no_output_on_failure_and_never_overwrites() {
     // A non-empty OUT is refused (2) and left as it was.
     let (_, err) = convert_status(&qwen, &patched, "qwen2-moe", &[], 2);
     assert!(err.contains("is not empty"), "{err}");
-    assert_entries(
-        &patched,
-        &["config.json", "generation_config.json", "model.safetensors"],
-    );
+    assert_entries(&patched, &QWEN2_MOE_CONVERTED);
 
     // An empty OUT is filled.
     std::fs::create_dir(&out).unwrap();
@@ -692,10 +696,7 @@ fn a_symbolic_link_out_is_checked_up_front() {
         .unwrap()
         .file_type()
         .is_symlink());
-    assert_entries(
-        &empty,
-        &["config.json", "generation_config.json", "model.safetensors"],
-    );
+    assert_entries(&empty, &QWEN2_MOE_CONVERTED);
     assert_entries(
         dir.path(),
         &["dangling", "empty", "full", "link", "to-empty"],
