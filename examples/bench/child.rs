@@ -65,6 +65,19 @@ pub fn run(mut command: Command, optional: bool) -> Ran {
     Ran::Done(stdout)
 }
 
+/// Runs an optional contender (a Python script): its stdout, or `None` when it was skipped (the
+/// reason printed after `what`); a failure is an error naming `what`.
+pub fn run_optional(command: Command, what: &str) -> Result<Option<String>, Error> {
+    match run(command, true) {
+        Ran::Done(stdout) => Ok(Some(stdout)),
+        Ran::Skipped(why) => {
+            println!("{what}: {why}");
+            Ok(None)
+        }
+        Ran::Failed(why) => Err(format!("{what}: {why}").into()),
+    }
+}
+
 /// The fields of every `RESULT` line of `output`, in order.
 pub fn results(output: &str) -> Vec<Fields> {
     output

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::child::{self, Ran};
+use super::child;
 use super::layouts::Prefill;
 use super::Error;
 
@@ -21,13 +21,8 @@ pub fn forward_times(
         .args(["--threads", &threads.to_string()])
         .args(["--rounds", &rounds.to_string()])
         .args(["--shapes", &shapes.join(",")]);
-    let stdout = match child::run(command, true) {
-        Ran::Done(stdout) => stdout,
-        Ran::Skipped(why) => {
-            println!("transformers: {why}");
-            return Ok(Vec::new());
-        }
-        Ran::Failed(why) => return Err(format!("bench_transformers_forward.py: {why}").into()),
+    let Some(stdout) = child::run_optional(command, "bench_transformers_forward.py")? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for fields in child::results(&stdout) {

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bench::checkpoint::{benchmark_checkpoint, Shape};
-use bench::child::{self, Ran};
+use bench::child;
 use bench::cli::{unknown, Cli};
 use bench::inputs::input_ids;
 use bench::stats::{load_average, median};
@@ -292,13 +292,8 @@ fn transformers(dir: &Path, args: &Args) -> Result<Vec<Theirs>, Error> {
         .args(["--new", &args.new.to_string()])
         .args(["--rounds", &args.rounds.to_string()])
         .args(["--batches", &batches.join(",")]);
-    let stdout = match child::run(command, true) {
-        Ran::Done(stdout) => stdout,
-        Ran::Skipped(why) => {
-            println!("transformers: {why}");
-            return Ok(Vec::new());
-        }
-        Ran::Failed(why) => return Err(format!("bench_transformers_generate.py: {why}").into()),
+    let Some(stdout) = child::run_optional(command, "bench_transformers_generate.py")? else {
+        return Ok(Vec::new());
     };
     if let Some(info) = child::info_line(&stdout) {
         println!("{info}");
@@ -332,13 +327,8 @@ fn llama_cpp(dir: &Path, tree: &Path, args: &Args) -> Result<Option<(f64, f64)>,
         .args(["--threads", &args.threads.to_string()])
         .args(["--prompt", &args.prompt.to_string()])
         .args(["--new", &args.new.to_string()]);
-    let stdout = match child::run(command, true) {
-        Ran::Done(stdout) => stdout,
-        Ran::Skipped(why) => {
-            println!("llama.cpp: {why}");
-            return Ok(None);
-        }
-        Ran::Failed(why) => return Err(format!("bench_llamacpp.py: {why}").into()),
+    let Some(stdout) = child::run_optional(command, "bench_llamacpp.py")? else {
+        return Ok(None);
     };
     if let Some(info) = child::info_line(&stdout) {
         println!("{info}");
