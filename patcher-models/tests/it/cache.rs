@@ -373,6 +373,9 @@ fn generate_refuses_prompts_the_config_or_positions_cannot_hold() {
         max_positions: 64,
     };
     assert_eq!(err.to_string(), expected.to_string());
+    let empty = Tensor::<B, 2, Int>::from_data(TensorData::new(Vec::<i64>::new(), [1, 0]), &device);
+    let err = model.generate(empty, None, &config).unwrap_err();
+    assert!(matches!(err, GenerateError::EmptyPrompt), "{err}");
     // 5 + 60 needs 64 positions: the last token is never fed back.
     let out = model.generate(ids(5), None, &config).unwrap();
     assert_eq!(out.tokens[0].len(), 60);

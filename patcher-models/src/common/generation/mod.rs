@@ -51,6 +51,9 @@ pub enum GenerateError {
     /// The prompt or its mask does not fit the model.
     #[error(transparent)]
     Input(#[from] DecoderInputError),
+    /// The prompt has no token (transformers would start from the BOS token: give it).
+    #[error("the prompt is empty: give at least one token (the model's BOS token, for one)")]
+    EmptyPrompt,
     /// The prompt is as long as `max_length` already, and no `max_new_tokens` is set (an error
     /// in transformers too).
     #[error(
@@ -94,6 +97,9 @@ pub(crate) fn generate<B: Backend, M: CausalLm<B> + ?Sized>(
     config.validate()?;
     let device = input_ids.device();
     let [batch, prompt_len] = input_ids.dims();
+    if prompt_len == 0 || batch == 0 {
+        return Err(GenerateError::EmptyPrompt);
+    }
     if config.max_new_tokens.is_none() && prompt_len >= config.max_length {
         let max_length = config.max_length;
         return Err(GenerateError::PromptAtMaxLength { prompt: prompt_len, max_length });
