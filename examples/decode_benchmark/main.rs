@@ -156,6 +156,7 @@ struct Row {
 fn run() -> Result<(), Error> {
     let args = Args::parse()?;
     let dir = benchmark_checkpoint(args.dir.as_deref(), &Shape::for_size(args.size_mb))?;
+    let sizes = Sizes::read(&dir, &args)?;
     println!(
         "checkpoint: {}; prompt {} tokens, {} new; threads: {}; load average {:.2}",
         dir.display(),
@@ -167,9 +168,11 @@ fn run() -> Result<(), Error> {
     let mut rows = Vec::new();
     for backend in &args.backends {
         match backend.as_str() {
-            "ndarray" => rows.extend(measure::<burn::backend::NdArray>("ndarray", &dir, &args)?),
+            "ndarray" => rows.extend(measure::<burn::backend::NdArray>(
+                "ndarray", &dir, &sizes, &args,
+            )?),
             #[cfg(feature = "flex")]
-            "flex" => rows.extend(measure::<burn::backend::Flex>("flex", &dir, &args)?),
+            "flex" => rows.extend(measure::<burn::backend::Flex>("flex", &dir, &sizes, &args)?),
             other => {
                 return Err(format!(
                     "backend `{other}` is not built in (ndarray; flex with `--features flex`)"
@@ -190,7 +193,7 @@ fn run() -> Result<(), Error> {
             None
         }
     };
-    print_table(&rows, &theirs, &args, cache_mb(&dir, &args)?);
+    print_table(&rows, &theirs, &args, sizes.cache_mb);
     if let Some((prefill, decode)) = llama {
         print_llama_cpp(&rows, &args, prefill, decode);
     }
@@ -199,7 +202,12 @@ fn run() -> Result<(), Error> {
 }
 
 /// Every model variant on backend `B`, every batch size.
-fn measure<B: Backend>(name: &str, dir: &Path, args: &Args) -> Result<Vec<Row>, Error> {
+fn measure<B: Backend>(
+    name: &str,
+    dir: &Path,
+    sizes: &Sizes,
+    args: &Args,
+) -> Result<Vec<Row>, Error> {
     let device = B::Device::default();
     let auto = AutoModelForCausalLm::<B>::new();
     let mut rows = Vec::new();
@@ -221,7 +229,8 @@ fn measure<B: Backend>(name: &str, dir: &Path, args: &Args) -> Result<Vec<Row>, 
             }
         };
         for &batch in &args.batches {
-            let (prefill, decode, tokens) = generate_times(loaded.as_ref(), batch, args, &device)?;
+            let (prefill, decode, tokens) =
+                generate_times(loaded.as_ref(), batch, sizes.vocab, args, &device)?;
             println!(
                 "{name} {key} batch {batch}: prefill {:.3} s, decode {:.3} s",
                 prefill.as_secs_f64(),
@@ -239,13 +248,10 @@ fn measure<B: Backend>(name: &str, dir: &Path, args: &Args) -> Result<Vec<Row>, 
 fn generate_times<B: Backend>(
     loaded: &dyn LoadedCausalLm<B>,
     batch: usize,
+    vocab: usize,
     args: &Args,
     device: &B::Device,
 ) -> Result<(Duration, Duration, Vec<i64>), Error> {
-    let vocab = loaded
-        .causal_lm()
-        .forward(input_ids::<B>(1, 1, 2, device))
-        .dims()[2];
     let ids = input_ids::<B>(batch, args.prompt, vocab, device);
     let config = GenerationConfig::default()
         .with_max_new_tokens(args.new)
@@ -376,22 +382,32 @@ fn print_llama_cpp(rows: &[Row], args: &Args, prefill: f64, decode: f64) {
     print!("{}", table.markdown());
 }
 
-/// The KV cache's size at the end of a batch-1 run, in MB (f32).
-fn cache_mb(dir: &Path, args: &Args) -> Result<f64, Error> {
-    let config = std::fs::read_to_string(dir.join("config.json"))?;
-    let config: serde_json::Value = serde_json::from_str(&config)?;
-    let get = |key: &str| config[key].as_u64().map(|v| v as f64);
-    let layers = get("num_hidden_layers")
-        .or_else(|| get("n_layer"))
-        .unwrap_or(0.0);
-    let heads = get("num_attention_heads")
-        .or_else(|| get("n_head"))
-        .unwrap_or(1.0);
-    let kv_heads = get("num_key_value_heads").unwrap_or(heads);
-    let hidden = get("hidden_size").or_else(|| get("n_embd")).unwrap_or(0.0);
-    let head_dim = get("head_dim").unwrap_or(hidden / heads);
-    let positions = (args.prompt + args.new) as f64;
-    Ok(2.0 * layers * kv_heads * head_dim * positions * 4.0 / 1e6)
+/// What config.json says of the model's sizes, read once: the vocabulary (the prompt's ids are
+/// drawn below it) and the KV cache at the end of a batch-1 run, in MB (f32).
+struct Sizes {
+    vocab: usize,
+    cache_mb: f64,
+}
+
+impl Sizes {
+    fn read(dir: &Path, args: &Args) -> Result<Self, Error> {
+        let config = std::fs::read_to_string(dir.join("config.json"))?;
+        let config: serde_json::Value = serde_json::from_str(&config)?;
+        let get = |key: &str| config[key].as_u64().map(|v| v as f64);
+        let vocab = get("vocab_size").ok_or("config.json has no vocab_size")? as usize;
+        let layers = get("num_hidden_layers")
+            .or_else(|| get("n_layer"))
+            .unwrap_or(0.0);
+        let heads = get("num_attention_heads")
+            .or_else(|| get("n_head"))
+            .unwrap_or(1.0);
+        let kv_heads = get("num_key_value_heads").unwrap_or(heads);
+        let hidden = get("hidden_size").or_else(|| get("n_embd")).unwrap_or(0.0);
+        let head_dim = get("head_dim").unwrap_or(hidden / heads);
+        let positions = (args.prompt + args.new) as f64;
+        let cache_mb = 2.0 * layers * kv_heads * head_dim * positions * 4.0 / 1e6;
+        Ok(Self { vocab, cache_mb })
+    }
 }
 
 fn print_table(rows: &[Row], theirs: &[Theirs], args: &Args, cache_mb: f64) {
