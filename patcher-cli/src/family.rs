@@ -117,7 +117,7 @@ pub(crate) fn check_patches(family: FamilyName, patches: &[Patch]) -> Result<Pat
     let valid = family.patches();
     if let Some((wrong, _)) = patch.presets().find(|(_, p)| !valid.contains(*p)) {
         return Err(format!(
-            "--patch {wrong} does not apply to --model {}; its patches are: {}",
+            "--patch {wrong} does not apply to the {} family; its patches are: {}",
             family.name(),
             valid
                 .presets()

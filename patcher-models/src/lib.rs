@@ -41,6 +41,11 @@
 //!   and chat template as transformers' `AutoTokenizer` does, for text in and out of
 //!   [`generate`](common::CausalLm::generate).
 //!
+//! - [`kernels`] is the `patcher-kernels` crate: on Flex and NdArray, the blocks above run some
+//!   steps (SiLU, expert gather and scatter, head split with RoPE, Flex's attention) as host
+//!   kernels, chosen by backend type; feature `kernels` (on by default) and
+//!   [`kernels::set_enabled`] turn them off, for Burn's own ops.
+//!
 //! Each family is a folder of plain structs, readable and copyable: `llama/model.rs` is the
 //! whole Llama.
 //!
@@ -97,6 +102,7 @@ pub mod replacements;
 pub mod tokenizer;
 
 pub use error::ConfigError;
+pub use patcher_kernels as kernels;
 
 /// The traits a model's user calls through: [`FamilyModel`](auto::FamilyModel) (`new`,
 /// `with_patcher`, `from_pretrained`) and [`CausalLm`](common::CausalLm) (`forward`,

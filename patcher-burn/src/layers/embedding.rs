@@ -28,7 +28,16 @@ impl<B: Backend> EmbeddingForward<B> for Embedding<B> {
         Embedding::forward(self, input)
     }
 
+    /// One row at a time (a decode step at batch 1) through [`patcher_kernels::matmul_row`]
+    /// where it runs (Flex, f32: the tied head's GEMV over every core).
     fn attend(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        hidden.matmul(self.weight.val().transpose().unsqueeze())
+        let weight_t = self.weight.val().transpose();
+        if let [1, 1, d_model] = hidden.dims() {
+            match patcher_kernels::matmul_row(hidden.reshape([1, d_model]), &weight_t) {
+                Ok(scores) => return scores.unsqueeze(),
+                Err(row) => return row.matmul(weight_t).unsqueeze(),
+            }
+        }
+        hidden.matmul(weight_t.unsqueeze())
     }
 }

@@ -37,12 +37,24 @@ impl<B: Backend> dyn LinearLayer<B> + '_ {
     }
 }
 
+/// Burn's `Linear`, with one row at a time (a decode step at batch 1) through
+/// [`patcher_kernels::matmul_row`] where it runs (Flex, f32, a large weight: the GEMV over every
+/// core).
 impl<B: Backend> LinearForward<B> for Linear<B> {
     fn forward_2d(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.forward(x)
+        match patcher_kernels::matmul_row(x, &self.weight.val()) {
+            Ok(y) => match &self.bias {
+                Some(bias) => y + bias.val().unsqueeze(),
+                None => y,
+            },
+            Err(x) => self.forward(x),
+        }
     }
 
     fn forward_3d(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.forward(x)
+        match x.dims() {
+            [1, 1, d_input] => self.forward_2d(x.reshape([1, d_input])).unsqueeze(),
+            _ => self.forward(x),
+        }
     }
 }

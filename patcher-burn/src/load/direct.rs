@@ -6,7 +6,7 @@
 use patcher_core::plan::{PlannedGroup, PlannedTarget, TargetStatus};
 use patcher_core::{CheckpointError, TensorRef};
 
-use super::host::transpose_into;
+use patcher_kernels::transpose_into;
 
 /// The source key and the target of `group` if it only renames one checkpoint tensor.
 pub(crate) fn single_source(group: &PlannedGroup) -> Option<(&str, &PlannedTarget)> {

@@ -160,6 +160,6 @@ impl SizedConfig for BertConfig {
         p.add(2 * l, &[h, i])?; // intermediate, output
         p.add(9 * l + 3, &[h])?; // biases and LayerNorms
         p.add(l, &[i])?; // intermediate bias
-        p.finish_sizes([self.vocab_size, self.hidden_size, l], None)
+        p.finish([self.vocab_size, self.hidden_size, l], None)
     }
 }

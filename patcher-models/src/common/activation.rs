@@ -4,7 +4,6 @@
 use burn::prelude::*;
 use burn::tensor::activation;
 
-use super::cpu;
 use crate::error::ConfigError;
 
 /// An activation function from `hidden_act`.
@@ -53,14 +52,14 @@ impl Activation {
 
     /// `act(gate) * up`, the gated MLPs' product (transformers' `act_fn(gate_proj(x)) *
     /// up_proj(x)`). SiLU on the CPU backends runs as one vectorised pass on the host (see
-    /// `common::cpu`); the values are PyTorch's formula, `x / (1 + exp(-x)) * up`.
+    /// `patcher_kernels::silu_mul`); the values are PyTorch's formula, `x / (1 + exp(-x)) * up`.
     pub fn gated<B: Backend, const D: usize>(
         &self,
         gate: Tensor<B, D>,
         up: Tensor<B, D>,
     ) -> Tensor<B, D> {
         let (gate, up) = match self {
-            Self::Silu => match cpu::silu_mul(gate, up) {
+            Self::Silu => match patcher_kernels::silu_mul(gate, up) {
                 Ok(out) => return out,
                 Err(inputs) => inputs,
             },
@@ -71,10 +70,10 @@ impl Activation {
 
     /// [`Self::gated`] of the two halves of `x [2I, n]`'s rows (gate rows, then up rows), as
     /// `[I, n]`: the fused experts' product, with SiLU on the CPU backends computed in `x`'s
-    /// buffer (see `common::cpu`).
+    /// buffer (see `patcher_kernels`).
     pub fn gated_halves<B: Backend>(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = match self {
-            Self::Silu => match cpu::silu_mul_halves(x) {
+            Self::Silu => match patcher_kernels::silu_mul_halves(x) {
                 Ok(out) => return out,
                 Err(x) => x,
             },

@@ -8,13 +8,10 @@ use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::DType;
+use patcher_kernels::{HostBackend, HostHeads, HostRope};
 use rayon::prelude::*;
 
 use super::cache::LayerCache;
-use super::cpu::{self, CpuBackend};
-#[cfg(feature = "flex")]
-use super::cpu_attention;
-use super::cpu_heads::{merge_heads, split_fused_heads, split_heads, HostRope};
 use super::layout::AttentionLayout;
 #[cfg(doc)]
 use super::rope::apply_rotary_pos_emb;
@@ -184,11 +181,11 @@ impl<B: Backend> AttentionInputs<'_, B> {
 /// The values are transformers' (`eager_attention_forward` after `apply_rotary_pos_emb` and
 /// `repeat_kv`), up to rounding. RoPE runs on each head's `[seq * head_dim]` row (the tables
 /// broadcast as whole rows, bit for bit transformers' products). Then, on the CPU backends,
-/// Burn's attention op computes the rest (see `fused_attention`), or on Flex the kit's own
-/// (`cpu_attention`); elsewhere the steps run with grouped-query heads as a `[b, KV, n_rep, ...]`
-/// batch against their KV head broadcast (no `repeat_kv` copy) and the mask added as a `0` /
-/// `-inf` bias row. On the CPU backends the head split, RoPE and merge run on the host (see
-/// `cpu_heads`), with the same values.
+/// Burn's attention op computes the rest (see `fused_attention`), or on Flex
+/// [`patcher_kernels::attention`]; elsewhere the steps run with grouped-query heads as a
+/// `[b, KV, n_rep, ...]` batch against their KV head broadcast (no `repeat_kv` copy) and the mask
+/// added as a `0` / `-inf` bias row. On the CPU backends the head split, RoPE and merge run on the host
+/// ([`patcher_kernels::HostHeads`]), with the same values.
 ///
 /// With a cache, the new keys and values (after RoPE) are appended to it and the queries attend
 /// every cached position.
@@ -209,9 +206,12 @@ pub fn fused_qkv_attention<B: Backend>(
     qkv: Tensor<B, 3>,
     mut inputs: AttentionInputs<'_, B>,
 ) -> Tensor<B, 3> {
-    let on = (qkv.device(), &[qkv.dtype()][..]);
-    let heads = |rope: Option<&HostRope>, qkv| split_fused_heads(qkv, spec, rope);
-    match host_attention(spec, on, qkv, heads, inputs.reborrow()) {
+    let dtypes = [qkv.dtype()];
+    let counts = [spec.num_attention_heads, spec.num_key_value_heads];
+    let heads = |host: HostHeads<B>, rope: Option<&HostRope>, qkv| {
+        host.split_fused(qkv, counts, spec.head_dim, rope)
+    };
+    match host_attention(spec, &dtypes, qkv, heads, inputs.reborrow()) {
         Ok(out) => out,
         Err(qkv) => attention_heads(spec, split_qkv(qkv, spec), inputs),
     }
@@ -225,29 +225,30 @@ pub fn split_qkv<B: Backend>(qkv: Tensor<B, 3>, spec: &AttentionSpec) -> [Tensor
         .map(|(start, len)| qkv.clone().narrow(2, start, len))
 }
 
-/// On the CPU backends, with f32 inputs (`dtypes`, on `device`) and f32 RoPE tables when given:
-/// the head split (with RoPE) and merge on the host (`cpu_heads`) around [`grouped_attention`];
-/// `split` makes the heads `[q, k, v]` from `inputs` and the tables. Otherwise `inputs` back.
+/// On the CPU backends, with f32 inputs (`dtypes`) and f32 RoPE tables when given: the head
+/// split (with RoPE) and merge on the host ([`HostHeads`]) around [`grouped_attention`]; `split`
+/// makes the heads `[q, k, v]` from `inputs` and the tables. Otherwise `inputs` back.
 fn host_attention<B: Backend, I>(
     spec: &AttentionSpec,
-    (device, dtypes): (B::Device, &[DType]),
+    dtypes: &[DType],
     inputs: I,
-    split: impl FnOnce(Option<&HostRope>, I) -> [Tensor<B, 4>; 3],
+    split: impl FnOnce(HostHeads<B>, Option<&HostRope>, I) -> [Tensor<B, 4>; 3],
     inputs_of: AttentionInputs<'_, B>,
 ) -> Result<Tensor<B, 3>, I> {
     let AttentionInputs { position_embeddings, attention_mask, cache } = inputs_of;
-    let Some(parts) = fused_attention::<B>(&device) else {
+    let Some(parts) = fused_attention::<B>() else {
         return Err(inputs);
     };
-    let rope = position_embeddings.map(HostRope::of);
+    let rope = position_embeddings.map(|pe| HostRope::new(&pe.cos, &pe.sin));
     let tables_ok = rope.as_ref().is_none_or(Option::is_some);
-    if !tables_ok || !cpu::runs_on_host::<B>("attention_heads", &device, dtypes) {
+    let host = HostHeads::<B>::new(dtypes).filter(|_| tables_ok);
+    let Some(host) = host else {
         return Err(inputs);
-    }
-    let [q, k, v] = split(rope.flatten().as_ref(), inputs);
+    };
+    let [q, k, v] = split(host, rope.flatten().as_ref(), inputs);
     let [k, v] = with_cache(cache, k, v);
     let out = grouped_attention(q, k, v, attention_mask, spec.scaling(), parts);
-    Ok(merge_heads(out))
+    Ok(host.merge(out))
 }
 
 /// The keys and values to attend: `k`, `v` appended to the cache when there is one.
@@ -270,22 +271,21 @@ fn attention_heads<B: Backend>(
 ) -> Tensor<B, 3> {
     let d = spec.head_dim;
     let (heads, kv_heads) = (spec.num_attention_heads, spec.num_key_value_heads);
-    let split = |rope: Option<&HostRope>, [q, k, v]: [Tensor<B, 3>; 3]| {
+    let split = |host: HostHeads<B>, rope: Option<&HostRope>, [q, k, v]: [Tensor<B, 3>; 3]| {
         [
-            split_heads(q, heads, d, rope),
-            split_heads(k, kv_heads, d, rope),
-            split_heads(v, kv_heads, d, None),
+            host.split(q, heads, d, rope),
+            host.split(k, kv_heads, d, rope),
+            host.split(v, kv_heads, d, None),
         ]
     };
-    let on = (q.device(), &[q.dtype(), k.dtype(), v.dtype()][..]);
-    let [q, k, v] = match host_attention(spec, on, [q, k, v], split, inputs.reborrow()) {
+    let dtypes = [q.dtype(), k.dtype(), v.dtype()];
+    let [q, k, v] = match host_attention(spec, &dtypes, [q, k, v], split, inputs.reborrow()) {
         Ok(out) => return out,
         Err(qkv) => qkv,
     };
     let AttentionInputs { position_embeddings, attention_mask, cache } = inputs;
     let [batch, seq, _] = q.dims();
     let n_rep = heads / kv_heads;
-    let device = q.device();
     // `.view(b, s, -1, d).transpose(1, 2)`
     let split = |x: Tensor<B, 3>, heads: usize| {
         let x = x.reshape([batch, seq, heads, d]).swap_dims(1, 2);
@@ -301,7 +301,7 @@ fn attention_heads<B: Backend>(
     let kv_seq = k.dims()[2];
     let merge = |x: Tensor<B, 4>| x.swap_dims(1, 2).reshape([batch, seq, heads * d]);
 
-    if let Some(parts) = fused_attention::<B>(&device) {
+    if let Some(parts) = fused_attention::<B>() {
         let out = grouped_attention(q, k, v, attention_mask, spec.scaling(), parts);
         return merge(out);
     }
@@ -331,15 +331,15 @@ fn attention_heads<B: Backend>(
 
 /// Whether one attention op (scores, mask, softmax and the weighted sum in one call) replaces the
 /// steps of [`eager_attention`], and in how many parallel parts Burn's op runs: on the CPU
-/// backends. On Flex that op is the kit's host attention (`cpu_attention`: causal blocks,
-/// vectorised softmax, its own threads) where it takes the inputs, else Burn's kernel, one pass
+/// backends. On Flex that op is [`patcher_kernels::attention`] (causal blocks, vectorised
+/// softmax, its own threads) where it takes the inputs, else Burn's kernel, one pass
 /// per head on one thread, so the heads are split over the rayon threads; NdArray's op is the
 /// same steps, with its own threads. The GPU backends run the steps (their kernels are not
 /// checked against transformers here).
-fn fused_attention<B: Backend>(device: &B::Device) -> Option<usize> {
-    match CpuBackend::of::<B>(device)? {
-        CpuBackend::Flex => Some(rayon::current_num_threads()),
-        CpuBackend::NdArray => Some(1),
+fn fused_attention<B: Backend>() -> Option<usize> {
+    match HostBackend::of::<B>()? {
+        HostBackend::Flex => Some(rayon::current_num_threads()),
+        _ => Some(1),
     }
 }
 
@@ -349,8 +349,8 @@ fn fused_attention<B: Backend>(device: &B::Device) -> Option<usize> {
 /// `g * n_rep + r`), against their KV head as it is, the mask's rows stacked alike. The `b * KV`
 /// stacked heads are split in `parts` run in parallel (a mask shared by the batch). On Flex, the
 /// stacked heads halved the op's time at 4 x 512 tokens (its flash path, over 64-key tiles);
-/// there the kit's host attention (`cpu_attention`, on the same stacked heads) takes over where
-/// it takes the inputs (f32, a mask shared by the heads).
+/// there [`patcher_kernels::attention`] (on the same stacked heads) takes over where it takes
+/// the inputs (f32, a mask shared by the heads).
 fn grouped_attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -365,14 +365,10 @@ fn grouped_attention<B: Backend>(
     let n_rep = heads / kv_heads;
     let rows = n_rep * seq;
     let q = q.reshape([batch, kv_heads, rows, d]);
-    #[cfg(feature = "flex")]
-    if CpuBackend::of::<B>(&q.device()) == Some(CpuBackend::Flex)
-        && cpu::runs_on_host::<B>("attention", &q.device(), &[q.dtype(), k.dtype(), v.dtype()])
-        && mask.is_none_or(|m| cpu_attention::takes_mask(m.dims(), batch, seq, kv_seq))
-    {
-        let out = cpu_attention::attention(q, k, v, mask, n_rep, scale);
-        return out.reshape([batch, heads, seq, d]);
-    }
+    let (q, k, v) = match patcher_kernels::attention(q, k, v, mask, n_rep, scale) {
+        Ok(out) => return out.reshape([batch, heads, seq, d]),
+        Err(qkv) => qkv,
+    };
     let mask = mask.map(|m| {
         let [mask_batch, _, _, keys] = m.dims();
         m.clone()

@@ -118,7 +118,7 @@ pub trait CausalLm<B: Backend> {
         attention_mask: Option<Tensor<B, 2, Int>>,
         config: &GenerationConfig,
     ) -> Result<Generated, GenerateError> {
-        generation::generate(self, input_ids, attention_mask, config, &mut |_, _| {})
+        self.generate_streaming(input_ids, attention_mask, config, &mut |_, _| {})
     }
 
     /// [`generate`](Self::generate), calling `on_token(sequence, token)` with each token as it is
@@ -130,12 +130,19 @@ pub trait CausalLm<B: Backend> {
         config: &GenerationConfig,
         on_token: &mut dyn FnMut(usize, i64),
     ) -> Result<Generated, GenerateError> {
-        generation::generate(self, input_ids, attention_mask, config, on_token)
+        let mut step = |ids, mask, cache: &mut KvCache<B>, outputs| {
+            Ok(cached_forward(self, ids, mask, cache, outputs)?.logits)
+        };
+        let model = (
+            self.max_positions(),
+            &mut step as &mut generation::Step<'_, B>,
+        );
+        generation::generate(model, input_ids, attention_mask, config, on_token)
     }
 }
 
 /// [`CausalLm::forward_cached`] with `outputs` chosen (`generate` keeps the last logits only).
-pub(crate) fn cached_forward<B: Backend, M: CausalLm<B> + ?Sized>(
+fn cached_forward<B: Backend, M: CausalLm<B> + ?Sized>(
     model: &M,
     input_ids: Tensor<B, 2, Int>,
     attention_mask: Option<Tensor<B, 2, Int>>,

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::activation::Activation;
 use super::attention::AttentionSpec;
-use super::limits::{self, MAX_DIMENSION, MAX_HEADS, MAX_LAYERS};
+use super::limits::{self, ParamCount, MAX_DIMENSION, MAX_HEADS, MAX_LAYERS};
 use super::rope::RopeParameters;
 use super::specs::{ExpertsSpec, MlpSpec, RouterSpec};
 use crate::error::ConfigError;
@@ -327,6 +327,39 @@ pub(crate) struct CoreFields {
     pub(crate) max_position_embeddings: usize,
     pub(crate) initializer_range: f64,
     pub(crate) rms_norm_eps: f64,
+}
+
+impl CoreFields {
+    /// `[vocab_size, hidden_size, num_hidden_layers]`, what a model size is reported with.
+    pub(crate) fn sizes(&self) -> [usize; 3] {
+        [self.vocab_size, self.hidden_size, self.num_hidden_layers]
+    }
+}
+
+/// The parameters every decoder family has: embeddings, `lm_head` unless tied, the final norm
+/// and two norms per layer, q/k/v/o projections (with q/k/v biases if `qkv_bias`). The family
+/// adds its MLP.
+pub(crate) fn decoder_params(
+    core: &CoreFields,
+    tie_word_embeddings: bool,
+    qkv_bias: bool,
+) -> Result<ParamCount, ConfigError> {
+    let l = core.num_hidden_layers;
+    let hidden = ("hidden_size", core.hidden_size);
+    let heads = ("num_attention_heads", core.num_attention_heads);
+    let kv = ("num_key_value_heads", core.num_key_value_heads);
+    let head_dim = ("head_dim", core.head_dim);
+    let mut p = ParamCount::default();
+    let embed = [("vocab_size", core.vocab_size), hidden];
+    p.add(if tie_word_embeddings { 1 } else { 2 }, &embed)?;
+    p.add(1 + 2 * l, &[hidden])?;
+    p.add(2 * l, &[heads, head_dim, hidden])?; // q, o
+    p.add(2 * l, &[kv, head_dim, hidden])?; // k, v
+    if qkv_bias {
+        p.add(l, &[heads, head_dim])?;
+        p.add(2 * l, &[kv, head_dim])?;
+    }
+    Ok(p)
 }
 
 /// The checks every family's `validate` starts with: each shared size positive and within

@@ -24,7 +24,6 @@
 
 use patcher_core::Checkpoint;
 
-use super::config::CoreFields;
 use crate::error::ConfigError;
 
 /// Largest width-like size (`vocab_size`, `hidden_size`, `intermediate_size`, `head_dim`,
@@ -130,19 +129,9 @@ impl ParamCount {
         Ok(())
     }
 
-    /// The model's size, if the total is at most [`MAX_PARAMETERS`].
+    /// The model's size, if the total is at most [`MAX_PARAMETERS`], for its `[vocab_size,
+    /// hidden_size, num_hidden_layers]`.
     pub(crate) fn finish(
-        self,
-        core: &CoreFields,
-        num_experts: Option<(&'static str, usize)>,
-    ) -> Result<ModelSize, ConfigError> {
-        let sizes = [core.vocab_size, core.hidden_size, core.num_hidden_layers];
-        self.finish_sizes(sizes, num_experts)
-    }
-
-    /// [`Self::finish`] from `[vocab_size, hidden_size, num_hidden_layers]` (for a config
-    /// without the decoders' core fields).
-    pub(crate) fn finish_sizes(
         self,
         [vocab_size, hidden_size, num_hidden_layers]: [usize; 3],
         num_experts: Option<(&'static str, usize)>,
@@ -172,32 +161,6 @@ impl ParamCount {
             num_experts,
         })
     }
-}
-
-/// The parameters every decoder family has: embeddings, `lm_head` unless tied, the final norm
-/// and two norms per layer, q/k/v/o projections (with q/k/v biases if `qkv_bias`). The family
-/// adds its MLP.
-pub(crate) fn decoder_params(
-    core: &CoreFields,
-    tie_word_embeddings: bool,
-    qkv_bias: bool,
-) -> Result<ParamCount, ConfigError> {
-    let l = core.num_hidden_layers;
-    let hidden = ("hidden_size", core.hidden_size);
-    let heads = ("num_attention_heads", core.num_attention_heads);
-    let kv = ("num_key_value_heads", core.num_key_value_heads);
-    let head_dim = ("head_dim", core.head_dim);
-    let mut p = ParamCount::default();
-    let embed = [("vocab_size", core.vocab_size), hidden];
-    p.add(if tie_word_embeddings { 1 } else { 2 }, &embed)?;
-    p.add(1 + 2 * l, &[hidden])?;
-    p.add(2 * l, &[heads, head_dim, hidden])?; // q, o
-    p.add(2 * l, &[kv, head_dim, hidden])?; // k, v
-    if qkv_bias {
-        p.add(l, &[heads, head_dim])?;
-        p.add(2 * l, &[kv, head_dim])?;
-    }
-    Ok(p)
 }
 
 /// What a config says about the model's size, compared with a checkpoint before building.

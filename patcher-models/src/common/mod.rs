@@ -11,10 +11,6 @@ mod attention;
 mod cache;
 mod causal_lm;
 pub(crate) mod config;
-pub(crate) mod cpu;
-#[cfg(feature = "flex")]
-mod cpu_attention;
-mod cpu_heads;
 mod decoder;
 mod dispatch;
 mod encoder;

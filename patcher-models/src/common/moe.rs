@@ -7,9 +7,9 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::{DType, IndexingUpdateOp};
+use patcher_kernels::RoutedTokens;
 
 use super::activation::Activation;
-use super::cpu;
 use super::dispatch::ExpertDispatch;
 use super::experts::fused_expert_mlp_transposed;
 use super::init::normal_param;
@@ -77,34 +77,17 @@ pub fn fused_expert_params<B: Backend>(
     )
 }
 
-/// How an experts implementation takes one expert's tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenLayout {
-    /// `[n, hidden] -> [n, hidden]`: the tokens as rows (`nn.Linear`'s `x @ W^T`).
-    Rows,
-    /// `[hidden, n] -> [hidden, n]`: the tokens as columns, the transposed problem `W @ x^T`
-    /// that multiplies PyTorch-layout weights as they lie.
-    Columns,
-}
-
-impl TokenLayout {
-    /// The shape of `n` tokens of width `hidden`.
-    pub fn shape(self, n: usize, hidden: usize) -> [usize; 2] {
-        match self {
-            Self::Rows => [n, hidden],
-            Self::Columns => [hidden, n],
-        }
-    }
-}
+pub use patcher_kernels::TokenLayout;
 
 /// transformers' eager experts loop: for each expert that was hit (ascending), its tokens go
 /// through `expert(index, tokens)` (laid out as `layout` says), are scaled by their routing
 /// weight and added to the output `[tokens, hidden]`, expert after expert.
 ///
 /// On the CPU backends the tokens are gathered and the outputs scatter-added on the host
-/// (`common::cpu`: Flex's `select_assign` copies its whole output per call). Elsewhere one `select`
-/// gathers every expert's tokens and one `select_assign` adds the weighted outputs, whose rows
-/// accumulate in list order: expert by expert, as transformers' `index_add_` per expert does, so
+/// ([`patcher_kernels::gather_tokens`] and [`patcher_kernels::scatter_weighted`]: Flex's
+/// `select_assign` copies its whole output per call). Elsewhere one `select` gathers every
+/// expert's tokens and one `select_assign` adds the weighted outputs, whose rows accumulate in
+/// list order: expert by expert, as transformers' `index_add_` per expert does, so
 /// the sums round alike.
 pub fn routed_experts_forward<B: Backend>(
     hidden_states: Tensor<B, 2>,
@@ -120,17 +103,27 @@ pub fn routed_experts_forward<B: Backend>(
     if dispatch.assignments.is_empty() {
         return hidden_states.zeros_like();
     }
-    let dtypes = [hidden_states.dtype(), top_k_weights.dtype()];
-    if cpu::runs_on_host::<B>("expert_dispatch", &device, &dtypes) {
-        let outputs: Vec<Tensor<B, 2>> =
-            cpu::gather_expert_inputs(&hidden_states, &dispatch, layout)
-                .into_iter()
-                .zip(&dispatch.assignments)
-                .map(|(x, a)| expert(a.expert, x))
-                .collect();
-        if outputs.iter().all(|o| o.dtype() == DType::F32) {
-            return cpu::scatter_expert_outputs(outputs, &dispatch, layout, &top_k_weights, hidden);
-        }
+    let routed: Vec<RoutedTokens<'_>> = dispatch
+        .assignments
+        .iter()
+        .map(|a| RoutedTokens { tokens: &a.token_idx, top_k_pos: &a.top_k_pos })
+        .collect();
+    if let Some(inputs) = patcher_kernels::gather_tokens(&hidden_states, &routed, layout) {
+        let outputs: Vec<Tensor<B, 2>> = inputs
+            .into_iter()
+            .zip(&dispatch.assignments)
+            .map(|(x, a)| expert(a.expert, x))
+            .collect();
+        let outputs = match patcher_kernels::scatter_weighted(
+            outputs,
+            &routed,
+            layout,
+            &top_k_weights,
+            hidden,
+        ) {
+            Ok(out) => return out,
+            Err(outputs) => outputs,
+        };
         let tokens = dispatch.token_tensor::<B>(&device);
         return scatter_on_device(
             hidden_states,

@@ -155,7 +155,7 @@ impl SizedConfig for Gpt2Config {
         if !self.tie_word_embeddings {
             p.add(1, &[("vocab_size", self.vocab_size), h])?;
         }
-        p.finish_sizes([self.vocab_size, self.n_embd, l], None)
+        p.finish([self.vocab_size, self.n_embd, l], None)
     }
 }
 

@@ -4,8 +4,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::common::config::decoder_params;
 use crate::common::config::{parse_config_json, CoreDefaults, RawCore};
-use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
+use crate::common::limits::{self, ModelSize, SizedConfig, MAX_DIMENSION};
 use crate::common::{AttentionSpec, DecoderConfig, MlpSpec};
 use crate::error::{read_config_file, ConfigError};
 
@@ -110,7 +111,7 @@ impl SizedConfig for LlamaConfig {
             p.add(2 * l, &[inter])?;
             p.add(l, &[hidden])?;
         }
-        p.finish(&core, None)
+        p.finish(core.sizes(), None)
     }
 }
 

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::common::config::decoder_params;
 use crate::common::config::{parse_config_json, CoreDefaults, RawCore};
-use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
+use crate::common::limits::{self, ModelSize, SizedConfig, MAX_DIMENSION};
 use crate::common::{AttentionSpec, DecoderConfig, ExpertsSpec, RouterSpec};
 use crate::error::{read_config_file, ConfigError};
 
@@ -121,6 +122,9 @@ impl SizedConfig for MixtralConfig {
         let inter = ("intermediate_size", self.core.intermediate_size);
         p.add(l, &[experts, hidden])?; // router
         p.add(3 * l, &[experts, inter, hidden])?; // experts' gate, up, down
-        p.finish(&core, Some(("num_local_experts", self.num_local_experts)))
+        p.finish(
+            core.sizes(),
+            Some(("num_local_experts", self.num_local_experts)),
+        )
     }
 }

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::common::config::decoder_params;
 use crate::common::config::{parse_config_json, CoreDefaults, RawCore};
-use crate::common::limits::{self, decoder_params, ModelSize, SizedConfig, MAX_DIMENSION};
+use crate::common::limits::{self, ModelSize, SizedConfig, MAX_DIMENSION};
 use crate::common::{AttentionSpec, DecoderConfig, ExpertsSpec, MlpSpec, RouterSpec};
 use crate::error::{read_config_file, ConfigError};
 
@@ -270,7 +271,7 @@ impl SizedConfig for Qwen2MoeConfig {
         p.add(l, &[experts, hidden])?; // router
         p.add(3 * l, &[experts, moe, hidden])?; // experts' gate, up, down
         p.add(3 * l, &[shared, hidden])?; // shared expert
-        p.finish(&core, Some(("num_experts", self.num_experts)))
+        p.finish(core.sizes(), Some(("num_experts", self.num_experts)))
     }
 }
 

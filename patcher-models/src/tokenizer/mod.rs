@@ -77,8 +77,12 @@ pub enum TokenizerError {
     /// Encoding or decoding failed in the `tokenizers` crate.
     #[error("{0}")]
     Codec(String),
-    /// A token id outside the vocabulary was given to decode.
-    #[error("token id {id} is not in the tokenizer's vocabulary of {vocab} tokens")]
+    /// A token id below 0 or above `u32::MAX` was given to decode (ids within that range but
+    /// past the vocabulary are left out, as transformers leaves them).
+    #[error(
+        "token id {id} cannot be decoded: token ids are 0 to 4294967295 (this vocabulary has \
+         {vocab})"
+    )]
     UnknownId {
         /// The id.
         id: i64,
@@ -248,16 +252,22 @@ impl Tokenizer {
 
     /// `ids` as text, special tokens left out when `skip_special_tokens`, with
     /// `clean_up_tokenization_spaces` applied where transformers 5 applies it (not on a BPE
-    /// unless forced).
+    /// unless forced). Ids at or past the vocabulary are left out, as transformers' decode
+    /// (the `tokenizers` crate) leaves them: a model's `vocab_size` may be padded past its
+    /// tokenizer's (Qwen2's 151,936 for 151,646 tokens), and sampling can pick such an id.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenizerError::UnknownId`] for an id below 0 or above `u32::MAX`, and
+    /// [`TokenizerError::Codec`] where the tokenizer's decoder fails.
     pub fn decode(&self, ids: &[i64], skip_special_tokens: bool) -> Result<String, TokenizerError> {
         let vocab = self.vocab_size();
         let ids = ids
             .iter()
-            .map(|&id| {
-                u32::try_from(id)
-                    .ok()
-                    .filter(|&id| (id as usize) < vocab)
-                    .ok_or(TokenizerError::UnknownId { id, vocab })
+            .filter_map(|&id| match u32::try_from(id) {
+                Ok(id) if (id as usize) < vocab => Some(Ok(id)),
+                Ok(_) => None,
+                Err(_) => Some(Err(TokenizerError::UnknownId { id, vocab })),
             })
             .collect::<Result<Vec<u32>, _>>()?;
         let text = self

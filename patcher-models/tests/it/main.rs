@@ -12,6 +12,7 @@ mod cache;
 mod common;
 mod every_class;
 mod gpt2;
+mod kernels;
 mod loader;
 mod lora;
 mod lora_save;

@@ -1,4 +1,4 @@
-//! `generate`, written once on [`CausalLm`]: prefill the prompt into a [`KvCache`], then one
+//! `generate`, written once on [`CausalLm`](super::CausalLm): prefill the prompt into a [`KvCache`], then one
 //! token per step through it, chosen as transformers' `generate` does (repetition penalty,
 //! greedy or sampling with temperature, top-k and top-p), until each sequence reaches an EOS
 //! token, a stop sequence or the length limit. A left-padded batch decodes together; finished
@@ -16,7 +16,6 @@ use rand::SeedableRng;
 pub use config::GenerationConfig;
 
 use super::cache::KvCache;
-use super::causal_lm::{cached_forward, CausalLm};
 use super::layout::DecoderInputError;
 use super::output::Outputs;
 use crate::error::ConfigError;
@@ -32,7 +31,7 @@ pub enum FinishReason {
     StopSequence,
 }
 
-/// What [`CausalLm::generate`] returns.
+/// What [`CausalLm::generate`](super::CausalLm::generate) returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generated {
     /// Per sequence, the new tokens (an EOS token or stop sequence included), no padding.
@@ -85,10 +84,21 @@ pub enum GenerateError {
     },
 }
 
-/// The loop behind [`CausalLm::generate`]; `on_token(sequence, token)` sees each token as it is
-/// chosen.
-pub(crate) fn generate<B: Backend, M: CausalLm<B> + ?Sized>(
-    model: &M,
+/// One cached forward of the model being decoded: `(input_ids, attention_mask, cache, outputs)`
+/// to the logits ([`CausalLm::forward_cached`](super::CausalLm::forward_cached)'s step).
+pub(crate) type Step<'a, B> = dyn FnMut(
+        Tensor<B, 2, Int>,
+        Option<Tensor<B, 2, Int>>,
+        &mut KvCache<B>,
+        Outputs,
+    ) -> Result<Tensor<B, 3>, DecoderInputError>
+    + 'a;
+
+/// The loop behind [`CausalLm::generate`](super::CausalLm::generate), on a model given by its
+/// position limit (`max_positions`) and its cached `step`; `on_token(sequence, token)` sees each
+/// token as it is chosen.
+pub(crate) fn generate<B: Backend>(
+    (max_positions, step): (Option<usize>, &mut Step<'_, B>),
     input_ids: Tensor<B, 2, Int>,
     attention_mask: Option<Tensor<B, 2, Int>>,
     config: &GenerationConfig,
@@ -107,7 +117,7 @@ pub(crate) fn generate<B: Backend, M: CausalLm<B> + ?Sized>(
     let new_tokens = config.new_tokens(prompt_len);
     // The last token generated is never fed back: it needs no position.
     let positions = prompt_len + new_tokens.saturating_sub(1);
-    if let Some(max_positions) = model.max_positions().filter(|&m| positions > m) {
+    if let Some(max_positions) = max_positions.filter(|&m| positions > m) {
         let prompt = prompt_len;
         return Err(GenerateError::TooManyPositions {
             prompt,
@@ -134,7 +144,7 @@ pub(crate) fn generate<B: Backend, M: CausalLm<B> + ?Sized>(
     for _ in 0..new_tokens {
         // transformers' `logits_to_keep=1`: the head runs on the last position only.
         let outputs = Outputs::logits().keep_last_logits(1);
-        let logits = cached_forward(model, input, mask.clone(), &mut cache, outputs)?.logits;
+        let logits = step(input, mask.clone(), &mut cache, outputs)?;
         let vocab = logits.dims()[2];
         let last = logits.reshape([batch, vocab]);
         let mut host: Vec<f32> = last.to_data().convert::<f32>().to_vec().unwrap_or_default();
