@@ -25,8 +25,7 @@
 //! graph a host round trip would cut, nor a GPU), every tensor is f32 (f16 and bf16 fall back to
 //! Burn's ops), and the kernels are on: the cargo feature `enabled` and the run-time switch
 //! [`set_enabled`] (or [`disabled`] around one thread's calls, or `BURN_PATCHER_KERNELS=off` in
-//! the environment). Each choice is a `trace`
-//! event (target `patcher_kernels`).
+//! the environment). Each choice is a `trace` event (target `patcher_kernels`).
 //!
 //! # Values
 //!

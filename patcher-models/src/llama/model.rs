@@ -41,16 +41,14 @@ impl<B: Backend> LlamaAttention<B> {
     pub fn new(spec: &AttentionSpec, _layer_idx: usize, ctx: &BuildContext<'_, B>) -> Self {
         let [q_proj, k_proj, v_proj, o_proj] =
             attention_projections(spec).map(|c| c.init_slot(ctx));
-        let spec = *spec;
-        Self { q_proj, k_proj, v_proj, o_proj, spec }
+        Self { q_proj, k_proj, v_proj, o_proj, spec: *spec }
     }
 }
 
 impl<B: Backend> DecoderAttention<B> for LlamaAttention<B> {
     fn forward(&self, hidden_states: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
         let projections = [&*self.q_proj, &*self.k_proj, &*self.v_proj, &*self.o_proj];
-        let spec = &self.spec;
-        separate_qkv_attention(projections, spec, hidden_states, inputs)
+        separate_qkv_attention(projections, &self.spec, hidden_states, inputs)
     }
 }
 

@@ -1,8 +1,8 @@
-//! `generate`, written once on [`CausalLm`](super::CausalLm): prefill the prompt into a [`KvCache`], then one
-//! token per step through it, chosen as transformers' `generate` does (repetition penalty,
-//! greedy or sampling with temperature, top-k and top-p), until each sequence reaches an EOS
-//! token, a stop sequence or the length limit. A left-padded batch decodes together; finished
-//! sequences are fed padding while the others go on.
+//! `generate`, written once on [`CausalLm`](super::CausalLm): prefill the prompt into a
+//! [`KvCache`], then one token per step through it, chosen as transformers' `generate` does
+//! (repetition penalty, greedy or sampling with temperature, top-k and top-p), until each
+//! sequence reaches an EOS token, a stop sequence or the length limit. A left-padded batch
+//! decodes together; finished sequences are fed padding while the others go on.
 
 mod config;
 mod logits;
