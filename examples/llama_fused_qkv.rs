@@ -9,7 +9,7 @@
 
 mod common;
 
-use burn_patcher::{LoadOptions, Patcher};
+use burn_patcher::Patcher;
 use common::{fixture, print_build, Backend, Reference};
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
 use patcher_models::prelude::*;
@@ -37,12 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     for (title, patcher) in builds {
-        let loaded = LlamaForCausalLm::<Backend>::from_pretrained(
-            &dir,
-            &patcher,
-            &device,
-            &LoadOptions::default(),
-        )?;
+        let loaded = Pretrained::<Backend>::from_path(&dir)
+            .patcher(&patcher)
+            .load::<LlamaForCausalLm<Backend>>(&device)?;
         let logits = loaded.model.forward(reference.input_ids(&device));
         print_build(title, &loaded, logits, &reference);
     }

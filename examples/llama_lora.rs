@@ -31,7 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reference = Reference::read(&dir)?;
     let patcher = lora_patcher::<B, 8>(&LINEAR_NAMES)?;
     let options = LoadOptions::default().ignore_missing([LORA_PARAMETERS]);
-    let loaded = LlamaForCausalLm::<B>::from_pretrained(&dir, &patcher, &device, &options)?;
+    let loaded = Pretrained::<B>::from_path(&dir)
+        .patcher(&patcher)
+        .options(options.clone())
+        .load::<LlamaForCausalLm<B>>(&device)?;
 
     let slots = list_slots(&loaded.model);
     let lora = slots.iter().filter(|s| s.class == "LoraLinear").count();

@@ -16,7 +16,7 @@
 
 mod common;
 
-use burn_patcher::{LoadOptions, Patcher};
+use burn_patcher::Patcher;
 use common::{fixture, print_build, Backend, Reference};
 use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
@@ -45,24 +45,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     for (title, patcher) in builds {
-        let loaded = Qwen2MoeForCausalLm::<Backend>::from_pretrained(
-            &dir,
-            &patcher,
-            &device,
-            &LoadOptions::default(),
-        )?;
+        let loaded = Pretrained::<Backend>::from_path(&dir)
+            .patcher(&patcher)
+            .load::<Qwen2MoeForCausalLm<Backend>>(&device)?;
         let logits = loaded.model.forward(reference.input_ids(&device));
         print_build(title, &loaded, logits, &reference);
     }
 
     // Any on-disk layout into any patched class: the fused checkpoint into sequential experts.
     let fused = fixture("qwen2_moe_fused");
-    let loaded = Qwen2MoeForCausalLm::<Backend>::from_pretrained(
-        &fused,
-        &Patch::seed().patcher(&config)?,
-        &device,
-        &LoadOptions::default(),
-    )?;
+    let loaded = Pretrained::<Backend>::from_path(&fused)
+        .patcher(&Patch::seed().patcher(&config)?)
+        .load::<Qwen2MoeForCausalLm<Backend>>(&device)?;
     let logits = loaded.model.forward(reference.input_ids(&device));
     print_build(
         "patched, from the fused-experts layout (tests/fixtures/qwen2_moe_fused)",

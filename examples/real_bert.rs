@@ -17,7 +17,7 @@ mod common;
 use std::path::PathBuf;
 
 use burn::prelude::*;
-use burn_patcher::{Checkpoint, LoadOptions, Patcher};
+use burn_patcher::{Checkpoint, Patcher};
 use common::Backend as B;
 use patcher_models::bert::{BertConfig, BertModel};
 use patcher_models::prelude::*;
@@ -40,8 +40,9 @@ fn main() -> Result<(), Error> {
         ("unpatched", Patcher::new()),
         ("fused QKV", Patch::fused_qkv().patcher::<B, _>(&config)?),
     ] {
-        let loaded =
-            BertModel::<B>::from_pretrained(&dir, &patcher, &device, &LoadOptions::default())?;
+        let loaded = Pretrained::<B>::from_path(&dir)
+            .patcher(&patcher)
+            .load::<BertModel<B>>(&device)?;
         if !loaded.report.missing.is_empty() || !loaded.report.unexpected.is_empty() {
             return Err(format!("{name}: the load was not clean:\n{}", loaded.report).into());
         }

@@ -15,7 +15,7 @@
 //! 2. **Linear layouts.** One Linear forward (`[b, s, 1024] x [1024, n]`) per backend and prefill
 //!    shape, with the weight as a contiguous `[in, out]` tensor and as a transposed view of the
 //!    checkpoint's `[out, in]`: why the loader transposes during its copy.
-//! 3. **Models**, per backend: `from_pretrained` unpatched (default contiguous layout), unpatched
+//! 3. **Models**, per backend: `LoadFamily::load` unpatched (default contiguous layout), unpatched
 //!    with `LinearLayout::TransposedView` (the layout before issue 11), fused QKV, and the seed
 //!    patcher (fused QKV + `SequentialExperts`), plus the unpatched model after every parameter
 //!    is copied into a fresh contiguous tensor (the "native" reference of the issue). For each
@@ -282,13 +282,11 @@ fn run() -> Result<(), Error> {
 fn models<B: Backend>(name: &str, args: &Args, device: &B::Device) -> Result<Vec<Row>, Error> {
     let config = Qwen2MoeConfig::from_file(args.dir.join("config.json"))?;
     let load = |patcher: &Patcher<B>, layout: LinearLayout| {
-        Qwen2MoeForCausalLm::<B>::from_pretrained(
-            &args.dir,
-            patcher,
-            device,
-            &LoadOptions::default().linear_layout(layout),
-        )
-        .map(|loaded| loaded.model)
+        Pretrained::<B>::from_path(&args.dir)
+            .patcher(patcher)
+            .options(LoadOptions::default().linear_layout(layout))
+            .load::<Qwen2MoeForCausalLm<B>>(device)
+            .map(|loaded| loaded.model)
     };
     let wanted = |key: &str| args.models.iter().any(|m| m == key);
     let unpatched = load(&Patcher::new(), LinearLayout::Contiguous)?;

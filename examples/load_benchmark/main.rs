@@ -24,7 +24,7 @@
 //!      (warm in the page cache) with one positioned read each into freshly allocated buffers
 //!      (each byte copied once, by the kernel; the loader reads the same way). The faster of
 //!      the two is the lower bound the others are compared with.
-//!    - `burn-patcher, seed patcher`: `patcher_burn::from_pretrained` with the seed's patcher
+//!    - `burn-patcher, seed patcher`: `Pretrained::build` with the seed's patcher
 //!      (q/k/v concatenated into `FusedQKVAttention`, experts as `SequentialExperts`) into
 //!      `patcher-models`' `Qwen2MoeForCausalLM` on NdArray f32.
 //!    - `burn-patcher, fused QKV + merged experts`: the same call patching only the attention:
@@ -93,7 +93,7 @@ use bench::table::Table;
 use bench::Error;
 use burn::backend::NdArray;
 use burn::tensor::quantization::{QuantScheme, QuantStore};
-use burn_patcher::{from_pretrained, Checkpoint, LinearLayout, LoadOptions};
+use burn_patcher::{Checkpoint, LinearLayout, LoadOptions};
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use patcher_models::prelude::*;
 use patcher_models::qwen2_moe::{Qwen2MoeConfig, Qwen2MoeForCausalLm};
@@ -226,13 +226,10 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
                 _ => options,
             };
             let (loaded, usage) = measured(|| {
-                Ok(from_pretrained(
-                    dir,
-                    &patcher,
-                    &device,
-                    |ctx| Qwen2MoeForCausalLm::build(&config, ctx),
-                    &options,
-                )?)
+                let pretrained = Pretrained::from_path(dir)
+                    .patcher(&patcher)
+                    .options(options);
+                Ok(pretrained.build(&device, |ctx| Qwen2MoeForCausalLm::build(&config, ctx))?)
             })?;
             let report = &loaded.report;
             if !report.missing.is_empty() || !report.unexpected.is_empty() {

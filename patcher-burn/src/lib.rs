@@ -34,14 +34,14 @@ mod load;
 mod patcher;
 mod save;
 mod slot;
+mod store;
 mod visit;
 
 pub use load::backend_quant_scheme;
 pub use load::{
-    from_pretrained, load_checkpoint, load_into, load_with, model_params, plan_with, Layout,
-    LinearLayout, LoadError, LoadOptions, LoadPlan, LoadProgress, LoadSpec, Loaded, NonFiniteCount,
-    ParamInfo, ParamKind, PretrainedModel, Quantization, QuantizeError, QuantizeTargets,
-    MAX_LOAD_THREADS,
+    load_with, model_params, plan_with, Layout, LinearLayout, LoadError, LoadOptions, LoadPlan,
+    LoadProgress, LoadSpec, Loaded, NonFiniteCount, ParamInfo, ParamKind, Pretrained,
+    PretrainedModel, Quantization, QuantizeError, QuantizeTargets, MAX_LOAD_THREADS,
 };
 pub use load::{model_params_with, TorchLayout, TorchLayouts};
 pub use patcher::Patcher;
@@ -54,6 +54,7 @@ pub use slot::{
     ClassReplacement, Implements, InterfaceKey, LoadRecordError, OriginalClass, Patchable,
     RecordMismatch, Slot, SlotInfo, SlotInterface, SlotRecord, SlotRecordItem, MAX_RANK,
 };
+pub use store::{PatcherStore, StoreError};
 
 /// What `#[derive(Patchable)]` and `#[slot_interface]` expand to refers to; not a public API.
 #[doc(hidden)]

@@ -44,23 +44,23 @@ pub(crate) struct ConvertOptions {
     pub(crate) checkpoint: PathBuf,
     /// The folder to write.
     #[arg(value_name = "OUT")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// The layout to write.
     #[arg(long, value_enum, default_value_t = Target::Patched)]
-    to: Target,
+    pub(crate) to: Target,
     /// Shards of at most this much tensor data, with a model.safetensors.index.json:
     /// bytes, or with a unit (500MB, 5GB, 2GiB). Default: one file.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
-    max_shard_size: Option<u64>,
+    pub(crate) max_shard_size: Option<u64>,
     /// The dtype of the float tensors written. Default: the checkpoint's, when its float
     /// tensors share one (the values pass through f32, exactly for f16 and bf16), else f32.
     #[arg(long, value_enum)]
-    dtype: Option<OutputDType>,
+    pub(crate) dtype: Option<OutputDType>,
     /// Let --dtype write values beyond its range as infinities and values below its smallest
     /// subnormal as zeros. Without it such a value fails the conversion (exit status 3, naming
     /// the tensor and the value) and nothing is written; rounding is always allowed.
     #[arg(long)]
-    allow_lossy: bool,
+    pub(crate) allow_lossy: bool,
 }
 
 /// The `convert` arguments.
@@ -81,7 +81,7 @@ pub(crate) enum OutputDType {
 }
 
 impl OutputDType {
-    fn dtype(self) -> DType {
+    pub(crate) fn dtype(self) -> DType {
         match self {
             Self::F32 => DType::F32,
             Self::F16 => DType::F16,
@@ -184,7 +184,7 @@ impl FamilyCommand for ConvertArgs {
         let written = written?;
         let copied = copy_side_files(
             &checkpoint_folder(&args.checkpoint),
-            &prepared.config_path,
+            Some(&prepared.config_path),
             staging.path(),
         )?;
         // What was written, counted from the file itself (a stock layout may hold more tensors
@@ -221,15 +221,20 @@ impl FamilyCommand for ConvertArgs {
                 loaded.report.ignored.join(", ")
             );
         }
-        let files: Vec<&PathBuf> = written.iter().chain(&copied).collect();
-        for file in files.iter().take(MAX_FILES_LISTED) {
-            let name = file.file_name().unwrap_or(file.as_os_str());
-            let _ = writeln!(out, "  {}", name.to_string_lossy());
-        }
-        if files.len() > MAX_FILES_LISTED {
-            let _ = writeln!(out, "  and {} more", files.len() - MAX_FILES_LISTED);
-        }
+        list_files(&mut out, written.iter().chain(&copied));
         Ok(out)
+    }
+}
+
+/// Lists the files written, by name (a sharded output lists its first shards).
+pub(crate) fn list_files<'a>(out: &mut String, files: impl Iterator<Item = &'a PathBuf>) {
+    let files: Vec<&PathBuf> = files.collect();
+    for file in files.iter().take(MAX_FILES_LISTED) {
+        let name = file.file_name().unwrap_or(file.as_os_str());
+        let _ = writeln!(out, "  {}", name.to_string_lossy());
+    }
+    if files.len() > MAX_FILES_LISTED {
+        let _ = writeln!(out, "  and {} more", files.len() - MAX_FILES_LISTED);
     }
 }
 
@@ -280,9 +285,13 @@ fn spinner(message: String) -> ProgressBar {
 
 /// The files of a checkpoint folder that are not weights (`config.json`,
 /// `generation_config.json`, tokenizer files), copied next to the converted weights so that
-/// OUT is a complete checkpoint folder, with `config` (the config the conversion used) as its
-/// `config.json`. Returns the copies.
-fn copy_side_files(from: &Path, config: &Path, to: &Path) -> Result<Vec<PathBuf>, CliError> {
+/// OUT is a complete checkpoint folder, with `config` (the config the conversion used, if any)
+/// as its `config.json`. Returns the copies.
+pub(crate) fn copy_side_files(
+    from: &Path,
+    config: Option<&Path>,
+    to: &Path,
+) -> Result<Vec<PathBuf>, CliError> {
     const WEIGHTS: [&str; 8] = [
         ".safetensors",
         ".safetensors.index.json",
@@ -310,8 +319,8 @@ fn copy_side_files(from: &Path, config: &Path, to: &Path) -> Result<Vec<PathBuf>
         let name = source.file_name()?;
         (name != "config.json").then(|| (source.as_path(), to.join(name)))
     });
-    let config_copy = (config, to.join("config.json"));
-    for (source, target) in std::iter::once(config_copy).chain(copies) {
+    let config_copy = config.map(|config| (config, to.join("config.json")));
+    for (source, target) in config_copy.into_iter().chain(copies) {
         std::fs::copy(source, &target).map_err(io("copying", source))?;
         copied.push(target);
     }
@@ -320,7 +329,7 @@ fn copy_side_files(from: &Path, config: &Path, to: &Path) -> Result<Vec<PathBuf>
 
 /// OUT being written: a hidden folder next to it, renamed to OUT once everything is written, and
 /// removed with what it holds if anything fails first.
-struct Staging {
+pub(crate) struct Staging {
     dir: TempDir,
     out: PathBuf,
 }
@@ -329,7 +338,7 @@ impl Staging {
     /// Checks that OUT is absent or an empty folder (through a symbolic link: see
     /// [`out::resolve`]), and makes the staging folder next to that folder (creating its parent
     /// folders).
-    fn new(out: &Path) -> Result<Self, CliError> {
+    pub(crate) fn new(out: &Path) -> Result<Self, CliError> {
         let out = &out::resolve(out)?;
         let parent = parent_folder(out);
         std::fs::create_dir_all(&parent).map_err(CliError::io("creating", &parent))?;
@@ -341,12 +350,12 @@ impl Staging {
         Ok(Self { dir, out: out.to_path_buf() })
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Moves the staging folder to OUT.
-    fn commit(self) -> Result<(), CliError> {
+    pub(crate) fn commit(self) -> Result<(), CliError> {
         let io = CliError::io;
         if self.out.is_dir() {
             // Checked empty before: remove_dir fails if something appeared since.

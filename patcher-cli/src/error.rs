@@ -96,6 +96,15 @@ pub(crate) enum CliError {
         /// Where, how much is free and how much the checkpoint takes.
         space: String,
     },
+    /// A conversion could not run on a tensor (`--conversions`: an op that does not fit it) or
+    /// `--dtype` cannot hold a value without `--allow-lossy`; nothing was left in OUT.
+    #[error("converting `{key}`: {message}")]
+    Convert {
+        /// The tensor (a group's first target).
+        key: String,
+        /// Why.
+        message: String,
+    },
     /// The model could not be built with the patcher (a bug of the family's patcher).
     #[error("building the model: {0}")]
     Build(#[from] BuildError),
@@ -136,6 +145,7 @@ impl CliError {
             | Self::Tokenizer(_)
             | Self::Generate(_) => 2,
             Self::Build(_)
+            | Self::Convert { .. }
             | Self::Load(_)
             | Self::Save(_)
             | Self::Write { .. }

@@ -3,10 +3,12 @@
 //! patched causal LM.
 
 mod abandoned;
+mod conversions;
 mod convert;
 mod error;
 mod family;
 mod generate;
+mod generic;
 mod inspect;
 mod out;
 mod plan;
@@ -22,6 +24,7 @@ use crate::convert::{ConvertArgs, ConvertOptions};
 use crate::error::{CliError, EXIT_CODES};
 use crate::family::{check_patches, FamilyName};
 use crate::generate::GenerateArgs;
+use crate::generic::Generic;
 use crate::plan::PlanArgs;
 use crate::prepare::{checkpoint_folder, family_of_config, Selection};
 
@@ -29,7 +32,8 @@ use crate::prepare::{checkpoint_folder, family_of_config, Selection};
 /// with them.
 ///
 /// CKPT is a .safetensors file, a sharded *.safetensors.index.json, or a folder holding either;
-/// plan and convert read config.json from CKPT's folder.
+/// plan and convert read config.json from CKPT's folder, or, for a model the kit does not have,
+/// run the renamings and converters of --conversions FILE on the checkpoint alone.
 #[derive(Debug, Parser)]
 #[command(name = "burn-patcher", version, after_help = EXIT_CODES)]
 struct Cli {
@@ -54,7 +58,8 @@ enum Command {
     },
     /// The dry run of a strict load into a family's model with some patches: the load report
     /// and the conversions it would use, reading no tensor. Exit status 0 only when the load
-    /// would succeed, 1 (with the report) when it would not.
+    /// would succeed, 1 (with the report) when it would not. With --conversions, the tensors
+    /// the file's conversions would write, and whether they can run.
     #[command(after_help = EXIT_CODES)]
     Plan {
         /// The checkpoint.
@@ -68,7 +73,8 @@ enum Command {
     /// back in the family's stock transformers layout. The file is verified to load back before
     /// it is written; OUT is written whole or not at all (it must not exist, or be empty; a
     /// symbolic link is followed, and the folder it names must be empty and gets the files), and
-    /// gets CKPT's config.json and other non-weight files.
+    /// gets CKPT's config.json and other non-weight files. With --conversions (no family), the
+    /// file's conversions run on the checkpoint's tensors and OUT gets what they write.
     #[command(after_help = EXIT_CODES)]
     Convert {
         #[command(flatten)]
@@ -84,9 +90,16 @@ enum Command {
     Generate(GenerateArgs),
 }
 
-/// `--model` and `--patch`.
+/// `--model` and `--patch`, or `--conversions`.
 #[derive(Debug, clap::Args)]
 struct ModelArgs {
+    /// A JSON file of renamings and converters to run on the checkpoint alone, for a model the
+    /// kit has no family for: {"conversions": [{"rename": {"from": REGEX, "to": TEXT}},
+    /// {"convert": {"sources": [...], "targets": [...], "ops": [{"chunk": {"dim": 1}}]}}]}.
+    /// Ops: concatenate, chunk, split, merge_modulelist, split_modulelist, transpose, reshape,
+    /// interleave, permute_for_rope. Keys no conversion matches are kept as they are.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["family", "patches", "config"])]
+    conversions: Option<PathBuf>,
     /// The model family. Default: the one config.json's model_type names.
     #[arg(long = "model", value_name = "FAMILY", value_enum)]
     family: Option<FamilyName>,
@@ -120,6 +133,12 @@ impl ModelArgs {
 fn run(cli: Cli) -> Result<String, CliError> {
     match cli.command {
         Command::Inspect { checkpoint } => inspect::inspect(&checkpoint),
+        Command::Plan { checkpoint, model: ModelArgs { conversions: Some(file), .. } } => {
+            Generic::new(&checkpoint, &file)?.plan()
+        }
+        Command::Convert { options, model: ModelArgs { conversions: Some(file), .. } } => {
+            Generic::new(&options.checkpoint, &file)?.convert(&options)
+        }
         Command::Plan { checkpoint, model } => {
             let model = model.checked(&checkpoint)?;
             model.family.dispatch(PlanArgs { checkpoint, model })

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use patcher_burn::{model_params_with, SaveError, TorchLayouts};
-use patcher_core::DType;
+use patcher_core::{CheckpointError, DType};
 
 use crate::error::CliError;
 use crate::inspect::bytes;
@@ -70,9 +70,15 @@ pub(crate) fn bytes_to_write<B: burn::prelude::Backend, M: Module<B>>(
 /// being written (the input was read before), so it is an output error (exit status 3) that
 /// says where and how much space the output needs against how much is free.
 pub(crate) fn write_failed(out: &Path, needed: u64, error: SaveError) -> CliError {
-    let SaveError::Write(source) = error else {
-        return CliError::Save(error);
-    };
+    match error {
+        SaveError::Write(source) => write_error(out, needed, source),
+        error => CliError::Save(error),
+    }
+}
+
+/// Writing `needed` bytes into `out` failed with `source`: where, and how much space is free
+/// against how much the output takes.
+pub(crate) fn write_error(out: &Path, needed: u64, source: CheckpointError) -> CliError {
     let folder = parent_folder(out);
     let free = match free_bytes(&folder) {
         Some(free) => format!("{} free", bytes(free)),

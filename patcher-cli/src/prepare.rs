@@ -1,5 +1,5 @@
 //! What `plan` and `convert` share: the config, the checkpoint, the patched model and the load
-//! spec, made exactly as `XxxForCausalLM::from_pretrained` makes them (config read and checked
+//! spec, made exactly as the kit's `LoadFamily::load` makes them (config read and checked
 //! against the checkpoint's header, model built with the patcher, `LoadSpec::for_model`).
 
 use std::path::{Path, PathBuf};
@@ -61,7 +61,7 @@ pub(crate) struct Prepared<F: Family> {
     pub(crate) patch: Patch,
     /// The model built with the patches' patcher (parameters lazy: nothing read or allocated).
     pub(crate) model: F,
-    /// The load spec of `from_pretrained` with that patcher.
+    /// The load spec of `LoadFamily::load` with that patcher.
     pub(crate) spec: LoadSpec,
 }
 

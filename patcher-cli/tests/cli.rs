@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use burn::backend::ndarray::NdArrayDevice;
 use burn::backend::NdArray;
 use burn::prelude::*;
-use patcher_burn::{LoadOptions, Patcher};
+use patcher_burn::Patcher;
 use patcher_core::{save_safetensors, Checkpoint, DType, HostTensor};
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
 use patcher_models::prelude::*;
@@ -114,16 +114,15 @@ fn assert_same_logits(a: &Path, b: &Path, model: &Library) {
 /// The logits on [`ids`] of the checkpoint at `path` loaded through the library.
 fn library_logits(path: &Path, model: &Library) -> Vec<f32> {
     let device = Default::default();
-    let options = LoadOptions::default();
     let logits = match model {
-        Library::Llama(patcher) => {
-            LlamaForCausalLm::from_pretrained(path, patcher, &device, &options)
-                .map(|loaded| loaded.model.forward(ids(&device)))
-        }
-        Library::Qwen2Moe(patcher) => {
-            Qwen2MoeForCausalLm::from_pretrained(path, patcher, &device, &options)
-                .map(|loaded| loaded.model.forward(ids(&device)))
-        }
+        Library::Llama(patcher) => Pretrained::from_path(path)
+            .patcher(patcher)
+            .load::<LlamaForCausalLm<_>>(&device)
+            .map(|loaded| loaded.model.forward(ids(&device))),
+        Library::Qwen2Moe(patcher) => Pretrained::from_path(path)
+            .patcher(patcher)
+            .load::<Qwen2MoeForCausalLm<_>>(&device)
+            .map(|loaded| loaded.model.forward(ids(&device))),
     };
     logits.expect("loads").into_data().to_vec().unwrap()
 }

@@ -20,7 +20,8 @@ mod transform;
 
 pub use cast::{CastError, LossyNarrowing};
 pub use checkpoint::{
-    save_checkpoint, save_safetensors, write_atomic, Checkpoint, CheckpointError, TensorRef,
+    save_checkpoint, save_safetensors, shard_by_size, write_atomic, Checkpoint, CheckpointError,
+    TensorRef,
 };
 pub use config_error::ConfigError;
 pub use ops::{ConversionOp, Groups, OpContext, OpError};

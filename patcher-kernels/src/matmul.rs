@@ -34,11 +34,11 @@ pub fn matmul_row<B: Backend>(
     w: &Tensor<B, 2>,
 ) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let ([rows, k], [k_w, n]) = (x.dims(), w.dims());
-    let threads = rayon::current_num_threads();
-    let parts = threads.min(n / ALIGN);
-    if rows != 1
-        || k * n < SPLIT_MIN
-        || parts < 2
+    if rows != 1 || k * n < SPLIT_MIN {
+        return Err(x);
+    }
+    let parts = rayon::current_num_threads().min(n / ALIGN);
+    if parts < 2
         || HostBackend::of::<B>() != Some(HostBackend::Flex)
         || !runs_on_host::<B>("matmul_row", &[x.dtype(), w.dtype()])
     {

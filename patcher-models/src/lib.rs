@@ -105,11 +105,12 @@ pub use error::ConfigError;
 pub use patcher_kernels as kernels;
 
 /// The traits a model's user calls through: [`FamilyModel`](auto::FamilyModel) (`new`,
-/// `with_patcher`, `from_pretrained`) and [`CausalLm`](common::CausalLm) (`forward`,
-/// `forward_cached`, ...), and the cache.
+/// `with_patcher`), [`LoadFamily`](common::LoadFamily) (`Pretrained::from_path(dir).load()`)
+/// and [`CausalLm`](common::CausalLm) (`forward`, `forward_cached`, ...), and the cache.
 pub mod prelude {
     pub use crate::auto::FamilyModel;
-    pub use crate::common::{CausalLm, GenerationConfig, KvCache};
+    pub use crate::common::{CausalLm, GenerationConfig, KvCache, LoadFamily};
+    pub use patcher_burn::Pretrained;
 }
 
 /// The README's examples, run as doc tests so that they stay true.

@@ -65,7 +65,10 @@ fn qwen2_moe(name: &str) -> Load {
     let config = Qwen2MoeConfig::from_file(fixture(name).join("config.json")).unwrap();
     let patched = Patch::seed().patcher::<B, _>(&config).unwrap();
     load_with([Patcher::new(), patched], |dir, patcher, options| {
-        Qwen2MoeForCausalLm::<B>::from_pretrained(dir, patcher, &Default::default(), options)
+        Pretrained::<B>::from_path(dir)
+            .patcher(patcher)
+            .options(options.clone())
+            .load::<Qwen2MoeForCausalLm<B>>(&Default::default())
     })
 }
 
@@ -73,7 +76,10 @@ fn mixtral() -> Load {
     let config = MixtralConfig::from_file(fixture("mixtral").join("config.json")).unwrap();
     let patched = Patch::seed().patcher::<B, _>(&config).unwrap();
     load_with([Patcher::new(), patched], |dir, patcher, options| {
-        MixtralForCausalLm::<B>::from_pretrained(dir, patcher, &Default::default(), options)
+        Pretrained::<B>::from_path(dir)
+            .patcher(patcher)
+            .options(options.clone())
+            .load::<MixtralForCausalLm<B>>(&Default::default())
     })
 }
 

@@ -12,7 +12,7 @@ use crate::slot::BuildError;
 #[non_exhaustive]
 pub enum LoadError {
     /// The model's `config.json` could not be read, is invalid, or does not fit the checkpoint
-    /// (a family's `from_pretrained` reads it before building the model).
+    /// (the kit's `LoadFamily::load` reads it before building the model).
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The checkpoint could not be read.

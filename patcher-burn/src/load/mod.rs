@@ -1,6 +1,7 @@
 //! The loader: plan, read, convert, lay out for Burn, upload; and saving back.
 
 mod apply;
+mod builder;
 mod direct;
 mod error;
 mod execute;
@@ -14,6 +15,7 @@ mod params;
 mod pretrained;
 mod quantize;
 
+pub use builder::Pretrained;
 pub use error::LoadError;
 pub use finite::NonFiniteCount;
 pub(crate) use host::from_tensor_data;
@@ -21,7 +23,5 @@ pub use layout::{Layout, TorchLayout, TorchLayouts};
 pub use model::PretrainedModel;
 pub use options::{LoadOptions, LoadProgress, MAX_LOAD_THREADS};
 pub use params::{model_params, model_params_with, LinearLayout, ParamInfo, ParamKind};
-pub use pretrained::{
-    from_pretrained, load_checkpoint, load_into, load_with, plan_with, LoadPlan, LoadSpec, Loaded,
-};
+pub use pretrained::{load_with, plan_with, LoadPlan, LoadSpec, Loaded};
 pub use quantize::{backend_quant_scheme, Quantization, QuantizeError, QuantizeTargets};

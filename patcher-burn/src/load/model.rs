@@ -118,3 +118,19 @@ pub trait PretrainedModel<B: Backend>: Module<B> {
         TorchLayouts::default()
     }
 }
+
+/// Burn's layers load checkpoints of their own parameters as they are: no conversions, the
+/// PyTorch layouts of [`TorchLayouts::default`].
+macro_rules! pretrained_layer {
+    ($($layer:ty),*) => {
+        $(impl<B: Backend> PretrainedModel<B> for $layer {})*
+    };
+}
+
+pretrained_layer!(
+    burn::nn::Linear<B>,
+    burn::nn::Embedding<B>,
+    burn::nn::LayerNorm<B>,
+    burn::nn::RmsNorm<B>,
+    crate::layers::Conv1D<B>
+);

@@ -161,7 +161,7 @@ impl LoadOptions {
     /// use burn::nn::LinearConfig;
     /// use burn::tensor::quantization::{QuantLevel, QuantScheme};
     /// use burn::tensor::DType as BurnDType;
-    /// use patcher_burn::{backend_quant_scheme, load_checkpoint, LoadError, LoadOptions};
+    /// use patcher_burn::{backend_quant_scheme, LoadError, LoadOptions, Pretrained};
     /// use patcher_core::{save_safetensors, Checkpoint, HostTensor};
     ///
     /// // A checkpoint of one Linear (PyTorch layout: weight [out, in]).
@@ -179,7 +179,7 @@ impl LoadOptions {
     ///
     /// // The backend's 8-bit scheme loads (NdArray: one value per byte).
     /// let options = LoadOptions::default().quantize(backend_quant_scheme::<NdArray>());
-    /// let loaded = load_checkpoint(&linear, &checkpoint, &[], None, &options)?;
+    /// let loaded = Pretrained::from_checkpoint(&checkpoint).options(options).load_into(&linear)?;
     /// assert!(matches!(loaded.model.weight.val().dtype(), BurnDType::QFloat(_)));
     ///
     /// // Burn's packed default is refused on NdArray, as is a block that does not divide the
@@ -189,7 +189,8 @@ impl LoadOptions {
     ///     backend_quant_scheme::<NdArray>().with_level(QuantLevel::block([24])),
     /// ] {
     ///     let options = LoadOptions::default().quantize(scheme);
-    ///     let err = load_checkpoint(&linear, &checkpoint, &[], None, &options).unwrap_err();
+    ///     let pretrained = Pretrained::from_checkpoint(&checkpoint).options(options);
+    ///     let err = pretrained.load_into(&linear).unwrap_err();
     ///     assert!(matches!(&err, LoadError::Quantize { key, .. } if key == "weight"), "{err}");
     /// }
     /// std::fs::remove_dir_all(&dir)?;

@@ -1,16 +1,13 @@
 //! Loading a checkpoint into a model: plan, check, execute, apply.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use patcher_core::pattern::natural_key_cmp;
 use patcher_core::plan::PlanOptions;
-use patcher_core::{
-    Checkpoint, ConversionPlan, LoadReport, PatcherErrors, TensorMeta, WeightTransform,
-};
+use patcher_core::{Checkpoint, ConversionPlan, LoadReport, TensorMeta, WeightTransform};
 
 use super::apply::Applier;
 use super::error::LoadError;
@@ -22,7 +19,6 @@ use super::model::PretrainedModel;
 use super::options::LoadOptions;
 use super::params::{model_params_with, ParamInfo};
 use super::quantize::{check_scheme, check_supported, model_device, QuantizeSelector};
-use crate::slot::{BuildContext, BuildError};
 use crate::visit;
 use crate::Patcher;
 
@@ -77,6 +73,22 @@ pub struct LoadSpec {
 }
 
 impl LoadSpec {
+    /// A spec of exactly `transforms`: nothing run backwards, no base model prefix, no keys
+    /// ignored, Burn's layers' PyTorch layouts.
+    pub fn of_transforms(transforms: impl IntoIterator<Item = WeightTransform>) -> Self {
+        Self {
+            transforms: transforms.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// With transformers' `base_model_prefix` (a checkpoint key is stripped of it, or gets it,
+    /// when that makes it a parameter).
+    pub fn with_base_model_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.base_model_prefix = Some(prefix.into());
+        self
+    }
+
     /// `transforms` without the trailing legacy renamings: what turns a checkpoint in the
     /// model's stock (current transformers) layout into the model.
     pub fn stock_transforms(&self) -> &[WeightTransform] {
@@ -105,85 +117,6 @@ impl LoadSpec {
     }
 }
 
-/// Builds a patch-ready model with `patcher`'s substitutions and loads the safetensors checkpoint
-/// at `path` (a file, a sharded index, or a folder holding either) into it: transformers'
-/// `from_pretrained(..., patcher=patcher)`.
-///
-/// `constructor` is the model's constructor, building its slots through the
-/// [`BuildContext`]. The conversions are the model's defaults
-/// ([`PretrainedModel::weight_conversions`]) minus the patcher's filtered patterns, after its
-/// extra conversions; then renamings, converters and the PyTorch-to-Burn layout step run in
-/// that order. A checkpoint in a default converter's converted layout (transformers 5's fused
-/// experts, say) also loads into a model that wants the converter's sources: the converter runs
-/// backwards (see [`LoadReport::reversed`]).
-pub fn from_pretrained<B, M>(
-    path: impl AsRef<Path>,
-    patcher: &Patcher<B>,
-    device: &B::Device,
-    constructor: impl Fn(&BuildContext<'_, B>) -> M,
-    options: &LoadOptions,
-) -> Result<Loaded<M>, LoadError>
-where
-    B: Backend,
-    M: PretrainedModel<B>,
-{
-    // Open first: a missing checkpoint should not cost a model build.
-    let checkpoint = Checkpoint::open(path)?;
-    let model = BuildContext::build(patcher, device, constructor)?;
-    load_with(
-        &model,
-        &checkpoint,
-        &LoadSpec::for_model::<B, M>(patcher),
-        options,
-    )
-}
-
-/// Loads the checkpoint at `path` into a copy of an already built `model`, with the model's
-/// default conversions as `patcher` changes them (its filters and extra conversions; its
-/// `class_mapping` played its part when the model was built). `model` itself is untouched,
-/// whatever happens.
-pub fn load_into<B, M>(
-    model: &M,
-    path: impl AsRef<Path>,
-    patcher: &Patcher<B>,
-    options: &LoadOptions,
-) -> Result<Loaded<M>, LoadError>
-where
-    B: Backend,
-    M: PretrainedModel<B>,
-{
-    // The model was built already: the patcher's class keys played their part then, but its
-    // weight half (filters, extra conversions) is used now, and its mistakes are reported.
-    let errors = patcher.weights().errors();
-    if !errors.is_empty() {
-        return Err(BuildError::Patcher(PatcherErrors(errors.to_vec())).into());
-    }
-    let checkpoint = Checkpoint::open(path)?;
-    load_with(
-        model,
-        &checkpoint,
-        &LoadSpec::for_model::<B, M>(patcher),
-        options,
-    )
-}
-
-/// Loads an open `checkpoint` into a copy of `model` through exactly `transforms` (no model
-/// defaults, no patcher, nothing run backwards): the simplest form of [`load_with`].
-pub fn load_checkpoint<B: Backend, M: Module<B>>(
-    model: &M,
-    checkpoint: &Checkpoint,
-    transforms: &[WeightTransform],
-    base_model_prefix: Option<&str>,
-    options: &LoadOptions,
-) -> Result<Loaded<M>, LoadError> {
-    let spec = LoadSpec {
-        transforms: transforms.to_vec(),
-        base_model_prefix: base_model_prefix.map(str::to_string),
-        ..LoadSpec::default()
-    };
-    load_with(model, checkpoint, &spec, options)
-}
-
 /// What a load of an open checkpoint would do, planned from the checkpoint's header and the
 /// model's parameter list alone: [`plan_with`]'s result.
 #[derive(Debug, Clone)]
@@ -208,10 +141,9 @@ impl LoadPlan {
 }
 
 /// Plans loading `checkpoint` into `model` as `spec` says, exactly as [`load_with`] does, and
-/// stops there: no tensor byte is read and the model is untouched. Build the model (Burn's
-/// initializers make parameters lazy, so a model built only to be planned allocates no
-/// weights) and the spec as a load would, e.g. [`LoadSpec::for_model`] for a patcher, to get the dry run of a
-/// [`from_pretrained`].
+/// stops there: no tensor byte is read and the model is untouched. The building block of
+/// [`Pretrained::plan`](crate::Pretrained::plan), for any Burn module (not only a
+/// [`PretrainedModel`]) with an explicit spec.
 ///
 /// Errors are those of the spec itself (an invalid transform or ignore pattern, a backend
 /// float type the loader does not know); a checkpoint that does not fit is not an error here
@@ -266,7 +198,8 @@ fn plan_params<B: Backend, M: Module<B>>(
 }
 
 /// Loads an open `checkpoint` into a copy of `model` as `spec` says: the building block of
-/// [`from_pretrained`] and [`load_into`]. [`plan_with`] is its dry run.
+/// [`Pretrained`](crate::Pretrained)'s loads, for any Burn module (not only a
+/// [`PretrainedModel`]) with an explicit spec. [`plan_with`] is its dry run.
 ///
 /// Strict by default: if the plan finds unexpected keys, missing parameters, shape or dtype
 /// mismatches or conversion errors, nothing is loaded and the error carries the report. With

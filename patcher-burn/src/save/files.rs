@@ -22,32 +22,6 @@ pub(crate) fn target_file(path: &Path) -> Result<PathBuf, SaveError> {
     Ok(path.join(WEIGHTS_NAME))
 }
 
-/// Splits `tensors` (in order) into shards of at most `max_bytes` each (a larger tensor gets a
-/// shard of its own), as transformers' `split_torch_state_dict_into_shards`.
-pub(crate) fn shard(
-    tensors: Vec<(String, HostTensor<'static>)>,
-    max_bytes: Option<u64>,
-) -> Vec<Vec<(String, HostTensor<'static>)>> {
-    let Some(max) = max_bytes else {
-        return vec![tensors];
-    };
-    let mut shards: Vec<Vec<(String, HostTensor<'static>)>> = vec![Vec::new()];
-    let mut size = 0u64;
-    for (key, tensor) in tensors {
-        let bytes = tensor.bytes.len() as u64;
-        let current = shards.last().map_or(0, Vec::len);
-        if current > 0 && size + bytes > max {
-            shards.push(Vec::new());
-            size = 0;
-        }
-        size += bytes;
-        if let Some(last) = shards.last_mut() {
-            last.push((key, tensor));
-        }
-    }
-    shards
-}
-
 /// Writes the shards as the checkpoint `file` in one commit ([`save_checkpoint`]): one shard
 /// as `file` itself, several with an index. Returns the written paths (shards, then the index).
 pub(crate) fn write(

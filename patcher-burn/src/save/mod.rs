@@ -188,7 +188,7 @@ pub fn save_pretrained_with<B: Backend, M: Module<B>>(
     options: &SaveOptions,
 ) -> Result<Vec<PathBuf>, SaveError> {
     let layouts = options.torch_layouts_choice().unwrap_or(&loaded.layouts);
-    save(
+    save_parts(
         &loaded.model,
         path.as_ref(),
         &loaded.conversions,
@@ -212,7 +212,7 @@ pub fn save_model<B: Backend, M: Module<B>>(
 ) -> Result<Vec<PathBuf>, SaveError> {
     let defaults = TorchLayouts::default();
     let layouts = options.torch_layouts_choice().unwrap_or(&defaults);
-    save(
+    save_parts(
         model,
         path.as_ref(),
         conversions,
@@ -223,7 +223,9 @@ pub fn save_model<B: Backend, M: Module<B>>(
     )
 }
 
-fn save<B: Backend, M: Module<B>>(
+/// Saves `model` through the reverse of `conversions`, checked against `source_layout` (the
+/// keys a load read; empty when there was no load): what every save runs.
+pub(crate) fn save_parts<B: Backend, M: Module<B>>(
     model: &M,
     path: &Path,
     conversions: &[WeightTransform],
@@ -280,7 +282,7 @@ fn save<B: Backend, M: Module<B>>(
     tracing::debug!(ms = verifying.elapsed().as_secs_f64() * 1e3, "verified");
     let file = files::target_file(path)?;
     let bytes: usize = written.iter().map(|(_, meta)| meta.num_bytes()).sum();
-    let shards = files::shard(collected.tensors, options.max_shard_size);
+    let shards = patcher_core::shard_by_size(collected.tensors, options.max_shard_size);
     let writing = Instant::now();
     let files = files::write(&file, shards)?;
     tracing::info!(

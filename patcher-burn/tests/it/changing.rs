@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use crate::common::*;
 use crate::loader::check_tiny_values;
 use burn::backend::NdArray;
-use patcher_burn::{load_into, LoadError, LoadOptions, Patcher};
+use patcher_burn::{LoadError, LoadOptions, Pretrained};
 use patcher_core::{save_safetensors, CheckpointError, DType, HostTensor};
 
 type B = NdArray;
@@ -108,7 +108,9 @@ fn a_checkpoint_truncated_during_a_load_is_a_typed_error() {
     });
     let model = Tiny::<B>::new(&Default::default());
     let before = snapshot(&model);
-    let result = load_into(&model, dir.path(), &Patcher::new(), &options);
+    let result = Pretrained::from_path(dir.path())
+        .options(options.clone())
+        .load_into(&model);
     let size = format!("size {len} -> {} bytes", len / 2);
     assert_failed_untouched(result, &file, &size, &model, &before);
 }
@@ -125,7 +127,9 @@ fn a_checkpoint_overwritten_in_place_during_a_load_is_a_typed_error() {
     });
     let model = Tiny::<B>::new(&Default::default());
     let before = snapshot(&model);
-    let result = load_into(&model, dir.path(), &Patcher::new(), &options);
+    let result = Pretrained::from_path(dir.path())
+        .options(options.clone())
+        .load_into(&model);
     assert_eq!(std::fs::metadata(&file).unwrap().len(), len);
     assert_failed_untouched(result, &file, "mtime", &model, &before);
 }
@@ -139,7 +143,10 @@ fn a_checkpoint_replaced_by_rename_during_a_load_loads_the_old_file() {
         save_safetensors(file, [("other".to_string(), other)], None).unwrap();
     });
     let model = Tiny::<B>::new(&Default::default());
-    let loaded = load_into(&model, dir.path(), &Patcher::new(), &options).unwrap();
+    let loaded = Pretrained::from_path(dir.path())
+        .options(options.clone())
+        .load_into(&model)
+        .unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     check_tiny_values(&loaded.model, &tensors);
     // The folder now holds the other checkpoint.

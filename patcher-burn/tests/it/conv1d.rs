@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use burn::backend::NdArray;
 use burn::prelude::*;
 use patcher_burn::layers::{Conv1D, Conv1DConfig};
-use patcher_burn::{load_into, LoadOptions, Patcher, PretrainedModel};
+use patcher_burn::{Pretrained, PretrainedModel};
 use safetensors::SafeTensors;
 
 use crate::common::values;
@@ -56,7 +56,7 @@ fn gpt2_conv1d_loads_a_stock_checkpoint_with_transformers_outputs() {
         c_proj: Conv1DConfig::new(8, 8).init(&device),
     };
     let path = fixture().join("model.safetensors");
-    let loaded = load_into(&model, &path, &Patcher::new(), &LoadOptions::default()).unwrap();
+    let loaded = Pretrained::from_path(&path).load_into(&model).unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     assert_eq!(loaded.report.loaded, 4, "{}", loaded.report);
 

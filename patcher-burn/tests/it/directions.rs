@@ -13,8 +13,8 @@ use burn::backend::NdArray;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use patcher_burn::{
-    load_checkpoint, load_into, load_with, save_model, save_pretrained, save_pretrained_with,
-    BuildError, LoadError, LoadOptions, LoadSpec, Patcher, SaveError, SaveOptions,
+    load_with, save_model, save_pretrained, save_pretrained_with, BuildError, LoadError,
+    LoadOptions, LoadSpec, Patcher, Pretrained, SaveError, SaveOptions,
 };
 use patcher_core::ops::{Chunk, Concatenate, SplitModulelist};
 use patcher_core::{
@@ -170,14 +170,8 @@ fn wildcard_targets_load_a_fused_checkpoint_per_expert_and_save_it_back() {
     let dir = TempDir::new("wildcard");
     let (original, tensors) = write_fused_experts(&dir);
     let checkpoint = Checkpoint::open(&original).unwrap();
-    let loaded = load_checkpoint(
-        &model,
-        &checkpoint,
-        &transforms,
-        None,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let spec = LoadSpec::of_transforms(transforms);
+    let loaded = load_with(&model, &checkpoint, &spec, &LoadOptions::default()).unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     assert_eq!(loaded.report.loaded, LAYERS * EXPERTS * 3);
     assert_up_rows(
@@ -192,7 +186,7 @@ fn wildcard_targets_load_a_fused_checkpoint_per_expert_and_save_it_back() {
 #[test]
 fn a_fused_checkpoint_runs_the_models_converters_backwards() {
     // The per-expert model has no conversions of its own; the fused model's defaults (per-expert
-    // keys -> fused) are declared reversible, as `from_pretrained` does with a model's defaults.
+    // keys -> fused) are declared reversible, as `Pretrained` does with a model's defaults.
     let dir = TempDir::new("backwards");
     let (original, tensors) = write_fused_experts(&dir);
     let checkpoint = Checkpoint::open(&original).unwrap();
@@ -286,7 +280,8 @@ fn load_qkv(
     write_qkv(&original, rows);
     let checkpoint = Checkpoint::open(&original).unwrap();
     let options = LoadOptions::default();
-    let loaded = load_checkpoint(&gqa_model(), &checkpoint, &plain_qkv(), None, &options);
+    let spec = LoadSpec::of_transforms(plain_qkv());
+    let loaded = load_with(&gqa_model(), &checkpoint, &spec, &options);
     (original, loaded.unwrap())
 }
 
@@ -419,7 +414,8 @@ fn round_trip<M: Module<B>>(
         .collect();
     write_checkpoint(&original, &tensors);
     let checkpoint = Checkpoint::open(&original)?;
-    let loaded = load_checkpoint(model, &checkpoint, renaming, None, &LoadOptions::default())?;
+    let spec = LoadSpec::of_transforms(renaming.to_vec());
+    let loaded = load_with(model, &checkpoint, &spec, &LoadOptions::default())?;
     let saved = dir.path().join("saved.safetensors");
     save_pretrained(&loaded, &saved)?;
     assert_same_file(&original, &saved);
@@ -443,13 +439,9 @@ fn sharded_save_writes_an_index_and_cleans_up_the_previous_layout() {
     let dir = TempDir::new("shards");
     let original = dir.path().join("model.safetensors");
     write_checkpoint(&original, &tiny_checkpoint(DType::F32));
-    let loaded = load_into(
-        &Tiny::<B>::new(&Default::default()),
-        &original,
-        &Patcher::new(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let loaded = Pretrained::from_path(&original)
+        .load_into(&Tiny::<B>::new(&Default::default()))
+        .unwrap();
     let out = dir.path().join("out");
     let written =
         save_pretrained_with(&loaded, &out, &SaveOptions::default().max_shard_size(200)).unwrap();
@@ -495,27 +487,38 @@ fn ignored_keys_keep_the_load_strict_for_everything_else() {
     write_checkpoint(&dir.path().join("model.safetensors"), &tensors);
     let model = Tiny::<B>::new(&Default::default());
 
-    let err = load_into(&model, dir.path(), &Patcher::new(), &LoadOptions::default()).unwrap_err();
+    let err = Pretrained::from_path(dir.path())
+        .load_into(&model)
+        .unwrap_err();
     let LoadError::Incomplete { report } = &err else {
         panic!("{err}");
     };
     assert_eq!(report.unexpected, ["layers.0.rotary_emb.inv_freq"]);
 
     let options = LoadOptions::default().ignore_unexpected([r"rotary_emb\.inv_freq$"]);
-    let loaded = load_into(&model, dir.path(), &Patcher::new(), &options).unwrap();
+    let loaded = Pretrained::from_path(dir.path())
+        .options(options.clone())
+        .load_into(&model)
+        .unwrap();
     assert_eq!(loaded.report.ignored, ["layers.0.rotary_emb.inv_freq"]);
     assert!(loaded.report.unexpected.is_empty());
 
     // Another unexpected key still fails the load.
     tensors.insert("layers.0.extra".into(), f32_tensor(&[2], 1.0));
     write_checkpoint(&dir.path().join("model.safetensors"), &tensors);
-    let err = load_into(&model, dir.path(), &Patcher::new(), &options).unwrap_err();
+    let err = Pretrained::from_path(dir.path())
+        .options(options.clone())
+        .load_into(&model)
+        .unwrap_err();
     assert!(
         matches!(err, LoadError::Incomplete { ref report } if report.unexpected == ["layers.0.extra"])
     );
 
     let bad = LoadOptions::default().ignore_unexpected(["("]);
-    let err = load_into(&model, dir.path(), &Patcher::new(), &bad).unwrap_err();
+    let err = Pretrained::from_path(dir.path())
+        .options(bad.clone())
+        .load_into(&model)
+        .unwrap_err();
     assert!(matches!(err, LoadError::Pattern(_)), "{err}");
 }
 
@@ -531,7 +534,10 @@ fn a_patcher_with_mistakes_fails_the_load_into_a_built_model() {
     let patcher = Patcher::new()
         .filtered_weight_conversion_patterns(["[unclosed"])
         .extra_weight_conversions([WeightConverter::new("a", "b")]);
-    let err = load_into(&model, dir.path(), &patcher, &LoadOptions::default()).unwrap_err();
+    let err = Pretrained::from_path(dir.path())
+        .patcher(&patcher)
+        .load_into(&model)
+        .unwrap_err();
     let LoadError::Build(BuildError::Patcher(errors)) = &err else {
         panic!("{err}");
     };
@@ -548,13 +554,18 @@ fn a_partial_load_skips_a_tensor_of_the_wrong_dtype() {
     let model = Tiny::<B>::new(&Default::default());
     let before: Vec<i64> = model.position_ids.val().into_data().iter::<i64>().collect();
 
-    let err = load_into(&model, dir.path(), &Patcher::new(), &LoadOptions::default()).unwrap_err();
+    let err = Pretrained::from_path(dir.path())
+        .load_into(&model)
+        .unwrap_err();
     assert!(
         matches!(err, LoadError::Incomplete { ref report } if report.dtype_mismatches.len() == 1)
     );
 
     let options = LoadOptions::default().partial();
-    let loaded = load_into(&model, dir.path(), &Patcher::new(), &options).unwrap();
+    let loaded = Pretrained::from_path(dir.path())
+        .options(options.clone())
+        .load_into(&model)
+        .unwrap();
     let mismatch = &loaded.report.dtype_mismatches[0];
     assert_eq!(mismatch.name, "position_ids");
     assert_eq!(
@@ -583,7 +594,7 @@ fn mixed_float_experts_are_cast_like_every_other_tensor() {
     tensors.insert(key, f16);
     write_checkpoint(&dir.path().join("model.safetensors"), &tensors);
     let model = Tiny::<B>::new(&Default::default());
-    let loaded = load_into(&model, dir.path(), &Patcher::new(), &LoadOptions::default()).unwrap();
+    let loaded = Pretrained::from_path(dir.path()).load_into(&model).unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     let gate_up = values(loaded.model.layers[1].experts.gate_up_proj.val());
     let per_expert = 2 * INTER * HIDDEN;

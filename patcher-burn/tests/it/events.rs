@@ -8,7 +8,7 @@ use std::thread::ThreadId;
 
 use crate::common::*;
 use burn::backend::NdArray;
-use patcher_burn::{load_into, save_pretrained, LoadOptions, Patcher};
+use patcher_burn::{save_pretrained, LoadOptions, Pretrained};
 use patcher_core::{Checkpoint, DType};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -119,7 +119,10 @@ fn a_load_and_a_save_report_their_phases_with_sizes_and_times() {
     let model = Tiny::<B>::new(&device);
     // A small wave size, so the load runs in several waves.
     let options = LoadOptions::default().max_bytes_in_flight(100);
-    let loaded = load_into(&model, dir.path(), &Patcher::new(), &options).unwrap();
+    let loaded = Pretrained::from_path(dir.path())
+        .options(options.clone())
+        .load_into(&model)
+        .unwrap();
     save_pretrained(&loaded, &saved).unwrap();
 
     let spans = capture.spans.lock().unwrap().clone();

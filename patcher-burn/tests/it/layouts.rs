@@ -11,8 +11,8 @@ use burn::module::{Param, ParamId};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use patcher_burn::{
-    load_into, load_with, model_params_with, save_model, save_pretrained, Layout, LoadError,
-    LoadOptions, LoadSpec, Patcher, PretrainedModel, SaveOptions, TorchLayout, TorchLayouts,
+    load_with, model_params_with, save_model, save_pretrained, Layout, LoadError, LoadOptions,
+    LoadSpec, Pretrained, PretrainedModel, SaveOptions, TorchLayout, TorchLayouts,
 };
 use patcher_core::{Checkpoint, HostTensor};
 
@@ -132,7 +132,7 @@ fn registered_layouts_put_each_value_in_its_param() {
     let path = dir.path().join("model.safetensors");
     write_checkpoint(&path, &tensors);
 
-    let loaded = load_into(&block(), &path, &Patcher::new(), &LoadOptions::default()).unwrap();
+    let loaded = Pretrained::from_path(&path).load_into(&block()).unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     assert_eq!(loaded.layouts, Block::<B>::torch_layouts());
     let m = &loaded.model;

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use crate::common::*;
 use burn::prelude::*;
 use patcher_burn::{
-    load_checkpoint, load_into, plan_with, save_pretrained, save_pretrained_with, LinearLayout,
-    LoadError, LoadOptions, LoadSpec, Patcher, PretrainedModel, SaveOptions,
+    load_with, plan_with, save_pretrained, save_pretrained_with, LinearLayout, LoadError,
+    LoadOptions, LoadSpec, Patcher, Pretrained, PretrainedModel, SaveOptions,
 };
 use patcher_core::{Checkpoint, DType, HostTensor, WeightTransform};
 
@@ -23,7 +23,10 @@ fn check_layout_and_merge<B: Backend>(device: &B::Device) {
     for layout in [LinearLayout::Contiguous, LinearLayout::TransposedView] {
         let model = Tiny::<B>::new(device);
         let options = LoadOptions::default().linear_layout(layout);
-        let loaded = load_into(&model, dir.path(), &Patcher::new(), &options).unwrap();
+        let loaded = Pretrained::from_path(dir.path())
+            .options(options.clone())
+            .load_into(&model)
+            .unwrap();
         assert!(loaded.report.is_clean(), "{}", loaded.report);
         check_tiny_values(&loaded.model, &tensors);
     }
@@ -77,7 +80,9 @@ fn check_strict_failure_keeps_model<B: Backend>(device: &B::Device) {
 
     let model = Tiny::<B>::new(device);
     let before = values(model.layers[1].experts.gate_up_proj.val());
-    let err = load_into(&model, dir.path(), &Patcher::new(), &LoadOptions::default()).unwrap_err();
+    let err = Pretrained::from_path(dir.path())
+        .load_into(&model)
+        .unwrap_err();
     let LoadError::Incomplete { report } = &err else {
         panic!("expected an incomplete load, got {err}");
     };
@@ -117,7 +122,10 @@ fn check_partial_load<B: Backend>(device: &B::Device) {
     let model = Tiny::<B>::new(device);
     let init_norm = values(model.layers[1].norm.gamma.val());
     let options = LoadOptions::default().partial();
-    let loaded = load_into(&model, dir.path(), &Patcher::new(), &options).unwrap();
+    let loaded = Pretrained::from_path(dir.path())
+        .options(options.clone())
+        .load_into(&model)
+        .unwrap();
     assert_eq!(loaded.report.missing, ["layers.1.norm.weight"]);
     assert_eq!(values(loaded.model.layers[1].norm.gamma.val()), init_norm);
     let norm0 = tensor_values(&tensors["layers.0.norm.weight"]);
@@ -130,8 +138,7 @@ fn check_half_precision_checkpoints<B: Backend>(device: &B::Device) {
         let tensors = tiny_checkpoint(dtype);
         write_checkpoint(&dir.path().join("model.safetensors"), &tensors);
         let model = Tiny::<B>::new(device);
-        let loaded =
-            load_into(&model, dir.path(), &Patcher::new(), &LoadOptions::default()).unwrap();
+        let loaded = Pretrained::from_path(dir.path()).load_into(&model).unwrap();
         // The values are multiples of 1/16 below 8: exact in f16, bf16 and f32.
         let norm = tensor_values(&tensors["layers.1.norm.weight"]);
         assert_eq!(
@@ -191,7 +198,7 @@ fn check_sharded_group_across_files<B: Backend>(device: &B::Device) {
     .unwrap();
 
     let model = Tiny::<B>::new(device);
-    let loaded = load_into(&model, dir.path(), &Patcher::new(), &LoadOptions::default()).unwrap();
+    let loaded = Pretrained::from_path(dir.path()).load_into(&model).unwrap();
     let mut expected = Vec::new();
     for e in 0..EXPERTS {
         expected.extend(tensor_values(&tensors[&expert_key(0, e, "gate")]));
@@ -210,7 +217,7 @@ fn check_save_round_trip<B: Backend>(device: &B::Device) {
     write_checkpoint(&original, &tensors);
 
     let model = Tiny::<B>::new(device);
-    let loaded = load_into(&model, &original, &Patcher::new(), &LoadOptions::default()).unwrap();
+    let loaded = Pretrained::from_path(&original).load_into(&model).unwrap();
     let saved = dir.path().join("saved.safetensors");
     save_pretrained(&loaded, &saved).unwrap();
 
@@ -244,14 +251,8 @@ fn check_progress_and_threads<B: Backend>(device: &B::Device) {
         .on_progress(move |p| sink.lock().unwrap().push(*p));
     let model = Tiny::<B>::new(device);
     let checkpoint = Checkpoint::open(dir.path()).unwrap();
-    let loaded = load_checkpoint(
-        &model,
-        &checkpoint,
-        &Tiny::<B>::weight_conversions(),
-        None,
-        &options,
-    )
-    .unwrap();
+    let spec = LoadSpec::of_transforms(Tiny::<B>::weight_conversions());
+    let loaded = load_with(&model, &checkpoint, &spec, &options).unwrap();
     let seen = seen.lock().unwrap();
     let total_bytes: u64 = tensors.values().map(|t| t.num_bytes() as u64).sum();
     let last = seen.last().unwrap();
@@ -267,13 +268,9 @@ fn check_progress_and_threads<B: Backend>(device: &B::Device) {
 
 fn check_missing_checkpoint<B: Backend>(device: &B::Device) {
     let model = Tiny::<B>::new(device);
-    let err = load_into(
-        &model,
-        "/nonexistent/checkpoint",
-        &Patcher::new(),
-        &LoadOptions::default(),
-    )
-    .unwrap_err();
+    let err = Pretrained::from_path("/nonexistent/checkpoint")
+        .load_into(&model)
+        .unwrap_err();
     assert!(matches!(err, LoadError::Checkpoint(_)), "{err}");
     assert!(err.to_string().contains("/nonexistent/checkpoint"), "{err}");
 }
@@ -285,7 +282,9 @@ fn check_int_buffer_reported<B: Backend>(device: &B::Device) {
     tensors.insert("position_ids".into(), f32_tensor(&[POSITIONS], 1.0));
     write_checkpoint(&dir.path().join("model.safetensors"), &tensors);
     let model = Tiny::<B>::new(device);
-    let err = load_into(&model, dir.path(), &Patcher::new(), &LoadOptions::default()).unwrap_err();
+    let err = Pretrained::from_path(dir.path())
+        .load_into(&model)
+        .unwrap_err();
     assert!(err.to_string().contains("position_ids"), "{err}");
 }
 
@@ -354,7 +353,10 @@ fn progress_bar_load() {
     write_checkpoint(&dir.path().join("model.safetensors"), &tensors);
     let model = Tiny::<burn::backend::NdArray>::new(&Default::default());
     let options = LoadOptions::default().progress_bar();
-    let loaded = load_into(&model, dir.path(), &Patcher::new(), &options).unwrap();
+    let loaded = Pretrained::from_path(dir.path())
+        .options(options.clone())
+        .load_into(&model)
+        .unwrap();
     let norm = tensor_values(&tensors["layers.1.norm.weight"]);
     assert_eq!(values(loaded.model.layers[1].norm.gamma.val()), norm);
 }

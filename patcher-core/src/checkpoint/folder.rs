@@ -25,6 +25,44 @@ use super::index::MAX_INDEX_BYTES;
 use super::write::{save_safetensors, write_atomic};
 use crate::tensor::HostTensor;
 
+/// Splits `tensors` (in order) into shards of at most `max_bytes` each (a larger tensor gets a
+/// shard of its own), as transformers' `split_torch_state_dict_into_shards`; `None` is one
+/// shard. The shards [`save_checkpoint`] takes.
+///
+/// ```
+/// use patcher_core::{shard_by_size, HostTensor};
+///
+/// let tensor = |n: usize| HostTensor::from_f32([n], &vec![0.0; n]).into_owned();
+/// let tensors = vec![("a".into(), tensor(4)), ("b".into(), tensor(4)), ("c".into(), tensor(16))];
+/// let shards = shard_by_size(tensors, Some(32));
+/// let keys: Vec<Vec<&str>> =
+///     shards.iter().map(|s| s.iter().map(|(k, _)| k.as_str()).collect()).collect();
+/// assert_eq!(keys, [vec!["a", "b"], vec!["c"]]);
+/// ```
+pub fn shard_by_size<'a>(
+    tensors: Vec<(String, HostTensor<'a>)>,
+    max_bytes: Option<u64>,
+) -> Vec<Vec<(String, HostTensor<'a>)>> {
+    let Some(max) = max_bytes else {
+        return vec![tensors];
+    };
+    let mut shards: Vec<Vec<(String, HostTensor<'a>)>> = vec![Vec::new()];
+    let mut size = 0u64;
+    for (key, tensor) in tensors {
+        let bytes = tensor.bytes.len() as u64;
+        let current = shards.last().map_or(0, Vec::len);
+        if current > 0 && size + bytes > max {
+            shards.push(Vec::new());
+            size = 0;
+        }
+        size += bytes;
+        if let Some(last) = shards.last_mut() {
+            last.push((key, tensor));
+        }
+    }
+    shards
+}
+
 /// Saves `shards` as the checkpoint `file` (`folder/model.safetensors`): one shard as that file,
 /// several as `model-00001-of-0000N.safetensors`, ... and `model.safetensors.index.json` (keys
 /// sorted, `metadata.total_size` and `total_parameters`, as transformers writes it), each file

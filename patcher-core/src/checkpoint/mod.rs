@@ -38,7 +38,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use error::CheckpointError;
-pub use folder::save_checkpoint;
+pub use folder::{save_checkpoint, shard_by_size};
 pub use write::{save_safetensors, write_atomic};
 
 use crate::tensor::{DType, HostTensor, TensorMeta};

@@ -45,7 +45,7 @@ pub(crate) fn plan_load(
 ) -> ConversionPlan {
     let base = options.base_model_prefix.as_deref();
     let model: HashMap<&str, Expected<'_>> = expected.iter().copied().collect();
-    let in_model = |key: &str| model.contains_key(key);
+    let in_model = |key: &str| options.without_model || model.contains_key(key);
     // The loader casts float tensors to the model's float dtype before any op runs; plan with
     // the cast metas so mixed float sources (one F16 expert among F32 ones) stack.
     let metas: Vec<TensorMeta> = checkpoint
@@ -176,7 +176,10 @@ pub(crate) fn plan_load(
             .unwrap_or_default();
         let sources = group.sources.iter().map(|(_, keys)| keys.len()).sum();
         for (key, meta) in outputs {
-            let status = classify(model.get(key.as_str()), &meta);
+            let status = match options.without_model {
+                true => TargetStatus::Ready,
+                false => classify(model.get(key.as_str()), &meta),
+            };
             match &status {
                 TargetStatus::Ready => report.loaded += 1,
                 TargetStatus::Mismatched { model_shape } => report.mismatched.push(ShapeMismatch {

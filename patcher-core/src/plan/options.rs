@@ -53,9 +53,53 @@ pub struct PlanOptions {
     /// unless that guard gives a key the checkpoint did not have and the unguarded renaming gives
     /// one it had (a renaming whose pattern also matches its own output).
     pub source_keys: HashSet<String>,
+    /// No model: every key the transforms give (or leave as it is) is a target, with the dtype
+    /// and shape its ops give it. What a list of conversions does to a checkpoint on its own
+    /// (the command line's `--conversions`); see [`PlanOptions::without_model`].
+    pub without_model: bool,
 }
 
 impl PlanOptions {
+    /// Plans with no model: the parameter list given to
+    /// [`ConversionPlan::new`](super::ConversionPlan::new) is ignored and every output is
+    /// written, so the plan converts a checkpoint through the transforms alone.
+    ///
+    /// ```
+    /// use patcher_core::ops::Chunk;
+    /// use patcher_core::plan::PlanOptions;
+    /// use patcher_core::{ConversionPlan, DType, TensorMeta, WeightConverter, WeightRenaming};
+    ///
+    /// let transforms = [
+    ///     WeightRenaming::new(r"^h\.", "transformer.h.").unwrap().into(),
+    ///     WeightConverter::new(["attn.c_attn.weight"], ["attn.q.weight", "attn.k.weight", "attn.v.weight"])
+    ///         .op(Chunk::new(1))
+    ///         .into(),
+    /// ];
+    /// let checkpoint = [
+    ///     ("h.0.attn.c_attn.weight", TensorMeta::new(DType::F32, [8, 24])),
+    ///     ("wte.weight", TensorMeta::new(DType::F32, [50, 8])),
+    /// ];
+    /// let no_params: [(&str, TensorMeta); 0] = [];
+    /// let options = PlanOptions::default().without_model();
+    /// let plan = ConversionPlan::new(&transforms, &checkpoint, &no_params, &options);
+    /// assert!(plan.is_clean(), "{}", plan.report());
+    /// let targets: Vec<(&str, &[usize])> = plan
+    ///     .groups()
+    ///     .iter()
+    ///     .flat_map(|g| g.targets.iter().map(|t| (t.key.as_str(), t.meta.shape.as_slice())))
+    ///     .collect();
+    /// assert_eq!(targets, [
+    ///     ("transformer.h.0.attn.q.weight", &[8, 8][..]),
+    ///     ("transformer.h.0.attn.k.weight", &[8, 8][..]),
+    ///     ("transformer.h.0.attn.v.weight", &[8, 8][..]),
+    ///     ("wte.weight", &[50, 8][..]),
+    /// ]);
+    /// ```
+    pub fn without_model(mut self) -> Self {
+        self.without_model = true;
+        self
+    }
+
     /// Sets the base model prefix (an empty prefix means none).
     pub fn base_model_prefix(mut self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();

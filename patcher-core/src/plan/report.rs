@@ -149,6 +149,17 @@ fn suggest<'a>(missing: &str, single: bool, lines: &'a [(String, &'a str)]) -> O
     Some(if single { first } else { line.as_str() })
 }
 
+/// `target: op: message`.
+impl fmt::Display for ConversionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.target)?;
+        if let Some(op) = &self.op {
+            write!(f, "{op}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -268,13 +279,7 @@ impl fmt::Display for LoadReport {
             f,
             "Conversion errors (not loaded)",
             &self.conversion_errors,
-            |f, e| {
-                write!(f, "{}: ", e.target)?;
-                if let Some(op) = &e.op {
-                    write!(f, "{op}: ")?;
-                }
-                write!(f, "{}", e.message)
-            },
+            |f, e| write!(f, "{e}"),
         )?;
 
         section(f, "Unused conversions", &self.unused_transforms, |f, t| {

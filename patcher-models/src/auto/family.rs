@@ -4,13 +4,10 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use patcher_burn::{
-    BuildContext, BuildError, LoadError, LoadOptions, Loaded, Patcher, PretrainedModel,
-};
+use patcher_burn::{BuildContext, BuildError, Patcher, PretrainedModel};
 use patcher_core::ConfigError;
 
 use crate::common::limits::SizedConfig;
-use crate::common::pretrained;
 use crate::replacements::PatchTarget;
 
 /// A family's `config.json`: read and validated from a file, sized before anything is allocated
@@ -52,24 +49,5 @@ pub trait FamilyModel<B: Backend>: PretrainedModel<B> {
         Self: Sized,
     {
         BuildContext::build(patcher, device, |ctx| Self::build(config, ctx))
-    }
-
-    /// transformers' `from_pretrained(path, patcher=patcher)`: reads `config.json` next to the
-    /// weights (`path` is the checkpoint folder, a weights file, or a sharded index), checks
-    /// the config fits the checkpoint, builds the model with `patcher`'s substitutions and
-    /// loads the weights through the default conversions as `patcher` changes them.
-    ///
-    /// The result carries the load report and the conversions used (for
-    /// [`save_pretrained`](patcher_burn::save_pretrained)).
-    fn from_pretrained(
-        path: impl AsRef<Path>,
-        patcher: &Patcher<B>,
-        device: &B::Device,
-        options: &LoadOptions,
-    ) -> Result<Loaded<Self>, LoadError>
-    where
-        Self: Sized,
-    {
-        pretrained::from_pretrained(path.as_ref(), patcher, device, options)
     }
 }

@@ -3,14 +3,14 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use patcher_burn::{LoadError, LoadOptions, Loaded};
+use patcher_burn::{LoadError, LoadOptions, Loaded, Pretrained};
 use patcher_core::ConfigError;
 
 use super::family::{FamilyConfig, FamilyModel};
 use super::loaded::{LoadedCausalLm, LoadedModel};
 use crate::bert::BertModel;
-use crate::common::pretrained::load_with_config;
 use crate::common::CausalLm;
+use crate::common::LoadFamily;
 use crate::error::{config_path, read_config_file};
 use crate::gpt2::Gpt2LmHeadModel;
 use crate::llama::LlamaForCausalLm;
@@ -183,7 +183,10 @@ where
 {
     let config = M::Config::from_file(&config_path(path))?;
     let patcher = patch.patcher::<B, _>(&config)?;
-    let loaded = load_with_config::<B, M>(path, &config, &patcher, device, options)?;
+    let pretrained = Pretrained::from_path(path)
+        .patcher(&patcher)
+        .options(options.clone());
+    let loaded = pretrained.load_with_config::<M>(&config, device)?;
     Ok(loaded.into_loaded())
 }
 
@@ -195,7 +198,7 @@ pub fn read_model_type(path: &Path) -> Result<String, ConfigError> {
         Some(model_type) => Ok(model_type.to_string()),
         None => Err(ConfigError::Invalid(format!(
             "{} names no `model_type`, which the Auto classes need to choose a family; load \
-             with the family's own `from_pretrained`",
+             with `Pretrained::from_path(dir).load::<TheFamily<B>>(device)`",
             path.display()
         ))),
     }

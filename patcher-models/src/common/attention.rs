@@ -239,12 +239,14 @@ fn host_attention<B: Backend, I>(
     let Some(parts) = fused_attention::<B>() else {
         return Err(inputs);
     };
-    let rope = position_embeddings.map(|pe| HostRope::new(&pe.cos, &pe.sin));
-    let tables_ok = rope.as_ref().is_none_or(Option::is_some);
-    let host = HostHeads::<B>::new(dtypes).filter(|_| tables_ok);
-    let Some(host) = host else {
+    // The dtype check first: RoPE tables are copied to the host only for a kernel that runs.
+    let Some(host) = HostHeads::<B>::new(dtypes) else {
         return Err(inputs);
     };
+    let rope = position_embeddings.map(|pe| HostRope::new(&pe.cos, &pe.sin));
+    if rope.as_ref().is_some_and(Option::is_none) {
+        return Err(inputs);
+    }
     let [q, k, v] = split(host, rope.flatten().as_ref(), inputs);
     let [k, v] = with_cache(cache, k, v);
     let out = grouped_attention(q, k, v, attention_mask, spec.scaling(), parts);

@@ -9,7 +9,7 @@
 //!    [`MAX_EXPERTS`]); every float is finite and in range; every parameter tensor's element
 //!    count, computed with checked arithmetic, is at most [`MAX_TENSOR_ELEMENTS`], and the
 //!    model's at most [`MAX_PARAMETERS`]. Within these bounds no size computation overflows.
-//! 2. **Against the checkpoint** (`from_pretrained`, before the model is built): the config's
+//! 2. **Against the checkpoint** (`LoadFamily::load`, before the model is built): the config's
 //!    vocabulary, width, layer and expert counts must not exceed the checkpoint's (read from
 //!    its header), and the config's parameter count must not exceed twice the checkpoint's
 //!    element count (plus [`PARAMETER_SLACK`]). So the model allocated is never much larger
@@ -20,7 +20,7 @@
 //!
 //! The second step also applies to partial loads. To load part of a checkpoint (say one shard)
 //! into a larger model on purpose, build the model yourself (`with_patcher`, after `validate`)
-//! and load with `patcher_burn::load_into`.
+//! and load it with `Pretrained::from_path(dir).load_into(&model)`.
 
 use patcher_core::Checkpoint;
 

@@ -3,7 +3,7 @@
 //! RoPE, eager attention through the KV cache (`attention`, `cache`, `layout`), RMSNorm,
 //! activations, top-k routing with PyTorch's tie order, expert dispatch, the projections of
 //! attention and MLP classes, the decoder stack, what a causal LM computes (`causal_lm`,
-//! `generation`), the config core and `from_pretrained`; and what BERT-style encoders compute
+//! `generation`), the config core and `LoadFamily::load`; and what BERT-style encoders compute
 //! (`encoder`).
 
 mod activation;
@@ -23,7 +23,7 @@ pub mod limits;
 mod moe;
 mod norm;
 mod output;
-pub(crate) mod pretrained;
+mod pretrained;
 mod projections;
 mod rope;
 mod specs;
@@ -61,6 +61,7 @@ pub use moe::{
 };
 pub use norm::rms_norm;
 pub use output::{CausalLmOutput, Outputs};
+pub use pretrained::LoadFamily;
 pub use projections::{
     attention_projections, gated_mlp, gated_mlp_projections, separate_qkv_attention,
 };

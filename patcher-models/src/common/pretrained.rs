@@ -1,43 +1,60 @@
-//! What every family's loading shares: `from_pretrained` (config, build, load), which
-//! [`FamilyModel::from_pretrained`](crate::auto::FamilyModel::from_pretrained) runs.
-
-use std::path::Path;
+//! What every family's loading shares: [`LoadFamily::load`] on a [`Pretrained`] (read
+//! `config.json`, check it against the checkpoint, build, load).
 
 use burn::prelude::*;
-use patcher_burn::{LoadError, LoadOptions, Loaded, Patcher};
-use patcher_core::Checkpoint;
+use patcher_burn::{LoadError, Loaded, Pretrained};
 
 use super::limits::{check_fits, SizedConfig};
 use crate::auto::{FamilyConfig, FamilyModel};
 use crate::error::config_path;
 
-/// `XxxForCausalLM.from_pretrained`: reads the `config.json` next to the weights at `path`, then
-/// [`load_with_config`].
-pub(crate) fn from_pretrained<B: Backend, M: FamilyModel<B>>(
-    path: &Path,
-    patcher: &Patcher<B>,
-    device: &B::Device,
-    options: &LoadOptions,
-) -> Result<Loaded<M>, LoadError> {
-    let config = M::Config::from_file(&config_path(path))?;
-    load_with_config(path, &config, patcher, device, options)
+/// Loads a family's model from its checkpoint folder: [`Pretrained`] (from `patcher_burn`) with
+/// the kit's `load`, which reads the model's config next to the weights.
+///
+/// ```no_run
+/// use burn::backend::NdArray;
+/// use patcher_burn::{LoadOptions, Pretrained};
+/// use patcher_models::llama::LlamaForCausalLm;
+/// use patcher_models::prelude::*;
+///
+/// let device = Default::default();
+/// let loaded = Pretrained::<NdArray>::from_path("tests/fixtures/llama")
+///     .options(LoadOptions::default())
+///     .load::<LlamaForCausalLm<NdArray>>(&device)?;
+/// # Ok::<(), patcher_burn::LoadError>(())
+/// ```
+pub trait LoadFamily<B: Backend> {
+    /// transformers' `XxxForCausalLM.from_pretrained(path, patcher=...)`: reads `config.json`
+    /// next to the weights (the path is the checkpoint folder, a weights file, or a sharded
+    /// index), checks that the config fits the checkpoint's header before anything of the
+    /// model's size is allocated, builds the model with the patcher's substitutions and loads
+    /// the weights through the model's conversions as the patcher changes them.
+    ///
+    /// The result carries the load report and the conversions used (for
+    /// [`save_pretrained`](patcher_burn::save_pretrained)).
+    fn load<M: FamilyModel<B>>(&self, device: &B::Device) -> Result<Loaded<M>, LoadError>;
+
+    /// [`load`](Self::load) with a config read already.
+    fn load_with_config<M: FamilyModel<B>>(
+        &self,
+        config: &M::Config,
+        device: &B::Device,
+    ) -> Result<Loaded<M>, LoadError>;
 }
 
-/// Builds the model of `config` with `patcher`'s substitutions and loads the weights at `path`
-/// through its default conversions as `patcher` changes them.
-///
-/// The config must fit the checkpoint ([`check_fits`]) before the model is built.
-pub(crate) fn load_with_config<B: Backend, M: FamilyModel<B>>(
-    path: &Path,
-    config: &M::Config,
-    patcher: &Patcher<B>,
-    device: &B::Device,
-    options: &LoadOptions,
-) -> Result<Loaded<M>, LoadError> {
-    // Plan, then build: the config's sizes are compared with the checkpoint's header before
-    // anything of the model's size is allocated.
-    let checkpoint = Checkpoint::open(path)?;
-    check_fits(&config.model_size()?, &checkpoint)?;
-    drop(checkpoint);
-    patcher_burn::from_pretrained(path, patcher, device, |ctx| M::build(config, ctx), options)
+impl<B: Backend> LoadFamily<B> for Pretrained<'_, B> {
+    fn load<M: FamilyModel<B>>(&self, device: &B::Device) -> Result<Loaded<M>, LoadError> {
+        let config = M::Config::from_file(&config_path(self.path()))?;
+        self.load_with_config(&config, device)
+    }
+
+    fn load_with_config<M: FamilyModel<B>>(
+        &self,
+        config: &M::Config,
+        device: &B::Device,
+    ) -> Result<Loaded<M>, LoadError> {
+        let size = config.model_size()?;
+        self.with_checkpoint(|checkpoint| Ok(check_fits(&size, checkpoint)?))?;
+        self.build(device, |ctx| M::build(config, ctx))
+    }
 }

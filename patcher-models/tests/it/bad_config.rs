@@ -67,18 +67,15 @@ fn qwen_with(edits: &[(&str, Value)]) -> Value {
     config
 }
 
-/// `from_pretrained` on the fixture's weights with `config`, patched by `patch`.
+/// `LoadFamily::load` of the fixture's weights with `config`, patched by `patch`.
 fn load(config: &Value, patch: Patch) -> Result<(), LoadError> {
     let checkout = Checkout::new(config);
     let good = Qwen2MoeConfig::from_file(fixture("qwen2_moe/config.json")).unwrap();
     let patcher = patch.patcher::<B, _>(&good).unwrap();
-    Qwen2MoeForCausalLm::<B>::from_pretrained(
-        &checkout.0,
-        &patcher,
-        &Default::default(),
-        &LoadOptions::default(),
-    )
-    .map(drop)
+    Pretrained::<B>::from_path(&checkout.0)
+        .patcher(&patcher)
+        .load::<Qwen2MoeForCausalLm<B>>(&Default::default())
+        .map(drop)
 }
 
 /// The config error, with the field it names.
@@ -231,13 +228,10 @@ fn nan_and_inf_weights_are_counted_when_asked() {
     let file = checkout.0.join("model.safetensors");
     let options = LoadOptions::default().check_finite();
     let load = || {
-        Qwen2MoeForCausalLm::<B>::from_pretrained(
-            &checkout.0,
-            &Patcher::new(),
-            &Default::default(),
-            &options,
-        )
-        .unwrap()
+        Pretrained::<B>::from_path(&checkout.0)
+            .options(options.clone())
+            .load::<Qwen2MoeForCausalLm<B>>(&Default::default())
+            .unwrap()
     };
     assert!(load().non_finite.is_empty());
 
@@ -258,13 +252,9 @@ fn nan_and_inf_weights_are_counted_when_asked() {
         [NonFiniteCount { key: key.into(), nan: 2, inf: 1 }]
     );
     // Off by default: nothing counted.
-    let plain = Qwen2MoeForCausalLm::<B>::from_pretrained(
-        &checkout.0,
-        &Patcher::new(),
-        &Default::default(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let plain = Pretrained::<B>::from_path(&checkout.0)
+        .load::<Qwen2MoeForCausalLm<B>>(&Default::default())
+        .unwrap();
     assert!(plain.non_finite.is_empty());
 }
 
@@ -324,13 +314,10 @@ fn mixtral_bad_configs_are_typed_errors() {
     let load = |config: &Value| {
         let checkout = Checkout::of("mixtral", config);
         let options = LoadOptions::default();
-        MixtralForCausalLm::<B>::from_pretrained(
-            &checkout.0,
-            &Patcher::new(),
-            &Default::default(),
-            &options,
-        )
-        .map(drop)
+        Pretrained::<B>::from_path(&checkout.0)
+            .options(options.clone())
+            .load::<MixtralForCausalLm<B>>(&Default::default())
+            .map(drop)
     };
     load(&good).expect("the fixture's own config loads");
     for (field, value) in [

@@ -1,4 +1,4 @@
-//! BERT through the real loader (`BertModel::from_pretrained`): parity with transformers on the
+//! BERT through the real loader (`LoadFamily::load`): parity with transformers on the
 //! last hidden state, the pooler output and every hidden state, with token types and a padding
 //! mask, unpatched and with the fused-QKV patch; each load saved back byte for byte; the legacy
 //! layout (`bert.` prefix, `LayerNorm.gamma`/`.beta`, extra buffers and heads) loads to the same
@@ -11,7 +11,7 @@ use crate::common::{assert_saves_back_byte_for_byte, fixtures, max_abs_diff, rea
 use burn::nn::LinearConfig;
 use burn::prelude::*;
 use patcher_burn::layers::{InitSlot, LinearSlot};
-use patcher_burn::{list_slots, BuildContext, LoadOptions, Patchable, Patcher};
+use patcher_burn::{list_slots, BuildContext, Patchable, Patcher};
 use patcher_models::bert::{
     BertConfig, BertInputError, BertIntermediate, BertIntermediateInterface, BertModel,
 };
@@ -43,8 +43,10 @@ fn bert<B: Backend>(path: &Path, fused_qkv: bool, save_back: bool, device: &B::D
         Patch::NONE
     };
     let patcher = patch.patcher::<B, _>(&config).unwrap();
-    let loaded =
-        BertModel::<B>::from_pretrained(path, &patcher, device, &LoadOptions::default()).unwrap();
+    let loaded = Pretrained::<B>::from_path(path)
+        .patcher(&patcher)
+        .load::<BertModel<B>>(device)
+        .unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     // The legacy renamings (gamma/beta) are optional: unmatched, they are no warning.
     assert!(
@@ -237,8 +239,10 @@ fn every_class_is_a_slot() {
 
     let patcher = Patcher::<B>::new().replace::<BertIntermediate<B>, ErfGeluIntermediate<B>>();
     let path = fixtures().join("bert");
-    let loaded =
-        BertModel::<B>::from_pretrained(&path, &patcher, &device, &LoadOptions::default()).unwrap();
+    let loaded = Pretrained::<B>::from_path(&path)
+        .patcher(&patcher)
+        .load::<BertModel<B>>(&device)
+        .unwrap();
     let replaced = list_slots(&loaded.model)
         .into_iter()
         .filter(|s| s.replaced)

@@ -9,7 +9,7 @@
 //! positions are a learned table, indexed from the mask too.
 
 use burn::prelude::*;
-use patcher_burn::{LoadOptions, Loaded};
+use patcher_burn::Loaded;
 use patcher_models::auto::FamilyConfig;
 use std::collections::BTreeMap;
 
@@ -39,7 +39,9 @@ fn load<B: Backend, M: FamilyModel<B> + CausalLm<B>>(
     let path = fixtures().join(dir);
     let config = M::Config::from_file(&path.join("config.json")).unwrap();
     let patcher = patch.patcher::<B, _>(&config).unwrap();
-    let loaded: Loaded<M> = M::from_pretrained(&path, &patcher, device, &LoadOptions::default())
+    let loaded: Loaded<M> = Pretrained::from_path(&path)
+        .patcher(&patcher)
+        .load::<M>(device)
         .unwrap_or_else(|e| panic!("{dir} {patch}: {e}"));
     loaded.model
 }

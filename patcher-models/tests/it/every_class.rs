@@ -6,7 +6,7 @@ use burn::backend::NdArray;
 use burn::module::Param;
 use burn::prelude::*;
 use patcher_burn::layers::NormForward;
-use patcher_burn::{list_slots, replacement, BuildContext, LoadOptions, Patchable, Patcher, Slot};
+use patcher_burn::{list_slots, replacement, BuildContext, Patchable, Patcher, Slot};
 use patcher_models::common::{
     AttentionInputs, AttentionInterface, DecoderAttention, DecoderLayer, DecoderNormInterface,
 };
@@ -93,13 +93,10 @@ fn load(patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2MoeForCausalLm<B>> {
 }
 
 fn load_fixture(name: &str, patcher: &Patcher<B>) -> patcher_burn::Loaded<Qwen2MoeForCausalLm<B>> {
-    Qwen2MoeForCausalLm::<B>::from_pretrained(
-        fixtures().join(name),
-        patcher,
-        &Default::default(),
-        &LoadOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    Pretrained::<B>::from_path(fixtures().join(name))
+        .patcher(patcher)
+        .load::<Qwen2MoeForCausalLm<B>>(&Default::default())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn logits(model: &Qwen2MoeForCausalLm<B>) -> (Tensor<B, 3>, crate::common::Reference) {

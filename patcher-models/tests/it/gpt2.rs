@@ -1,11 +1,11 @@
-//! GPT-2 through the real loader (`Gpt2LmHeadModel::from_pretrained`), from what
+//! GPT-2 through the real loader (`LoadFamily::load`), from what
 //! `save_pretrained` writes (`transformer.` keys, head tied to `wte`) and from the original hub
 //! layout (no prefix, `attn.bias` buffers): parity with transformers on the logits and every
 //! hidden state, the tied head through the embedding slot, saves back, and typed errors. Its
 //! cache and padding are tested with the other decoders' (`cache.rs`).
 
 use burn::prelude::*;
-use patcher_burn::{list_slots, LoadOptions, Loaded, Patcher};
+use patcher_burn::{list_slots, LoadOptions, Loaded};
 use patcher_core::Checkpoint;
 use patcher_models::common::DecoderInputError;
 use patcher_models::gpt2::{Gpt2Config, Gpt2LmHeadModel};
@@ -22,7 +22,10 @@ const TOLERANCE: f32 = 1e-4;
 fn load<B: Backend>(dir: &str, device: &B::Device) -> Loaded<Gpt2LmHeadModel<B>> {
     let options = LoadOptions::default();
     let path = fixtures().join(dir);
-    Gpt2LmHeadModel::<B>::from_pretrained(&path, &Patcher::new(), device, &options).unwrap()
+    Pretrained::<B>::from_path(&path)
+        .options(options.clone())
+        .load::<Gpt2LmHeadModel<B>>(device)
+        .unwrap()
 }
 
 fn parity<B: Backend>(device: &B::Device) {

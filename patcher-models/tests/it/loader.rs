@@ -1,4 +1,4 @@
-//! The models through burn-patcher's real loader (`from_pretrained`): parity with transformers
+//! The models through burn-patcher's real loader (`LoadFamily::load`): parity with transformers
 //! for the original and every patched variant, saving a patched model back in the checkpoint's
 //! layout and reloading it unpatched, and a wrong patch failing with the report.
 
@@ -23,9 +23,10 @@ fn qwen2_moe<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
     let patcher = patch.patcher::<B, _>(&config).unwrap();
     let (fused_qkv, sequential_experts) = (patch.has_fused_qkv(), patch.has_sequential_experts());
-    let loaded =
-        Qwen2MoeForCausalLm::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
-            .unwrap();
+    let loaded = Pretrained::<B>::from_path(&path)
+        .patcher(&patcher)
+        .load::<Qwen2MoeForCausalLm<B>>(device)
+        .unwrap();
     assert!(loaded.report.missing.is_empty() && loaded.report.unexpected.is_empty());
     // transformers 5's fused expert layout into per-expert linears: the model's default expert
     // converters run backwards (the seed patcher filtered them out of the forward list).
@@ -54,13 +55,9 @@ fn qwen2_moe<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
     // Save the (patched) model back in the checkpoint's layout; it reloads unpatched.
     let out_dir = save_and_compare(&loaded, &path, &format!("{dir}-{patch}"));
     std::fs::copy(path.join("config.json"), out_dir.join("config.json")).unwrap();
-    let reloaded = Qwen2MoeForCausalLm::<B>::from_pretrained(
-        &out_dir,
-        &Patcher::new(),
-        device,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let reloaded = Pretrained::<B>::from_path(&out_dir)
+        .load::<Qwen2MoeForCausalLm<B>>(device)
+        .unwrap();
     let again = reloaded.model.forward(input_ids::<B>(&reference, device));
     let diff = crate::common::max_abs_diff(
         &again,
@@ -118,9 +115,10 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
         Patch::NONE
     };
     let patcher = patch.patcher::<B, _>(&config).unwrap();
-    let loaded =
-        LlamaForCausalLm::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
-            .unwrap();
+    let loaded = Pretrained::<B>::from_path(&path)
+        .patcher(&patcher)
+        .load::<LlamaForCausalLm<B>>(device)
+        .unwrap();
     let reference = read_reference(&path);
     let out = loaded
         .model
@@ -137,13 +135,15 @@ fn llama<B: Backend>(dir: &str, fused_qkv: bool, device: &B::Device) {
     std::fs::remove_dir_all(out_dir).ok();
 }
 
-/// `Qwen2MoeForCausalLm::from_pretrained` of the `qwen2_moe` fixture with `patcher`.
+/// `Qwen2MoeForCausalLm` loaded from the `qwen2_moe` fixture with `patcher`.
 fn load_qwen2_moe_fixture<B: Backend>(
     patcher: &Patcher<B>,
     device: &B::Device,
 ) -> Result<Loaded<Qwen2MoeForCausalLm<B>>, LoadError> {
     let path = fixtures().join("qwen2_moe");
-    Qwen2MoeForCausalLm::<B>::from_pretrained(path, patcher, device, &LoadOptions::default())
+    Pretrained::<B>::from_path(path)
+        .patcher(patcher)
+        .load::<Qwen2MoeForCausalLm<B>>(device)
 }
 
 /// The report and message of a load that must fail for keys that do not line up.
@@ -195,12 +195,9 @@ fn wrong_patch_fails<B: Backend>(device: &B::Device) {
 
     // The same for Llama.
     let patcher = Patcher::<B>::new().replace::<LlamaAttention<B>, FusedQkvAttention<B>>();
-    let err = LlamaForCausalLm::<B>::from_pretrained(
-        fixtures().join("llama"),
-        &patcher,
-        device,
-        &LoadOptions::default(),
-    );
+    let err = Pretrained::<B>::from_path(fixtures().join("llama"))
+        .patcher(&patcher)
+        .load::<LlamaForCausalLm<B>>(device);
     assert!(matches!(err, Err(LoadError::Incomplete { .. })));
 }
 
@@ -236,8 +233,9 @@ fn an_overlong_expert_index_is_unexpected() {
     let path = dir.path();
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
     let patcher = Patch::NONE.patcher::<B, _>(&config).unwrap();
-    let strict =
-        Qwen2MoeForCausalLm::<B>::from_pretrained(path, &patcher, device, &LoadOptions::default());
+    let strict = Pretrained::<B>::from_path(path)
+        .patcher(&patcher)
+        .load::<Qwen2MoeForCausalLm<B>>(device);
     let (report, message) = incomplete_load(strict);
     assert_eq!(report.unexpected, [key], "{message}");
     assert!(
@@ -246,8 +244,11 @@ fn an_overlong_expert_index_is_unexpected() {
     );
 
     let partial = LoadOptions::default().partial();
-    let loaded =
-        Qwen2MoeForCausalLm::<B>::from_pretrained(path, &patcher, device, &partial).unwrap();
+    let loaded = Pretrained::<B>::from_path(path)
+        .patcher(&patcher)
+        .options(partial.clone())
+        .load::<Qwen2MoeForCausalLm<B>>(device)
+        .unwrap();
     assert_eq!(loaded.report.unexpected, [key]);
     assert!(loaded.report.missing.is_empty(), "{}", loaded.report);
     assert!(loaded.report.mismatched.is_empty(), "{}", loaded.report);
@@ -319,7 +320,9 @@ fn ten_thousand_threads_are_clamped_and_load_the_same_weights() {
     let path = fixtures().join("qwen2_moe_sharded");
     let device = Default::default();
     let load = |options: &LoadOptions| {
-        Qwen2MoeForCausalLm::<NdArray>::from_pretrained(&path, &Patcher::new(), &device, options)
+        Pretrained::<NdArray>::from_path(&path)
+            .options(options.clone())
+            .load::<Qwen2MoeForCausalLm<NdArray>>(&device)
             .unwrap()
             .model
     };

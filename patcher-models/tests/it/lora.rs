@@ -22,13 +22,11 @@ fn load<Be: Backend>(
     patcher: &Patcher<Be>,
     options: &LoadOptions,
 ) -> patcher_burn::Loaded<LlamaForCausalLm<Be>> {
-    LlamaForCausalLm::<Be>::from_pretrained(
-        fixtures().join("llama"),
-        patcher,
-        &Default::default(),
-        options,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    Pretrained::<Be>::from_path(fixtures().join("llama"))
+        .patcher(patcher)
+        .options(options.clone())
+        .load::<LlamaForCausalLm<Be>>(&Default::default())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn lora_options() -> LoadOptions {
@@ -99,13 +97,10 @@ fn lora_on_every_linear_loads_the_stock_checkpoint_and_equals_the_unpatched_mode
     assert!(worst <= 1e-4, "max |logits - transformers| = {worst}");
 
     // Without ignoring the adapters, a strict load says exactly what is missing.
-    let err = LlamaForCausalLm::<Inner>::from_pretrained(
-        fixtures().join("llama"),
-        &lora_patcher::<Inner, 4>(&LINEAR_NAMES).unwrap(),
-        &Default::default(),
-        &LoadOptions::default(),
-    )
-    .expect_err("the adapters are not in the checkpoint");
+    let err = Pretrained::<Inner>::from_path(fixtures().join("llama"))
+        .patcher(&lora_patcher::<Inner, 4>(&LINEAR_NAMES).unwrap())
+        .load::<LlamaForCausalLm<Inner>>(&Default::default())
+        .expect_err("the adapters are not in the checkpoint");
     assert!(err.to_string().contains("lora_a.weight"), "{err}");
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::common::{fixtures, input_ids, max_abs_diff, read_reference};
 use crate::roundtrip::{assert_round_trip, raw};
 use burn::backend::NdArray;
-use patcher_burn::{LoadOptions, Loaded, Patcher, SaveOptions};
+use patcher_burn::{LoadOptions, Loaded, SaveOptions};
 use patcher_models::llama::{LlamaForCausalLm, LINEAR_NAMES};
 use patcher_models::prelude::*;
 use patcher_models::replacements::{
@@ -29,13 +29,11 @@ fn adapter_dir() -> PathBuf {
 fn lora<const R: usize>() -> Loaded<LlamaForCausalLm<B>> {
     let options = LoadOptions::default().ignore_missing([LORA_PARAMETERS]);
     let patcher = lora_patcher::<B, R>(&LINEAR_NAMES).unwrap();
-    LlamaForCausalLm::<B>::from_pretrained(
-        fixtures().join("llama"),
-        &patcher,
-        &Default::default(),
-        &options,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    Pretrained::<B>::from_path(fixtures().join("llama"))
+        .patcher(&patcher)
+        .options(options.clone())
+        .load::<LlamaForCausalLm<B>>(&Default::default())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The rank-4 LoRA model with PEFT's adapter loaded.
@@ -160,13 +158,10 @@ fn the_merged_model_saves_as_a_stock_checkpoint_with_peft_logits() {
     let config = fixtures().join("llama/config.json");
     std::fs::copy(config, out.path().join("config.json")).unwrap();
     let options = LoadOptions::default();
-    let plain = LlamaForCausalLm::<B>::from_pretrained(
-        out.path(),
-        &Patcher::new(),
-        &Default::default(),
-        &options,
-    )
-    .unwrap();
+    let plain = Pretrained::<B>::from_path(out.path())
+        .options(options.clone())
+        .load::<LlamaForCausalLm<B>>(&Default::default())
+        .unwrap();
     let gap = peft_gap(&plain.model);
     assert!(gap <= TOLERANCE, "merged: max |logits - PEFT| = {gap}");
 }
@@ -212,13 +207,9 @@ fn adapters_that_do_not_fit_are_typed_errors() {
     );
 
     // A model without adapters has none to save.
-    let plain = LlamaForCausalLm::<B>::from_pretrained(
-        fixtures().join("llama"),
-        &Patcher::new(),
-        &Default::default(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let plain = Pretrained::<B>::from_path(fixtures().join("llama"))
+        .load::<LlamaForCausalLm<B>>(&Default::default())
+        .unwrap();
     let out = tempfile::tempdir().unwrap();
     let err = save_lora_adapter(&plain, out.path(), &PeftAdapterConfig::default()).unwrap_err();
     assert!(matches!(err, PeftAdapterError::NoAdapter), "{err:?}");

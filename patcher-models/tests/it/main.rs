@@ -24,6 +24,7 @@ mod quantized_schemes;
 mod replacements;
 mod roundtrip;
 mod router;
+mod store;
 mod tied;
 #[cfg(feature = "tokenizer")]
 mod tokenizer;

@@ -1,4 +1,4 @@
-//! Mixtral through the real loader (`MixtralForCausalLm::from_pretrained`), from the hub layout
+//! Mixtral through the real loader (`LoadFamily::load`), from the hub layout
 //! (per-expert `block_sparse_moe.experts.{e}.w1/w2/w3`, hub-style config) and from transformers
 //! 5's fused layout (v5 config): parity with transformers on the logits and every hidden state,
 //! unpatched and with each seed-style patch, and each load saved back byte for byte.
@@ -8,7 +8,7 @@ use crate::common::{
     assert_saves_back_byte_for_byte, fixtures, input_ids, read_reference, MOE_PATCHES,
 };
 use burn::prelude::Backend;
-use patcher_burn::{list_slots, LoadOptions};
+use patcher_burn::list_slots;
 use patcher_models::mixtral::{MixtralConfig, MixtralForCausalLm};
 use patcher_models::prelude::*;
 use patcher_models::replacements::Patch;
@@ -19,9 +19,10 @@ fn mixtral<B: Backend>(dir: &str, patch: Patch, device: &B::Device) {
     let path = fixtures().join(dir);
     let config = MixtralConfig::from_file(path.join("config.json")).unwrap();
     let patcher = patch.patcher::<B, _>(&config).unwrap();
-    let loaded =
-        MixtralForCausalLm::<B>::from_pretrained(&path, &patcher, device, &LoadOptions::default())
-            .unwrap();
+    let loaded = Pretrained::<B>::from_path(&path)
+        .patcher(&patcher)
+        .load::<MixtralForCausalLm<B>>(device)
+        .unwrap();
     let report = &loaded.report;
     assert!(report.is_clean() && report.ignored.is_empty(), "{report}");
     let slots = list_slots(&loaded.model);

@@ -78,7 +78,10 @@ fn load<B: Backend>(
     let path = fixtures().join("qwen2_moe");
     let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
     let patcher = patch.patcher::<B, _>(&config).unwrap();
-    Qwen2MoeForCausalLm::<B>::from_pretrained(&path, &patcher, device, options)
+    Pretrained::<B>::from_path(&path)
+        .patcher(&patcher)
+        .options(options.clone())
+        .load::<Qwen2MoeForCausalLm<B>>(device)
         .unwrap()
         .model
 }
@@ -147,13 +150,10 @@ fn patterns_select_parameters<B: Backend>(device: &B::Device) {
         targets: QuantizeTargets::Matching(vec!["(".into()]),
     };
     let path = fixtures().join("qwen2_moe");
-    let err = Qwen2MoeForCausalLm::<B>::from_pretrained(
-        &path,
-        &patcher_burn::Patcher::new(),
-        device,
-        &LoadOptions::default().quantization(bad),
-    )
-    .unwrap_err();
+    let err = Pretrained::<B>::from_path(&path)
+        .options(LoadOptions::default().quantization(bad))
+        .load::<Qwen2MoeForCausalLm<B>>(device)
+        .unwrap_err();
     assert!(matches!(err, LoadError::Pattern(_)), "{err}");
 }
 
@@ -161,12 +161,9 @@ fn unsupported_schemes_are_an_error<B: Backend>(device: &B::Device) {
     // NdArray implements only the native store; the packed default is refused before loading.
     let packed = QuantScheme::default();
     let path = fixtures().join("qwen2_moe");
-    let result = Qwen2MoeForCausalLm::<B>::from_pretrained(
-        &path,
-        &patcher_burn::Patcher::new(),
-        device,
-        &LoadOptions::default().quantize(packed),
-    );
+    let result = Pretrained::<B>::from_path(&path)
+        .options(LoadOptions::default().quantize(packed))
+        .load::<Qwen2MoeForCausalLm<B>>(device);
     // Flex packs, but the shared expert gate's width (1) does not fill a u32 word.
     let Err(err) = result else {
         panic!("the packed default scheme loaded");
@@ -177,13 +174,10 @@ fn unsupported_schemes_are_an_error<B: Backend>(device: &B::Device) {
 
 fn saving_a_quantized_model_is_refused<B: Backend>(device: &B::Device) {
     let path = fixtures().join("qwen2_moe");
-    let loaded = Qwen2MoeForCausalLm::<B>::from_pretrained(
-        &path,
-        &patcher_burn::Patcher::new(),
-        device,
-        &LoadOptions::default().quantize(scheme()),
-    )
-    .unwrap();
+    let loaded = Pretrained::<B>::from_path(&path)
+        .options(LoadOptions::default().quantize(scheme()))
+        .load::<Qwen2MoeForCausalLm<B>>(device)
+        .unwrap();
     let out = std::env::temp_dir().join(format!("patcher-quantized-{}", std::process::id()));
     let err = save_pretrained(&loaded, &out).unwrap_err();
     assert!(err.to_string().contains("quantized"), "{err}");

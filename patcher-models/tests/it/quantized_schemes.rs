@@ -385,9 +385,7 @@ fn decoders<'a, B: Backend, M: PretrainedModel<B>>(
 
 fn llama<B: Backend>(device: &B::Device) {
     let dirs = ["llama", "llama_sharded", "llama_tied"];
-    let load = |path: &Path| {
-        LlamaForCausalLm::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
-    };
+    let load = |path: &Path| Pretrained::from_path(path).load::<LlamaForCausalLm<B>>(device);
     let forward = |m: &LlamaForCausalLm<B>, ids| m.forward(ids);
     for (dir, tally) in decoders(&dirs, device, load, forward) {
         // A block of 32 does not divide the attention's and MLP's widths (48, 96, 112).
@@ -408,18 +406,14 @@ fn qwen2_moe<B: Backend>(device: &B::Device) {
         "qwen2_moe_fused",
         "qwen2_moe_sharded",
     ];
-    let load = |path: &Path| {
-        Qwen2MoeForCausalLm::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
-    };
+    let load = |path: &Path| Pretrained::from_path(path).load::<Qwen2MoeForCausalLm<B>>(device);
     let forward = |m: &Qwen2MoeForCausalLm<B>, ids| m.forward(ids);
     decoders(&dirs, device, load, forward);
 }
 
 fn mixtral<B: Backend>(device: &B::Device) {
     let dirs = ["mixtral", "mixtral_fused"];
-    let load = |path: &Path| {
-        MixtralForCausalLm::from_pretrained(path, &Patcher::new(), device, &LoadOptions::default())
-    };
+    let load = |path: &Path| Pretrained::from_path(path).load::<MixtralForCausalLm<B>>(device);
     let forward = |m: &MixtralForCausalLm<B>, ids| m.forward(ids);
     decoders(&dirs, device, load, forward);
 }
@@ -427,13 +421,9 @@ fn mixtral<B: Backend>(device: &B::Device) {
 fn bert<B: Backend>(device: &B::Device) {
     for dir in ["bert", "bert_legacy"] {
         let path = fixtures().join(dir);
-        let full = BertModel::<B>::from_pretrained(
-            &path,
-            &Patcher::new(),
-            device,
-            &LoadOptions::default(),
-        )
-        .unwrap();
+        let full = Pretrained::<B>::from_path(&path)
+            .load::<BertModel<B>>(device)
+            .unwrap();
         let reference = read_file(&path.join("reference.safetensors"));
         let [ids, types, mask] = ["input_ids", "token_type_ids", "attention_mask"].map(|name| {
             let t = &reference[name];

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::common::fixtures;
 use burn::backend::NdArray;
 use half::f16;
-use patcher_burn::{save_pretrained, LoadOptions, Patcher};
+use patcher_burn::{save_pretrained, LoadOptions};
 use patcher_models::bert::BertModel;
 use patcher_models::llama::LlamaForCausalLm;
 use patcher_models::prelude::*;
@@ -70,7 +70,9 @@ pub fn assert_round_trip(expected: &Raw, save: impl FnOnce(&Path)) {
 
 fn llama(dir: &Path) -> patcher_burn::Loaded<LlamaForCausalLm<B>> {
     let options = LoadOptions::default();
-    LlamaForCausalLm::<B>::from_pretrained(dir, &Patcher::new(), &Default::default(), &options)
+    Pretrained::<B>::from_path(dir)
+        .options(options.clone())
+        .load::<LlamaForCausalLm<B>>(&Default::default())
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -94,9 +96,10 @@ fn a_checkpoint_without_the_base_prefix_saves_without_it() {
 fn the_bert_legacy_layout_saves_back_as_it_was() {
     let path = fixtures().join("bert_legacy");
     let options = LoadOptions::default();
-    let loaded =
-        BertModel::<B>::from_pretrained(&path, &Patcher::new(), &Default::default(), &options)
-            .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = Pretrained::<B>::from_path(&path)
+        .options(options.clone())
+        .load::<BertModel<B>>(&Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     // What the load read: the ignored buffer and head tensor are not the model's.
     let mut expected = raw(&path.join("model.safetensors"));
     for ignored in &loaded.report.ignored {
@@ -135,13 +138,10 @@ fn an_f16_checkpoint_saves_back_in_f16() {
 fn a_bf16_checkpoint_saves_back_in_bf16_and_float_dtype_overrides() {
     let path = fixtures().join("qwen2_moe_bf16");
     let options = LoadOptions::default();
-    let loaded = patcher_models::qwen2_moe::Qwen2MoeForCausalLm::<B>::from_pretrained(
-        &path,
-        &Patcher::new(),
-        &Default::default(),
-        &options,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = Pretrained::<B>::from_path(&path)
+        .options(options.clone())
+        .load::<patcher_models::qwen2_moe::Qwen2MoeForCausalLm<B>>(&Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     let stock = raw(&path.join("model.safetensors"));
     assert!(stock.values().any(|(dtype, _, _)| *dtype == Dtype::BF16));
     assert_round_trip(&stock, |out| {

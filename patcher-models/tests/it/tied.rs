@@ -9,7 +9,7 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use patcher_burn::{model_params, save_pretrained, LoadOptions, Patcher};
+use patcher_burn::{model_params, save_pretrained};
 use patcher_core::Checkpoint;
 use patcher_models::llama::{LlamaConfig, LlamaForCausalLm};
 use patcher_models::prelude::*;
@@ -27,9 +27,10 @@ fn load_and_check<B: Backend>(fused_qkv: bool, device: &B::Device) {
         Patch::NONE
     };
     let patcher = patch.patcher(&config).unwrap();
-    let loaded =
-        LlamaForCausalLm::<B>::from_pretrained(&dir, &patcher, device, &LoadOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = Pretrained::<B>::from_path(&dir)
+        .patcher(&patcher)
+        .load::<LlamaForCausalLm<B>>(device)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     // One parameter for both ends of the model.
     let names: Vec<String> = model_params(&loaded.model)
@@ -109,13 +110,9 @@ fn training_updates_the_one_shared_parameter() {
     type B = Autodiff<NdArray>;
     let device = Default::default();
     let dir = fixtures().join("llama_tied");
-    let loaded = LlamaForCausalLm::<B>::from_pretrained(
-        &dir,
-        &Patcher::new(),
-        &device,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let loaded = Pretrained::<B>::from_path(&dir)
+        .load::<LlamaForCausalLm<B>>(&device)
+        .unwrap();
     let reference = read_reference(&dir);
     let logits = loaded.model.forward(input_ids::<B>(&reference, &device));
     let grads = logits.sum().backward();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::prelude::*;
 use patcher_burn::{
-    load_checkpoint, model_params_with, save_model, save_pretrained_with, LoadOptions, Loaded,
+    load_with, model_params_with, save_model, save_pretrained_with, LoadOptions, LoadSpec, Loaded,
     SaveOptions,
 };
 use patcher_core::pattern::PatternSet;
@@ -153,7 +153,12 @@ pub fn load_lora_adapter<B: Backend, M: Module<B>>(
     let checkpoint =
         Checkpoint::open(dir.join(ADAPTER_WEIGHTS)).map_err(patcher_burn::LoadError::from)?;
     let options = LoadOptions::default().partial();
-    let loaded = load_checkpoint(model, &checkpoint, &peft_names(), None, &options)?;
+    let loaded = load_with(
+        model,
+        &checkpoint,
+        &LoadSpec::of_transforms(peft_names()),
+        &options,
+    )?;
     let mut report = loaded.report;
     // The base layers are not in an adapter file: only a missing adapter counts.
     let adapters = PatternSet::new(LORA_PARAMETERS).expect("a valid pattern");
