@@ -125,7 +125,8 @@ fn build<F: Family>(config: &F::Config, patch: Patch) -> Result<(F, LoadSpec), C
 pub(crate) fn family_of_config(path: &Path) -> Result<FamilyName, CliError> {
     let Some(model_type) = read_model_type(path).ok() else {
         return Err(CliError::Usage(format!(
-            "{} names no model_type (or cannot be read): give the family with --model ({})",
+            "{} names no model_type (or cannot be read): give the family with --model ({}), or, \
+             for a model without a family, its conversions with --conversions FILE",
             path.display(),
             crate::family::family_names().join(", ")
         )));
@@ -133,7 +134,7 @@ pub(crate) fn family_of_config(path: &Path) -> Result<FamilyName, CliError> {
     FamilyName::of_model_type(&model_type).ok_or_else(|| {
         CliError::Usage(format!(
             "{} has model_type `{model_type}`, which burn-patcher has no family for (its \
-             families: {})",
+             families: {}); convert such a model with --conversions FILE",
             path.display(),
             crate::family::family_names().join(", ")
         ))

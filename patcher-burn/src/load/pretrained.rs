@@ -82,13 +82,6 @@ impl LoadSpec {
         }
     }
 
-    /// With transformers' `base_model_prefix` (a checkpoint key is stripped of it, or gets it,
-    /// when that makes it a parameter).
-    pub fn with_base_model_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.base_model_prefix = Some(prefix.into());
-        self
-    }
-
     /// `transforms` without the trailing legacy renamings: what turns a checkpoint in the
     /// model's stock (current transformers) layout into the model.
     pub fn stock_transforms(&self) -> &[WeightTransform] {

@@ -5,7 +5,7 @@
 
 use crate::common::parity::parity;
 use crate::common::{fixtures, input_ids, read_reference};
-use burn::backend::{Flex, NdArray};
+use burn::backend::NdArray;
 use burn::prelude::*;
 use patcher_burn::LoadOptions;
 use patcher_models::auto::AutoModelForCausalLm;
@@ -60,9 +60,10 @@ fn with_and_without_kernels<B: Backend>() {
     }
 }
 
+#[cfg(feature = "flex")]
 #[test]
 fn flex_with_and_without_kernels() {
-    with_and_without_kernels::<Flex>();
+    with_and_without_kernels::<burn::backend::Flex>();
 }
 
 #[test]
