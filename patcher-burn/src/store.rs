@@ -39,7 +39,8 @@ pub enum StoreError {
 ///   untouched. Its `ApplyResult` says what happened, in Burn's paths for parameters and the
 ///   checkpoint's keys for tensors: `applied` (parameters loaded), `missing` (parameters the
 ///   checkpoint lacks, with their checkpoint names as the container), `skipped` (checkpoint
-///   keys ignored on purpose), `unused` (checkpoint keys nothing took), `errors` (shape, dtype
+///   keys ignored on purpose), `unused` (checkpoint keys nothing took, and converter outputs
+///   the model has no parameter for), `errors` (shape, dtype
 ///   and conversion mismatches of a partial load).
 /// - `save_into` after a `load_from` saves in the layout that was loaded, verified to load back
 ///   bit for bit (as [`save_pretrained`](crate::save_pretrained)); before any load, in the
@@ -265,7 +266,12 @@ fn apply_result<B: Backend, M: Module<B>>(
             .chain(&report.missing_ignored)
             .map(|name| (burn_path(name), name.clone()))
             .collect(),
-        unused: report.unexpected.clone(),
+        unused: report
+            .unexpected
+            .iter()
+            .chain(report.unexpected_outputs.iter().map(|o| &o.key))
+            .cloned()
+            .collect(),
         errors,
     }
 }

@@ -149,3 +149,59 @@ fn a_store_saves_without_a_load_in_the_stock_layout_and_shows_the_checkpoint() {
     );
     assert!(store.get_snapshot("no.such.key").unwrap().is_none());
 }
+
+#[test]
+fn a_patchers_conversions_into_the_unpatched_model_are_reported_key_by_key() {
+    // The seed patch leaves the per-expert checkpoint keys as they are (it filters the
+    // experts' converters): an unpatched model, which wants the fused experts, gets none of them.
+    // A partial load keeps what fits; the ApplyResult names every key and parameter left over.
+    let device = Default::default();
+    let path = fixtures().join("qwen2_moe");
+    let config = Qwen2MoeConfig::from_file(path.join("config.json")).unwrap();
+    let seed = Patch::seed().patcher::<B, _>(&config).unwrap();
+    let mut model = Qwen2MoeForCausalLm::<B>::new(&config, &device);
+    let options = LoadOptions::default().partial();
+    let pretrained = Pretrained::from_path(&path).patcher(&seed).options(options);
+    let mut store = pretrained.store::<Qwen2MoeForCausalLm<B>>().unwrap();
+    let result = model.load_from(&mut store).unwrap();
+
+    let checkpoint = Checkpoint::open(&path).unwrap();
+    // `...mlp.experts.<n>.`: one expert's key.
+    let per_expert = |key: &&str| {
+        let rest = key.split(".mlp.experts.").nth(1).unwrap_or_default();
+        rest.split('.')
+            .next()
+            .is_some_and(|n| n.parse::<usize>().is_ok())
+    };
+    let expert_keys: Vec<String> = checkpoint
+        .keys()
+        .filter(per_expert)
+        .map(str::to_string)
+        .collect();
+    assert!(!expert_keys.is_empty());
+    assert_eq!(
+        sorted(result.unused.clone()),
+        sorted(expert_keys),
+        "{result}"
+    );
+    let fused: Vec<String> = (0..config.core.num_hidden_layers)
+        .filter(|l| checkpoint.contains(&format!("model.layers.{l}.mlp.experts.0.up_proj.weight")))
+        .flat_map(|l| {
+            ["down_proj", "gate_up_proj"].map(|p| format!("model.layers.{l}.mlp.experts.{p}"))
+        })
+        .collect();
+    let missing: Vec<String> = result
+        .missing
+        .iter()
+        .map(|(_, name)| name.clone())
+        .collect();
+    assert_eq!(sorted(missing), sorted(fused), "{result}");
+    assert!(
+        result.errors.is_empty() && result.skipped.is_empty(),
+        "{result}"
+    );
+    assert_eq!(
+        result.applied.len() + result.missing.len(),
+        burn_paths(&model).len()
+    );
+}
