@@ -152,26 +152,31 @@ impl ModuleStore for PatcherStore {
     ) -> Result<(), StoreError> {
         let path = self.save_path.as_ref().unwrap_or(&self.path);
         let options = &self.save_options;
-        match &self.loaded {
-            Some(loaded) => save_parts(
-                module,
-                path,
-                &loaded.conversions,
-                loaded.base_model_prefix.as_deref(),
-                &loaded.source_layout,
-                options.torch_layouts_choice().unwrap_or(&loaded.layouts),
-                options,
+        // The layout that was loaded, or (no load yet) the model's stock layout.
+        let (conversions, prefix, source_layout, layouts) = match &self.loaded {
+            Some(loaded) => (
+                &loaded.conversions[..],
+                &loaded.base_model_prefix,
+                &loaded.source_layout[..],
+                &loaded.layouts,
             ),
-            None => save_parts(
-                module,
-                path,
+            None => (
                 self.spec.stock_transforms(),
-                self.spec.base_model_prefix.as_deref(),
-                &[],
-                options.torch_layouts_choice().unwrap_or(&self.spec.layouts),
-                options,
+                &self.spec.base_model_prefix,
+                &[][..],
+                &self.spec.layouts,
             ),
-        }?;
+        };
+        let layouts = options.torch_layouts_choice().unwrap_or(layouts);
+        save_parts(
+            module,
+            path,
+            conversions,
+            prefix.as_deref(),
+            source_layout,
+            layouts,
+            options,
+        )?;
         Ok(())
     }
 

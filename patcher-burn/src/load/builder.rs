@@ -136,6 +136,20 @@ impl<'a, B: Backend> Pretrained<'a, B> {
         &self.options
     }
 
+    /// This builder (patcher, options, spec) on `checkpoint`, opened already: what a caller that
+    /// reads the checkpoint's header first (a config check) loads with, without opening it again.
+    pub fn on_checkpoint<'c>(&self, checkpoint: &'c Checkpoint) -> Pretrained<'c, B>
+    where
+        'a: 'c,
+    {
+        Pretrained {
+            source: Source::Open(checkpoint),
+            patcher: self.patcher,
+            spec: self.spec.clone(),
+            options: self.options.clone(),
+        }
+    }
+
     /// Runs `f` on the checkpoint: the open one, or the one at the path, opened now.
     pub fn with_checkpoint<R>(
         &self,

@@ -54,7 +54,11 @@ impl<B: Backend> LoadFamily<B> for Pretrained<'_, B> {
         device: &B::Device,
     ) -> Result<Loaded<M>, LoadError> {
         let size = config.model_size()?;
-        self.with_checkpoint(|checkpoint| Ok(check_fits(&size, checkpoint)?))?;
-        self.build(device, |ctx| M::build(config, ctx))
+        // One open: the header checked against the config, then the same checkpoint loaded.
+        self.with_checkpoint(|checkpoint| {
+            check_fits(&size, checkpoint)?;
+            let on_checkpoint = self.on_checkpoint(checkpoint);
+            on_checkpoint.build(device, |ctx| M::build(config, ctx))
+        })
     }
 }
