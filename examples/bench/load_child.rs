@@ -15,6 +15,8 @@ pub struct Measure {
     pub usage: Usage,
     /// What the load holds.
     pub loaded: Checksum,
+    /// Checkpoint bytes the load read (0 where not measured).
+    pub bytes_read: u64,
 }
 
 impl Measure {
@@ -23,8 +25,8 @@ impl Measure {
         let (u, c) = (&self.usage, &self.loaded);
         format!(
             "RESULT seconds={:.6} rss_added={} rss_kept={} checksum={:.17e} count={} \
-             model_bytes={}",
-            u.seconds, u.rss_added, u.rss_kept, c.sum, c.count, c.bytes
+             model_bytes={} bytes_read={}",
+            u.seconds, u.rss_added, u.rss_kept, c.sum, c.count, c.bytes, self.bytes_read
         )
     }
 
@@ -40,7 +42,8 @@ impl Measure {
             count: fields.get("count")?,
             bytes: fields.get("model_bytes").unwrap_or(0),
         };
-        Some(Self { usage, loaded })
+        let bytes_read = fields.get("bytes_read").unwrap_or(0);
+        Some(Self { usage, loaded, bytes_read })
     }
 }
 

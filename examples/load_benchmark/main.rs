@@ -74,9 +74,15 @@
 //! transformers', throughput at least 0.9x memcpy, peak RSS added at most 1.1x the checkpoint;
 //! and for the 8-bit load, peak RSS added at most 1.1x the quantized model plus the bytes in flight.
 //! The last line, `SUMMARY {...}`, is the same figures as one JSON object.
+//!
+//! `--tensor-parallel N` measures instead each of N tensor-parallel peers' load (every peer in
+//! its own process, one after the other, as N machines would each load theirs) against the
+//! single-device load, for the seed patcher and the merged experts: time, checkpoint bytes read
+//! and peak RSS added per peer (see `tensor_parallel.rs`).
 
 #[path = "../bench/mod.rs"]
 mod bench;
+mod tensor_parallel;
 
 use std::path::PathBuf;
 
@@ -116,9 +122,10 @@ fn main() {
 
 fn run() -> Result<(), Error> {
     let args = Args::parse()?;
-    match &args.mode {
-        Some(mode) => child(mode, &args),
-        None => parent(&args),
+    match (&args.mode, args.peers) {
+        (Some(mode), _) => child(mode, &args),
+        (None, Some(peers)) => tensor_parallel::parent(&args, peers),
+        (None, None) => parent(&args),
     }
 }
 
@@ -130,6 +137,8 @@ struct Args {
     repeats: usize,
     threads: usize,
     transformers: bool,
+    /// `--tensor-parallel N`: the peers' table instead of the contenders'.
+    peers: Option<usize>,
     mode: Option<String>,
 }
 
@@ -142,6 +151,7 @@ impl Args {
             repeats: 3,
             threads: DEFAULT_THREADS,
             transformers: true,
+            peers: None,
             mode: None,
         };
         let mut cli = Cli::new();
@@ -155,11 +165,12 @@ impl Args {
                 "--repeats" => args.repeats = cli.count(&flag)?,
                 "--threads" => args.threads = cli.count(&flag)?,
                 "--no-transformers" => args.transformers = false,
+                "--tensor-parallel" => args.peers = Some(cli.count(&flag)?),
                 "--mode" => args.mode = Some(cli.value(&flag)?),
                 "-h" | "--help" => {
                     println!(
                         "usage: load_benchmark [--dir DIR] [--size-mb N] [--repeats N] \
-                         [--threads N] [--no-transformers]\n\
+                         [--threads N] [--no-transformers] [--tensor-parallel N]\n\
                          (defaults: target/bench-checkpoint, 600 MB, 3 rounds, 4 threads)"
                     );
                     std::process::exit(0);
@@ -207,7 +218,7 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             let threads = if mode == "memcpy-1" { 1 } else { args.threads };
             let (buffers, usage) = measured(|| memcpy(dir, threads))?;
             let loaded = Checksum::of_f32_bytes(&buffers);
-            Measure { usage, loaded }
+            Measure { usage, loaded, bytes_read: 0 }
         }
         "patcher-seed" | "patcher-merged" | "patcher-finite" | "patcher-views" | "patcher-q8" => {
             let patch = if matches!(mode, "patcher-merged" | "patcher-finite") {
@@ -235,8 +246,9 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
             if !report.missing.is_empty() || !report.unexpected.is_empty() {
                 return Err(format!("the load was not clean:\n{report}").into());
             }
+            let bytes_read = loaded.bytes_read;
             let loaded = Checksum::of::<B, _>(&loaded.model);
-            Measure { usage, loaded }
+            Measure { usage, loaded, bytes_read }
         }
         "burn-store" => {
             let (model, usage) = measured(|| {
@@ -254,8 +266,9 @@ fn child(mode: &str, args: &Args) -> Result<(), Error> {
                 Ok(model)
             })?;
             let loaded = Checksum::of::<B, _>(&model);
-            Measure { usage, loaded }
+            Measure { usage, loaded, bytes_read: 0 }
         }
+        peer if peer.starts_with("tp") => tensor_parallel::peer_child(peer, &config, dir, options)?,
         other => return Err(format!("unknown mode `{other}`").into()),
     };
     println!("{}", measure.line());

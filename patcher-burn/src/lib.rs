@@ -48,7 +48,9 @@ pub use patcher::Patcher;
 /// `#[derive(Patchable)]` and `#[slot_interface]` (use `crate = "patcher_burn"` when naming this
 /// crate directly rather than the `burn-patcher` facade).
 pub use patcher_derive::{slot_interface, Patchable};
-pub use save::{save_model, save_pretrained, save_pretrained_with, SaveError, SaveOptions};
+pub use save::{
+    save_model, save_pretrained, save_pretrained_with, save_tensor_parallel, SaveError, SaveOptions,
+};
 pub use slot::{
     list_slots, load_file_checked, load_record_checked, replacement, BuildContext, BuildError,
     ClassReplacement, Implements, InterfaceKey, LoadRecordError, OriginalClass, Patchable,

@@ -15,7 +15,7 @@ use burn_store::{
 use patcher_core::{Checkpoint, DType, LoadReport, TensorMeta, WeightTransform};
 
 use crate::load::{load_with, model_params_with, LoadError, LoadOptions, LoadSpec, TorchLayouts};
-use crate::save::{save_parts, SaveError, SaveOptions};
+use crate::save::{refuse_peer_slices, save_parts, SaveError, SaveOptions};
 
 /// What a store operation failed on: the load or the save, with its own typed error.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +150,7 @@ impl ModuleStore for PatcherStore {
         &mut self,
         module: &M,
     ) -> Result<(), StoreError> {
+        refuse_peer_slices(self.options.tensor_parallel_plan())?;
         let path = self.save_path.as_ref().unwrap_or(&self.path);
         let options = &self.save_options;
         // The layout that was loaded, or (no load yet) the model's stock layout.

@@ -57,6 +57,10 @@ pub enum ConfigError {
         /// What it is.
         reason: String,
     },
+    /// The config cannot be split across the peers of a tensor-parallel model (see
+    /// [`TensorParallel`](crate::plan::TensorParallel)).
+    #[error("cannot split the model across peers: {0}")]
+    TensorParallel(#[from] crate::plan::ShardError),
     /// A patch (the model kit's `Patch`) replaces a class the family does not have.
     #[error(
         "the patch `{patch}` does not apply to {model_type} models, which lack a class it \

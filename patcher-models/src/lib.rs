@@ -109,7 +109,9 @@ pub use patcher_kernels as kernels;
 /// and [`CausalLm`](common::CausalLm) (`forward`, `forward_cached`, ...), and the cache.
 pub mod prelude {
     pub use crate::auto::FamilyModel;
-    pub use crate::common::{CausalLm, GenerationConfig, KvCache, LoadFamily};
+    pub use crate::common::{
+        CausalLm, GenerationConfig, KvCache, LoadFamily, TensorParallelConfig,
+    };
     pub use patcher_burn::Pretrained;
 }
 

@@ -11,24 +11,26 @@
 //! memory: nothing of the file stays resident once read.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::tensor::quantization::QuantScheme;
 use burn::tensor::{Element, TensorData};
-use patcher_core::plan::{PlannedGroup, PlannedTarget};
+use patcher_core::plan::{PlannedGroup, PlannedTarget, ShardSlice};
 use patcher_core::{Checkpoint, DType, Groups, HostTensor, TensorMeta};
 use rayon::prelude::*;
 
 use super::direct::{read_transposed, read_values, single_source};
 use super::error::LoadError;
 use super::finite::{count_non_finite, NonFiniteCount};
-use super::gather::MergeChain;
+use super::gather::{source_slices, MergeChain};
 use super::host::{cast_for, to_tensor_data, transposes};
 use super::layout::Layout;
 use super::options::{LoadOptions, LoadProgress};
 use super::params::{LinearLayout, ParamInfo, ParamKind};
 use super::quantize::QuantizeSelector;
+use super::slice::{read_slice, read_slice_into};
 
 /// A converted parameter: its data, the layout step still to apply when it is put in the model
 /// (a transposed view for [`LinearLayout::TransposedView`]), and the scheme to quantize it with
@@ -50,6 +52,8 @@ pub(crate) struct Executor<'a> {
     pub(crate) linear_layout: LinearLayout,
     /// Which parameters are quantized as they are loaded.
     pub(crate) quantize: Option<QuantizeSelector>,
+    /// Checkpoint bytes read so far.
+    pub(crate) bytes_read: AtomicU64,
 }
 
 impl Executor<'_> {
@@ -68,6 +72,9 @@ impl Executor<'_> {
             .find_map(|t| self.params.get(t.key.as_str()))
             .map_or(ParamKind::Float, |p| p.kind);
         if let Some((key, target)) = single_source(group) {
+            if let Some(shard) = &target.shard {
+                return Ok(vec![self.read_shard(key, target, shard, kind)?]);
+            }
             if let Some(converted) = self.read_direct(key, target)? {
                 return Ok(vec![converted]);
             }
@@ -80,6 +87,7 @@ impl Executor<'_> {
             let mut tensors = Vec::with_capacity(keys.len());
             for key in keys {
                 let tensor = self.checkpoint.get(key)?.read()?;
+                self.count_read(tensor.num_bytes());
                 self.count_non_finite(key, &tensor);
                 tensors.push(cast_for(tensor, key, kind, self.float)?);
             }
@@ -91,27 +99,66 @@ impl Executor<'_> {
         let converted = outputs
             .into_iter()
             .map(|(key, tensor)| {
-                let param = self.param(&key)?;
-                let (data, layout) = to_tensor_data(tensor, param, self.linear_layout)?;
-                let scheme = self.scheme_for(param);
-                Ok((param.burn_path.clone(), (data, layout, scheme)))
+                // A tensor-parallel target, sliced after the ops (they may cross the split).
+                let target = group.targets.iter().find(|t| t.key == key);
+                match target.and_then(|t| t.shard.as_ref()) {
+                    Some(shard) => self.hand_over(&key, shard.take(&tensor)),
+                    None => self.hand_over(&key, tensor),
+                }
             })
             .collect::<Result<Vec<_>, LoadError>>()?;
         Ok(converted)
     }
 
+    /// This peer's part of checkpoint tensor `key` for `target` (a renamed tensor, no ops): only
+    /// its bytes are read ([`read_slice`]). NaN/Inf counts are of the part read.
+    fn read_shard(
+        &self,
+        key: &str,
+        target: &PlannedTarget,
+        shard: &ShardSlice,
+        kind: ParamKind,
+    ) -> Result<(String, Converted), LoadError> {
+        let (part, read) = read_slice(&self.checkpoint.get(key)?, shard)?;
+        self.count_read(read);
+        self.count_non_finite(key, &part);
+        self.hand_over(&target.key, cast_for(part, key, kind, self.float)?)
+    }
+
+    /// Converted `tensor` laid out for parameter `key` (PyTorch name), by Burn path.
+    fn hand_over(
+        &self,
+        key: &str,
+        tensor: HostTensor<'_>,
+    ) -> Result<(String, Converted), LoadError> {
+        let param = self.param(key)?;
+        let (data, layout) = to_tensor_data(tensor, param, self.linear_layout)?;
+        let scheme = self.scheme_for(param);
+        Ok((param.burn_path.clone(), (data, layout, scheme)))
+    }
+
+    fn count_read(&self, bytes: usize) {
+        self.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
     /// The target of a merge chain ([`MergeChain`]) with every source read straight into its
-    /// place; `None` leaves the group to the general path.
+    /// place (a tensor-parallel peer's part: each source's part of it, [`source_slices`]);
+    /// `None` leaves the group to the general path.
     fn read_merged(
         &self,
         group: &PlannedGroup,
         kind: ParamKind,
     ) -> Result<Option<(String, Converted)>, LoadError> {
-        let chain = self
+        let Some(metas) = self
             .source_metas(group)
             .filter(|_| kind == ParamKind::Float)
-            .and_then(|metas| MergeChain::plan(group, &metas, self.float));
-        let Some(chain) = chain else {
+        else {
+            return Ok(None);
+        };
+        let Some((slices, metas)) = source_slices(group, metas) else {
+            return Ok(None);
+        };
+        let Some(chain) = MergeChain::plan(group, &metas, self.float) else {
             return Ok(None);
         };
         // `plan` found every source pattern with the same number of keys.
@@ -120,8 +167,9 @@ impl Executor<'_> {
             .iter()
             .map(|pattern| group.sources.get(pattern).unwrap_or_default())
             .collect();
-        let read =
-            |k: usize, e: usize, dst: &mut [u8]| self.read_source(&keys[k][e], self.float, dst);
+        let read = |k: usize, e: usize, dst: &mut [u8]| {
+            self.read_source(&keys[k][e], slices[k].as_ref(), self.float, dst)
+        };
         let (key, data) = chain.gather(&read)?;
         let param = self.param(&key)?;
         let scheme = self.scheme_for(param);
@@ -202,7 +250,7 @@ impl Executor<'_> {
         stored: DType,
     ) -> Result<TensorData, LoadError> {
         let len = shape.iter().product();
-        let values: Vec<T> = read_values(len, |dst| self.read_source(key, stored, dst))?;
+        let values: Vec<T> = read_values(len, |dst| self.read_source(key, None, stored, dst))?;
         Ok(TensorData::new(values, shape.to_vec()))
     }
 
@@ -215,6 +263,7 @@ impl Executor<'_> {
         cols: usize,
     ) -> Result<TensorData, LoadError> {
         let values: Vec<T> = read_transposed(tensor, rows, cols)?;
+        self.count_read(tensor.num_bytes());
         // The same values in another order: counted on the output.
         if self.non_finite.is_some() {
             let bytes: &[u8] = bytemuck::cast_slice(&values);
@@ -223,19 +272,39 @@ impl Executor<'_> {
         Ok(TensorData::new(values, vec![cols, rows]))
     }
 
-    /// Reads checkpoint tensor `key` into `dst` as `dtype` (its own dtype, or the model's float
-    /// for a float tensor: then cast on the way), counting its NaN and infinite values when
-    /// [`LoadOptions::check_finite`] is on. `dst` is the tensor's size in `dtype`.
-    fn read_source(&self, key: &str, dtype: DType, dst: &mut [u8]) -> Result<(), LoadError> {
+    /// Reads checkpoint tensor `key` (or its part `slice`) into `dst` as `dtype` (its own dtype,
+    /// or the model's float for a float tensor: then cast on the way), counting its NaN and
+    /// infinite values when [`LoadOptions::check_finite`] is on. `dst` is the size of what is
+    /// read in `dtype`.
+    fn read_source(
+        &self,
+        key: &str,
+        slice: Option<&ShardSlice>,
+        dtype: DType,
+        dst: &mut [u8],
+    ) -> Result<(), LoadError> {
         let tensor = self.checkpoint.get(key)?;
         if tensor.dtype() == dtype {
-            tensor.read_into(dst)?;
+            let read = match slice {
+                Some(slice) => read_slice_into(&tensor, slice, dst)?,
+                None => {
+                    tensor.read_into(dst)?;
+                    dst.len()
+                }
+            };
+            self.count_read(read);
             if self.non_finite.is_some() {
-                self.count_non_finite(key, &HostTensor::new(dtype, tensor.shape(), &dst[..]));
+                let shape =
+                    slice.map_or(tensor.shape().to_vec(), |s| s.local_shape(tensor.shape()));
+                self.count_non_finite(key, &HostTensor::new(dtype, shape, &dst[..]));
             }
             return Ok(());
         }
-        let host = tensor.read()?;
+        let (host, read) = match slice {
+            Some(slice) => read_slice(&tensor, slice)?,
+            None => (tensor.read()?, tensor.num_bytes()),
+        };
+        self.count_read(read);
         self.count_non_finite(key, &host);
         let cast = host
             .cast(dtype)

@@ -10,7 +10,7 @@
 
 use burn::tensor::{Element, TensorData};
 use patcher_core::ops::{Concatenate, MergeModulelist};
-use patcher_core::plan::{PlannedGroup, TargetStatus};
+use patcher_core::plan::{PlannedGroup, ShardSlice, TargetStatus};
 use patcher_core::{ConversionOp, DType, Groups, TensorMeta};
 use rayon::prelude::*;
 
@@ -76,7 +76,12 @@ impl MergeChain {
         }
         let shapes: Vec<&[usize]> = lists.iter().map(|list| list[0].shape.as_slice()).collect();
         let slabs = Slabs::new(&shapes, experts, float.size_in_bytes(), concat_dim)?;
-        if slabs.shape != target.meta.shape {
+        // A tensor-parallel peer's part: `metas` are then the sources' parts.
+        let shape = match &target.shard {
+            Some(shard) => shard.local_shape(&target.meta.shape),
+            None => target.meta.shape.clone(),
+        };
+        if slabs.shape != shape {
             return None;
         }
         Some(Self {
@@ -139,6 +144,69 @@ impl MergeChain {
         }
         Ok(TensorData::new(values, slabs.shape.clone()))
     }
+}
+
+/// For a tensor-parallel peer's part of a merge chain's target, the part of each source pattern
+/// that makes it, with the sources' metas cut to their parts: the output's dimension `d > 0`
+/// is the sources' `d - 1`, so a slice of it is a slice of each source (of each pattern's own
+/// block when the chain concatenates along `d`). `(no slices, metas)` for a target that is not
+/// split; `None` when the part is not made of whole source slices this way (the experts'
+/// dimension split, blocks that straddle two patterns): the general path then runs the ops and
+/// slices their output.
+pub(crate) fn source_slices(
+    group: &PlannedGroup,
+    metas: Groups<TensorMeta>,
+) -> Option<(Vec<Option<ShardSlice>>, Groups<TensorMeta>)> {
+    let patterns = group.source_patterns.len();
+    let Some(shard) = group.targets.first().and_then(|t| t.shard.as_ref()) else {
+        return Some((vec![None; patterns], metas));
+    };
+    let concat_dim = match group.ops.as_slice() {
+        [merge] if is_merge0(merge.as_ref()) => None,
+        [merge, concat] if is_merge0(merge.as_ref()) => {
+            Some(concat.as_any()?.downcast_ref::<Concatenate>()?.dim())
+        }
+        _ => return None,
+    };
+    let dim = shard.dim.checked_sub(1)?;
+    let sizes: Vec<usize> = group
+        .source_patterns
+        .iter()
+        .map(|pattern| Some(*metas.get(pattern)?.first()?.shape.get(dim)?))
+        .collect::<Option<_>>()?;
+    let slices: Vec<ShardSlice> = if concat_dim == Some(shard.dim) {
+        // One range per pattern, inside that pattern's block.
+        if shard.ranges.len() != patterns {
+            return None;
+        }
+        let mut start = 0;
+        let mut slices = Vec::with_capacity(patterns);
+        for (range, size) in shard.ranges.iter().zip(&sizes) {
+            if range.start < start || range.end > start + size {
+                return None;
+            }
+            let local = range.start - start..range.end - start;
+            slices.push(ShardSlice { dim, ranges: vec![local] });
+            start += size;
+        }
+        slices
+    } else {
+        let fits = |size: &usize| shard.ranges.iter().all(|r| r.end <= *size);
+        if !sizes.iter().all(fits) {
+            return None;
+        }
+        vec![ShardSlice { dim, ranges: shard.ranges.clone() }; patterns]
+    };
+    let mut parts = Groups::new();
+    for (pattern, list) in metas {
+        let slice = &slices[group.source_patterns.iter().position(|p| *p == pattern)?];
+        let list = list.into_iter().map(|meta| {
+            let shape = slice.local_shape(&meta.shape);
+            TensorMeta::new(meta.dtype, shape)
+        });
+        parts.push(pattern, list.collect());
+    }
+    Some((slices.into_iter().map(Some).collect(), parts))
 }
 
 fn is_merge0(op: &dyn ConversionOp) -> bool {

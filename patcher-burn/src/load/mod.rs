@@ -14,6 +14,7 @@ mod options;
 mod params;
 mod pretrained;
 mod quantize;
+mod slice;
 
 pub use builder::Pretrained;
 pub use error::LoadError;

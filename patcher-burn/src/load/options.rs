@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use burn::tensor::quantization::QuantScheme;
+use patcher_core::plan::TensorParallel;
 
 use super::params::LinearLayout;
 use super::quantize::{Quantization, QuantizeTargets};
@@ -50,6 +51,7 @@ pub struct LoadOptions {
     check_finite: bool,
     linear_layout: LinearLayout,
     quantization: Option<Quantization>,
+    tensor_parallel: Option<TensorParallel>,
 }
 
 impl Default for LoadOptions {
@@ -65,6 +67,7 @@ impl Default for LoadOptions {
             check_finite: false,
             linear_layout: LinearLayout::default(),
             quantization: None,
+            tensor_parallel: None,
         }
     }
 }
@@ -248,6 +251,22 @@ impl LoadOptions {
         self.check_finite
     }
 
+    /// Loads one peer's part of a tensor-parallel model: the model is built with this peer's
+    /// local shapes (a family's `tensor_parallel` config gives them), the plan checks the
+    /// checkpoint against the full shapes, and each split parameter gets this peer's slice,
+    /// read alone from the file when it is a checkpoint tensor as it is (rows of a colwise
+    /// weight are one contiguous read). Conversions that cross the split dimension (q, k and v
+    /// concatenated) run on the full tensors, then the result is sliced.
+    pub fn tensor_parallel(mut self, plan: TensorParallel) -> Self {
+        self.tensor_parallel = Some(plan);
+        self
+    }
+
+    /// The tensor-parallel plan, if [`tensor_parallel`](Self::tensor_parallel) set one.
+    pub fn tensor_parallel_plan(&self) -> Option<&TensorParallel> {
+        self.tensor_parallel.as_ref()
+    }
+
     /// Whether loading is strict.
     pub fn is_strict(&self) -> bool {
         self.strict
@@ -297,6 +316,7 @@ impl fmt::Debug for LoadOptions {
             .field("check_finite", &self.check_finite)
             .field("linear_layout", &self.linear_layout)
             .field("quantization", &self.quantization)
+            .field("tensor_parallel", &self.tensor_parallel)
             .finish()
     }
 }

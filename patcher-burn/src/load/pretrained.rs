@@ -1,12 +1,13 @@
 //! Loading a checkpoint into a model: plan, check, execute, apply.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use patcher_core::pattern::natural_key_cmp;
-use patcher_core::plan::PlanOptions;
+use patcher_core::plan::{PlanOptions, TensorParallel};
 use patcher_core::{Checkpoint, ConversionPlan, LoadReport, TensorMeta, WeightTransform};
 
 use super::apply::Applier;
@@ -45,6 +46,13 @@ pub struct Loaded<M> {
     /// The PyTorch layouts the load used ([`LoadSpec::layouts`]): a save lays the model out
     /// with them again.
     pub layouts: TorchLayouts,
+    /// Checkpoint bytes the load read: all of the tensors it used, or, for one peer of a
+    /// [tensor-parallel](LoadOptions::tensor_parallel) load, about its share of the split ones
+    /// and all of the others.
+    pub bytes_read: u64,
+    /// The peer's tensor-parallel plan, if the load was one peer's
+    /// ([`LoadOptions::tensor_parallel`]): its parameters are slices, which a save refuses.
+    pub tensor_parallel: Option<TensorParallel>,
 }
 
 /// What a load takes besides the model and the checkpoint: the conversions, what may run
@@ -171,6 +179,10 @@ fn plan_params<B: Backend, M: Module<B>>(
                 .chain(options.ignore_patterns()),
         )?
         .ignore_missing(options.ignore_missing_patterns())?;
+    let plan_options = match options.tensor_parallel_plan() {
+        Some(tp) => plan_options.tensor_parallel(tp.clone()),
+        None => plan_options,
+    };
     for transform in &spec.transforms {
         transform.validate()?;
     }
@@ -248,6 +260,7 @@ pub fn load_with<B: Backend, M: Module<B>>(
         non_finite: options.checks_finite().then(Default::default),
         linear_layout: options.linear_layout_choice(),
         quantize,
+        bytes_read: AtomicU64::new(0),
     };
     // Work on a copy (parameters are reference-counted: cheap), so a failure midway leaves the
     // caller's model as it was.
@@ -266,6 +279,8 @@ pub fn load_with<B: Backend, M: Module<B>>(
         .map(String::as_str)
         .collect();
     Ok(Loaded {
+        bytes_read: executor.bytes_read.load(Ordering::Relaxed),
+        tensor_parallel: options.tensor_parallel_plan().cloned(),
         model: loaded,
         report,
         conversions: plan.used_conversions().to_vec(),

@@ -20,33 +20,45 @@ pub(crate) struct Collected {
     pub(crate) params: Vec<(String, TensorMeta)>,
 }
 
-/// Runs the reverse of `conversions` on `model`'s parameters that `filter` keeps, laid out in
-/// PyTorch's layout as `layouts` says.
-pub(crate) fn collect<B: Backend, M: Module<B>>(
+/// `model`'s parameters that `filter` keeps, laid out in PyTorch's layout as `layouts` says, by
+/// PyTorch name, in the model's order.
+pub(crate) fn torch_params<B: Backend, M: Module<B>>(
     model: &M,
-    conversions: &[WeightTransform],
-    options: &PlanOptions,
     layouts: &TorchLayouts,
     filter: &ParamFilter,
-) -> Result<Collected, SaveError> {
+) -> Result<Vec<(String, HostTensor<'static>)>, SaveError> {
     let mut params = model_params_with(model, layouts);
     params.retain(|p| filter.keeps(&p.torch_name));
     let mut values = visit::visit(model, ParamValues::default());
-
-    let mut host: HashMap<&str, HostTensor<'static>> = HashMap::new();
-    for param in &params {
-        let data = values
-            .data
-            .remove(&param.burn_path)
-            .ok_or_else(|| SaveError::Unsupported {
-                key: param.burn_path.clone(),
-                message: "the model did not visit this parameter twice the same way".into(),
-            })?;
-        host.insert(param.torch_name.as_str(), from_tensor_data(data, param)?);
-    }
-    let metas: Vec<(String, TensorMeta)> = params
+    params
         .iter()
-        .map(|p| (p.torch_name.clone(), host[p.torch_name.as_str()].meta()))
+        .map(|param| {
+            let data =
+                values
+                    .data
+                    .remove(&param.burn_path)
+                    .ok_or_else(|| SaveError::Unsupported {
+                        key: param.burn_path.clone(),
+                        message: "the model did not visit this parameter twice the same way".into(),
+                    })?;
+            Ok((param.torch_name.clone(), from_tensor_data(data, param)?))
+        })
+        .collect()
+}
+
+/// Runs the reverse of `conversions` on `params` (PyTorch names and layout, see
+/// [`torch_params`]).
+pub(crate) fn collect(
+    params: Vec<(String, HostTensor<'static>)>,
+    conversions: &[WeightTransform],
+    options: &PlanOptions,
+) -> Result<Collected, SaveError> {
+    let metas: Vec<(String, TensorMeta)> =
+        params.iter().map(|(k, t)| (k.clone(), t.meta())).collect();
+    let mut host: HashMap<&str, HostTensor<'static>> = metas
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .zip(params.into_iter().map(|(_, t)| t))
         .collect();
     let plan = ConversionPlan::for_save(conversions, &metas, options)?;
     if let Some(error) = plan.report().conversion_errors.first() {
@@ -57,7 +69,7 @@ pub(crate) fn collect<B: Backend, M: Module<B>>(
         });
     }
 
-    let mut tensors = Vec::with_capacity(params.len());
+    let mut tensors = Vec::with_capacity(host.len());
     for group in plan.groups() {
         let mut inputs = Groups::new();
         for (pattern, keys) in group.sources.iter() {

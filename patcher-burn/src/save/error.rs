@@ -63,6 +63,19 @@ pub enum SaveError {
         /// What is not supported and what to do.
         message: String,
     },
+    /// The model is one peer's part of a tensor-parallel load
+    /// ([`LoadOptions::tensor_parallel`](crate::LoadOptions::tensor_parallel)): its split
+    /// parameters are slices, and a checkpoint of slices would load into nothing.
+    #[error(
+        "the model holds peer {rank}'s slices of a model split across {world} peers; saving one \
+         peer would write a checkpoint of slices: load the model without tensor_parallel to save it"
+    )]
+    TensorParallel {
+        /// This peer.
+        rank: usize,
+        /// How many peers share the model.
+        world: usize,
+    },
     /// A pattern of [`SaveOptions::only_params`](crate::SaveOptions::only_params) or
     /// [`SaveOptions::skip_params`](crate::SaveOptions::skip_params) is empty or not a valid
     /// regex.

@@ -6,9 +6,11 @@ mod collect;
 mod error;
 mod files;
 mod filter;
+mod tensor_parallel;
 mod verify;
 
 pub use error::SaveError;
+pub use tensor_parallel::save_tensor_parallel;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::prelude::*;
 use patcher_core::pattern::IntoPatterns;
-use patcher_core::plan::PlanOptions;
+use patcher_core::plan::{PlanOptions, TensorParallel};
 use patcher_core::{DType, HostTensor, LossyNarrowing, TensorMeta, WeightTransform};
 
 use crate::load::{Loaded, TorchLayouts};
@@ -187,6 +189,7 @@ pub fn save_pretrained_with<B: Backend, M: Module<B>>(
     path: impl AsRef<Path>,
     options: &SaveOptions,
 ) -> Result<Vec<PathBuf>, SaveError> {
+    refuse_peer_slices(loaded.tensor_parallel.as_ref())?;
     let layouts = options.torch_layouts_choice().unwrap_or(&loaded.layouts);
     save_parts(
         &loaded.model,
@@ -223,6 +226,14 @@ pub fn save_model<B: Backend, M: Module<B>>(
     )
 }
 
+/// A model loaded as one peer of several holds slices: it cannot be saved on its own.
+pub(crate) fn refuse_peer_slices(plan: Option<&TensorParallel>) -> Result<(), SaveError> {
+    match plan.filter(|tp| tp.world() > 1) {
+        Some(tp) => Err(SaveError::TensorParallel { rank: tp.rank(), world: tp.world() }),
+        None => Ok(()),
+    }
+}
+
 /// Saves `model` through the reverse of `conversions`, checked against `source_layout` (the
 /// keys a load read; empty when there was no load): what every save runs.
 pub(crate) fn save_parts<B: Backend, M: Module<B>>(
@@ -234,13 +245,35 @@ pub(crate) fn save_parts<B: Backend, M: Module<B>>(
     layouts: &TorchLayouts,
     options: &SaveOptions,
 ) -> Result<Vec<PathBuf>, SaveError> {
+    let filter = filter::ParamFilter::new(options)?;
+    let params = collect::torch_params(model, layouts, &filter)?;
+    let layout = SavedLayout { conversions, base_model_prefix, source_layout };
+    save_params(params, path, &layout, options)
+}
+
+/// What a save writes back through: the conversions to reverse, the base model prefix and the
+/// keys a load read (empty when there was no load).
+pub(crate) struct SavedLayout<'a> {
+    pub(crate) conversions: &'a [WeightTransform],
+    pub(crate) base_model_prefix: Option<&'a str>,
+    pub(crate) source_layout: &'a [(String, TensorMeta)],
+}
+
+/// Saves `params` (PyTorch names and layout) through the reverse of `layout`'s conversions,
+/// verified against what was loaded.
+pub(crate) fn save_params(
+    params: Vec<(String, HostTensor<'static>)>,
+    path: &Path,
+    layout: &SavedLayout<'_>,
+    options: &SaveOptions,
+) -> Result<Vec<PathBuf>, SaveError> {
+    let SavedLayout { conversions, base_model_prefix, source_layout } = *layout;
     let _save = tracing::info_span!("save", path = %path.display()).entered();
     let started = Instant::now();
     let plan_options = PlanOptions::default()
         .base_model_prefix(base_model_prefix.unwrap_or_default())
         .source_keys(source_layout.iter().map(|(k, _)| k.clone()));
-    let filter = filter::ParamFilter::new(options)?;
-    let mut collected = collect::collect(model, conversions, &plan_options, layouts, &filter)?;
+    let mut collected = collect::collect(params, conversions, &plan_options)?;
     tracing::debug!(
         tensors = collected.tensors.len(),
         ms = started.elapsed().as_secs_f64() * 1e3,

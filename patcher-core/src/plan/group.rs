@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::shard::ShardSlice;
 use crate::ops::{ConversionOp, Groups, OpContext, OpError};
 use crate::tensor::{DType, HostTensor, TensorMeta};
 use crate::transform::WeightTransform;
@@ -36,6 +37,10 @@ pub struct PlannedTarget {
     pub meta: TensorMeta,
     /// Whether it is written.
     pub status: TargetStatus,
+    /// The part of it this peer keeps, for a tensor-parallel load of a split parameter
+    /// ([`PlanOptions::tensor_parallel`](super::PlanOptions::tensor_parallel)); `meta` is the
+    /// full tensor's.
+    pub shard: Option<ShardSlice>,
 }
 
 /// The checkpoint keys that make one or more parameters, and the ops that make them.

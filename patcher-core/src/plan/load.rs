@@ -44,7 +44,17 @@ pub(crate) fn plan_load(
     options: &PlanOptions,
 ) -> ConversionPlan {
     let base = options.base_model_prefix.as_deref();
-    let model: HashMap<&str, Expected<'_>> = expected.iter().copied().collect();
+    // A peer's split parameters are planned at their full shape: what the checkpoint holds.
+    let tp = options.tensor_parallel.as_ref();
+    let full: Vec<Option<Vec<usize>>> = expected
+        .iter()
+        .map(|(key, (shape, _))| tp.and_then(|tp| tp.full_shape(key, shape)))
+        .collect();
+    let model: HashMap<&str, Expected<'_>> = expected
+        .iter()
+        .zip(&full)
+        .map(|((key, (shape, dtype)), full)| (*key, (full.as_deref().unwrap_or(shape), *dtype)))
+        .collect();
     let in_model = |key: &str| options.without_model || model.contains_key(key);
     // The loader casts float tensors to the model's float dtype before any op runs; plan with
     // the cast metas so mixed float sources (one F16 expert among F32 ones) stack.
@@ -180,6 +190,22 @@ pub(crate) fn plan_load(
                 true => TargetStatus::Ready,
                 false => classify(model.get(key.as_str()), &meta),
             };
+            let shard = match (tp, &status) {
+                (Some(tp), TargetStatus::Ready) => match tp.slice_of(&key, &meta.shape) {
+                    Ok(shard) => shard,
+                    Err(error) => {
+                        report.conversion_errors.push(ConversionError {
+                            target: key.clone(),
+                            op: None,
+                            message: error.to_string(),
+                        });
+                        // Not written, and not reported missing on top of the error.
+                        covered.insert(key);
+                        continue;
+                    }
+                },
+                _ => None,
+            };
             match &status {
                 TargetStatus::Ready => report.loaded += 1,
                 TargetStatus::Mismatched { model_shape } => report.mismatched.push(ShapeMismatch {
@@ -210,7 +236,9 @@ pub(crate) fn plan_load(
             if status != TargetStatus::NotInModel {
                 covered.insert(key.clone());
             }
-            group.targets.push(PlannedTarget { key, meta, status });
+            group
+                .targets
+                .push(PlannedTarget { key, meta, status, shard });
         }
         if group.ready_targets().next().is_none() {
             continue;

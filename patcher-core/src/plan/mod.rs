@@ -14,6 +14,7 @@ mod options;
 mod pending;
 mod report;
 mod save;
+mod shard;
 
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ pub use options::PlanOptions;
 pub use report::{
     ConversionError, ConverterOutput, DTypeMismatch, LoadReport, ShapeMismatch, UnusedTransform,
 };
+pub use shard::{ShardError, ShardSlice, Split, TensorParallel};
 
 use crate::tensor::{DType, TensorMeta};
 use crate::transform::{TransformError, WeightTransform};

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use regex::Regex;
 
+use super::shard::TensorParallel;
 use crate::pattern::PatternError;
 use crate::tensor::DType;
 use crate::transform::WeightTransform;
@@ -57,6 +58,10 @@ pub struct PlanOptions {
     /// and shape its ops give it. What a list of conversions does to a checkpoint on its own
     /// (the command line's `--conversions`); see [`PlanOptions::without_model`].
     pub without_model: bool,
+    /// Load direction: this peer's tensor-parallel plan. Split parameters are planned at their
+    /// full shape (the model's local shape times the peers) and each written target carries the
+    /// [`ShardSlice`](super::ShardSlice) this peer keeps; see [`TensorParallel`].
+    pub tensor_parallel: Option<TensorParallel>,
 }
 
 impl PlanOptions {
@@ -97,6 +102,12 @@ impl PlanOptions {
     /// ```
     pub fn without_model(mut self) -> Self {
         self.without_model = true;
+        self
+    }
+
+    /// Plans for one peer of a tensor-parallel model (see [`TensorParallel`]).
+    pub fn tensor_parallel(mut self, plan: TensorParallel) -> Self {
+        self.tensor_parallel = Some(plan);
         self
     }
 

@@ -83,9 +83,12 @@ pub(crate) fn plan_save(
         for (key, meta) in outputs {
             written.insert(key.clone());
             report.loaded += 1;
-            group
-                .targets
-                .push(PlannedTarget { key, meta, status: TargetStatus::Ready });
+            group.targets.push(PlannedTarget {
+                key,
+                meta,
+                status: TargetStatus::Ready,
+                shard: None,
+            });
         }
         groups.push(group);
     }

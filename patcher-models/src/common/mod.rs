@@ -27,6 +27,7 @@ mod pretrained;
 mod projections;
 mod rope;
 mod specs;
+pub(crate) mod tensor_parallel;
 mod topk;
 
 pub use activation::Activation;
@@ -70,4 +71,5 @@ pub use rope::{
     RotaryEmbedding,
 };
 pub use specs::{ExpertsSpec, MlpSpec, RouterSpec};
+pub use tensor_parallel::TensorParallelConfig;
 pub use topk::torch_topk;

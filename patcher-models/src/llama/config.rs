@@ -7,8 +7,9 @@ use serde::Deserialize;
 use crate::common::config::decoder_params;
 use crate::common::config::{parse_config_json, CoreDefaults, RawCore};
 use crate::common::limits::{self, ModelSize, SizedConfig, MAX_DIMENSION};
-use crate::common::{AttentionSpec, DecoderConfig, MlpSpec};
+use crate::common::{AttentionSpec, DecoderConfig, MlpSpec, TensorParallelConfig};
 use crate::error::{read_config_file, ConfigError};
+use patcher_core::plan::TensorParallel;
 
 /// The fields of transformers' `LlamaConfig` that the model reads, resolved and validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +92,17 @@ impl LlamaConfig {
     /// The MLP's shape (the same for every layer).
     pub fn mlp_spec(&self) -> MlpSpec {
         (self.core).mlp_spec(self.core.intermediate_size, self.mlp_bias)
+    }
+}
+
+impl TensorParallelConfig for LlamaConfig {
+    fn tensor_parallel(
+        &self,
+        rank: usize,
+        world: usize,
+    ) -> Result<(Self, TensorParallel), ConfigError> {
+        let (core, plan) = self.core.tensor_parallel(rank, world)?;
+        Ok((Self { core, ..self.clone() }, plan))
     }
 }
 

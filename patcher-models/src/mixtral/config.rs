@@ -8,8 +8,9 @@ use serde::Deserialize;
 use crate::common::config::decoder_params;
 use crate::common::config::{parse_config_json, CoreDefaults, RawCore};
 use crate::common::limits::{self, ModelSize, SizedConfig, MAX_DIMENSION};
-use crate::common::{AttentionSpec, DecoderConfig, ExpertsSpec, RouterSpec};
+use crate::common::{AttentionSpec, DecoderConfig, ExpertsSpec, RouterSpec, TensorParallelConfig};
 use crate::error::{read_config_file, ConfigError};
+use patcher_core::plan::TensorParallel;
 
 /// The fields of transformers' `MixtralConfig` that the model reads, resolved and validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +52,17 @@ struct Raw {
     num_experts_per_tok: Option<usize>,
     #[serde(alias = "num_experts")]
     num_local_experts: Option<usize>,
+}
+
+impl TensorParallelConfig for MixtralConfig {
+    fn tensor_parallel(
+        &self,
+        rank: usize,
+        world: usize,
+    ) -> Result<(Self, TensorParallel), ConfigError> {
+        let (core, plan) = self.core.tensor_parallel(rank, world)?;
+        Ok((Self { core, ..self.clone() }, plan))
+    }
 }
 
 impl MixtralConfig {

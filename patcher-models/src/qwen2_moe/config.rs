@@ -8,8 +8,12 @@ use serde::Deserialize;
 use crate::common::config::decoder_params;
 use crate::common::config::{parse_config_json, CoreDefaults, RawCore};
 use crate::common::limits::{self, ModelSize, SizedConfig, MAX_DIMENSION};
-use crate::common::{AttentionSpec, DecoderConfig, ExpertsSpec, MlpSpec, RouterSpec};
+use crate::common::tensor_parallel::share;
+use crate::common::{
+    AttentionSpec, DecoderConfig, ExpertsSpec, MlpSpec, RouterSpec, TensorParallelConfig,
+};
 use crate::error::{read_config_file, ConfigError};
+use patcher_core::plan::TensorParallel;
 
 /// The attention kind of one layer (`layer_types`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +102,32 @@ impl Default for Raw {
             mlp_only_layers: None,
             qkv_bias: true,
         }
+    }
+}
+
+impl TensorParallelConfig for Qwen2MoeConfig {
+    fn tensor_parallel(
+        &self,
+        rank: usize,
+        world: usize,
+    ) -> Result<(Self, TensorParallel), ConfigError> {
+        let (core, plan) = self.core.tensor_parallel(rank, world)?;
+        let peer = Self {
+            core,
+            moe_intermediate_size: share(
+                "moe_intermediate_size",
+                self.moe_intermediate_size,
+                world,
+            )?,
+            shared_expert_intermediate_size: share(
+                "shared_expert_intermediate_size",
+                self.shared_expert_intermediate_size,
+                world,
+            )?,
+            ..self.clone()
+        };
+        peer.validate()?;
+        Ok((peer, plan))
     }
 }
 

@@ -25,6 +25,7 @@ mod replacements;
 mod roundtrip;
 mod router;
 mod store;
+mod tensor_parallel;
 mod tied;
 #[cfg(feature = "tokenizer")]
 mod tokenizer;

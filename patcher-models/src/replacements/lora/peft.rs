@@ -133,6 +133,8 @@ pub fn save_lora_merged<B: Backend, M: Module<B>>(
         source_layout: loaded.source_layout.clone(),
         non_finite: loaded.non_finite.clone(),
         layouts: loaded.layouts.clone(),
+        bytes_read: loaded.bytes_read,
+        tensor_parallel: loaded.tensor_parallel.clone(),
     };
     save_lora_base(&merged, path, options)
 }

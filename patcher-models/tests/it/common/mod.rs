@@ -106,6 +106,12 @@ pub fn assert_saves_back_byte_for_byte<B: Backend, M: Module<B>>(
 ) {
     let out_dir = scratch(name);
     patcher_burn::save_pretrained(loaded, &out_dir).unwrap();
+    assert_same_weights_file(&out_dir, original, label);
+}
+
+/// Checks that the `model.safetensors` saved in `out_dir` is the fixture's in `original`, byte
+/// for byte, then removes `out_dir`.
+pub fn assert_same_weights_file(out_dir: &Path, original: &Path, label: &str) {
     let saved = std::fs::read(out_dir.join("model.safetensors")).unwrap();
     let original = std::fs::read(original.join("model.safetensors")).unwrap();
     assert!(
