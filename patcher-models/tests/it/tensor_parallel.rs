@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use crate::common::{assert_same_weights_file, fixtures, scratch};
 use burn::backend::NdArray;
+use burn::prelude::Backend;
 use burn_store::ModuleSnapshot;
 use patcher_burn::{
     model_params_with, save_pretrained, save_tensor_parallel, Layout, LoadError, LoadOptions,
@@ -26,7 +27,9 @@ type B = NdArray<f32>;
 
 /// Every parameter of `model` in PyTorch layout (a Linear weight transposed back to
 /// `[out, in]`), by Burn path, with its info.
-fn torch_params<M: FamilyModel<B>>(model: &M) -> HashMap<String, (ParamInfo, HostTensor<'static>)> {
+fn torch_params<Bk: Backend, M: FamilyModel<Bk>>(
+    model: &M,
+) -> HashMap<String, (ParamInfo, HostTensor<'static>)> {
     let infos = model_params_with(model, &M::torch_layouts());
     let values: HashMap<String, Vec<f32>> = model
         .collect(None, None, true)
@@ -64,18 +67,18 @@ fn torch_params<M: FamilyModel<B>>(model: &M) -> HashMap<String, (ParamInfo, Hos
 
 /// Loads `family`'s fixture whole and as each of `world` peers with `patch`, and checks every
 /// peer parameter against the whole model's.
-fn peers_hold_their_slices<M>(family: &str, patch: Patch, world: usize)
+fn peers_hold_their_slices<Bk, M>(family: &str, patch: Patch, world: usize, device: &Bk::Device)
 where
-    M: FamilyModel<B>,
+    Bk: Backend,
+    M: FamilyModel<Bk>,
     M::Config: TensorParallelConfig,
 {
-    let device = Default::default();
     let dir = fixtures().join(family);
     let config = M::Config::from_file(&dir.join("config.json")).unwrap();
-    let patcher = patch.patcher::<B, _>(&config).unwrap();
-    let whole = Pretrained::<B>::from_path(&dir)
+    let patcher = patch.patcher::<Bk, _>(&config).unwrap();
+    let whole = Pretrained::<Bk>::from_path(&dir)
         .patcher(&patcher)
-        .load_with_config::<M>(&config, &device)
+        .load_with_config::<M>(&config, device)
         .unwrap();
     let whole_params = torch_params(&whole.model);
     let mut peers = Vec::new();
@@ -83,10 +86,10 @@ where
     for rank in (0..world).rev() {
         let (peer_config, plan) = config.tensor_parallel(rank, world).unwrap();
         // The patcher of the whole config: its conversions are the checkpoint's.
-        let peer = Pretrained::<B>::from_path(&dir)
+        let peer = Pretrained::<Bk>::from_path(&dir)
             .patcher(&patcher)
             .options(LoadOptions::default().tensor_parallel(plan.clone()))
-            .load_with_config::<M>(&peer_config, &device)
+            .load_with_config::<M>(&peer_config, device)
             .unwrap_or_else(|e| panic!("{family} {patch} peer {rank}/{world}: {e}"));
         let peer_params = torch_params(&peer.model);
         assert_eq!(peer_params.len(), whole_params.len());
@@ -145,30 +148,51 @@ fn config_layers(dir: &std::path::Path) -> usize {
     json["num_hidden_layers"].as_u64().unwrap() as usize
 }
 
-#[test]
-fn llama_peers_hold_their_slices() {
-    for world in [2, 4] {
-        peers_hold_their_slices::<LlamaForCausalLm<B>>("llama", Patch::NONE, world);
-        peers_hold_their_slices::<LlamaForCausalLm<B>>("llama", Patch::fused_qkv(), world);
-    }
+/// Every family, unpatched and patched, as each of 2 and 4 peers, on one backend.
+macro_rules! tensor_parallel_tests {
+    ($backend:ty, $device:expr) => {
+        use super::*;
+
+        type B = $backend;
+
+        #[test]
+        fn llama_peers_hold_their_slices() {
+            for world in [2, 4] {
+                for patch in [Patch::NONE, Patch::fused_qkv()] {
+                    peers_hold_their_slices::<B, LlamaForCausalLm<B>>(
+                        "llama", patch, world, &$device,
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn qwen2_moe_peers_hold_their_slices() {
+            for world in [2, 4] {
+                for patch in [Patch::NONE, Patch::seed()] {
+                    let family = "qwen2_moe";
+                    peers_hold_their_slices::<B, Qwen2MoeForCausalLm<B>>(
+                        family, patch, world, &$device,
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn mixtral_peers_hold_their_slices() {
+            for world in [2, 4] {
+                for patch in [Patch::NONE, Patch::sequential_experts()] {
+                    let family = "mixtral";
+                    peers_hold_their_slices::<B, MixtralForCausalLm<B>>(
+                        family, patch, world, &$device,
+                    );
+                }
+            }
+        }
+    };
 }
 
-#[test]
-fn qwen2_moe_peers_hold_their_slices() {
-    for world in [2, 4] {
-        peers_hold_their_slices::<Qwen2MoeForCausalLm<B>>("qwen2_moe", Patch::NONE, world);
-        peers_hold_their_slices::<Qwen2MoeForCausalLm<B>>("qwen2_moe", Patch::seed(), world);
-    }
-}
-
-#[test]
-fn mixtral_peers_hold_their_slices() {
-    for world in [2, 4] {
-        peers_hold_their_slices::<MixtralForCausalLm<B>>("mixtral", Patch::NONE, world);
-        let seed = Patch::sequential_experts();
-        peers_hold_their_slices::<MixtralForCausalLm<B>>("mixtral", seed, world);
-    }
-}
+crate::common::on_every_backend!(tensor_parallel_tests);
 
 #[test]
 fn contiguous_slices_are_all_that_is_read() {
