@@ -100,6 +100,10 @@ pub enum ShardError {
 }
 
 /// Which part of a full tensor one peer holds: ranges along one dimension, in order.
+///
+/// Its methods take the full tensor's shape; a slice that [`TensorParallel::slice_of`] made for
+/// that shape always fits it. One built by hand must name a dimension of the shape and ranges
+/// inside it, or they panic (as slice indexing does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardSlice {
     /// The PyTorch dimension split.
