@@ -41,18 +41,10 @@ impl MergeChain {
         metas: &Groups<TensorMeta>,
         float: DType,
     ) -> Option<Self> {
-        let concat_dim = match group.ops.as_slice() {
-            [merge] if is_merge0(merge.as_ref()) && metas.len() == 1 => None,
-            [merge, concat] if is_merge0(merge.as_ref()) => {
-                let concat = concat.as_any()?.downcast_ref::<Concatenate>()?;
-                // Recorded split sizes are checked by the op itself: leave those to it.
-                if concat.split_sizes().is_some() {
-                    return None;
-                }
-                Some(concat.dim())
-            }
-            _ => return None,
-        };
+        let concat_dim = chain_concat_dim(group)?;
+        if concat_dim.is_none() && metas.len() != 1 {
+            return None;
+        }
         let [target] = group.targets.as_slice() else {
             return None;
         };
@@ -161,13 +153,7 @@ pub(crate) fn source_slices(
     let Some(shard) = group.targets.first().and_then(|t| t.shard.as_ref()) else {
         return Some((vec![None; patterns], metas));
     };
-    let concat_dim = match group.ops.as_slice() {
-        [merge] if is_merge0(merge.as_ref()) => None,
-        [merge, concat] if is_merge0(merge.as_ref()) => {
-            Some(concat.as_any()?.downcast_ref::<Concatenate>()?.dim())
-        }
-        _ => return None,
-    };
+    let concat_dim = chain_concat_dim(group)?;
     let dim = shard.dim.checked_sub(1)?;
     let sizes: Vec<usize> = group
         .source_patterns
@@ -207,6 +193,23 @@ pub(crate) fn source_slices(
         parts.push(pattern, list.collect());
     }
     Some((slices.into_iter().map(Some).collect(), parts))
+}
+
+/// The concatenation dim of `group`'s merge chain: `Some(None)` for `MergeModulelist(0)` alone,
+/// `Some(Some(d))` when `Concatenate(d)` follows it; `None` for any other ops.
+fn chain_concat_dim(group: &PlannedGroup) -> Option<Option<usize>> {
+    match group.ops.as_slice() {
+        [merge] if is_merge0(merge.as_ref()) => Some(None),
+        [merge, concat] if is_merge0(merge.as_ref()) => {
+            let concat = concat.as_any()?.downcast_ref::<Concatenate>()?;
+            // Recorded split sizes are checked by the op itself: leave those to it.
+            match concat.split_sizes() {
+                Some(_) => None,
+                None => Some(Some(concat.dim())),
+            }
+        }
+        _ => None,
+    }
 }
 
 fn is_merge0(op: &dyn ConversionOp) -> bool {

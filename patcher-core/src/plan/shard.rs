@@ -291,7 +291,10 @@ impl TensorParallel {
     /// The part of parameter `key` (of `full` shape) this peer holds; `None` when it is not
     /// split (or there is one peer).
     pub fn slice_of(&self, key: &str, full: &[usize]) -> Result<Option<ShardSlice>, ShardError> {
-        let Some((dim, blocks)) = self.split_of(key).and_then(|s| s.resolve(full.len())) else {
+        let Some(split) = self.split_of(key) else {
+            return Ok(None);
+        };
+        let Some((dim, blocks)) = split.resolve(full.len()) else {
             return Ok(None);
         };
         if self.world == 1 {
@@ -306,7 +309,7 @@ impl TensorParallel {
         let Some(&size) = full.get(dim) else {
             return Err(fail(format!("it has no dimension {dim}")));
         };
-        if let Some(Split::Heads(_)) = self.split_of(key) {
+        if let Split::Heads(_) = split {
             return self.head_ranges(dim, size, blocks).map_err(fail).map(Some);
         }
         let one = [1];
