@@ -31,12 +31,16 @@
 
 pub mod layers;
 mod load;
+mod parallel;
 mod patcher;
 mod save;
 mod slot;
 mod store;
 mod visit;
 
+#[cfg(feature = "collective")]
+#[cfg_attr(docsrs, doc(cfg(feature = "collective")))]
+pub use burn_collective;
 pub use load::backend_quant_scheme;
 pub use load::{
     load_with, model_params, plan_with, Layout, LinearLayout, LoadError, LoadOptions, LoadPlan,
@@ -44,6 +48,10 @@ pub use load::{
     PretrainedModel, Quantization, QuantizeError, QuantizeTargets, MAX_LOAD_THREADS,
 };
 pub use load::{model_params_with, TorchLayout, TorchLayouts};
+pub use parallel::{AllReduce, PeerSum, TensorParallelPeer};
+#[cfg(feature = "collective")]
+#[cfg_attr(docsrs, doc(cfg(feature = "collective")))]
+pub use parallel::{Collective, PeerJoinError};
 pub use patcher::Patcher;
 /// `#[derive(Patchable)]` and `#[slot_interface]` (use `crate = "patcher_burn"` when naming this
 /// crate directly rather than the `burn-patcher` facade).

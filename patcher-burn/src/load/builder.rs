@@ -12,7 +12,7 @@ use super::options::LoadOptions;
 use super::pretrained::{load_with, plan_with, LoadPlan, LoadSpec, Loaded};
 use crate::slot::{BuildContext, BuildError};
 use crate::store::PatcherStore;
-use crate::Patcher;
+use crate::{Patcher, TensorParallelPeer};
 
 /// A checkpoint to load, with the patcher and options to load it with: transformers'
 /// `from_pretrained(path, patcher=...)` as a builder.
@@ -69,6 +69,7 @@ pub struct Pretrained<'a, B: Backend> {
     patcher: Option<&'a Patcher<B>>,
     spec: Option<LoadSpec>,
     options: LoadOptions,
+    peer: Option<TensorParallelPeer<B>>,
 }
 
 /// Where the checkpoint is.
@@ -97,6 +98,7 @@ impl<'a, B: Backend> Pretrained<'a, B> {
             patcher: None,
             spec: None,
             options: LoadOptions::default(),
+            peer: None,
         }
     }
 
@@ -111,7 +113,23 @@ impl<'a, B: Backend> Pretrained<'a, B> {
     /// Loads with `options` (strict or partial, dtype checks, quantization, threads...).
     /// Default: [`LoadOptions::default`].
     pub fn options(mut self, options: LoadOptions) -> Self {
-        self.options = options;
+        self.options = match &self.peer {
+            Some(peer) => options.tensor_parallel(peer.plan().clone()),
+            None => options,
+        };
+        self
+    }
+
+    /// Loads and builds as one peer of a tensor-parallel group: each split parameter's slice
+    /// of the peer's plan is read (as [`LoadOptions::tensor_parallel`]), and
+    /// [`build`](Self::build) builds the model with the peer
+    /// ([`BuildContext::build_tensor_parallel`]), so its forward sums its partial results with
+    /// the others' (a peer made by `Collective::register`, feature `collective`, say).
+    /// Build from the peer's config (the kit's `TensorParallelConfig`), and run every peer's
+    /// forward on the same inputs.
+    pub fn tensor_parallel(mut self, peer: TensorParallelPeer<B>) -> Self {
+        self.options = self.options.tensor_parallel(peer.plan().clone());
+        self.peer = Some(peer);
         self
     }
 
@@ -147,6 +165,7 @@ impl<'a, B: Backend> Pretrained<'a, B> {
             patcher: self.patcher,
             spec: self.spec.clone(),
             options: self.options.clone(),
+            peer: self.peer.clone(),
         }
     }
 
@@ -190,7 +209,12 @@ impl<'a, B: Backend> Pretrained<'a, B> {
         self.with_checkpoint(|checkpoint| {
             let default = Patcher::new();
             let patcher = self.patcher.unwrap_or(&default);
-            let model = BuildContext::build(patcher, device, constructor)?;
+            let model = match &self.peer {
+                Some(peer) => {
+                    BuildContext::build_tensor_parallel(patcher, device, peer, constructor)?
+                }
+                None => BuildContext::build(patcher, device, constructor)?,
+            };
             load_with(&model, checkpoint, &spec, &self.options)
         })
     }

@@ -16,7 +16,7 @@ use patcher_core::PatcherErrors;
 
 use super::listing::list_slots_with_positions;
 use super::mapping::ClassMapping;
-use crate::Patcher;
+use crate::{Patcher, TensorParallelPeer};
 
 /// A class-mapping entry that does not fit the model being built, or a patcher with errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +63,8 @@ pub struct BuildContext<'p, B: Backend> {
     device: B::Device,
     /// Slot paths by build position, from a first, plain build (only for path keys).
     paths: HashMap<String, String>,
+    /// The tensor-parallel peer the model is built as, if any.
+    peer: Option<TensorParallelPeer<B>>,
     /// Original classes of the slots built so far, in first-seen order.
     seen: RefCell<Vec<&'static str>>,
     errors: RefCell<Vec<BuildError>>,
@@ -74,18 +76,20 @@ pub struct BuildContext<'p, B: Backend> {
 impl<'p, B: Backend> BuildContext<'p, B> {
     /// A context that builds every slot with its original class.
     pub fn plain(device: &B::Device) -> Self {
-        Self::new(None, device, HashMap::new())
+        Self::new(None, device, HashMap::new(), None)
     }
 
     fn new(
         classes: Option<&'p ClassMapping<B>>,
         device: &B::Device,
         paths: HashMap<String, String>,
+        peer: Option<TensorParallelPeer<B>>,
     ) -> Self {
         Self {
             classes,
             device: device.clone(),
             paths,
+            peer,
             seen: RefCell::new(Vec::new()),
             errors: RefCell::new(Vec::new()),
             position: RefCell::new(vec![0]),
@@ -127,6 +131,29 @@ impl<'p, B: Backend> BuildContext<'p, B> {
         device: &B::Device,
         constructor: impl Fn(&Self) -> M,
     ) -> Result<M, BuildError> {
+        Self::build_peer(patcher, device, None, constructor)
+    }
+
+    /// [`build`](Self::build) as one peer of a tensor-parallel group: the classes whose forward
+    /// ends in a rowwise projection sum their partial results with `peer`
+    /// ([`tensor_parallel`](Self::tensor_parallel)). Build from the peer's config (its share
+    /// of the heads and widths) and load with `peer`'s plan; [`Pretrained::tensor_parallel`]
+    /// (crate::Pretrained::tensor_parallel) does both.
+    pub fn build_tensor_parallel<M: Module<B>>(
+        patcher: &'p Patcher<B>,
+        device: &B::Device,
+        peer: &TensorParallelPeer<B>,
+        constructor: impl Fn(&Self) -> M,
+    ) -> Result<M, BuildError> {
+        Self::build_peer(patcher, device, Some(peer), constructor)
+    }
+
+    fn build_peer<M: Module<B>>(
+        patcher: &'p Patcher<B>,
+        device: &B::Device,
+        peer: Option<&TensorParallelPeer<B>>,
+        constructor: impl Fn(&Self) -> M,
+    ) -> Result<M, BuildError> {
         let own = patcher.errors();
         if !own.is_empty() {
             return Err(BuildError::Patcher(PatcherErrors(own)));
@@ -144,7 +171,7 @@ impl<'p, B: Backend> BuildContext<'p, B> {
         } else {
             (HashMap::new(), Vec::new())
         };
-        let ctx = Self::new(Some(classes), device, paths);
+        let ctx = Self::new(Some(classes), device, paths, peer.cloned());
         let model = constructor(&ctx);
         let errors = ctx.errors.into_inner();
         if let Some(error) = errors.into_iter().next() {
@@ -160,6 +187,13 @@ impl<'p, B: Backend> BuildContext<'p, B> {
     /// The device the model is built on.
     pub fn device(&self) -> &B::Device {
         &self.device
+    }
+
+    /// The tensor-parallel peer the model is built as: a class whose forward ends in a rowwise
+    /// projection keeps it and sums its partial result with
+    /// [`TensorParallelPeer::all_reduce`]. `None` on one device.
+    pub fn tensor_parallel(&self) -> Option<&TensorParallelPeer<B>> {
+        self.peer.as_ref()
     }
 
     /// The original classes of the slots built so far, in first-seen order.

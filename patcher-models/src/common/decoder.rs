@@ -5,7 +5,7 @@
 use burn::nn::LinearConfig;
 use burn::prelude::*;
 use patcher_burn::layers::{EmbeddingForward, LinearLayer};
-use patcher_burn::{InterfaceKey, Slot, SlotInterface};
+use patcher_burn::{InterfaceKey, PeerSum, Slot, SlotInterface};
 
 use super::attention::AttentionInputs;
 use super::cache::KvCache;
@@ -42,15 +42,22 @@ where
 
 /// A decoder layer's body: `h = x + attention(x)`, then `h + mlp(h)`. Each branch applies its own
 /// pre-norm (`input_layernorm`, `post_attention_layernorm`) first.
+///
+/// On a tensor-parallel peer (`peer_sum` built by a context with one,
+/// [`BuildContext::tensor_parallel`](patcher_burn::BuildContext::tensor_parallel)) each branch
+/// ends in a rowwise projection (`o_proj`, `down_proj`, the experts' `down_proj`), so it gives
+/// this peer's partial sum: `peer_sum` adds the peers' together before the residual (Megatron's
+/// two all-reduces per layer). On one device it passes the branch through.
 pub fn pre_norm_residuals<B: Backend>(
     hidden_states: Tensor<B, 3>,
+    peer_sum: &PeerSum<B>,
     attention: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
     mlp: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
 ) -> Tensor<B, 3> {
     let residual = hidden_states.clone();
-    let x = residual + attention(hidden_states);
+    let x = residual + peer_sum.forward(attention(hidden_states));
     let residual = x.clone();
-    residual + mlp(x)
+    residual + peer_sum.forward(mlp(x))
 }
 
 /// `XxxModel.forward` after the embedding: the embedded tokens through `layers` and

@@ -101,6 +101,22 @@ impl TensorParallelConfig for LlamaConfig {
         rank: usize,
         world: usize,
     ) -> Result<(Self, TensorParallel), ConfigError> {
+        // A rowwise projection's bias would be added by every peer before the sum.
+        for (field, biased) in [
+            ("attention_bias", self.attention_bias),
+            ("mlp_bias", self.mlp_bias),
+        ] {
+            if biased {
+                return Err(ConfigError::Field {
+                    field: field.into(),
+                    value: "true".into(),
+                    reason: "tensor parallelism does not support biased rowwise projections \
+                             (o_proj, down_proj) yet: each peer would add the bias once; load \
+                             this model on one device"
+                        .into(),
+                });
+            }
+        }
         let (core, plan) = self.core.tensor_parallel(rank, world)?;
         Ok((Self { core, ..self.clone() }, plan))
     }

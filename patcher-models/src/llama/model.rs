@@ -6,7 +6,7 @@ use burn::module::Param;
 use burn::nn::Embedding;
 use burn::prelude::*;
 use patcher_burn::layers::{InitSlot, LinearSlot, NormForward};
-use patcher_burn::{BuildContext, Slot};
+use patcher_burn::{BuildContext, PeerSum, Slot};
 use patcher_derive::{slot_interface, Patchable};
 
 use super::config::LlamaConfig;
@@ -129,6 +129,8 @@ pub struct LlamaDecoderLayer<B: Backend> {
     pub input_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
     /// Norm before the MLP.
     pub post_attention_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
+    /// Sums each branch over the tensor-parallel peers, when built as one.
+    pub peer_sum: PeerSum<B>,
 }
 
 impl<B: Backend> LlamaDecoderLayer<B> {
@@ -143,6 +145,7 @@ impl<B: Backend> LlamaDecoderLayer<B> {
             mlp: Slot::build::<LlamaMlp<B>>(ctx, &config.mlp_spec()),
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
+            peer_sum: PeerSum::new(ctx),
         }
     }
 }
@@ -151,6 +154,7 @@ impl<B: Backend> DecoderLayer<B> for LlamaDecoderLayer<B> {
     fn forward(&self, x: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
         pre_norm_residuals(
             x,
+            &self.peer_sum,
             |x| {
                 self.self_attn
                     .forward(self.input_layernorm.forward(x), inputs)

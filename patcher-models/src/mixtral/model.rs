@@ -7,7 +7,7 @@ use burn::module::Param;
 use burn::nn::Embedding;
 use burn::prelude::*;
 use patcher_burn::layers::{InitSlot, LinearSlot, NormForward};
-use patcher_burn::{BuildContext, Slot};
+use patcher_burn::{BuildContext, PeerSum, Slot};
 use patcher_derive::{slot_interface, Patchable};
 
 use super::config::MixtralConfig;
@@ -208,6 +208,8 @@ pub struct MixtralDecoderLayer<B: Backend> {
     pub input_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
     /// Norm before the MLP.
     pub post_attention_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
+    /// Sums each branch over the tensor-parallel peers, when built as one.
+    pub peer_sum: PeerSum<B>,
 }
 
 impl<B: Backend> MixtralDecoderLayer<B> {
@@ -222,6 +224,7 @@ impl<B: Backend> MixtralDecoderLayer<B> {
             mlp: Slot::build::<MixtralSparseMoeBlock<B>>(ctx, config),
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
+            peer_sum: PeerSum::new(ctx),
         }
     }
 }
@@ -230,6 +233,7 @@ impl<B: Backend> DecoderLayer<B> for MixtralDecoderLayer<B> {
     fn forward(&self, x: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
         pre_norm_residuals(
             x,
+            &self.peer_sum,
             |x| {
                 self.self_attn
                     .forward(self.input_layernorm.forward(x), inputs)

@@ -5,7 +5,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 use patcher_burn::layers::NormForward;
-use patcher_burn::{BuildContext, Slot};
+use patcher_burn::{BuildContext, PeerSum, Slot};
 use patcher_derive::{slot_interface, Patchable};
 
 use super::config::Qwen2MoeConfig;
@@ -141,6 +141,8 @@ pub struct Qwen2MoeDecoderLayer<B: Backend> {
     pub input_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
     /// Norm before the MLP.
     pub post_attention_layernorm: Slot<B, dyn DecoderNormInterface<B>>,
+    /// Sums each branch over the tensor-parallel peers, when built as one.
+    pub peer_sum: PeerSum<B>,
 }
 
 impl<B: Backend> Qwen2MoeDecoderLayer<B> {
@@ -153,6 +155,7 @@ impl<B: Backend> Qwen2MoeDecoderLayer<B> {
             mlp: Qwen2MoeLayerMlp::new(config, layer_idx, ctx),
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
+            peer_sum: PeerSum::new(ctx),
         }
     }
 }
@@ -161,6 +164,7 @@ impl<B: Backend> DecoderLayer<B> for Qwen2MoeDecoderLayer<B> {
     fn forward(&self, x: Tensor<B, 3>, inputs: AttentionInputs<'_, B>) -> Tensor<B, 3> {
         pre_norm_residuals(
             x,
+            &self.peer_sum,
             |x| {
                 self.self_attn
                     .forward(self.input_layernorm.forward(x), inputs)

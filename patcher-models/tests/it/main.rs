@@ -26,6 +26,7 @@ mod roundtrip;
 mod router;
 mod store;
 mod tensor_parallel;
+mod tensor_parallel_forward;
 mod tied;
 #[cfg(feature = "tokenizer")]
 mod tokenizer;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::common::{assert_same_weights_file, fixtures, scratch};
+use crate::common::{assert_same_weights_file, fixtures, scratch, tensor_parallel_cases};
 use burn::backend::NdArray;
 use burn::prelude::Backend;
 use burn_store::ModuleSnapshot;
@@ -157,36 +157,26 @@ macro_rules! tensor_parallel_tests {
 
         #[test]
         fn llama_peers_hold_their_slices() {
-            for world in [2, 4] {
-                for patch in [Patch::NONE, Patch::fused_qkv()] {
-                    peers_hold_their_slices::<B, LlamaForCausalLm<B>>(
-                        "llama", patch, world, &$device,
-                    );
-                }
+            for (world, patch) in tensor_parallel_cases(Patch::fused_qkv()) {
+                peers_hold_their_slices::<B, LlamaForCausalLm<B>>("llama", patch, world, &$device);
             }
         }
 
         #[test]
         fn qwen2_moe_peers_hold_their_slices() {
-            for world in [2, 4] {
-                for patch in [Patch::NONE, Patch::seed()] {
-                    let family = "qwen2_moe";
-                    peers_hold_their_slices::<B, Qwen2MoeForCausalLm<B>>(
-                        family, patch, world, &$device,
-                    );
-                }
+            for (world, patch) in tensor_parallel_cases(Patch::seed()) {
+                let family = "qwen2_moe";
+                peers_hold_their_slices::<B, Qwen2MoeForCausalLm<B>>(
+                    family, patch, world, &$device,
+                );
             }
         }
 
         #[test]
         fn mixtral_peers_hold_their_slices() {
-            for world in [2, 4] {
-                for patch in [Patch::NONE, Patch::sequential_experts()] {
-                    let family = "mixtral";
-                    peers_hold_their_slices::<B, MixtralForCausalLm<B>>(
-                        family, patch, world, &$device,
-                    );
-                }
+            for (world, patch) in tensor_parallel_cases(Patch::sequential_experts()) {
+                let family = "mixtral";
+                peers_hold_their_slices::<B, MixtralForCausalLm<B>>(family, patch, world, &$device);
             }
         }
     };

@@ -32,6 +32,16 @@ pub const MOE_PATCHES: [patcher_models::replacements::Patch; 4] = {
     ]
 };
 
+/// A family's tensor-parallel cases: 2 and 4 peers, each unpatched and with `patch`.
+pub fn tensor_parallel_cases(
+    patch: patcher_models::replacements::Patch,
+) -> impl Iterator<Item = (usize, patcher_models::replacements::Patch)> {
+    use patcher_models::replacements::Patch;
+    [2, 4]
+        .into_iter()
+        .flat_map(move |world| [Patch::NONE, patch].map(|p| (world, p)))
+}
+
 /// The fixtures directory.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
