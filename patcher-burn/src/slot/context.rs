@@ -137,8 +137,8 @@ impl<'p, B: Backend> BuildContext<'p, B> {
     /// [`build`](Self::build) as one peer of a tensor-parallel group: the classes whose forward
     /// ends in a rowwise projection sum their partial results with `peer`
     /// ([`tensor_parallel`](Self::tensor_parallel)). Build from the peer's config (its share
-    /// of the heads and widths) and load with `peer`'s plan; [`Pretrained::tensor_parallel`]
-    /// (crate::Pretrained::tensor_parallel) does both.
+    /// of the heads and widths) and load with `peer`'s plan;
+    /// [`Pretrained::tensor_parallel`](crate::Pretrained::tensor_parallel) does both.
     pub fn build_tensor_parallel<M: Module<B>>(
         patcher: &'p Patcher<B>,
         device: &B::Device,
