@@ -48,7 +48,10 @@ pub use load::{
     PretrainedModel, Quantization, QuantizeError, QuantizeTargets, MAX_LOAD_THREADS,
 };
 pub use load::{model_params_with, TorchLayout, TorchLayouts};
-pub use parallel::{AllReduce, PeerSum, TensorParallelPeer};
+pub use parallel::{
+    module_device, to_device_via_host, AllReduce, DeviceMap, DeviceMapError, PeerSum,
+    TensorParallelPeer,
+};
 #[cfg(feature = "collective")]
 #[cfg_attr(docsrs, doc(cfg(feature = "collective")))]
 pub use parallel::{Collective, PeerJoinError};
@@ -61,8 +64,8 @@ pub use save::{
 };
 pub use slot::{
     list_slots, load_file_checked, load_record_checked, replacement, BuildContext, BuildError,
-    ClassReplacement, Implements, InterfaceKey, LoadRecordError, OriginalClass, Patchable,
-    RecordMismatch, Slot, SlotInfo, SlotInterface, SlotRecord, SlotRecordItem, MAX_RANK,
+    BuildOptions, ClassReplacement, Implements, InterfaceKey, LoadRecordError, OriginalClass,
+    Patchable, RecordMismatch, Slot, SlotInfo, SlotInterface, SlotRecord, SlotRecordItem, MAX_RANK,
 };
 pub use store::{PatcherStore, StoreError};
 

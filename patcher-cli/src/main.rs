@@ -166,9 +166,12 @@ fn main() -> ExitCode {
         parsed
     });
     if let Some(level) = log {
+        // Plain text whatever the build: another crate in the graph (burn-collective's
+        // transport) may turn on tracing-subscriber's `ansi` feature, and colours by default.
         tracing_subscriber::fmt()
             .with_max_level(level)
             .with_writer(std::io::stderr)
+            .with_ansi(false)
             .init();
     }
     // A panic is a bug: say so, and exit with 3 rather than Rust's 101.

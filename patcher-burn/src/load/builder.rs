@@ -10,9 +10,9 @@ use super::error::LoadError;
 use super::model::PretrainedModel;
 use super::options::LoadOptions;
 use super::pretrained::{load_with, plan_with, LoadPlan, LoadSpec, Loaded};
-use crate::slot::{BuildContext, BuildError};
+use crate::slot::{BuildContext, BuildError, BuildOptions};
 use crate::store::PatcherStore;
-use crate::{Patcher, TensorParallelPeer};
+use crate::{DeviceMap, Patcher, TensorParallelPeer};
 
 /// A checkpoint to load, with the patcher and options to load it with: transformers'
 /// `from_pretrained(path, patcher=...)` as a builder.
@@ -69,7 +69,7 @@ pub struct Pretrained<'a, B: Backend> {
     patcher: Option<&'a Patcher<B>>,
     spec: Option<LoadSpec>,
     options: LoadOptions,
-    peer: Option<TensorParallelPeer<B>>,
+    build: BuildOptions<B>,
 }
 
 /// Where the checkpoint is.
@@ -98,7 +98,7 @@ impl<'a, B: Backend> Pretrained<'a, B> {
             patcher: None,
             spec: None,
             options: LoadOptions::default(),
-            peer: None,
+            build: BuildOptions::default(),
         }
     }
 
@@ -113,7 +113,7 @@ impl<'a, B: Backend> Pretrained<'a, B> {
     /// Loads with `options` (strict or partial, dtype checks, quantization, threads...).
     /// Default: [`LoadOptions::default`].
     pub fn options(mut self, options: LoadOptions) -> Self {
-        self.options = match &self.peer {
+        self.options = match self.build.peer() {
             Some(peer) => options.tensor_parallel(peer.plan().clone()),
             None => options,
         };
@@ -123,13 +123,21 @@ impl<'a, B: Backend> Pretrained<'a, B> {
     /// Loads and builds as one peer of a tensor-parallel group: each split parameter's slice
     /// of the peer's plan is read (as [`LoadOptions::tensor_parallel`]), and
     /// [`build`](Self::build) builds the model with the peer
-    /// ([`BuildContext::build_tensor_parallel`]), so its forward sums its partial results with
+    /// ([`BuildContext::tensor_parallel`]), so its forward sums its partial results with
     /// the others' (a peer made by `Collective::register`, feature `collective`, say).
     /// Build from the peer's config (the kit's `TensorParallelConfig`), and run every peer's
     /// forward on the same inputs.
     pub fn tensor_parallel(mut self, peer: TensorParallelPeer<B>) -> Self {
         self.options = self.options.tensor_parallel(peer.plan().clone());
-        self.peer = Some(peer);
+        self.build = self.build.tensor_parallel(peer);
+        self
+    }
+
+    /// [`build`](Self::build)s each slot `map` names on its device (and loads its parameters
+    /// there); the rest on the device given to `build`. The kit's decoders move their
+    /// activations at each boundary between layers on different devices.
+    pub fn device_map(mut self, map: DeviceMap<B>) -> Self {
+        self.build = self.build.device_map(map);
         self
     }
 
@@ -165,7 +173,7 @@ impl<'a, B: Backend> Pretrained<'a, B> {
             patcher: self.patcher,
             spec: self.spec.clone(),
             options: self.options.clone(),
-            peer: self.peer.clone(),
+            build: self.build.clone(),
         }
     }
 
@@ -209,12 +217,7 @@ impl<'a, B: Backend> Pretrained<'a, B> {
         self.with_checkpoint(|checkpoint| {
             let default = Patcher::new();
             let patcher = self.patcher.unwrap_or(&default);
-            let model = match &self.peer {
-                Some(peer) => {
-                    BuildContext::build_tensor_parallel(patcher, device, peer, constructor)?
-                }
-                None => BuildContext::build(patcher, device, constructor)?,
-            };
+            let model = BuildContext::build_with(patcher, device, &self.build, constructor)?;
             load_with(&model, checkpoint, &spec, &self.options)
         })
     }

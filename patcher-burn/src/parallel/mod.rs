@@ -3,13 +3,16 @@
 //! after a rowwise projection each peer holds a partial sum of the single-device result; the
 //! [`TensorParallelPeer`] the model was built with sums the partials over every peer (an
 //! all-reduce), on `Collective` (burn-collective, feature `collective`) or any [`AllReduce`].
+//! And within one process, a [`DeviceMap`] puts layers on several devices (a pipeline).
 
 #[cfg(feature = "collective")]
 mod collective;
+mod device_map;
 mod peer;
 mod sum;
 
 #[cfg(feature = "collective")]
 pub use collective::{Collective, PeerJoinError};
+pub use device_map::{module_device, to_device_via_host, DeviceMap, DeviceMapError};
 pub use peer::{AllReduce, TensorParallelPeer};
 pub use sum::PeerSum;

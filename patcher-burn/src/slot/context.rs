@@ -16,6 +16,7 @@ use patcher_core::PatcherErrors;
 
 use super::listing::list_slots_with_positions;
 use super::mapping::ClassMapping;
+use super::options::BuildOptions;
 use crate::{Patcher, TensorParallelPeer};
 
 /// A class-mapping entry that does not fit the model being built, or a patcher with errors.
@@ -63,8 +64,11 @@ pub struct BuildContext<'p, B: Backend> {
     device: B::Device,
     /// Slot paths by build position, from a first, plain build (only for path keys).
     paths: HashMap<String, String>,
-    /// The tensor-parallel peer the model is built as, if any.
-    peer: Option<TensorParallelPeer<B>>,
+    /// The tensor-parallel peer and the device map.
+    options: BuildOptions<B>,
+    /// The device-map rule placing the slot being built: one per nesting level, `None` for
+    /// the model's device.
+    placed: RefCell<Vec<Option<usize>>>,
     /// Original classes of the slots built so far, in first-seen order.
     seen: RefCell<Vec<&'static str>>,
     errors: RefCell<Vec<BuildError>>,
@@ -76,20 +80,21 @@ pub struct BuildContext<'p, B: Backend> {
 impl<'p, B: Backend> BuildContext<'p, B> {
     /// A context that builds every slot with its original class.
     pub fn plain(device: &B::Device) -> Self {
-        Self::new(None, device, HashMap::new(), None)
+        Self::new(None, device, HashMap::new(), BuildOptions::default())
     }
 
     fn new(
         classes: Option<&'p ClassMapping<B>>,
         device: &B::Device,
         paths: HashMap<String, String>,
-        peer: Option<TensorParallelPeer<B>>,
+        options: BuildOptions<B>,
     ) -> Self {
         Self {
             classes,
             device: device.clone(),
             paths,
-            peer,
+            options,
+            placed: RefCell::new(vec![None]),
             seen: RefCell::new(Vec::new()),
             errors: RefCell::new(Vec::new()),
             position: RefCell::new(vec![0]),
@@ -131,27 +136,18 @@ impl<'p, B: Backend> BuildContext<'p, B> {
         device: &B::Device,
         constructor: impl Fn(&Self) -> M,
     ) -> Result<M, BuildError> {
-        Self::build_peer(patcher, device, None, constructor)
+        Self::build_with(patcher, device, &BuildOptions::default(), constructor)
     }
 
-    /// [`build`](Self::build) as one peer of a tensor-parallel group: the classes whose forward
-    /// ends in a rowwise projection sum their partial results with `peer`
-    /// ([`tensor_parallel`](Self::tensor_parallel)). Build from the peer's config (its share
-    /// of the heads and widths) and load with `peer`'s plan;
-    /// [`Pretrained::tensor_parallel`](crate::Pretrained::tensor_parallel) does both.
-    pub fn build_tensor_parallel<M: Module<B>>(
+    /// [`build`](Self::build) with `options`: as a tensor-parallel peer (the classes whose
+    /// forward ends in a rowwise projection sum their partial results with it, see
+    /// [`tensor_parallel`](Self::tensor_parallel); build from the peer's config and load with
+    /// its plan), and with a device map (each slot it names built on its device, see
+    /// [`device`](Self::device)). [`Pretrained`](crate::Pretrained) passes its own.
+    pub fn build_with<M: Module<B>>(
         patcher: &'p Patcher<B>,
         device: &B::Device,
-        peer: &TensorParallelPeer<B>,
-        constructor: impl Fn(&Self) -> M,
-    ) -> Result<M, BuildError> {
-        Self::build_peer(patcher, device, Some(peer), constructor)
-    }
-
-    fn build_peer<M: Module<B>>(
-        patcher: &'p Patcher<B>,
-        device: &B::Device,
-        peer: Option<&TensorParallelPeer<B>>,
+        options: &BuildOptions<B>,
         constructor: impl Fn(&Self) -> M,
     ) -> Result<M, BuildError> {
         let own = patcher.errors();
@@ -159,7 +155,8 @@ impl<'p, B: Backend> BuildContext<'p, B> {
             return Err(BuildError::Patcher(PatcherErrors(own)));
         }
         let classes = patcher.class_mapping_entries();
-        let (paths, slot_paths) = if classes.has_paths() {
+        // A device map names slots by path: the real build needs them as path keys do.
+        let (paths, slot_paths) = if classes.has_paths() || options.device_map.is_some() {
             let probe = constructor(&Self::plain(device));
             let slots = list_slots_with_positions(&probe);
             let paths = slots.iter().map(|(s, _)| s.path.clone()).collect();
@@ -171,7 +168,7 @@ impl<'p, B: Backend> BuildContext<'p, B> {
         } else {
             (HashMap::new(), Vec::new())
         };
-        let ctx = Self::new(Some(classes), device, paths, peer.cloned());
+        let ctx = Self::new(Some(classes), device, paths, options.clone());
         let model = constructor(&ctx);
         let errors = ctx.errors.into_inner();
         if let Some(error) = errors.into_iter().next() {
@@ -184,16 +181,21 @@ impl<'p, B: Backend> BuildContext<'p, B> {
         Ok(model)
     }
 
-    /// The device the model is built on.
+    /// The device to build on: the model's, or within a slot the device map names (and
+    /// everything inside it), that slot's.
     pub fn device(&self) -> &B::Device {
-        &self.device
+        let rule = self.placed.borrow().last().copied().flatten();
+        match (rule, &self.options.device_map) {
+            (Some(rule), Some(map)) => map.rule_device(rule),
+            _ => &self.device,
+        }
     }
 
     /// The tensor-parallel peer the model is built as: a class whose forward ends in a rowwise
     /// projection keeps it and sums its partial result with
     /// [`TensorParallelPeer::all_reduce`]. `None` on one device.
     pub fn tensor_parallel(&self) -> Option<&TensorParallelPeer<B>> {
-        self.peer.as_ref()
+        self.options.peer()
     }
 
     /// The original classes of the slots built so far, in first-seen order.
@@ -227,12 +229,17 @@ impl<'p, B: Backend> BuildContext<'p, B> {
         position.push(0);
         let at = at.join(".");
         let path = self.paths.get(&at).map(String::as_str);
+        let mut placed = self.placed.borrow_mut();
+        let inherited = placed.last().copied().flatten();
+        let own = path.and_then(|p| self.options.device_map.as_ref()?.rule_of(p));
+        placed.push(own.or(inherited));
         (at, path)
     }
 
     /// Ends the slot started by the last [`Self::enter_slot`].
     pub(super) fn exit_slot(&self) {
         self.position.borrow_mut().pop();
+        self.placed.borrow_mut().pop();
     }
 
     /// Records a mapping error (reported by [`Self::build`]).

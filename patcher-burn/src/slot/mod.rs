@@ -9,6 +9,7 @@ mod holder;
 mod listing;
 mod mapping;
 mod module;
+mod options;
 mod record;
 mod visitor;
 
@@ -23,6 +24,7 @@ pub use class::{Implements, InterfaceKey, OriginalClass, Patchable, SlotInterfac
 pub use context::{BuildContext, BuildError};
 pub use listing::{list_slots, SlotInfo};
 pub use mapping::{replacement, ClassReplacement};
+pub use options::BuildOptions;
 pub use record::{SlotRecord, SlotRecordItem};
 pub use visitor::MAX_RANK;
 

@@ -10,6 +10,7 @@ mod display;
 mod experts;
 mod group;
 mod load;
+mod module_pattern;
 mod options;
 mod pending;
 mod report;
@@ -23,6 +24,7 @@ pub use collapse::collapse_keys;
 pub use display::{elide, MAX_LINE_BYTES, MAX_SECTION_LINES};
 pub use group::{PlannedGroup, PlannedTarget, TargetStatus};
 pub use load::rename_source_key;
+pub use module_pattern::ModulePattern;
 pub use options::PlanOptions;
 pub use report::{
     ConversionError, ConverterOutput, DTypeMismatch, LoadReport, ShapeMismatch, UnusedTransform,

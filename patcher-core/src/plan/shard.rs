@@ -11,8 +11,7 @@
 
 use std::ops::Range;
 
-use regex::Regex;
-
+use super::module_pattern::ModulePattern;
 use crate::tensor::HostTensor;
 
 /// How a parameter is split across peers, on its PyTorch layout (transformers' `tp_plan`
@@ -214,7 +213,7 @@ impl ShardSlice {
 pub struct TensorParallel {
     rank: usize,
     world: usize,
-    rules: Vec<(String, Regex, Split)>,
+    rules: Vec<(ModulePattern, Split)>,
 }
 
 impl TensorParallel {
@@ -229,14 +228,9 @@ impl TensorParallel {
     /// Adds a rule: the parameters of modules matching `module` (a path, `*` for an index) are
     /// split as `split`.
     pub fn split(mut self, module: &str, split: Split) -> Result<Self, ShardError> {
-        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '*');
-        if module.is_empty() || !module.chars().all(valid) {
-            return Err(ShardError::Pattern { pattern: module.to_string() });
-        }
-        let body = regex::escape(module).replace(r"\*", r"\d+");
-        let regex = Regex::new(&format!(r"(?:^|\.){body}(?:\.[^.]+)?$"))
-            .map_err(|_| ShardError::Pattern { pattern: module.to_string() })?;
-        self.rules.push((module.to_string(), regex, split));
+        let pattern =
+            ModulePattern::new(module).map_err(|pattern| ShardError::Pattern { pattern })?;
+        self.rules.push((pattern, split));
         Ok(self)
     }
 
@@ -252,15 +246,15 @@ impl TensorParallel {
 
     /// The rules, in order: module pattern and split.
     pub fn rules(&self) -> impl Iterator<Item = (&str, &Split)> {
-        self.rules.iter().map(|(p, _, s)| (p.as_str(), s))
+        self.rules.iter().map(|(p, s)| (p.as_str(), s))
     }
 
     /// How parameter `key` is split, if a rule matches it.
     pub fn split_of(&self, key: &str) -> Option<&Split> {
         self.rules
             .iter()
-            .find(|(_, regex, _)| regex.is_match(key))
-            .map(|(_, _, split)| split)
+            .find(|(pattern, _)| pattern.matches_param(key))
+            .map(|(_, split)| split)
     }
 
     /// The full shape of parameter `key`, whose peer holds `local` (the split dimension times

@@ -5,7 +5,7 @@
 use burn::nn::LinearConfig;
 use burn::prelude::*;
 use patcher_burn::layers::{EmbeddingForward, LinearLayer};
-use patcher_burn::{InterfaceKey, PeerSum, Slot, SlotInterface};
+use patcher_burn::{module_device, to_device_via_host, InterfaceKey, PeerSum, Slot, SlotInterface};
 
 use super::attention::AttentionInputs;
 use super::cache::KvCache;
@@ -69,7 +69,11 @@ pub fn pre_norm_residuals<B: Backend>(
 /// when given. `sliding_windows` gives
 /// each layer's window in order (`None`: full causal attention); the layers run as far as it
 /// goes, so a model without sliding attention passes `repeat(None)`.
-pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
+///
+/// Layers on other devices than the embedding (a [`DeviceMap`](patcher_burn::DeviceMap)) get
+/// the hidden states moved to them once at each boundary, with RoPE and the masks made there;
+/// the hidden states come back to the embedding's device for `final_norm`.
+pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B> + Module<B>>(
     embedded: Tensor<B, 3>,
     rotary_emb: Option<&RotaryEmbedding>,
     layers: &[L],
@@ -78,16 +82,24 @@ pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
     (layout, cache): (&AttentionLayout, Option<&mut KvCache<B>>),
     output_hidden_states: bool,
 ) -> (Tensor<B, 3>, Option<Vec<Tensor<B, 3>>>) {
-    let device = embedded.device();
+    let home = embedded.device();
+    let mut device = home.clone();
     let mut hidden = embedded;
-    let position_embeddings = rotary_emb.map(|rope| rope.forward_layout::<B>(layout, &device));
+    let rope = |device: &B::Device| rotary_emb.map(|rope| rope.forward_layout::<B>(layout, device));
+    let mut position_embeddings = rope(&device);
     // One mask per distinct window, built when a layer first needs it.
     let mut masks: Vec<(Option<usize>, Option<Mask<B>>)> = Vec::new();
     let mut caches = cache.map(|c| c.layers_mut(layers.len()).iter_mut());
     let mut all = output_hidden_states.then(Vec::new);
     for (layer, window) in layers.iter().zip(sliding_windows) {
         if let Some(all) = all.as_mut() {
-            all.push(hidden.clone());
+            all.push(to_device_via_host(hidden.clone(), &home));
+        }
+        if let Some(layer_device) = module_device(layer).filter(|d| *d != device) {
+            hidden = to_device_via_host(hidden, &layer_device);
+            position_embeddings = rope(&layer_device);
+            masks.clear();
+            device = layer_device;
         }
         let index = match masks.iter().position(|(w, _)| *w == window) {
             Some(index) => index,
@@ -103,7 +115,7 @@ pub fn decoder_stack_forward<B: Backend, L: DecoderLayer<B>>(
         };
         hidden = layer.forward(hidden, inputs);
     }
-    let hidden = final_norm(hidden);
+    let hidden = final_norm(to_device_via_host(hidden, &home));
     if let Some(all) = all.as_mut() {
         // transformers replaces the last layer's raw output with the normed one.
         all.push(hidden.clone());

@@ -10,6 +10,8 @@ mod bert;
 mod build;
 mod cache;
 mod common;
+#[cfg(feature = "wgpu")]
+mod device_map;
 mod every_class;
 mod gpt2;
 mod kernels;

@@ -9,7 +9,10 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::common::{assert_same_weights_file, fixtures, scratch, tensor_parallel_cases};
+use crate::common::{
+    assert_same_weights_file, fixtures, max_abs_diff_of, prefill_and_decode_logits, scratch,
+    tensor_parallel_cases,
+};
 use burn::prelude::*;
 use patcher_burn::burn_collective::{reset_collective, CollectiveConfig};
 use patcher_burn::{save_tensor_parallel, Collective, Loaded, PeerJoinError, SaveOptions};
@@ -26,36 +29,6 @@ static ONE_GROUP: Mutex<()> = Mutex::new(());
 
 /// A peer that is not done by then is stuck (its group lost a peer): the test fails instead.
 const PEER_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The logits of a left-padded prefill of two prompts and of two cached decode steps after it.
-fn prefill_and_decode<Bk: Backend, M: CausalLm<Bk>>(model: &M, device: &Bk::Device) -> Vec<f32> {
-    let prompt = Tensor::<Bk, 2, Int>::from_data([[0, 0, 5, 17, 3], [9, 40, 2, 77, 11]], device);
-    let mut mask = Tensor::<Bk, 2, Int>::from_data([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], device);
-    let mut cache = KvCache::new();
-    let mut logits = vec![model
-        .forward_cached(prompt, Some(mask.clone()), &mut cache)
-        .unwrap()];
-    for step in [[[23], [101]], [[64], [8]]] {
-        let ones = Tensor::<Bk, 2, Int>::ones([2, 1], device);
-        mask = Tensor::cat(vec![mask, ones], 1);
-        let ids = Tensor::<Bk, 2, Int>::from_data(step, device);
-        logits.push(
-            model
-                .forward_cached(ids, Some(mask.clone()), &mut cache)
-                .unwrap(),
-        );
-    }
-    // Padded positions' logits are not meaningful: sequence 0's first two are left out.
-    let first = logits.remove(0);
-    let mut kept = vec![
-        first.clone().narrow(0, 0, 1).narrow(1, 2, 3),
-        first.narrow(0, 1, 1),
-    ];
-    kept.extend(logits);
-    kept.into_iter()
-        .flat_map(|t| t.into_data().convert::<f32>().to_vec::<f32>().unwrap())
-        .collect()
-}
 
 /// Loads `family`'s fixture with `patch` on one device and as each of `world` peers (threads on
 /// burn-collective), and checks every peer's logits against the single device's; then saves
@@ -82,7 +55,7 @@ fn peers_compute_the_whole_model<Bk, M>(
         .patcher(&patcher)
         .load_with_config::<M>(&config, device)
         .unwrap();
-    let expected = prefill_and_decode(&whole.model, device);
+    let expected = prefill_and_decode_logits(&whole.model, device);
 
     let (sender, receiver) = mpsc::channel();
     for rank in 0..world {
@@ -98,12 +71,7 @@ fn peers_compute_the_whole_model<Bk, M>(
         let (rank, (logits, loaded)) = receiver
             .recv_timeout(PEER_TIMEOUT)
             .unwrap_or_else(|_| panic!("{family} {patch} {world} peers: a peer panicked or hung"));
-        assert_eq!(logits.len(), expected.len());
-        let worst = logits
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = max_abs_diff_of(&logits, &expected);
         assert!(
             worst <= 1e-4,
             "{family} {patch} peer {rank} of {world}: logits differ by {worst}"
@@ -146,7 +114,7 @@ where
         .tensor_parallel(peer)
         .load_with_config::<M>(&peer_config, device)
         .unwrap();
-    (prefill_and_decode(&loaded.model, device), loaded)
+    (prefill_and_decode_logits(&loaded.model, device), loaded)
 }
 
 /// Every decoder family, unpatched and patched, as 2 and 4 peers, on one backend.

@@ -42,6 +42,40 @@ pub fn tensor_parallel_cases(
         .flat_map(move |world| [Patch::NONE, patch].map(|p| (world, p)))
 }
 
+/// The logits of a left-padded prefill of two prompts and of two cached decode steps after it,
+/// flattened (the padded positions' left out).
+pub fn prefill_and_decode_logits<Bk: Backend, M: patcher_models::prelude::CausalLm<Bk>>(
+    model: &M,
+    device: &Bk::Device,
+) -> Vec<f32> {
+    let prompt = Tensor::<Bk, 2, Int>::from_data([[0, 0, 5, 17, 3], [9, 40, 2, 77, 11]], device);
+    let mut mask = Tensor::<Bk, 2, Int>::from_data([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], device);
+    let mut cache = patcher_models::prelude::KvCache::new();
+    let mut logits = vec![model
+        .forward_cached(prompt, Some(mask.clone()), &mut cache)
+        .unwrap()];
+    for step in [[[23], [101]], [[64], [8]]] {
+        let ones = Tensor::<Bk, 2, Int>::ones([2, 1], device);
+        mask = Tensor::cat(vec![mask, ones], 1);
+        let ids = Tensor::<Bk, 2, Int>::from_data(step, device);
+        logits.push(
+            model
+                .forward_cached(ids, Some(mask.clone()), &mut cache)
+                .unwrap(),
+        );
+    }
+    // Padded positions' logits are not meaningful: sequence 0's first two are left out.
+    let first = logits.remove(0);
+    let mut kept = vec![
+        first.clone().narrow(0, 0, 1).narrow(1, 2, 3),
+        first.narrow(0, 1, 1),
+    ];
+    kept.extend(logits);
+    kept.into_iter()
+        .flat_map(|t| t.into_data().convert::<f32>().to_vec::<f32>().unwrap())
+        .collect()
+}
+
 /// The fixtures directory.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -175,9 +209,15 @@ pub fn input_ids<B: Backend>(reference: &Reference, device: &B::Device) -> Tenso
 pub fn max_abs_diff<B: Backend, const D: usize>(actual: &Tensor<B, D>, expected: &HostF32) -> f32 {
     assert_eq!(actual.dims().to_vec(), expected.shape, "shape");
     let actual: Vec<f32> = actual.to_data().iter::<f32>().collect();
+    max_abs_diff_of(&actual, &expected.data)
+}
+
+/// Max abs difference between two equally long value lists (lengths checked).
+pub fn max_abs_diff_of(actual: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(actual.len(), expected.len(), "length");
     actual
         .iter()
-        .zip(&expected.data)
+        .zip(expected)
         .map(|(a, e)| (a - e).abs())
         .fold(0.0, f32::max)
 }
