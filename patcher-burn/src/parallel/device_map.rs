@@ -91,6 +91,14 @@ impl<B: Backend> DeviceMap<B> {
         self.rule_of(path).map(|rule| self.rule_device(rule))
     }
 
+    /// The first rule that names none of `slot_paths`, if any.
+    pub(crate) fn unmatched(&self, slot_paths: &[String]) -> Option<String> {
+        self.rules
+            .iter()
+            .find(|(pattern, _)| !slot_paths.iter().any(|p| pattern.matches_module(p)))
+            .map(|(pattern, _)| pattern.as_str().to_string())
+    }
+
     /// The first rule naming the slot at `path`.
     pub(crate) fn rule_of(&self, path: &str) -> Option<usize> {
         self.rules

@@ -46,6 +46,18 @@ pub enum BuildError {
     /// some of its keys select no slot of the model. All are listed.
     #[error("{0}")]
     Patcher(PatcherErrors),
+    /// A device map rule names no slot of the model (its parameters would silently stay on
+    /// the model's device).
+    #[error(
+        "the device map's rule `{pattern}` names no slot of the model; rules match the end of a \
+         slot's path at whole names (`layers.1` or `layers.*` for `{example}`)"
+    )]
+    DeviceMapUnmatched {
+        /// The rule's pattern.
+        pattern: String,
+        /// A slot path of the model, for the message.
+        example: String,
+    },
 }
 
 fn at_path(path: &Option<String>) -> String {
@@ -168,6 +180,12 @@ impl<'p, B: Backend> BuildContext<'p, B> {
         } else {
             (HashMap::new(), Vec::new())
         };
+        if let Some(map) = &options.device_map {
+            if let Some(pattern) = map.unmatched(&slot_paths) {
+                let example = slot_paths.first().cloned().unwrap_or_default();
+                return Err(BuildError::DeviceMapUnmatched { pattern, example });
+            }
+        }
         let ctx = Self::new(Some(classes), device, paths, options.clone());
         let model = constructor(&ctx);
         let errors = ctx.errors.into_inner();

@@ -1,13 +1,13 @@
 //! A device map (pipeline parallelism in one process): a model whose second layer lives on
 //! another wgpu device (two devices of Mesa's lavapipe) holds every parameter of that layer
 //! there and the rest on the model's device, and gives the one-device model's logits on a
-//! padded prefill and cached decode steps, unpatched and patched; a bad pattern is a typed
-//! error.
+//! padded prefill and cached decode steps, unpatched and patched; a bad pattern, or a rule
+//! that names no slot, is a typed error.
 
 use burn::backend::wgpu::WgpuDevice;
 use burn::backend::Wgpu;
 use burn::module::Module;
-use patcher_burn::{DeviceMap, DeviceMapError};
+use patcher_burn::{BuildError, DeviceMap, DeviceMapError, LoadError};
 use patcher_models::auto::FamilyConfig;
 use patcher_models::llama::LlamaForCausalLm;
 use patcher_models::prelude::*;
@@ -91,6 +91,23 @@ fn llama_with_its_second_layer_on_another_device() {
 fn qwen2_moe_with_its_second_layer_on_another_device() {
     for patch in [Patch::NONE, Patch::seed()] {
         second_layer_elsewhere::<Qwen2MoeForCausalLm<B>>("qwen2_moe", patch);
+    }
+}
+
+#[test]
+fn a_rule_that_names_no_slot_is_a_typed_error() {
+    let dir = fixtures().join("llama");
+    // `layer.1` for `layers.1`: nothing would move.
+    let map = DeviceMap::new().place("layer.1", WgpuDevice::Cpu).unwrap();
+    let result = Pretrained::<B>::from_path(&dir)
+        .device_map(map)
+        .load::<LlamaForCausalLm<B>>(&WgpuDevice::DefaultDevice);
+    match result {
+        Err(LoadError::Build(BuildError::DeviceMapUnmatched { pattern, example })) => {
+            assert_eq!(pattern, "layer.1");
+            assert!(example.starts_with("model."), "{example}");
+        }
+        other => panic!("expected an unmatched rule, got {:?}", other.map(|_| ())),
     }
 }
 
