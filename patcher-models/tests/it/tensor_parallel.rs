@@ -242,6 +242,20 @@ fn what_does_not_split_is_a_typed_error() {
         config.tensor_parallel(2, 2),
         Err(ConfigError::TensorParallel(_))
     ));
+    // A biased rowwise projection would be added once per peer: refused, naming the field.
+    for field in ["attention_bias", "mlp_bias"] {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        json[field] = true.into();
+        let biased = LlamaConfig::from_json_str(&json.to_string()).unwrap();
+        let error = biased.tensor_parallel(0, 2).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Field { field: f, .. } if f == field),
+            "{error}"
+        );
+        assert!(error.to_string().contains("one device"), "{error}");
+    }
     // A plan that does not fit the checkpoint: the load fails with the plan's report, naming
     // the parameter, and nothing is loaded.
     let device = Default::default();
